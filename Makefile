@@ -1,0 +1,47 @@
+# A thin wrapper over CMake and CTest: `make`, `make check`, `make run`.
+#   make check SANITIZE=address,undefined   builds in build-san/ with ASan+UBSan
+#   make check CC=clang                     another compiler (build-clang/)
+BUILD ?= build
+CC ?= cc
+SANITIZE ?=
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+
+ifneq ($(SANITIZE),)
+BUILD := build-san
+CMAKE_FLAGS += -DPETREL_SANITIZE=$(SANITIZE) -DCMAKE_BUILD_TYPE=Debug
+endif
+ifeq ($(CC),clang)
+BUILD := build-clang
+endif
+
+.PHONY: all deps configure check check-unit check-e2e run install clean bench
+
+all: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Installs what is missing (idempotent; quick when nothing is).
+deps:
+	@sh scripts/deps.sh
+
+configure: deps
+	@if [ ! -f $(BUILD)/CMakeCache.txt ]; then \
+		CC=$(CC) cmake -S . -B $(BUILD) $(CMAKE_FLAGS); fi
+
+check: all
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+check-unit: all
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L '^$$' -E '^e2e_'
+
+run: all
+	./$(BUILD)/petrel serve
+
+install: all
+	cmake --install $(BUILD) --prefix $(or $(PREFIX),/usr/local)
+
+bench: all
+	sh bench/accept.sh
+
+clean:
+	rm -rf build build-san build-clang

@@ -1,0 +1,104 @@
+/*
+ * main.c: the `petrel` multi-call program.
+ *
+ *   petrel serve [-c FILE]          run the daemon in the foreground
+ *   petrel check-config [-c FILE]   validate a configuration file
+ *   petrel version
+ *
+ * Every command finds its configuration the same way: -c FILE, else
+ * $PETREL_CONFIG, else /etc/petrel/petrel.conf, else the built-in default.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "daemon/daemon.h"
+#include "lib/log.h"
+#include "policy/policy.h"
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: petrel serve [-c FILE] [-v]\n"
+	    "       petrel check-config [-c FILE]\n"
+	    "       petrel version\n");
+}
+
+/* Parse "-c FILE" and "-v"; returns 0, or -1 after printing usage. */
+static int
+parse_opts(int argc, char **argv, const char **conf_r, int *verbose_r)
+{
+	int ch;
+
+	optind = 1;
+	while ((ch = getopt(argc, argv, "c:v")) != -1) {
+		switch (ch) {
+		case 'c':
+			*conf_r = optarg;
+			break;
+		case 'v':
+			(*verbose_r)++;
+			break;
+		default:
+			usage();
+			return -1;
+		}
+	}
+	if (optind != argc) {
+		usage();
+		return -1;
+	}
+	return 0;
+}
+
+static int
+cmd_check_config(const char *conf_path)
+{
+	struct conf *c;
+	struct policy_tables *t;
+	const char *source, *path = conf_locate(conf_path, &source);
+
+	if (daemon_load_config(conf_path, &c, &t, 1) == -1)
+		return 1;
+	printf("%s: configuration is valid (%s)\n",
+	    path != NULL ? path : "built-in default", source);
+	policy_tables_free(t);
+	conf_free(c);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *conf_path = NULL, *cmd;
+	int verbose = 0;
+
+	log_init("petrel", LOG_LEVEL_INFO);
+	if (argc < 2) {
+		usage();
+		return 2;
+	}
+	cmd = argv[1];
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("petrel 0.1.0\n");
+		return 0;
+	}
+	if (strcmp(cmd, "serve") == 0) {
+		if (parse_opts(argc - 1, argv + 1, &conf_path, &verbose) == -1)
+			return 2;
+		if (verbose)
+			log_set_level(LOG_LEVEL_DEBUG);
+		return daemon_serve(conf_path);
+	}
+	if (strcmp(cmd, "check-config") == 0) {
+		if (parse_opts(argc - 1, argv + 1, &conf_path, &verbose) == -1)
+			return 2;
+		return cmd_check_config(conf_path);
+	}
+	fprintf(stderr, "petrel: unknown command \"%s\"\n", cmd);
+	usage();
+	return 2;
+}

@@ -1,0 +1,128 @@
+/*
+ * conf.h: the configuration file. One directive per line, '#' starts a
+ * comment, a repeated directive adds to a list (docs/configuration.md).
+ *
+ * conf_load() parses a file into a new struct conf; every error is reported
+ * through the callback as FILE:LINE: message and the load fails as a whole,
+ * so a reload with a broken file keeps the old configuration.
+ * conf_default() builds the built-in default used when no file exists.
+ */
+#ifndef PETREL_CONF_CONF_H
+#define PETREL_CONF_CONF_H
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum conf_role {
+	CONF_ROLE_MX,
+	CONF_ROLE_SUBMISSION,
+	CONF_ROLE_SUBMISSIONS,
+};
+
+enum conf_bare_lf {
+	CONF_BARE_LF_REJECT,
+	CONF_BARE_LF_NORMALIZE,
+};
+
+struct conf_listen {
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char text[128];		/* "127.0.0.1:2525" or "[::1]:25" as written */
+	char host[64];		/* numeric address without brackets */
+	unsigned int port;
+	enum conf_role role;
+};
+
+/* A network for `trusted`: address family, address bytes, prefix length. */
+struct conf_net {
+	int family;		/* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+	unsigned int prefix;
+};
+
+struct conf {
+	char *path;		/* file it came from, or NULL for built-in */
+
+	char *hostname;
+	char *spool;
+	char *maildir;		/* template with %d and %u */
+	char *users;		/* path or NULL */
+	char *aliases;		/* path or NULL */
+	char *user;		/* user to drop to when started as root */
+
+	struct conf_listen *listen;
+	size_t nlisten;
+	char **domains;		/* lower-case */
+	size_t ndomains;
+	struct conf_net *trusted;
+	size_t ntrusted;
+	char **dns;		/* "127.0.0.1:5353" as written */
+	size_t ndns;
+
+	uint64_t max_message_size;
+	uint64_t max_recipients;
+	uint64_t max_line_length;
+	uint64_t max_connections;
+	uint64_t max_connections_per_ip;
+	uint64_t max_errors;
+	uint64_t max_hops;
+	uint64_t max_header_size;	/* all header lines of a message */
+	uint64_t greeting_delay;	/* seconds before the 220 (0: none) */
+	uint64_t timeout_command;	/* seconds */
+	uint64_t timeout_data;		/* seconds */
+	uint64_t timeout_shutdown;	/* seconds to let DATA finish */
+	uint64_t delivery_workers;	/* threads for Maildir delivery */
+	uint64_t spool_sync_workers;	/* threads doing file fsyncs */
+	uint64_t queue_lifetime;	/* seconds before giving up */
+	enum conf_bare_lf bare_lf;
+};
+
+/* Called once per error with "FILE:LINE: message" already formatted. */
+typedef void (*conf_error_cb)(void *arg, const char *msg);
+
+/*
+ * Parse path. Returns a new conf, or NULL after reporting every error
+ * through cb (never stops at the first one). The result has every default
+ * filled in for directives the file does not set.
+ */
+struct conf *conf_load(const char *path, conf_error_cb cb, void *arg);
+
+/* The built-in default (docs/configuration.md, "Built-in default"). */
+struct conf *conf_default(void);
+
+void conf_free(struct conf *c);
+
+/* Is domain (any case) one of ours? */
+bool conf_is_local_domain(const struct conf *c, const char *domain);
+
+/* Is the address (AF_INET/AF_INET6 sockaddr) in a trusted network? */
+bool conf_is_trusted(const struct conf *c, const struct sockaddr *sa);
+
+/*
+ * Where the configuration comes from: -c FILE (cli_path), else
+ * $PETREL_CONFIG, else /etc/petrel/petrel.conf if it exists, else NULL
+ * (the built-in default). *source_r names the rule that chose it.
+ */
+const char *conf_locate(const char *cli_path, const char **source_r);
+
+/* The system-wide file conf_locate() looks for. */
+#define CONF_SYSTEM_PATH "/etc/petrel/petrel.conf"
+
+/*
+ * conf_locate() with another system-wide path (for tests): *source_r is
+ * "command line", "PETREL_CONFIG", system_path or "built-in default". A
+ * system_path that exists, or cannot be checked for another reason than
+ * ENOENT/ENOTDIR (so that loading it reports the problem), is chosen.
+ * An empty $PETREL_CONFIG counts as unset. The returned pointer is
+ * cli_path, getenv()'s, or system_path: do not free it.
+ */
+const char *conf_locate_from(const char *cli_path, const char *system_path,
+    const char **source_r);
+
+const char *conf_role_name(enum conf_role role);
+
+#endif

@@ -1,0 +1,359 @@
+/*
+ * daemon.c: `petrel serve`. Loads the configuration, binds the listeners
+ * as root, creates the spool and Maildir root for the daemon's user, drops
+ * privileges before reading any network input, recovers the spool and runs
+ * the event loop until SIGTERM or SIGINT. SIGHUP reloads the configuration.
+ *
+ * SECURITY: runs as root only until the listeners are bound; afterwards as
+ * conf->user (default petrel). Staying root needs an explicit `user root`.
+ * OWNERSHIP: owns the event base, spool, scheduler and SMTP server.
+ */
+#include "daemon/daemon.h"
+
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "delivery/delivery.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "policy/policy.h"
+#include "queue/spool.h"
+#include "smtp/smtp.h"
+
+struct daemon {
+	struct event_base *base;
+	struct spool *spool;
+	struct scheduler *sched;
+	struct smtp_server *srv;
+	struct smtp_runtime *rt;	/* the current configuration */
+	const char *cli_path;
+	struct event *sigterm, *sigint, *sighup;
+	struct event *deadline;
+	int stopping;
+};
+
+static void
+daemon_print_error(void *arg, const char *msg)
+{
+	const char *prefix = arg;
+
+	if (prefix != NULL)
+		log_err("%s%s", prefix, msg);
+	else
+		fprintf(stderr, "%s\n", msg);
+}
+
+int
+daemon_load_config(const char *cli_path, struct conf **conf_r,
+    struct policy_tables **tables_r, int quiet)
+{
+	const char *source, *path;
+	struct conf *c;
+	struct policy_tables *t;
+	void *arg = quiet == 2 ? (void *)"config: reload refused: " : NULL;
+
+	path = conf_locate(cli_path, &source);
+	if (path != NULL) {
+		if (!quiet)
+			log_info("config: file=%s source=%s", path, source);
+		c = conf_load(path, daemon_print_error, arg);
+	} else {
+		if (!quiet)
+			log_info("config: file=none source=built-in default");
+		c = conf_default();
+	}
+	if (c == NULL)
+		return -1;
+	t = policy_tables_load(c, daemon_print_error, arg);
+	if (t == NULL) {
+		conf_free(c);
+		return -1;
+	}
+	*conf_r = c;
+	*tables_r = t;
+	return 0;
+}
+
+static void
+daemon_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("daemon: cannot raise the open file limit: %s",
+			    strerror(errno));
+	}
+}
+
+static int
+daemon_bind(const struct conf_listen *l)
+{
+	int fd, one = 1;
+
+	fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (l->addr.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) == -1 ||
+	    listen(fd, 4096) == -1) {
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+/* The fixed directory part of the Maildir template ("/var/mail/"). */
+static void
+daemon_maildir_root(const char *tmpl, char *out, size_t outsize)
+{
+	const char *pct = strchr(tmpl, '%');
+	size_t n = pct != NULL ? (size_t)(pct - tmpl) : strlen(tmpl);
+
+	while (n > 0 && tmpl[n - 1] != '/')
+		n--;
+	if (n >= outsize)
+		n = outsize - 1;
+	memcpy(out, tmpl, n);
+	out[n] = '\0';
+}
+
+static int
+daemon_make_dir(const char *path, unsigned int mode, uid_t uid, gid_t gid,
+    bool chown_it)
+{
+	if (path[0] == '\0')
+		return 0;
+	if (mkdir_p(path, mode) == -1) {
+		log_err("daemon: cannot create %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (chown_it && chown(path, uid, gid) == -1) {
+		log_err("daemon: cannot chown %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+daemon_drop(const struct passwd *pw)
+{
+	if (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
+	    setuid(pw->pw_uid) == -1) {
+		log_err("daemon: cannot drop privileges to %s: %s",
+		    pw->pw_name, strerror(errno));
+		return -1;
+	}
+	if (pw->pw_uid != 0 && (setuid(0) == 0 || geteuid() == 0))
+		fatalx("daemon: privileges could be regained after the drop");
+	log_info("daemon: running as user=%s uid=%u gid=%u", pw->pw_name,
+	    (unsigned int)pw->pw_uid, (unsigned int)pw->pw_gid);
+	return 0;
+}
+
+static void
+daemon_queued(void *arg, const char *id, const struct envelope *env)
+{
+	struct daemon *d = arg;
+
+	scheduler_add(d->sched, id, env);
+}
+
+static void
+daemon_recovered(void *arg, const char *id, const struct envelope *env)
+{
+	struct daemon *d = arg;
+
+	scheduler_add(d->sched, id, env);
+}
+
+static void
+daemon_stopped(void *arg)
+{
+	struct daemon *d = arg;
+
+	log_info("daemon: every session ended; stopping");
+	event_base_loopexit(d->base, NULL);
+}
+
+static void
+daemon_deadlinecb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	(void)fd;
+	(void)what;
+	log_warn("daemon: shutdown deadline passed; closing %zu sessions",
+	    smtp_server_sessions(d->srv));
+	smtp_server_close_all(d->srv);
+	event_base_loopexit(d->base, NULL);
+}
+
+static void
+daemon_sigcb(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct conf *c;
+	struct policy_tables *t;
+
+	(void)what;
+	if (sig == SIGHUP) {
+		log_info("config: reload requested");
+		if (daemon_load_config(d->cli_path, &c, &t, 2) == -1) {
+			log_err("config: reload failed; keeping the running "
+			    "configuration");
+			return;
+		}
+		smtp_runtime_unref(d->rt);
+		d->rt = smtp_runtime_new(c, t);
+		smtp_server_set_runtime(d->srv, d->rt);
+		scheduler_set_conf(d->sched, c);
+		log_info("config: reloaded domains=%zu", c->ndomains);
+		return;
+	}
+	if (d->stopping++) {
+		log_info("daemon: second signal; closing every session now");
+		smtp_server_close_all(d->srv);
+		event_base_loopexit(d->base, NULL);
+		return;
+	}
+	log_info("daemon: signal=%d: stopping; sessions=%zu", (int)sig,
+	    smtp_server_sessions(d->srv));
+	{
+		struct timeval tv = {
+			.tv_sec = (time_t)d->rt->conf->timeout_shutdown };
+
+		d->deadline = evtimer_new(d->base, daemon_deadlinecb, d);
+		evtimer_add(d->deadline, &tv);
+	}
+	smtp_server_shutdown(d->srv, daemon_stopped, d);
+}
+
+int
+daemon_serve(const char *cli_path)
+{
+	struct daemon d;
+	struct conf *c;
+	struct policy_tables *t;
+	struct passwd *pw = NULL;
+	struct spool_stats st;
+	const char *error;
+	char root[4096];
+	int *fds;
+	size_t i;
+	bool as_root = geteuid() == 0;
+
+	memset(&d, 0, sizeof(d));
+	d.cli_path = cli_path;
+	if (daemon_load_config(cli_path, &c, &t, 0) == -1)
+		return 1;
+	daemon_raise_nofile();
+	signal(SIGPIPE, SIG_IGN);
+
+	if (as_root) {
+		pw = getpwnam(c->user);
+		if (pw == NULL) {
+			log_err("daemon: user \"%s\" does not exist; create "
+			    "it (scripts/deps.sh does) or set `user`",
+			    c->user);
+			return 1;
+		}
+		if (pw->pw_uid == 0)
+			log_warn("daemon: staying root (`user root`): every "
+			    "bug is then a root bug");
+	}
+	daemon_maildir_root(c->maildir, root, sizeof(root));
+	if (daemon_make_dir(c->spool, 0700, pw ? pw->pw_uid : 0,
+	    pw ? pw->pw_gid : 0, as_root) == -1 ||
+	    daemon_make_dir(root, 0755, pw ? pw->pw_uid : 0,
+	    pw ? pw->pw_gid : 0, as_root) == -1)
+		return 1;
+
+	fds = xcalloc(c->nlisten, sizeof(*fds));
+	for (i = 0; i < c->nlisten; i++) {
+		fds[i] = daemon_bind(&c->listen[i]);
+		if (fds[i] == -1) {
+			log_err("daemon: cannot listen on %s: %s",
+			    c->listen[i].text, strerror(errno));
+			return 1;
+		}
+	}
+	if (as_root && pw->pw_uid != 0 && daemon_drop(pw) == -1)
+		return 1;
+
+	if (evthread_use_pthreads() == -1)
+		fatalx("evthread_use_pthreads failed");
+	d.base = event_base_new();
+	if (d.base == NULL)
+		fatalx("event_base_new failed");
+	d.spool = spool_open(c->spool, d.base,
+	    (unsigned int)c->spool_sync_workers, &error);
+	if (d.spool == NULL) {
+		log_err("daemon: spool %s: %s", c->spool, error);
+		return 1;
+	}
+	d.rt = smtp_runtime_new(c, t);
+	d.sched = scheduler_new(d.base, d.spool, c,
+	    (unsigned int)c->delivery_workers);
+	if (spool_recover(d.spool, daemon_recovered, &d) == -1) {
+		log_err("daemon: cannot read the spool queue %s/queue",
+		    c->spool);
+		return 1;
+	}
+	d.srv = smtp_server_new(d.base, d.spool, d.rt, daemon_queued, &d);
+	for (i = 0; i < c->nlisten; i++) {
+		if (smtp_server_listen(d.srv, fds[i], &c->listen[i]) == -1) {
+			log_err("daemon: cannot accept on %s",
+			    c->listen[i].text);
+			return 1;
+		}
+		log_info("listening addr=%s port=%u role=%s",
+		    c->listen[i].host, c->listen[i].port,
+		    conf_role_name(c->listen[i].role));
+	}
+	free(fds);
+
+	d.sigterm = evsignal_new(d.base, SIGTERM, daemon_sigcb, &d);
+	d.sigint = evsignal_new(d.base, SIGINT, daemon_sigcb, &d);
+	d.sighup = evsignal_new(d.base, SIGHUP, daemon_sigcb, &d);
+	evsignal_add(d.sigterm, NULL);
+	evsignal_add(d.sigint, NULL);
+	evsignal_add(d.sighup, NULL);
+
+	event_base_dispatch(d.base);
+
+	smtp_server_free(d.srv);
+	scheduler_free(d.sched);
+	spool_get_stats(d.spool, &st);
+	spool_close(d.spool);
+	event_free(d.sigterm);
+	event_free(d.sigint);
+	event_free(d.sighup);
+	if (d.deadline != NULL)
+		event_free(d.deadline);
+	smtp_runtime_unref(d.rt);
+	event_base_free(d.base);
+	log_info("daemon: stopped commits=%llu",
+	    (unsigned long long)st.commits);
+	return 0;
+}

@@ -1,0 +1,24 @@
+/*
+ * daemon.h: start-up, privilege drop, signals and the main loop of
+ * `petrel serve`, and the configuration checks shared with
+ * `petrel check-config`.
+ */
+#ifndef PETREL_DAEMON_DAEMON_H
+#define PETREL_DAEMON_DAEMON_H
+
+#include "conf/conf.h"
+
+struct policy_tables;
+
+/*
+ * Find and load the configuration (conf_locate rules) and the tables it
+ * names. Every error is printed to stderr as FILE:LINE: message. Returns
+ * 0 with *conf_r and *tables_r set, or -1.
+ */
+int daemon_load_config(const char *cli_path, struct conf **conf_r,
+    struct policy_tables **tables_r, int quiet);
+
+/* Run the daemon in the foreground. Returns the process exit status. */
+int daemon_serve(const char *cli_path);
+
+#endif

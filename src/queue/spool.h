@@ -1,0 +1,135 @@
+/*
+ * spool.h: the durable spool, the only code that writes queue files.
+ *
+ * Layout under the spool directory:
+ *   incoming/ID   being written; deleted at start-up if it lacks END
+ *   queue/ID      committed: complete and fsync'd, directory fsync'd
+ *   corrupt/ID    could not be parsed at start-up; kept for a human
+ *
+ * A message is written to incoming/ (O_EXCL, 0600), content streamed in by
+ * the session, then spool_writer_commit() hands it to the commit pipeline:
+ * worker threads fsync the file, one thread renames a batch into queue/ and
+ * fsyncs queue/ once for the whole batch (group commit), and only then is
+ * the callback run on the event loop. The session answers 250 from that
+ * callback, never earlier.
+ *
+ * Queue IDs are unique across restarts: microseconds since the epoch and a
+ * per-process counter, base-32 (Crockford) encoded.
+ *
+ * The queue file format is in docs/queue-format.md.
+ *
+ * THREADS: every function here is called on the event loop thread except
+ * where it says otherwise. Callbacks run on the event loop thread.
+ */
+#ifndef PETREL_QUEUE_SPOOL_H
+#define PETREL_QUEUE_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "queue/envelope.h"
+
+struct event_base;
+struct spool;
+struct spool_writer;
+
+struct spool_stats {
+	uint64_t file_fsyncs;
+	uint64_t dir_fsyncs;
+	uint64_t commits;	/* messages made durable */
+	uint64_t commit_errors;
+	uint64_t batches;
+};
+
+/*
+ * Open (creating incoming/, queue/, corrupt/ if absent, mode 0700) the
+ * spool at dir. nsync is the number of file-fsync threads. Returns NULL
+ * and sets *error_r (static or strerror text) on failure.
+ */
+struct spool *spool_open(const char *dir, struct event_base *base,
+    unsigned int nsync, const char **error_r);
+
+/* Stop the threads after finishing every commit in flight, then free. */
+void spool_close(struct spool *sp);
+
+void spool_get_stats(const struct spool *sp, struct spool_stats *st);
+const char *spool_dir(const struct spool *sp);
+
+/* Write the next unique queue ID into id (QUEUE_ID_MAX bytes). */
+void spool_new_id(struct spool *sp, char *id);
+
+/*
+ * Start a message: creates incoming/ID (ID written to id_r). The envelope
+ * is written when the message is committed, so recipients may be added
+ * until then. Returns NULL with errno set on failure (ENOSPC, EIO...).
+ */
+struct spool_writer *spool_writer_new(struct spool *sp, char *id_r);
+
+/*
+ * Append content bytes. Buffered; returns 0, or -1 with errno set once a
+ * write has failed (the writer stays failed; commit will report it).
+ */
+int spool_writer_write(struct spool_writer *w, const void *data, size_t len);
+
+/* Content bytes written so far. */
+uint64_t spool_writer_size(const struct spool_writer *w);
+
+/*
+ * Called on the loop when the message is durable (error 0) or failed
+ * (error is an errno value; the message is gone, never delivered).
+ */
+typedef void (*spool_commit_cb)(void *arg, uint64_t cookie, const char *id,
+    int error);
+
+/*
+ * Finish the message with env (copied) and an END record and queue it for
+ * durable commit. Takes ownership of w. cb(arg, cookie, id, error) runs
+ * later on the loop, never during this call. cookie is the session id so
+ * the callback can find out whether the session still exists.
+ */
+void spool_writer_commit(struct spool_writer *w, const struct envelope *env,
+    spool_commit_cb cb, void *arg, uint64_t cookie);
+
+/* Throw the message away (unlink incoming/ID). Takes ownership of w. */
+void spool_writer_abort(struct spool_writer *w);
+
+/*
+ * Start-up recovery: delete incoming/ files, move unparsable queue files to
+ * corrupt/ with a log line, and call cb for every valid queued message
+ * (env is valid during the call only). Returns the number of messages
+ * found, or -1 if the queue directory cannot be read.
+ */
+typedef void (*spool_recover_cb)(void *arg, const char *id,
+    const struct envelope *env);
+int spool_recover(struct spool *sp, spool_recover_cb cb, void *arg);
+
+/* ---- Functions safe to call from worker threads ---- */
+
+/*
+ * Read a committed message's envelope. Returns 0, or -1 with *error_r.
+ */
+int spool_read_envelope(const struct spool *sp, const char *id,
+    struct envelope *env, const char **error_r);
+
+/*
+ * Stream the content of a committed message: cb is called with consecutive
+ * chunks; a non-zero return from cb stops and is returned. Returns 0, or
+ * -1 with errno on read or format errors.
+ */
+typedef int (*spool_content_cb)(void *arg, const char *data, size_t len);
+int spool_read_content(const struct spool *sp, const char *id,
+    spool_content_cb cb, void *arg);
+
+/*
+ * Durably record recipient i's delivery state (status, attempts,
+ * next_attempt, last_reply from env->rcpts[i]) in the queue file, in
+ * place, with fdatasync. Returns 0 or -1 with errno.
+ */
+int spool_update_rcpts(const struct spool *sp, const char *id,
+    const struct envelope *env);
+
+/* Remove a message whose every recipient is done. Returns 0 or -1. */
+int spool_remove(const struct spool *sp, const char *id);
+
+#endif

@@ -1,0 +1,151 @@
+/*
+ * reply.c: the reply table. One row per reply; the session formats them
+ * with smtp_session_reply(). Texts follow Postfix where it has one, so
+ * administrators recognise them.
+ */
+#include "smtp/reply.h"
+
+#include <stddef.h>
+
+#include "lib/log.h"
+
+static const struct reply replies[REPLY_MAX] = {
+	[REPLY_GREETING] = { REPLY_GREETING, 220, NULL,
+	    "%s ESMTP Petrel", "connection accepted" },
+	[REPLY_HELO] = { REPLY_HELO, 250, NULL, "%s",
+	    "HELO, or EHLO (followed by the extension list)" },
+	[REPLY_OK] = { REPLY_OK, 250, "2.0.0", "Ok", "RSET, NOOP" },
+	[REPLY_MAIL_OK] = { REPLY_MAIL_OK, 250, "2.1.0", "Ok",
+	    "MAIL accepted" },
+	[REPLY_RCPT_OK] = { REPLY_RCPT_OK, 250, "2.1.5", "Ok",
+	    "RCPT accepted" },
+	[REPLY_DATA_GO] = { REPLY_DATA_GO, 354, NULL,
+	    "End data with <CR><LF>.<CR><LF>", "DATA with recipients" },
+	[REPLY_QUEUED] = { REPLY_QUEUED, 250, "2.0.0", "Ok: queued as %s",
+	    "final dot, after the message is on stable storage" },
+	[REPLY_BYE] = { REPLY_BYE, 221, "2.0.0", "Bye", "QUIT" },
+	[REPLY_VRFY] = { REPLY_VRFY, 252, "2.0.0",
+	    "Cannot VRFY user, but will accept message and attempt delivery",
+	    "VRFY (never discloses users)" },
+	[REPLY_HELP] = { REPLY_HELP, 214, "2.0.0",
+	    "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
+	    "HELP" },
+	[REPLY_NEED_HELO] = { REPLY_NEED_HELO, 503, "5.5.1",
+	    "Error: send HELO/EHLO first", "MAIL before HELO/EHLO" },
+	[REPLY_NEED_MAIL] = { REPLY_NEED_MAIL, 503, "5.5.1",
+	    "Error: need MAIL command", "RCPT or DATA before MAIL" },
+	[REPLY_NEED_RCPT] = { REPLY_NEED_RCPT, 503, "5.5.1",
+	    "Error: need RCPT command", "DATA before any RCPT" },
+	[REPLY_NESTED_MAIL] = { REPLY_NESTED_MAIL, 503, "5.5.1",
+	    "Error: nested MAIL command", "MAIL inside a transaction" },
+	[REPLY_NO_VALID_RCPTS] = { REPLY_NO_VALID_RCPTS, 554, "5.5.1",
+	    "Error: no valid recipients",
+	    "DATA when every RCPT was refused" },
+	[REPLY_SYNTAX] = { REPLY_SYNTAX, 501, "5.5.4",
+	    "Syntax error in parameters or arguments",
+	    "MAIL/RCPT without FROM:/TO: or other malformed arguments" },
+	[REPLY_HELO_SYNTAX] = { REPLY_HELO_SYNTAX, 501, "5.5.4",
+	    "Syntax: HELO/EHLO hostname",
+	    "HELO/EHLO without a valid domain or address literal" },
+	[REPLY_NO_ARGS] = { REPLY_NO_ARGS, 501, "5.5.4",
+	    "Syntax error: command takes no arguments",
+	    "arguments to DATA, RSET or QUIT" },
+	[REPLY_UNKNOWN_CMD] = { REPLY_UNKNOWN_CMD, 500, "5.5.2",
+	    "Error: command not recognized", "unknown command" },
+	[REPLY_LINE_TOO_LONG] = { REPLY_LINE_TOO_LONG, 500, "5.5.2",
+	    "Error: line too long",
+	    "command line over 512 octets (2048 for MAIL/RCPT)" },
+	[REPLY_BAD_LINE] = { REPLY_BAD_LINE, 500, "5.5.2",
+	    "Error: bare CR, bare LF or NUL in command",
+	    "a command line containing NUL or a bare CR/LF" },
+	[REPLY_NOT_IMPLEMENTED] = { REPLY_NOT_IMPLEMENTED, 502, "5.5.1",
+	    "Error: command not implemented", "EXPN and not yet offered "
+	    "extensions (STARTTLS, AUTH, BDAT)" },
+	[REPLY_BAD_SENDER] = { REPLY_BAD_SENDER, 501, "5.1.7",
+	    "Bad sender address syntax",
+	    "MAIL with a malformed or too long path" },
+	[REPLY_BAD_RCPT] = { REPLY_BAD_RCPT, 501, "5.1.3",
+	    "Bad recipient address syntax",
+	    "RCPT with a malformed or too long path, or <>" },
+	[REPLY_PARAM_UNKNOWN] = { REPLY_PARAM_UNKNOWN, 555, "5.5.4",
+	    "Unsupported option: %s",
+	    "an ESMTP parameter that is not offered" },
+	[REPLY_PARAM_SYNTAX] = { REPLY_PARAM_SYNTAX, 501, "5.5.4",
+	    "Bad parameter value: %s",
+	    "a known ESMTP parameter with an invalid value" },
+	[REPLY_NEED_SMTPUTF8] = { REPLY_NEED_SMTPUTF8, 553, "5.6.7",
+	    "Non-ASCII address requires SMTPUTF8",
+	    "a UTF-8 address in a transaction without SMTPUTF8" },
+	[REPLY_UNKNOWN_USER] = { REPLY_UNKNOWN_USER, 550, "5.1.1",
+	    "<%s>: Recipient address rejected: User unknown",
+	    "local domain, no such user or alias" },
+	[REPLY_BAD_MAILBOX] = { REPLY_BAD_MAILBOX, 550, "5.1.3",
+	    "<%s>: Recipient address rejected: unsafe mailbox name",
+	    "a local part or domain that would leave the Maildir root" },
+	[REPLY_ALIAS_REFUSED] = { REPLY_ALIAS_REFUSED, 550, "5.3.5",
+	    "<%s>: alias expands to a command or file, which Petrel never "
+	    "runs or writes", "an alias with a |command or /file target" },
+	[REPLY_RELAY_DENIED] = { REPLY_RELAY_DENIED, 550, "5.7.1",
+	    "<%s>: Relay access denied",
+	    "not a local domain and the client is not trusted" },
+	[REPLY_TOO_MANY_RCPTS] = { REPLY_TOO_MANY_RCPTS, 452, "4.5.3",
+	    "Error: too many recipients", "past max_recipients" },
+	[REPLY_SIZE_EXCEEDED] = { REPLY_SIZE_EXCEEDED, 552, "5.3.4",
+	    "Message size exceeds fixed limit",
+	    "MAIL SIZE= or the message over max_message_size" },
+	[REPLY_DATA_LINE_LONG] = { REPLY_DATA_LINE_LONG, 552, "5.3.4",
+	    "Message line exceeds fixed limit",
+	    "a DATA line longer than max_line_length" },
+	[REPLY_HEADER_TOO_BIG] = { REPLY_HEADER_TOO_BIG, 552, "5.3.4",
+	    "Message header exceeds fixed limit",
+	    "the header section over max_header_size" },
+	[REPLY_BARE_LF] = { REPLY_BARE_LF, 550, "5.6.0",
+	    "Message contains bare CR or LF (see RFC 5321 2.3.8)",
+	    "bare_lf reject and a bare CR or LF in DATA" },
+	[REPLY_NUL] = { REPLY_NUL, 550, "5.6.0",
+	    "Message contains NUL characters", "a NUL byte in DATA" },
+	[REPLY_TOO_MANY_HOPS] = { REPLY_TOO_MANY_HOPS, 554, "5.4.6",
+	    "Too many hops (mail loop)",
+	    "more Received: headers than max_hops" },
+	[REPLY_SPOOL_ERROR] = { REPLY_SPOOL_ERROR, 452, "4.3.1",
+	    "Insufficient system storage",
+	    "any spool write, fsync or rename error (disk full)" },
+	[REPLY_LOCAL_ERROR] = { REPLY_LOCAL_ERROR, 451, "4.3.0",
+	    "Local error in processing",
+	    "users or aliases table unreadable" },
+	[REPLY_TOO_MANY_CONN] = { REPLY_TOO_MANY_CONN, 421, "4.7.0",
+	    "%s Error: too many connections", "past max_connections" },
+	[REPLY_TOO_MANY_CONN_IP] = { REPLY_TOO_MANY_CONN_IP, 421, "4.7.0",
+	    "%s Error: too many connections from your address",
+	    "past max_connections_per_ip" },
+	[REPLY_TOO_MANY_ERRORS] = { REPLY_TOO_MANY_ERRORS, 421, "4.7.0",
+	    "%s Error: too many errors", "past max_errors bad commands" },
+	[REPLY_SHUTDOWN] = { REPLY_SHUTDOWN, 421, "4.3.2",
+	    "%s Service shutting down", "SIGTERM/SIGINT, session not in DATA" },
+	[REPLY_TIMEOUT] = { REPLY_TIMEOUT, 421, "4.4.2",
+	    "%s Error: timeout exceeded",
+	    "timeout_command or timeout_data expired" },
+	[REPLY_EARLY_TALKER] = { REPLY_EARLY_TALKER, 554, "5.5.0",
+	    "Error: SMTP protocol synchronization",
+	    "client sent data before the 220 greeting" },
+	[REPLY_UNAUTH_PIPELINING] = { REPLY_UNAUTH_PIPELINING, 554, "5.5.0",
+	    "Error: SMTP protocol synchronization",
+	    "pipelined commands without having seen EHLO" },
+};
+
+const struct reply *
+reply_get(enum reply_id id)
+{
+	if (id <= REPLY_NONE || id >= REPLY_MAX || replies[id].code == 0)
+		fatalx("reply_get: no reply %d", (int)id);
+	return &replies[id];
+}
+
+int
+reply_closes(enum reply_id id)
+{
+	const struct reply *r = reply_get(id);
+
+	return r->code == 421 || id == REPLY_EARLY_TALKER ||
+	    id == REPLY_UNAUTH_PIPELINING;
+}

@@ -1,0 +1,77 @@
+/*
+ * reply.h: every reply the SMTP server can send, as named constants.
+ * Handlers never write reply text themselves; docs/replies.md is this
+ * table in prose, and tests/e2e/test_replies.py walks it.
+ *
+ * STANDARDS: RFC 5321 4.2 (reply codes), RFC 3463 and RFC 5248 (enhanced
+ * status codes), RFC 2034 (ENHANCEDSTATUSCODES).
+ */
+#ifndef PETREL_SMTP_REPLY_H
+#define PETREL_SMTP_REPLY_H
+
+enum reply_id {
+	REPLY_NONE = 0,
+	REPLY_GREETING,		/* 220 <host> ESMTP Petrel */
+	REPLY_HELO,		/* 250 <host> */
+	REPLY_OK,		/* 250 2.0.0 Ok (RSET, NOOP) */
+	REPLY_MAIL_OK,		/* 250 2.1.0 Ok */
+	REPLY_RCPT_OK,		/* 250 2.1.5 Ok */
+	REPLY_DATA_GO,		/* 354 */
+	REPLY_QUEUED,		/* 250 2.0.0 Ok: queued as %s */
+	REPLY_BYE,		/* 221 2.0.0 Bye */
+	REPLY_VRFY,		/* 252 2.0.0 */
+	REPLY_HELP,		/* 214 2.0.0 */
+	REPLY_NEED_HELO,	/* 503 5.5.1 */
+	REPLY_NEED_MAIL,	/* 503 5.5.1 */
+	REPLY_NEED_RCPT,	/* 503 5.5.1 */
+	REPLY_NESTED_MAIL,	/* 503 5.5.1 */
+	REPLY_NO_VALID_RCPTS,	/* 554 5.5.1 */
+	REPLY_SYNTAX,		/* 501 5.5.4 */
+	REPLY_HELO_SYNTAX,	/* 501 5.5.4 */
+	REPLY_NO_ARGS,		/* 501 5.5.4 */
+	REPLY_UNKNOWN_CMD,	/* 500 5.5.2 */
+	REPLY_LINE_TOO_LONG,	/* 500 5.5.2 */
+	REPLY_BAD_LINE,		/* 500 5.5.2: NUL or bare CR/LF in a command */
+	REPLY_NOT_IMPLEMENTED,	/* 502 5.5.1 */
+	REPLY_BAD_SENDER,	/* 501 5.1.7 */
+	REPLY_BAD_RCPT,		/* 501 5.1.3 */
+	REPLY_PARAM_UNKNOWN,	/* 555 5.5.4 */
+	REPLY_PARAM_SYNTAX,	/* 501 5.5.4 */
+	REPLY_NEED_SMTPUTF8,	/* 553 5.6.7 */
+	REPLY_UNKNOWN_USER,	/* 550 5.1.1 */
+	REPLY_BAD_MAILBOX,	/* 550 5.1.3: would escape the Maildir root */
+	REPLY_ALIAS_REFUSED,	/* 550 5.3.5: |command or /file target */
+	REPLY_RELAY_DENIED,	/* 550 5.7.1 */
+	REPLY_TOO_MANY_RCPTS,	/* 452 4.5.3 */
+	REPLY_SIZE_EXCEEDED,	/* 552 5.3.4 (MAIL SIZE= or while receiving) */
+	REPLY_DATA_LINE_LONG,	/* 552 5.3.4 */
+	REPLY_HEADER_TOO_BIG,	/* 552 5.3.4 */
+	REPLY_BARE_LF,		/* 550 5.6.0 */
+	REPLY_NUL,		/* 550 5.6.0 */
+	REPLY_TOO_MANY_HOPS,	/* 554 5.4.6 */
+	REPLY_SPOOL_ERROR,	/* 452 4.3.1 */
+	REPLY_LOCAL_ERROR,	/* 451 4.3.0 */
+	REPLY_TOO_MANY_CONN,	/* 421 4.7.0 */
+	REPLY_TOO_MANY_CONN_IP,	/* 421 4.7.0 */
+	REPLY_TOO_MANY_ERRORS,	/* 421 4.7.0 */
+	REPLY_SHUTDOWN,		/* 421 4.3.2 */
+	REPLY_TIMEOUT,		/* 421 4.4.2 */
+	REPLY_EARLY_TALKER,	/* 554 5.5.0: talked before the greeting */
+	REPLY_UNAUTH_PIPELINING,/* 554 5.5.0: pipelined without EHLO */
+	REPLY_MAX
+};
+
+struct reply {
+	enum reply_id id;
+	int code;		/* 250 */
+	const char *enhanced;	/* "2.0.0", or NULL (greeting, HELO) */
+	const char *text;	/* may hold one %s */
+	const char *when;	/* what triggers it (docs and tests) */
+};
+
+const struct reply *reply_get(enum reply_id id);
+
+/* Is this reply fatal to the session (421 and the 554 defenses)? */
+int reply_closes(enum reply_id id);
+
+#endif

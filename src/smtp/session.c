@@ -1,0 +1,1082 @@
+/*
+ * session.c: one SMTP session, the RFC 5321 state machine.
+ *
+ * Entry points: smtp_session_start (from the listener), the io callback,
+ * smtp_session_shutdown. Commands are dispatched from one table; the
+ * dispatcher does every generic check in a fixed order (line length, bare
+ * CR/LF and NUL, error count, unknown verb, state, arguments) so handlers
+ * hold only what is specific to their command.
+ *
+ * SECURITY: parses untrusted input from the network, with the daemon's
+ * unprivileged user. Every line, recipient count, message size, header size
+ * and session time has a limit. The session never writes files itself: the
+ * message goes to the spool writer, and the 250 after DATA is sent only from
+ * the spool's "durable" callback.
+ * STANDARDS: RFC 5321 (3, 4.1, 4.2, 4.4, 4.5.3), RFC 2920 (PIPELINING),
+ * RFC 1870 (SIZE), RFC 6152 (8BITMIME), RFC 2034 (ENHANCEDSTATUSCODES),
+ * RFC 6531 (SMTPUTF8), RFC 3848 (with keywords).
+ * OWNERSHIP: the session owns its io, its transaction (envelope, spool
+ * writer) and a reference to the runtime configuration it started with.
+ */
+#include "smtp/smtp.h"
+
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "io/io.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "policy/policy.h"
+#include "queue/spool.h"
+#include "smtp/data.h"
+#include "smtp/parse.h"
+#include "smtp/reply.h"
+#include "smtp/smtp_private.h"
+
+#define SMTP_IN_MAX		(256 * 1024)	/* read watermark */
+#define SMTP_DATA_FEED_MAX	(64 * 1024)	/* input per data_feed */
+#define SMTP_DATA_CHUNK_MAX	(256 * 1024)	/* >= 2x feed: normalize */
+#define SMTP_CLOSE_TIMEOUT	10		/* seconds to flush a reply */
+
+enum smtp_state {
+	SMTP_STATE_GREETING,	/* connected, 220 not yet sent */
+	SMTP_STATE_INIT,	/* 220 sent, no HELO/EHLO yet */
+	SMTP_STATE_HELO,	/* HELO/EHLO done, no transaction */
+	SMTP_STATE_MAIL,	/* MAIL accepted */
+	SMTP_STATE_RCPT,	/* at least one RCPT accepted */
+	SMTP_STATE_DATA,	/* reading message content */
+	SMTP_STATE_COMMIT,	/* waiting for the spool to make it durable */
+	SMTP_STATE_QUIT,	/* flushing the last reply, then close */
+};
+
+static const char *const smtp_state_names[] = {
+	"GREETING", "INIT", "HELO", "MAIL", "RCPT", "DATA", "COMMIT", "QUIT",
+};
+
+#define ST(x)		(1u << SMTP_STATE_##x)
+#define ST_SESSION	(ST(INIT) | ST(HELO) | ST(MAIL) | ST(RCPT))
+
+/* Command flags. */
+#define CMD_NOARGS	0x01	/* arguments are a 501 */
+#define CMD_NEEDARGS	0x02	/* no arguments is a 501 */
+
+/* Why a transaction failed while its DATA was read. */
+enum smtp_txn_fail {
+	TXN_OK = 0,
+	TXN_SPOOL,
+};
+
+struct smtp_txn {
+	struct envelope env;
+	struct spool_writer *writer;
+	char id[QUEUE_ID_MAX];
+	unsigned int rcpt_accepted;	/* RCPT commands that got 250 */
+	unsigned int rcpt_refused;
+	bool smtputf8;
+	bool failed;			/* a spool write failed */
+	int write_errno;
+
+	/* header accounting while DATA streams */
+	bool in_headers;
+	bool line_start;
+	char hline[12];
+	size_t hlen;
+	uint64_t header_size;
+	unsigned int hops;
+};
+
+struct smtp_session {
+	struct smtp_session *next;	/* server bucket chain */
+	struct smtp_server *srv;
+	struct smtp_runtime *rt;
+	uint64_t id;
+	struct io *io;
+	enum smtp_state state;
+	struct conf_listen listener;
+
+	struct sockaddr_storage peer;
+	char addr[64];			/* client address, numeric */
+	char helo[SMTP_DOMAIN_MAX + 1];
+	bool esmtp;			/* EHLO (PIPELINING offered) */
+	bool skipping;			/* discarding an over-long line */
+	bool closing;			/* shutdown: close after this txn */
+	bool busy;			/* in smtp_session_process */
+	bool destroyed;
+	unsigned int errors;
+	struct event *greet_ev;
+
+	struct smtp_txn txn;
+	struct smtp_data data;
+	struct buf chunk;
+};
+
+struct smtp_cmd_def {
+	const char *name;
+	enum smtp_cmd_id id;
+	unsigned int states;
+	unsigned int flags;
+	void (*handler)(struct smtp_session *, const char *);
+};
+
+/* A commit in flight: outlives the session if the client goes away. */
+struct smtp_commit {
+	struct smtp_server *srv;
+	struct envelope env;
+};
+
+static void smtp_cmd_helo(struct smtp_session *, const char *);
+static void smtp_cmd_ehlo(struct smtp_session *, const char *);
+static void smtp_cmd_mail(struct smtp_session *, const char *);
+static void smtp_cmd_rcpt(struct smtp_session *, const char *);
+static void smtp_cmd_data(struct smtp_session *, const char *);
+static void smtp_cmd_rset(struct smtp_session *, const char *);
+static void smtp_cmd_noop(struct smtp_session *, const char *);
+static void smtp_cmd_quit(struct smtp_session *, const char *);
+static void smtp_cmd_vrfy(struct smtp_session *, const char *);
+static void smtp_cmd_help(struct smtp_session *, const char *);
+static void smtp_cmd_notimpl(struct smtp_session *, const char *);
+
+static const struct smtp_cmd_def smtp_cmds[] = {
+	{ "HELO", SMTP_CMD_HELO, ST_SESSION, CMD_NEEDARGS, smtp_cmd_helo },
+	{ "EHLO", SMTP_CMD_EHLO, ST_SESSION, CMD_NEEDARGS, smtp_cmd_ehlo },
+	{ "MAIL", SMTP_CMD_MAIL, ST(HELO), CMD_NEEDARGS, smtp_cmd_mail },
+	{ "RCPT", SMTP_CMD_RCPT, ST(MAIL) | ST(RCPT), CMD_NEEDARGS,
+	    smtp_cmd_rcpt },
+	{ "DATA", SMTP_CMD_DATA, ST(RCPT), CMD_NOARGS, smtp_cmd_data },
+	{ "RSET", SMTP_CMD_RSET, ST_SESSION, CMD_NOARGS, smtp_cmd_rset },
+	{ "NOOP", SMTP_CMD_NOOP, ST_SESSION, 0, smtp_cmd_noop },
+	{ "QUIT", SMTP_CMD_QUIT, ST_SESSION, CMD_NOARGS, smtp_cmd_quit },
+	{ "VRFY", SMTP_CMD_VRFY, ST_SESSION, CMD_NEEDARGS, smtp_cmd_vrfy },
+	{ "HELP", SMTP_CMD_HELP, ST_SESSION, 0, smtp_cmd_help },
+	{ "EXPN", SMTP_CMD_EXPN, ST_SESSION, 0, smtp_cmd_notimpl },
+	{ "STARTTLS", SMTP_CMD_STARTTLS, ST_SESSION, 0, smtp_cmd_notimpl },
+	{ "AUTH", SMTP_CMD_AUTH, ST_SESSION, 0, smtp_cmd_notimpl },
+	{ "BDAT", SMTP_CMD_BDAT, ST_SESSION, 0, smtp_cmd_notimpl },
+};
+
+static void smtp_session_iocb(struct io *, enum io_event, void *);
+static void smtp_session_process(struct smtp_session *);
+static void smtp_session_close(struct smtp_session *);
+
+/* ---- small helpers ---- */
+
+static const struct conf *
+smtp_conf(const struct smtp_session *s)
+{
+	return s->rt->conf;
+}
+
+static void
+smtp_session_enter_state(struct smtp_session *s, enum smtp_state st)
+{
+	if (s->state == st)
+		return;
+	log_debug("smtp: session=%016llx state %s -> %s",
+	    (unsigned long long)s->id, smtp_state_names[s->state],
+	    smtp_state_names[st]);
+	s->state = st;
+}
+
+/*
+ * Send a reply from the table. arg replaces a "%s" in the text (the texts
+ * are fixed strings, so no printf format ever comes from the network).
+ */
+static void
+smtp_reply(struct smtp_session *s, enum reply_id id, const char *arg)
+{
+	const struct reply *r = reply_get(id);
+	const char *p = strstr(r->text, "%s");
+	char text[600];
+
+	if (p != NULL)
+		snprintf(text, sizeof(text), "%.*s%s%s", (int)(p - r->text),
+		    r->text, arg != NULL ? arg : "", p + 2);
+	else
+		strlcpy(text, r->text, sizeof(text));
+	if (r->enhanced != NULL)
+		io_printf(s->io, "%d %s %s\r\n", r->code, r->enhanced, text);
+	else
+		io_printf(s->io, "%d %s\r\n", r->code, text);
+	if (r->code >= 400)
+		s->errors++;
+	if (r->code >= 400 && id != REPLY_UNKNOWN_USER)
+		log_info("smtp: session=%016llx client=%s reply=\"%d %s\"",
+		    (unsigned long long)s->id, s->addr, r->code,
+		    r->enhanced != NULL ? r->enhanced : "");
+	if (reply_closes(id))
+		smtp_session_close(s);
+}
+
+static void
+smtp_txn_reset(struct smtp_session *s)
+{
+	if (s->txn.writer != NULL)
+		spool_writer_abort(s->txn.writer);
+	envelope_free(&s->txn.env);
+	memset(&s->txn, 0, sizeof(s->txn));
+	envelope_init(&s->txn.env);
+}
+
+static void
+smtp_wait_command(struct smtp_session *s)
+{
+	io_set_deadline(s->io, (unsigned int)smtp_conf(s)->timeout_command);
+}
+
+/* ---- lifecycle ---- */
+
+uint64_t
+smtp_session_id(const struct smtp_session *s)
+{
+	return s->id;
+}
+
+struct smtp_session *
+smtp_session_next(struct smtp_session *s)
+{
+	return s->next;
+}
+
+void
+smtp_session_set_next(struct smtp_session *s, struct smtp_session *n)
+{
+	s->next = n;
+}
+
+const char *
+smtp_session_addr(const struct smtp_session *s)
+{
+	return s->addr;
+}
+
+static void
+smtp_session_greet(struct smtp_session *s)
+{
+	smtp_session_enter_state(s, SMTP_STATE_INIT);
+	smtp_reply(s, REPLY_GREETING, smtp_conf(s)->hostname);
+	smtp_wait_command(s);
+}
+
+static void
+smtp_session_greetcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	/* RFC 5321 4.3.1: a client waits for the greeting. One that spoke
+	 * first is a spam engine that does not read replies. */
+	if (io_in_len(s->io) > 0) {
+		smtp_reply(s, REPLY_EARLY_TALKER, NULL);
+		return;
+	}
+	smtp_session_greet(s);
+}
+
+void
+smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *sa,
+    socklen_t salen, const struct conf_listen *l, enum reply_id refuse)
+{
+	struct smtp_session *s = xcalloc(1, sizeof(*s));
+	const void *src = NULL;
+	int family = sa->sa_family;
+	uint64_t delay;
+
+	s->srv = srv;
+	if (salen <= sizeof(s->peer))
+		memcpy(&s->peer, sa, salen);
+	s->rt = smtp_runtime_ref(srv->rt);
+	s->id = srv->next_id++;
+	s->listener = *l;
+	if (family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+
+		src = &s6->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+			src = &s6->sin6_addr.s6_addr[12];
+			family = AF_INET;
+		}
+	} else if (family == AF_INET)
+		src = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+	if (src == NULL || inet_ntop(family, src, s->addr,
+	    sizeof(s->addr)) == NULL)
+		strlcpy(s->addr, "unknown", sizeof(s->addr));
+	envelope_init(&s->txn.env);
+	buf_init(&s->chunk, SMTP_DATA_CHUNK_MAX);
+	s->io = io_new(srv->base, fd, SMTP_IN_MAX, smtp_session_iocb, s);
+	smtp_server_register(srv, s);
+	log_info("smtp: connect session=%016llx client=%s listener=%s",
+	    (unsigned long long)s->id, s->addr, l->text);
+
+	if (refuse != REPLY_NONE) {
+		smtp_reply(s, refuse, smtp_conf(s)->hostname);
+		return;
+	}
+	delay = smtp_conf(s)->greeting_delay;
+	if (delay > 0) {
+		struct timeval tv = { .tv_sec = (time_t)delay };
+
+		s->greet_ev = evtimer_new(srv->base, smtp_session_greetcb, s);
+		evtimer_add(s->greet_ev, &tv);
+		return;
+	}
+	smtp_session_greet(s);
+}
+
+void
+smtp_session_destroy(struct smtp_session *s)
+{
+	if (s->busy) {
+		/* Inside process(): it frees us when it unwinds. */
+		s->destroyed = true;
+		return;
+	}
+	log_info("smtp: disconnect session=%016llx client=%s errors=%u",
+	    (unsigned long long)s->id, s->addr, s->errors);
+	smtp_server_unregister(s->srv, s);
+	if (s->greet_ev != NULL)
+		event_free(s->greet_ev);
+	smtp_txn_reset(s);
+	envelope_free(&s->txn.env);
+	buf_free(&s->chunk);
+	io_free(s->io);
+	smtp_runtime_unref(s->rt);
+	free(s);
+}
+
+/* Close once every queued reply byte has been written. */
+static void
+smtp_session_close(struct smtp_session *s)
+{
+	smtp_session_enter_state(s, SMTP_STATE_QUIT);
+	io_pause_read(s->io);
+	io_set_deadline(s->io, SMTP_CLOSE_TIMEOUT);
+	if (io_out_len(s->io) == 0)
+		smtp_session_destroy(s);
+}
+
+void
+smtp_session_shutdown(struct smtp_session *s)
+{
+	switch (s->state) {
+	case SMTP_STATE_DATA:
+	case SMTP_STATE_COMMIT:
+		/* Let the message finish; 421 after its reply. */
+		s->closing = true;
+		break;
+	case SMTP_STATE_QUIT:
+		break;
+	default:
+		smtp_reply(s, REPLY_SHUTDOWN, smtp_conf(s)->hostname);
+		break;
+	}
+}
+
+static void
+smtp_session_iocb(struct io *io, enum io_event ev, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	(void)io;
+	switch (ev) {
+	case IO_DATAIN:
+		if (s->state == SMTP_STATE_GREETING) {
+			/* Talking before the greeting: refuse at once. */
+			evtimer_del(s->greet_ev);
+			smtp_reply(s, REPLY_EARLY_TALKER, NULL);
+			return;
+		}
+		smtp_session_process(s);
+		break;
+	case IO_LOWAT:
+		if (s->state == SMTP_STATE_QUIT)
+			smtp_session_destroy(s);
+		break;
+	case IO_TIMEOUT:
+		if (s->state == SMTP_STATE_QUIT) {
+			smtp_session_destroy(s);
+			break;
+		}
+		log_info("smtp: timeout session=%016llx client=%s state=%s",
+		    (unsigned long long)s->id, s->addr,
+		    smtp_state_names[s->state]);
+		if (s->state == SMTP_STATE_COMMIT)
+			break;		/* the spool answers; not the client */
+		smtp_reply(s, REPLY_TIMEOUT, smtp_conf(s)->hostname);
+		break;
+	case IO_DISCONNECTED:
+	case IO_ERROR:
+		if (s->state == SMTP_STATE_DATA)
+			log_info("smtp: client went away in DATA "
+			    "session=%016llx client=%s: message discarded",
+			    (unsigned long long)s->id, s->addr);
+		smtp_session_destroy(s);
+		break;
+	}
+}
+
+/* ---- command reading and dispatch ---- */
+
+static const struct smtp_cmd_def *
+smtp_cmd_find(enum smtp_cmd_id id)
+{
+	size_t i;
+
+	for (i = 0; i < nitems(smtp_cmds); i++)
+		if (smtp_cmds[i].id == id)
+			return &smtp_cmds[i];
+	return NULL;
+}
+
+/* The reply for a command that is valid but not in this state. */
+static enum reply_id
+smtp_bad_state_reply(const struct smtp_session *s, enum smtp_cmd_id id)
+{
+	switch (id) {
+	case SMTP_CMD_MAIL:
+		if (s->state == SMTP_STATE_INIT)
+			return REPLY_NEED_HELO;
+		return REPLY_NESTED_MAIL;
+	case SMTP_CMD_RCPT:
+		return REPLY_NEED_MAIL;
+	case SMTP_CMD_DATA:
+		if (s->state == SMTP_STATE_MAIL)
+			return s->txn.rcpt_refused > 0 ? REPLY_NO_VALID_RCPTS :
+			    REPLY_NEED_RCPT;
+		return REPLY_NEED_MAIL;
+	default:
+		return REPLY_NEED_HELO;
+	}
+}
+
+static void
+smtp_dispatch(struct smtp_session *s, const char *line)
+{
+	struct smtp_command cmd;
+	const struct smtp_cmd_def *def;
+
+	if (s->errors >= smtp_conf(s)->max_errors) {
+		smtp_reply(s, REPLY_TOO_MANY_ERRORS, smtp_conf(s)->hostname);
+		return;
+	}
+	smtp_parse_command(line, &cmd);
+	def = smtp_cmd_find(cmd.id);
+	if (def == NULL) {
+		smtp_reply(s, REPLY_UNKNOWN_CMD, NULL);
+		return;
+	}
+	if (!(def->states & (1u << s->state))) {
+		smtp_reply(s, smtp_bad_state_reply(s, cmd.id), NULL);
+		return;
+	}
+	if ((def->flags & CMD_NOARGS) && cmd.args[0] != '\0') {
+		smtp_reply(s, REPLY_NO_ARGS, NULL);
+		return;
+	}
+	if ((def->flags & CMD_NEEDARGS) && cmd.args[0] == '\0') {
+		smtp_reply(s, def->id == SMTP_CMD_HELO ||
+		    def->id == SMTP_CMD_EHLO ? REPLY_HELO_SYNTAX :
+		    REPLY_SYNTAX, NULL);
+		return;
+	}
+	def->handler(s, cmd.args);
+}
+
+/*
+ * Read one command line. Returns 1 when a line was handled, 0 when more
+ * input is needed.
+ */
+static int
+smtp_read_command(struct smtp_session *s)
+{
+	char line[SMTP_LINE_MAX_AUTH + 1];
+	size_t avail = io_in_len(s->io), len;
+	long lf;
+	bool bad = false;
+
+	lf = io_in_find_lf(s->io, SMTP_LINE_MAX_AUTH);
+	if (s->skipping) {
+		if (lf < 0) {
+			io_in_drain(s->io, avail);
+			return 0;
+		}
+		io_in_drain(s->io, (size_t)lf + 1);
+		s->skipping = false;
+		smtp_reply(s, REPLY_LINE_TOO_LONG, NULL);
+		return 1;
+	}
+	if (lf < 0) {
+		if (avail < SMTP_LINE_MAX_AUTH)
+			return 0;
+		/* Longer than any command may be: drop it to its end. */
+		io_in_drain(s->io, avail);
+		s->skipping = true;
+		return 1;
+	}
+	len = (size_t)lf;
+	io_in_copy(s->io, line, len);
+	io_in_drain(s->io, len + 1);
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	else
+		bad = true;		/* bare LF ends the line */
+	line[len] = '\0';
+	if (memchr(line, '\r', len) != NULL || strlen(line) != len)
+		bad = true;		/* bare CR or NUL inside */
+
+	if (bad) {
+		smtp_reply(s, REPLY_BAD_LINE, NULL);
+		return 1;
+	}
+	if (len + 2 > smtp_command_line_max(line, len)) {
+		smtp_reply(s, REPLY_LINE_TOO_LONG, NULL);
+		return 1;
+	}
+	/*
+	 * RFC 2920: without PIPELINING (no EHLO) a client must wait for each
+	 * reply. Commands already waiting behind this one mean it did not:
+	 * the SMTP smuggling and spam-engine tell (Postfix 3.9's defense).
+	 */
+	if (!s->esmtp && io_in_len(s->io) > 0) {
+		smtp_reply(s, REPLY_UNAUTH_PIPELINING, NULL);
+		return 1;
+	}
+	smtp_dispatch(s, line);
+	return 1;
+}
+
+static void smtp_data_process(struct smtp_session *);
+
+static void
+smtp_session_process(struct smtp_session *s)
+{
+	s->busy = true;
+	while (!s->destroyed) {
+		if (s->state == SMTP_STATE_DATA) {
+			smtp_data_process(s);
+			if (s->state == SMTP_STATE_DATA)
+				break;	/* need more input */
+			continue;
+		}
+		if (s->state == SMTP_STATE_COMMIT ||
+		    s->state == SMTP_STATE_QUIT ||
+		    s->state == SMTP_STATE_GREETING)
+			break;
+		if (io_in_len(s->io) == 0)
+			break;
+		if (smtp_read_command(s) == 0)
+			break;
+		if (s->state != SMTP_STATE_DATA &&
+		    s->state != SMTP_STATE_QUIT &&
+		    s->state != SMTP_STATE_COMMIT)
+			smtp_wait_command(s);
+	}
+	s->busy = false;
+	if (s->destroyed) {
+		s->destroyed = false;
+		smtp_session_destroy(s);
+	}
+}
+
+/* ---- commands ---- */
+
+static void
+smtp_hello(struct smtp_session *s, const char *args, bool esmtp)
+{
+	const struct conf *c = smtp_conf(s);
+
+	if (!smtp_parse_helo(args) || strlen(args) >= sizeof(s->helo)) {
+		smtp_reply(s, REPLY_HELO_SYNTAX, NULL);
+		return;
+	}
+	/* RFC 5321 4.1.4: HELO/EHLO resets any transaction. */
+	smtp_txn_reset(s);
+	strlcpy(s->helo, args, sizeof(s->helo));
+	s->esmtp = esmtp;
+	smtp_session_enter_state(s, SMTP_STATE_HELO);
+	if (!esmtp) {
+		smtp_reply(s, REPLY_HELO, c->hostname);
+		return;
+	}
+	io_printf(s->io,
+	    "250-%s\r\n"
+	    "250-PIPELINING\r\n"
+	    "250-SIZE %llu\r\n"
+	    "250-8BITMIME\r\n"
+	    "250-ENHANCEDSTATUSCODES\r\n"
+	    "250 SMTPUTF8\r\n",
+	    c->hostname, (unsigned long long)c->max_message_size);
+}
+
+static void
+smtp_cmd_helo(struct smtp_session *s, const char *args)
+{
+	smtp_hello(s, args, false);
+}
+
+static void
+smtp_cmd_ehlo(struct smtp_session *s, const char *args)
+{
+	smtp_hello(s, args, true);
+}
+
+/* Skip "FROM:" / "TO:" and one optional space (Postfix is as lenient). */
+static const char *
+smtp_skip_keyword(const char *args, const char *kw)
+{
+	size_t n = strlen(kw);
+
+	if (ascii_strncasecmp(args, kw, n) != 0)
+		return NULL;
+	args += n;
+	if (*args == ' ')
+		args++;
+	return args;
+}
+
+static void
+smtp_cmd_mail(struct smtp_session *s, const char *args)
+{
+	const struct conf *c = smtp_conf(s);
+	struct smtp_address addr;
+	struct smtp_mail_params p;
+	struct envelope *env = &s->txn.env;
+	const char *rest;
+	enum reply_id reply;
+	char bad[64];
+
+	if ((rest = smtp_skip_keyword(args, "FROM:")) == NULL) {
+		smtp_reply(s, REPLY_SYNTAX, NULL);
+		return;
+	}
+	if (smtp_parse_path(rest, false, true, true, &addr, &rest,
+	    &reply) == -1) {
+		smtp_reply(s, reply, NULL);
+		return;
+	}
+	memset(&p, 0, sizeof(p));
+	if (*rest != '\0') {
+		if (*rest != ' ') {
+			smtp_reply(s, REPLY_BAD_SENDER, NULL);
+			return;
+		}
+		if (smtp_parse_mail_params(rest + 1, &p, &reply, bad,
+		    sizeof(bad)) == -1) {
+			smtp_reply(s, reply, bad);
+			return;
+		}
+	}
+	if (addr.utf8 && !p.smtputf8) {
+		smtp_reply(s, REPLY_NEED_SMTPUTF8, NULL);
+		return;
+	}
+	if (p.has_size && p.size > c->max_message_size) {
+		smtp_reply(s, REPLY_SIZE_EXCEEDED, NULL);
+		return;
+	}
+	smtp_txn_reset(s);
+	env->sender = xstrdup(addr.text);
+	env->body = (int)p.body;
+	env->size = p.has_size ? p.size : 0;
+	env->smtputf8 = p.smtputf8;
+	env->ret = (int)p.ret;
+	env->envid = p.envid[0] != '\0' ? xstrdup(p.envid) : NULL;
+	env->auth = p.auth[0] != '\0' ? xstrdup(p.auth) : NULL;
+	env->client_addr = xstrdup(s->addr);
+	env->helo = xstrdup(s->helo);
+	s->txn.smtputf8 = p.smtputf8;
+	smtp_session_enter_state(s, SMTP_STATE_MAIL);
+	log_info("smtp: mail session=%016llx client=%s from=<%s>",
+	    (unsigned long long)s->id, s->addr, addr.text);
+	smtp_reply(s, REPLY_MAIL_OK, NULL);
+}
+
+static void
+smtp_rcpt_refuse(struct smtp_session *s, enum reply_id reply,
+    const char *text)
+{
+	char esc[300];
+
+	s->txn.rcpt_refused++;
+	log_info("smtp: rcpt refused session=%016llx client=%s to=<%s> "
+	    "reply=%d", (unsigned long long)s->id, s->addr,
+	    log_escape(esc, sizeof(esc), text, strlen(text)),
+	    reply_get(reply)->code);
+	smtp_reply(s, reply, text);
+}
+
+static void
+smtp_cmd_rcpt(struct smtp_session *s, const char *args)
+{
+	const struct conf *c = smtp_conf(s);
+	struct smtp_address addr;
+	struct smtp_rcpt_params p;
+	struct policy_target *targets = NULL;
+	size_t ntargets = 0, i;
+	const char *rest, *domain;
+	enum reply_id reply;
+	enum policy_rcpt pr;
+	char bad[64], local[SMTP_LOCALPART_MAX + 1];
+	char dom[SMTP_DOMAIN_MAX + 1];
+
+	if ((rest = smtp_skip_keyword(args, "TO:")) == NULL) {
+		smtp_reply(s, REPLY_SYNTAX, NULL);
+		return;
+	}
+	if (smtp_parse_path(rest, true, false, s->txn.smtputf8, &addr,
+	    &rest, &reply) == -1) {
+		smtp_reply(s, reply, NULL);
+		return;
+	}
+	memset(&p, 0, sizeof(p));
+	if (*rest != '\0') {
+		if (*rest != ' ') {
+			smtp_reply(s, REPLY_BAD_RCPT, NULL);
+			return;
+		}
+		if (smtp_parse_rcpt_params(rest + 1, &p, &reply, bad,
+		    sizeof(bad)) == -1) {
+			smtp_reply(s, reply, bad);
+			return;
+		}
+	}
+	if (s->txn.rcpt_accepted >= c->max_recipients) {
+		smtp_reply(s, REPLY_TOO_MANY_RCPTS, NULL);
+		return;
+	}
+
+	/* RFC 5321 4.5.1: <postmaster> alone is this host's postmaster. */
+	domain = addr.domain;
+	if (domain[0] == '\0')
+		domain = c->ndomains > 0 ? c->domains[0] : c->hostname;
+	strlcpy(dom, domain, sizeof(dom));
+	ascii_lowercase(dom);
+
+	if (conf_is_local_domain(c, dom)) {
+		if (smtp_localpart_unquote(addr.localpart, local,
+		    sizeof(local)) == -1) {
+			smtp_rcpt_refuse(s, REPLY_BAD_MAILBOX, addr.text);
+			return;
+		}
+		pr = policy_rcpt_resolve(s->rt->tables, c, local, dom,
+		    &targets, &ntargets);
+		switch (pr) {
+		case POLICY_RCPT_OK:
+			break;
+		case POLICY_RCPT_UNSAFE:
+			smtp_rcpt_refuse(s, REPLY_BAD_MAILBOX, addr.text);
+			return;
+		case POLICY_RCPT_REFUSED:
+			smtp_rcpt_refuse(s, REPLY_ALIAS_REFUSED, addr.text);
+			return;
+		case POLICY_RCPT_UNKNOWN:
+		case POLICY_RCPT_LOOP:
+		default:
+			smtp_rcpt_refuse(s, REPLY_UNKNOWN_USER, addr.text);
+			return;
+		}
+		for (i = 0; i < ntargets; i++)
+			envelope_rcpt_add(&s->txn.env, addr.text,
+			    targets[i].addr, targets[i].mailbox,
+			    targets[i].local ? RCPT_KIND_LOCAL :
+			    RCPT_KIND_REMOTE, p.notify,
+			    p.orcpt[0] != '\0' ? p.orcpt : NULL);
+		policy_targets_free(targets, ntargets);
+	} else {
+		/* RFC 5321 3.6.2: relay only for those we serve. */
+		bool trusted = conf_is_trusted(c,
+		    (const struct sockaddr *)&s->peer);
+
+		if (!trusted) {
+			smtp_rcpt_refuse(s, REPLY_RELAY_DENIED, addr.text);
+			return;
+		}
+		envelope_rcpt_add(&s->txn.env, addr.text, addr.text, NULL,
+		    RCPT_KIND_REMOTE, p.notify,
+		    p.orcpt[0] != '\0' ? p.orcpt : NULL);
+	}
+	s->txn.rcpt_accepted++;
+	smtp_session_enter_state(s, SMTP_STATE_RCPT);
+	smtp_reply(s, REPLY_RCPT_OK, NULL);
+}
+
+/* RFC 5321 4.4 trace header, RFC 3848 "with" keywords. */
+static int
+smtp_write_received(struct smtp_session *s)
+{
+	const struct conf *c = smtp_conf(s);
+	struct envelope *env = &s->txn.env;
+	const char *proto;
+	char date[64], *hdr;
+	struct tm tm;
+	time_t now = time(NULL);
+	int r;
+
+	if (env->smtputf8)
+		proto = "UTF8SMTP";
+	else
+		proto = s->esmtp ? "ESMTP" : "SMTP";
+	env->proto = xstrdup(proto);
+	env->arrival = (uint64_t)now;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	if (s->txn.rcpt_accepted == 1)
+		hdr = xasprintf("Received: from %s (unknown [%s])\r\n"
+		    "\tby %s (Petrel) with %s id %s\r\n"
+		    "\tfor <%s>; %s\r\n", s->helo, s->addr, c->hostname,
+		    proto, s->txn.id, env->rcpts[0].orig, date);
+	else
+		hdr = xasprintf("Received: from %s (unknown [%s])\r\n"
+		    "\tby %s (Petrel) with %s id %s;\r\n\t%s\r\n", s->helo,
+		    s->addr, c->hostname, proto, s->txn.id, date);
+	r = spool_writer_write(s->txn.writer, hdr, strlen(hdr));
+	free(hdr);
+	return r;
+}
+
+static void
+smtp_cmd_data(struct smtp_session *s, const char *args)
+{
+	const struct conf *c = smtp_conf(s);
+
+	(void)args;
+	s->txn.writer = spool_writer_new(s->srv->spool, s->txn.id);
+	if (s->txn.writer == NULL) {
+		log_err("smtp: spool error session=%016llx error=\"%s\"",
+		    (unsigned long long)s->id, strerror(errno));
+		smtp_reply(s, REPLY_SPOOL_ERROR, NULL);
+		return;
+	}
+	if (smtp_write_received(s) == -1) {
+		s->txn.failed = true;
+		s->txn.write_errno = errno;
+	}
+	smtp_data_init(&s->data, c->bare_lf == CONF_BARE_LF_NORMALIZE ?
+	    SMTP_DATA_NORMALIZE : SMTP_DATA_STRICT,
+	    (size_t)c->max_line_length);
+	s->txn.in_headers = true;
+	s->txn.line_start = true;
+	smtp_session_enter_state(s, SMTP_STATE_DATA);
+	smtp_reply(s, REPLY_DATA_GO, NULL);
+	io_set_deadline(s->io, (unsigned int)c->timeout_data);
+}
+
+static void
+smtp_cmd_rset(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	smtp_txn_reset(s);
+	if (s->state != SMTP_STATE_INIT)
+		smtp_session_enter_state(s, SMTP_STATE_HELO);
+	smtp_reply(s, REPLY_OK, NULL);
+}
+
+static void
+smtp_cmd_noop(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	smtp_reply(s, REPLY_OK, NULL);
+}
+
+static void
+smtp_cmd_quit(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	smtp_reply(s, REPLY_BYE, NULL);
+	smtp_session_close(s);
+}
+
+static void
+smtp_cmd_vrfy(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	smtp_reply(s, REPLY_VRFY, NULL);
+}
+
+static void
+smtp_cmd_help(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	smtp_reply(s, REPLY_HELP, NULL);
+}
+
+static void
+smtp_cmd_notimpl(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	smtp_reply(s, REPLY_NOT_IMPLEMENTED, NULL);
+}
+
+/* ---- DATA ---- */
+
+/* Count header bytes and Received: lines in content as it streams. */
+static void
+smtp_scan_headers(struct smtp_txn *t, const char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len && t->in_headers; i++) {
+		char ch = p[i];
+
+		t->header_size++;
+		if (t->line_start) {
+			t->line_start = false;
+			t->hlen = 0;
+			if (ch == '\r' || ch == '\n') {
+				/* the empty line: headers end */
+				t->in_headers = false;
+				break;
+			}
+		}
+		if (ch == '\n') {
+			t->line_start = true;
+			continue;
+		}
+		if (t->hlen < sizeof(t->hline)) {
+			t->hline[t->hlen++] = ch;
+			if (t->hlen == 9 &&
+			    ascii_strncasecmp(t->hline, "Received:", 9) == 0)
+				t->hops++;
+		}
+	}
+}
+
+static void smtp_data_end(struct smtp_session *);
+
+static void
+smtp_data_process(struct smtp_session *s)
+{
+	const struct conf *c = smtp_conf(s);
+
+	while (!s->data.done) {
+		size_t len, n;
+		const char *p = io_in_peek(s->io, &len);
+
+		if (len == 0)
+			return;
+		if (len > SMTP_DATA_FEED_MAX)
+			len = SMTP_DATA_FEED_MAX;
+		buf_reset(&s->chunk);
+		n = smtp_data_feed(&s->data, p, len, &s->chunk);
+		io_in_drain(s->io, n);
+		if (s->chunk.len == 0)
+			continue;
+		if (s->txn.in_headers)
+			smtp_scan_headers(&s->txn, s->chunk.data,
+			    s->chunk.len);
+		if (s->txn.failed || s->data.size > c->max_message_size)
+			continue;	/* keep reading to the final dot */
+		if (spool_writer_write(s->txn.writer, s->chunk.data,
+		    s->chunk.len) == -1) {
+			s->txn.failed = true;
+			s->txn.write_errno = errno;
+		}
+	}
+	smtp_data_end(s);
+}
+
+static void
+smtp_committed(void *arg, uint64_t cookie, const char *id, int error)
+{
+	struct smtp_commit *cm = arg;
+	struct smtp_server *srv = cm->srv;
+	struct smtp_session *s;
+
+	if (error == 0 && srv->queued != NULL)
+		srv->queued(srv->queued_arg, id, &cm->env);
+	s = smtp_server_find(srv, cookie);
+	if (error != 0)
+		log_err("smtp: spool commit failed id=%s error=\"%s\"", id,
+		    strerror(error));
+	else
+		log_info("smtp: queued id=%s session=%016llx from=<%s> "
+		    "nrcpt=%zu%s", id, (unsigned long long)cookie,
+		    cm->env.sender, cm->env.nrcpts,
+		    s == NULL ? " (client gone before the reply)" : "");
+	envelope_free(&cm->env);
+	free(cm);
+	if (s == NULL)
+		return;
+
+	s->txn.writer = NULL;		/* the spool has it */
+	smtp_txn_reset(s);
+	smtp_session_enter_state(s, SMTP_STATE_HELO);
+	if (error != 0)
+		smtp_reply(s, REPLY_SPOOL_ERROR, NULL);
+	else
+		smtp_reply(s, REPLY_QUEUED, id);
+	if (s->state == SMTP_STATE_QUIT)
+		return;
+	if (s->closing || s->srv->shutting_down) {
+		smtp_reply(s, REPLY_SHUTDOWN, smtp_conf(s)->hostname);
+		return;
+	}
+	io_resume_read(s->io);
+	smtp_wait_command(s);
+	if (io_in_len(s->io) > 0)
+		io_reschedule(s->io);	/* pipelined commands wait */
+}
+
+static enum reply_id
+smtp_data_verdict(const struct smtp_session *s)
+{
+	const struct conf *c = smtp_conf(s);
+	const struct smtp_data *d = &s->data;
+
+	if (d->nul > 0)
+		return REPLY_NUL;
+	if ((d->bare_cr > 0 || d->bare_lf > 0) &&
+	    c->bare_lf == CONF_BARE_LF_REJECT)
+		return REPLY_BARE_LF;
+	if (d->size > c->max_message_size)
+		return REPLY_SIZE_EXCEEDED;
+	if (d->long_lines > 0)
+		return REPLY_DATA_LINE_LONG;
+	if (s->txn.header_size > c->max_header_size)
+		return REPLY_HEADER_TOO_BIG;
+	if (s->txn.hops > c->max_hops)
+		return REPLY_TOO_MANY_HOPS;
+	if (s->txn.failed)
+		return REPLY_SPOOL_ERROR;
+	return REPLY_NONE;
+}
+
+static void
+smtp_data_end(struct smtp_session *s)
+{
+	struct smtp_commit *cm;
+	enum reply_id verdict = smtp_data_verdict(s);
+
+	if (verdict != REPLY_NONE) {
+		if (verdict == REPLY_SPOOL_ERROR)
+			log_err("smtp: spool write failed session=%016llx "
+			    "error=\"%s\"", (unsigned long long)s->id,
+			    strerror(s->txn.write_errno));
+		smtp_txn_reset(s);
+		smtp_session_enter_state(s, SMTP_STATE_HELO);
+		smtp_reply(s, verdict, NULL);
+		if (s->state != SMTP_STATE_QUIT && s->closing)
+			smtp_reply(s, REPLY_SHUTDOWN,
+			    smtp_conf(s)->hostname);
+		return;
+	}
+	cm = xcalloc(1, sizeof(*cm));
+	cm->srv = s->srv;
+	envelope_copy(&cm->env, &s->txn.env);
+	smtp_session_enter_state(s, SMTP_STATE_COMMIT);
+	io_set_deadline(s->io, 0);
+	io_pause_read(s->io);
+	spool_writer_commit(s->txn.writer, &s->txn.env, smtp_committed, cm,
+	    s->id);
+	s->txn.writer = NULL;
+}

@@ -1,0 +1,69 @@
+/*
+ * smtp.h: the SMTP server: listeners, connection limits and sessions.
+ *
+ * The daemon creates one smtp_server over an event loop, hands it the
+ * listening sockets it bound (before dropping privileges), and swaps the
+ * runtime configuration on reload. Each accepted connection gets a session
+ * (session.c) that holds a reference to the runtime it started with, so a
+ * reload never pulls the configuration from under an open transaction.
+ */
+#ifndef PETREL_SMTP_SMTP_H
+#define PETREL_SMTP_SMTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf/conf.h"
+#include "queue/envelope.h"
+
+struct event_base;
+struct spool;
+struct policy_tables;
+struct smtp_server;
+
+/* Configuration and tables shared by sessions; reference-counted. */
+struct smtp_runtime {
+	struct conf *conf;
+	struct policy_tables *tables;
+	unsigned int refs;
+};
+
+/* Takes ownership of conf and tables. refs starts at 1. */
+struct smtp_runtime *smtp_runtime_new(struct conf *conf,
+    struct policy_tables *tables);
+struct smtp_runtime *smtp_runtime_ref(struct smtp_runtime *rt);
+void smtp_runtime_unref(struct smtp_runtime *rt);
+
+/* Called on the loop for every message the spool made durable. */
+typedef void (*smtp_queued_cb)(void *arg, const char *id,
+    const struct envelope *env);
+
+struct smtp_server *smtp_server_new(struct event_base *base,
+    struct spool *sp, struct smtp_runtime *rt, smtp_queued_cb queued,
+    void *arg);
+
+/* Install a new runtime for sessions that start from now on. */
+void smtp_server_set_runtime(struct smtp_server *srv,
+    struct smtp_runtime *rt);
+
+/* Start accepting on a bound, listening socket. */
+int smtp_server_listen(struct smtp_server *srv, int fd,
+    const struct conf_listen *l);
+
+/*
+ * Begin shutdown: close listeners; idle sessions get 421 4.3.2 and are
+ * closed; sessions in DATA (or waiting for the spool) may finish their
+ * message, then get 421. done() is called once no session remains.
+ */
+void smtp_server_shutdown(struct smtp_server *srv, void (*done)(void *),
+    void *arg);
+
+size_t smtp_server_sessions(const struct smtp_server *srv);
+
+/* Close every remaining session at once (after the shutdown deadline). */
+void smtp_server_close_all(struct smtp_server *srv);
+
+void smtp_server_free(struct smtp_server *srv);
+
+#endif

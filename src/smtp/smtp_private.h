@@ -1,0 +1,73 @@
+/*
+ * smtp_private.h: what server.c and session.c share. Not for other
+ * subsystems.
+ */
+#ifndef PETREL_SMTP_PRIVATE_H
+#define PETREL_SMTP_PRIVATE_H
+
+#include <sys/socket.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "smtp/reply.h"
+#include "smtp/smtp.h"
+
+struct event_base;
+struct event;
+struct evconnlistener;
+struct smtp_session;
+
+struct smtp_listener {
+	struct smtp_server *srv;
+	struct evconnlistener *evl;
+	struct conf_listen conf;
+};
+
+struct smtp_ipcount {
+	struct smtp_ipcount *next;
+	char addr[64];
+	unsigned int count;
+};
+
+#define SMTP_SESSION_BUCKETS	4096
+#define SMTP_IP_BUCKETS		1024
+
+struct smtp_server {
+	struct event_base *base;
+	struct spool *spool;
+	struct smtp_runtime *rt;
+	smtp_queued_cb queued;
+	void *queued_arg;
+
+	struct smtp_listener **listeners;
+	size_t nlisteners;
+
+	struct smtp_session *sessions[SMTP_SESSION_BUCKETS];
+	size_t nsessions;
+	uint64_t next_id;
+	struct smtp_ipcount *ips[SMTP_IP_BUCKETS];
+
+	bool shutting_down;
+	void (*shutdown_done)(void *);
+	void *shutdown_arg;
+	struct event *shutdown_ev;
+};
+
+/* session.c */
+void smtp_session_start(struct smtp_server *srv, int fd,
+    const struct sockaddr *sa, socklen_t salen,
+    const struct conf_listen *l, enum reply_id refuse);
+void smtp_session_shutdown(struct smtp_session *s);
+void smtp_session_destroy(struct smtp_session *s);
+uint64_t smtp_session_id(const struct smtp_session *s);
+struct smtp_session *smtp_session_next(struct smtp_session *s);
+void smtp_session_set_next(struct smtp_session *s, struct smtp_session *n);
+const char *smtp_session_addr(const struct smtp_session *s);
+
+/* server.c */
+void smtp_server_register(struct smtp_server *srv, struct smtp_session *s);
+void smtp_server_unregister(struct smtp_server *srv, struct smtp_session *s);
+struct smtp_session *smtp_server_find(struct smtp_server *srv, uint64_t id);
+
+#endif
