@@ -27,6 +27,9 @@ log_set_level(enum log_level min)
 	log_min = min;
 }
 
+static void log_vwrite(enum log_level, const char *, va_list)
+    __attribute__((format(printf, 2, 0)));
+
 static void
 log_vwrite(enum log_level level, const char *fmt, va_list ap)
 {

@@ -1,0 +1,978 @@
+/*
+ * conf.c: the configuration file. conf_load() reads a file of directives
+ * (one a line, '#' comments, whitespace-separated values) into a struct
+ * conf; conf_default() builds the built-in default; conf_locate() decides
+ * which file to read. docs/configuration.md documents every directive.
+ *
+ * Entry points: conf_load, conf_default, conf_free, conf_locate,
+ * conf_is_local_domain, conf_is_trusted, conf_role_name.
+ *
+ * The parser is table-driven: one row per directive names its argument
+ * count, whether it may repeat, and its handler. The dispatcher does the
+ * generic checks (unknown, duplicate, argument count) so handlers only
+ * validate their values. Every error is reported, never just the first, so
+ * that `petrel check-config` lists everything wrong with a file at once.
+ *
+ * SECURITY: the file is written by the administrator and read with the
+ * daemon's start-up privileges (usually root). Values are never passed to
+ * a shell or to DNS: listen, trusted and dns take numeric addresses only.
+ * Text quoted back in error messages is escaped (log_escape) because the
+ * file may contain anything.
+ * STANDARDS: RFC 5321 2.3.5 (domain syntax for hostname and domain),
+ * RFC 4291 2.5.5.2 (IPv4-mapped IPv6 addresses in conf_is_trusted),
+ * RFC 4632 (CIDR notation).
+ * OWNERSHIP: a struct conf owns every string and array it points to;
+ * conf_free() releases them all.
+ */
+#include "conf/conf.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/util.h"
+
+/* Defaults for directives a file omits (docs/configuration.md). */
+#define CONF_DEFAULT_SPOOL		"/var/spool/petrel"
+#define CONF_DEFAULT_MAILDIR		"/var/mail/%d/%u"
+#define CONF_DEFAULT_USER		"petrel"
+#define CONF_DEFAULT_LISTEN		"127.0.0.1:25"
+
+/* The built-in default, used when no file exists. */
+#define CONF_BUILTIN_LISTEN		"127.0.0.1:2525"
+#define CONF_BUILTIN_SPOOL		"./var/spool"
+#define CONF_BUILTIN_MAILDIR		"./var/mail/%d/%u"
+#define CONF_BUILTIN_DOMAIN		"localhost"
+
+#define DNS_DEFAULT_PORT		53
+#define CONF_MAX_ARGS			16
+#define CONF_ESCAPED_MAX		96	/* quoted text in messages */
+
+struct conf_parser;
+struct conf_directive;
+
+typedef int (*conf_handler)(struct conf_parser *,
+    const struct conf_directive *, char **);
+
+enum conf_number_kind {
+	CONF_NUMBER_COUNT,
+	CONF_NUMBER_SIZE,
+	CONF_NUMBER_DURATION,
+};
+
+struct conf_directive {
+	const char *name;
+	unsigned int min_args;
+	unsigned int max_args;
+	bool repeatable;
+	conf_handler handler;
+	/* numeric directives only */
+	size_t offset;		/* of the uint64_t in struct conf */
+	enum conf_number_kind kind;
+	uint64_t min;
+	uint64_t max;
+	uint64_t def;		/* the default when the file omits it */
+};
+
+struct conf_parser {
+	struct conf *c;
+	const char *file;
+	unsigned int line;
+	conf_error_cb cb;
+	void *arg;
+	unsigned int nerrors;
+	unsigned int *listen_lines;	/* line of each c->listen entry */
+};
+
+static int conf_set_hostname(struct conf_parser *,
+    const struct conf_directive *, char **);
+static int conf_set_string(struct conf_parser *,
+    const struct conf_directive *, char **);
+static int conf_add_listen(struct conf_parser *,
+    const struct conf_directive *, char **);
+static int conf_add_domain(struct conf_parser *,
+    const struct conf_directive *, char **);
+static int conf_set_maildir(struct conf_parser *,
+    const struct conf_directive *, char **);
+static int conf_add_trusted(struct conf_parser *,
+    const struct conf_directive *, char **);
+static int conf_add_dns(struct conf_parser *,
+    const struct conf_directive *, char **);
+static int conf_set_number(struct conf_parser *,
+    const struct conf_directive *, char **);
+static int conf_set_bare_lf(struct conf_parser *,
+    const struct conf_directive *, char **);
+
+#define KIB	((uint64_t)1024)
+#define MIB	(KIB * 1024)
+#define GIB	(MIB * 1024)
+#define MINUTE	((uint64_t)60)
+#define HOUR	(MINUTE * 60)
+#define DAY	(HOUR * 24)
+
+#define STRING(n, field)						\
+	{ n, 1, 1, false, conf_set_string,				\
+	    offsetof(struct conf, field), 0, 0, 0, 0 }
+#define NUMBER(n, k, lo, hi, d)						\
+	{ #n, 1, 1, false, conf_set_number,				\
+	    offsetof(struct conf, n), k, lo, hi, d }
+
+static const struct conf_directive directives[] = {
+	{ "hostname", 1, 1, false, conf_set_hostname, 0, 0, 0, 0, 0 },
+	STRING("spool", spool),
+	{ "listen", 1, 2, true, conf_add_listen, 0, 0, 0, 0, 0 },
+	{ "domain", 1, 1, true, conf_add_domain, 0, 0, 0, 0, 0 },
+	{ "maildir", 1, 1, false, conf_set_maildir, 0, 0, 0, 0, 0 },
+	STRING("users", users),
+	STRING("aliases", aliases),
+	{ "trusted", 1, 1, true, conf_add_trusted, 0, 0, 0, 0, 0 },
+	{ "dns", 1, 1, true, conf_add_dns, 0, 0, 0, 0, 0 },
+	NUMBER(max_message_size, CONF_NUMBER_SIZE, 1, 4 * GIB,
+	    36700160),
+	NUMBER(max_recipients, CONF_NUMBER_COUNT, 1, 1000000, 1000),
+	/* RFC 5321 4.5.3.1.6: a text line is at least 1000 octets. */
+	NUMBER(max_line_length, CONF_NUMBER_SIZE, 1000, 16 * MIB, 65536),
+	NUMBER(max_connections, CONF_NUMBER_COUNT, 1, 1000000, 1000),
+	NUMBER(max_connections_per_ip, CONF_NUMBER_COUNT, 1, 1000000, 50),
+	NUMBER(max_errors, CONF_NUMBER_COUNT, 1, 1000000, 20),
+	NUMBER(max_hops, CONF_NUMBER_COUNT, 1, 10000, 100),
+	NUMBER(max_header_size, CONF_NUMBER_SIZE, 1, GIB, MIB),
+	NUMBER(timeout_command, CONF_NUMBER_DURATION, 1, DAY, 5 * MINUTE),
+	NUMBER(timeout_data, CONF_NUMBER_DURATION, 1, DAY, 10 * MINUTE),
+	/* 0 is meaningful: do not wait for sessions in DATA. */
+	NUMBER(timeout_shutdown, CONF_NUMBER_DURATION, 0, HOUR, 30),
+	NUMBER(greeting_delay, CONF_NUMBER_DURATION, 0, MINUTE, 0),
+	{ "bare_lf", 1, 1, false, conf_set_bare_lf, 0, 0, 0, 0, 0 },
+	STRING("user", user),
+	NUMBER(delivery_workers, CONF_NUMBER_COUNT, 1, 256, 4),
+	NUMBER(spool_sync_workers, CONF_NUMBER_COUNT, 1, 256, 4),
+	NUMBER(queue_lifetime, CONF_NUMBER_DURATION, 1, 365 * DAY, 5 * DAY),
+};
+
+static const struct conf_directive *
+conf_directive_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < nitems(directives); i++)
+		if (strcmp(name, directives[i].name) == 0)
+			return &directives[i];
+	return NULL;
+}
+
+/* Add a listen address the code supplies (a default), or abort. */
+static void
+conf_add_listen_default(struct conf_parser *p, const char *addr)
+{
+	char buf[sizeof(((struct conf_listen *)0)->text)];
+	char *args[] = { buf, NULL };
+
+	strlcpy(buf, addr, sizeof(buf));
+	if (conf_add_listen(p, conf_directive_find("listen"), args) == -1)
+		fatalx("bad default listen address %s", addr);
+}
+
+static const char *const role_names[] = {
+	[CONF_ROLE_MX] = "mx",
+	[CONF_ROLE_SUBMISSION] = "submission",
+	[CONF_ROLE_SUBMISSIONS] = "submissions",
+};
+
+static void conf_parser_error(struct conf_parser *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Report "FILE:LINE: message" (or "FILE: message" when line is 0). */
+static void
+conf_parser_error(struct conf_parser *p, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg, *full;
+
+	p->nerrors++;
+	if (p->cb == NULL)
+		return;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) == -1)
+		fatalx("out of memory");
+	va_end(ap);
+	if (p->line > 0)
+		full = xasprintf("%s:%u: %s", p->file, p->line, msg);
+	else
+		full = xasprintf("%s: %s", p->file, msg);
+	p->cb(p->arg, full);
+	free(full);
+	free(msg);
+}
+
+/* Escape s for quoting in an error message; returns dst. */
+static char *
+conf_escape(char *dst, size_t dstsize, const char *s)
+{
+	return log_escape(dst, dstsize, s, strlen(s));
+}
+
+/*
+ * RFC 5321 2.3.5 domain: dot-separated labels of letters, digits and
+ * hyphens, not starting or ending with a hyphen, 63 octets a label and
+ * 253 in all. No trailing dot, no underscore: the name appears in EHLO.
+ */
+static bool
+conf_is_valid_domain(const char *s)
+{
+	size_t len = strlen(s), label = 0;
+	const char *p;
+
+	if (len == 0 || len > 253)
+		return false;
+	for (p = s; *p != '\0'; p++) {
+		unsigned char ch = (unsigned char)*p;
+
+		if (ch == '.') {
+			if (label == 0 || p[-1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (ch == '-' && label == 0)
+			return false;
+		if (!(ch == '-' || (ch >= '0' && ch <= '9') ||
+		    (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')))
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return label > 0 && p[-1] != '-';
+}
+
+static char *
+conf_default_hostname(void)
+{
+	char name[256];
+
+	if (gethostname(name, sizeof(name)) == -1)
+		return xstrdup("localhost");
+	name[sizeof(name) - 1] = '\0';
+	if (name[0] == '\0')
+		return xstrdup("localhost");
+	ascii_lowercase(name);
+	return xstrdup(name);
+}
+
+static uint64_t *
+conf_number_field(struct conf *c, const struct conf_directive *d)
+{
+	return (uint64_t *)(void *)((char *)c + d->offset);
+}
+
+static char **
+conf_string_field(struct conf *c, const struct conf_directive *d)
+{
+	return (char **)(void *)((char *)c + d->offset);
+}
+
+/* A new conf with the defaults for directives a file omits. */
+static struct conf *
+conf_new_defaults(void)
+{
+	struct conf *c;
+	size_t i;
+
+	c = xcalloc(1, sizeof(*c));
+	c->hostname = conf_default_hostname();
+	c->spool = xstrdup(CONF_DEFAULT_SPOOL);
+	c->maildir = xstrdup(CONF_DEFAULT_MAILDIR);
+	c->user = xstrdup(CONF_DEFAULT_USER);
+	c->bare_lf = CONF_BARE_LF_REJECT;
+	for (i = 0; i < nitems(directives); i++)
+		if (directives[i].handler == conf_set_number)
+			*conf_number_field(c, &directives[i]) =
+			    directives[i].def;
+	return c;
+}
+
+static int
+conf_set_hostname(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	char esc[CONF_ESCAPED_MAX];
+
+	if (!conf_is_valid_domain(args[0])) {
+		conf_parser_error(p, "%s: invalid host name \"%s\"", d->name,
+		    conf_escape(esc, sizeof(esc), args[0]));
+		return -1;
+	}
+	free(p->c->hostname);
+	p->c->hostname = xstrdup(args[0]);
+	return 0;
+}
+
+static int
+conf_set_string(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	char **field = conf_string_field(p->c, d);
+
+	free(*field);
+	*field = xstrdup(args[0]);
+	return 0;
+}
+
+static int
+conf_parse_port(const char *s, unsigned int *port_r)
+{
+	const char *error;
+	uint64_t v;
+
+	if (parse_u64(s, 1, 65535, &v, &error) == -1)
+		return -1;
+	*port_r = (unsigned int)v;
+	return 0;
+}
+
+/*
+ * Split "a.b.c.d:port", "[v6]:port" (and, when port_optional, "a.b.c.d",
+ * "v6" or "[v6]") into a numeric address and a port. Only numeric
+ * addresses: configuration never triggers a DNS lookup.
+ * Returns 0, or -1 with *error_r set.
+ */
+static int
+conf_parse_hostport(const char *s, bool port_optional, char *host,
+    size_t hostsize, int *family_r, uint8_t addr[16], unsigned int *port_r,
+    const char **error_r)
+{
+	const char *portstr = NULL, *colon;
+	size_t hlen;
+
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+
+		if (end == NULL) {
+			*error_r = "missing ']'";
+			return -1;
+		}
+		hlen = (size_t)(end - s - 1);
+		if (end[1] == ':')
+			portstr = end + 2;
+		else if (end[1] != '\0') {
+			*error_r = "expected ':' after ']'";
+			return -1;
+		}
+		if (hlen >= hostsize) {
+			*error_r = "invalid IPv6 address";
+			return -1;
+		}
+		memcpy(host, s + 1, hlen);
+		host[hlen] = '\0';
+		*family_r = AF_INET6;
+	} else {
+		colon = strchr(s, ':');
+		if (colon != NULL && strchr(colon + 1, ':') != NULL) {
+			/* Several colons: a bare IPv6 address, no port. */
+			if (!port_optional) {
+				*error_r = "an IPv6 address needs brackets, "
+					   "as in [::1]:25";
+				return -1;
+			}
+			colon = NULL;
+			*family_r = AF_INET6;
+		} else
+			*family_r = AF_INET;
+		hlen = colon != NULL ? (size_t)(colon - s) : strlen(s);
+		if (colon != NULL)
+			portstr = colon + 1;
+		if (hlen >= hostsize) {
+			*error_r = "not a numeric IPv4 address (no host names)";
+			return -1;
+		}
+		memcpy(host, s, hlen);
+		host[hlen] = '\0';
+	}
+	if (inet_pton(*family_r, host, addr) != 1) {
+		*error_r = *family_r == AF_INET6 ? "invalid IPv6 address" :
+		    "not a numeric IPv4 address (no host names)";
+		return -1;
+	}
+	if (portstr == NULL) {
+		if (!port_optional) {
+			*error_r = "missing port";
+			return -1;
+		}
+		*port_r = DNS_DEFAULT_PORT;
+		return 0;
+	}
+	if (conf_parse_port(portstr, port_r) == -1) {
+		*error_r = "invalid port (1-65535)";
+		return -1;
+	}
+	return 0;
+}
+
+static int
+conf_add_listen(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	struct conf *c = p->c;
+	struct conf_listen l;
+	char esc[CONF_ESCAPED_MAX];
+	const char *error;
+	uint8_t addr[16];
+	size_t i;
+	int family;
+
+	memset(&l, 0, sizeof(l));
+	if (strlcpy(l.text, args[0], sizeof(l.text)) >= sizeof(l.text)) {
+		conf_parser_error(p, "%s: address too long \"%s\"", d->name,
+		    conf_escape(esc, sizeof(esc), args[0]));
+		return -1;
+	}
+	if (conf_parse_hostport(args[0], false, l.host, sizeof(l.host),
+	    &family, addr, &l.port, &error) == -1) {
+		conf_parser_error(p, "%s: bad address \"%s\": %s", d->name,
+		    conf_escape(esc, sizeof(esc), args[0]), error);
+		return -1;
+	}
+	l.role = CONF_ROLE_MX;
+	if (args[1] != NULL) {
+		for (i = 0; i < nitems(role_names); i++)
+			if (strcmp(args[1], role_names[i]) == 0)
+				break;
+		if (i == nitems(role_names)) {
+			conf_parser_error(p, "%s: unknown role \"%s\" "
+			    "(mx, submission or submissions)", d->name,
+			    conf_escape(esc, sizeof(esc), args[1]));
+			return -1;
+		}
+		l.role = (enum conf_role)i;
+	}
+	if (family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&l.addr;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)l.port);
+		memcpy(&sin->sin_addr, addr, 4);
+		l.addrlen = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&l.addr;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)l.port);
+		memcpy(&sin6->sin6_addr, addr, 16);
+		l.addrlen = sizeof(*sin6);
+	}
+	/* The same address twice would only fail later, at bind time. */
+	for (i = 0; i < c->nlisten; i++) {
+		if (c->listen[i].addrlen == l.addrlen &&
+		    memcmp(&c->listen[i].addr, &l.addr, l.addrlen) == 0) {
+			conf_parser_error(p, "%s: \"%s\" already listed on "
+			    "line %u", d->name,
+			    conf_escape(esc, sizeof(esc), args[0]),
+			    p->listen_lines[i]);
+			return -1;
+		}
+	}
+	c->listen = xrealloc(c->listen, (c->nlisten + 1) * sizeof(l));
+	p->listen_lines = xrealloc(p->listen_lines,
+	    (c->nlisten + 1) * sizeof(*p->listen_lines));
+	c->listen[c->nlisten] = l;
+	p->listen_lines[c->nlisten] = p->line;
+	c->nlisten++;
+	return 0;
+}
+
+static void
+conf_push_string(char ***list, size_t *n, const char *s)
+{
+	*list = xrealloc(*list, (*n + 1) * sizeof(**list));
+	(*list)[(*n)++] = xstrdup(s);
+}
+
+static int
+conf_add_domain(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	char esc[CONF_ESCAPED_MAX];
+
+	if (!conf_is_valid_domain(args[0])) {
+		conf_parser_error(p, "%s: invalid domain \"%s\"", d->name,
+		    conf_escape(esc, sizeof(esc), args[0]));
+		return -1;
+	}
+	/* A domain listed twice is harmless: keep one copy. */
+	if (conf_is_local_domain(p->c, args[0]))
+		return 0;
+	conf_push_string(&p->c->domains, &p->c->ndomains, args[0]);
+	ascii_lowercase(p->c->domains[p->c->ndomains - 1]);
+	return 0;
+}
+
+static int
+conf_set_maildir(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	char esc[CONF_ESCAPED_MAX];
+	const char *s;
+	bool has_u = false;
+
+	for (s = args[0]; *s != '\0'; s++) {
+		if (*s != '%')
+			continue;
+		s++;
+		if (*s == 'u')
+			has_u = true;
+		else if (*s == '\0') {
+			conf_parser_error(p, "%s: lone %% at the end (write "
+			    "%%%% for a literal %%)", d->name);
+			return -1;
+		}
+		else if (*s != 'd' && *s != '%') {
+			char bad[3] = { '%', *s, '\0' };
+
+			conf_parser_error(p, "%s: unknown escape \"%s\" "
+			    "(only %%d, %%u and %%%%)", d->name,
+			    conf_escape(esc, sizeof(esc), bad));
+			return -1;
+		}
+	}
+	if (!has_u) {
+		conf_parser_error(p, "%s: template must contain %%u",
+		    d->name);
+		return -1;
+	}
+	free(p->c->maildir);
+	p->c->maildir = xstrdup(args[0]);
+	return 0;
+}
+
+static int
+conf_add_trusted(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	struct conf_net net;
+	char host[INET6_ADDRSTRLEN + 1], esc[CONF_ESCAPED_MAX];
+	char ntop[INET6_ADDRSTRLEN];
+	const char *slash, *error;
+	unsigned int maxprefix, i;
+	uint64_t prefix;
+	size_t hlen;
+	bool host_bits = false;
+
+	memset(&net, 0, sizeof(net));
+	slash = strchr(args[0], '/');
+	hlen = slash != NULL ? (size_t)(slash - args[0]) : strlen(args[0]);
+	net.family = memchr(args[0], ':', hlen) != NULL ? AF_INET6 : AF_INET;
+	maxprefix = net.family == AF_INET ? 32 : 128;
+	if (hlen >= sizeof(host))
+		goto bad;
+	memcpy(host, args[0], hlen);
+	host[hlen] = '\0';
+	if (inet_pton(net.family, host, net.addr) != 1)
+		goto bad;
+	if (slash == NULL)
+		prefix = maxprefix;
+	else if (parse_u64(slash + 1, 0, maxprefix, &prefix, &error) == -1) {
+		conf_parser_error(p, "%s: invalid prefix length in \"%s\" "
+		    "(0-%u)", d->name, conf_escape(esc, sizeof(esc), args[0]),
+		    maxprefix);
+		return -1;
+	}
+	net.prefix = (unsigned int)prefix;
+	/*
+	 * 10.1.2.3/8 is ambiguous: the administrator meant either one host
+	 * or 10.0.0.0/8. Refuse it and say which network the prefix means.
+	 */
+	for (i = 0; i < maxprefix / 8; i++) {
+		uint8_t mask;
+
+		if (i * 8 >= net.prefix)
+			mask = 0;
+		else if (i * 8 + 8 <= net.prefix)
+			mask = 0xff;
+		else
+			mask = (uint8_t)(0xff << (8 - (net.prefix - i * 8)));
+		if (net.addr[i] & ~mask) {
+			host_bits = true;
+			net.addr[i] &= mask;
+		}
+	}
+	if (host_bits) {
+		inet_ntop(net.family, net.addr, ntop, sizeof(ntop));
+		conf_parser_error(p, "%s: host bits set in \"%s\" (the network "
+		    "is %s/%u)", d->name,
+		    conf_escape(esc, sizeof(esc), args[0]), ntop, net.prefix);
+		return -1;
+	}
+	p->c->trusted = xrealloc(p->c->trusted,
+	    (p->c->ntrusted + 1) * sizeof(net));
+	p->c->trusted[p->c->ntrusted++] = net;
+	return 0;
+
+bad:
+	conf_parser_error(p, "%s: invalid network \"%s\" (ADDRESS or "
+	    "ADDRESS/PREFIX)", d->name, conf_escape(esc, sizeof(esc), args[0]));
+	return -1;
+}
+
+static int
+conf_add_dns(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	char host[64], esc[CONF_ESCAPED_MAX];
+	const char *error;
+	uint8_t addr[16];
+	unsigned int port;
+	int family;
+
+	if (conf_parse_hostport(args[0], true, host, sizeof(host), &family,
+	    addr, &port, &error) == -1) {
+		conf_parser_error(p, "%s: bad address \"%s\": %s", d->name,
+		    conf_escape(esc, sizeof(esc), args[0]), error);
+		return -1;
+	}
+	conf_push_string(&p->c->dns, &p->c->ndns, args[0]);
+	return 0;
+}
+
+static int
+conf_set_number(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	static const char *const unit[] = {
+		[CONF_NUMBER_COUNT] = "",
+		[CONF_NUMBER_SIZE] = " bytes",
+		[CONF_NUMBER_DURATION] = "s",
+	};
+	char esc[CONF_ESCAPED_MAX];
+	const char *error = NULL;
+	uint64_t v;
+	int r;
+
+	switch (d->kind) {
+	case CONF_NUMBER_SIZE:
+		r = parse_size(args[0], &v, &error);
+		break;
+	case CONF_NUMBER_DURATION:
+		r = parse_duration(args[0], &v, &error);
+		break;
+	default:
+		r = parse_u64(args[0], 0, UINT64_MAX, &v, &error);
+		break;
+	}
+	if (r == -1 && strcmp(error, "too large") != 0) {
+		conf_escape(esc, sizeof(esc), args[0]);
+		if (d->kind == CONF_NUMBER_SIZE)
+			conf_parser_error(p, "%s: invalid size \"%s\" (bytes, "
+			    "or a number with k, m or g)", d->name, esc);
+		else if (d->kind == CONF_NUMBER_DURATION)
+			conf_parser_error(p, "%s: invalid duration \"%s\" "
+			    "(seconds, or a number with s, m, h or d)",
+			    d->name, esc);
+		else
+			conf_parser_error(p, "%s: invalid number \"%s\"",
+			    d->name, esc);
+		return -1;
+	}
+	if (r == -1 || v > d->max) {
+		conf_parser_error(p, "%s: too large (maximum %llu%s)", d->name,
+		    (unsigned long long)d->max, unit[d->kind]);
+		return -1;
+	}
+	if (v < d->min) {
+		conf_parser_error(p, "%s: too small (minimum %llu%s)", d->name,
+		    (unsigned long long)d->min, unit[d->kind]);
+		return -1;
+	}
+	*conf_number_field(p->c, d) = v;
+	return 0;
+}
+
+static int
+conf_set_bare_lf(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	char esc[CONF_ESCAPED_MAX];
+
+	if (strcmp(args[0], "reject") == 0)
+		p->c->bare_lf = CONF_BARE_LF_REJECT;
+	else if (strcmp(args[0], "normalize") == 0)
+		p->c->bare_lf = CONF_BARE_LF_NORMALIZE;
+	else {
+		conf_parser_error(p, "%s: invalid value \"%s\" (reject or "
+		    "normalize)", d->name,
+		    conf_escape(esc, sizeof(esc), args[0]));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * One line: strip the comment, split on whitespace, run the generic
+ * checks from the table, then the directive's handler.
+ */
+static void
+conf_parse_line(struct conf_parser *p, char *line, unsigned int *seen)
+{
+	static const char ws[] = " \t\r\n\f\v";
+	const struct conf_directive *d = NULL;
+	char *tok[CONF_MAX_ARGS + 1], *args[CONF_MAX_ARGS + 1];
+	char *s, esc[CONF_ESCAPED_MAX];
+	size_t i, nargs, ntok = 0;
+
+	if ((s = strchr(line, '#')) != NULL)
+		*s = '\0';
+	for (s = line;;) {
+		s += strspn(s, ws);
+		if (*s == '\0')
+			break;
+		if (ntok < nitems(tok))
+			tok[ntok] = s;
+		ntok++;
+		s += strcspn(s, ws);
+		if (*s != '\0')
+			*s++ = '\0';
+	}
+	if (ntok == 0)
+		return;
+	if ((d = conf_directive_find(tok[0])) == NULL) {
+		conf_parser_error(p, "unknown directive \"%s\"",
+		    conf_escape(esc, sizeof(esc), tok[0]));
+		return;
+	}
+	i = (size_t)(d - directives);
+	if (!d->repeatable && seen[i] != 0) {
+		conf_parser_error(p, "duplicate directive \"%s\" (first on "
+		    "line %u)", d->name, seen[i]);
+		return;
+	}
+	if (seen[i] == 0)
+		seen[i] = p->line;
+	nargs = ntok - 1;
+	if (nargs < d->min_args) {
+		conf_parser_error(p, "%s: missing value", d->name);
+		return;
+	}
+	if (nargs > d->max_args) {
+		conf_parser_error(p, "%s: unexpected extra value \"%s\"",
+		    d->name, conf_escape(esc, sizeof(esc),
+		    tok[d->max_args + 1]));
+		return;
+	}
+	memset(args, 0, sizeof(args));
+	for (i = 0; i < nargs; i++)
+		args[i] = tok[i + 1];
+	(void)d->handler(p, d, args);
+}
+
+struct conf *
+conf_load(const char *path, conf_error_cb cb, void *arg)
+{
+	struct conf_parser p;
+	unsigned int seen[nitems(directives)];
+	char *line = NULL;
+	size_t linesize = 0;
+	ssize_t n;
+	FILE *fp;
+
+	memset(&p, 0, sizeof(p));
+	memset(seen, 0, sizeof(seen));
+	p.file = path;
+	p.cb = cb;
+	p.arg = arg;
+	if ((fp = fopen(path, "re")) == NULL) {
+		conf_parser_error(&p, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	p.c = conf_new_defaults();
+	p.c->path = xstrdup(path);
+	while ((n = getline(&line, &linesize, fp)) != -1) {
+		p.line++;
+		if (memchr(line, '\0', (size_t)n) != NULL) {
+			conf_parser_error(&p, "NUL byte in line");
+			continue;
+		}
+		conf_parse_line(&p, line, seen);
+	}
+	if (ferror(fp)) {
+		p.line = 0;
+		conf_parser_error(&p, "read error: %s", strerror(errno));
+	}
+	free(line);
+	fclose(fp);
+	if (p.nerrors == 0 && p.c->nlisten == 0)
+		conf_add_listen_default(&p, CONF_DEFAULT_LISTEN);
+	free(p.listen_lines);
+	if (p.nerrors > 0) {
+		conf_free(p.c);
+		return NULL;
+	}
+	return p.c;
+}
+
+struct conf *
+conf_default(void)
+{
+	struct conf_parser p;
+	struct conf *c;
+
+	memset(&p, 0, sizeof(p));
+	p.file = "built-in default";
+	c = p.c = conf_new_defaults();
+	conf_add_listen_default(&p, CONF_BUILTIN_LISTEN);
+	free(p.listen_lines);
+	free(c->spool);
+	c->spool = xstrdup(CONF_BUILTIN_SPOOL);
+	free(c->maildir);
+	c->maildir = xstrdup(CONF_BUILTIN_MAILDIR);
+	conf_push_string(&c->domains, &c->ndomains, CONF_BUILTIN_DOMAIN);
+	return c;
+}
+
+void
+conf_free(struct conf *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	free(c->path);
+	free(c->hostname);
+	free(c->spool);
+	free(c->maildir);
+	free(c->users);
+	free(c->aliases);
+	free(c->user);
+	free(c->listen);
+	for (i = 0; i < c->ndomains; i++)
+		free(c->domains[i]);
+	free(c->domains);
+	free(c->trusted);
+	for (i = 0; i < c->ndns; i++)
+		free(c->dns[i]);
+	free(c->dns);
+	free(c);
+}
+
+bool
+conf_is_local_domain(const struct conf *c, const char *domain)
+{
+	size_t i;
+
+	for (i = 0; i < c->ndomains; i++)
+		if (ascii_strcasecmp(c->domains[i], domain) == 0)
+			return true;
+	return false;
+}
+
+/* Do the first prefix bits of a and b agree? */
+static bool
+conf_prefix_match(const uint8_t *a, const uint8_t *b, unsigned int prefix)
+{
+	unsigned int full = prefix / 8, rest = prefix % 8;
+	uint8_t mask;
+
+	if (memcmp(a, b, full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	mask = (uint8_t)(0xff << (8 - rest));
+	return (a[full] & mask) == (b[full] & mask);
+}
+
+static bool
+conf_net_contains(const struct conf *c, int family, const uint8_t *addr)
+{
+	size_t i;
+
+	for (i = 0; i < c->ntrusted; i++)
+		if (c->trusted[i].family == family &&
+		    conf_prefix_match(c->trusted[i].addr, addr,
+		    c->trusted[i].prefix))
+			return true;
+	return false;
+}
+
+bool
+conf_is_trusted(const struct conf *c, const struct sockaddr *sa)
+{
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+		0xff, 0xff };
+	uint8_t v6[16];
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)sa;
+
+		if (conf_net_contains(c, AF_INET,
+		    (const uint8_t *)&sin->sin_addr))
+			return true;
+		/* Also as ::ffff:a.b.c.d against IPv6 networks. */
+		memcpy(v6, mapped, sizeof(mapped));
+		memcpy(v6 + 12, &sin->sin_addr, 4);
+		return conf_net_contains(c, AF_INET6, v6);
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const void *)sa;
+
+		memcpy(v6, &sin6->sin6_addr, 16);
+		if (conf_net_contains(c, AF_INET6, v6))
+			return true;
+		/*
+		 * RFC 4291 2.5.5.2: a dual-stack socket shows an IPv4 client
+		 * as ::ffff:a.b.c.d; match it against the IPv4 networks.
+		 */
+		if (memcmp(v6, mapped, sizeof(mapped)) == 0)
+			return conf_net_contains(c, AF_INET, v6 + 12);
+	}
+	return false;
+}
+
+const char *
+conf_locate_from(const char *cli_path, const char *system_path,
+    const char **source_r)
+{
+	struct stat st;
+	const char *env;
+
+	if (cli_path != NULL) {
+		*source_r = "command line";
+		return cli_path;
+	}
+	env = getenv("PETREL_CONFIG");
+	if (env != NULL && env[0] != '\0') {
+		*source_r = "PETREL_CONFIG";
+		return env;
+	}
+	/*
+	 * Only a file that is certainly absent falls back to the built-in
+	 * default; one we cannot stat (EACCES) is returned so that loading
+	 * it reports the problem instead of silently running on defaults.
+	 */
+	if (stat(system_path, &st) == 0 ||
+	    (errno != ENOENT && errno != ENOTDIR)) {
+		*source_r = system_path;
+		return system_path;
+	}
+	*source_r = "built-in default";
+	return NULL;
+}
+
+const char *
+conf_locate(const char *cli_path, const char **source_r)
+{
+	return conf_locate_from(cli_path, CONF_SYSTEM_PATH, source_r);
+}
+
+const char *
+conf_role_name(enum conf_role role)
+{
+	if ((size_t)role < nitems(role_names))
+		return role_names[role];
+	return "unknown";
+}
