@@ -209,6 +209,20 @@ daemon_deadlinecb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(d->base, NULL);
 }
 
+static bool
+daemon_same_listeners(const struct conf *a, const struct conf *b)
+{
+	size_t i;
+
+	if (a->nlisten != b->nlisten)
+		return false;
+	for (i = 0; i < a->nlisten; i++)
+		if (strcmp(a->listen[i].text, b->listen[i].text) != 0 ||
+		    a->listen[i].role != b->listen[i].role)
+			return false;
+	return true;
+}
+
 static void
 daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 {
@@ -224,6 +238,9 @@ daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 			    "configuration");
 			return;
 		}
+		if (!daemon_same_listeners(d->rt->conf, c))
+			log_warn("config: listen changed; the listeners stay "
+			    "as they are until a restart");
 		smtp_runtime_unref(d->rt);
 		d->rt = smtp_runtime_new(c, t);
 		smtp_server_set_runtime(d->srv, d->rt);

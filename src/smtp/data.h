@@ -8,7 +8,7 @@
  * (RFC 5321 4.1.1.4), where the first CRLF ends a line (or is the start of
  * DATA). A bare LF or bare CR is never a line ending for this purpose, so
  * "\n.\n", "\r.\r", "\n.\r\n", "\r\n.\r" and the rest of the smuggling
- * variants never end the message (tests/unit/test_data.c,
+ * variants never end the message (tests/unit/test_smtp_data.c,
  * tests/e2e/test_smuggling.py).
  *
  * Lines are the bytes between two CRLFs. Dot-unstuffing removes the first

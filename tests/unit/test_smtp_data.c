@@ -1,0 +1,616 @@
+/*
+ * test_smtp_data.c: the DATA sub-machine (src/smtp/data.c): end of data,
+ * dot-unstuffing, bare CR/LF, NUL, long lines, output cap, pipelined
+ * bytes, and every SMTP smuggling variant from the shared conformance
+ * file. Every case is fed at once, one byte at a time, in 3-byte chunks
+ * and split in two at every offset, with identical results required.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "lib/buf.h"
+#include "smtp/data.h"
+
+#define S(x)		x, sizeof(x) - 1
+#define BIG		(1024 * 1024)
+
+struct result {
+	char *out;
+	size_t out_len;
+	size_t consumed;
+	bool done;
+	uint64_t size, bare_cr, bare_lf, nul, long_lines;
+};
+
+/* Printable form of bytes for failure messages (one at a time). */
+static const char *
+esc(const char *p, size_t n)
+{
+	static char b[2][4096];
+	static int which;
+	char *o = b[which ^= 1];
+	size_t i, k = 0;
+
+	for (i = 0; i < n && k < sizeof(b[0]) - 8; i++) {
+		unsigned char c = p[i];
+		if (c == '\r')
+			k += snprintf(o + k, 8, "\\r");
+		else if (c == '\n')
+			k += snprintf(o + k, 8, "\\n");
+		else if (c < 32 || c > 126 || c == '\\')
+			k += snprintf(o + k, 8, "\\x%02x", c);
+		else
+			o[k++] = c;
+	}
+	o[k] = '\0';
+	return o;
+}
+
+/*
+ * Feed in[0..len) in pieces: chunk octets at a time (0: all at once), or
+ * when split > 0 first in[0..split) and then the rest.
+ */
+static void
+run(const char *in, size_t len, enum smtp_data_mode mode, size_t max_line,
+    size_t outmax, size_t chunk, size_t split, struct result *r)
+{
+	struct smtp_data d;
+	struct buf out;
+	size_t off = 0, n, c;
+
+	smtp_data_init(&d, mode, max_line);
+	buf_init(&out, outmax);
+	while (off < len) {
+		if (split > 0)
+			n = off < split ? split - off : len - off;
+		else
+			n = chunk == 0 ? len - off : chunk;
+		if (n > len - off)
+			n = len - off;
+		c = smtp_data_feed(&d, in + off, n, &out);
+		off += c;
+		if (c < n) {
+			/* Only the final dot stops a feed early. */
+			if (!d.done)
+				fail_msg("feed consumed %zu of %zu without "
+				    "done", c, n);
+			break;
+		}
+	}
+	if (d.done && off < len &&
+	    smtp_data_feed(&d, in + off, len - off, &out) != 0)
+		fail_msg("feed after done consumed input");
+	r->out = malloc(out.len + 1);
+	assert_non_null(r->out);
+	memcpy(r->out, buf_str(&out), out.len + 1);
+	r->out_len = out.len;
+	r->consumed = off;
+	r->done = d.done;
+	r->size = d.size;
+	r->bare_cr = d.bare_cr;
+	r->bare_lf = d.bare_lf;
+	r->nul = d.nul;
+	r->long_lines = d.long_lines;
+	buf_free(&out);
+}
+
+static void
+check_u64(const char *name, const char *how, const char *what,
+    uint64_t got, uint64_t want)
+{
+	if (got != want)
+		fail_msg("%s (%s): %s: got %llu, want %llu", name, how, what,
+		    (unsigned long long)got, (unsigned long long)want);
+}
+
+static void
+check_result(const char *name, const char *how, const struct result *got,
+    const struct result *want)
+{
+	if (got->out_len != want->out_len ||
+	    memcmp(got->out, want->out, want->out_len) != 0)
+		fail_msg("%s (%s): content: got \"%s\", want \"%s\"", name,
+		    how, esc(got->out, got->out_len),
+		    esc(want->out, want->out_len));
+	check_u64(name, how, "consumed", got->consumed, want->consumed);
+	check_u64(name, how, "done", got->done, want->done);
+	check_u64(name, how, "size", got->size, want->size);
+	check_u64(name, how, "bare_cr", got->bare_cr, want->bare_cr);
+	check_u64(name, how, "bare_lf", got->bare_lf, want->bare_lf);
+	check_u64(name, how, "nul", got->nul, want->nul);
+	check_u64(name, how, "long_lines", got->long_lines,
+	    want->long_lines);
+}
+
+/* Run every way of splitting the input and compare each with want. */
+static void
+run_all_ways(const char *name, const char *in, size_t len,
+    enum smtp_data_mode mode, size_t max_line, size_t outmax,
+    const struct result *want)
+{
+	struct result r;
+	char how[64];
+	size_t k;
+
+	run(in, len, mode, max_line, outmax, 0, 0, &r);
+	check_result(name, "all at once", &r, want);
+	free(r.out);
+	run(in, len, mode, max_line, outmax, 1, 0, &r);
+	check_result(name, "byte by byte", &r, want);
+	free(r.out);
+	run(in, len, mode, max_line, outmax, 3, 0, &r);
+	check_result(name, "3-byte chunks", &r, want);
+	free(r.out);
+	for (k = 1; k < len; k++) {
+		snprintf(how, sizeof(how), "split at %zu", k);
+		run(in, len, mode, max_line, outmax, 0, k, &r);
+		check_result(name, how, &r, want);
+		free(r.out);
+	}
+}
+
+struct data_case {
+	const char *name;
+	const char *in;
+	size_t in_len;
+	enum smtp_data_mode mode;
+	size_t max_line;
+	size_t outmax;
+	const char *out;
+	size_t out_len;
+	size_t consumed;
+	bool done;
+	uint64_t size, bare_cr, bare_lf, nul, long_lines;
+};
+
+#define STRICT		SMTP_DATA_STRICT
+#define NORM		SMTP_DATA_NORMALIZE
+
+static const struct data_case data_cases[] = {
+	{ "empty message", S(".\r\n"), STRICT, 1000, BIG, S(""), 3, true,
+	    0, 0, 0, 0, 0 },
+	{ "empty message, normalize", S(".\r\n"), NORM, 1000, BIG, S(""),
+	    3, true, 0, 0, 0, 0, 0 },
+	{ "one line", S("x\r\n.\r\n"), STRICT, 1000, BIG, S("x\r\n"), 6,
+	    true, 3, 0, 0, 0, 0 },
+	{ "empty first line", S("\r\n.\r\n"), STRICT, 1000, BIG, S("\r\n"),
+	    5, true, 2, 0, 0, 0, 0 },
+	{ "nothing yet", S(""), STRICT, 1000, BIG, S(""), 0, false,
+	    0, 0, 0, 0, 0 },
+	{ "incomplete end", S("a\r\n.\r"), STRICT, 1000, BIG, S("a\r\n"), 5,
+	    false, 3, 0, 0, 0, 0 },
+	{ "unstuff ..x", S("..x\r\n.\r\n"), STRICT, 1000, BIG, S(".x\r\n"),
+	    8, true, 4, 0, 0, 0, 0 },
+	{ "unstuff ..", S("a\r\n..\r\n.\r\n"), STRICT, 1000, BIG,
+	    S("a\r\n.\r\n"), 10, true, 6, 0, 0, 0, 0 },
+	{ "unstuff .x", S(".x\r\n.\r\n"), STRICT, 1000, BIG, S("x\r\n"), 7,
+	    true, 3, 0, 0, 0, 0 },
+	{ "unstuff ...", S("...\r\n.\r\n"), STRICT, 1000, BIG,
+	    S("..\r\n"), 8, true, 4, 0, 0, 0, 0 },
+	{ "dot inside line kept", S("a.b\r\n.\r\n"), STRICT, 1000, BIG,
+	    S("a.b\r\n"), 8, true, 5, 0, 0, 0, 0 },
+	{ "pipelined after end", S("a\r\n.\r\nQUIT\r\n"), STRICT, 1000, BIG,
+	    S("a\r\n"), 6, true, 3, 0, 0, 0, 0 },
+	{ "pipelined after empty", S(".\r\nMAIL FROM:<a@b>\r\n"), STRICT,
+	    1000, BIG, S(""), 3, true, 0, 0, 0, 0, 0 },
+	{ "NUL counted and kept", S("a\0b\r\n\0\r\n.\r\n"), STRICT, 1000,
+	    BIG, S("a\0b\r\n\0\r\n"), 11, true, 8, 0, 0, 2, 0 },
+	{ "bare LF strict", S("a\nb\r\n.\r\n"), STRICT, 1000, BIG,
+	    S("a\nb\r\n"), 8, true, 5, 0, 1, 0, 0 },
+	{ "bare LF normalize", S("a\nb\r\n.\r\n"), NORM, 1000, BIG,
+	    S("a\r\nb\r\n"), 8, true, 6, 0, 1, 0, 0 },
+	{ "bare CR strict", S("a\rb\r\n.\r\n"), STRICT, 1000, BIG,
+	    S("a\rb\r\n"), 8, true, 5, 1, 0, 0, 0 },
+	{ "bare CR normalize", S("a\rb\r\n.\r\n"), NORM, 1000, BIG,
+	    S("a\r\nb\r\n"), 8, true, 6, 1, 0, 0, 0 },
+	{ "CR CR LF strict", S("a\r\r\n.\r\n"), STRICT, 1000, BIG,
+	    S("a\r\r\n"), 7, true, 4, 1, 0, 0, 0 },
+	{ "CR CR LF normalize", S("a\r\r\n.\r\n"), NORM, 1000, BIG,
+	    S("a\r\n\r\n"), 7, true, 5, 1, 0, 0, 0 },
+	{ "LF CR strict", S("a\n\rb\r\n.\r\n"), STRICT, 1000, BIG,
+	    S("a\n\rb\r\n"), 9, true, 6, 1, 1, 0, 0 },
+	/* A bare LF does not start a line: ".\r\n" after it is content. */
+	{ "LF dot CRLF not end", S("a\n.\r\nb\r\n.\r\n"), STRICT, 1000, BIG,
+	    S("a\n.\r\nb\r\n"), 11, true, 8, 0, 1, 0, 0 },
+	{ "LF dot CRLF not end, normalize", S("a\n.\r\nb\r\n.\r\n"), NORM,
+	    1000, BIG, S("a\r\n.\r\nb\r\n"), 11, true, 9, 0, 1, 0, 0 },
+	{ "LF dot LF at start", S("\n.\n.\r\n"), STRICT, 1000, BIG,
+	    S("\n.\n.\r\n"), 6, false, 6, 0, 2, 0, 0 },
+	{ "dot CR x", S(".\rx\r\n.\r\n"), STRICT, 1000, BIG, S("\rx\r\n"),
+	    8, true, 4, 1, 0, 0, 0 },
+	{ "dot CR CR LF", S(".\r\r\n.\r\n"), NORM, 1000, BIG,
+	    S("\r\n\r\n"), 7, true, 4, 1, 0, 0, 0 },
+	{ "dot LF", S(".\n.\r\n"), STRICT, 1000, BIG, S("\n.\r\n"), 5,
+	    false, 4, 0, 1, 0, 0 },
+	{ "line at max", S("abc\r\n.\r\n"), STRICT, 3, BIG, S("abc\r\n"), 8,
+	    true, 5, 0, 0, 0, 0 },
+	{ "line over max", S("abcd\r\nab\r\nabcdef\r\n.\r\n"), STRICT, 3,
+	    BIG, S("abc\r\nab\r\nabc\r\n"), 21, true, 14, 0, 0, 0, 2 },
+	{ "long line, unstuffed dot not counted", S("..abc\r\n.\r\n"),
+	    STRICT, 4, BIG, S(".abc\r\n"), 10, true, 6, 0, 0, 0, 0 },
+	{ "long line after unstuffing", S("..abcd\r\n.\r\n"), STRICT, 4, BIG,
+	    S(".abc\r\n"), 11, true, 6, 0, 0, 0, 1 },
+	{ "bare LF past max dropped", S("abc\nd\r\n.\r\n"), NORM, 3, BIG,
+	    S("abc\r\n"), 10, true, 5, 0, 1, 0, 1 },
+	{ "bare LF within max", S("ab\nd\r\n.\r\n"), STRICT, 3, BIG,
+	    S("ab\n\r\n"), 9, true, 5, 0, 1, 0, 1 },
+	{ "NUL past max counted", S("abc\0\r\n.\r\n"), STRICT, 3, BIG,
+	    S("abc\r\n"), 9, true, 5, 0, 0, 1, 1 },
+	{ "max_line 0 is no limit", S("abcdefgh\r\n.\r\n"), STRICT, 0, BIG,
+	    S("abcdefgh\r\n"), 13, true, 10, 0, 0, 0, 0 },
+	{ "output cap keeps prefix, counts size", S("abcdef\r\n.\r\n"),
+	    STRICT, 1000, 4, S("abcd"), 11, true, 8, 0, 0, 0, 0 },
+	{ "final dot then garbage", S("x\r\n.\r\n.\r\n"), STRICT, 1000, BIG,
+	    S("x\r\n"), 6, true, 3, 0, 0, 0, 0 },
+};
+
+static void
+test_data_cases(void **state)
+{
+	const struct data_case *c;
+	struct result want;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(data_cases) / sizeof(data_cases[0]); i++) {
+		c = &data_cases[i];
+		want.out = (char *)c->out;
+		want.out_len = c->out_len;
+		want.consumed = c->consumed;
+		want.done = c->done;
+		want.size = c->size;
+		want.bare_cr = c->bare_cr;
+		want.bare_lf = c->bare_lf;
+		want.nul = c->nul;
+		want.long_lines = c->long_lines;
+		run_all_ways(c->name, c->in, c->in_len, c->mode, c->max_line,
+		    c->outmax, &want);
+	}
+}
+
+/* The state machine resumes correctly after a feed ends mid-sequence. */
+static void
+test_data_resume(void **state)
+{
+	static const char *const pieces[] = { "a\r", "\n.", "\r", "\nQUIT" };
+	struct smtp_data d;
+	struct buf out;
+	size_t got[4], i;
+	static const size_t want[4] = { 2, 2, 1, 1 };
+
+	(void)state;
+	smtp_data_init(&d, SMTP_DATA_STRICT, 1000);
+	buf_init(&out, BIG);
+	for (i = 0; i < 4; i++) {
+		got[i] = smtp_data_feed(&d, pieces[i], strlen(pieces[i]),
+		    &out);
+		if (got[i] != want[i])
+			fail_msg("piece %zu: consumed: got %zu, want %zu", i,
+			    got[i], want[i]);
+		if (d.done != (i >= 3))
+			fail_msg("piece %zu: done: got %d, want %d", i,
+			    d.done, i >= 3);
+	}
+	if (strcmp(buf_str(&out), "a\r\n") != 0)
+		fail_msg("content: got \"%s\", want \"a\\r\\n\"",
+		    esc(out.data, out.len));
+	buf_free(&out);
+}
+
+/* A large message with a long body must be linear and exact. */
+static void
+test_data_large(void **state)
+{
+	struct result want, r;
+	size_t n = 200000, i, len;
+	char *in, *expect;
+
+	(void)state;
+	in = malloc(n * 4 + 8);
+	expect = malloc(n * 4 + 8);
+	assert_non_null(in);
+	assert_non_null(expect);
+	len = 0;
+	for (i = 0; i < n; i++) {
+		memcpy(in + len, "..\r\n", 4);
+		memcpy(expect + i * 3, ".\r\n", 3);
+		len += 4;
+	}
+	memcpy(in + len, ".\r\n", 3);
+	len += 3;
+	want.out = expect;
+	want.out_len = n * 3;
+	want.consumed = len;
+	want.done = true;
+	want.size = n * 3;
+	want.bare_cr = want.bare_lf = want.nul = want.long_lines = 0;
+	run(in, len, SMTP_DATA_STRICT, 1000, n * 4, 0, 0, &r);
+	check_result("200000 stuffed lines", "all at once", &r, &want);
+	free(r.out);
+	run(in, len, SMTP_DATA_STRICT, 1000, n * 4, 1, 0, &r);
+	check_result("200000 stuffed lines", "byte by byte", &r, &want);
+	free(r.out);
+	free(in);
+	free(expect);
+}
+
+/* The smuggling variants, from the conformance JSON file. */
+
+#define VARIANTS_MAX	64
+#define VARIANT_LEN	32
+
+struct variant {
+	char name[64];
+	char bytes[VARIANT_LEN];
+	size_t len;
+};
+
+static char *
+read_file(const char *path, size_t *len_r)
+{
+	FILE *f;
+	char *p;
+	long n;
+
+	if ((f = fopen(path, "rb")) == NULL)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
+	    fseek(f, 0, SEEK_SET) != 0) {
+		fclose(f);
+		return NULL;
+	}
+	p = malloc((size_t)n + 1);
+	assert_non_null(p);
+	if (fread(p, 1, (size_t)n, f) != (size_t)n) {
+		free(p);
+		fclose(f);
+		return NULL;
+	}
+	p[n] = '\0';
+	fclose(f);
+	*len_r = (size_t)n;
+	return p;
+}
+
+static char *
+variants_file(char *path, size_t pathsize, size_t *len_r)
+{
+	static const char *const rel[] = {
+		"tests/data/conformance/smtp/smuggling-eod-variants.json",
+		"../shared/conformance/smtp/smuggling-eod-variants.json",
+	};
+	const char *src = getenv("PETREL_SOURCE_DIR");
+	char *text;
+	size_t i;
+
+	for (i = 0; src != NULL && i < 2; i++) {
+		snprintf(path, pathsize, "%s/%s", src, rel[i]);
+		if ((text = read_file(path, len_r)) != NULL)
+			return text;
+	}
+	snprintf(path, pathsize, "%s",
+	    "/work/shared/conformance/smtp/smuggling-eod-variants.json");
+	return read_file(path, len_r);
+}
+
+/*
+ * A JSON string at p (just past its opening quote), decoded into out;
+ * returns the position after the closing quote. Handles the escapes the
+ * file uses (\n \r \t \" \\ \/ \uXXXX below U+0800).
+ */
+static const char *
+json_string(const char *p, char *out, size_t outsize, size_t *len_r)
+{
+	size_t o = 0;
+	unsigned int u;
+	char c;
+
+	while (*p != '"') {
+		assert_true(*p != '\0');
+		c = *p++;
+		if (c == '\\') {
+			c = *p++;
+			switch (c) {
+			case 'n': c = '\n'; break;
+			case 'r': c = '\r'; break;
+			case 't': c = '\t'; break;
+			case 'u':
+				assert_int_equal(sscanf(p, "%4x", &u), 1);
+				p += 4;
+				assert_true(u < 0x800);
+				if (u >= 0x80) {
+					if (o + 1 < outsize)
+						out[o++] = 0xc0 | (u >> 6);
+					u = 0x80 | (u & 0x3f);
+				}
+				c = (char)u;
+				break;
+			default:
+				break;	/* \" \\ \/ */
+			}
+		}
+		if (o + 1 < outsize)
+			out[o++] = c;
+	}
+	out[o] = '\0';
+	*len_r = o;
+	return p + 1;
+}
+
+/*
+ * Every string value in the file except the "_about" text is a variant.
+ * A tiny ad hoc reader: strings followed by ':' are keys.
+ */
+static size_t
+variants_load(struct variant *v, size_t max)
+{
+	char path[4096], key[64] = "", s[1200];
+	const char *p;
+	size_t n = 0, len, idx = 0;
+	char *text;
+
+	text = variants_file(path, sizeof(path), &len);
+	if (text == NULL)
+		fail_msg("cannot read smuggling-eod-variants.json "
+		    "(PETREL_SOURCE_DIR=%s)", getenv("PETREL_SOURCE_DIR") ?
+		    getenv("PETREL_SOURCE_DIR") : "(unset)");
+	for (p = text; *p != '\0';) {
+		if (*p != '"') {
+			if (*p == '[')
+				idx = 0;
+			p++;
+			continue;
+		}
+		p = json_string(p + 1, s, sizeof(s), &len);
+		while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+			p++;
+		if (*p == ':') {
+			if (len >= sizeof(key))
+				len = sizeof(key) - 1;
+			memcpy(key, s, len);
+			key[len] = '\0';
+			idx = 0;
+			continue;
+		}
+		if (strcmp(key, "_about") == 0)
+			continue;
+		assert_true(n < max);
+		assert_true(len < VARIANT_LEN);
+		snprintf(v[n].name, sizeof(v[n].name), "%.40s[%zu]", key,
+		    idx++);
+		memcpy(v[n].bytes, s, len);
+		v[n].len = len;
+		n++;
+	}
+	free(text);
+	return n;
+}
+
+/*
+ * The expected content, computed the simple way: remove every "." that
+ * starts a line (at 0 or right after a CR LF pair), then count CRs not
+ * followed by LF and LFs not preceded by CR, and in NORMALIZE mode turn
+ * each into CR LF.
+ */
+static void
+oracle(const char *in, size_t len, enum smtp_data_mode mode,
+    struct result *r)
+{
+	char *u, *o;
+	size_t i, n = 0, k = 0;
+	bool bare;
+
+	u = malloc(len + 1);
+	o = malloc(2 * len + 1);
+	assert_non_null(u);
+	assert_non_null(o);
+	for (i = 0; i < len; i++) {
+		if (in[i] == '.' && (i == 0 || (i >= 2 && in[i - 1] == '\n' &&
+		    in[i - 2] == '\r')))
+			continue;
+		u[n++] = in[i];
+	}
+	memset(r, 0, sizeof(*r));
+	for (i = 0; i < n; i++) {
+		bare = false;
+		if (u[i] == '\r' && (i + 1 == n || u[i + 1] != '\n')) {
+			r->bare_cr++;
+			bare = true;
+		} else if (u[i] == '\n' && (i == 0 || u[i - 1] != '\r')) {
+			r->bare_lf++;
+			bare = true;
+		} else if (u[i] == '\0')
+			r->nul++;
+		if (bare && mode == SMTP_DATA_NORMALIZE) {
+			o[k++] = '\r';
+			o[k++] = '\n';
+		} else
+			o[k++] = u[i];
+	}
+	free(u);
+	r->out = o;
+	r->out_len = k;
+	r->size = k;
+}
+
+static void
+test_data_smuggling(void **state)
+{
+	static const char pre[] = "hello";
+	static const char post[] =
+	    "MAIL FROM:<x@y>\r\nDATA\r\nSMUGGLED\r\n";
+	static const char end[] = ".\r\n";
+	static const char pipelined[] = "QUIT\r\n";
+	static const enum smtp_data_mode modes[] = { SMTP_DATA_STRICT,
+		SMTP_DATA_NORMALIZE };
+	struct variant v[VARIANTS_MAX];
+	struct result want, r;
+	char msg[256], name[128];
+	size_t nv, i, m, body_len, len;
+
+	(void)state;
+	nv = variants_load(v, VARIANTS_MAX);
+	/* 10 from smtpsmug, 7 + 9 from SEC Consult. */
+	if (nv < 26)
+		fail_msg("variants: got %zu, want at least 26", nv);
+	for (i = 0; i < nv; i++) {
+		len = 0;
+		memcpy(msg + len, pre, sizeof(pre) - 1);
+		len += sizeof(pre) - 1;
+		memcpy(msg + len, v[i].bytes, v[i].len);
+		len += v[i].len;
+		memcpy(msg + len, post, sizeof(post) - 1);
+		len += sizeof(post) - 1;
+		body_len = len;
+		memcpy(msg + len, end, sizeof(end) - 1);
+		len += sizeof(end) - 1;
+		memcpy(msg + len, pipelined, sizeof(pipelined) - 1);
+		len += sizeof(pipelined) - 1;
+		for (m = 0; m < 2; m++) {
+			snprintf(name, sizeof(name), "variant %s \"%s\" %s",
+			    v[i].name, esc(v[i].bytes, v[i].len),
+			    m == 0 ? "strict" : "normalize");
+			oracle(msg, body_len, modes[m], &want);
+			want.consumed = body_len + sizeof(end) - 1;
+			want.done = true;
+			/* Never two messages: the first end is the real one. */
+			run_all_ways(name, msg, len, modes[m], 1000, BIG,
+			    &want);
+			/* The smuggled command stays inside the one message. */
+			run(msg, len, modes[m], 1000, BIG, 0, 0, &r);
+			if (memmem(r.out, r.out_len, "SMUGGLED\r\n", 10) ==
+			    NULL || memmem(r.out, r.out_len, "MAIL FROM:<x@y>",
+			    15) == NULL)
+				fail_msg("%s: smuggled text missing from "
+				    "\"%s\"", name, esc(r.out, r.out_len));
+			free(r.out);
+			/* The variant alone never ends the message. */
+			run(msg, sizeof(pre) - 1 + v[i].len, modes[m], 1000,
+			    BIG, 1, 0, &r);
+			if (r.done)
+				fail_msg("%s alone: done: got 1, want 0", name);
+			free(r.out);
+			free(want.out);
+		}
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_data_cases),
+		cmocka_unit_test(test_data_resume),
+		cmocka_unit_test(test_data_large),
+		cmocka_unit_test(test_data_smuggling),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
