@@ -293,7 +293,8 @@ mkdir_p(const char *path, unsigned int mode)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(tmp, mode) == -1 && errno != EEXIST)
+		/* Parents are traversable: only the leaf gets mode. */
+		if (mkdir(tmp, 0755) == -1 && errno != EEXIST)
 			return -1;
 		*p = '/';
 	}

@@ -59,7 +59,7 @@ int write_all(int fd, const void *buf, size_t len);
 /* fsync a directory by path. Returns 0 or -1 with errno set. */
 int fsync_dir(const char *path);
 
-/* mkdir -p with the given mode for each created component. */
+/* mkdir -p: missing parents are made 0755, the last component mode. */
 int mkdir_p(const char *path, unsigned int mode);
 
 #endif
