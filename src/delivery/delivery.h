@@ -32,7 +32,10 @@ struct conf;
  * Deliver message id (read from the spool) to the Maildir at path.
  * Thread-safe. Returns 0, or -1 with a reply-like text in err (e.g.
  * "452 4.3.1 No space left on device") and *permanent_r saying whether
- * retrying can help.
+ * retrying can help. Only a path too long to exist is permanent (550
+ * 5.1.3); disk full is 452 4.3.1, quota 452 4.2.2, anything else (EIO,
+ * EACCES, a file where a directory should be, an unreadable queue file)
+ * 451 4.3.0. On failure nothing is left in new/ or tmp/.
  */
 int maildir_deliver(const struct spool *sp, const char *id,
     const char *sender, const char *path, const char *hostname,
@@ -41,22 +44,53 @@ int maildir_deliver(const struct spool *sp, const char *id,
 struct scheduler;
 
 struct scheduler_stats {
-	uint64_t delivered;
-	uint64_t deferred;
-	uint64_t failed;
+	uint64_t delivered;	/* recipients delivered */
+	uint64_t deferred;	/* attempts that failed temporarily */
+	uint64_t failed;	/* recipients given up (bounced) */
 	uint64_t queued;	/* messages in memory now */
 };
 
-/* nworkers delivery threads. The conf pointer may be swapped on reload. */
+/*
+ * nworkers delivery threads (0 means 1). The conf pointer may be swapped
+ * on reload; it is read on the loop thread only (hostname and
+ * queue_lifetime are copied into each job), so the old conf may be freed
+ * once scheduler_set_conf() returns. The caller has called
+ * evthread_use_pthreads() before creating base: workers hand results back
+ * with event_active().
+ *
+ * Retries: a temporary failure is retried after 60 s, doubling per
+ * attempt, at most 1 h apart; a recipient still failing once
+ * queue_lifetime has passed since arrival is FAILED (logged
+ * status=bounced; bounce messages come in a later issue). The environment
+ * variable PETREL_RETRY_BASE_SECONDS (1..3600), read here, replaces the
+ * 60 s base: tests set it to 1.
+ *
+ * Remote recipients (RCPT_KIND_REMOTE) stay PENDING with "451 4.4.0
+ * outbound delivery not yet available" and are retried like temporary
+ * failures until outbound delivery exists.
+ *
+ * Every attempt logs one line:
+ *   delivery: id=ID to=<addr> mailbox=PATH status=sent|deferred|bounced
+ *   reply="..."
+ * (mailbox=- for remote recipients; addr, path and reply escaped).
+ */
 struct scheduler *scheduler_new(struct event_base *base, struct spool *sp,
     const struct conf *c, unsigned int nworkers);
 void scheduler_set_conf(struct scheduler *s, const struct conf *c);
 
-/* Take a committed message (env copied) and deliver it as soon as it can. */
+/*
+ * Take a committed message (env copied) and deliver it as soon as it can:
+ * every PENDING recipient is tried now, whatever next_attempt says (a
+ * message recovered at start-up is tried at once). A message with no
+ * arrival time counts its lifetime from this call.
+ */
 void scheduler_add(struct scheduler *s, const char *id,
     const struct envelope *env);
 
-/* Wait for running deliveries to end, stop the threads, free. */
+/*
+ * Wait for running deliveries to end, stop the threads, free. Jobs not yet
+ * started are dropped: their queue files stay for the next start.
+ */
 void scheduler_free(struct scheduler *s);
 
 void scheduler_get_stats(const struct scheduler *s,

@@ -1,0 +1,768 @@
+/*
+ * test_delivery.c: Maildir delivery from a real spool (file only in new/,
+ * exact bytes, S= size, unique names, errors) and the scheduler (two local
+ * recipients, retry after a temporary failure, remote recipients).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "conf/conf.h"
+#include "delivery/delivery.h"
+#include "lib/util.h"
+#include "queue/envelope.h"
+#include "queue/spool.h"
+
+struct fixture {
+	char dir[64];
+	char *spooldir;
+	struct event_base *base;
+	struct spool *sp;
+	struct event *tick;
+};
+
+/* ---- helpers ---- */
+
+static void
+rm_rf(const char *path)
+{
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	char *sub;
+
+	if (lstat(path, &st) == -1)
+		return;
+	if (!S_ISDIR(st.st_mode)) {
+		unlink(path);
+		return;
+	}
+	if ((d = opendir(path)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			if (strcmp(de->d_name, ".") == 0 ||
+			    strcmp(de->d_name, "..") == 0)
+				continue;
+			sub = xasprintf("%s/%s", path, de->d_name);
+			rm_rf(sub);
+			free(sub);
+		}
+		closedir(d);
+	}
+	rmdir(path);
+}
+
+/* Names in dir (NULL-terminated, sorted by nothing); count in *n. */
+static char **
+list_dir(const char *path, size_t *n)
+{
+	struct dirent *de;
+	char **names = NULL;
+	DIR *d;
+
+	*n = 0;
+	if ((d = opendir(path)) == NULL)
+		return NULL;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		names = xrealloc(names, (*n + 2) * sizeof(*names));
+		names[(*n)++] = xstrdup(de->d_name);
+		names[*n] = NULL;
+	}
+	closedir(d);
+	return names;
+}
+
+static void
+free_names(char **names, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+/* Entries in a/b. */
+static size_t
+count_dir(const char *a, const char *b)
+{
+	char *path = xasprintf("%s/%s", a, b);
+	char **names;
+	size_t n;
+
+	names = list_dir(path, &n);
+	free_names(names, n);
+	free(path);
+	return n;
+}
+
+static char *
+read_whole(const char *path, size_t *len)
+{
+	struct stat st;
+	char *data;
+	int fd;
+
+	fd = open(path, O_RDONLY);
+	assert_true(fd != -1);
+	assert_int_equal(fstat(fd, &st), 0);
+	data = xmalloc((size_t)st.st_size + 1);
+	assert_int_equal(read(fd, data, (size_t)st.st_size), st.st_size);
+	data[st.st_size] = '\0';
+	close(fd);
+	*len = (size_t)st.st_size;
+	return data;
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+/* Run the loop until *flag becomes true or timeout_ms passes. */
+static bool
+run_until(struct fixture *f, bool (*pred)(void *), void *arg,
+    unsigned int timeout_ms)
+{
+	uint64_t end = time_mono_usec() + (uint64_t)timeout_ms * 1000;
+
+	while (!pred(arg)) {
+		if (time_mono_usec() > end)
+			return false;
+		event_base_loop(f->base, EVLOOP_ONCE);
+	}
+	return true;
+}
+
+struct commit_wait {
+	bool done;
+	int error;
+	char id[QUEUE_ID_MAX];
+};
+
+static void
+commit_cb(void *arg, uint64_t cookie, const char *id, int error)
+{
+	struct commit_wait *cw = arg;
+
+	(void)cookie;
+	cw->done = true;
+	cw->error = error;
+	strlcpy(cw->id, id, sizeof(cw->id));
+}
+
+static bool
+commit_done(void *arg)
+{
+	return ((struct commit_wait *)arg)->done;
+}
+
+/* Commit content with env; the queue id goes to id. */
+static void
+commit_message(struct fixture *f, const struct envelope *env,
+    const char *content, size_t len, size_t split, char *id)
+{
+	struct spool_writer *w;
+	struct commit_wait cw;
+	char wid[QUEUE_ID_MAX];
+
+	memset(&cw, 0, sizeof(cw));
+	w = spool_writer_new(f->sp, wid);
+	assert_non_null(w);
+	/* Two writes: the split may fall between CR and LF. */
+	if (split > len)
+		split = len;
+	assert_int_equal(spool_writer_write(w, content, split), 0);
+	assert_int_equal(spool_writer_write(w, content + split, len - split),
+	    0);
+	spool_writer_commit(w, env, commit_cb, &cw, 1);
+	assert_true(run_until(f, commit_done, &cw, 10000));
+	assert_int_equal(cw.error, 0);
+	assert_string_equal(cw.id, wid);
+	strlcpy(id, wid, QUEUE_ID_MAX);
+}
+
+static void
+make_env(struct envelope *env, const char *sender)
+{
+	envelope_init(env);
+	env->sender = xstrdup(sender);
+	env->client_addr = xstrdup("127.0.0.1");
+	env->helo = xstrdup("client.test");
+	env->proto = xstrdup("ESMTP");
+	env->arrival = (uint64_t)time(NULL);
+}
+
+/* Reference conversion: every CR LF becomes LF, nothing else changes. */
+static char *
+crlf_to_lf(const char *in, size_t len, size_t *outlen)
+{
+	char *out = xmalloc(len + 1);
+	size_t i, o = 0;
+
+	for (i = 0; i < len; i++) {
+		if (in[i] == '\r' && i + 1 < len && in[i + 1] == '\n')
+			continue;
+		out[o++] = in[i];
+	}
+	*outlen = o;
+	return out;
+}
+
+/* Every file in new/ must be named ...,S=<its size>. */
+static void
+check_size_tag(const char *dir, const char *name)
+{
+	char *path = xasprintf("%s/%s", dir, name);
+	const char *s;
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	s = strstr(name, ",S=");
+	assert_non_null(s);
+	assert_int_equal(strtoull(s + 3, NULL, 10),
+	    (unsigned long long)st.st_size);
+	free(path);
+}
+
+/* ---- fixture ---- */
+
+static int
+setup(void **state)
+{
+	struct timeval tv = { 0, 20000 };
+	struct fixture *f;
+	const char *err;
+
+	f = xcalloc(1, sizeof(*f));
+	strlcpy(f->dir, "/tmp/petrel-test-delivery-XXXXXX", sizeof(f->dir));
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	f->spooldir = xasprintf("%s/spool", f->dir);
+	f->base = event_base_new();
+	if (f->base == NULL)
+		return -1;
+	f->sp = spool_open(f->spooldir, f->base, 2, &err);
+	if (f->sp == NULL)
+		return -1;
+	/* A periodic no-op so that EVLOOP_ONCE returns regularly. */
+	f->tick = event_new(f->base, -1, EV_PERSIST, tick_cb, NULL);
+	event_add(f->tick, &tv);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	event_free(f->tick);
+	spool_close(f->sp);
+	event_base_free(f->base);
+	rm_rf(f->dir);
+	free(f->spooldir);
+	free(f);
+	return 0;
+}
+
+/* ---- maildir_deliver ---- */
+
+/* Content with CR LF across every power-of-two chunk boundary. */
+static char *
+make_content(size_t *len)
+{
+	static const char head[] = "Subject: test\r\nFrom: <a@b.test>\r\n\r\n"
+				   "bare\rcr and bare\nlf\r\r\n..dots\r\n";
+	size_t n = 300000, i, k;
+	char *c = xmalloc(n);
+
+	memset(c, 'x', n);
+	memcpy(c, head, sizeof(head) - 1);
+	for (i = sizeof(head) - 1 + 70; i + 1 < n; i += 72) {
+		c[i] = '\r';
+		c[i + 1] = '\n';
+	}
+	for (k = 12; k <= 18; k++) {
+		c[(1UL << k) - 1] = '\r';
+		c[1UL << k] = '\n';
+	}
+	c[n - 3] = '\r';
+	c[n - 2] = '\n';
+	c[n - 1] = '\r';	/* a lone CR at the very end stays */
+	*len = n;
+	return c;
+}
+
+static void
+test_maildir_deliver_content(void **state)
+{
+	struct fixture *f = *state;
+	struct envelope env;
+	char id[QUEUE_ID_MAX], err[256], *mbox, *newdir, *file, *want, *got;
+	char **names;
+	size_t clen, wlen, glen, n, expect_len;
+	char *content, *expect;
+	bool perm = true;
+
+	make_env(&env, "sender@example.test");
+	envelope_rcpt_add(&env, "rcpt@example.test", "rcpt@example.test",
+	    "/unused", RCPT_KIND_LOCAL, 0, NULL);
+	content = make_content(&clen);
+	/* Split the writes between a CR and its LF. */
+	commit_message(f, &env, content, clen, 4096, id);
+
+	mbox = xasprintf("%s/mail/example.test/rcpt", f->dir);
+	assert_int_equal(maildir_deliver(f->sp, id, "sender@example.test",
+	    mbox, "mx.example.test", err, sizeof(err), &perm), 0);
+	assert_string_equal(err, "");
+	assert_false(perm);
+
+	/* One file in new/, nothing in tmp/ or cur/. */
+	assert_int_equal(count_dir(mbox, "tmp"), 0);
+	assert_int_equal(count_dir(mbox, "cur"), 0);
+	newdir = xasprintf("%s/new", mbox);
+	names = list_dir(newdir, &n);
+	assert_int_equal(n, 1);
+	check_size_tag(newdir, names[0]);
+	assert_non_null(strstr(names[0], ".mx.example.test,S="));
+	assert_true(strchr(names[0], 'M') != NULL &&
+	    strchr(names[0], 'P') != NULL && strchr(names[0], 'Q') != NULL);
+
+	/* Exact bytes: Return-Path, then the content with CR LF -> LF. */
+	expect = crlf_to_lf(content, clen, &expect_len);
+	want = xmalloc(expect_len + 64);
+	wlen = (size_t)snprintf(want, 64, "Return-Path: <%s>\n",
+	    "sender@example.test");
+	memcpy(want + wlen, expect, expect_len);
+	wlen += expect_len;
+	file = xasprintf("%s/%s", newdir, names[0]);
+	got = read_whole(file, &glen);
+	assert_int_equal(glen, wlen);
+	assert_memory_equal(got, want, wlen);
+	/* The chunk boundaries really were crossed by CR LF pairs. */
+	assert_true(clen > 131073);
+
+	free(got);
+	free(file);
+	free(want);
+	free(expect);
+	free_names(names, n);
+	free(newdir);
+	free(mbox);
+	free(content);
+	envelope_free(&env);
+}
+
+static void
+test_maildir_deliver_twice(void **state)
+{
+	struct fixture *f = *state;
+	struct envelope env;
+	char id[QUEUE_ID_MAX], err[256], *mbox, *newdir, *file, *got;
+	char **names;
+	size_t n, glen, i;
+	bool perm;
+	const char *msg = "Subject: x\r\n\r\nbody\r\n";
+
+	make_env(&env, "");
+	envelope_rcpt_add(&env, "r@example.test", "r@example.test", "/unused",
+	    RCPT_KIND_LOCAL, 0, NULL);
+	commit_message(f, &env, msg, strlen(msg), 3, id);
+	mbox = xasprintf("%s/deep/a/b/c", f->dir);
+	/* Host names with '/' and ':' are escaped as Dovecot does. */
+	for (i = 0; i < 2; i++)
+		assert_int_equal(maildir_deliver(f->sp, id, "", mbox,
+		    "odd/host:name", err, sizeof(err), &perm), 0);
+	newdir = xasprintf("%s/new", mbox);
+	names = list_dir(newdir, &n);
+	assert_int_equal(n, 2);
+	assert_string_not_equal(names[0], names[1]);
+	for (i = 0; i < n; i++) {
+		check_size_tag(newdir, names[i]);
+		assert_non_null(strstr(names[i], ".odd\\057host\\072name,S="));
+		file = xasprintf("%s/%s", newdir, names[i]);
+		got = read_whole(file, &glen);
+		assert_string_equal(got,
+		    "Return-Path: <>\nSubject: x\n\nbody\n");
+		free(got);
+		free(file);
+	}
+	assert_int_equal(count_dir(mbox, "tmp"), 0);
+	{
+		struct stat st;
+		char *cur = xasprintf("%s/cur", mbox);
+
+		assert_int_equal(stat(cur, &st), 0);
+		assert_int_equal(st.st_mode & 0777, 0700);
+		free(cur);
+	}
+	free_names(names, n);
+	free(newdir);
+	free(mbox);
+	envelope_free(&env);
+}
+
+static void
+test_maildir_deliver_errors(void **state)
+{
+	struct fixture *f = *state;
+	struct envelope env;
+	char id[QUEUE_ID_MAX], err[256], *blocked, *mbox, *longpath;
+	bool perm;
+	size_t i;
+	int fd;
+	const char *msg = "Subject: x\r\n\r\nbody\r\n";
+
+	make_env(&env, "s@example.test");
+	envelope_rcpt_add(&env, "r@example.test", "r@example.test", "/unused",
+	    RCPT_KIND_LOCAL, 0, NULL);
+	commit_message(f, &env, msg, strlen(msg), 0, id);
+
+	/* The Maildir path is a regular file: temporary. */
+	blocked = xasprintf("%s/blocked", f->dir);
+	fd = open(blocked, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd != -1);
+	close(fd);
+	perm = true;
+	assert_int_equal(maildir_deliver(f->sp, id, "s@example.test", blocked,
+	    "h", err, sizeof(err), &perm), -1);
+	assert_false(perm);
+	assert_memory_equal(err, "451 4.3.0 ", 10);
+
+	/* A parent is a regular file: temporary too. */
+	mbox = xasprintf("%s/blocked/sub", f->dir);
+	assert_int_equal(maildir_deliver(f->sp, id, "s@example.test", mbox,
+	    "h", err, sizeof(err), &perm), -1);
+	assert_false(perm);
+	assert_memory_equal(err, "451 4.3.0 ", 10);
+	free(mbox);
+
+	/* An unknown queue id: temporary, and nothing left behind. */
+	mbox = xasprintf("%s/mail/ghost", f->dir);
+	assert_int_equal(maildir_deliver(f->sp, id + 1, "s@example.test",
+	    mbox, "h", err, sizeof(err), &perm), -1);
+	assert_false(perm);
+	assert_memory_equal(err, "451 4.3.0 ", 10);
+	assert_int_equal(count_dir(mbox, "tmp"), 0);
+	assert_int_equal(count_dir(mbox, "new"), 0);
+	free(mbox);
+
+	/* A path longer than PATH_MAX: permanent. */
+	longpath = xmalloc(5000);
+	strlcpy(longpath, f->dir, 5000);
+	for (i = strlen(longpath); i < 4500; i += 10)
+		strlcat(longpath, "/aaaaaaaaa", 5000);
+	assert_int_equal(maildir_deliver(f->sp, id, "s@example.test",
+	    longpath, "h", err, sizeof(err), &perm), -1);
+	assert_true(perm);
+	assert_memory_equal(err, "550 5.1.3 ", 10);
+	free(longpath);
+
+	free(blocked);
+	envelope_free(&env);
+}
+
+/* ---- scheduler ---- */
+
+struct sched_wait {
+	struct scheduler *s;
+	uint64_t delivered, deferred, failed, queued;
+};
+
+static bool
+stats_reached(void *arg)
+{
+	struct sched_wait *w = arg;
+	struct scheduler_stats st;
+
+	scheduler_get_stats(w->s, &st);
+	return st.delivered >= w->delivered && st.deferred >= w->deferred &&
+	    st.failed >= w->failed && st.queued <= w->queued;
+}
+
+static bool
+queue_file_exists(struct fixture *f, const char *id)
+{
+	char *path = xasprintf("%s/queue/%s", f->spooldir, id);
+	bool r = access(path, F_OK) == 0;
+
+	free(path);
+	return r;
+}
+
+static struct conf *
+sched_conf(uint64_t lifetime)
+{
+	struct conf *c = xcalloc(1, sizeof(*c));
+
+	c->hostname = xstrdup("mx.example.test");
+	c->queue_lifetime = lifetime;
+	return c;
+}
+
+static void
+sched_conf_free(struct conf *c)
+{
+	free(c->hostname);
+	free(c);
+}
+
+static void
+test_scheduler_two_local(void **state)
+{
+	struct fixture *f = *state;
+	struct scheduler_stats st;
+	struct sched_wait w;
+	struct envelope env;
+	struct conf *c;
+	char id[QUEUE_ID_MAX], *m1, *m2, *file, *got, **names;
+	size_t n, glen;
+	const char *msg = "Subject: two\r\n\r\nhello\r\n";
+
+	c = sched_conf(5 * 86400);
+	m1 = xasprintf("%s/mail/example.test/one", f->dir);
+	m2 = xasprintf("%s/mail/example.test/two", f->dir);
+	make_env(&env, "from@example.test");
+	envelope_rcpt_add(&env, "one@example.test", "one@example.test", m1,
+	    RCPT_KIND_LOCAL, 0, NULL);
+	envelope_rcpt_add(&env, "two@example.test", "two@example.test", m2,
+	    RCPT_KIND_LOCAL, 0, NULL);
+	commit_message(f, &env, msg, strlen(msg), 5, id);
+	assert_true(queue_file_exists(f, id));
+
+	memset(&w, 0, sizeof(w));
+	w.s = scheduler_new(f->base, f->sp, c, 2);
+	scheduler_add(w.s, id, &env);
+	scheduler_get_stats(w.s, &st);
+	assert_int_equal(st.queued, 1);
+	w.delivered = 2;
+	w.queued = 0;
+	assert_true(run_until(f, stats_reached, &w, 10000));
+	scheduler_get_stats(w.s, &st);
+	assert_int_equal(st.delivered, 2);
+	assert_int_equal(st.deferred, 0);
+	assert_int_equal(st.failed, 0);
+	assert_false(queue_file_exists(f, id));
+
+	file = xasprintf("%s/new", m2);
+	names = list_dir(file, &n);
+	assert_int_equal(n, 1);
+	free(file);
+	file = xasprintf("%s/new/%s", m2, names[0]);
+	got = read_whole(file, &glen);
+	assert_string_equal(got,
+	    "Return-Path: <from@example.test>\nSubject: two\n\nhello\n");
+	assert_int_equal(count_dir(m1, "new"), 1);
+	free(got);
+	free(file);
+	free_names(names, n);
+
+	scheduler_free(w.s);
+	sched_conf_free(c);
+	free(m1);
+	free(m2);
+	envelope_free(&env);
+}
+
+static void
+test_scheduler_retry(void **state)
+{
+	struct fixture *f = *state;
+	struct scheduler_stats st;
+	struct sched_wait w;
+	struct envelope env, disk;
+	struct conf *c;
+	char id[QUEUE_ID_MAX], *m1, *m2;
+	const char *errstr;
+	uint64_t t0;
+	int fd;
+	const char *msg = "Subject: retry\r\n\r\nagain\r\n";
+
+	setenv("PETREL_RETRY_BASE_SECONDS", "1", 1);
+	c = sched_conf(5 * 86400);
+	m1 = xasprintf("%s/blocked-mbox", f->dir);
+	m2 = xasprintf("%s/mail/fine", f->dir);
+	fd = open(m1, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd != -1);
+	close(fd);
+	make_env(&env, "from@example.test");
+	envelope_rcpt_add(&env, "a@example.test", "a@example.test", m1,
+	    RCPT_KIND_LOCAL, 0, NULL);
+	envelope_rcpt_add(&env, "b@example.test", "b@example.test", m2,
+	    RCPT_KIND_LOCAL, 0, NULL);
+	commit_message(f, &env, msg, strlen(msg), 1, id);
+
+	memset(&w, 0, sizeof(w));
+	w.s = scheduler_new(f->base, f->sp, c, 1);
+	unsetenv("PETREL_RETRY_BASE_SECONDS");
+	t0 = (uint64_t)time(NULL);
+	scheduler_add(w.s, id, &env);
+	w.delivered = 1;
+	w.deferred = 1;
+	w.queued = 1;
+	assert_true(run_until(f, stats_reached, &w, 10000));
+
+	/* The states are in the queue file before the retry. */
+	assert_true(queue_file_exists(f, id));
+	assert_int_equal(spool_read_envelope(f->sp, id, &disk, &errstr), 0);
+	assert_int_equal(disk.nrcpts, 2);
+	assert_int_equal(disk.rcpts[0].status, RCPT_STATUS_PENDING);
+	assert_int_equal(disk.rcpts[0].attempts, 1);
+	assert_true(disk.rcpts[0].next_attempt >= t0 + 1);
+	assert_true(disk.rcpts[0].next_attempt <= (uint64_t)time(NULL) + 1);
+	assert_memory_equal(disk.rcpts[0].last_reply, "451 4.3.0 ", 10);
+	assert_int_equal(disk.rcpts[1].status, RCPT_STATUS_DELIVERED);
+	assert_int_equal(disk.rcpts[1].attempts, 1);
+	envelope_free(&disk);
+	assert_int_equal(count_dir(m2, "new"), 1);
+
+	/* Unblock: the retry (after ~1 s) delivers, and only to a. */
+	assert_int_equal(unlink(m1), 0);
+	w.delivered = 2;
+	w.queued = 0;
+	assert_true(run_until(f, stats_reached, &w, 15000));
+	scheduler_get_stats(w.s, &st);
+	assert_int_equal(st.delivered, 2);
+	assert_true(st.deferred >= 1);
+	assert_int_equal(st.failed, 0);
+	assert_false(queue_file_exists(f, id));
+	assert_int_equal(count_dir(m1, "new"), 1);
+	assert_int_equal(count_dir(m2, "new"), 1);
+
+	scheduler_free(w.s);
+	sched_conf_free(c);
+	free(m1);
+	free(m2);
+	envelope_free(&env);
+}
+
+static void
+test_scheduler_remote(void **state)
+{
+	struct fixture *f = *state;
+	struct scheduler_stats st;
+	struct sched_wait w;
+	struct envelope env, disk;
+	struct conf *c;
+	char id[QUEUE_ID_MAX], id2[QUEUE_ID_MAX];
+	const char *errstr;
+	const char *msg = "Subject: fwd\r\n\r\nout\r\n";
+
+	/* Lifetime long: the remote recipient waits, 451 4.4.0. */
+	c = sched_conf(5 * 86400);
+	make_env(&env, "from@example.test");
+	envelope_rcpt_add(&env, "x@example.test", "x@remote.test", NULL,
+	    RCPT_KIND_REMOTE, 0, NULL);
+	commit_message(f, &env, msg, strlen(msg), 2, id);
+	memset(&w, 0, sizeof(w));
+	w.s = scheduler_new(f->base, f->sp, c, 1);
+	scheduler_add(w.s, id, &env);
+	w.deferred = 1;
+	w.queued = 1;
+	assert_true(run_until(f, stats_reached, &w, 10000));
+	assert_true(queue_file_exists(f, id));
+	assert_int_equal(spool_read_envelope(f->sp, id, &disk, &errstr), 0);
+	assert_int_equal(disk.rcpts[0].status, RCPT_STATUS_PENDING);
+	assert_string_equal(disk.rcpts[0].last_reply,
+	    "451 4.4.0 outbound delivery not yet available");
+	envelope_free(&disk);
+
+	/* Past the lifetime: FAILED (bounce logged), queue file removed. */
+	c->queue_lifetime = 0;
+	make_env(&disk, "from@example.test");
+	envelope_rcpt_add(&disk, "y@example.test", "y@remote.test", NULL,
+	    RCPT_KIND_REMOTE, 0, NULL);
+	commit_message(f, &disk, msg, strlen(msg), 2, id2);
+	scheduler_add(w.s, id2, &disk);
+	w.failed = 1;
+	w.queued = 1;		/* the first message is still waiting */
+	assert_true(run_until(f, stats_reached, &w, 10000));
+	scheduler_get_stats(w.s, &st);
+	assert_int_equal(st.failed, 1);
+	assert_int_equal(st.delivered, 0);
+	assert_false(queue_file_exists(f, id2));
+	assert_true(queue_file_exists(f, id));
+	envelope_free(&disk);
+
+	/* Freeing with a message queued leaves its file for next time. */
+	scheduler_free(w.s);
+	assert_true(queue_file_exists(f, id));
+	sched_conf_free(c);
+	envelope_free(&env);
+}
+
+/* scheduler_free right after an add waits for the job in flight. */
+static void
+test_scheduler_free_busy(void **state)
+{
+	struct fixture *f = *state;
+	struct scheduler *s;
+	struct envelope env;
+	struct conf *c;
+	char id[QUEUE_ID_MAX], *m;
+	size_t n;
+	const char *msg = "Subject: quick\r\n\r\nx\r\n";
+
+	c = sched_conf(5 * 86400);
+	m = xasprintf("%s/mail/quick", f->dir);
+	make_env(&env, "");
+	envelope_rcpt_add(&env, "q@example.test", "q@example.test", m,
+	    RCPT_KIND_LOCAL, 0, NULL);
+	commit_message(f, &env, msg, strlen(msg), 0, id);
+	s = scheduler_new(f->base, f->sp, c, 3);
+	scheduler_add(s, id, &env);
+	scheduler_free(s);
+	/* Either delivered (and the file gone) or not started (file kept):
+	 * never both lost. */
+	n = count_dir(m, "new");
+	assert_true(n == 1 || queue_file_exists(f, id));
+	assert_true(n <= 1);
+	sched_conf_free(c);
+	free(m);
+	envelope_free(&env);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_maildir_deliver_content,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_maildir_deliver_twice,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_maildir_deliver_errors,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scheduler_two_local,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scheduler_retry, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_scheduler_remote, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_scheduler_free_busy,
+		    setup, teardown),
+	};
+
+	evthread_use_pthreads();
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,709 @@
+/*
+ * test_policy.c: users and aliases files (syntax and exact error text),
+ * recipient resolution (lookup order, catch-all, recursion, loops, depth,
+ * duplicates, remote targets, refused targets) and Maildir path safety.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <sys/stat.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "lib/util.h"
+#include "policy/policy.h"
+
+static char tmpdir[] = "/tmp/petrel-test-policy-XXXXXX";
+
+/* Errors reported by a load, one per line. */
+struct errs {
+	char text[16384];
+	int n;
+};
+
+static void
+errs_cb(void *arg, const char *msg)
+{
+	struct errs *e = arg;
+
+	strlcat(e->text, msg, sizeof(e->text));
+	strlcat(e->text, "\n", sizeof(e->text));
+	e->n++;
+}
+
+static char *
+write_file(const char *name, const char *text)
+{
+	char *path;
+	FILE *fp;
+
+	path = xasprintf("%s/%s", tmpdir, name);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	assert_int_equal(fputs(text, fp) >= 0, 1);
+	assert_int_equal(fclose(fp), 0);
+	return path;
+}
+
+static struct conf *
+test_conf(const char *users, const char *aliases)
+{
+	static const char *domains[] = { "example.test", "other.test",
+	    "third.test", "fourth.test" };
+	struct conf *c;
+	size_t i;
+
+	c = xcalloc(1, sizeof(*c));
+	c->maildir = xstrdup("/srv/mail/%d/%u");
+	c->users = users != NULL ? write_file("users", users) : NULL;
+	c->aliases = aliases != NULL ? write_file("aliases", aliases) : NULL;
+	c->ndomains = nitems(domains);
+	c->domains = xcalloc(c->ndomains, sizeof(*c->domains));
+	for (i = 0; i < c->ndomains; i++)
+		c->domains[i] = xstrdup(domains[i]);
+	return c;
+}
+
+static void
+test_conf_free(struct conf *c)
+{
+	size_t i;
+
+	if (c->users != NULL)
+		unlink(c->users);
+	if (c->aliases != NULL)
+		unlink(c->aliases);
+	for (i = 0; i < c->ndomains; i++)
+		free(c->domains[i]);
+	free(c->domains);
+	free(c->users);
+	free(c->aliases);
+	free(c->maildir);
+	free(c);
+}
+
+/* ---- users file ---- */
+
+static void
+test_users_ok(void **state)
+{
+	struct policy_tables *t;
+	struct errs e = { "", 0 };
+	struct conf *c;
+
+	(void)state;
+	c = test_conf("# comment\n"
+		      "\n"
+		      "alice@example.test:$6$salt$hash\n"
+		      "  Bob@Example.TEST : $2b$05$xyz \r\n"
+		      "receive@example.test:\n"
+		      "   \n"
+		      "carol@other.test:x:y\n",
+	    NULL);
+	t = policy_tables_load(c, errs_cb, &e);
+	assert_string_equal(e.text, "");
+	assert_non_null(t);
+	assert_string_equal(policy_user_hash(t, "alice@example.test"),
+	    "$6$salt$hash");
+	assert_string_equal(policy_user_hash(t, "ALICE@EXAMPLE.test"),
+	    "$6$salt$hash");
+	assert_string_equal(policy_user_hash(t, "bob@example.test"),
+	    "$2b$05$xyz");
+	assert_string_equal(policy_user_hash(t, "receive@example.test"), "");
+	/* Split at the first ':' only. */
+	assert_string_equal(policy_user_hash(t, "carol@other.test"), "x:y");
+	assert_null(policy_user_hash(t, "nobody@example.test"));
+	assert_null(policy_user_hash(t, "alice"));
+	assert_null(policy_user_hash(NULL, "alice@example.test"));
+	policy_tables_free(t);
+	test_conf_free(c);
+}
+
+static void
+test_users_errors(void **state)
+{
+	struct policy_tables *t;
+	struct errs e = { "", 0 };
+	struct conf *c;
+	char *want;
+
+	(void)state;
+	c = test_conf("ok@example.test:h\n"
+		      "no colon here\n"
+		      ":hash\n"
+		      "alice:hash\n"
+		      "# fine\n"
+		      "OK@example.test:other\n"
+		      "@example.test:h\n"
+		      "a@b@c:h\n"
+		      "good@example.test:h\n",
+	    NULL);
+	t = policy_tables_load(c, errs_cb, &e);
+	assert_null(t);
+	want = xasprintf("%s:2: missing ':'\n"
+			 "%s:3: empty address\n"
+			 "%s:4: address without @: alice\n"
+			 "%s:6: duplicate user ok@example.test\n"
+			 "%s:7: invalid address: @example.test\n"
+			 "%s:8: invalid address: a@b@c\n",
+	    c->users, c->users, c->users, c->users, c->users, c->users);
+	assert_string_equal(e.text, want);
+	free(want);
+	test_conf_free(c);
+}
+
+static void
+test_missing_files(void **state)
+{
+	struct policy_tables *t;
+	struct errs e = { "", 0 };
+	struct conf *c;
+	char *want;
+
+	(void)state;
+	c = test_conf(NULL, NULL);
+	c->users = xasprintf("%s/no-such-users", tmpdir);
+	c->aliases = xasprintf("%s/no-such-aliases", tmpdir);
+	t = policy_tables_load(c, errs_cb, &e);
+	assert_null(t);
+	want = xasprintf("%s: cannot open: No such file or directory\n"
+			 "%s: cannot open: No such file or directory\n",
+	    c->users, c->aliases);
+	assert_string_equal(e.text, want);
+	free(want);
+	test_conf_free(c);
+
+	/* Neither file configured: empty tables, postmaster still works. */
+	c = test_conf(NULL, NULL);
+	e.text[0] = '\0';
+	t = policy_tables_load(c, errs_cb, &e);
+	assert_non_null(t);
+	assert_string_equal(e.text, "");
+	policy_tables_free(t);
+	test_conf_free(c);
+}
+
+/* ---- aliases file ---- */
+
+static void
+test_aliases_errors(void **state)
+{
+	struct policy_tables *t;
+	struct errs e = { "", 0 };
+	struct conf *c;
+	char *want;
+	const char *f;
+
+	(void)state;
+	c = test_conf(NULL,
+	    "  orphan@example.test\n"			/* 1 */
+	    "ok: alice\n"				/* 2 */
+	    "pipe: alice, |/usr/bin/evil\n"		/* 3 */
+	    "quoted: \"|/bin/sh -c x\"\n"		/* 4 */
+	    "file: /tmp/mbox\n"				/* 5 */
+	    "multi: alice,\n"				/* 6 */
+	    "\tbob,\n"					/* 7 */
+	    "\t/var/mail/x\n"				/* 8 */
+	    "inc: :include:/etc/list\n"			/* 9 */
+	    "inc2: include:/etc/list\n"			/* 10 */
+	    "no colon\n"				/* 11 */
+	    "  swallowed, by the bad line\n"		/* 12 */
+	    ": alice\n"					/* 13 */
+	    "OK: bob\n"					/* 14 */
+	    "empty:\n"					/* 15 */
+	    "# comment\n"				/* 16 */
+	    "bad target: x@\n"				/* 17 */
+	    "bad2: @x, \"unterminated\n"		/* 18 */
+	    "a@: b\n"					/* 19 */
+	    "last:\n");					/* 20 */
+	t = policy_tables_load(c, errs_cb, &e);
+	assert_null(t);
+	f = c->aliases;
+	want = xasprintf(
+	    "%s:1: continuation line without an alias\n"
+	    "%s:3: |command targets are not supported: Petrel never runs "
+	    "a shell\n"
+	    "%s:4: |command targets are not supported: Petrel never runs "
+	    "a shell\n"
+	    "%s:5: /file targets are not supported: Petrel delivers only to "
+	    "Maildirs\n"
+	    "%s:8: /file targets are not supported: Petrel delivers only to "
+	    "Maildirs\n"
+	    "%s:9: :include: targets are not supported: list every target "
+	    "in the aliases file\n"
+	    "%s:10: :include: targets are not supported: list every target "
+	    "in the aliases file\n"
+	    "%s:11: missing ':'\n"
+	    "%s:13: empty alias name\n"
+	    "%s:14: duplicate alias ok\n"
+	    "%s:15: alias empty has no targets\n"
+	    "%s:17: invalid alias name: bad target\n"
+	    "%s:18: invalid target: @x\n"
+	    "%s:18: unterminated quote\n"
+	    "%s:19: invalid alias name: a@\n"
+	    "%s:20: alias last has no targets\n",
+	    f, f, f, f, f, f, f, f, f, f, f, f, f, f, f, f);
+	assert_string_equal(e.text, want);
+	free(want);
+	test_conf_free(c);
+}
+
+/* ---- resolution ---- */
+
+static const char *res_users =
+    "alice@example.test:h\n"
+    "bob@example.test:h\n"
+    "Dave@Example.test:h\n"
+    "eve@example.test:h\n"
+    "carol@other.test:h\n"
+    ".hidden@example.test:h\n";
+
+struct res_case {
+	const char *lp, *dom;
+	enum policy_rcpt want;
+	/* "addr=mailbox" for local, "addr" for remote, comma-separated */
+	const char *targets;
+};
+
+static const struct res_case res_cases[] = {
+	/* Plain users, any case. */
+	{ "alice", "example.test", POLICY_RCPT_OK,
+	    "alice@example.test=/srv/mail/example.test/alice" },
+	{ "ALICE", "example.test", POLICY_RCPT_OK,
+	    "alice@example.test=/srv/mail/example.test/alice" },
+	{ "dave", "example.test", POLICY_RCPT_OK,
+	    "dave@example.test=/srv/mail/example.test/dave,"
+	    "alice@example.test=/srv/mail/example.test/alice" },
+	{ "nobody", "example.test", POLICY_RCPT_UNKNOWN, NULL },
+	{ "alice", "other.test", POLICY_RCPT_OK,
+	    "bob@example.test=/srv/mail/example.test/bob" },
+	/* Lookup order: alias a@d before alias a before user. */
+	{ "sales", "example.test", POLICY_RCPT_OK,
+	    "bob@example.test=/srv/mail/example.test/bob" },
+	{ "sales", "third.test", POLICY_RCPT_OK,
+	    "carol@other.test=/srv/mail/other.test/carol" },
+	{ "eve", "example.test", POLICY_RCPT_OK,
+	    "alice@example.test=/srv/mail/example.test/alice" },
+	/* "local" alias: any local domain, "user" target in that domain. */
+	{ "info", "fourth.test", POLICY_RCPT_OK,
+	    "alice@example.test=/srv/mail/example.test/alice" },
+	{ "team", "example.test", POLICY_RCPT_OK,
+	    "alice@example.test=/srv/mail/example.test/alice,"
+	    "bob@example.test=/srv/mail/example.test/bob" },
+	{ "team", "other.test", POLICY_RCPT_OK,
+	    "carol@other.test=/srv/mail/other.test/carol" },
+	/* User before catch-all; catch-all for unknown ones. */
+	{ "carol", "other.test", POLICY_RCPT_OK,
+	    "carol@other.test=/srv/mail/other.test/carol" },
+	{ "whoever", "other.test", POLICY_RCPT_OK,
+	    "bob@example.test=/srv/mail/example.test/bob" },
+	/* Postmaster: aliased, or its own Maildir, before catch-all. */
+	{ "postmaster", "other.test", POLICY_RCPT_OK,
+	    "alice@example.test=/srv/mail/example.test/alice" },
+	{ "PostMaster", "example.test", POLICY_RCPT_OK,
+	    "postmaster@example.test=/srv/mail/example.test/postmaster" },
+	{ "postmaster", "fourth.test", POLICY_RCPT_OK,
+	    "postmaster@fourth.test=/srv/mail/fourth.test/postmaster" },
+	{ "random", "fourth.test", POLICY_RCPT_OK,
+	    "alice@example.test=/srv/mail/example.test/alice" },
+	/* Catch-all that points back into itself: nothing to deliver. */
+	{ "x", "third.test", POLICY_RCPT_LOOP, NULL },
+	/* Duplicates delivered once, whatever the spelling. */
+	{ "dupes", "example.test", POLICY_RCPT_OK,
+	    "alice@example.test=/srv/mail/example.test/alice" },
+	/* Continuation lines, quotes, <>. */
+	{ "multi", "example.test", POLICY_RCPT_OK,
+	    "alice@example.test=/srv/mail/example.test/alice,"
+	    "bob@example.test=/srv/mail/example.test/bob,"
+	    "carol@other.test=/srv/mail/other.test/carol,"
+	    "dave@example.test=/srv/mail/example.test/dave" },
+	/* Loops. */
+	{ "loop1", "example.test", POLICY_RCPT_LOOP, NULL },
+	{ "self", "example.test", POLICY_RCPT_LOOP, NULL },
+	{ "loopuser", "example.test", POLICY_RCPT_OK,
+	    "bob@example.test=/srv/mail/example.test/bob" },
+	/* Remote targets keep the local part's case. */
+	{ "fwd", "example.test", POLICY_RCPT_OK,
+	    "someone@remote.test,Mixed.Case@remote.test,"
+	    "alice@example.test=/srv/mail/example.test/alice" },
+	/* An unknown target is skipped; none left is a LOOP. */
+	{ "partial", "example.test", POLICY_RCPT_OK,
+	    "alice@example.test=/srv/mail/example.test/alice" },
+	{ "ghost", "example.test", POLICY_RCPT_LOOP, NULL },
+	/* Depth: 10 expansions are fine, 11 are not. */
+	{ "d0", "example.test", POLICY_RCPT_OK,
+	    "alice@example.test=/srv/mail/example.test/alice" },
+	{ "e0", "example.test", POLICY_RCPT_LOOP, NULL },
+	/* A user whose Maildir would be hidden. */
+	{ ".hidden", "example.test", POLICY_RCPT_UNSAFE, NULL },
+	{ "hid", "example.test", POLICY_RCPT_UNSAFE, NULL },
+	{ "../x", "example.test", POLICY_RCPT_UNKNOWN, NULL },
+	/* A quoted local part with '@' is no key for another domain. */
+	{ "alice@other.test", "example.test", POLICY_RCPT_UNKNOWN, NULL },
+	{ "alice@other.test", "other.test", POLICY_RCPT_OK,
+	    "bob@example.test=/srv/mail/example.test/bob" },
+	{ "", "example.test", POLICY_RCPT_UNKNOWN, NULL },
+};
+
+static const char *res_aliases =
+    "# lookup order\n"
+    "sales@example.test: bob\n"
+    "sales: carol@other.test\n"
+    "eve: alice\n"
+    "alice@other.test: bob@example.test\n"
+    "info: alice@example.test\n"
+    "team@example.test: alice, bob\n"
+    "team: carol\n"
+    "team@third.test: nobody\n"
+    "@other.test: bob@example.test\n"
+    "postmaster@other.test: alice@example.test\n"
+    "@fourth.test: alice@example.test\n"
+    "@third.test: x\n"
+    "dupes: alice, ALICE@example.test, alice@EXAMPLE.test, info, eve\n"
+    "multi: alice,\n"
+    "   bob ,\n"
+    "\t\"carol@other.test\", <dave@example.test>\n"
+    "loop1: loop2\n"
+    "loop2: loop1\n"
+    "self: self\n"
+    "dave: dave, alice\n"
+    "loopuser: l2\n"
+    "l2: loopuser, bob\n"
+    "fwd: someone@remote.test, Mixed.Case@REMOTE.test,\n"
+    "  someone@Remote.Test, alice\n"
+    "partial: nosuchuser, alice\n"
+    "ghost: nosuchuser\n"
+    "d0: d1\nd1: d2\nd2: d3\nd3: d4\nd4: d5\nd5: d6\nd6: d7\nd7: d8\n"
+    "d8: d9\nd9: alice\n"
+    "e0: e1\ne1: e2\ne2: e3\ne3: e4\ne4: e5\ne5: e6\ne6: e7\ne7: e8\n"
+    "e8: e9\ne9: e10\ne10: alice\n"
+    "hid: .hidden\n";
+
+static void
+targets_format(char *out, size_t size, const struct policy_target *t,
+    size_t n)
+{
+	size_t i;
+
+	out[0] = '\0';
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			strlcat(out, ",", size);
+		strlcat(out, t[i].addr, size);
+		assert_int_equal(t[i].local, t[i].mailbox != NULL);
+		if (t[i].local) {
+			strlcat(out, "=", size);
+			strlcat(out, t[i].mailbox, size);
+		}
+	}
+}
+
+static void
+test_resolve_table(void **state)
+{
+	struct policy_tables *t;
+	struct policy_target *tg;
+	struct errs e = { "", 0 };
+	struct conf *c;
+	char got[4096];
+	enum policy_rcpt r;
+	size_t i, n;
+
+	(void)state;
+	c = test_conf(res_users, res_aliases);
+	t = policy_tables_load(c, errs_cb, &e);
+	assert_string_equal(e.text, "");
+	assert_non_null(t);
+	for (i = 0; i < nitems(res_cases); i++) {
+		const struct res_case *rc = &res_cases[i];
+
+		r = policy_rcpt_resolve(t, c, rc->lp, rc->dom, &tg, &n);
+		if (r != rc->want) {
+			fail_msg("%s@%s: got result %d, want %d", rc->lp,
+			    rc->dom, r, rc->want);
+		}
+		if (r != POLICY_RCPT_OK) {
+			assert_null(tg);
+			assert_int_equal(n, 0);
+			continue;
+		}
+		targets_format(got, sizeof(got), tg, n);
+		if (strcmp(got, rc->targets) != 0)
+			fail_msg("%s@%s: got %s, want %s", rc->lp, rc->dom,
+			    got, rc->targets);
+		policy_targets_free(tg, n);
+	}
+	policy_tables_free(t);
+	test_conf_free(c);
+}
+
+/* POLICY_MAX_TARGETS: exactly the limit works, one more is refused. */
+static void
+test_resolve_max_targets(void **state)
+{
+	struct policy_tables *t;
+	struct policy_target *tg;
+	struct errs e = { "", 0 };
+	struct conf *c;
+	char *al;
+	size_t len = 0, cap = 1 << 20, n;
+	int i;
+
+	(void)state;
+	al = xmalloc(cap);
+	al[0] = '\0';
+	/* half: 500 remote targets; other: 500 more; one: 1 more. */
+	for (i = 0; i < 3; i++) {
+		int j, count = i < 2 ? POLICY_MAX_TARGETS / 2 : 1;
+
+		len += (size_t)snprintf(al + len, cap - len, "%s:",
+		    i == 0 ? "half" : i == 1 ? "other" : "one");
+		for (j = 0; j < count; j++)
+			len += (size_t)snprintf(al + len, cap - len,
+			    "%s\n  r%d-%d@remote.test", j ? "," : "", i, j);
+		len += (size_t)snprintf(al + len, cap - len, "\n");
+	}
+	len += (size_t)snprintf(al + len, cap - len,
+	    "full: half, other\nover: half, other, one\n");
+	c = test_conf(NULL, al);
+	free(al);
+	t = policy_tables_load(c, errs_cb, &e);
+	assert_string_equal(e.text, "");
+	assert_non_null(t);
+	assert_int_equal(policy_rcpt_resolve(t, c, "full", "example.test",
+	    &tg, &n), POLICY_RCPT_OK);
+	assert_int_equal(n, POLICY_MAX_TARGETS);
+	assert_string_equal(tg[0].addr, "r0-0@remote.test");
+	assert_false(tg[0].local);
+	assert_null(tg[0].mailbox);
+	policy_targets_free(tg, n);
+	assert_int_equal(policy_rcpt_resolve(t, c, "over", "example.test",
+	    &tg, &n), POLICY_RCPT_LOOP);
+	assert_null(tg);
+	policy_tables_free(t);
+	test_conf_free(c);
+}
+
+/* A large users table loads and answers quickly (hash lookups). */
+static void
+test_users_large(void **state)
+{
+	struct policy_tables *t;
+	struct errs e = { "", 0 };
+	struct conf *c;
+	uint64_t start;
+	char *users, addr[64];
+	size_t len = 0, cap = 100000 * 40;
+	int i;
+
+	(void)state;
+	users = xmalloc(cap);
+	for (i = 0; i < 100000; i++)
+		len += (size_t)snprintf(users + len, cap - len,
+		    "user%d@example.test:$6$x\n", i);
+	c = test_conf(users, NULL);
+	free(users);
+	start = time_mono_usec();
+	t = policy_tables_load(c, errs_cb, &e);
+	assert_non_null(t);
+	for (i = 0; i < 100000; i++) {
+		snprintf(addr, sizeof(addr), "USER%d@example.test", i);
+		assert_non_null(policy_user_hash(t, addr));
+	}
+	assert_null(policy_user_hash(t, "user100000@example.test"));
+	/* Generous bound: a linear scan would take minutes. */
+	assert_true(time_mono_usec() - start < 10 * 1000000);
+	policy_tables_free(t);
+	test_conf_free(c);
+}
+
+/* ---- Maildir paths ---- */
+
+struct path_case {
+	const char *tmpl, *lp, *dom;
+	const char *want;	/* NULL: refused */
+};
+
+static const struct path_case path_cases[] = {
+	{ "/srv/mail/%d/%u", "alice", "example.test",
+	    "/srv/mail/example.test/alice" },
+	{ "/srv/mail/%d/%u", "Alice", "EXAMPLE.Test",
+	    "/srv/mail/example.test/alice" },
+	{ "/srv/mail/%d/%u", "a.b+tag", "example.test",
+	    "/srv/mail/example.test/a.b+tag" },
+	{ "/srv/mail/%d/%u", "a..b", "example.test",
+	    "/srv/mail/example.test/a..b" },
+	{ "/srv/mail/%d/%u", "trailing.", "example.test",
+	    "/srv/mail/example.test/trailing." },
+	{ "/srv/mail/%d/%u", "x", "[127.0.0.1]",
+	    "/srv/mail/[127.0.0.1]/x" },
+	{ "/srv/mail/%d/%u", "x", "[IPv6:::1]", "/srv/mail/[ipv6:::1]/x" },
+	/* UTF-8: only ASCII is lower-cased. */
+	{ "/srv/mail/%d/%u", "J\xc3\x9crgen", "b\xc3\xbc" "cher.test",
+	    "/srv/mail/b\xc3\xbc" "cher.test/j\xc3\x9crgen" },
+	{ "/srv/mail/%d/%u", "john doe", "example.test",
+	    "/srv/mail/example.test/john doe" },
+	/* The API sees a C string: an embedded NUL ends the part. */
+	{ "/srv/mail/%d/%u", "x\0y", "example.test",
+	    "/srv/mail/example.test/x" },
+	{ "%u-%%-%d", "a", "b", "a-%-b" },
+	{ "/srv/mail/%d/%u", "../x", "example.test", NULL },
+	{ "/srv/mail/%d/%u", "a/../../b", "example.test", NULL },
+	{ "/srv/mail/%d/%u", "a/b", "example.test", NULL },
+	{ "/srv/mail/%d/%u", "/etc", "example.test", NULL },
+	{ "/srv/mail/%d/%u", ".hidden", "example.test", NULL },
+	{ "/srv/mail/%d/%u", ".", "example.test", NULL },
+	{ "/srv/mail/%d/%u", "..", "example.test", NULL },
+	{ "/srv/mail/%d/%u", "", "example.test", NULL },
+	{ "/srv/mail/%d/%u", "x", "", NULL },
+	{ "/srv/mail/%d/%u", "x", "..", NULL },
+	{ "/srv/mail/%d/%u", "x", ".", NULL },
+	{ "/srv/mail/%d/%u", "x", "a/b", NULL },
+	{ "/srv/mail/%d/%u", "x", "../../etc", NULL },
+	{ "/srv/mail/%d/%u", "a\nb", "example.test", NULL },
+	{ "/srv/mail/%d/%u", "a\x01", "example.test", NULL },
+	{ "/srv/mail/%d/%u", "a\x7f", "example.test", NULL },
+	{ "/srv/mail/%d/%u", "a\tb", "example.test", NULL },
+	{ "/srv/mail/%d/%u", "x", "ex\x1b" "ample", NULL },
+	{ "/srv/mail/%d/%x", "x", "y", NULL },
+};
+
+static void
+test_mailbox_path_table(void **state)
+{
+	struct conf c;
+	char out[512];
+	size_t i;
+	int r;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	for (i = 0; i < nitems(path_cases); i++) {
+		const struct path_case *pc = &path_cases[i];
+
+		c.maildir = (char *)pc->tmpl;
+		r = policy_mailbox_path(&c, pc->lp, pc->dom, out,
+		    sizeof(out));
+		if (pc->want == NULL) {
+			if (r != -1)
+				fail_msg("case %zu (%s, %s): got %s, want "
+				    "refusal", i, pc->lp, pc->dom, out);
+			continue;
+		}
+		if (r != 0)
+			fail_msg("case %zu (%s, %s): refused, want %s", i,
+			    pc->lp, pc->dom, pc->want);
+		assert_string_equal(out, pc->want);
+	}
+}
+
+static void
+test_mailbox_path_limits(void **state)
+{
+	struct conf c;
+	char out[64], big[300];
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	c.maildir = (char *)"/srv/mail/%d/%u";
+	/* "/srv/mail/example.test/alice" is 28 bytes plus NUL. */
+	assert_int_equal(policy_mailbox_path(&c, "alice", "example.test",
+	    out, 29), 0);
+	assert_string_equal(out, "/srv/mail/example.test/alice");
+	assert_int_equal(policy_mailbox_path(&c, "alice", "example.test",
+	    out, 28), -1);
+	assert_string_equal(out, "");
+	assert_int_equal(policy_mailbox_path(&c, "alice", "example.test",
+	    out, 0), -1);
+	/* A part longer than a file name can be. */
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(policy_mailbox_path(&c, big, "x", out,
+	    sizeof(out)), -1);
+	big[255] = '\0';
+	assert_int_equal(policy_mailbox_path(&c, big, "x", out,
+	    sizeof(out)), -1);	/* fits NAME_MAX, not out */
+	c.maildir = NULL;
+	assert_int_equal(policy_mailbox_path(&c, "a", "b", out,
+	    sizeof(out)), -1);
+}
+
+/* Every result of the path function stays below the root. */
+static void
+test_mailbox_path_never_escapes(void **state)
+{
+	static const char alphabet[] = { 'a', '.', '/', '\\', '%', 'u', 0x01,
+		(char)0xc3, (char)0xa9 };
+	struct conf c;
+	char lp[5], out[256];
+	unsigned int i, j, k;
+	size_t len;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	c.maildir = (char *)"/root/%d/%u";
+	/* Every string of length 1..4 over the alphabet. */
+	for (len = 1; len <= 4; len++) {
+		unsigned int total = 1;
+
+		for (k = 0; k < len; k++)
+			total *= nitems(alphabet);
+		for (i = 0; i < total; i++) {
+			unsigned int v = i;
+
+			for (j = 0; j < len; j++) {
+				lp[j] = alphabet[v % nitems(alphabet)];
+				v /= nitems(alphabet);
+			}
+			lp[len] = '\0';
+			if (policy_mailbox_path(&c, lp, "d", out,
+			    sizeof(out)) == -1)
+				continue;
+			assert_memory_equal(out, "/root/d/", 8);
+			assert_null(strchr(out + 8, '/'));
+			assert_true(out[8] != '.');
+		}
+	}
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	if (mkdtemp(tmpdir) == NULL)
+		return -1;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	return rmdir(tmpdir);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_users_ok),
+		cmocka_unit_test(test_users_errors),
+		cmocka_unit_test(test_missing_files),
+		cmocka_unit_test(test_aliases_errors),
+		cmocka_unit_test(test_resolve_table),
+		cmocka_unit_test(test_resolve_max_targets),
+		cmocka_unit_test(test_users_large),
+		cmocka_unit_test(test_mailbox_path_table),
+		cmocka_unit_test(test_mailbox_path_limits),
+		cmocka_unit_test(test_mailbox_path_never_escapes),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
