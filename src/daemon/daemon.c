@@ -359,6 +359,9 @@ daemon_serve(const char *cli_path)
 
 	event_base_dispatch(d.base);
 
+	/* Commits in flight finish first: their callbacks use the server and
+	 * hand messages to the scheduler. */
+	spool_drain(d.spool);
 	smtp_server_free(d.srv);
 	scheduler_free(d.sched);
 	spool_get_stats(d.spool, &st);

@@ -70,7 +70,7 @@ size_t envelope_rcpt_add(struct envelope *env, const char *orig,
     const char *addr, const char *mailbox, enum rcpt_kind kind,
     unsigned int notify, const char *orcpt);
 
-/* Deep copy. */
+/* Deep copy. dst is initialised first: free it before if it holds data. */
 void envelope_copy(struct envelope *dst, const struct envelope *src);
 
 #endif

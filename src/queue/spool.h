@@ -13,8 +13,9 @@
  * the callback run on the event loop. The session answers 250 from that
  * callback, never earlier.
  *
- * Queue IDs are unique across restarts: microseconds since the epoch and a
- * per-process counter, base-32 (Crockford) encoded.
+ * Queue IDs are unique across restarts: microseconds since the epoch
+ * (bumped by one when the clock has not advanced, so never reused within a
+ * process) and a random per-process tag, base-32 (Crockford) encoded.
  *
  * The queue file format is in docs/queue-format.md.
  *
@@ -50,13 +51,37 @@ struct spool_stats {
 struct spool *spool_open(const char *dir, struct event_base *base,
     unsigned int nsync, const char **error_r);
 
-/* Stop the threads after finishing every commit in flight, then free. */
+/*
+ * Stop the threads after finishing every commit in flight, then free.
+ * Every writer must have been committed or aborted before (an open writer
+ * is a bug: fatalx). The loop is blocked while spool_close() waits, so the
+ * callbacks of the commits that finish during the drain (and of any
+ * completion not yet delivered by the loop) run from within spool_close(),
+ * on the calling thread, before it returns: a session still waiting gets
+ * its answer. Those callbacks must not call spool_close(); a
+ * spool_writer_new() from them fails with ESHUTDOWN. Call it on the loop
+ * thread before event_base_free(). spool_close(NULL) is a no-op. Logs
+ * "spool: stats file_fsyncs=N dir_fsyncs=N commits=N errors=N batches=N".
+ */
 void spool_close(struct spool *sp);
+
+/*
+ * Wait until every commit in flight is durable or failed and run those
+ * callbacks now, from this call (loop thread). Open writers are not
+ * touched and the spool stays usable. At shutdown, call it while the
+ * callbacks' arguments (sessions, server, scheduler) still exist, then
+ * free those, then spool_close().
+ */
+void spool_drain(struct spool *sp);
 
 void spool_get_stats(const struct spool *sp, struct spool_stats *st);
 const char *spool_dir(const struct spool *sp);
 
-/* Write the next unique queue ID into id (QUEUE_ID_MAX bytes). */
+/*
+ * Write the next unique queue ID into id (QUEUE_ID_MAX bytes): 16
+ * characters, 11 of microseconds and 5 of a random per-process tag; IDs of
+ * one process sort in the order they were made. Thread-safe.
+ */
 void spool_new_id(struct spool *sp, char *id);
 
 /*
@@ -107,7 +132,9 @@ int spool_recover(struct spool *sp, spool_recover_cb cb, void *arg);
 /* ---- Functions safe to call from worker threads ---- */
 
 /*
- * Read a committed message's envelope. Returns 0, or -1 with *error_r.
+ * Read a committed message's envelope. env is initialised here; on
+ * success the caller envelope_free()s it. Returns 0, or -1 with *error_r
+ * (a static string) and errno (EBADMSG: the file is corrupt).
  */
 int spool_read_envelope(const struct spool *sp, const char *id,
     struct envelope *env, const char **error_r);
@@ -122,9 +149,12 @@ int spool_read_content(const struct spool *sp, const char *id,
     spool_content_cb cb, void *arg);
 
 /*
- * Durably record recipient i's delivery state (status, attempts,
+ * Durably record every recipient's delivery state (status, attempts,
  * next_attempt, last_reply from env->rcpts[i]) in the queue file, in
- * place, with fdatasync. Returns 0 or -1 with errno.
+ * place, with fdatasync. env must have the queued recipients in their
+ * order (EINVAL if the count differs). Calls for the same id must not
+ * overlap (the scheduler owns a message); a reader racing an update may
+ * see a recipient as PENDING. Returns 0 or -1 with errno.
  */
 int spool_update_rcpts(const struct spool *sp, const char *id,
     const struct envelope *env);

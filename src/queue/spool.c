@@ -1,0 +1,1105 @@
+/*
+ * spool.c: the durable spool: queue IDs, the writer that streams a message
+ * into incoming/, the group-commit pipeline that makes it durable in
+ * queue/, start-up recovery, and the readers used by delivery.
+ *
+ * Entry points: spool_open(), spool_drain(), spool_close(), spool_new_id(),
+ * spool_writer_new/write/commit/abort(), spool_recover(),
+ * spool_read_envelope(), spool_read_content(), spool_update_rcpts(),
+ * spool_remove().
+ *
+ * The commit pipeline (off the event loop):
+ *   loop thread   spool_writer_commit(): write the envelope and END with
+ *                 write(2) (page cache), queue the job on sync_q;
+ *   sync threads  fsync(fd) and a checked close(), in parallel;
+ *   commit thread take every file-synced job as one batch, rename each
+ *                 incoming/ID -> queue/ID, fsync(queue/) once for the batch;
+ *   loop thread   the done event runs each job's callback.
+ * A job fails with the errno of the first step that failed; its file is
+ * unlinked wherever it is, so a failed commit can never be delivered.
+ *
+ * SECURITY: queue files are created 0600 in 0700 directories owned by the
+ * daemon's (unprivileged) user. Queue IDs from callers are checked to be
+ * plain file names before they are used in a path. The file parser
+ * (qfile.c) treats file contents as untrusted.
+ * STANDARDS: POSIX fsync(2), rename(2): the directory fsync after rename
+ * is what makes the new name durable.
+ * OWNERSHIP: the spool owns its threads and jobs; a writer owns its fd
+ * until commit, then the job does.
+ */
+#include "queue/spool.h"
+
+#include <sys/queue.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "queue/qfile.h"
+
+#define SPOOL_NSYNC_DEFAULT	4
+#define SPOOL_NSYNC_MAX		64
+/*
+ * How long the commit thread holds a batch open while other files are
+ * still being fsync'd: those finish within about one fsync, and waiting
+ * for them saves a directory fsync each. Idle spools never wait (nothing
+ * else is in flight).
+ */
+#define SPOOL_BATCH_WAIT_USEC	2000
+#define SPOOL_ID_TIME_CHARS	11	/* 55 bits of microseconds */
+#define SPOOL_ID_TAG_CHARS	5	/* 25 bits per process */
+#define SPOOL_ID_LEN		(SPOOL_ID_TIME_CHARS + SPOOL_ID_TAG_CHARS)
+#define SPOOL_ID_TRIES		16
+#define SPOOL_WRITER_BUF_MIN	4096
+#define SPOOL_TAIL_MAX		(256 * 1024 * 1024)
+#define SPOOL_CORRUPT_TRIES	100
+
+struct spool_job {
+	TAILQ_ENTRY(spool_job) entry;
+	char id[QUEUE_ID_MAX];
+	int fd;
+	int error;
+	spool_commit_cb cb;
+	void *arg;
+	uint64_t cookie;
+};
+TAILQ_HEAD(spool_jobq, spool_job);
+
+struct spool {
+	char *dir;
+	struct event_base *base;
+	struct event *done_ev;
+	int incoming_fd;
+	int queue_fd;
+	int corrupt_fd;
+
+	pthread_mutex_t lock;		/* everything down to stats */
+	pthread_cond_t sync_cond;	/* sync_q non-empty, or stopping */
+	pthread_cond_t commit_cond;	/* commit_q or nsyncing changed */
+	pthread_cond_t drain_cond;	/* inflight reached 0 */
+	struct spool_jobq sync_q;	/* waiting for a sync thread */
+	struct spool_jobq commit_q;	/* file synced, waiting for rename */
+	struct spool_jobq done_q;	/* waiting for the loop callback */
+	unsigned int nsyncing;		/* in sync_q or being fsync'd */
+	unsigned int inflight;		/* in sync_q .. commit thread */
+	bool closing;			/* no new writers */
+	bool stopping;			/* threads exit */
+	struct spool_stats stats;
+
+	pthread_t *sync_threads;
+	unsigned int nsync;
+	unsigned int nsync_started;
+	pthread_t commit_thread;
+	bool commit_started;
+
+	pthread_mutex_t id_lock;
+	uint64_t id_last;		/* usec of the last ID */
+	uint32_t id_tag;		/* random, per spool_open() */
+
+	unsigned int nwriters;		/* open writers (loop thread) */
+};
+
+struct spool_writer {
+	struct spool *sp;
+	char id[QUEUE_ID_MAX];
+	int fd;
+	int error;		/* first write error, sticky */
+	uint64_t size;		/* content bytes accepted */
+	uint64_t offset;	/* bytes written to the file */
+	unsigned char *rec;	/* the CONTENT record being filled */
+	size_t reccap;
+	size_t reclen;		/* payload bytes in rec */
+};
+
+static const char spool_crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+static void *spool_sync_main(void *);
+static void *spool_commit_main(void *);
+static void spool_done_cb(int, short, void *);
+
+/* ---- Queue IDs ---- */
+
+static void
+spool_encode32(char *dst, uint64_t v, int nchars)
+{
+	int i;
+
+	for (i = nchars - 1; i >= 0; i--) {
+		dst[i] = spool_crockford[v & 31];
+		v >>= 5;
+	}
+}
+
+void
+spool_new_id(struct spool *sp, char *id)
+{
+	uint64_t now;
+
+	/*
+	 * Monotonic within the process even if the clock stalls or steps
+	 * back: never reuse a microsecond. The tag separates processes
+	 * (another petrel, a restart within the same microsecond).
+	 */
+	now = time_real_usec();
+	pthread_mutex_lock(&sp->id_lock);
+	if (now <= sp->id_last)
+		now = sp->id_last + 1;
+	sp->id_last = now;
+	pthread_mutex_unlock(&sp->id_lock);
+	spool_encode32(id, now, SPOOL_ID_TIME_CHARS);
+	spool_encode32(id + SPOOL_ID_TIME_CHARS, sp->id_tag,
+	    SPOOL_ID_TAG_CHARS);
+	id[SPOOL_ID_LEN] = '\0';
+}
+
+/* A plain file name we may put in a path: no '/', no leading '.'. */
+static bool
+spool_is_valid_id(const char *id)
+{
+	size_t i, len;
+
+	len = strnlen(id, QUEUE_ID_MAX);
+	if (len == 0 || len >= QUEUE_ID_MAX || id[0] == '.')
+		return false;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)id[i];
+
+		if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||
+		    (c >= 'a' && c <= 'z') || c == '.' || c == '_' ||
+		    c == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* ---- Open and close ---- */
+
+static int
+spool_open_subdir(struct spool *sp, const char *name)
+{
+	int dfd, fd;
+
+	dfd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd == -1)
+		return -1;
+	if (mkdirat(dfd, name, 0700) == -1 && errno != EEXIST) {
+		close(dfd);
+		return -1;
+	}
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	close(dfd);
+	return fd;
+}
+
+static uint32_t
+spool_random_tag(void)
+{
+	uint32_t tag;
+
+	if (getrandom(&tag, sizeof(tag), GRND_NONBLOCK) != sizeof(tag))
+		tag = (uint32_t)getpid() ^ (uint32_t)time_mono_usec();
+	return tag & ((1U << (5 * SPOOL_ID_TAG_CHARS)) - 1);
+}
+
+static int
+spool_start_threads(struct spool *sp)
+{
+	sigset_t all, old;
+	unsigned int i;
+	int r = 0;
+
+	/* Signals are the main thread's business. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	for (i = 0; i < sp->nsync; i++) {
+		if ((r = pthread_create(&sp->sync_threads[i], NULL,
+		    spool_sync_main, sp)) != 0)
+			goto out;
+		sp->nsync_started++;
+	}
+	if ((r = pthread_create(&sp->commit_thread, NULL, spool_commit_main,
+	    sp)) != 0)
+		goto out;
+	sp->commit_started = true;
+out:
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	errno = r;
+	return r == 0 ? 0 : -1;
+}
+
+static void
+spool_free(struct spool *sp)
+{
+	if (sp->done_ev != NULL)
+		event_free(sp->done_ev);
+	if (sp->incoming_fd != -1)
+		close(sp->incoming_fd);
+	if (sp->queue_fd != -1)
+		close(sp->queue_fd);
+	if (sp->corrupt_fd != -1)
+		close(sp->corrupt_fd);
+	pthread_cond_destroy(&sp->sync_cond);
+	pthread_cond_destroy(&sp->commit_cond);
+	pthread_cond_destroy(&sp->drain_cond);
+	pthread_mutex_destroy(&sp->lock);
+	pthread_mutex_destroy(&sp->id_lock);
+	free(sp->sync_threads);
+	free(sp->dir);
+	free(sp);
+}
+
+/* Stop the threads (the pipeline must be empty) and join them. */
+static void
+spool_stop_threads(struct spool *sp)
+{
+	unsigned int i;
+
+	pthread_mutex_lock(&sp->lock);
+	sp->stopping = true;
+	pthread_cond_broadcast(&sp->sync_cond);
+	pthread_cond_broadcast(&sp->commit_cond);
+	pthread_mutex_unlock(&sp->lock);
+	for (i = 0; i < sp->nsync_started; i++)
+		pthread_join(sp->sync_threads[i], NULL);
+	sp->nsync_started = 0;
+	if (sp->commit_started)
+		pthread_join(sp->commit_thread, NULL);
+	sp->commit_started = false;
+}
+
+struct spool *
+spool_open(const char *dir, struct event_base *base, unsigned int nsync,
+    const char **error_r)
+{
+	struct spool *sp;
+	pthread_condattr_t ca;
+
+	sp = xcalloc(1, sizeof(*sp));
+	sp->dir = xstrdup(dir);
+	sp->base = base;
+	sp->incoming_fd = sp->queue_fd = sp->corrupt_fd = -1;
+	sp->nsync = nsync == 0 ? SPOOL_NSYNC_DEFAULT : nsync;
+	if (sp->nsync > SPOOL_NSYNC_MAX)
+		sp->nsync = SPOOL_NSYNC_MAX;
+	sp->sync_threads = xcalloc(sp->nsync, sizeof(*sp->sync_threads));
+	TAILQ_INIT(&sp->sync_q);
+	TAILQ_INIT(&sp->commit_q);
+	TAILQ_INIT(&sp->done_q);
+	pthread_mutex_init(&sp->lock, NULL);
+	pthread_mutex_init(&sp->id_lock, NULL);
+	pthread_cond_init(&sp->sync_cond, NULL);
+	pthread_cond_init(&sp->drain_cond, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&sp->commit_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	sp->id_tag = spool_random_tag();
+
+	if (mkdir_p(dir, 0700) == -1 ||
+	    (sp->incoming_fd = spool_open_subdir(sp, "incoming")) == -1 ||
+	    (sp->queue_fd = spool_open_subdir(sp, "queue")) == -1 ||
+	    (sp->corrupt_fd = spool_open_subdir(sp, "corrupt")) == -1 ||
+	    fsync_dir(dir) == -1) {
+		*error_r = strerror(errno);
+		goto fail;
+	}
+	sp->done_ev = event_new(base, -1, 0, spool_done_cb, sp);
+	if (sp->done_ev == NULL) {
+		*error_r = "event_new failed";
+		goto fail;
+	}
+	if (spool_start_threads(sp) == -1) {
+		*error_r = strerror(errno);
+		spool_stop_threads(sp);
+		goto fail;
+	}
+	return sp;
+fail:
+	spool_free(sp);
+	return NULL;
+}
+
+const char *
+spool_dir(const struct spool *sp)
+{
+	return sp->dir;
+}
+
+void
+spool_get_stats(const struct spool *sp, struct spool_stats *st)
+{
+	struct spool *msp = (struct spool *)sp;	/* the lock only */
+
+	pthread_mutex_lock(&msp->lock);
+	*st = sp->stats;
+	pthread_mutex_unlock(&msp->lock);
+}
+
+/* Run the callbacks of finished jobs. Loop thread. */
+static void
+spool_run_done(struct spool *sp)
+{
+	struct spool_jobq q;
+	struct spool_job *job;
+
+	TAILQ_INIT(&q);
+	pthread_mutex_lock(&sp->lock);
+	TAILQ_CONCAT(&q, &sp->done_q, entry);
+	pthread_mutex_unlock(&sp->lock);
+	while ((job = TAILQ_FIRST(&q)) != NULL) {
+		TAILQ_REMOVE(&q, job, entry);
+		job->cb(job->arg, job->cookie, job->id, job->error);
+		free(job);
+	}
+}
+
+static void
+spool_done_cb(int fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	spool_run_done(arg);
+}
+
+/* Wait for the pipeline to empty. */
+static void
+spool_wait_idle(struct spool *sp)
+{
+	pthread_mutex_lock(&sp->lock);
+	while (sp->inflight > 0)
+		pthread_cond_wait(&sp->drain_cond, &sp->lock);
+	pthread_mutex_unlock(&sp->lock);
+}
+
+void
+spool_drain(struct spool *sp)
+{
+	/*
+	 * The loop is blocked here, so the callbacks cannot run from the
+	 * loop: they run below, from this call.
+	 */
+	spool_wait_idle(sp);
+	spool_run_done(sp);
+}
+
+void
+spool_close(struct spool *sp)
+{
+	struct spool_stats st;
+
+	if (sp == NULL)
+		return;
+	if (sp->nwriters != 0)
+		fatalx("spool_close: %u writers still open", sp->nwriters);
+
+	/* Every committed message goes through to durable (or failed). */
+	pthread_mutex_lock(&sp->lock);
+	sp->closing = true;
+	pthread_mutex_unlock(&sp->lock);
+	spool_wait_idle(sp);
+	spool_stop_threads(sp);
+	spool_run_done(sp);
+
+	spool_get_stats(sp, &st);
+	log_info("spool: stats file_fsyncs=%llu dir_fsyncs=%llu commits=%llu "
+	    "errors=%llu batches=%llu", (unsigned long long)st.file_fsyncs,
+	    (unsigned long long)st.dir_fsyncs, (unsigned long long)st.commits,
+	    (unsigned long long)st.commit_errors,
+	    (unsigned long long)st.batches);
+	spool_free(sp);
+}
+
+/* ---- The commit pipeline ---- */
+
+/* Hand a finished job to the loop. Called with the lock held. */
+static void
+spool_post_locked(struct spool *sp, struct spool_job *job)
+{
+	if (job->error == 0)
+		sp->stats.commits++;
+	else
+		sp->stats.commit_errors++;
+	TAILQ_INSERT_TAIL(&sp->done_q, job, entry);
+}
+
+static void
+spool_notify(struct spool *sp)
+{
+	/* Thread-safe: the daemon and the tests use evthread pthreads. */
+	event_active(sp->done_ev, EV_READ, 0);
+}
+
+static void *
+spool_sync_main(void *arg)
+{
+	struct spool *sp = arg;
+	struct spool_job *job;
+	int error;
+
+	pthread_mutex_lock(&sp->lock);
+	for (;;) {
+		while (TAILQ_EMPTY(&sp->sync_q) && !sp->stopping)
+			pthread_cond_wait(&sp->sync_cond, &sp->lock);
+		if ((job = TAILQ_FIRST(&sp->sync_q)) == NULL)
+			break;
+		TAILQ_REMOVE(&sp->sync_q, job, entry);
+		pthread_mutex_unlock(&sp->lock);
+
+		error = 0;
+		if (fsync(job->fd) == -1)
+			error = errno;
+		/* close() can report a write-back error (NFS): check it. */
+		if (close(job->fd) == -1 && error == 0)
+			error = errno;
+		job->fd = -1;
+		if (error != 0)
+			unlinkat(sp->incoming_fd, job->id, 0);
+
+		pthread_mutex_lock(&sp->lock);
+		sp->stats.file_fsyncs++;
+		sp->nsyncing--;
+		if (error != 0) {
+			log_err("spool: id=%s fsync failed: %s", job->id,
+			    strerror(error));
+			job->error = error;
+			spool_post_locked(sp, job);
+			if (--sp->inflight == 0)
+				pthread_cond_broadcast(&sp->drain_cond);
+			pthread_cond_signal(&sp->commit_cond);
+			pthread_mutex_unlock(&sp->lock);
+			spool_notify(sp);
+			pthread_mutex_lock(&sp->lock);
+			continue;
+		}
+		TAILQ_INSERT_TAIL(&sp->commit_q, job, entry);
+		pthread_cond_signal(&sp->commit_cond);
+	}
+	pthread_mutex_unlock(&sp->lock);
+	return NULL;
+}
+
+/*
+ * Rename a batch into queue/ and fsync queue/ once. Sets each job's error.
+ * Returns the number of directory fsyncs done (0 or 1).
+ */
+static unsigned int
+spool_commit_batch(struct spool *sp, struct spool_jobq *batch)
+{
+	struct spool_job *job;
+	unsigned int renamed = 0;
+	int error;
+
+	TAILQ_FOREACH(job, batch, entry) {
+		if (renameat(sp->incoming_fd, job->id, sp->queue_fd,
+		    job->id) == -1) {
+			job->error = errno;
+			log_err("spool: id=%s rename into queue/ failed: %s",
+			    job->id, strerror(job->error));
+			unlinkat(sp->incoming_fd, job->id, 0);
+			continue;
+		}
+		renamed++;
+	}
+	if (renamed == 0)
+		return 0;
+	if (fsync(sp->queue_fd) == 0)
+		return 1;
+	/*
+	 * The names may or may not be on disk. We answer 4xx, so remove
+	 * them: should one survive a crash anyway, it is delivered once
+	 * more than acknowledged (a duplicate), never lost.
+	 */
+	error = errno;
+	log_err("spool: fsync of queue/ failed: %s", strerror(error));
+	TAILQ_FOREACH(job, batch, entry) {
+		if (job->error != 0)
+			continue;
+		job->error = error;
+		unlinkat(sp->queue_fd, job->id, 0);
+	}
+	return 1;
+}
+
+static void
+spool_batch_deadline(struct timespec *ts)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_nsec += SPOOL_BATCH_WAIT_USEC * 1000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+static void *
+spool_commit_main(void *arg)
+{
+	struct spool *sp = arg;
+	struct spool_jobq batch;
+	struct spool_job *job;
+	struct timespec deadline;
+	unsigned int n, ndir;
+
+	pthread_mutex_lock(&sp->lock);
+	for (;;) {
+		while (TAILQ_EMPTY(&sp->commit_q) && !sp->stopping)
+			pthread_cond_wait(&sp->commit_cond, &sp->lock);
+		if (TAILQ_EMPTY(&sp->commit_q))
+			break;
+		/* Group commit: let the files still in fsync join. */
+		spool_batch_deadline(&deadline);
+		while (sp->nsyncing > 0 && !sp->stopping) {
+			if (pthread_cond_timedwait(&sp->commit_cond, &sp->lock,
+			    &deadline) == ETIMEDOUT)
+				break;
+		}
+		TAILQ_INIT(&batch);
+		TAILQ_CONCAT(&batch, &sp->commit_q, entry);
+		pthread_mutex_unlock(&sp->lock);
+
+		ndir = spool_commit_batch(sp, &batch);
+
+		pthread_mutex_lock(&sp->lock);
+		sp->stats.dir_fsyncs += ndir;
+		sp->stats.batches++;
+		n = 0;
+		while ((job = TAILQ_FIRST(&batch)) != NULL) {
+			TAILQ_REMOVE(&batch, job, entry);
+			spool_post_locked(sp, job);
+			n++;
+		}
+		sp->inflight -= n;
+		if (sp->inflight == 0)
+			pthread_cond_broadcast(&sp->drain_cond);
+		pthread_mutex_unlock(&sp->lock);
+		spool_notify(sp);
+		pthread_mutex_lock(&sp->lock);
+	}
+	pthread_mutex_unlock(&sp->lock);
+	return NULL;
+}
+
+/* ---- Writer ---- */
+
+struct spool_writer *
+spool_writer_new(struct spool *sp, char *id_r)
+{
+	struct spool_writer *w;
+	struct buf hdr;
+	int fd = -1, tries, saved;
+
+	if (sp->closing) {
+		errno = ESHUTDOWN;
+		return NULL;
+	}
+	w = xcalloc(1, sizeof(*w));
+	w->sp = sp;
+	for (tries = 0; tries < SPOOL_ID_TRIES; tries++) {
+		spool_new_id(sp, w->id);
+		/* Another process may have used this ID: never clobber. */
+		if (faccessat(sp->queue_fd, w->id, F_OK, 0) == 0) {
+			errno = EEXIST;
+			continue;
+		}
+		fd = openat(sp->incoming_fd, w->id,
+		    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd != -1 || errno != EEXIST)
+			break;
+	}
+	if (fd == -1) {
+		saved = errno;
+		free(w);
+		errno = saved;
+		return NULL;
+	}
+	w->fd = fd;
+
+	buf_init(&hdr, QFILE_RECORD_MAX);
+	if (qfile_encode_header(&hdr, w->id, time_real_usec()) == -1 ||
+	    write_all(fd, hdr.data, hdr.len) == -1) {
+		saved = errno;
+		buf_free(&hdr);
+		close(fd);
+		unlinkat(sp->incoming_fd, w->id, 0);
+		free(w);
+		errno = saved;
+		return NULL;
+	}
+	w->offset = hdr.len;
+	buf_free(&hdr);
+	sp->nwriters++;
+	strlcpy(id_r, w->id, QUEUE_ID_MAX);
+	return w;
+}
+
+/* Write the CONTENT record being filled, if any. */
+static int
+spool_writer_flush(struct spool_writer *w)
+{
+	size_t total;
+
+	if (w->error != 0) {
+		errno = w->error;
+		return -1;
+	}
+	if (w->reclen == 0)
+		return 0;
+	qfile_record_seal(w->rec, QFILE_REC_CONTENT, w->reclen);
+	total = QFILE_REC_OVERHEAD + w->reclen;
+	if (write_all(w->fd, w->rec, total) == -1) {
+		w->error = errno;
+		return -1;
+	}
+	w->offset += total;
+	w->reclen = 0;
+	return 0;
+}
+
+int
+spool_writer_write(struct spool_writer *w, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	size_t n, need;
+
+	if (w->error != 0) {
+		errno = w->error;
+		return -1;
+	}
+	while (len > 0) {
+		n = QFILE_CONTENT_MAX - w->reclen;
+		if (n > len)
+			n = len;
+		/*
+		 * Grow toward one full record: small messages (most of
+		 * them, and thousands of sessions at once) stay small.
+		 */
+		need = QFILE_REC_OVERHEAD + w->reclen + n;
+		if (need > w->reccap) {
+			size_t cap = w->reccap;
+
+			if (cap == 0)
+				cap = SPOOL_WRITER_BUF_MIN;
+			while (cap < need)
+				cap *= 2;
+			if (cap > QFILE_REC_OVERHEAD + QFILE_CONTENT_MAX)
+				cap = QFILE_REC_OVERHEAD + QFILE_CONTENT_MAX;
+			w->rec = xrealloc(w->rec, cap);
+			w->reccap = cap;
+		}
+		memcpy(w->rec + QFILE_REC_HDRLEN + w->reclen, p, n);
+		w->reclen += n;
+		w->size += n;
+		p += n;
+		len -= n;
+		if (w->reclen == QFILE_CONTENT_MAX &&
+		    spool_writer_flush(w) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+uint64_t
+spool_writer_size(const struct spool_writer *w)
+{
+	return w->size;
+}
+
+static void
+spool_writer_free(struct spool_writer *w)
+{
+	w->sp->nwriters--;
+	free(w->rec);
+	free(w);
+}
+
+void
+spool_writer_commit(struct spool_writer *w, const struct envelope *env,
+    spool_commit_cb cb, void *arg, uint64_t cookie)
+{
+	struct spool *sp = w->sp;
+	struct spool_job *job;
+	struct buf tail;
+
+	job = xcalloc(1, sizeof(*job));
+	strlcpy(job->id, w->id, sizeof(job->id));
+	job->fd = w->fd;
+	job->cb = cb;
+	job->arg = arg;
+	job->cookie = cookie;
+
+	if (spool_writer_flush(w) == 0) {
+		buf_init(&tail, SPOOL_TAIL_MAX);
+		if (qfile_encode_tail(&tail, env, w->offset, w->size) == -1 ||
+		    write_all(w->fd, tail.data, tail.len) == -1)
+			w->error = errno;
+		buf_free(&tail);
+	}
+	job->error = w->error;
+	spool_writer_free(w);
+
+	if (job->error != 0) {
+		/* Never durable: report it from the loop, not from here. */
+		log_err("spool: id=%s write failed: %s", job->id,
+		    strerror(job->error));
+		close(job->fd);
+		job->fd = -1;
+		unlinkat(sp->incoming_fd, job->id, 0);
+		pthread_mutex_lock(&sp->lock);
+		spool_post_locked(sp, job);
+		pthread_mutex_unlock(&sp->lock);
+		spool_notify(sp);
+		return;
+	}
+	pthread_mutex_lock(&sp->lock);
+	TAILQ_INSERT_TAIL(&sp->sync_q, job, entry);
+	sp->nsyncing++;
+	sp->inflight++;
+	pthread_cond_signal(&sp->sync_cond);
+	pthread_mutex_unlock(&sp->lock);
+}
+
+void
+spool_writer_abort(struct spool_writer *w)
+{
+	if (w == NULL)
+		return;
+	close(w->fd);
+	unlinkat(w->sp->incoming_fd, w->id, 0);
+	spool_writer_free(w);
+}
+
+/* ---- Recovery ---- */
+
+static int
+spool_cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Names in a directory (without . and ..), sorted. Returns count or -1. */
+static ssize_t
+spool_list_dir(int dfd, char ***names_r)
+{
+	DIR *d;
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	int fd;
+
+	if ((fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	errno = 0;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			names = xrealloc(names, cap * sizeof(*names));
+		}
+		names[n++] = xstrdup(de->d_name);
+		errno = 0;
+	}
+	if (errno != 0) {
+		int saved = errno;
+
+		closedir(d);
+		while (n > 0)
+			free(names[--n]);
+		free(names);
+		errno = saved;
+		return -1;
+	}
+	closedir(d);
+	if (n > 0)
+		qsort(names, n, sizeof(*names), spool_cmp_names);
+	*names_r = names;
+	return (ssize_t)n;
+}
+
+static void
+spool_free_names(char **names, ssize_t n)
+{
+	while (n > 0)
+		free(names[--n]);
+	free(names);
+}
+
+/* Move queue/name to corrupt/ (never over an older one). */
+static int
+spool_move_corrupt(struct spool *sp, const char *name, const char *reason)
+{
+	char esc[128], target[NAME_MAX + 1];
+	int i;
+
+	log_escape(esc, sizeof(esc), name, strlen(name));
+	for (i = 0; i < SPOOL_CORRUPT_TRIES; i++) {
+		if (i == 0)
+			strlcpy(target, name, sizeof(target));
+		else
+			snprintf(target, sizeof(target), "%.200s.%d", name, i);
+		if (faccessat(sp->corrupt_fd, target, F_OK,
+		    AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT)
+			break;
+	}
+	if (i == SPOOL_CORRUPT_TRIES) {
+		log_err("spool: corrupt queue file id=%s left in queue/: "
+		    "no free name in corrupt/ (%s)", esc, reason);
+		return -1;
+	}
+	if (renameat(sp->queue_fd, name, sp->corrupt_fd, target) == -1) {
+		log_err("spool: corrupt queue file id=%s could not be moved "
+		    "to corrupt/: %s (%s)", esc, strerror(errno), reason);
+		return -1;
+	}
+	log_warn("spool: corrupt queue file id=%s moved to corrupt/: %s", esc,
+	    reason);
+	if (strcmp(target, name) != 0) {
+		log_escape(esc, sizeof(esc), target, strlen(target));
+		log_warn("spool: corrupt file stored as corrupt/%s", esc);
+	}
+	return 0;
+}
+
+static void
+spool_recover_incoming(struct spool *sp)
+{
+	char **names = NULL;
+	char esc[128];
+	ssize_t n, i;
+
+	if ((n = spool_list_dir(sp->incoming_fd, &names)) == -1) {
+		log_err("spool: cannot read incoming/: %s", strerror(errno));
+		return;
+	}
+	/* No incoming/ file was ever acknowledged: it never had a 250. */
+	for (i = 0; i < n; i++) {
+		log_escape(esc, sizeof(esc), names[i], strlen(names[i]));
+		if (unlinkat(sp->incoming_fd, names[i], 0) == -1)
+			log_err("spool: cannot remove incoming/%s: %s", esc,
+			    strerror(errno));
+		else
+			log_info("spool: removed unfinished incoming file "
+			    "id=%s", esc);
+	}
+	spool_free_names(names, n);
+}
+
+int
+spool_recover(struct spool *sp, spool_recover_cb cb, void *arg)
+{
+	struct envelope env;
+	struct qfile_info info;
+	struct stat st;
+	const char *error;
+	char **names = NULL;
+	char esc[128];
+	ssize_t n, i;
+	int fd, found = 0, moved = 0;
+
+	spool_recover_incoming(sp);
+
+	if ((n = spool_list_dir(sp->queue_fd, &names)) == -1) {
+		log_err("spool: cannot read queue/: %s", strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		const char *name = names[i];
+
+		log_escape(esc, sizeof(esc), name, strlen(name));
+		if (!spool_is_valid_id(name)) {
+			moved += spool_move_corrupt(sp, name,
+			    "bad file name") == 0;
+			continue;
+		}
+		fd = openat(sp->queue_fd, name,
+		    O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+		if (fd == -1) {
+			if (errno == ELOOP)
+				moved += spool_move_corrupt(sp, name,
+				    "symbolic link") == 0;
+			else
+				log_err("spool: cannot open queue file id=%s: "
+				    "%s", esc, strerror(errno));
+			continue;
+		}
+		if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+			close(fd);
+			moved += spool_move_corrupt(sp, name,
+			    "not a regular file") == 0;
+			continue;
+		}
+		envelope_init(&env);
+		if (qfile_parse(fd, QFILE_VERIFY_CONTENT, &env, &info,
+		    &error) == -1) {
+			int saved = errno;
+
+			close(fd);
+			if (saved == EBADMSG)
+				moved += spool_move_corrupt(sp, name,
+				    error) == 0;
+			else
+				log_err("spool: cannot read queue file id=%s: "
+				    "%s", esc, strerror(saved));
+			continue;
+		}
+		close(fd);
+		if (info.torn_states > 0)
+			log_warn("spool: id=%s torn recipient state, "
+			    "delivering again rcpts=%u", esc,
+			    info.torn_states);
+		found++;
+		cb(arg, name, &env);
+		envelope_free(&env);
+	}
+	spool_free_names(names, n);
+	if (moved > 0 && (fsync(sp->corrupt_fd) == -1 ||
+	    fsync(sp->queue_fd) == -1))
+		log_err("spool: fsync after moving to corrupt/: %s",
+		    strerror(errno));
+	return found;
+}
+
+/* ---- Readers (any thread) ---- */
+
+static int
+spool_open_queued(const struct spool *sp, const char *id, int flags)
+{
+	if (!spool_is_valid_id(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	return openat(sp->queue_fd, id, flags | O_CLOEXEC | O_NOFOLLOW);
+}
+
+int
+spool_read_envelope(const struct spool *sp, const char *id,
+    struct envelope *env, const char **error_r)
+{
+	struct qfile_info info;
+	int fd, r, saved;
+
+	envelope_init(env);
+	if ((fd = spool_open_queued(sp, id, O_RDONLY)) == -1) {
+		*error_r = errno == ENOENT ? "no such queue file" :
+		    errno == EINVAL ? "bad queue id" : "cannot open queue file";
+		return -1;
+	}
+	r = qfile_parse(fd, 0, env, &info, error_r);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return r;
+}
+
+int
+spool_read_content(const struct spool *sp, const char *id,
+    spool_content_cb cb, void *arg)
+{
+	struct envelope env;
+	struct qfile_info info;
+	const char *error;
+	int fd, r, saved;
+
+	if ((fd = spool_open_queued(sp, id, O_RDONLY)) == -1)
+		return -1;
+	envelope_init(&env);
+	r = qfile_parse(fd, 0, &env, &info, &error);
+	envelope_free(&env);
+	if (r == 0)
+		r = qfile_read_content(fd, &info, cb, arg);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return r;
+}
+
+int
+spool_update_rcpts(const struct spool *sp, const char *id,
+    const struct envelope *env)
+{
+	struct envelope disk;
+	struct qfile_info info;
+	const char *error;
+	unsigned char *table = NULL;
+	size_t i, len;
+	int fd, saved;
+
+	if ((fd = spool_open_queued(sp, id, O_RDWR)) == -1)
+		return -1;
+	envelope_init(&disk);
+	if (qfile_parse(fd, 0, &disk, &info, &error) == -1)
+		goto fail;
+	envelope_free(&disk);
+	if (info.nrcpts != env->nrcpts) {
+		errno = EINVAL;
+		goto fail;
+	}
+	if (env->nrcpts == 0)
+		return close(fd);
+
+	/*
+	 * Rewrite the whole table in one pwrite. Records that did not
+	 * change get their own bytes back, so a torn write can only tear
+	 * a record that changed, and that one then reads as PENDING.
+	 */
+	len = env->nrcpts * (size_t)QFILE_STATE_RECLEN;
+	table = xmalloc(len);
+	for (i = 0; i < env->nrcpts; i++)
+		qfile_encode_state(table + i * QFILE_STATE_RECLEN,
+		    (uint32_t)i, &env->rcpts[i]);
+	for (i = 0; i < len;) {
+		ssize_t n = pwrite(fd, table + i, len - i,
+		    (off_t)(info.state_offset + i));
+
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			goto fail;
+		}
+		i += (size_t)n;
+	}
+	if (fdatasync(fd) == -1)
+		goto fail;
+	free(table);
+	return close(fd);
+fail:
+	saved = errno;
+	free(table);
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
+int
+spool_remove(const struct spool *sp, const char *id)
+{
+	if (!spool_is_valid_id(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	/*
+	 * No directory fsync: should the name come back after a crash,
+	 * every recipient state in it is final and the scheduler removes
+	 * it again.
+	 */
+	return unlinkat(sp->queue_fd, id, 0);
+}

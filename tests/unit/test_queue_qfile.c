@@ -1,0 +1,440 @@
+/*
+ * test_queue_qfile.c: the queue file format (src/queue/qfile.c) on its
+ * own: CRC32, encode/parse round trip, and that every truncation and every
+ * single-byte change of a valid file is caught (except inside a STATE
+ * record, which reads as PENDING: a torn in-place update).
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "lib/buf.h"
+#include "lib/util.h"
+#include "queue/envelope.h"
+#include "queue/qfile.h"
+
+static char tmpdir[] = "/tmp/petrel-test-qfile.XXXXXX";
+static char tmpfile_path[256];
+
+static int
+setup(void **state)
+{
+	(void)state;
+	if (mkdtemp(tmpdir) == NULL)
+		return -1;
+	snprintf(tmpfile_path, sizeof(tmpfile_path), "%s/q", tmpdir);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	unlink(tmpfile_path);
+	rmdir(tmpdir);
+	return 0;
+}
+
+static void
+fill_envelope(struct envelope *env)
+{
+	size_t i;
+
+	envelope_init(env);
+	env->sender = xstrdup("alice@example.test");
+	env->body = 2;
+	env->size = 4242;
+	env->smtputf8 = true;
+	env->ret = 2;
+	env->envid = xstrdup("QQ+2B1");
+	env->auth = xstrdup("<>");
+	env->client_addr = xstrdup("192.0.2.7");
+	env->client_name = NULL;
+	env->helo = xstrdup("client.example.test");
+	env->proto = xstrdup("UTF8SMTPSA");
+	env->tls = xstrdup("TLSv1.3 TLS_AES_256_GCM_SHA384");
+	env->auth_user = xstrdup("alice");
+	env->arrival = 1764382393;
+	envelope_rcpt_add(env, "Bob@Example.Test", "bob@example.test",
+	    "/var/mail/example.test/bob", RCPT_KIND_LOCAL, 0x06,
+	    "rfc822;Bob@Example.Test");
+	i = envelope_rcpt_add(env, "carol@remote.test", "carol@remote.test",
+	    NULL, RCPT_KIND_REMOTE, 0, NULL);
+	env->rcpts[i].status = RCPT_STATUS_FAILED;
+	env->rcpts[i].attempts = 7;
+	env->rcpts[i].next_attempt = 1764400000;
+	strlcpy(env->rcpts[i].last_reply, "550 5.1.1 no such user",
+	    sizeof(env->rcpts[i].last_reply));
+}
+
+static void
+assert_str_or_null(const char *got, const char *want)
+{
+	if (want == NULL) {
+		assert_null(got);
+		return;
+	}
+	assert_non_null(got);
+	assert_string_equal(got, want);
+}
+
+static void
+assert_envelope_equal(const struct envelope *a, const struct envelope *b)
+{
+	size_t i;
+
+	assert_str_or_null(a->sender, b->sender);
+	assert_int_equal(a->body, b->body);
+	assert_int_equal(a->size, b->size);
+	assert_int_equal(a->smtputf8, b->smtputf8);
+	assert_int_equal(a->ret, b->ret);
+	assert_str_or_null(a->envid, b->envid);
+	assert_str_or_null(a->auth, b->auth);
+	assert_str_or_null(a->client_addr, b->client_addr);
+	assert_str_or_null(a->client_name, b->client_name);
+	assert_str_or_null(a->helo, b->helo);
+	assert_str_or_null(a->proto, b->proto);
+	assert_str_or_null(a->tls, b->tls);
+	assert_str_or_null(a->auth_user, b->auth_user);
+	assert_int_equal(a->arrival, b->arrival);
+	assert_int_equal(a->nrcpts, b->nrcpts);
+	for (i = 0; i < a->nrcpts; i++) {
+		const struct envelope_rcpt *x = &a->rcpts[i], *y = &b->rcpts[i];
+
+		assert_str_or_null(x->orig, y->orig);
+		assert_str_or_null(x->addr, y->addr);
+		assert_str_or_null(x->mailbox, y->mailbox);
+		assert_int_equal(x->kind, y->kind);
+		assert_int_equal(x->notify, y->notify);
+		assert_str_or_null(x->orcpt, y->orcpt);
+		assert_int_equal(x->status, y->status);
+		assert_int_equal(x->attempts, y->attempts);
+		assert_int_equal(x->next_attempt, y->next_attempt);
+		assert_string_equal(x->last_reply, y->last_reply);
+	}
+}
+
+/* A complete file: HEADER, three CONTENT records, the tail. */
+static void
+build_file(struct buf *b, const struct envelope *env, uint64_t *content_r)
+{
+	static const char c1[] = "Subject: hi\r\n\r\n";
+	static const char c2[] = "binary \0\x01\xff bytes\r\n";
+	static const char c3[] = "last line\r\n";
+
+	buf_init(b, 1 << 20);
+	assert_int_equal(qfile_encode_header(b, "0123456789ABCDEF", 77), 0);
+	assert_int_equal(qfile_record_append(b, QFILE_REC_CONTENT, c1,
+	    sizeof(c1) - 1), 0);
+	assert_int_equal(qfile_record_append(b, QFILE_REC_CONTENT, c2,
+	    sizeof(c2) - 1), 0);
+	assert_int_equal(qfile_record_append(b, QFILE_REC_CONTENT, c3,
+	    sizeof(c3) - 1), 0);
+	*content_r = sizeof(c1) - 1 + sizeof(c2) - 1 + sizeof(c3) - 1;
+	assert_int_equal(qfile_encode_tail(b, env, b->len, *content_r), 0);
+}
+
+/* Write bytes to the temp file and parse it. */
+static int
+parse_bytes(const void *data, size_t len, int flags, struct envelope *env,
+    struct qfile_info *info, const char **error_r)
+{
+	int fd, r;
+
+	fd = open(tmpfile_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd != -1);
+	assert_int_equal(write_all(fd, data, len), 0);
+	envelope_init(env);
+	r = qfile_parse(fd, flags, env, info, error_r);
+	close(fd);
+	return r;
+}
+
+static void
+test_crc32(void **state)
+{
+	(void)state;
+	/* The standard check value of CRC-32/ISO-HDLC. */
+	assert_int_equal(qfile_crc32(0, "123456789", 9), 0xcbf43926U);
+	assert_int_equal(qfile_crc32(0, "", 0), 0);
+	/* Incremental equals one shot. */
+	assert_int_equal(qfile_crc32(qfile_crc32(0, "1234", 4), "56789", 5),
+	    0xcbf43926U);
+}
+
+static void
+test_roundtrip(void **state)
+{
+	struct envelope env, got;
+	struct qfile_info info;
+	struct buf b;
+	const char *error = NULL;
+	uint64_t content;
+
+	(void)state;
+	fill_envelope(&env);
+	build_file(&b, &env, &content);
+	assert_int_equal(parse_bytes(b.data, b.len, QFILE_VERIFY_CONTENT,
+	    &got, &info, &error), 0);
+	assert_envelope_equal(&got, &env);
+	assert_int_equal(info.version, QFILE_VERSION);
+	assert_int_equal(info.created, 77);
+	assert_string_equal(info.id, "0123456789ABCDEF");
+	assert_int_equal(info.content_size, content);
+	assert_int_equal(info.nrcpts, 2);
+	assert_int_equal(info.torn_states, 0);
+	assert_int_equal(info.file_size, b.len);
+	/* The END record is last and has a fixed size. */
+	assert_int_equal(info.state_offset + 2 * QFILE_STATE_RECLEN,
+	    b.len - QFILE_END_RECLEN);
+	envelope_free(&got);
+
+	/* An envelope without recipients and with every string NULL. */
+	envelope_free(&env);
+	buf_free(&b);
+	envelope_init(&env);
+	build_file(&b, &env, &content);
+	assert_int_equal(parse_bytes(b.data, b.len, QFILE_VERIFY_CONTENT,
+	    &got, &info, &error), 0);
+	assert_envelope_equal(&got, &env);
+	assert_null(got.sender);
+	envelope_free(&got);
+	buf_free(&b);
+}
+
+static void
+test_every_truncation_fails(void **state)
+{
+	struct envelope env, got;
+	struct qfile_info info;
+	struct buf b;
+	const char *error;
+	uint64_t content;
+	size_t len;
+
+	(void)state;
+	fill_envelope(&env);
+	build_file(&b, &env, &content);
+	for (len = 0; len < b.len; len++) {
+		error = NULL;
+		if (parse_bytes(b.data, len, QFILE_VERIFY_CONTENT, &got, &info,
+		    &error) != -1)
+			fail_msg("truncated to %zu of %zu: parsed, want error",
+			    len, b.len);
+		if (errno != EBADMSG)
+			fail_msg("truncated to %zu: errno %d, want EBADMSG",
+			    len, errno);
+		assert_non_null(error);
+		/* env is freed on failure: nothing left to leak. */
+		assert_null(got.sender);
+		assert_int_equal(got.nrcpts, 0);
+	}
+	/* Without the END record exactly. */
+	assert_int_equal(parse_bytes(b.data, b.len - QFILE_END_RECLEN, 0, &got,
+	    &info, &error), -1);
+	assert_string_equal(error, "no END record");
+	envelope_free(&env);
+	buf_free(&b);
+}
+
+static void
+test_every_byte_flip(void **state)
+{
+	struct envelope env, got;
+	struct qfile_info info;
+	struct buf b;
+	const char *error;
+	uint64_t content, state_off, state_end;
+	size_t i;
+	char *copy;
+	int r;
+
+	(void)state;
+	fill_envelope(&env);
+	build_file(&b, &env, &content);
+	assert_int_equal(parse_bytes(b.data, b.len, 0, &got, &info, &error),
+	    0);
+	envelope_free(&got);
+	state_off = info.state_offset;
+	state_end = state_off + 2 * QFILE_STATE_RECLEN;
+	copy = xmalloc(b.len);
+	for (i = 0; i < b.len; i++) {
+		size_t in_state = (i - state_off) % QFILE_STATE_RECLEN;
+		bool torn;
+
+		memcpy(copy, b.data, b.len);
+		copy[i] ^= 0x20;
+		/* Inside a STATE payload or CRC (not its type/length). */
+		torn = i >= state_off && i < state_end &&
+		    in_state >= QFILE_REC_HDRLEN;
+		r = parse_bytes(copy, b.len, QFILE_VERIFY_CONTENT, &got,
+		    &info, &error);
+		if (torn) {
+			size_t k = (i - state_off) / QFILE_STATE_RECLEN;
+
+			if (r != 0)
+				fail_msg("flip at %zu (STATE %zu): %s, want "
+				    "PENDING", i, k, error);
+			assert_int_equal(info.torn_states, 1);
+			assert_int_equal(got.rcpts[k].status,
+			    RCPT_STATUS_PENDING);
+			assert_int_equal(got.rcpts[k].attempts, 0);
+			assert_string_equal(got.rcpts[k].last_reply, "");
+			/* The other recipient is intact. */
+			assert_int_equal(got.rcpts[1 - k].status,
+			    env.rcpts[1 - k].status);
+			envelope_free(&got);
+		} else if (r != -1 || errno != EBADMSG) {
+			fail_msg("flip at %zu of %zu: r=%d errno=%d, want "
+			    "EBADMSG", i, b.len, r, errno);
+		}
+	}
+	free(copy);
+	envelope_free(&env);
+	buf_free(&b);
+}
+
+static void
+test_trailing_data(void **state)
+{
+	struct envelope env, got;
+	struct qfile_info info;
+	struct buf b;
+	const char *error;
+	uint64_t content;
+
+	(void)state;
+	fill_envelope(&env);
+	build_file(&b, &env, &content);
+	/* A second, well-formed record after END. */
+	assert_int_equal(qfile_record_append(&b, QFILE_REC_CONTENT, "x", 1),
+	    0);
+	assert_int_equal(parse_bytes(b.data, b.len, 0, &got, &info, &error),
+	    -1);
+	assert_string_equal(error, "data after END record");
+	envelope_free(&env);
+	buf_free(&b);
+}
+
+static void
+test_bad_structure(void **state)
+{
+	struct envelope env, got;
+	struct qfile_info info;
+	struct buf b;
+	const char *error;
+
+	(void)state;
+	/* A CONTENT after the envelope (MAIL, CLIENT): out of order. */
+	fill_envelope(&env);
+	buf_init(&b, 1 << 20);
+	assert_int_equal(qfile_encode_header(&b, "ID", 1), 0);
+	{
+		struct envelope none;
+		struct buf t;
+
+		envelope_init(&none);
+		buf_init(&t, 1 << 20);
+		assert_int_equal(qfile_encode_tail(&t, &none, b.len, 0), 0);
+		/* MAIL and CLIENT only: drop END. */
+		assert_int_equal(buf_append(&b, t.data,
+		    t.len - QFILE_END_RECLEN), 0);
+		buf_free(&t);
+	}
+	assert_int_equal(qfile_record_append(&b, QFILE_REC_CONTENT, "x", 1),
+	    0);
+	assert_int_equal(parse_bytes(b.data, b.len, 0, &got, &info, &error),
+	    -1);
+	assert_int_equal(errno, EBADMSG);
+
+	/* Not a queue file at all. */
+	assert_int_equal(parse_bytes("From: x\r\n\r\nhello\r\n", 18, 0, &got,
+	    &info, &error), -1);
+	assert_int_equal(errno, EBADMSG);
+
+	/* A future version is refused, not guessed at. */
+	buf_reset(&b);
+	{
+		unsigned char p[QFILE_MAGIC_LEN + 4 + 8 + 4];
+
+		memset(p, 0, sizeof(p));
+		memcpy(p, QFILE_MAGIC, QFILE_MAGIC_LEN);
+		p[QFILE_MAGIC_LEN + 3] = 2;
+		assert_int_equal(qfile_record_append(&b, QFILE_REC_HEADER, p,
+		    sizeof(p)), 0);
+	}
+	assert_int_equal(parse_bytes(b.data, b.len, 0, &got, &info, &error),
+	    -1);
+	assert_string_equal(error, "unsupported version");
+	envelope_free(&env);
+	buf_free(&b);
+}
+
+/* Random mutations must give a clean error or a sane envelope. */
+static void
+test_random_mutations(void **state)
+{
+	struct envelope env, got;
+	struct qfile_info info;
+	struct buf b;
+	const char *error;
+	uint64_t content;
+	unsigned int seed = 20261129, iter, k, nmut;
+	char *copy;
+	size_t len;
+	int r;
+
+	(void)state;
+	print_message("random mutations: seed %u\n", seed);
+	srandom(seed);
+	fill_envelope(&env);
+	build_file(&b, &env, &content);
+	copy = xmalloc(b.len);
+	for (iter = 0; iter < 3000; iter++) {
+		memcpy(copy, b.data, b.len);
+		len = b.len;
+		nmut = 1 + (unsigned int)(random() % 4);
+		for (k = 0; k < nmut; k++)
+			copy[random() % (long)len] = (char)random();
+		if (random() % 4 == 0)
+			len = (size_t)(random() % (long)len);
+		r = parse_bytes(copy, len, QFILE_VERIFY_CONTENT, &got, &info,
+		    &error);
+		if (r == 0) {
+			assert_int_equal(info.nrcpts, got.nrcpts);
+			envelope_free(&got);
+		} else {
+			assert_int_equal(errno, EBADMSG);
+		}
+	}
+	free(copy);
+	envelope_free(&env);
+	buf_free(&b);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_crc32),
+		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_every_truncation_fails),
+		cmocka_unit_test(test_every_byte_flip),
+		cmocka_unit_test(test_trailing_data),
+		cmocka_unit_test(test_bad_structure),
+		cmocka_unit_test(test_random_mutations),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,1084 @@
+/*
+ * test_queue_spool.c: the durable spool on a real directory with a real
+ * libevent loop: commit and read back byte-exact, group commit, recipient
+ * state updates and torn updates, start-up recovery, commit errors, queue
+ * IDs, the close-time drain and the stats log line.
+ */
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "lib/buf.h"
+#include "lib/util.h"
+#include "queue/envelope.h"
+#include "queue/qfile.h"
+#include "queue/spool.h"
+
+#define MAX_RESULTS	256
+
+struct result {
+	char id[QUEUE_ID_MAX];
+	uint64_t cookie;
+	int error;
+};
+
+struct fixture {
+	char dir[64];
+	struct event_base *base;
+	struct spool *sp;
+	struct result results[MAX_RESULTS];
+	int nresults;
+};
+
+/* ---- Helpers ---- */
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)flag;
+	(void)f;
+	return remove(path);
+}
+
+static void
+path_of(char *dst, size_t size, const struct fixture *fx, const char *sub,
+    const char *name)
+{
+	snprintf(dst, size, "%s/%s/%s", fx->dir, sub, name);
+}
+
+static int
+count_files(const struct fixture *fx, const char *sub)
+{
+	char path[256];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", fx->dir, sub);
+	if ((d = opendir(path)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static bool
+file_exists(const struct fixture *fx, const char *sub, const char *name)
+{
+	char path[256];
+
+	path_of(path, sizeof(path), fx, sub, name);
+	return access(path, F_OK) == 0;
+}
+
+static char *
+read_whole(const char *path, size_t *len_r)
+{
+	struct stat st;
+	char *data;
+	int fd;
+
+	fd = open(path, O_RDONLY);
+	assert_true(fd != -1);
+	assert_int_equal(fstat(fd, &st), 0);
+	data = xmalloc((size_t)st.st_size + 1);
+	assert_int_equal(read(fd, data, (size_t)st.st_size), st.st_size);
+	close(fd);
+	*len_r = (size_t)st.st_size;
+	return data;
+}
+
+static void
+write_whole(const char *path, const void *data, size_t len)
+{
+	int fd;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd != -1);
+	assert_int_equal(write_all(fd, data, len), 0);
+	assert_int_equal(close(fd), 0);
+}
+
+static void
+commit_cb(void *arg, uint64_t cookie, const char *id, int error)
+{
+	struct fixture *fx = arg;
+	struct result *r;
+
+	assert_true(fx->nresults < MAX_RESULTS);
+	r = &fx->results[fx->nresults++];
+	strlcpy(r->id, id, sizeof(r->id));
+	r->cookie = cookie;
+	r->error = error;
+}
+
+/* Run the loop until want callbacks have arrived (30 s at most). */
+static void
+run_until(struct fixture *fx, int want)
+{
+	struct timeval tv = { 0, 5000 };
+	uint64_t deadline = time_mono_usec() + 30 * 1000000ULL;
+
+	while (fx->nresults < want) {
+		if (time_mono_usec() > deadline)
+			fail_msg("got %d callbacks, want %d", fx->nresults,
+			    want);
+		event_base_loopexit(fx->base, &tv);
+		event_base_dispatch(fx->base);
+	}
+}
+
+static void
+open_spool(struct fixture *fx)
+{
+	const char *error = NULL;
+
+	fx->sp = spool_open(fx->dir, fx->base, 4, &error);
+	if (fx->sp == NULL)
+		fail_msg("spool_open: %s", error);
+}
+
+static int
+setup(void **state)
+{
+	struct fixture *fx;
+
+	fx = xcalloc(1, sizeof(*fx));
+	strlcpy(fx->dir, "/tmp/petrel-test-spool.XXXXXX", sizeof(fx->dir));
+	if (mkdtemp(fx->dir) == NULL)
+		return -1;
+	fx->base = event_base_new();
+	if (fx->base == NULL)
+		return -1;
+	open_spool(fx);
+	*state = fx;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *fx = *state;
+
+	spool_close(fx->sp);
+	event_base_free(fx->base);
+	nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(fx);
+	return 0;
+}
+
+/* An envelope with every field set (and a second recipient with NULLs). */
+static void
+fill_envelope(struct envelope *env)
+{
+	envelope_init(env);
+	env->sender = xstrdup("alice@example.test");
+	env->body = 2;
+	env->size = 3145728;
+	env->smtputf8 = true;
+	env->ret = 1;
+	env->envid = xstrdup("ID+2Bx");
+	env->auth = xstrdup("alice+40example.test");
+	env->client_addr = xstrdup("2001:db8::1");
+	env->client_name = xstrdup("client.example.test");
+	env->helo = xstrdup("[2001:db8::1]");
+	env->proto = xstrdup("ESMTPSA");
+	env->tls = xstrdup("TLSv1.3 TLS_AES_256_GCM_SHA384");
+	env->auth_user = xstrdup("alice@example.test");
+	env->arrival = 1764382393;
+	envelope_rcpt_add(env, "Bob@Example.Test", "bob@example.test",
+	    "/var/mail/example.test/bob", RCPT_KIND_LOCAL, 0x0e,
+	    "rfc822;Bob@Example.Test");
+	envelope_rcpt_add(env, "\"x y\"@remote.test", "\"x y\"@remote.test",
+	    NULL, RCPT_KIND_REMOTE, 0, NULL);
+	envelope_rcpt_add(env, "postmaster", "root@example.test",
+	    "/var/mail/example.test/root", RCPT_KIND_LOCAL, 0x01, NULL);
+}
+
+static void
+assert_str_or_null(const char *got, const char *want)
+{
+	if (want == NULL) {
+		assert_null(got);
+		return;
+	}
+	assert_non_null(got);
+	assert_string_equal(got, want);
+}
+
+static void
+assert_envelope_equal(const struct envelope *a, const struct envelope *b)
+{
+	size_t i;
+
+	assert_str_or_null(a->sender, b->sender);
+	assert_int_equal(a->body, b->body);
+	assert_int_equal(a->size, b->size);
+	assert_int_equal(a->smtputf8, b->smtputf8);
+	assert_int_equal(a->ret, b->ret);
+	assert_str_or_null(a->envid, b->envid);
+	assert_str_or_null(a->auth, b->auth);
+	assert_str_or_null(a->client_addr, b->client_addr);
+	assert_str_or_null(a->client_name, b->client_name);
+	assert_str_or_null(a->helo, b->helo);
+	assert_str_or_null(a->proto, b->proto);
+	assert_str_or_null(a->tls, b->tls);
+	assert_str_or_null(a->auth_user, b->auth_user);
+	assert_int_equal(a->arrival, b->arrival);
+	assert_int_equal(a->nrcpts, b->nrcpts);
+	for (i = 0; i < a->nrcpts; i++) {
+		const struct envelope_rcpt *x = &a->rcpts[i], *y = &b->rcpts[i];
+
+		assert_str_or_null(x->orig, y->orig);
+		assert_str_or_null(x->addr, y->addr);
+		assert_str_or_null(x->mailbox, y->mailbox);
+		assert_int_equal(x->kind, y->kind);
+		assert_int_equal(x->notify, y->notify);
+		assert_str_or_null(x->orcpt, y->orcpt);
+		assert_int_equal(x->status, y->status);
+		assert_int_equal(x->attempts, y->attempts);
+		assert_int_equal(x->next_attempt, y->next_attempt);
+		assert_string_equal(x->last_reply, y->last_reply);
+	}
+}
+
+static int
+collect_cb(void *arg, const char *data, size_t len)
+{
+	struct buf *b = arg;
+
+	/* Chunks are CONTENT records: never empty, at most 64 KiB. */
+	assert_true(len > 0 && len <= QFILE_CONTENT_MAX);
+	return buf_append(b, data, len);
+}
+
+/* Read a message's content; it must equal want exactly. */
+static void
+assert_content(struct fixture *fx, const char *id, const char *want,
+    size_t len)
+{
+	struct buf b;
+
+	buf_init(&b, 64 * 1024 * 1024);
+	assert_int_equal(spool_read_content(fx->sp, id, collect_cb, &b), 0);
+	assert_int_equal(b.len, len);
+	if (len > 0)
+		assert_memory_equal(b.data, want, len);
+	buf_free(&b);
+}
+
+/*
+ * Write data in chunks of the given size (0: all at once), commit it with
+ * env and wait for the callback. Returns the result index.
+ */
+static int
+commit_message(struct fixture *fx, const char *data, size_t len,
+    size_t chunk, const struct envelope *env, uint64_t cookie, char *id)
+{
+	struct spool_writer *w;
+	size_t off, n;
+	int before = fx->nresults;
+
+	w = spool_writer_new(fx->sp, id);
+	assert_non_null(w);
+	assert_true(file_exists(fx, "incoming", id));
+	for (off = 0; off < len; off += n) {
+		n = chunk == 0 || chunk > len - off ? len - off : chunk;
+		assert_int_equal(spool_writer_write(w, data + off, n), 0);
+	}
+	assert_int_equal(spool_writer_size(w), len);
+	spool_writer_commit(w, env, commit_cb, fx, cookie);
+	/* Never during the call. */
+	assert_int_equal(fx->nresults, before);
+	run_until(fx, before + 1);
+	return before;
+}
+
+/* ---- Tests ---- */
+
+static void
+test_commit_roundtrip(void **state)
+{
+	struct fixture *fx = *state;
+	struct envelope env, got;
+	const char *error;
+	char id[QUEUE_ID_MAX], path[256];
+	struct stat st;
+	struct {
+		size_t len;
+		size_t chunk;
+	} cases[] = {
+		{ 0, 0 },
+		{ 1, 0 },
+		{ 512, 1 },			/* one byte at a time */
+		{ 65535, 0 },
+		{ 65536, 0 },
+		{ 65537, 4096 },
+		{ 3 * 1024 * 1024, 70001 },	/* odd chunks across records */
+		{ 3 * 1024 * 1024 + 17, 0 },	/* one big write */
+	};
+	size_t i, j;
+	char *data;
+	int k;
+
+	fill_envelope(&env);
+	data = xmalloc(3 * 1024 * 1024 + 17);
+	/* Every byte value, NULs, bare CR and LF, CRLF. */
+	srandom(42);
+	for (j = 0; j < 3 * 1024 * 1024 + 17; j++)
+		data[j] = (char)(j < 256 ? (long)j : random());
+	memcpy(data + 256, "line\r\n.dot\r\n\0\0\r\n", 17);
+
+	for (i = 0; i < nitems(cases); i++) {
+		k = commit_message(fx, data, cases[i].len, cases[i].chunk, &env,
+		    1000 + i, id);
+		assert_int_equal(fx->results[k].error, 0);
+		assert_int_equal(fx->results[k].cookie, 1000 + i);
+		assert_string_equal(fx->results[k].id, id);
+		assert_false(file_exists(fx, "incoming", id));
+		assert_true(file_exists(fx, "queue", id));
+		path_of(path, sizeof(path), fx, "queue", id);
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_mode & 0777, 0600);
+
+		assert_int_equal(spool_read_envelope(fx->sp, id, &got, &error),
+		    0);
+		assert_envelope_equal(&got, &env);
+		envelope_free(&got);
+		assert_content(fx, id, data, cases[i].len);
+	}
+	free(data);
+	envelope_free(&env);
+}
+
+static void
+test_null_fields(void **state)
+{
+	struct fixture *fx = *state;
+	struct envelope env, got;
+	const char *error;
+	char id[QUEUE_ID_MAX];
+	int k;
+
+	/* Null sender <> is "", not NULL; absent params stay NULL. */
+	envelope_init(&env);
+	env.sender = xstrdup("");
+	env.client_addr = xstrdup("127.0.0.1");
+	env.helo = xstrdup("localhost");
+	env.proto = xstrdup("SMTP");
+	envelope_rcpt_add(&env, "postmaster@localhost", "postmaster@localhost",
+	    "/m", RCPT_KIND_LOCAL, 0, NULL);
+	k = commit_message(fx, "hi\r\n", 4, 0, &env, 7, id);
+	assert_int_equal(fx->results[k].error, 0);
+	assert_int_equal(spool_read_envelope(fx->sp, id, &got, &error), 0);
+	assert_envelope_equal(&got, &env);
+	assert_string_equal(got.sender, "");
+	assert_null(got.envid);
+	assert_null(got.tls);
+	assert_null(got.rcpts[0].orcpt);
+	envelope_free(&got);
+	envelope_free(&env);
+}
+
+static void
+test_envelope_copy(void **state)
+{
+	struct envelope env, copy;
+
+	(void)state;
+	fill_envelope(&env);
+	env.rcpts[1].status = RCPT_STATUS_DELIVERED;
+	env.rcpts[1].attempts = 2;
+	env.rcpts[1].next_attempt = 5;
+	strlcpy(env.rcpts[1].last_reply, "250 ok", 256);
+	envelope_copy(&copy, &env);
+	assert_envelope_equal(&copy, &env);
+	/* Deep: no shared strings. */
+	assert_ptr_not_equal(copy.sender, env.sender);
+	assert_ptr_not_equal(copy.rcpts[0].addr, env.rcpts[0].addr);
+	envelope_free(&env);
+	assert_string_equal(copy.rcpts[0].addr, "bob@example.test");
+	envelope_free(&copy);
+	/* Freed envelopes are reusable and free(NULL)-safe. */
+	assert_null(copy.rcpts);
+	envelope_free(&copy);
+}
+
+static void
+test_group_commit(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_writer *w[50];
+	struct spool_stats st;
+	struct envelope env;
+	char ids[50][QUEUE_ID_MAX], body[4096];
+	int i, j;
+
+	fill_envelope(&env);
+	memset(body, 'x', sizeof(body));
+	for (i = 0; i < 50; i++) {
+		w[i] = spool_writer_new(fx->sp, ids[i]);
+		assert_non_null(w[i]);
+		assert_int_equal(spool_writer_write(w[i], body, sizeof(body)),
+		    0);
+	}
+	for (i = 0; i < 50; i++)
+		spool_writer_commit(w[i], &env, commit_cb, fx, (uint64_t)i);
+	assert_int_equal(fx->nresults, 0);
+	run_until(fx, 50);
+
+	for (i = 0; i < 50; i++) {
+		struct result *r = &fx->results[i];
+
+		assert_int_equal(r->error, 0);
+		assert_string_equal(r->id, ids[r->cookie]);
+		for (j = 0; j < i; j++)
+			assert_int_not_equal(r->cookie, fx->results[j].cookie);
+	}
+	spool_get_stats(fx->sp, &st);
+	print_message("group commit: 50 messages, file_fsyncs=%llu "
+	    "dir_fsyncs=%llu batches=%llu\n",
+	    (unsigned long long)st.file_fsyncs,
+	    (unsigned long long)st.dir_fsyncs, (unsigned long long)st.batches);
+	assert_int_equal(st.file_fsyncs, 50);
+	assert_int_equal(st.commits, 50);
+	assert_int_equal(st.commit_errors, 0);
+	assert_true(st.dir_fsyncs >= 1);
+	if (st.dir_fsyncs >= 25)
+		fail_msg("dir_fsyncs %llu, want < 25",
+		    (unsigned long long)st.dir_fsyncs);
+	assert_int_equal(st.batches, st.dir_fsyncs);
+	assert_int_equal(count_files(fx, "queue"), 50);
+	assert_int_equal(count_files(fx, "incoming"), 0);
+	envelope_free(&env);
+}
+
+static void
+test_update_rcpts(void **state)
+{
+	struct fixture *fx = *state;
+	struct envelope env, got;
+	const char *error;
+	char id[QUEUE_ID_MAX];
+	int k, round;
+
+	fill_envelope(&env);
+	k = commit_message(fx, "body\r\n", 6, 0, &env, 1, id);
+	assert_int_equal(fx->results[k].error, 0);
+
+	for (round = 0; round < 3; round++) {
+		env.rcpts[0].status = RCPT_STATUS_DELIVERED;
+		env.rcpts[0].attempts = 1 + round;
+		env.rcpts[0].next_attempt = 0;
+		strlcpy(env.rcpts[0].last_reply, "250 2.0.0 delivered", 256);
+		env.rcpts[1].status = round == 2 ? RCPT_STATUS_FAILED :
+		    RCPT_STATUS_PENDING;
+		env.rcpts[1].attempts = 10 + round;
+		env.rcpts[1].next_attempt = 1764390000 + (uint64_t)round;
+		/* The longest reply that fits: 255 bytes. */
+		memset(env.rcpts[1].last_reply, 'r', 255);
+		env.rcpts[1].last_reply[255] = '\0';
+		memcpy(env.rcpts[1].last_reply, "451 4.4.1 ", 10);
+		assert_int_equal(spool_update_rcpts(fx->sp, id, &env), 0);
+		assert_int_equal(spool_read_envelope(fx->sp, id, &got, &error),
+		    0);
+		assert_envelope_equal(&got, &env);
+		envelope_free(&got);
+	}
+	/* Content untouched by the in-place updates. */
+	assert_content(fx, id, "body\r\n", 6);
+
+	/* A different recipient list is refused. */
+	envelope_rcpt_add(&env, "x@y", "x@y", NULL, RCPT_KIND_REMOTE, 0, NULL);
+	assert_int_equal(spool_update_rcpts(fx->sp, id, &env), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(spool_update_rcpts(fx->sp, "NOSUCHID", &env), -1);
+	assert_int_equal(errno, ENOENT);
+	envelope_free(&env);
+}
+
+/* Offset of recipient i's STATE record in queue/id. */
+static uint64_t
+state_offset(struct fixture *fx, const char *id, size_t i)
+{
+	struct envelope env;
+	struct qfile_info info;
+	const char *error;
+	char path[256];
+	int fd;
+
+	path_of(path, sizeof(path), fx, "queue", id);
+	fd = open(path, O_RDONLY);
+	assert_true(fd != -1);
+	envelope_init(&env);
+	assert_int_equal(qfile_parse(fd, 0, &env, &info, &error), 0);
+	envelope_free(&env);
+	close(fd);
+	return info.state_offset + i * QFILE_STATE_RECLEN;
+}
+
+static void
+recover_none(void *arg, const char *id, const struct envelope *env)
+{
+	int *n = arg;
+
+	(void)id;
+	assert_int_equal(env->rcpts[1].status, RCPT_STATUS_PENDING);
+	(*n)++;
+}
+
+static void
+test_torn_state(void **state)
+{
+	struct fixture *fx = *state;
+	struct envelope env, got, next;
+	const char *error;
+	unsigned char rec[QFILE_STATE_RECLEN];
+	char id[QUEUE_ID_MAX], path[256];
+	uint64_t off;
+	int k, fd, n = 0;
+
+	fill_envelope(&env);
+	k = commit_message(fx, "torn\r\n", 6, 0, &env, 1, id);
+	assert_int_equal(fx->results[k].error, 0);
+	env.rcpts[0].status = RCPT_STATUS_DELIVERED;
+	env.rcpts[0].attempts = 1;
+	assert_int_equal(spool_update_rcpts(fx->sp, id, &env), 0);
+
+	/*
+	 * Recipient 1 delivered, but the machine died mid-pwrite: only the
+	 * first 100 bytes of its new STATE record reached the disk.
+	 */
+	envelope_copy(&next, &env);
+	next.rcpts[1].status = RCPT_STATUS_DELIVERED;
+	next.rcpts[1].attempts = 1;
+	strlcpy(next.rcpts[1].last_reply, "250 2.0.0 ok", 256);
+	qfile_encode_state(rec, 1, &next.rcpts[1]);
+	off = state_offset(fx, id, 1);
+	path_of(path, sizeof(path), fx, "queue", id);
+	fd = open(path, O_WRONLY);
+	assert_true(fd != -1);
+	assert_int_equal(pwrite(fd, rec, 100, (off_t)off), 100);
+	close(fd);
+
+	/* Read as PENDING (deliver again), not as a corrupt file. */
+	assert_int_equal(spool_read_envelope(fx->sp, id, &got, &error), 0);
+	assert_int_equal(got.rcpts[1].status, RCPT_STATUS_PENDING);
+	assert_int_equal(got.rcpts[0].status, RCPT_STATUS_DELIVERED);
+	assert_int_equal(got.rcpts[2].status, RCPT_STATUS_PENDING);
+	envelope_free(&got);
+	assert_int_equal(spool_recover(fx->sp, recover_none, &n), 1);
+	assert_int_equal(n, 1);
+	assert_true(file_exists(fx, "queue", id));
+	assert_int_equal(count_files(fx, "corrupt"), 0);
+
+	/* The next update repairs it. */
+	assert_int_equal(spool_update_rcpts(fx->sp, id, &next), 0);
+	assert_int_equal(spool_read_envelope(fx->sp, id, &got, &error), 0);
+	assert_envelope_equal(&got, &next);
+	envelope_free(&got);
+
+	/* A broken record type in the state table is corruption, though. */
+	fd = open(path, O_WRONLY);
+	assert_true(fd != -1);
+	assert_int_equal(pwrite(fd, "\x30", 1, (off_t)off), 1);
+	close(fd);
+	assert_int_equal(spool_read_envelope(fx->sp, id, &got, &error), -1);
+	assert_int_equal(errno, EBADMSG);
+	envelope_free(&next);
+	envelope_free(&env);
+}
+
+struct recovered {
+	int n;
+	char ids[8][QUEUE_ID_MAX];
+	struct envelope env;
+};
+
+static void
+recover_cb(void *arg, const char *id, const struct envelope *env)
+{
+	struct recovered *rc = arg;
+
+	assert_true(rc->n < 8);
+	strlcpy(rc->ids[rc->n++], id, QUEUE_ID_MAX);
+	envelope_free(&rc->env);
+	envelope_copy(&rc->env, env);
+}
+
+/* Capture stderr (the log) into a file while fn runs. */
+static char *
+capture_stderr_begin(int *saved_r, char *path, size_t size)
+{
+	int fd;
+
+	snprintf(path, size, "/tmp/petrel-test-spool-log.%d", (int)getpid());
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd != -1);
+	*saved_r = dup(STDERR_FILENO);
+	dup2(fd, STDERR_FILENO);
+	close(fd);
+	return path;
+}
+
+static char *
+capture_stderr_end(int saved, const char *path)
+{
+	size_t len;
+	char *log;
+
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	log = read_whole(path, &len);
+	log[len] = '\0';
+	unlink(path);
+	return log;
+}
+
+static void
+test_recover(void **state)
+{
+	struct fixture *fx = *state;
+	struct envelope env;
+	struct recovered rc;
+	char valid[QUEUE_ID_MAX], bad[4][QUEUE_ID_MAX], inc[QUEUE_ID_MAX];
+	char path[256], logpath[128], want[256];
+	char *bytes, *garbage, *got, *log;
+	size_t len, glen, blen[4], i;
+	int k, saved;
+
+	fill_envelope(&env);
+	k = commit_message(fx, "valid\r\n", 7, 0, &env, 1, valid);
+	assert_int_equal(fx->results[k].error, 0);
+	path_of(path, sizeof(path), fx, "queue", valid);
+	bytes = read_whole(path, &len);
+
+	/* Plant the bad files under fresh IDs. */
+	for (i = 0; i < 4; i++)
+		spool_new_id(fx->sp, bad[i]);
+	garbage = xmalloc(1000);
+	srandom(7);
+	for (i = 0; i < 1000; i++)
+		garbage[i] = (char)random();
+	blen[0] = len / 2;			/* truncated */
+	blen[1] = 1000;				/* garbage */
+	blen[2] = len - QFILE_END_RECLEN;	/* no END */
+	blen[3] = len;				/* content CRC broken */
+	for (i = 0; i < 4; i++) {
+		const char *src = i == 1 ? garbage : bytes;
+		char *copy = xmalloc(blen[i]);
+
+		memcpy(copy, src, blen[i]);
+		if (i == 3) {
+			char *c = memmem(copy, blen[i], "valid\r\n", 7);
+
+			assert_non_null(c);
+			c[1] ^= 1;
+		}
+		path_of(path, sizeof(path), fx, "queue", bad[i]);
+		write_whole(path, copy, blen[i]);
+		free(copy);
+	}
+	/* A message that never got its 250. */
+	spool_new_id(fx->sp, inc);
+	path_of(path, sizeof(path), fx, "incoming", inc);
+	write_whole(path, bytes, len);
+
+	/* A restart. */
+	spool_close(fx->sp);
+	open_spool(fx);
+	memset(&rc, 0, sizeof(rc));
+	envelope_init(&rc.env);
+	capture_stderr_begin(&saved, logpath, sizeof(logpath));
+	k = spool_recover(fx->sp, recover_cb, &rc);
+	log = capture_stderr_end(saved, logpath);
+
+	assert_int_equal(k, 1);
+	assert_int_equal(rc.n, 1);
+	assert_string_equal(rc.ids[0], valid);
+	assert_envelope_equal(&rc.env, &env);
+	assert_int_equal(count_files(fx, "incoming"), 0);
+	assert_int_equal(count_files(fx, "queue"), 1);
+	assert_int_equal(count_files(fx, "corrupt"), 4);
+	for (i = 0; i < 4; i++) {
+		size_t glen2;
+
+		path_of(path, sizeof(path), fx, "corrupt", bad[i]);
+		got = read_whole(path, &glen2);
+		assert_int_equal(glen2, blen[i]);
+		if (i == 1)
+			assert_memory_equal(got, garbage, glen2);
+		else if (i != 3)
+			assert_memory_equal(got, bytes, glen2);
+		free(got);
+		snprintf(want, sizeof(want), "spool: corrupt queue file id=%s "
+		    "moved to corrupt/: ", bad[i]);
+		if (strstr(log, want) == NULL)
+			fail_msg("log lacks \"%s\":\n%s", want, log);
+	}
+	assert_non_null(strstr(log, "moved to corrupt/: no END record"));
+	assert_non_null(strstr(log, "bad CRC in CONTENT record"));
+	free(log);
+	/* The valid one still reads. */
+	assert_content(fx, valid, "valid\r\n", 7);
+
+	/* Recovery is repeatable; a second corrupt file of the same name
+	 * does not overwrite the first. */
+	path_of(path, sizeof(path), fx, "queue", bad[1]);
+	write_whole(path, "x", 1);
+	glen = 0;
+	k = spool_recover(fx->sp, recover_cb, &rc);
+	assert_int_equal(k, 1);
+	assert_int_equal(count_files(fx, "corrupt"), 5);
+	path_of(path, sizeof(path), fx, "corrupt", bad[1]);
+	got = read_whole(path, &glen);
+	assert_int_equal(glen, 1000);
+	free(got);
+
+	envelope_free(&rc.env);
+	free(garbage);
+	free(bytes);
+	envelope_free(&env);
+}
+
+static void
+test_commit_error_rename(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_writer *w;
+	struct spool_stats st;
+	struct envelope env;
+	char id[QUEUE_ID_MAX], path[256];
+
+	fill_envelope(&env);
+	w = spool_writer_new(fx->sp, id);
+	assert_non_null(w);
+	assert_int_equal(spool_writer_write(w, "x\r\n", 3), 0);
+	/* The rename into queue/ will fail: queue/ is gone. */
+	snprintf(path, sizeof(path), "%s/queue", fx->dir);
+	assert_int_equal(rmdir(path), 0);
+	spool_writer_commit(w, &env, commit_cb, fx, 99);
+	run_until(fx, 1);
+	assert_int_equal(fx->results[0].error, ENOENT);
+	assert_int_equal(fx->results[0].cookie, 99);
+	assert_int_equal(count_files(fx, "incoming"), 0);
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(count_files(fx, "queue"), 0);
+	spool_get_stats(fx->sp, &st);
+	assert_int_equal(st.commit_errors, 1);
+	assert_int_equal(st.commits, 0);
+	assert_int_equal(st.dir_fsyncs, 0);
+	envelope_free(&env);
+
+	/* The spool comes back by itself with the directory. */
+	spool_close(fx->sp);
+	open_spool(fx);
+	fill_envelope(&env);
+	assert_int_equal(commit_message(fx, "y\r\n", 3, 0, &env, 1, id), 1);
+	assert_int_equal(fx->results[1].error, 0);
+	assert_true(file_exists(fx, "queue", id));
+	envelope_free(&env);
+}
+
+static void
+test_write_error(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_writer *w;
+	struct rlimit old, small;
+	struct envelope env;
+	char id[QUEUE_ID_MAX], chunk[8192];
+	int i, r = 0, err = 0;
+
+	/* A real write(2) failure: files may not grow past 100 kB. */
+	fill_envelope(&env);
+	memset(chunk, 'z', sizeof(chunk));
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	w = spool_writer_new(fx->sp, id);
+	assert_non_null(w);
+	small = old;
+	small.rlim_cur = 100000;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+	for (i = 0; i < 40 && r == 0; i++) {
+		r = spool_writer_write(w, chunk, sizeof(chunk));
+		err = errno;
+	}
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	assert_int_equal(r, -1);
+	assert_int_equal(err, EFBIG);
+	/* Stays failed. */
+	assert_int_equal(spool_writer_write(w, "a", 1), -1);
+	assert_int_equal(errno, EFBIG);
+	spool_writer_commit(w, &env, commit_cb, fx, 5);
+	assert_int_equal(fx->nresults, 0);
+	run_until(fx, 1);
+	assert_int_equal(fx->results[0].error, EFBIG);
+	assert_int_equal(count_files(fx, "incoming"), 0);
+	assert_int_equal(count_files(fx, "queue"), 0);
+	envelope_free(&env);
+}
+
+static void
+test_abort_and_remove(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_writer *w;
+	struct envelope env, got;
+	const char *error;
+	char id[QUEUE_ID_MAX];
+	int k;
+
+	w = spool_writer_new(fx->sp, id);
+	assert_non_null(w);
+	assert_int_equal(spool_writer_write(w, "abc", 3), 0);
+	spool_writer_abort(w);
+	assert_int_equal(count_files(fx, "incoming"), 0);
+	spool_writer_abort(NULL);
+
+	fill_envelope(&env);
+	k = commit_message(fx, "bye\r\n", 5, 0, &env, 1, id);
+	assert_int_equal(fx->results[k].error, 0);
+	assert_int_equal(spool_remove(fx->sp, id), 0);
+	assert_false(file_exists(fx, "queue", id));
+	assert_int_equal(spool_read_envelope(fx->sp, id, &got, &error), -1);
+	assert_int_equal(errno, ENOENT);
+	/* IDs are file names, never paths. */
+	assert_int_equal(spool_remove(fx->sp, "../queue"), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(spool_read_envelope(fx->sp, "a/b", &got, &error), -1);
+	assert_int_equal(errno, EINVAL);
+	envelope_free(&env);
+}
+
+static int
+cmp_id(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static void
+test_queue_ids(void **state)
+{
+	struct fixture *fx = *state;
+	static char ids[100000][QUEUE_ID_MAX];
+	char id[QUEUE_ID_MAX];
+	size_t i, j;
+
+	for (i = 0; i < nitems(ids); i++)
+		spool_new_id(fx->sp, ids[i]);
+	for (i = 0; i < nitems(ids); i++) {
+		assert_int_equal(strlen(ids[i]), 16);
+		for (j = 0; j < 16; j++)
+			assert_non_null(strchr(
+			    "0123456789ABCDEFGHJKMNPQRSTVWXYZ", ids[i][j]));
+		/* Strictly increasing, hence all different. */
+		if (i > 0 && strcmp(ids[i - 1], ids[i]) >= 0)
+			fail_msg("id %zu %s not after %s", i, ids[i],
+			    ids[i - 1]);
+	}
+	/*
+	 * Across a restart: unique (another tag), even though this burst
+	 * ran ahead of the clock and the new process's time part may
+	 * repeat one of the old ones.
+	 */
+	spool_close(fx->sp);
+	open_spool(fx);
+	for (i = 0; i < 1000; i++) {
+		spool_new_id(fx->sp, id);
+		assert_null(bsearch(id, ids, nitems(ids), sizeof(ids[0]),
+		    cmp_id));
+	}
+	/* The tag differs from the first process's. */
+	assert_string_not_equal(id + 11, ids[0] + 11);
+}
+
+static void
+test_close_drains(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_writer *w[10];
+	struct envelope env;
+	char ids[10][QUEUE_ID_MAX], logpath[128];
+	char *log;
+	int i, saved;
+
+	fill_envelope(&env);
+	for (i = 0; i < 10; i++) {
+		w[i] = spool_writer_new(fx->sp, ids[i]);
+		assert_non_null(w[i]);
+		assert_int_equal(spool_writer_write(w[i], "m\r\n", 3), 0);
+		spool_writer_commit(w[i], &env, commit_cb, fx, (uint64_t)i);
+	}
+	/* The loop never runs: the callbacks run from spool_close. */
+	capture_stderr_begin(&saved, logpath, sizeof(logpath));
+	spool_close(fx->sp);
+	log = capture_stderr_end(saved, logpath);
+	fx->sp = NULL;
+	assert_int_equal(fx->nresults, 10);
+	for (i = 0; i < 10; i++) {
+		assert_int_equal(fx->results[i].error, 0);
+		assert_true(file_exists(fx, "queue", ids[i]));
+	}
+	assert_int_equal(count_files(fx, "incoming"), 0);
+	if (strstr(log, "spool: stats file_fsyncs=10 dir_fsyncs=") == NULL ||
+	    strstr(log, " commits=10 errors=0 batches=") == NULL)
+		fail_msg("stats line missing or wrong:\n%s", log);
+	free(log);
+	envelope_free(&env);
+}
+
+static void
+test_drain(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_writer *w[5], *open_w;
+	struct envelope env;
+	char ids[5][QUEUE_ID_MAX], id[QUEUE_ID_MAX];
+	int i;
+
+	fill_envelope(&env);
+	open_w = spool_writer_new(fx->sp, id);
+	assert_non_null(open_w);
+	assert_int_equal(spool_writer_write(open_w, "still open", 10), 0);
+	for (i = 0; i < 5; i++) {
+		w[i] = spool_writer_new(fx->sp, ids[i]);
+		assert_non_null(w[i]);
+		spool_writer_commit(w[i], &env, commit_cb, fx, (uint64_t)i);
+	}
+	/* Without running the loop: the callbacks run from spool_drain. */
+	spool_drain(fx->sp);
+	assert_int_equal(fx->nresults, 5);
+	for (i = 0; i < 5; i++) {
+		assert_int_equal(fx->results[i].error, 0);
+		assert_true(file_exists(fx, "queue", ids[i]));
+	}
+	/* The open writer and the spool still work. */
+	spool_writer_commit(open_w, &env, commit_cb, fx, 5);
+	run_until(fx, 6);
+	assert_int_equal(fx->results[5].error, 0);
+	assert_content(fx, id, "still open", 10);
+	spool_drain(fx->sp);	/* nothing in flight: returns at once */
+	assert_int_equal(fx->nresults, 6);
+	envelope_free(&env);
+}
+
+struct reader_arg {
+	struct fixture *fx;
+	char (*ids)[QUEUE_ID_MAX];
+	int nids;
+	int failures;
+};
+
+static void *
+reader_main(void *arg)
+{
+	struct reader_arg *ra = arg;
+	struct envelope env;
+	const char *error;
+	struct buf b;
+	int round, i;
+
+	for (round = 0; round < 20; round++) {
+		for (i = 0; i < ra->nids; i++) {
+			buf_init(&b, 1 << 20);
+			if (spool_read_envelope(ra->fx->sp, ra->ids[i], &env,
+			    &error) != 0 || env.nrcpts != 3)
+				ra->failures++;
+			envelope_free(&env);
+			if (spool_read_content(ra->fx->sp, ra->ids[i],
+			    collect_cb, &b) != 0 || b.len != 10000)
+				ra->failures++;
+			buf_free(&b);
+		}
+	}
+	return NULL;
+}
+
+static void
+test_readers_in_threads(void **state)
+{
+	struct fixture *fx = *state;
+	struct reader_arg ra[4];
+	pthread_t th[4];
+	struct envelope env;
+	char ids[8][QUEUE_ID_MAX], body[10000];
+	int i;
+
+	fill_envelope(&env);
+	memset(body, 'q', sizeof(body));
+	for (i = 0; i < 8; i++)
+		commit_message(fx, body, sizeof(body), 3000, &env, 0, ids[i]);
+	for (i = 0; i < 4; i++) {
+		ra[i].fx = fx;
+		ra[i].ids = ids;
+		ra[i].nids = 8;
+		ra[i].failures = 0;
+		assert_int_equal(pthread_create(&th[i], NULL, reader_main,
+		    &ra[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(ra[i].failures, 0);
+	}
+	envelope_free(&env);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_commit_roundtrip, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_null_fields, setup,
+		    teardown),
+		cmocka_unit_test(test_envelope_copy),
+		cmocka_unit_test_setup_teardown(test_group_commit, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_update_rcpts, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_torn_state, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_error_rename, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_write_error, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_abort_and_remove, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_queue_ids, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_close_drains, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_readers_in_threads, setup,
+		    teardown),
+	};
+
+	/* As the daemon does: event_active() from the commit threads. */
+	if (evthread_use_pthreads() != 0)
+		return 1;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
