@@ -715,6 +715,22 @@ smtp_rcpt_refuse(struct smtp_session *s, enum reply_id reply,
 	smtp_reply(s, reply, text);
 }
 
+/*
+ * Several RCPTs may name one mailbox (an alias and its target, two case
+ * spellings): each final address gets one copy. Targets are lower-cased
+ * by policy; remote local parts are case-sensitive (RFC 5321 2.4).
+ */
+static bool
+smtp_txn_has_target(const struct smtp_txn *t, const char *addr)
+{
+	size_t i;
+
+	for (i = 0; i < t->env.nrcpts; i++)
+		if (strcmp(t->env.rcpts[i].addr, addr) == 0)
+			return true;
+	return false;
+}
+
 static void
 smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 {
@@ -785,12 +801,15 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 			smtp_rcpt_refuse(s, REPLY_UNKNOWN_USER, addr.text);
 			return;
 		}
-		for (i = 0; i < ntargets; i++)
+		for (i = 0; i < ntargets; i++) {
+			if (smtp_txn_has_target(&s->txn, targets[i].addr))
+				continue;	/* delivered once */
 			envelope_rcpt_add(&s->txn.env, addr.text,
 			    targets[i].addr, targets[i].mailbox,
 			    targets[i].local ? RCPT_KIND_LOCAL :
 			    RCPT_KIND_REMOTE, p.notify,
 			    p.orcpt[0] != '\0' ? p.orcpt : NULL);
+		}
 		policy_targets_free(targets, ntargets);
 	} else {
 		/* RFC 5321 3.6.2: relay only for those we serve. */
@@ -801,9 +820,10 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 			smtp_rcpt_refuse(s, REPLY_RELAY_DENIED, addr.text);
 			return;
 		}
-		envelope_rcpt_add(&s->txn.env, addr.text, addr.text, NULL,
-		    RCPT_KIND_REMOTE, p.notify,
-		    p.orcpt[0] != '\0' ? p.orcpt : NULL);
+		if (!smtp_txn_has_target(&s->txn, addr.text))
+			envelope_rcpt_add(&s->txn.env, addr.text, addr.text,
+			    NULL, RCPT_KIND_REMOTE, p.notify,
+			    p.orcpt[0] != '\0' ? p.orcpt : NULL);
 	}
 	s->txn.rcpt_accepted++;
 	smtp_session_enter_state(s, SMTP_STATE_RCPT);
