@@ -1,0 +1,1226 @@
+"""
+test_replies.py: every reply the SMTP server can send.
+
+1. The command table across every session state: for each state (fresh
+   after the greeting, after HELO, after EHLO, inside MAIL, after an
+   accepted RCPT, after only a refused RCPT) every command is sent with
+   valid and invalid arguments, the code and enhanced code are checked
+   against STATE_TABLE, and a probe (MAIL) checks the state the session is
+   in afterwards.
+2. One test per reply in src/smtp/reply.c that a client can trigger. The
+   reply table is parsed from reply.c so code, enhanced code and text are
+   checked exactly. COVERAGE names the test(s) for each REPLY_ id in
+   reply.h; test_every_reply_has_a_test fails when a reply is added
+   without one.
+3. docs/replies.md must list exactly the rows of reply.c.
+"""
+
+import inspect
+import os
+import re
+import signal
+import socket
+import time
+
+import pytest
+
+from harness import CLIENT_HELO, SOURCE_DIR, Petrel, expected_maildir_bytes
+
+HOST = "mx.example.test"
+REPLY_H = os.path.join(SOURCE_DIR, "src", "smtp", "reply.h")
+REPLY_C = os.path.join(SOURCE_DIR, "src", "smtp", "reply.c")
+REPLIES_MD = os.path.join(SOURCE_DIR, "docs", "replies.md")
+
+pytestmark = pytest.mark.timeout(300)
+
+
+# ---- the reply table, from the source ----
+
+def c_string(lit):
+    body = lit[1:-1]
+    return re.sub(r'\\(["\\])', r"\1", body).replace("\\n", "\n")
+
+
+def parse_reply_c(path=REPLY_C):
+    """{REPLY_X: (code, enhanced or None, text, when)} from reply.c."""
+    src = open(path, encoding="utf-8").read()
+    src = re.sub(r"/\*.*?\*/", "", src, flags=re.S)
+    table = {}
+    for m in re.finditer(r"^\s+\[(REPLY_\w+)\]\s*=\s*\{(.*?)\}\s*,", src,
+                         re.S | re.M):
+        toks = re.findall(r'"(?:[^"\\]|\\.)*"|NULL|\d+|REPLY_\w+|,',
+                          m.group(2))
+        fields, cur = [], None
+        for t in toks:
+            if t == ",":
+                fields.append(cur)
+                cur = None
+            elif t.startswith('"'):
+                cur = (cur or "") + c_string(t)
+            else:
+                cur = t
+        if cur is not None:
+            fields.append(cur)
+        assert len(fields) == 5, (m.group(1), fields)
+        rid, code, enh, text, when = fields
+        assert rid == m.group(1), "row %s names %s" % (m.group(1), rid)
+        table[rid] = (int(code), None if enh == "NULL" else enh, text, when)
+    return table
+
+
+def parse_reply_h(path=REPLY_H):
+    src = open(path, encoding="utf-8").read()
+    enum = re.search(r"enum reply_id\s*\{(.*?)\}", src, re.S).group(1)
+    ids = re.findall(r"\b(REPLY_\w+)", re.sub(r"/\*.*?\*/", "", enum,
+                                              flags=re.S))
+    return [i for i in ids if i not in ("REPLY_NONE", "REPLY_MAX")]
+
+
+REPLIES = parse_reply_c()
+
+
+def reply_regex(rid, *args):
+    """The exact reply line for rid: %s filled with args, or with a group
+    when no argument is given."""
+    code, enh, text, _ = REPLIES[rid]
+    parts = text.split("%s")
+    rx = re.escape(parts[0])
+    for i, p in enumerate(parts[1:]):
+        rx += re.escape(args[i]) if i < len(args) else r"(\S+)"
+        rx += re.escape(p)
+    return code, enh, rx
+
+
+def expect_reply(c, rid, *args):
+    """Read one reply and check it is exactly rid; returns regex groups."""
+    code, enh, rx = reply_regex(rid, *args)
+    got, lines = c.reply()
+    assert got == code, "expected %s (%s), got %s %r" % (
+        rid, code, got, lines)
+    first = lines[0]
+    if enh is not None:
+        assert first.startswith(enh + " "), "expected %s %s, got %s %r" % (
+            rid, enh, got, lines)
+        first = first[len(enh) + 1:]
+    m = re.fullmatch(rx, first)
+    assert m, "%s: text %r does not match %r" % (rid, first, rx)
+    return m.groups()
+
+
+def send_expect(c, line, rid, *args):
+    if isinstance(line, str):
+        line = line.encode("utf-8")
+    c.send(line + b"\r\n")
+    try:
+        return expect_reply(c, rid, *args)
+    except AssertionError as e:
+        raise AssertionError("sent %r: %s" % (line[:200], e)) from None
+
+
+def greet(c, ehlo=True):
+    expect_reply(c, "REPLY_GREETING", HOST)
+    c.send(("%s %s\r\n" % ("EHLO" if ehlo else "HELO", CLIENT_HELO)))
+    code, lines = c.reply()
+    assert code == 250 and lines[0] == HOST, lines
+    return lines
+
+
+def start_txn(c, sender="sender@remote.test", rcpts=("alice@example.test",)):
+    greet(c)
+    send_expect(c, "MAIL FROM:<%s>" % sender, "REPLY_MAIL_OK")
+    for r in rcpts:
+        send_expect(c, "RCPT TO:<%s>" % r, "REPLY_RCPT_OK")
+
+
+def send_message(c, wire):
+    """DATA, the wire bytes (dot-stuffed, CRLF-terminated), the final dot;
+    returns the reply to the final dot."""
+    send_expect(c, "DATA", "REPLY_DATA_GO")
+    c.send(wire + b".\r\n")
+    return c.reply()
+
+
+def assert_in_sync(c):
+    send_expect(c, "NOOP", "REPLY_OK")
+
+
+# ---- 1. the command table across every state ----
+
+STATES = ["fresh", "helo", "ehlo", "mail", "rcpt", "badrcpt"]
+
+
+def enter_state(c, state):
+    expect_reply(c, "REPLY_GREETING", HOST)
+    if state == "fresh":
+        return
+    if state == "helo":
+        send_expect(c, "HELO " + CLIENT_HELO, "REPLY_HELO", HOST)
+        return
+    greet_lines = None
+    c.send("EHLO %s\r\n" % CLIENT_HELO)
+    code, greet_lines = c.reply()
+    assert code == 250, greet_lines
+    if state == "ehlo":
+        return
+    send_expect(c, "MAIL FROM:<sender@remote.test>", "REPLY_MAIL_OK")
+    if state == "rcpt":
+        send_expect(c, "RCPT TO:<alice@example.test>", "REPLY_RCPT_OK")
+    elif state == "badrcpt":
+        send_expect(c, "RCPT TO:<nobody@example.test>",
+                    "REPLY_UNKNOWN_USER", "nobody@example.test")
+
+
+OK250 = (250, None)
+HELO_OK = (250, None)
+SEQ = (503, "5.5.1")
+SYN = (501, "5.5.4")
+NOTIMPL = (502, "5.5.1")
+UNKNOWN = (500, "5.5.2")
+GREETED = ("helo", "ehlo")
+INTXN = ("mail", "rcpt", "badrcpt")
+
+
+def per_state(default=None, **kw):
+    return {s: kw.get(s, default) for s in STATES}
+
+
+def greeted_only(ok):
+    """ok when greeted and outside a transaction, else 503."""
+    return {s: ok if s in GREETED else SEQ for s in STATES}
+
+
+def in_txn_only(ok):
+    return {s: ok if s in INTXN else SEQ for s in STATES}
+
+
+# name: (command line, {state: expected (code, enhanced) or a set of
+# acceptable ones}, state afterwards: "same", "reset" (greeted, no
+# transaction; fresh stays fresh), a state name, or None: the session is
+# closed).
+COMMANDS = {
+    "EHLO": ("EHLO " + CLIENT_HELO, per_state(HELO_OK), "ehlo"),
+    "EHLO-noarg": ("EHLO", per_state(SYN), "same"),
+    "EHLO-bad": ("EHLO bad!host", per_state(SYN), "same"),
+    "HELO": ("HELO " + CLIENT_HELO, per_state(HELO_OK), "helo"),
+    "HELO-noarg": ("HELO", per_state(SYN), "same"),
+    "HELO-bad": ("HELO bad!host", per_state(SYN), "same"),
+    "MAIL": ("MAIL FROM:<probe0@remote.test>",
+             greeted_only((250, "2.1.0")), "mail"),
+    "MAIL-nobrackets": ("MAIL FROM:sender@remote.test",
+                        greeted_only((501, "5.1.7")), "same"),
+    "MAIL-noarg": ("MAIL", greeted_only(SYN), "same"),
+    "MAIL-to": ("MAIL TO:<sender@remote.test>", greeted_only(SYN), "same"),
+    "MAIL-badparam": ("MAIL FROM:<sender@remote.test> FOO=bar",
+                      greeted_only((555, "5.5.4")), "same"),
+    "RCPT": ("RCPT TO:<bob@example.test>", in_txn_only((250, "2.1.5")),
+             "rcpt"),
+    "RCPT-null": ("RCPT TO:<>", in_txn_only((501, "5.1.3")), "same"),
+    "RCPT-noarg": ("RCPT", in_txn_only(SYN), "same"),
+    "RCPT-unknown": ("RCPT TO:<nobody@example.test>",
+                     in_txn_only((550, "5.1.1")), "same"),
+    "RCPT-relay": ("RCPT TO:<someone@remote.test>",
+                   in_txn_only((550, "5.7.1")), "same"),
+    "DATA": ("DATA", per_state(SEQ, rcpt=(354, None),
+                               badrcpt=(554, "5.5.1")), "data"),
+    # Sequence or argument error first: RFC 5321 does not say.
+    "DATA-arg": ("DATA now", per_state({SEQ, SYN}, rcpt=SYN,
+                                       badrcpt={(554, "5.5.1"), SYN}),
+                 "same"),
+    "RSET": ("RSET", per_state((250, "2.0.0")), "reset"),
+    "RSET-arg": ("RSET now", per_state(SYN), "same"),
+    "NOOP": ("NOOP", per_state((250, "2.0.0")), "same"),
+    "NOOP-arg": ("NOOP ignored string", per_state((250, "2.0.0")), "same"),
+    "QUIT": ("QUIT", per_state((221, "2.0.0")), None),
+    "QUIT-arg": ("QUIT now", per_state(SYN), "same"),
+    "VRFY": ("VRFY alice", per_state((252, "2.0.0")), "same"),
+    # VRFY takes an argument; a server may also just answer 252.
+    "VRFY-noarg": ("VRFY", per_state({SYN, (252, "2.0.0")}), "same"),
+    "HELP": ("HELP", per_state((214, "2.0.0")), "same"),
+    "HELP-arg": ("HELP MAIL", per_state((214, "2.0.0")), "same"),
+    "EXPN": ("EXPN team", per_state(NOTIMPL), "same"),
+    "STARTTLS": ("STARTTLS", per_state(NOTIMPL), "same"),
+    "AUTH": ("AUTH PLAIN AGFsaWNlAHNlY3JldA==", per_state(NOTIMPL), "same"),
+    "BDAT": ("BDAT 0 LAST", per_state(NOTIMPL), "same"),
+    "unknown": ("FOOBAR baz", per_state(UNKNOWN), "same"),
+    "empty": ("", per_state(UNKNOWN), "same"),
+    "lowercase": ("noop", per_state((250, "2.0.0")), "same"),
+}
+
+
+def state_after(state, after):
+    if after == "same":
+        return state
+    if after == "reset":
+        return state if state in ("fresh", "helo", "ehlo") else "ehlo"
+    if after == "data":
+        return "ehlo" if state == "rcpt" else state
+    if after == "ehlo" or after == "helo":
+        return after
+    if after in ("mail", "rcpt"):
+        # only when the command succeeded, which the table says
+        return after
+    raise AssertionError(after)
+
+
+@pytest.fixture(scope="module")
+def walk_petrel(request):
+    failed_before = request.session.testsfailed
+    p = Petrel()
+    p.start()
+    try:
+        yield p
+    finally:
+        p.finish(failed=request.session.testsfailed > failed_before)
+
+
+@pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_command_in_state(walk_petrel, state, name):
+    line, table, after = COMMANDS[name]
+    want = table[state]
+    wants = want if isinstance(want, set) else {want}
+    with walk_petrel.raw(timeout=15) as c:
+        enter_state(c, state)
+        c.send(line.encode() + b"\r\n")
+        code, lines = c.reply()
+        enh = lines[0].split(" ", 1)[0] if re.match(r"\d\.\d+\.\d+ ",
+                                                    lines[0]) else None
+        assert (code, enh) in wants, "%s in state %s: want %s, got %s %r" % (
+            line, state, sorted(wants, key=str), code, lines)
+        if code in (250, 251) and name in ("MAIL", "RCPT"):
+            new = after
+        elif code == 354:
+            c.send(b"Subject: walk\r\n\r\nstate walk\r\n.\r\n")
+            expect_reply(c, "REPLY_QUEUED")
+            new = "ehlo"
+        elif after is None:
+            c.wait_closed()
+            return
+        elif code >= 400:
+            new = state
+        else:
+            new = state_after(state, after)
+        # Probe the state: MAIL succeeds only when greeted and outside a
+        # transaction; the answer also shows the session is in sync.
+        c.send(b"MAIL FROM:<probe@remote.test>\r\n")
+        if new in GREETED:
+            expect_reply(c, "REPLY_MAIL_OK")
+        elif new == "fresh":
+            expect_reply(c, "REPLY_NEED_HELO")
+        else:
+            expect_reply(c, "REPLY_NESTED_MAIL")
+        send_expect(c, "QUIT", "REPLY_BYE")
+        c.wait_closed()
+
+
+# ---- 2. one test per reply ----
+
+def test_greeting(petrel):
+    with petrel.raw() as c:
+        code, lines = c.reply()
+        assert (code, lines) == (220, ["mx.example.test ESMTP Petrel"])
+        assert reply_regex("REPLY_GREETING", HOST)[2] == \
+            re.escape(lines[0])
+
+
+def test_helo_reply(petrel):
+    with petrel.raw() as c:
+        expect_reply(c, "REPLY_GREETING", HOST)
+        send_expect(c, "HELO " + CLIENT_HELO, "REPLY_HELO", HOST)
+        send_expect(c, "HELO [127.0.0.1]", "REPLY_HELO", HOST)
+
+
+def test_ehlo_extensions(petrel):
+    with petrel.raw() as c:
+        expect_reply(c, "REPLY_GREETING", HOST)
+        c.send("EHLO %s\r\n" % CLIENT_HELO)
+        code, lines = c.reply()
+        assert code == 250
+        assert lines[0] == HOST
+        assert sorted(lines[1:]) == sorted([
+            "PIPELINING", "SIZE 36700160", "8BITMIME",
+            "ENHANCEDSTATUSCODES", "SMTPUTF8"]), lines
+        for name in ("STARTTLS", "AUTH", "CHUNKING"):
+            assert not any(l.startswith(name) for l in lines), lines
+
+
+def test_ehlo_size_follows_config(make_petrel):
+    p = make_petrel(extra_conf="max_message_size 12345")
+    with p.raw() as c:
+        lines = greet(c)
+        assert "SIZE 12345" in lines, lines
+
+
+def test_ehlo_address_literals(petrel):
+    with petrel.raw() as c:
+        expect_reply(c, "REPLY_GREETING", HOST)
+        for arg in ("[127.0.0.1]", "[IPv6:::1]", "a-b.example.test"):
+            c.send("EHLO %s\r\n" % arg)
+            code, lines = c.reply()
+            assert code == 250 and lines[0] == HOST, (arg, lines)
+
+
+def test_ok_mail_rcpt_data_queued_bye(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        send_expect(c, "NOOP", "REPLY_OK")
+        send_expect(c, "RSET", "REPLY_OK")
+        send_expect(c, "MAIL FROM:<sender@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<alice@example.test>", "REPLY_RCPT_OK")
+        send_expect(c, "DATA", "REPLY_DATA_GO")
+        c.send(b"Subject: replies\r\n\r\nbody\r\n.\r\n")
+        [qid] = expect_reply(c, "REPLY_QUEUED")
+        send_expect(c, "QUIT", "REPLY_BYE")
+        c.wait_closed()
+    [f] = petrel.wait_delivered("alice@example.test", 1)
+    expected_maildir_bytes("sender@remote.test",
+                           b"Subject: replies\r\n\r\nbody\r\n", f,
+                           queue_id=qid)
+
+
+def test_vrfy_help(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        send_expect(c, "VRFY alice@example.test", "REPLY_VRFY")
+        send_expect(c, "VRFY nobody@example.test", "REPLY_VRFY")
+        send_expect(c, "HELP", "REPLY_HELP")
+
+
+def test_sequence_errors(petrel):
+    with petrel.raw() as c:
+        expect_reply(c, "REPLY_GREETING", HOST)
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_NEED_HELO")
+        c.send("EHLO %s\r\n" % CLIENT_HELO)
+        c.reply()
+        send_expect(c, "RCPT TO:<alice@example.test>", "REPLY_NEED_MAIL")
+        send_expect(c, "DATA", "REPLY_NEED_MAIL")
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "DATA", "REPLY_NEED_RCPT")
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_NESTED_MAIL")
+        send_expect(c, "RCPT TO:<nobody@example.test>",
+                    "REPLY_UNKNOWN_USER", "nobody@example.test")
+        send_expect(c, "DATA", "REPLY_NO_VALID_RCPTS")
+        assert_in_sync(c)
+    assert petrel.queue_ids() == []
+
+
+def test_syntax_errors(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        send_expect(c, "MAIL", "REPLY_SYNTAX")
+        send_expect(c, "MAIL FROM", "REPLY_SYNTAX")
+        send_expect(c, "MAIL TO:<a@remote.test>", "REPLY_SYNTAX")
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "RCPT", "REPLY_SYNTAX")
+        send_expect(c, "RCPT FROM:<alice@example.test>", "REPLY_SYNTAX")
+        send_expect(c, "HELO", "REPLY_HELO_SYNTAX")
+        send_expect(c, "EHLO", "REPLY_HELO_SYNTAX")
+        send_expect(c, "EHLO bad!host", "REPLY_HELO_SYNTAX")
+        send_expect(c, "RSET x", "REPLY_NO_ARGS")
+        send_expect(c, "QUIT x", "REPLY_NO_ARGS")
+        assert_in_sync(c)
+
+
+def test_bad_helo_501(petrel):
+    with petrel.raw() as c:
+        expect_reply(c, "REPLY_GREETING", HOST)
+        wrong = []
+        # A domain (letters, digits, hyphens, dots, UTF-8; '_' too, as
+        # Postfix allows) or an address literal.
+        for line in ("HELO", "EHLO", "HELO foo bar", "HELO -x!",
+                     "HELO bad!host", "EHLO [300.1.1.1]", "EHLO <x>",
+                     "EHLO a/b", "HELO [127.0.0.1"):
+            try:
+                send_expect(c, line, "REPLY_HELO_SYNTAX")
+            except AssertionError as e:
+                wrong.append(str(e))
+        assert not wrong, wrong
+        # still not greeted
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_NEED_HELO")
+
+
+def test_unknown_command_and_empty_line(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        send_expect(c, "FOOBAR", "REPLY_UNKNOWN_CMD")
+        send_expect(c, "", "REPLY_UNKNOWN_CMD")
+        send_expect(c, "MAILFROM:<a@remote.test>", "REPLY_UNKNOWN_CMD")
+        assert_in_sync(c)
+
+
+def test_not_implemented(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        for line in ("EXPN team", "EXPN", "STARTTLS", "AUTH PLAIN",
+                     "AUTH LOGIN", "BDAT 0 LAST"):
+            send_expect(c, line, "REPLY_NOT_IMPLEMENTED")
+        assert_in_sync(c)
+
+
+def test_line_too_long_513(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        # 512 octets with CRLF: the longest command line.
+        line = b"NOOP " + b"x" * (512 - 5 - 2)
+        assert len(line) + 2 == 512
+        c.send(line + b"\r\n")
+        expect_reply(c, "REPLY_OK")
+        line = b"NOOP " + b"x" * (513 - 5 - 2)
+        assert len(line) + 2 == 513
+        c.send(line + b"\r\n")
+        expect_reply(c, "REPLY_LINE_TOO_LONG")
+        assert_in_sync(c)
+
+
+def test_line_too_long_mail_2049(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        head = b"MAIL FROM:<a@remote.test> X-PAD="
+        # A 2048-octet MAIL line is not too long (the parameter is unknown).
+        line = head + b"a" * (2048 - len(head) - 2)
+        c.send(line + b"\r\n")
+        expect_reply(c, "REPLY_PARAM_UNKNOWN")
+        line = head + b"a" * (2049 - len(head) - 2)
+        assert len(line) + 2 == 2049
+        c.send(line + b"\r\n")
+        expect_reply(c, "REPLY_LINE_TOO_LONG")
+        # A 513-octet MAIL line is fine.
+        line = head + b"a" * (513 - len(head) - 2)
+        c.send(line + b"\r\n")
+        expect_reply(c, "REPLY_PARAM_UNKNOWN")
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_MAIL_OK")
+        line = b"RCPT TO:<alice@example.test> X-PAD="
+        c.send(line + b"b" * (2049 - len(line) - 2) + b"\r\n")
+        expect_reply(c, "REPLY_LINE_TOO_LONG")
+        send_expect(c, "RCPT TO:<alice@example.test>", "REPLY_RCPT_OK")
+
+
+def test_bad_line_nul_and_bare_lf(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        c.send(b"NOOP\x00x\r\n")
+        expect_reply(c, "REPLY_BAD_LINE")
+        c.send(b"NOOP\rNOOP\r\n")
+        expect_reply(c, "REPLY_BAD_LINE")
+        # A bare LF may end the (refused) line or be inside it: either
+        # way no NOOP is answered 250 before ours.
+        c.send(b"NOOP\nX\r\n")
+        expect_reply(c, "REPLY_BAD_LINE")
+        c.send(b"NOOP\r\n")
+        code, lines = c.reply()
+        if code == 500:
+            assert lines == ["5.5.2 Error: command not recognized"], lines
+            code, lines = c.reply()
+        assert (code, lines) == (250, ["2.0.0 Ok"])
+        assert_in_sync(c)
+
+
+def test_local_part_65(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        send_expect(c, "MAIL FROM:<%s@remote.test>" % ("s" * 65),
+                    "REPLY_BAD_SENDER")
+        send_expect(c, "MAIL FROM:<%s@remote.test>" % ("s" * 64),
+                    "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<%s@example.test>" % ("a" * 65),
+                    "REPLY_BAD_RCPT")
+        send_expect(c, "RCPT TO:<%s@example.test>" % ("a" * 64),
+                    "REPLY_UNKNOWN_USER", "a" * 64 + "@example.test")
+
+
+def long_domain(n):
+    """A syntactically valid domain of exactly n octets."""
+    labels = []
+    left = n
+    while left > 0:
+        size = min(63, left)
+        if left - size == 1:
+            size -= 1          # never leave a single dot with no label
+        labels.append("d" * size)
+        left -= size + 1
+    d = ".".join(labels)
+    if len(d) < n:
+        d = d[:-1] + "ee"
+    assert len(d) == n, (len(d), n)
+    return d
+
+
+def test_domain_256(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        send_expect(c, "MAIL FROM:<a@%s>" % long_domain(256),
+                    "REPLY_BAD_SENDER")
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<a@%s>" % long_domain(256), "REPLY_BAD_RCPT")
+        assert_in_sync(c)
+
+
+def test_path_257(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        # "<" + "a@" + domain + ">" is 257 octets.
+        send_expect(c, "MAIL FROM:<a@%s>" % long_domain(257 - 4),
+                    "REPLY_BAD_SENDER")
+        # 256 is the limit and is accepted.
+        send_expect(c, "MAIL FROM:<a@%s>" % long_domain(256 - 4),
+                    "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<a@%s>" % long_domain(257 - 4),
+                    "REPLY_BAD_RCPT")
+
+
+def test_bad_sender_and_rcpt_syntax(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        for arg in ("<a@b@remote.test>", "<a b@remote.test>",
+                    "<@remote.test>", "<a@>", "<a@remote.test",
+                    "a@remote.test>", "<a..b@r.test>", "<a@-r.test>"):
+            send_expect(c, "MAIL FROM:" + arg, "REPLY_BAD_SENDER")
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_MAIL_OK")
+        for arg in ("<>", "<alice>", "<alice@>", "<alice@example.test",
+                    "<.alice@example.test>"):
+            send_expect(c, "RCPT TO:" + arg, "REPLY_BAD_RCPT")
+        assert_in_sync(c)
+
+
+def test_source_route_accepted(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        send_expect(c, "MAIL FROM:<@a.test,@b.test:sender@remote.test>",
+                    "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<@hop.test:alice@example.test>",
+                    "REPLY_RCPT_OK")
+
+
+def test_unknown_param_555(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        send_expect(c, "MAIL FROM:<a@remote.test> FOO=bar",
+                    "REPLY_PARAM_UNKNOWN", "FOO")
+        send_expect(c, "MAIL FROM:<a@remote.test> BODY=8BITMIME X-Y",
+                    "REPLY_PARAM_UNKNOWN", "X-Y")
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<alice@example.test> BAR",
+                    "REPLY_PARAM_UNKNOWN", "BAR")
+        send_expect(c, "RCPT TO:<alice@example.test>", "REPLY_RCPT_OK")
+
+
+def test_bad_param_values(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        send_expect(c, "MAIL FROM:<a@remote.test> SIZE=abc",
+                    "REPLY_PARAM_SYNTAX", "SIZE")
+        send_expect(c, "MAIL FROM:<a@remote.test> SIZE=",
+                    "REPLY_PARAM_SYNTAX", "SIZE")
+        send_expect(c, "MAIL FROM:<a@remote.test> SIZE=-1",
+                    "REPLY_PARAM_SYNTAX", "SIZE")
+        send_expect(c, "MAIL FROM:<a@remote.test> BODY=9BIT",
+                    "REPLY_PARAM_SYNTAX", "BODY")
+        send_expect(c, "MAIL FROM:<a@remote.test> SIZE=10 SIZE=10",
+                    "REPLY_PARAM_SYNTAX", "SIZE")
+        send_expect(c, "MAIL FROM:<a@remote.test> SIZE=100 BODY=7BIT",
+                    "REPLY_MAIL_OK")
+
+
+def test_size_over_limit_552(make_petrel):
+    p = make_petrel(extra_conf="max_message_size 10000")
+    with p.raw() as c:
+        greet(c)
+        send_expect(c, "MAIL FROM:<a@remote.test> SIZE=10001",
+                    "REPLY_SIZE_EXCEEDED")
+        send_expect(c, "MAIL FROM:<a@remote.test> SIZE=10000",
+                    "REPLY_MAIL_OK")
+
+
+def test_message_over_max_size_while_receiving(make_petrel):
+    p = make_petrel(extra_conf="max_message_size 10000")
+    with p.raw() as c:
+        start_txn(c)
+        body = b"Subject: big\r\n\r\n" + (b"x" * 98 + b"\r\n") * 200
+        code, lines = send_message(c, body)
+        assert code == 552 and lines[0].startswith("5.3.4 "), lines
+        assert lines == ["5.3.4 " + REPLIES["REPLY_SIZE_EXCEEDED"][2]]
+        assert_in_sync(c)
+        # A message just under the limit goes through on the same session.
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<alice@example.test>", "REPLY_RCPT_OK")
+        small = b"Subject: small\r\n\r\n" + b"y" * 9000 + b"\r\n"
+        code, lines = send_message(c, small)
+        assert code == 250, lines
+    [f] = p.wait_delivered("alice@example.test", 1)
+    expected_maildir_bytes("a@remote.test", small, f)
+
+
+def test_data_line_over_max_line_length(make_petrel):
+    p = make_petrel(extra_conf="max_line_length 1000")
+    with p.raw() as c:
+        start_txn(c)
+        # 1000 octets without CRLF is allowed...
+        ok = b"Subject: l\r\n\r\n" + b"k" * 1000 + b"\r\n"
+        code, lines = send_message(c, ok)
+        assert code == 250, lines
+        send_expect(c, "MAIL FROM:<sender@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<alice@example.test>", "REPLY_RCPT_OK")
+        send_expect(c, "DATA", "REPLY_DATA_GO")
+        c.send(b"Subject: l\r\n\r\n" + b"k" * 1001 + b"\r\nafter\r\n.\r\n")
+        expect_reply(c, "REPLY_DATA_LINE_LONG")
+        assert_in_sync(c)
+    [f] = p.wait_delivered("alice@example.test", 1)
+    expected_maildir_bytes("sender@remote.test", ok, f)
+
+
+def test_data_line_100k_default_limit(petrel):
+    with petrel.raw() as c:
+        start_txn(c)
+        send_expect(c, "DATA", "REPLY_DATA_GO")
+        c.send(b"Subject: l\r\n\r\n" + b"k" * 100000 + b"\r\n.\r\n")
+        expect_reply(c, "REPLY_DATA_LINE_LONG")
+        assert_in_sync(c)
+    petrel.wait_queue_empty()
+    assert petrel.all_maildir_files() == []
+
+
+def test_too_many_recipients_452(make_petrel):
+    users = {u + "@example.test": "" for u in ("alice", "bob", "carol",
+                                               "dave")}
+    p = make_petrel(users=users, extra_conf="max_recipients 3")
+    with p.raw() as c:
+        start_txn(c, rcpts=("alice@example.test", "bob@example.test",
+                            "carol@example.test"))
+        send_expect(c, "RCPT TO:<dave@example.test>", "REPLY_TOO_MANY_RCPTS")
+        msg = b"Subject: three\r\n\r\nx\r\n"
+        code, lines = send_message(c, msg)
+        assert code == 250, lines
+    for u in ("alice", "bob", "carol"):
+        [f] = p.wait_delivered(u + "@example.test", 1)
+        expected_maildir_bytes("sender@remote.test", msg, f, rcpt=False)
+    assert p.maildir_messages("dave@example.test") == []
+
+
+def test_unknown_user_550(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<nobody@example.test>",
+                    "REPLY_UNKNOWN_USER", "nobody@example.test")
+        send_expect(c, "RCPT TO:<Nobody@Example.Test>",
+                    "REPLY_UNKNOWN_USER")
+
+
+def test_unsafe_mailbox_550_513(make_petrel):
+    p = make_petrel(users={"a/b@example.test": "",
+                           ".hidden@example.test": ""})
+    with p.raw() as c:
+        greet(c)
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<a/b@example.test>", "REPLY_BAD_MAILBOX",
+                    "a/b@example.test")
+        send_expect(c, 'RCPT TO:<".hidden"@example.test>',
+                    "REPLY_BAD_MAILBOX")
+    assert not os.path.exists(os.path.join(p.maildir_root, "example.test",
+                                           "a"))
+
+
+def test_relay_denied_untrusted(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<someone@remote.test>", "REPLY_RELAY_DENIED",
+                    "someone@remote.test")
+        send_expect(c, "RCPT TO:<alice@example.test.remote.test>",
+                    "REPLY_RELAY_DENIED", "alice@example.test.remote.test")
+        send_expect(c, "RCPT TO:<someone@[127.0.0.1]>", "REPLY_RELAY_DENIED",
+                    "someone@[127.0.0.1]")
+        send_expect(c, "RCPT TO:<alice@example.test>", "REPLY_RCPT_OK")
+
+
+def test_relay_accepted_from_trusted(make_petrel):
+    p = make_petrel(trusted=("127.0.0.0/8",))
+    with p.raw() as c:
+        greet(c)
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<someone@remote.test>", "REPLY_RCPT_OK")
+        send_expect(c, "RSET", "REPLY_OK")
+
+
+def test_relay_untrusted_network_not_matching(make_petrel):
+    p = make_petrel(trusted=("10.0.0.0/8", "::1/128"))
+    with p.raw() as c:
+        greet(c)
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<someone@remote.test>", "REPLY_RELAY_DENIED",
+                    "someone@remote.test")
+
+
+def test_utf8_without_smtputf8_553(make_petrel):
+    p = make_petrel(users={"jörg@example.test": ""})
+    with p.raw() as c:
+        greet(c)
+        send_expect(c, "MAIL FROM:<andré@remote.test>", "REPLY_NEED_SMTPUTF8")
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<jörg@example.test>", "REPLY_NEED_SMTPUTF8")
+        send_expect(c, "RSET", "REPLY_OK")
+        send_expect(c, "MAIL FROM:<andré@remote.test> SMTPUTF8",
+                    "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<jörg@example.test>", "REPLY_RCPT_OK")
+
+
+def test_too_many_errors_421(make_petrel):
+    p = make_petrel(extra_conf="max_errors 3")
+    with p.raw() as c:
+        greet(c)
+        for _ in range(3):
+            send_expect(c, "FOOBAR", "REPLY_UNKNOWN_CMD")
+        # The 421 comes right after the third error or as the answer to
+        # the fourth bad command; either way nothing else is served.
+        try:
+            c.send(b"FOOBAR\r\n")
+        except OSError:
+            pass
+        expect_reply(c, "REPLY_TOO_MANY_ERRORS", HOST)
+        c.wait_closed()
+    # The daemon serves the next client.
+    with p.raw() as c:
+        greet(c)
+
+
+def test_too_many_connections_421(make_petrel):
+    p = make_petrel(extra_conf="max_connections 2")
+    c1, c2 = p.raw(), p.raw()
+    try:
+        expect_reply(c1, "REPLY_GREETING", HOST)
+        expect_reply(c2, "REPLY_GREETING", HOST)
+        with p.raw(source="127.0.0.2") as c3:
+            expect_reply(c3, "REPLY_TOO_MANY_CONN", HOST)
+            c3.wait_closed()
+        c1.close()
+        wait_for_greeting(p)
+    finally:
+        c1.close()
+        c2.close()
+
+
+def wait_for_greeting(p, source=None, timeout=10):
+    """Connect until the server greets (it sees a close asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with p.raw(source=source) as c:
+            code, lines = c.reply()
+            if code == 220:
+                return
+        assert code == 421, (code, lines)
+        assert time.monotonic() < deadline, "no greeting after a close"
+        time.sleep(0.05)
+
+
+def test_too_many_connections_per_ip_421(make_petrel):
+    p = make_petrel(extra_conf="max_connections_per_ip 2\n"
+                    "max_connections 10")
+    c1, c2 = p.raw(), p.raw()
+    try:
+        expect_reply(c1, "REPLY_GREETING", HOST)
+        expect_reply(c2, "REPLY_GREETING", HOST)
+        with p.raw() as c3:
+            expect_reply(c3, "REPLY_TOO_MANY_CONN_IP", HOST)
+            c3.wait_closed()
+        # Another address is not limited.
+        with p.raw(source="127.0.0.2") as c4:
+            expect_reply(c4, "REPLY_GREETING", HOST)
+            send_expect(c4, "QUIT", "REPLY_BYE")
+        c2.close()
+        wait_for_greeting(p)
+    finally:
+        c1.close()
+        c2.close()
+
+
+def test_early_talker_554(make_petrel):
+    """With greeting_delay, a client that talks first is refused."""
+    petrel = make_petrel(extra_conf="greeting_delay 3s")
+    s = socket.create_connection((petrel.host, petrel.port), timeout=15)
+    try:
+        s.sendall(b"EHLO early.example.test\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except ConnectionResetError:
+        pass
+    finally:
+        s.close()
+    code, enh, rx = reply_regex("REPLY_EARLY_TALKER")
+    lines = data.split(b"\r\n")
+    assert b"" == lines[-1], data
+    assert not any(l.startswith(b"250") for l in lines), data
+    assert any(re.fullmatch(("%d %s " % (code, enh)).encode() +
+                            rx.encode(), l) for l in lines), data
+
+
+def test_unauth_pipelining_554(petrel):
+    with petrel.raw() as c:
+        greet(c, ehlo=False)
+        c.send(b"MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>"
+               b"\r\n")
+        expect_reply(c, "REPLY_UNAUTH_PIPELINING")
+        c.wait_closed()
+    assert petrel.queue_ids() == []
+
+
+def test_timeout_command_421(make_petrel):
+    p = make_petrel(extra_conf="timeout_command 2s")
+    with p.raw(timeout=20) as c:
+        greet(c)
+        t0 = time.monotonic()
+        expect_reply(c, "REPLY_TIMEOUT", HOST)
+        elapsed = time.monotonic() - t0
+        assert 1.5 <= elapsed < 10, elapsed
+        c.wait_closed()
+
+
+def test_timeout_data_421(make_petrel):
+    p = make_petrel(extra_conf="timeout_data 2s")
+    with p.raw(timeout=20) as c:
+        start_txn(c)
+        send_expect(c, "DATA", "REPLY_DATA_GO")
+        c.send(b"Subject: slow\r\n\r\npartial")
+        expect_reply(c, "REPLY_TIMEOUT", HOST)
+        c.wait_closed()
+    assert p.queue_ids() == []
+    assert p.queue_ids("incoming") == []
+    assert p.all_maildir_files() == []
+
+
+def test_no_valid_recipients_554(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<nobody@example.test>",
+                    "REPLY_UNKNOWN_USER", "nobody@example.test")
+        send_expect(c, "RCPT TO:<x@remote.test>",
+                    "REPLY_RELAY_DENIED", "x@remote.test")
+        send_expect(c, "DATA", "REPLY_NO_VALID_RCPTS")
+        # still in the transaction: RCPT works, then DATA
+        send_expect(c, "RCPT TO:<bob@example.test>", "REPLY_RCPT_OK")
+        code, lines = send_message(c, b"Subject: s\r\n\r\nx\r\n")
+        assert code == 250, lines
+    petrel.wait_delivered("bob@example.test", 1)
+
+
+def received_lines(n):
+    return b"".join(b"Received: from hop%d.example (hop%d.example "
+                    b"[192.0.2.%d])\r\n\tby relay%d.example with ESMTP id "
+                    b"X%d; Sat, 28 Nov 2026 10:00:0%d +0000\r\n"
+                    % (i, i, i, i, i, i % 10) for i in range(n))
+
+
+def test_too_many_hops_554(make_petrel):
+    p = make_petrel(extra_conf="max_hops 5")
+    with p.raw() as c:
+        start_txn(c)
+        msg6 = received_lines(6) + b"Subject: loop\r\n\r\nloop\r\n"
+        code, lines = send_message(c, msg6)
+        code_w, enh, rx = reply_regex("REPLY_TOO_MANY_HOPS")
+        assert (code, lines) == (code_w, [enh + " " + REPLIES[
+            "REPLY_TOO_MANY_HOPS"][2]]), lines
+        assert_in_sync(c)
+        # "received" in the body and in other headers does not count.
+        send_expect(c, "MAIL FROM:<sender@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<alice@example.test>", "REPLY_RCPT_OK")
+        msg5 = (received_lines(5) + b"X-Received: no\r\nSubject: ok\r\n\r\n"
+                b"Received: in the body\r\n")
+        code, lines = send_message(c, msg5)
+        assert code == 250, lines
+    [f] = p.wait_delivered("alice@example.test", 1)
+    expected_maildir_bytes("sender@remote.test", msg5, f)
+
+
+def test_header_too_big_552(make_petrel):
+    p = make_petrel(extra_conf="max_header_size 2000")
+    with p.raw() as c:
+        start_txn(c)
+        big = b"".join(b"X-Filler-%02d: %s\r\n" % (i, b"f" * 40)
+                       for i in range(60))
+        assert len(big) > 2000
+        send_expect(c, "DATA", "REPLY_DATA_GO")
+        c.send(b"Subject: big header\r\n" + big + b"\r\nbody\r\n.\r\n")
+        expect_reply(c, "REPLY_HEADER_TOO_BIG")
+        assert_in_sync(c)
+        # A big body after a small header is fine.
+        send_expect(c, "MAIL FROM:<sender@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<alice@example.test>", "REPLY_RCPT_OK")
+        msg = b"Subject: small header\r\n\r\n" + big
+        code, lines = send_message(c, msg)
+        assert code == 250, lines
+    [f] = p.wait_delivered("alice@example.test", 1)
+    expected_maildir_bytes("sender@remote.test", msg, f)
+
+
+def test_bare_lf_and_cr_rejected_by_default(petrel):
+    with petrel.raw() as c:
+        start_txn(c)
+        send_expect(c, "DATA", "REPLY_DATA_GO")
+        c.send(b"Subject: lf\r\n\r\none\ntwo\r\n.\r\n")
+        expect_reply(c, "REPLY_BARE_LF")
+        assert_in_sync(c)
+        send_expect(c, "MAIL FROM:<sender@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<alice@example.test>", "REPLY_RCPT_OK")
+        send_expect(c, "DATA", "REPLY_DATA_GO")
+        c.send(b"Subject: cr\r\n\r\none\rtwo\r\n.\r\n")
+        expect_reply(c, "REPLY_BARE_LF")
+        assert_in_sync(c)
+    assert petrel.queue_ids() == []
+    assert petrel.all_maildir_files() == []
+
+
+def test_bare_lf_normalized(make_petrel):
+    p = make_petrel(extra_conf="bare_lf normalize")
+    with p.raw() as c:
+        start_txn(c)
+        code, lines = send_message(c, b"Subject: lf\r\n\r\none\ntwo\rthree"
+                                   b"\r\n")
+        assert code == 250, lines
+    [f] = p.wait_delivered("alice@example.test", 1)
+    expected_maildir_bytes("sender@remote.test",
+                           b"Subject: lf\r\n\r\none\r\ntwo\r\nthree\r\n", f)
+
+
+def test_nul_in_data_550(petrel):
+    with petrel.raw() as c:
+        start_txn(c)
+        send_expect(c, "DATA", "REPLY_DATA_GO")
+        c.send(b"Subject: nul\r\n\r\none\x00two\r\n.\r\n")
+        expect_reply(c, "REPLY_NUL")
+        assert_in_sync(c)
+    assert petrel.queue_ids() == []
+    assert petrel.all_maildir_files() == []
+
+
+def test_spool_error_452(petrel):
+    incoming = os.path.join(petrel.spool, "incoming")
+    assert os.path.isdir(incoming)
+    if petrel.user is None or os.geteuid() != 0:
+        pytest.skip("needs the daemon running as an unprivileged user")
+    mode = os.stat(incoming).st_mode & 0o7777
+    os.chmod(incoming, 0o500)
+    try:
+        with petrel.raw() as c:
+            start_txn(c)
+            c.send(b"DATA\r\n")
+            code, lines = c.reply()
+            if code == 354:
+                c.send(b"Subject: spool\r\n\r\nx\r\n.\r\n")
+                expect_reply(c, "REPLY_SPOOL_ERROR")
+            else:
+                code_w, enh, _ = reply_regex("REPLY_SPOOL_ERROR")
+                assert (code, lines) == (code_w, [
+                    enh + " " + REPLIES["REPLY_SPOOL_ERROR"][2]]), lines
+            assert_in_sync(c)
+    finally:
+        os.chmod(incoming, mode)
+    assert petrel.queue_ids() == []
+    # It works again once the directory is writable.
+    with petrel.raw() as c:
+        start_txn(c)
+        code, lines = send_message(c, b"Subject: again\r\n\r\nx\r\n")
+        assert code == 250, lines
+    petrel.wait_delivered("alice@example.test", 1)
+
+
+def test_shutdown_421(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        petrel.proc.send_signal(signal.SIGTERM)
+        expect_reply(c, "REPLY_SHUTDOWN", HOST)
+        c.wait_closed()
+    assert petrel.stop() == 0
+
+
+def test_alias_command_target_refused_at_start(make_petrel):
+    """REPLY_ALIAS_REFUSED cannot be reached: a |command or /file alias
+    target is an error in the aliases file, and the daemon does not start
+    with it."""
+    for target in ("|/bin/sh -c 'touch /tmp/pwned'", "/tmp/mbox"):
+        p = make_petrel(start=False, aliases="evil: %s\n" % target)
+        p.start(wait=False)
+        rc = p.proc.wait(timeout=20)
+        p.kill()
+        assert rc != 0
+        p.wait_log(r"not supported", timeout=5)
+        assert not any("listening addr=" in l for l in p.log_lines)
+
+
+# REPLY_ id -> tests that make the server send it (each test's source
+# names the id). UNREACHABLE: ids a client cannot trigger, and why.
+COVERAGE = {
+    "REPLY_GREETING": ["test_greeting", "test_helo_reply"],
+    "REPLY_HELO": ["test_helo_reply"],
+    "REPLY_OK": ["test_ok_mail_rcpt_data_queued_bye"],
+    "REPLY_MAIL_OK": ["test_ok_mail_rcpt_data_queued_bye"],
+    "REPLY_RCPT_OK": ["test_ok_mail_rcpt_data_queued_bye"],
+    "REPLY_DATA_GO": ["test_ok_mail_rcpt_data_queued_bye"],
+    "REPLY_QUEUED": ["test_ok_mail_rcpt_data_queued_bye"],
+    "REPLY_BYE": ["test_ok_mail_rcpt_data_queued_bye"],
+    "REPLY_VRFY": ["test_vrfy_help"],
+    "REPLY_HELP": ["test_vrfy_help"],
+    "REPLY_NEED_HELO": ["test_sequence_errors"],
+    "REPLY_NEED_MAIL": ["test_sequence_errors"],
+    "REPLY_NEED_RCPT": ["test_sequence_errors"],
+    "REPLY_NESTED_MAIL": ["test_sequence_errors"],
+    "REPLY_NO_VALID_RCPTS": ["test_sequence_errors",
+                             "test_no_valid_recipients_554"],
+    "REPLY_SYNTAX": ["test_syntax_errors"],
+    "REPLY_HELO_SYNTAX": ["test_syntax_errors", "test_bad_helo_501"],
+    "REPLY_NO_ARGS": ["test_syntax_errors"],
+    "REPLY_UNKNOWN_CMD": ["test_unknown_command_and_empty_line"],
+    "REPLY_LINE_TOO_LONG": ["test_line_too_long_513",
+                            "test_line_too_long_mail_2049"],
+    "REPLY_BAD_LINE": ["test_bad_line_nul_and_bare_lf"],
+    "REPLY_NOT_IMPLEMENTED": ["test_not_implemented"],
+    "REPLY_BAD_SENDER": ["test_local_part_65", "test_domain_256",
+                         "test_path_257", "test_bad_sender_and_rcpt_syntax"],
+    "REPLY_BAD_RCPT": ["test_local_part_65", "test_domain_256",
+                       "test_path_257", "test_bad_sender_and_rcpt_syntax"],
+    "REPLY_PARAM_UNKNOWN": ["test_unknown_param_555"],
+    "REPLY_PARAM_SYNTAX": ["test_bad_param_values"],
+    "REPLY_NEED_SMTPUTF8": ["test_utf8_without_smtputf8_553"],
+    "REPLY_UNKNOWN_USER": ["test_unknown_user_550"],
+    "REPLY_BAD_MAILBOX": ["test_unsafe_mailbox_550_513"],
+    "REPLY_RELAY_DENIED": ["test_relay_denied_untrusted"],
+    "REPLY_TOO_MANY_RCPTS": ["test_too_many_recipients_452"],
+    "REPLY_SIZE_EXCEEDED": ["test_size_over_limit_552",
+                            "test_message_over_max_size_while_receiving"],
+    "REPLY_DATA_LINE_LONG": ["test_data_line_over_max_line_length",
+                             "test_data_line_100k_default_limit"],
+    "REPLY_HEADER_TOO_BIG": ["test_header_too_big_552"],
+    "REPLY_BARE_LF": ["test_bare_lf_and_cr_rejected_by_default"],
+    "REPLY_NUL": ["test_nul_in_data_550"],
+    "REPLY_TOO_MANY_HOPS": ["test_too_many_hops_554"],
+    "REPLY_SPOOL_ERROR": ["test_spool_error_452"],
+    "REPLY_TOO_MANY_CONN": ["test_too_many_connections_421"],
+    "REPLY_TOO_MANY_CONN_IP": ["test_too_many_connections_per_ip_421"],
+    "REPLY_TOO_MANY_ERRORS": ["test_too_many_errors_421"],
+    "REPLY_SHUTDOWN": ["test_shutdown_421"],
+    "REPLY_TIMEOUT": ["test_timeout_command_421", "test_timeout_data_421"],
+    "REPLY_EARLY_TALKER": ["test_early_talker_554"],
+    "REPLY_UNAUTH_PIPELINING": ["test_unauth_pipelining_554"],
+}
+UNREACHABLE = {
+    "REPLY_ALIAS_REFUSED": "policy_tables_load() refuses |command and "
+    "/file targets, so the daemon never starts with one "
+    "(test_alias_command_target_refused_at_start)",
+    "REPLY_LOCAL_ERROR": "the users and aliases tables are read at "
+    "start-up and reload, never while a session waits",
+}
+
+
+def test_every_reply_has_a_test():
+    ids = parse_reply_h()
+    assert len(ids) == len(set(ids))
+    assert set(ids) == set(REPLIES), "reply.h and reply.c differ: %s" % (
+        set(ids) ^ set(REPLIES))
+    missing = [i for i in ids if i not in COVERAGE and i not in UNREACHABLE]
+    assert not missing, "replies without a test: %s" % missing
+    stale = (set(COVERAGE) | set(UNREACHABLE)) - set(ids)
+    assert not stale, "COVERAGE names replies that do not exist: %s" % stale
+    assert not set(COVERAGE) & set(UNREACHABLE)
+    g = globals()
+    for rid, tests in COVERAGE.items():
+        for t in tests:
+            assert t in g and callable(g[t]), "%s: no test %s" % (rid, t)
+            assert '"%s"' % rid in inspect.getsource(g[t]), \
+                "%s does not check %s" % (t, rid)
+
+
+def test_reply_table_sane():
+    for rid, (code, enh, text, when) in REPLIES.items():
+        assert 200 <= code <= 599, rid
+        if enh is not None:
+            assert re.fullmatch(r"[245]\.\d{1,3}\.\d{1,3}", enh), rid
+            assert enh[0] == str(code)[0], rid
+        assert text.count("%s") <= 1 and "%" not in text.replace("%s", ""), \
+            rid
+        assert when, rid
+        assert len(text) < 400, rid
+
+
+# ---- 3. docs/replies.md ----
+
+def parse_replies_md(path=REPLIES_MD):
+    """Rows of the table in docs/replies.md:
+    | REPLY_X | code | enhanced or - | `text` | when |"""
+    rows = {}
+    for line in open(path, encoding="utf-8"):
+        if not line.startswith("| REPLY_"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        assert len(cells) == 5, line
+        rid, code, enh, text, when = cells
+        assert text.startswith("`") and text.endswith("`"), line
+        assert rid not in rows, "duplicate row %s" % rid
+        rows[rid] = (int(code), None if enh == "-" else enh, text[1:-1],
+                     when.replace("\\|", "|"))
+    return rows
+
+
+def test_docs_replies_md_matches_reply_c():
+    doc = parse_replies_md()
+    assert set(doc) == set(REPLIES), "docs/replies.md and reply.c differ: " \
+        "only in docs %s, only in reply.c %s" % (
+            sorted(set(doc) - set(REPLIES)), sorted(set(REPLIES) - set(doc)))
+    for rid in REPLIES:
+        assert doc[rid] == REPLIES[rid], "%s: docs %r, reply.c %r" % (
+            rid, doc[rid], REPLIES[rid])
+
+
+DOC_HEAD = """\
+# SMTP replies
+
+Every reply the Petrel SMTP server sends, one row per entry of the reply
+table in `src/smtp/reply.c` (named by `enum reply_id` in
+`src/smtp/reply.h`). Handlers never write reply text themselves, so this
+is the complete list. `%s` is filled in when the reply is sent: the
+server's hostname (greeting, HELO/EHLO and the 421 replies), the queue ID
+(`REPLY_QUEUED`), the offending ESMTP keyword (the 555 and 501 parameter
+replies) or the recipient address.
+
+Replies with code 421, and the two 554 5.5.0 synchronization replies, close
+the connection after they are sent (`reply_closes()`).
+
+`tests/e2e/test_replies.py` checks that this table and `reply.c` list the
+same rows with the same code, enhanced code, text and trigger, and makes
+the server send each reply a client can trigger. Two cannot be triggered:
+`REPLY_ALIAS_REFUSED`, because an aliases file with a `|command` or `/file`
+target is refused at start-up, and `REPLY_LOCAL_ERROR`, because the users
+and aliases tables are read only at start-up and reload. After changing
+`reply.c`, regenerate this file with
+`/usr/bin/python3 tests/e2e/test_replies.py --write-docs`.
+
+| Reply | Code | Enhanced | Text | Sent when |
+|---|---|---|---|---|
+"""
+
+DOC_TAIL = """
+2xx is success, 354 asks for the message, 4xx is a temporary failure (the
+client retries later), 5xx a permanent one. Enhanced status codes follow
+RFC 3463 and RFC 5248 and are sent on every reply except the greeting, the
+HELO/EHLO reply and 354 (RFC 2034 3).
+"""
+
+
+def write_docs(path=REPLIES_MD):
+    rows = []
+    for rid in parse_reply_h():
+        code, enh, text, when = REPLIES[rid]
+        rows.append("| %s | %d | %s | `%s` | %s |\n" % (
+            rid, code, enh or "-", text, when.replace("|", "\\|")))
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(DOC_HEAD + "".join(rows) + DOC_TAIL)
+
+
+if __name__ == "__main__":
+    import sys
+    if sys.argv[1:] == ["--write-docs"]:
+        write_docs()
+    else:
+        sys.exit("usage: test_replies.py --write-docs")
