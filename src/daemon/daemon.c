@@ -266,6 +266,30 @@ daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 	smtp_server_shutdown(d->srv, daemon_stopped, d);
 }
 
+/* Release whatever daemon_serve() built, in reverse order. */
+static void
+daemon_teardown(struct daemon *d)
+{
+	if (d->spool != NULL)
+		spool_drain(d->spool);
+	smtp_server_free(d->srv);
+	if (d->sched != NULL)
+		scheduler_free(d->sched);
+	if (d->spool != NULL)
+		spool_close(d->spool);
+	if (d->sigterm != NULL)
+		event_free(d->sigterm);
+	if (d->sigint != NULL)
+		event_free(d->sigint);
+	if (d->sighup != NULL)
+		event_free(d->sighup);
+	if (d->deadline != NULL)
+		event_free(d->deadline);
+	smtp_runtime_unref(d->rt);
+	if (d->base != NULL)
+		event_base_free(d->base);
+}
+
 int
 daemon_serve(const char *cli_path)
 {
@@ -276,14 +300,17 @@ daemon_serve(const char *cli_path)
 	struct spool_stats st;
 	const char *error;
 	char root[4096];
-	int *fds;
-	size_t i;
+	int *fds = NULL;
+	size_t i, nfds = 0;
 	bool as_root = geteuid() == 0;
+	int status = 1;
 
 	memset(&d, 0, sizeof(d));
 	d.cli_path = cli_path;
 	if (daemon_load_config(cli_path, &c, &t, 0) == -1)
 		return 1;
+	/* From here on the runtime owns c and t. */
+	d.rt = smtp_runtime_new(c, t);
 	daemon_raise_nofile();
 	signal(SIGPIPE, SIG_IGN);
 
@@ -293,7 +320,7 @@ daemon_serve(const char *cli_path)
 			log_err("daemon: user \"%s\" does not exist; create "
 			    "it (scripts/deps.sh does) or set `user`",
 			    c->user);
-			return 1;
+			goto done;
 		}
 		if (pw->pw_uid == 0)
 			log_warn("daemon: staying root (`user root`): every "
@@ -304,19 +331,19 @@ daemon_serve(const char *cli_path)
 	    pw ? pw->pw_gid : 0, as_root) == -1 ||
 	    daemon_make_dir(root, 0755, pw ? pw->pw_uid : 0,
 	    pw ? pw->pw_gid : 0, as_root) == -1)
-		return 1;
+		goto done;
 
 	fds = xcalloc(c->nlisten, sizeof(*fds));
-	for (i = 0; i < c->nlisten; i++) {
-		fds[i] = daemon_bind(&c->listen[i]);
-		if (fds[i] == -1) {
+	for (nfds = 0; nfds < c->nlisten; nfds++) {
+		fds[nfds] = daemon_bind(&c->listen[nfds]);
+		if (fds[nfds] == -1) {
 			log_err("daemon: cannot listen on %s: %s",
-			    c->listen[i].text, strerror(errno));
-			return 1;
+			    c->listen[nfds].text, strerror(errno));
+			goto done;
 		}
 	}
 	if (as_root && pw->pw_uid != 0 && daemon_drop(pw) == -1)
-		return 1;
+		goto done;
 
 	if (evthread_use_pthreads() == -1)
 		fatalx("evthread_use_pthreads failed");
@@ -327,29 +354,18 @@ daemon_serve(const char *cli_path)
 	    (unsigned int)c->spool_sync_workers, &error);
 	if (d.spool == NULL) {
 		log_err("daemon: spool %s: %s", c->spool, error);
-		return 1;
+		goto done;
 	}
-	d.rt = smtp_runtime_new(c, t);
 	d.sched = scheduler_new(d.base, d.spool, c,
 	    (unsigned int)c->delivery_workers);
 	if (spool_recover(d.spool, daemon_recovered, &d) == -1) {
 		log_err("daemon: cannot read the spool queue %s/queue",
 		    c->spool);
-		return 1;
+		goto done;
 	}
 	d.srv = smtp_server_new(d.base, d.spool, d.rt, daemon_queued, &d);
-	for (i = 0; i < c->nlisten; i++) {
-		if (smtp_server_listen(d.srv, fds[i], &c->listen[i]) == -1) {
-			log_err("daemon: cannot accept on %s",
-			    c->listen[i].text);
-			return 1;
-		}
-		log_info("listening addr=%s port=%u role=%s",
-		    c->listen[i].host, c->listen[i].port,
-		    conf_role_name(c->listen[i].role));
-	}
-	free(fds);
 
+	/* Signals before the readiness lines: a test may stop us at once. */
 	d.sigterm = evsignal_new(d.base, SIGTERM, daemon_sigcb, &d);
 	d.sigint = evsignal_new(d.base, SIGINT, daemon_sigcb, &d);
 	d.sighup = evsignal_new(d.base, SIGHUP, daemon_sigcb, &d);
@@ -357,23 +373,31 @@ daemon_serve(const char *cli_path)
 	evsignal_add(d.sigint, NULL);
 	evsignal_add(d.sighup, NULL);
 
-	event_base_dispatch(d.base);
+	for (i = 0; i < nfds; i++) {
+		if (smtp_server_listen(d.srv, fds[i], &c->listen[i]) == -1) {
+			log_err("daemon: cannot accept on %s",
+			    c->listen[i].text);
+			goto done;
+		}
+		fds[i] = -1;	/* the listener owns it */
+		log_info("listening addr=%s port=%u role=%s",
+		    c->listen[i].host, c->listen[i].port,
+		    conf_role_name(c->listen[i].role));
+	}
 
-	/* Commits in flight finish first: their callbacks use the server and
-	 * hand messages to the scheduler. */
-	spool_drain(d.spool);
-	smtp_server_free(d.srv);
-	scheduler_free(d.sched);
-	spool_get_stats(d.spool, &st);
-	spool_close(d.spool);
-	event_free(d.sigterm);
-	event_free(d.sigint);
-	event_free(d.sighup);
-	if (d.deadline != NULL)
-		event_free(d.deadline);
-	smtp_runtime_unref(d.rt);
-	event_base_free(d.base);
-	log_info("daemon: stopped commits=%llu",
-	    (unsigned long long)st.commits);
-	return 0;
+	event_base_dispatch(d.base);
+	status = 0;
+done:
+	for (i = 0; i < nfds; i++)
+		if (fds[i] != -1)
+			close(fds[i]);
+	free(fds);
+	memset(&st, 0, sizeof(st));
+	if (d.spool != NULL)
+		spool_get_stats(d.spool, &st);
+	daemon_teardown(&d);
+	if (status == 0)
+		log_info("daemon: stopped commits=%llu",
+		    (unsigned long long)st.commits);
+	return status;
 }
