@@ -230,7 +230,7 @@ smtp_server_listen(struct smtp_server *srv, int fd,
 	l->conf = *cl;
 	evutil_make_socket_nonblocking(fd);
 	l->evl = evconnlistener_new(srv->base, smtp_acceptcb, l,
-	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	    LEV_OPT_CLOSE_ON_FREE, 0, fd);	/* 0: already listening */
 	if (l->evl == NULL) {
 		free(l);
 		return -1;

@@ -1,0 +1,180 @@
+"""
+test_signals.py: SIGTERM (idle sessions get 421 4.3.2, a session inside
+DATA may finish, exit 0) and SIGHUP (reload: open sessions finish their
+transaction, new sessions see the new file, a broken file is refused and
+the old configuration stays).
+"""
+
+import re
+import signal
+import socket
+import subprocess
+
+from harness import queue_id_from_reply, expected_maildir_bytes
+
+SENDER = "sender@example.org"
+
+
+def wait_exit(p, timeout=30):
+    """Wait for the daemon to exit by itself (no further signal)."""
+    try:
+        rc = p.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("petrel still running %ss after the signal:\n%s"
+                             % (timeout, p.log_tail()))
+    p.stop()    # marks it stopped and joins the log reader
+    return rc
+
+
+def message(tag):
+    return ("From: <%s>\r\nTo: <alice@example.test>\r\nSubject: %s\r\n"
+            "Message-ID: <%s@signals.test>\r\n\r\nline one of %s\r\n"
+            "line two\r\n" % (SENDER, tag, tag, tag)).encode()
+
+
+def open_transaction(p, rcpt="alice@example.test"):
+    c = p.raw()
+    c.read_greeting()
+    c.ehlo()
+    c.send("MAIL FROM:<%s>\r\n" % SENDER)
+    c.expect(250)
+    c.send("RCPT TO:<%s>\r\n" % rcpt)
+    c.expect(250)
+    return c
+
+
+def rcpt_reply(p, rcpt):
+    with p.raw() as c:
+        c.read_greeting()
+        c.ehlo()
+        c.send("MAIL FROM:<%s>\r\n" % SENDER)
+        c.expect(250)
+        c.send("RCPT TO:<%s>\r\n" % rcpt)
+        code, lines = c.reply()
+        c.send("QUIT\r\n")
+        return code, lines[-1]
+
+
+def test_sigterm_idle_session_gets_421(make_petrel):
+    p = make_petrel()
+    c = p.raw()
+    c.read_greeting()
+    c.ehlo()
+    c2 = p.raw()
+    c2.read_greeting()      # not even EHLO yet
+    p.proc.send_signal(signal.SIGTERM)
+    c.expect(421, "4.3.2")
+    c.wait_closed()
+    code, lines = c2.reply()
+    assert code == 421 and lines[-1].startswith("4.3.2"), (code, lines)
+    c2.wait_closed()
+    assert wait_exit(p) == 0
+    p.wait_log(r"spool: stats file_fsyncs=\d+ dir_fsyncs=\d+ commits=\d+ "
+               r"errors=\d+ batches=\d+")
+
+
+def test_sigterm_lets_data_finish(make_petrel):
+    p = make_petrel()
+    msg = message("in-flight")
+    half = len(msg) // 2
+    a = open_transaction(p)
+    a.send("DATA\r\n")
+    a.expect(354)
+    a.send(msg[:half])
+    witness = p.raw()
+    witness.read_greeting()
+    witness.ehlo()
+    p.proc.send_signal(signal.SIGTERM)
+    # The idle witness proves the daemon has begun shutting down.
+    witness.expect(421, "4.3.2")
+    witness.close()
+    # No new session is greeted with 220 while shutting down.
+    try:
+        with socket.create_connection((p.host, p.port), timeout=10) as s:
+            s.settimeout(10)
+            try:
+                data = s.recv(512)
+            except (ConnectionResetError, socket.timeout):
+                data = b""
+            assert not data.startswith(b"220"), data
+    except ConnectionRefusedError:
+        pass
+    a.send(msg[half:] + b".\r\n")
+    lines = a.expect(250, "2.0.0")
+    qid = queue_id_from_reply(lines)
+    # After its transaction the session is closed (421) or may QUIT.
+    try:
+        a.send("QUIT\r\n")
+        code, lines = a.reply()
+        assert code in (221, 421), (code, lines)
+    except (ConnectionError, OSError):
+        pass
+    a.close()
+    assert wait_exit(p) == 0
+    # The message was durable before the 250: after a restart it is
+    # delivered (or it already was).
+    p.start()
+    (got,) = p.wait_delivered("alice@example.test", 1)
+    expected_maildir_bytes(SENDER, msg, got, queue_id=qid)
+
+
+def append_conf(p, *lines):
+    with open(p.conf_path, "a", encoding="utf-8") as f:
+        for l in lines:
+            f.write(l + "\n")
+
+
+def conf_line_count(p):
+    with open(p.conf_path, encoding="utf-8") as f:
+        return len(f.read().splitlines())
+
+
+RELOAD_RE = r"config: reloaded"
+
+
+def test_sighup_reload(make_petrel):
+    p = make_petrel(users={"alice@example.test": "",
+                           "carol@new.test": "",
+                           "dave@other.test": ""})
+    code, text = rcpt_reply(p, "carol@new.test")
+    assert (code, text.split()[0]) == (550, "5.7.1"), (code, text)
+
+    # A session open across the reload completes its transaction.
+    a = open_transaction(p)
+    append_conf(p, "domain new.test")
+    mark = p.log_mark()
+    p.proc.send_signal(signal.SIGHUP)
+    p.wait_log(RELOAD_RE, start=mark)
+    assert not any(re.search(r"%s:\d+:" % re.escape(p.conf_path), l)
+                   for l in p.log_lines[mark:]), p.log_tail()
+    msg = message("across-reload")
+    a.send("DATA\r\n")
+    a.expect(354)
+    a.send(msg + b".\r\n")
+    qid = queue_id_from_reply(a.expect(250, "2.0.0"))
+    a.send("QUIT\r\n")
+    a.expect(221)
+    a.close()
+
+    # The next session sees the new domain.
+    code, text = rcpt_reply(p, "carol@new.test")
+    assert (code, text.split()[0]) == (250, "2.1.5"), (code, text)
+    (got,) = p.wait_delivered("alice@example.test", 1)
+    expected_maildir_bytes(SENDER, msg, got, queue_id=qid)
+
+    # A broken file is refused, naming FILE:LINE, and the configuration
+    # in force (with new.test, without other.test) stays.
+    append_conf(p, "domain other.test")
+    append_conf(p, "no_such_directive 1")
+    bad_line = conf_line_count(p)
+    mark = p.log_mark()
+    p.proc.send_signal(signal.SIGHUP)
+    p.wait_log(r"%s:%d: " % (re.escape(p.conf_path), bad_line), start=mark)
+    assert p.alive(), "petrel died on a broken configuration"
+    code, text = rcpt_reply(p, "carol@new.test")
+    assert (code, text.split()[0]) == (250, "2.1.5"), (code, text)
+    code, text = rcpt_reply(p, "alice@example.test")
+    assert (code, text.split()[0]) == (250, "2.1.5"), (code, text)
+    code, text = rcpt_reply(p, "dave@other.test")
+    assert (code, text.split()[0]) == (550, "5.7.1"), \
+        "other.test from the refused file is in force: %s %s" % (code, text)
