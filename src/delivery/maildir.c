@@ -34,6 +34,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/dirsync.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "queue/spool.h"
@@ -373,7 +374,8 @@ maildir_deliver(const struct spool *sp, const char *id, const char *sender,
 
 	what = "fsync new/";
 	snprintf(dir, sizeof(dir), "%s/new", path);
-	if (fsync_dir(dir) == -1) {
+	/* Shared with deliveries into the same Maildir at this moment. */
+	if (dirsync(dir) == -1) {
 		e = errno;
 		goto fail;
 	}

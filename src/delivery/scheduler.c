@@ -201,6 +201,18 @@ scheduler_job_run(struct sched_job *job)
 		if (r->status == RCPT_STATUS_PENDING)
 			done = false;
 	}
+	/*
+	 * Every recipient done: removing the file is the whole update (if a
+	 * crash loses the unlink, the message is delivered again: twice,
+	 * never zero times), so skip the fdatasync of states nobody reads.
+	 */
+	if (done && spool_remove(s->sp, msg->id) == 0) {
+		msg->dirty = false;
+		job->removed = true;
+		log_info("delivery: id=%s status=done (queue file removed)",
+		    msg->id);
+		return;
+	}
 	/* The new states are durable before anyone acts on them. */
 	if (msg->dirty) {
 		if (spool_update_rcpts(s->sp, msg->id, env) == -1) {

@@ -68,12 +68,20 @@
 #define SPOOL_TAIL_MAX		(256 * 1024 * 1024)
 #define SPOOL_CORRUPT_TRIES	100
 
+enum spool_job_kind {
+	SPOOL_JOB_COMMIT,	/* fsync, rename into queue/, fsync queue/ */
+	SPOOL_JOB_OPEN,		/* create incoming/ID (spool_writer_open) */
+};
+
 struct spool_job {
 	TAILQ_ENTRY(spool_job) entry;
+	enum spool_job_kind kind;
 	char id[QUEUE_ID_MAX];
 	int fd;
 	int error;
 	spool_commit_cb cb;
+	spool_open_cb open_cb;
+	struct spool_writer *w;	/* SPOOL_JOB_OPEN: the result */
 	void *arg;
 	uint64_t cookie;
 };
@@ -128,6 +136,7 @@ struct spool_writer {
 static const char spool_crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 static void *spool_sync_main(void *);
+static struct spool_writer *spool_writer_create(struct spool *, int *);
 static void *spool_commit_main(void *);
 static void spool_done_cb(int, short, void *);
 
@@ -362,7 +371,13 @@ spool_run_done(struct spool *sp)
 	pthread_mutex_unlock(&sp->lock);
 	while ((job = TAILQ_FIRST(&q)) != NULL) {
 		TAILQ_REMOVE(&q, job, entry);
-		job->cb(job->arg, job->cookie, job->id, job->error);
+		if (job->kind == SPOOL_JOB_OPEN) {
+			if (job->w != NULL)
+				sp->nwriters++;
+			job->open_cb(job->arg, job->cookie, job->w,
+			    job->error);
+		} else
+			job->cb(job->arg, job->cookie, job->id, job->error);
 		free(job);
 	}
 }
@@ -459,6 +474,17 @@ spool_sync_main(void *arg)
 		TAILQ_REMOVE(&sp->sync_q, job, entry);
 		pthread_mutex_unlock(&sp->lock);
 
+		if (job->kind == SPOOL_JOB_OPEN) {
+			job->w = spool_writer_create(sp, &job->error);
+			pthread_mutex_lock(&sp->lock);
+			TAILQ_INSERT_TAIL(&sp->done_q, job, entry);
+			if (--sp->inflight == 0)
+				pthread_cond_broadcast(&sp->drain_cond);
+			pthread_mutex_unlock(&sp->lock);
+			spool_notify(sp);
+			pthread_mutex_lock(&sp->lock);
+			continue;
+		}
 		error = 0;
 		if (fsync(job->fd) == -1)
 			error = errno;
@@ -595,17 +621,18 @@ spool_commit_main(void *arg)
 
 /* ---- Writer ---- */
 
-struct spool_writer *
-spool_writer_new(struct spool *sp, char *id_r)
+/*
+ * Create incoming/ID and write its header. Thread-safe (any thread): the
+ * loop-thread bookkeeping (nwriters) is the caller's. Returns the writer,
+ * or NULL with *error_r an errno value.
+ */
+static struct spool_writer *
+spool_writer_create(struct spool *sp, int *error_r)
 {
 	struct spool_writer *w;
 	struct buf hdr;
 	int fd = -1, tries, saved;
 
-	if (sp->closing) {
-		errno = ESHUTDOWN;
-		return NULL;
-	}
 	w = xcalloc(1, sizeof(*w));
 	w->sp = sp;
 	for (tries = 0; tries < SPOOL_ID_TRIES; tries++) {
@@ -621,9 +648,8 @@ spool_writer_new(struct spool *sp, char *id_r)
 			break;
 	}
 	if (fd == -1) {
-		saved = errno;
+		*error_r = errno;
 		free(w);
-		errno = saved;
 		return NULL;
 	}
 	w->fd = fd;
@@ -636,14 +662,64 @@ spool_writer_new(struct spool *sp, char *id_r)
 		close(fd);
 		unlinkat(sp->incoming_fd, w->id, 0);
 		free(w);
-		errno = saved;
+		*error_r = saved;
 		return NULL;
 	}
 	w->offset = hdr.len;
 	buf_free(&hdr);
+	return w;
+}
+
+struct spool_writer *
+spool_writer_new(struct spool *sp, char *id_r)
+{
+	struct spool_writer *w;
+	int error;
+
+	if (sp->closing) {
+		errno = ESHUTDOWN;
+		return NULL;
+	}
+	if ((w = spool_writer_create(sp, &error)) == NULL) {
+		errno = error;
+		return NULL;
+	}
 	sp->nwriters++;
 	strlcpy(id_r, w->id, QUEUE_ID_MAX);
 	return w;
+}
+
+void
+spool_writer_open(struct spool *sp, spool_open_cb cb, void *arg,
+    uint64_t cookie)
+{
+	struct spool_job *job = xcalloc(1, sizeof(*job));
+
+	job->kind = SPOOL_JOB_OPEN;
+	job->fd = -1;
+	job->open_cb = cb;
+	job->arg = arg;
+	job->cookie = cookie;
+	pthread_mutex_lock(&sp->lock);
+	if (sp->closing) {
+		/* Still through the loop: never a callback during the call. */
+		job->error = ESHUTDOWN;
+		TAILQ_INSERT_TAIL(&sp->done_q, job, entry);
+		pthread_mutex_unlock(&sp->lock);
+		spool_notify(sp);
+		return;
+	}
+	sp->inflight++;
+	/* Ahead of fsyncs: a client is waiting for its 354. */
+	TAILQ_INSERT_HEAD(&sp->sync_q, job, entry);
+	pthread_cond_signal(&sp->sync_cond);
+	pthread_mutex_unlock(&sp->lock);
+}
+
+const char *
+spool_writer_id(const struct spool_writer *w)
+{
+	return w->id;
 }
 
 /* Write the CONTENT record being filled, if any. */

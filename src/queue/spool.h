@@ -92,6 +92,20 @@ void spool_new_id(struct spool *sp, char *id);
 struct spool_writer *spool_writer_new(struct spool *sp, char *id_r);
 
 /*
+ * The same, off the event loop: a spool thread creates the file (inode
+ * allocation can take milliseconds on a busy file system) and cb runs on
+ * the loop with the writer (w != NULL, error 0) or an errno value. Never
+ * calls cb during this call. If whoever asked is gone, cb must abort w.
+ */
+typedef void (*spool_open_cb)(void *arg, uint64_t cookie,
+    struct spool_writer *w, int error);
+void spool_writer_open(struct spool *sp, spool_open_cb cb, void *arg,
+    uint64_t cookie);
+
+/* The queue ID of an open writer. */
+const char *spool_writer_id(const struct spool_writer *w);
+
+/*
  * Append content bytes. Buffered; returns 0, or -1 with errno set once a
  * write has failed (the writer stays failed; commit will report it).
  */

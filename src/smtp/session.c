@@ -54,13 +54,15 @@ enum smtp_state {
 	SMTP_STATE_HELO,	/* HELO/EHLO done, no transaction */
 	SMTP_STATE_MAIL,	/* MAIL accepted */
 	SMTP_STATE_RCPT,	/* at least one RCPT accepted */
+	SMTP_STATE_OPEN,	/* DATA: waiting for the spool file */
 	SMTP_STATE_DATA,	/* reading message content */
 	SMTP_STATE_COMMIT,	/* waiting for the spool to make it durable */
 	SMTP_STATE_QUIT,	/* flushing the last reply, then close */
 };
 
 static const char *const smtp_state_names[] = {
-	"GREETING", "INIT", "HELO", "MAIL", "RCPT", "DATA", "COMMIT", "QUIT",
+	"GREETING", "INIT", "HELO", "MAIL", "RCPT", "OPEN", "DATA", "COMMIT",
+	"QUIT",
 };
 
 #define ST(x)		(1u << SMTP_STATE_##x)
@@ -369,6 +371,7 @@ void
 smtp_session_shutdown(struct smtp_session *s)
 {
 	switch (s->state) {
+	case SMTP_STATE_OPEN:
 	case SMTP_STATE_DATA:
 	case SMTP_STATE_COMMIT:
 		/* Let the message finish; 421 after its reply. */
@@ -410,7 +413,8 @@ smtp_session_iocb(struct io *io, enum io_event ev, void *arg)
 		log_info("smtp: timeout session=%016llx client=%s state=%s",
 		    (unsigned long long)s->id, s->addr,
 		    smtp_state_names[s->state]);
-		if (s->state == SMTP_STATE_COMMIT)
+		if (s->state == SMTP_STATE_COMMIT ||
+		    s->state == SMTP_STATE_OPEN)
 			break;		/* the spool answers; not the client */
 		smtp_reply(s, REPLY_TIMEOUT, smtp_conf(s)->hostname);
 		break;
@@ -569,6 +573,7 @@ smtp_session_process(struct smtp_session *s)
 			continue;
 		}
 		if (s->state == SMTP_STATE_COMMIT ||
+		    s->state == SMTP_STATE_OPEN ||
 		    s->state == SMTP_STATE_QUIT ||
 		    s->state == SMTP_STATE_GREETING)
 			break;
@@ -578,6 +583,7 @@ smtp_session_process(struct smtp_session *s)
 			break;
 		if (s->state != SMTP_STATE_DATA &&
 		    s->state != SMTP_STATE_QUIT &&
+		    s->state != SMTP_STATE_OPEN &&
 		    s->state != SMTP_STATE_COMMIT)
 			smtp_wait_command(s);
 	}
@@ -864,19 +870,35 @@ smtp_write_received(struct smtp_session *s)
 	return r;
 }
 
+/* The spool opened (or failed to open) the file for DATA. */
 static void
-smtp_cmd_data(struct smtp_session *s, const char *args)
+smtp_opened(void *arg, uint64_t cookie, struct spool_writer *w, int error)
 {
-	const struct conf *c = smtp_conf(s);
+	struct smtp_server *srv = arg;
+	struct smtp_session *s = smtp_server_find(srv, cookie);
+	const struct conf *c;
 
-	(void)args;
-	s->txn.writer = spool_writer_new(s->srv->spool, s->txn.id);
-	if (s->txn.writer == NULL) {
-		log_err("smtp: spool error session=%016llx error=\"%s\"",
-		    (unsigned long long)s->id, strerror(errno));
-		smtp_reply(s, REPLY_SPOOL_ERROR, NULL);
+	if (s == NULL || s->state != SMTP_STATE_OPEN) {
+		if (w != NULL)
+			spool_writer_abort(w);	/* nobody left to write it */
 		return;
 	}
+	c = smtp_conf(s);
+	io_resume_read(s->io);
+	if (w == NULL) {
+		log_err("smtp: spool error session=%016llx error=\"%s\"",
+		    (unsigned long long)s->id, strerror(error));
+		smtp_session_enter_state(s, SMTP_STATE_RCPT);
+		smtp_reply(s, REPLY_SPOOL_ERROR, NULL);
+		smtp_wait_command(s);
+		if (s->closing && s->state != SMTP_STATE_QUIT)
+			smtp_reply(s, REPLY_SHUTDOWN, c->hostname);
+		else if (io_in_len(s->io) > 0)
+			io_reschedule(s->io);
+		return;
+	}
+	s->txn.writer = w;
+	strlcpy(s->txn.id, spool_writer_id(w), sizeof(s->txn.id));
 	if (smtp_write_received(s) == -1) {
 		s->txn.failed = true;
 		s->txn.write_errno = errno;
@@ -889,6 +911,22 @@ smtp_cmd_data(struct smtp_session *s, const char *args)
 	smtp_session_enter_state(s, SMTP_STATE_DATA);
 	smtp_reply(s, REPLY_DATA_GO, NULL);
 	io_set_deadline(s->io, (unsigned int)c->timeout_data);
+	if (io_in_len(s->io) > 0)
+		io_reschedule(s->io);
+}
+
+static void
+smtp_cmd_data(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	/*
+	 * Creating the file allocates an inode, which can take milliseconds:
+	 * a spool thread does it, and the 354 goes out when it is done.
+	 */
+	smtp_session_enter_state(s, SMTP_STATE_OPEN);
+	io_set_deadline(s->io, 0);
+	io_pause_read(s->io);
+	spool_writer_open(s->srv->spool, smtp_opened, s->srv, s->id);
 }
 
 static void

@@ -63,7 +63,9 @@ static void
 path_of(char *dst, size_t size, const struct fixture *fx, const char *sub,
     const char *name)
 {
-	snprintf(dst, size, "%s/%s/%s", fx->dir, sub, name);
+	if ((size_t)snprintf(dst, size, "%s/%s/%s", fx->dir, sub, name) >=
+	    size)
+		fail_msg("path too long: %s/%s/%s", fx->dir, sub, name);
 }
 
 static int
