@@ -875,6 +875,65 @@ test_abort_and_remove(void **state)
 	envelope_free(&env);
 }
 
+
+/* spool_writer_open: the file is made on a spool thread, cb on the loop. */
+static struct spool_writer *opened_w[4];
+
+static void
+open_cb(void *arg, uint64_t cookie, struct spool_writer *w, int error)
+{
+	struct fixture *fx = arg;
+	struct result *r;
+
+	assert_true(cookie < 4);
+	r = &fx->results[fx->nresults++];
+	r->cookie = cookie;
+	r->error = error;
+	if (w != NULL)
+		strlcpy(r->id, spool_writer_id(w), sizeof(r->id));
+	opened_w[cookie] = w;
+}
+
+static void
+test_writer_open_async(void **state)
+{
+	struct fixture *fx = *state;
+	struct envelope env;
+	int i;
+
+	for (i = 0; i < 3; i++)
+		spool_writer_open(fx->sp, open_cb, fx, (uint64_t)i);
+	/* Never during the call. */
+	assert_int_equal(fx->nresults, 0);
+	run_until(fx, 3);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(fx->results[i].error, 0);
+		assert_non_null(opened_w[fx->results[i].cookie]);
+		assert_true(file_exists(fx, "incoming", fx->results[i].id));
+	}
+	assert_string_not_equal(fx->results[0].id, fx->results[1].id);
+
+	/* One is committed, one aborted, one committed. */
+	fill_envelope(&env);
+	assert_int_equal(spool_writer_write(opened_w[0], "one\r\n", 5), 0);
+	spool_writer_commit(opened_w[0], &env, commit_cb, fx, 10);
+	spool_writer_abort(opened_w[1]);
+	assert_int_equal(spool_writer_write(opened_w[2], "three\r\n", 7), 0);
+	spool_writer_commit(opened_w[2], &env, commit_cb, fx, 12);
+	run_until(fx, 5);
+	assert_int_equal(fx->results[3].error, 0);
+	assert_int_equal(fx->results[4].error, 0);
+	assert_int_equal(count_files(fx, "incoming"), 0);
+	assert_int_equal(count_files(fx, "queue"), 2);
+	for (i = 0; i < 3; i++) {
+		if (fx->results[i].cookie == 0)
+			assert_content(fx, fx->results[i].id, "one\r\n", 5);
+		if (fx->results[i].cookie == 2)
+			assert_content(fx, fx->results[i].id, "three\r\n", 7);
+	}
+	envelope_free(&env);
+}
+
 static int
 cmp_id(const void *a, const void *b)
 {
@@ -1052,6 +1111,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_writer_open_async, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_commit_roundtrip, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_null_fields, setup,
