@@ -659,7 +659,7 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	struct envelope *env = &s->txn.env;
 	const char *rest;
 	enum reply_id reply;
-	char bad[64];
+	char bad[64], esc[300];
 
 	if ((rest = smtp_skip_keyword(args, "FROM:")) == NULL) {
 		smtp_reply(s, REPLY_SYNTAX, NULL);
@@ -703,7 +703,8 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	s->txn.smtputf8 = p.smtputf8;
 	smtp_session_enter_state(s, SMTP_STATE_MAIL);
 	log_info("smtp: mail session=%016llx client=%s from=<%s>",
-	    (unsigned long long)s->id, s->addr, addr.text);
+	    (unsigned long long)s->id, s->addr,
+	    log_escape(esc, sizeof(esc), addr.text, strlen(addr.text)));
 	smtp_reply(s, REPLY_MAIL_OK, NULL);
 }
 
@@ -1049,6 +1050,7 @@ smtp_committed(void *arg, uint64_t cookie, const char *id, int error)
 	struct smtp_commit *cm = arg;
 	struct smtp_server *srv = cm->srv;
 	struct smtp_session *s;
+	char esc[300];
 
 	if (error == 0 && srv->queued != NULL)
 		srv->queued(srv->queued_arg, id, &cm->env);
@@ -1059,7 +1061,8 @@ smtp_committed(void *arg, uint64_t cookie, const char *id, int error)
 	else
 		log_info("smtp: queued id=%s session=%016llx from=<%s> "
 		    "nrcpt=%zu%s", id, (unsigned long long)cookie,
-		    cm->env.sender, cm->env.nrcpts,
+		    log_escape(esc, sizeof(esc), cm->env.sender,
+		    strlen(cm->env.sender)), cm->env.nrcpts,
 		    s == NULL ? " (client gone before the reply)" : "");
 	envelope_free(&cm->env);
 	free(cm);
