@@ -14,6 +14,11 @@
 #   BENCH_SESSIONS   session counts (default "1 10 50")
 #   BENCH_SIZES      payload sizes in bytes (default "1024 4096")
 #   BENCH_TIMEOUT    seconds one smtp-source run may take (default 300)
+#   BENCH_PATHS      "deliver hold" (default both): deliver = a local user,
+#                    every message delivered to the Maildir during the run;
+#                    hold = a recipient in another domain (the client is
+#                    trusted), so every message is accepted durably and
+#                    stays queued: the accept path alone
 #   BUILD            build directory for make (default build)
 #   PETREL_BIN       use this binary and skip the build
 #
@@ -25,6 +30,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MESSAGES=${BENCH_MESSAGES:-2000}
 SESSIONS=${BENCH_SESSIONS:-"1 10 50"}
 SIZES=${BENCH_SIZES:-"1024 4096"}
+PATHS=${BENCH_PATHS:-"deliver hold"}
 RUN_TIMEOUT=${BENCH_TIMEOUT:-300}
 BUILD=${BUILD:-build}
 PYTHON=/usr/bin/python3
@@ -104,13 +110,13 @@ now() {
 	date +%s.%N
 }
 
-# run_source PORT SIZE SESSIONS LOG: prints elapsed seconds, fails if
+# run_source PORT SIZE SESSIONS LOG RCPT: prints elapsed seconds, fails if
 # smtp-source fails (it exits on any rejected command) or times out.
 run_source() {
 	_t0=$(now)
 	if ! timeout "$RUN_TIMEOUT" "$SOURCE" -c -l "$2" -m "$MESSAGES" \
 	    -s "$3" -M bench.test -f bench@bench.test \
-	    -t user@example.test "127.0.0.1:$1" >"$4" 2>&1; then
+	    -t "$5" "127.0.0.1:$1" >"$4" 2>&1; then
 		return 1
 	fi
 	_t1=$(now)
@@ -156,6 +162,7 @@ start_petrel() {
 		echo "dns 127.0.0.1:5353"
 		echo "max_connections 2000"
 		echo "max_connections_per_ip 2000"
+		echo "trusted 127.0.0.0/8"
 		[ -z "$RUN_USER" ] || echo "user $RUN_USER"
 	} >"$_d/petrel.conf"
 	if [ "$RUN_USER" = petrel ]; then
@@ -186,21 +193,33 @@ stop_petrel() {
 	PETREL_PID=""
 }
 
+# delivered DIR PATH: messages in the Maildir (deliver) or the queue (hold).
 delivered() {
-	find "$1/mail" -path '*/new/*' -type f 2>/dev/null | wc -l
+	if [ "$2" = hold ]; then
+		find "$1/spool/queue" -type f 2>/dev/null | wc -l
+	else
+		find "$1/mail" -path '*/new/*' -type f 2>/dev/null | wc -l
+	fi
 }
 
 echo "accept.sh: $MESSAGES messages per run, petrel=$PETREL_BIN," \
     "user=${RUN_USER:-self}, $(nproc) cpus, work dir $WORK"
-printf '%-6s %-8s %-10s %-12s %-12s %-7s %-12s %-10s\n' size sessions \
-    messages "sink msg/s" "petrel msg/s" ratio "petrel RSS" delivered
+printf '%-8s %-6s %-8s %-10s %-12s %-12s %-7s %-12s %-10s\n' path size \
+    sessions messages "sink msg/s" "petrel msg/s" ratio "petrel RSS" \
+    "in place"
 status=0
+for path in $PATHS; do
+	case "$path" in
+	deliver) rcpt=user@example.test ;;
+	hold) rcpt=user@held.test ;;
+	*) die "BENCH_PATHS: unknown path $path" ;;
+	esac
 for size in $SIZES; do
 	for s in $SESSIONS; do
-		run=$WORK/run-$size-$s
+		run=$WORK/run-$path-$size-$s
 		mkdir -p "$run"
 		if ! t_sink=$(run_source "$SINK_PORT" "$size" "$s" \
-		    "$run/source-sink.log"); then
+		    "$run/source-sink.log" "$rcpt"); then
 			echo "accept.sh: smtp-source to smtp-sink failed:" >&2
 			tail -5 "$run/source-sink.log" >&2
 			t_sink=""
@@ -208,7 +227,7 @@ for size in $SIZES; do
 		fi
 		start_petrel "$run"
 		if ! t_petrel=$(run_source "$PETREL_PORT" "$size" "$s" \
-		    "$run/source-petrel.log"); then
+		    "$run/source-petrel.log" "$rcpt"); then
 			echo "accept.sh: smtp-source to petrel failed:" >&2
 			tail -5 "$run/source-petrel.log" >&2
 			t_petrel=""
@@ -217,7 +236,7 @@ for size in $SIZES; do
 		# Let delivery finish (bounded) so that the count is final and
 		# the next run starts on a quiet machine.
 		end=$(($(date +%s) + 120))
-		while [ "$(delivered "$run")" -lt "$MESSAGES" ] &&
+		while [ "$(delivered "$run" "$path")" -lt "$MESSAGES" ] &&
 		    [ "$(date +%s)" -lt "$end" ]; do
 			sleep 0.2
 		done
@@ -231,12 +250,13 @@ for size in $SIZES; do
 		ratio=$(echo "$r_petrel $r_sink" | awk '{
 			if ($1 ~ /^[0-9]+$/ && $2 ~ /^[0-9]+$/ && $2 > 0)
 				printf "%.2f", $1 / $2; else print "-" }')
-		n=$(delivered "$run")
+		n=$(delivered "$run" "$path")
 		[ "$n" -eq "$MESSAGES" ] || status=1
-		printf '%-6s %-8s %-10s %-12s %-12s %-7s %-12s %-10s\n' \
-		    "$size" "$s" "$MESSAGES" "$r_sink" "$r_petrel" "$ratio" \
-		    "$hwm" "$n"
+		printf '%-8s %-6s %-8s %-10s %-12s %-12s %-7s %-12s %-10s\n' \
+		    "$path" "$size" "$s" "$MESSAGES" "$r_sink" "$r_petrel" \
+		    "$ratio" "$hwm" "$n"
 		rm -rf "$run"
 	done
+done
 done
 exit $status
