@@ -89,7 +89,8 @@ static const struct reply replies[REPLY_MAX] = {
 	    "<%s>: Relay access denied",
 	    "not a local domain and the client is not trusted" },
 	[REPLY_TOO_MANY_RCPTS] = { REPLY_TOO_MANY_RCPTS, 452, "4.5.3",
-	    "Error: too many recipients", "past max_recipients" },
+	    "Error: too many recipients", "past max_recipients RCPT "
+	    "commands, or past 10000 recipients after alias expansion" },
 	[REPLY_SIZE_EXCEEDED] = { REPLY_SIZE_EXCEEDED, 552, "5.3.4",
 	    "Message size exceeds fixed limit",
 	    "MAIL SIZE= or the message over max_message_size" },

@@ -35,6 +35,7 @@
 #include "io/io.h"
 #include "lib/buf.h"
 #include "lib/log.h"
+#include "lib/strset.h"
 #include "lib/util.h"
 #include "policy/policy.h"
 #include "queue/spool.h"
@@ -47,6 +48,11 @@
 #define SMTP_DATA_FEED_MAX	(64 * 1024)	/* input per data_feed */
 #define SMTP_DATA_CHUNK_MAX	(256 * 1024)	/* >= 2x feed: normalize */
 #define SMTP_CLOSE_TIMEOUT	10		/* seconds to flush a reply */
+/*
+ * Final recipients of one transaction after alias expansion. max_recipients
+ * counts RCPT commands; one RCPT may name a list of POLICY_MAX_TARGETS.
+ */
+#define SMTP_TXN_TARGETS_MAX	10000
 
 enum smtp_state {
 	SMTP_STATE_GREETING,	/* connected, 220 not yet sent */
@@ -80,6 +86,8 @@ enum smtp_txn_fail {
 
 struct smtp_txn {
 	struct envelope env;
+	struct strset targets;		/* final addresses in env, once each */
+	struct strset resolved;		/* local RCPT addresses looked up */
 	struct spool_writer *writer;
 	char id[QUEUE_ID_MAX];
 	unsigned int rcpt_accepted;	/* RCPT commands that got 250 */
@@ -225,8 +233,12 @@ smtp_txn_reset(struct smtp_session *s)
 	if (s->txn.writer != NULL)
 		spool_writer_abort(s->txn.writer);
 	envelope_free(&s->txn.env);
+	strset_free(&s->txn.targets);
+	strset_free(&s->txn.resolved);
 	memset(&s->txn, 0, sizeof(s->txn));
 	envelope_init(&s->txn.env);
+	strset_init(&s->txn.targets);
+	strset_init(&s->txn.resolved);
 }
 
 static void
@@ -314,6 +326,8 @@ smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 	    sizeof(s->addr)) == NULL)
 		strlcpy(s->addr, "unknown", sizeof(s->addr));
 	envelope_init(&s->txn.env);
+	strset_init(&s->txn.targets);
+	strset_init(&s->txn.resolved);
 	buf_init(&s->chunk, SMTP_DATA_CHUNK_MAX);
 	s->io = io_new(srv->base, fd, SMTP_IN_MAX, smtp_session_iocb, s);
 	smtp_server_register(srv, s);
@@ -723,19 +737,21 @@ smtp_rcpt_refuse(struct smtp_session *s, enum reply_id reply,
 }
 
 /*
- * Several RCPTs may name one mailbox (an alias and its target, two case
- * spellings): each final address gets one copy. Targets are lower-cased
- * by policy; remote local parts are case-sensitive (RFC 5321 2.4).
+ * Add a final recipient unless the transaction has it already: several
+ * RCPTs may name one mailbox (an alias and its target, two spellings of
+ * a local address), and each mailbox gets one copy. Local targets are
+ * lower-cased by policy; remote local parts are case-sensitive (RFC 5321
+ * 2.4), so the comparison is exact.
  */
-static bool
-smtp_txn_has_target(const struct smtp_txn *t, const char *addr)
+static void
+smtp_txn_add_target(struct smtp_txn *t, const char *orig, const char *addr,
+    const char *mailbox, enum rcpt_kind kind,
+    const struct smtp_rcpt_params *p)
 {
-	size_t i;
-
-	for (i = 0; i < t->env.nrcpts; i++)
-		if (strcmp(t->env.rcpts[i].addr, addr) == 0)
-			return true;
-	return false;
+	if (!strset_add(&t->targets, addr))
+		return;
+	envelope_rcpt_add(&t->env, orig, addr, mailbox, kind, p->notify,
+	    p->orcpt[0] != '\0' ? p->orcpt : NULL);
 }
 
 static void
@@ -745,12 +761,13 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	struct smtp_address addr;
 	struct smtp_rcpt_params p;
 	struct policy_target *targets = NULL;
-	size_t ntargets = 0, i;
+	size_t ntargets = 0, i, nnew;
 	const char *rest, *domain;
 	enum reply_id reply;
 	enum policy_rcpt pr;
 	char bad[64], local[SMTP_LOCALPART_MAX + 1];
 	char dom[SMTP_DOMAIN_MAX + 1];
+	char key[SMTP_LOCALPART_MAX + SMTP_DOMAIN_MAX + 2];
 
 	if ((rest = smtp_skip_keyword(args, "TO:")) == NULL) {
 		smtp_reply(s, REPLY_SYNTAX, NULL);
@@ -791,6 +808,10 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 			smtp_rcpt_refuse(s, REPLY_BAD_MAILBOX, addr.text);
 			return;
 		}
+		/* The same address again adds nothing: skip the lookup. */
+		snprintf(key, sizeof(key), "%s@%s", local, dom);
+		if (strset_has(&s->txn.resolved, key))
+			goto accepted;
 		pr = policy_rcpt_resolve(s->rt->tables, c, local, dom,
 		    &targets, &ntargets);
 		switch (pr) {
@@ -808,16 +829,21 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 			smtp_rcpt_refuse(s, REPLY_UNKNOWN_USER, addr.text);
 			return;
 		}
-		for (i = 0; i < ntargets; i++) {
-			if (smtp_txn_has_target(&s->txn, targets[i].addr))
-				continue;	/* delivered once */
-			envelope_rcpt_add(&s->txn.env, addr.text,
+		for (i = 0, nnew = 0; i < ntargets; i++)
+			if (!strset_has(&s->txn.targets, targets[i].addr))
+				nnew++;
+		if (s->txn.env.nrcpts + nnew > SMTP_TXN_TARGETS_MAX) {
+			policy_targets_free(targets, ntargets);
+			smtp_reply(s, REPLY_TOO_MANY_RCPTS, NULL);
+			return;
+		}
+		for (i = 0; i < ntargets; i++)
+			smtp_txn_add_target(&s->txn, addr.text,
 			    targets[i].addr, targets[i].mailbox,
 			    targets[i].local ? RCPT_KIND_LOCAL :
-			    RCPT_KIND_REMOTE, p.notify,
-			    p.orcpt[0] != '\0' ? p.orcpt : NULL);
-		}
+			    RCPT_KIND_REMOTE, &p);
 		policy_targets_free(targets, ntargets);
+		strset_add(&s->txn.resolved, key);
 	} else {
 		/* RFC 5321 3.6.2: relay only for those we serve. */
 		bool trusted = conf_is_trusted(c,
@@ -827,11 +853,14 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 			smtp_rcpt_refuse(s, REPLY_RELAY_DENIED, addr.text);
 			return;
 		}
-		if (!smtp_txn_has_target(&s->txn, addr.text))
-			envelope_rcpt_add(&s->txn.env, addr.text, addr.text,
-			    NULL, RCPT_KIND_REMOTE, p.notify,
-			    p.orcpt[0] != '\0' ? p.orcpt : NULL);
+		if (s->txn.env.nrcpts + 1 > SMTP_TXN_TARGETS_MAX) {
+			smtp_reply(s, REPLY_TOO_MANY_RCPTS, NULL);
+			return;
+		}
+		smtp_txn_add_target(&s->txn, addr.text, addr.text, NULL,
+		    RCPT_KIND_REMOTE, &p);
 	}
+accepted:
 	s->txn.rcpt_accepted++;
 	smtp_session_enter_state(s, SMTP_STATE_RCPT);
 	smtp_reply(s, REPLY_RCPT_OK, NULL);

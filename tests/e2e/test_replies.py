@@ -696,6 +696,30 @@ def test_too_many_recipients_452(make_petrel):
     assert p.maildir_messages("dave@example.test") == []
 
 
+def test_too_many_recipients_after_expansion_452(make_petrel):
+    """max_recipients counts RCPT commands; alias expansion is capped at
+    10000 final recipients per transaction, counted after duplicates."""
+    users = {"u%d@example.test" % i: "" for i in range(11000)}
+    aliases = []
+    for n in range(11):
+        members = ["u%d" % i for i in range(n * 1000, n * 1000 + 1000)]
+        aliases.append("list%d: %s" % (n, ",\n  ".join(members)))
+    p = make_petrel(users=users, aliases="\n".join(aliases) + "\n")
+    with p.raw() as c:
+        start_txn(c, rcpts=())
+        for n in range(10):
+            send_expect(c, "RCPT TO:<list%d@example.test>" % n,
+                        "REPLY_RCPT_OK")
+        # The same list again adds nothing: still accepted.
+        send_expect(c, "RCPT TO:<list3@example.test>", "REPLY_RCPT_OK")
+        send_expect(c, "RCPT TO:<u5@example.test>", "REPLY_RCPT_OK")
+        # 1000 more would make 11000.
+        send_expect(c, "RCPT TO:<list10@example.test>",
+                    "REPLY_TOO_MANY_RCPTS")
+        send_expect(c, "RSET", "REPLY_OK")
+        assert_in_sync(c)
+
+
 def test_unknown_user_550(petrel):
     with petrel.raw() as c:
         greet(c)
@@ -1087,7 +1111,8 @@ COVERAGE = {
     "REPLY_UNKNOWN_USER": ["test_unknown_user_550"],
     "REPLY_BAD_MAILBOX": ["test_unsafe_mailbox_550_513"],
     "REPLY_RELAY_DENIED": ["test_relay_denied_untrusted"],
-    "REPLY_TOO_MANY_RCPTS": ["test_too_many_recipients_452"],
+    "REPLY_TOO_MANY_RCPTS": ["test_too_many_recipients_452",
+                             "test_too_many_recipients_after_expansion_452"],
     "REPLY_SIZE_EXCEEDED": ["test_size_over_limit_552",
                             "test_message_over_max_size_while_receiving"],
     "REPLY_DATA_LINE_LONG": ["test_data_line_over_max_line_length",
