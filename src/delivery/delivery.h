@@ -13,7 +13,9 @@
  * recipients and next attempt time, runs deliveries on a pool of worker
  * threads, writes each result back to the queue file before trusting it,
  * retries temporary failures with exponential backoff, and removes the
- * queue file once every recipient is delivered or failed.
+ * queue file once every recipient is delivered. A message with a failed
+ * recipient is kept in the spool's failed/ (bounces come later); one whose
+ * content turns out corrupt goes to corrupt/ at once.
  */
 #ifndef PETREL_DELIVERY_DELIVERY_H
 #define PETREL_DELIVERY_DELIVERY_H
@@ -34,8 +36,12 @@ struct conf;
  * "452 4.3.1 No space left on device") and *permanent_r saying whether
  * retrying can help. Only a path too long to exist is permanent (550
  * 5.1.3); disk full is 452 4.3.1, quota 452 4.2.2, anything else (EIO,
- * EACCES, a file where a directory should be, an unreadable queue file)
- * 451 4.3.0. On failure nothing is left in new/ or tmp/.
+ * EACCES, a file where a directory should be, an unreadable queue file,
+ * a NULL sender or path) 451 4.3.0. On failure nothing is left in new/ or
+ * tmp/, and errno is the cause: EBADMSG means the queue file is corrupt
+ * (a CONTENT CRC or the size failed), which no retry can fix. The first
+ * delivery to a Maildir in a process fsyncs the Maildir and all its
+ * ancestors, even if they existed already.
  */
 int maildir_deliver(const struct spool *sp, const char *id,
     const char *sender, const char *path, const char *hostname,
@@ -61,9 +67,15 @@ struct scheduler_stats {
  * Retries: a temporary failure is retried after 60 s, doubling per
  * attempt, at most 1 h apart; a recipient still failing once
  * queue_lifetime has passed since arrival is FAILED (logged
- * status=bounced; bounce messages come in a later issue). The environment
- * variable PETREL_RETRY_BASE_SECONDS (1..3600), read here, replaces the
- * 60 s base: tests set it to 1.
+ * status=bounced; bounce messages come in a later issue). When every
+ * recipient is done and one FAILED, the states are written and the file
+ * is moved to failed/ (never deleted: it is the only copy of mail we
+ * accepted), logged "delivery: id=ID status=failed kept in failed/
+ * (bounces are not implemented yet)". A queue file found corrupt while
+ * delivering (EBADMSG) is moved to corrupt/ at once, not retried.
+ *
+ * The environment variable PETREL_RETRY_BASE_SECONDS (1..3600), read
+ * here, replaces the 60 s base: tests set it to 1.
  *
  * Remote recipients (RCPT_KIND_REMOTE) stay PENDING with "451 4.4.0
  * outbound delivery not yet available" and are retried like temporary

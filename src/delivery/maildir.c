@@ -8,8 +8,9 @@
  * O_EXCL; write "Return-Path: <sender>" and the content with CRLF turned
  * into LF; fsync; checked close; link() tmp/NAME to new/NAME,S=SIZE
  * (link() fails with EEXIST where rename() would silently overwrite a
- * message); fsync new/; unlink tmp/NAME. A message is in new/ complete
- * and durable, or not at all.
+ * message); fsync new/; the first time in this process (or when this
+ * call created directories) fsync D and every ancestor; unlink tmp/NAME.
+ * A message is in new/ complete and durable, or not at all.
  *
  * SECURITY: runs with the daemon's unprivileged user. The path comes from
  * policy_mailbox_path(), which already refused anything that could leave
@@ -18,7 +19,8 @@
  * STANDARDS: Maildir(5) (cr.yp.to/proto/maildir.html); Dovecot's naming
  * "time.M<usec>P<pid>Q<n>.<host>,S=<size>" and its escaping of '/' and
  * ':' in the host name (\057, \072); RFC 3463 status codes in replies.
- * THREADS: thread-safe: no shared state but an atomic counter.
+ * THREADS: thread-safe: an atomic counter and a mutex-protected set of
+ * the Maildirs whose ancestors this process has fsync'd.
  */
 #include "delivery/delivery.h"
 
@@ -28,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +39,7 @@
 
 #include "lib/dirsync.h"
 #include "lib/log.h"
+#include "lib/strset.h"
 #include "lib/util.h"
 #include "queue/spool.h"
 
@@ -45,6 +49,17 @@
 
 /* Q<n>: unique within the process even when the clock stands still. */
 static atomic_uint_fast64_t maildir_seq;
+
+/*
+ * Maildirs whose directory and ancestors this process has fsync'd. That a
+ * Maildir exists does not make it durable: another thread may have just
+ * created it and not yet fsync'd the parents, or an earlier run may have
+ * crashed between a mkdir and the parent's fsync. So the first delivery
+ * to each Maildir in a process fsyncs them, whoever created them. One
+ * entry per Maildir ever delivered to: bounded by the number of users.
+ */
+static pthread_mutex_t maildir_synced_mtx = PTHREAD_MUTEX_INITIALIZER;
+static struct strset maildir_synced;	/* all-zero is strset_init() */
 
 struct maildir_out {
 	int fd;
@@ -147,7 +162,42 @@ maildir_unique(char *out, size_t size, const char *host)
 	    (long)tv.tv_usec, (long)getpid(), (unsigned long long)n, host);
 }
 
-/* fsync path and every ancestor: directories were just created. */
+static bool
+maildir_is_synced(const char *path)
+{
+	bool r;
+
+	pthread_mutex_lock(&maildir_synced_mtx);
+	r = strset_has(&maildir_synced, path);
+	pthread_mutex_unlock(&maildir_synced_mtx);
+	return r;
+}
+
+static void
+maildir_set_synced(const char *path)
+{
+	pthread_mutex_lock(&maildir_synced_mtx);
+	strset_add(&maildir_synced, path);
+	pthread_mutex_unlock(&maildir_synced_mtx);
+}
+
+/*
+ * An ancestor above the Maildir we may search but not read (mode 0711,
+ * as home directories often are) cannot be opened to fsync: we did not
+ * create anything in it either, so skip it rather than never deliver.
+ */
+static int
+maildir_sync_parent(const char *dir)
+{
+	if (dirsync(dir) == -1 && errno != EACCES && errno != EPERM)
+		return -1;
+	return 0;
+}
+
+/*
+ * fsync path and every ancestor, through dirsync() so that deliveries
+ * into neighbouring Maildirs at the same moment share the fsyncs.
+ */
 static int
 maildir_fsync_ancestors(const char *path)
 {
@@ -158,14 +208,16 @@ maildir_fsync_ancestors(const char *path)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
+	if (dirsync(dir[0] != '\0' ? dir : "/") == -1)
+		return -1;
 	for (;;) {
-		if (fsync_dir(dir[0] != '\0' ? dir : "/") == -1)
-			return -1;
 		if ((slash = strrchr(dir, '/')) == NULL)
-			return fsync_dir(".");
+			return maildir_sync_parent(".");
 		if (slash == dir)
-			return dir[1] != '\0' ? fsync_dir("/") : 0;
+			return dir[1] != '\0' ? maildir_sync_parent("/") : 0;
 		*slash = '\0';
+		if (maildir_sync_parent(dir) == -1)
+			return -1;
 	}
 }
 
@@ -188,8 +240,8 @@ maildir_create(const char *path)
 		if (mkdir(sub, 0700) == -1 && errno != EEXIST)
 			return -1;
 	}
-	/* The new directories must survive a crash with the message. */
-	return maildir_fsync_ancestors(path);
+	/* Made durable by maildir_deliver() (created_r), before success. */
+	return 0;
 }
 
 /*
@@ -225,6 +277,7 @@ maildir_fail(char *err, size_t errsize, bool *permanent_r, int e,
 		    "(%s: %s)", what, msg);
 		break;
 	}
+	errno = e;	/* EBADMSG tells the caller the queue file is bad */
 	return -1;
 }
 
@@ -239,10 +292,13 @@ maildir_path(char *out, size_t size, const char *path, const char *sub,
 	return 0;
 }
 
-/* Open a new tmp/ file, creating the Maildir once if it is missing. */
+/*
+ * Open a new tmp/ file, creating the Maildir once if it is missing
+ * (*created_r set: its ancestors need an fsync).
+ */
 static int
 maildir_open_tmp(const char *path, const char *host, char *unique,
-    size_t usize, char *tmp, size_t tsize)
+    size_t usize, char *tmp, size_t tsize, bool *created_r)
 {
 	bool created = false;
 	int fd, tries;
@@ -256,6 +312,8 @@ maildir_open_tmp(const char *path, const char *host, char *unique,
 		if (fd != -1)
 			return fd;
 		if (errno == ENOENT && !created) {
+			/* Set first: mkdir_p may fail half-way. */
+			*created_r = true;
 			if (maildir_create(path) == -1)
 				return -1;
 			created = true;
@@ -278,18 +336,23 @@ maildir_deliver(const struct spool *sp, const char *id, const char *sender,
 	char host[MAILDIR_HOST_MAX], unique[NAME_MAX + 1];
 	char tmp[PATH_MAX], new[PATH_MAX], final[NAME_MAX + 1], dir[PATH_MAX];
 	const char *what = "tmp";
-	bool linked = false, created_new = false;
+	bool linked = false, created = false, created_new = false;
 	const char *s;
 	int fd = -1, r, e, tries;
 
 	*permanent_r = false;
 	err[0] = '\0';
 	tmp[0] = '\0';
+	/* Never from a file that parsed (qfile.c refuses absent ones). */
+	if (sender == NULL || path == NULL)
+		return maildir_fail(err, errsize, permanent_r, EINVAL,
+		    sender == NULL ? "no sender in the envelope" :
+		    "no Maildir path");
 	maildir_escape_host(host, sizeof(host), hostname);
 	o = xcalloc(1, sizeof(*o));
 
 	if ((fd = maildir_open_tmp(path, host, unique, sizeof(unique), tmp,
-	    sizeof(tmp))) == -1) {
+	    sizeof(tmp), &created)) == -1) {
 		e = errno;
 		tmp[0] = '\0';
 		goto fail;
@@ -359,6 +422,7 @@ maildir_deliver(const struct spool *sp, const char *id, const char *sender,
 		e = errno;
 		if (e == ENOENT && !created_new) {
 			/* new/ removed under us: recreate it once. */
+			created = true;
 			if (maildir_create(path) == -1) {
 				e = errno;
 				goto fail;
@@ -378,6 +442,15 @@ maildir_deliver(const struct spool *sp, const char *id, const char *sender,
 	if (dirsync(dir) == -1) {
 		e = errno;
 		goto fail;
+	}
+	/* new/ itself, and the way to it, must survive a crash too. */
+	what = "fsync Maildir";
+	if (created || !maildir_is_synced(path)) {
+		if (maildir_fsync_ancestors(path) == -1) {
+			e = errno;
+			goto fail;
+		}
+		maildir_set_synced(path);
 	}
 	if (unlink(tmp) == -1)
 		log_warn("delivery: cannot unlink %s: %s", tmp,

@@ -11,8 +11,11 @@
  * delivers every due local recipient in turn (maildir_deliver), computes
  * the new states (attempts, next attempt with exponential backoff,
  * FAILED past queue_lifetime), writes them to the queue file with
- * spool_update_rcpts() and removes the queue file once every recipient is
- * DELIVERED or FAILED. Only then does the result go back to the event
+ * spool_update_rcpts() and, once no recipient is PENDING, removes the
+ * queue file if every one was DELIVERED or moves it to failed/ if one
+ * FAILED (no bounces yet: never delete the only copy). A queue file that
+ * reads as corrupt (EBADMSG) goes to corrupt/ at once: retrying cannot
+ * fix it. Only then does the result go back to the event
  * loop, through a mutex-protected list and event_active() (the caller has
  * run evthread_use_pthreads() before creating the base). The loop frees
  * finished messages and arms the retry timers.
@@ -20,7 +23,7 @@
  * Remote recipients wait for outbound delivery (a later issue): they stay
  * PENDING with "451 4.4.0" and are retried like temporary failures.
  * Recipients that fail are logged status=bounced; bounce messages (DSN)
- * come in a later issue.
+ * come in a later issue, until then their messages wait in failed/.
  *
  * SECURITY: addresses and paths in log lines are escaped (they hold
  * client text). Workers never read the conf (it may be swapped and freed
@@ -71,7 +74,8 @@ struct sched_job {
 	char *hostname;		/* copied from the conf at submit time */
 	uint64_t lifetime;
 	uint64_t retry_base;
-	bool removed;		/* queue file gone: every recipient done */
+	bool removed;		/* queue file gone from queue/: forget it */
+	bool corrupt;		/* reading it gave EBADMSG: quarantine */
 	uint64_t delivered, deferred, failed;
 };
 
@@ -115,7 +119,11 @@ scheduler_log(const char *id, const struct envelope_rcpt *r,
 {
 	char addr[512], mbox[1024], reply[512];
 
-	log_escape(addr, sizeof(addr), r->addr, strlen(r->addr));
+	/* addr is never NULL in a parsed file; be safe anyway. */
+	if (r->addr != NULL)
+		log_escape(addr, sizeof(addr), r->addr, strlen(r->addr));
+	else
+		addr[0] = '\0';
 	if (r->mailbox != NULL)
 		log_escape(mbox, sizeof(mbox), r->mailbox,
 		    strlen(r->mailbox));
@@ -139,7 +147,7 @@ scheduler_attempt(struct sched_job *job, struct envelope_rcpt *r,
 	struct scheduler *s = msg->s;
 	uint64_t arrival;
 	bool permanent = false;
-	int ok;
+	int ok, e = 0;
 
 	r->attempts++;
 	if (r->kind == RCPT_KIND_REMOTE) {
@@ -152,10 +160,12 @@ scheduler_attempt(struct sched_job *job, struct envelope_rcpt *r,
 		    "a Maildir", sizeof(r->last_reply));
 		ok = -1;
 		permanent = true;
-	} else
+	} else {
 		ok = maildir_deliver(s->sp, msg->id, msg->env.sender,
 		    r->mailbox, job->hostname, r->last_reply,
 		    sizeof(r->last_reply), &permanent);
+		e = ok == -1 ? errno : 0;
+	}
 
 	if (ok == 0) {
 		r->status = RCPT_STATUS_DELIVERED;
@@ -165,8 +175,16 @@ scheduler_attempt(struct sched_job *job, struct envelope_rcpt *r,
 		scheduler_log(msg->id, r, "sent");
 		return;
 	}
+	if (e == EBADMSG) {
+		/*
+		 * The queue file itself is bad (it passed recovery, so it
+		 * went bad since): no retry can fix it and no recipient can
+		 * get it. The job moves it to corrupt/ for a human.
+		 */
+		job->corrupt = true;
+	}
 	arrival = msg->env.arrival != 0 ? msg->env.arrival : msg->added;
-	if (permanent || now >= arrival + job->lifetime) {
+	if (!job->corrupt && (permanent || now >= arrival + job->lifetime)) {
 		r->status = RCPT_STATUS_FAILED;
 		job->failed++;
 		scheduler_log(msg->id, r, "bounced");
@@ -178,6 +196,29 @@ scheduler_attempt(struct sched_job *job, struct envelope_rcpt *r,
 	scheduler_log(msg->id, r, "deferred");
 }
 
+/* The queue file is corrupt: out of queue/ into corrupt/, at once. */
+static void
+scheduler_quarantine(struct sched_job *job, const char *reason)
+{
+	struct sched_msg *msg = job->msg;
+	struct scheduler *s = msg->s;
+	char eb[128];
+
+	/* Best effort: the states tell a human who already has it. */
+	if (msg->dirty && spool_update_rcpts(s->sp, msg->id, &msg->env) == 0)
+		msg->dirty = false;
+	if (spool_quarantine(s->sp, msg->id, reason) == -1) {
+		log_err("delivery: id=%s queue file is corrupt (%s) and stays "
+		    "in queue/: %s", msg->id, reason,
+		    strerror_r(errno, eb, sizeof(eb)));
+		return;
+	}
+	job->removed = true;
+	log_warn("delivery: id=%s status=corrupt queue file moved to "
+	    "corrupt/, pending recipients not delivered (%s)", msg->id,
+	    reason);
+}
+
 static void
 scheduler_job_run(struct sched_job *job)
 {
@@ -185,28 +226,36 @@ scheduler_job_run(struct sched_job *job)
 	struct scheduler *s = msg->s;
 	struct envelope *env = &msg->env;
 	uint64_t now = (uint64_t)time(NULL);
-	bool done = true;
+	bool done = true, failed = false;
 	char eb[128];
 	size_t i;
 
-	for (i = 0; i < env->nrcpts; i++) {
+	for (i = 0; i < env->nrcpts && !job->corrupt; i++) {
 		struct envelope_rcpt *r = &env->rcpts[i];
 
-		if (r->status != RCPT_STATUS_PENDING)
-			continue;
-		if (r->next_attempt <= now) {
+		if (r->status == RCPT_STATUS_PENDING &&
+		    r->next_attempt <= now) {
 			scheduler_attempt(job, r, now);
 			msg->dirty = true;
 		}
-		if (r->status == RCPT_STATUS_PENDING)
+	}
+	if (job->corrupt) {
+		scheduler_quarantine(job, "content unreadable at delivery");
+		return;
+	}
+	for (i = 0; i < env->nrcpts; i++) {
+		if (env->rcpts[i].status == RCPT_STATUS_PENDING)
 			done = false;
+		else if (env->rcpts[i].status == RCPT_STATUS_FAILED)
+			failed = true;
 	}
 	/*
-	 * Every recipient done: removing the file is the whole update (if a
-	 * crash loses the unlink, the message is delivered again: twice,
-	 * never zero times), so skip the fdatasync of states nobody reads.
+	 * Every recipient delivered: removing the file is the whole update
+	 * (if a crash loses the unlink, the message is delivered again:
+	 * twice, never zero times), so skip the fdatasync of states nobody
+	 * reads.
 	 */
-	if (done && spool_remove(s->sp, msg->id) == 0) {
+	if (done && !failed && spool_remove(s->sp, msg->id) == 0) {
 		msg->dirty = false;
 		job->removed = true;
 		log_info("delivery: id=%s status=done (queue file removed)",
@@ -216,21 +265,42 @@ scheduler_job_run(struct sched_job *job)
 	/* The new states are durable before anyone acts on them. */
 	if (msg->dirty) {
 		if (spool_update_rcpts(s->sp, msg->id, env) == -1) {
+			if (errno == EBADMSG) {
+				scheduler_quarantine(job,
+				    "envelope unreadable at delivery");
+				return;
+			}
 			log_err("delivery: id=%s cannot update queue file: %s",
 			    msg->id, strerror_r(errno, eb, sizeof(eb)));
 			return;		/* dirty: the next job writes */
 		}
 		msg->dirty = false;
 	}
-	if (done) {
-		if (spool_remove(s->sp, msg->id) == 0) {
+	if (!done)
+		return;
+	if (failed) {
+		/*
+		 * Until bounces (DSN) exist, the file is the only trace of
+		 * mail we acknowledged: keep it, with its final states.
+		 */
+		if (spool_move_failed(s->sp, msg->id) == 0) {
 			job->removed = true;
-			log_info("delivery: id=%s status=done "
-			    "(queue file removed)", msg->id);
+			log_info("delivery: id=%s status=failed kept in "
+			    "failed/ (bounces are not implemented yet)",
+			    msg->id);
 		} else
-			log_err("delivery: id=%s cannot remove queue file: %s",
-			    msg->id, strerror_r(errno, eb, sizeof(eb)));
+			log_err("delivery: id=%s cannot move queue file to "
+			    "failed/: %s", msg->id,
+			    strerror_r(errno, eb, sizeof(eb)));
+		return;
 	}
+	if (spool_remove(s->sp, msg->id) == 0) {
+		job->removed = true;
+		log_info("delivery: id=%s status=done (queue file removed)",
+		    msg->id);
+	} else
+		log_err("delivery: id=%s cannot remove queue file: %s",
+		    msg->id, strerror_r(errno, eb, sizeof(eb)));
 }
 
 static void *

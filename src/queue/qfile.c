@@ -191,6 +191,21 @@ qfile_encode_state(unsigned char *rec, uint32_t index,
 	qfile_record_seal(rec, QFILE_REC_STATE, QFILE_STATE_LEN);
 }
 
+/* Every string docs/queue-format.md does not allow to be absent is set. */
+static bool
+qfile_envelope_is_complete(const struct envelope *env)
+{
+	size_t i;
+
+	if (env->sender == NULL || env->client_addr == NULL ||
+	    env->helo == NULL || env->proto == NULL)
+		return false;
+	for (i = 0; i < env->nrcpts; i++)
+		if (env->rcpts[i].orig == NULL || env->rcpts[i].addr == NULL)
+			return false;
+	return true;
+}
+
 int
 qfile_encode_tail(struct buf *b, const struct envelope *env,
     uint64_t tail_offset, uint64_t content_size)
@@ -202,6 +217,11 @@ qfile_encode_tail(struct buf *b, const struct envelope *env,
 
 	if (env->nrcpts > UINT32_MAX) {
 		errno = EMSGSIZE;
+		return -1;
+	}
+	/* What the parser would refuse is never written (nor acknowledged). */
+	if (!qfile_envelope_is_complete(env)) {
+		errno = EINVAL;
 		return -1;
 	}
 	buf_init(&p, QFILE_RECORD_MAX);
@@ -472,7 +492,8 @@ qfile_parse_mail(struct qreader *rd, const struct qrec *rec,
 	env->sender = qcur_str(&c);
 	env->envid = qcur_str(&c);
 	env->auth = qcur_str(&c);
-	if (c.bad || c.left != 0 || v > 1)
+	/* Absent (not "") is corrupt: delivery needs a Return-Path. */
+	if (c.bad || c.left != 0 || v > 1 || env->sender == NULL)
 		return qreader_bad(rd, "bad MAIL record");
 	return 0;
 }
@@ -490,7 +511,8 @@ qfile_parse_client(struct qreader *rd, const struct qrec *rec,
 	env->proto = qcur_str(&c);
 	env->tls = qcur_str(&c);
 	env->auth_user = qcur_str(&c);
-	if (c.bad || c.left != 0)
+	if (c.bad || c.left != 0 || env->client_addr == NULL ||
+	    env->helo == NULL || env->proto == NULL)
 		return qreader_bad(rd, "bad CLIENT record");
 	return 0;
 }
@@ -514,7 +536,7 @@ qfile_parse_rcpt(struct qreader *rd, const struct qrec *rec,
 	mailbox = qcur_str(&c);
 	orcpt = qcur_str(&c);
 	if (c.bad || c.left != 0 || index != env->nrcpts ||
-	    kind > RCPT_KIND_REMOTE) {
+	    kind > RCPT_KIND_REMOTE || orig == NULL || addr == NULL) {
 		ret = qreader_bad(rd, "bad RCPT record");
 		goto out;
 	}
@@ -684,6 +706,15 @@ qfile_parse_records(struct qreader *rd, int flags, struct envelope *env,
 			return -1;
 		if (type != QFILE_REC_RCPT)
 			break;
+		/*
+		 * Each RCPT needs a STATE record later in the file: stop
+		 * before the recipients outgrow what the rest of the file
+		 * can hold (millions of tiny RCPT records would otherwise
+		 * cost ~300 bytes of memory each before the missing STATE
+		 * records are noticed).
+		 */
+		if ((rd->size - rd->off) / QFILE_STATE_RECLEN <= env->nrcpts)
+			return qreader_bad(rd, "too many RCPT records");
 		if (qreader_expect(rd, &rec, QFILE_REC_RCPT) == -1 ||
 		    qfile_parse_rcpt(rd, &rec, env) == -1)
 			return -1;

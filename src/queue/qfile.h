@@ -82,7 +82,10 @@ int qfile_encode_header(struct buf *b, const char *id, uint64_t created);
 /*
  * The envelope tail: MAIL, CLIENT, RCPT x n, STATE x n and END.
  * tail_offset is the file offset where the tail will be written;
- * content_size the number of content bytes before it.
+ * content_size the number of content bytes before it. Returns 0, or -1
+ * with errno EINVAL (nothing appended) if a mandatory string is NULL
+ * (sender, client_addr, helo, proto, a recipient's orig or addr: the
+ * parser rejects such a file as corrupt), or EMSGSIZE.
  */
 int qfile_encode_tail(struct buf *b, const struct envelope *env,
     uint64_t tail_offset, uint64_t content_size);
@@ -100,7 +103,10 @@ void qfile_encode_state(unsigned char *rec, uint32_t index,
  * torn in-place update and reads as PENDING (counted in torn_states).
  * Returns 0; or -1 with errno EBADMSG and *error_r naming what is wrong
  * (the file is corrupt), or -1 with another errno for I/O errors
- * (*error_r "read error").
+ * (*error_r "read error"). A file is corrupt when it breaks the grammar,
+ * a CRC fails, a mandatory string is absent, or it has more RCPT records
+ * than the rest of the file has room for STATE records (rejected before
+ * they are all read: memory stays bounded by the file size).
  */
 int qfile_parse(int fd, int flags, struct envelope *env,
     struct qfile_info *info, const char **error_r);

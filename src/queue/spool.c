@@ -6,7 +6,7 @@
  * Entry points: spool_open(), spool_drain(), spool_close(), spool_new_id(),
  * spool_writer_new/write/commit/abort(), spool_recover(),
  * spool_read_envelope(), spool_read_content(), spool_update_rcpts(),
- * spool_remove().
+ * spool_remove(), spool_move_failed(), spool_quarantine().
  *
  * The commit pipeline (off the event loop):
  *   loop thread   spool_writer_commit(): write the envelope and END with
@@ -94,6 +94,7 @@ struct spool {
 	int incoming_fd;
 	int queue_fd;
 	int corrupt_fd;
+	int failed_fd;
 
 	pthread_mutex_t lock;		/* everything down to stats */
 	pthread_cond_t sync_cond;	/* sync_q non-empty, or stopping */
@@ -261,6 +262,8 @@ spool_free(struct spool *sp)
 		close(sp->queue_fd);
 	if (sp->corrupt_fd != -1)
 		close(sp->corrupt_fd);
+	if (sp->failed_fd != -1)
+		close(sp->failed_fd);
 	pthread_cond_destroy(&sp->sync_cond);
 	pthread_cond_destroy(&sp->commit_cond);
 	pthread_cond_destroy(&sp->drain_cond);
@@ -300,7 +303,7 @@ spool_open(const char *dir, struct event_base *base, unsigned int nsync,
 	sp = xcalloc(1, sizeof(*sp));
 	sp->dir = xstrdup(dir);
 	sp->base = base;
-	sp->incoming_fd = sp->queue_fd = sp->corrupt_fd = -1;
+	sp->incoming_fd = sp->queue_fd = sp->corrupt_fd = sp->failed_fd = -1;
 	sp->nsync = nsync == 0 ? SPOOL_NSYNC_DEFAULT : nsync;
 	if (sp->nsync > SPOOL_NSYNC_MAX)
 		sp->nsync = SPOOL_NSYNC_MAX;
@@ -322,6 +325,7 @@ spool_open(const char *dir, struct event_base *base, unsigned int nsync,
 	    (sp->incoming_fd = spool_open_subdir(sp, "incoming")) == -1 ||
 	    (sp->queue_fd = spool_open_subdir(sp, "queue")) == -1 ||
 	    (sp->corrupt_fd = spool_open_subdir(sp, "corrupt")) == -1 ||
+	    (sp->failed_fd = spool_open_subdir(sp, "failed")) == -1 ||
 	    fsync_dir(dir) == -1) {
 		*error_r = strerror(errno);
 		goto fail;
@@ -364,16 +368,28 @@ spool_run_done(struct spool *sp)
 {
 	struct spool_jobq q;
 	struct spool_job *job;
+	bool closing;
 
 	TAILQ_INIT(&q);
 	pthread_mutex_lock(&sp->lock);
 	TAILQ_CONCAT(&q, &sp->done_q, entry);
+	closing = sp->closing;
 	pthread_mutex_unlock(&sp->lock);
 	while ((job = TAILQ_FIRST(&q)) != NULL) {
 		TAILQ_REMOVE(&q, job, entry);
 		if (job->kind == SPOOL_JOB_OPEN) {
 			if (job->w != NULL)
 				sp->nwriters++;
+			/*
+			 * An open that finished during spool_close(): the
+			 * spool is freed as soon as we return, so a writer
+			 * handed out now would outlive it.
+			 */
+			if (closing && job->w != NULL) {
+				spool_writer_abort(job->w);
+				job->w = NULL;
+				job->error = ESHUTDOWN;
+			}
 			job->open_cb(job->arg, job->cookie, job->w,
 			    job->error);
 		} else
@@ -415,6 +431,7 @@ void
 spool_close(struct spool *sp)
 {
 	struct spool_stats st;
+	bool empty;
 
 	if (sp == NULL)
 		return;
@@ -427,7 +444,16 @@ spool_close(struct spool *sp)
 	pthread_mutex_unlock(&sp->lock);
 	spool_wait_idle(sp);
 	spool_stop_threads(sp);
-	spool_run_done(sp);
+	/* Until empty: a callback may call spool_writer_open(), whose
+	 * ESHUTDOWN answer goes through done_q too. */
+	for (;;) {
+		pthread_mutex_lock(&sp->lock);
+		empty = TAILQ_EMPTY(&sp->done_q);
+		pthread_mutex_unlock(&sp->lock);
+		if (empty)
+			break;
+		spool_run_done(sp);
+	}
 
 	spool_get_stats(sp, &st);
 	log_info("spool: stats file_fsyncs=%llu dir_fsyncs=%llu commits=%llu "
@@ -809,6 +835,7 @@ spool_writer_commit(struct spool_writer *w, const struct envelope *env,
 	struct spool *sp = w->sp;
 	struct spool_job *job;
 	struct buf tail;
+	bool incomplete = false;
 
 	job = xcalloc(1, sizeof(*job));
 	strlcpy(job->id, w->id, sizeof(job->id));
@@ -819,8 +846,10 @@ spool_writer_commit(struct spool_writer *w, const struct envelope *env,
 
 	if (spool_writer_flush(w) == 0) {
 		buf_init(&tail, SPOOL_TAIL_MAX);
-		if (qfile_encode_tail(&tail, env, w->offset, w->size) == -1 ||
-		    write_all(w->fd, tail.data, tail.len) == -1)
+		if (qfile_encode_tail(&tail, env, w->offset, w->size) == -1) {
+			w->error = errno;
+			incomplete = errno == EINVAL;
+		} else if (write_all(w->fd, tail.data, tail.len) == -1)
 			w->error = errno;
 		buf_free(&tail);
 	}
@@ -829,8 +858,12 @@ spool_writer_commit(struct spool_writer *w, const struct envelope *env,
 
 	if (job->error != 0) {
 		/* Never durable: report it from the loop, not from here. */
-		log_err("spool: id=%s write failed: %s", job->id,
-		    strerror(job->error));
+		if (incomplete)
+			log_err("spool: id=%s not queued: the envelope lacks "
+			    "a mandatory field (a bug)", job->id);
+		else
+			log_err("spool: id=%s write failed: %s", job->id,
+			    strerror(job->error));
 		close(job->fd);
 		job->fd = -1;
 		unlinkat(sp->incoming_fd, job->id, 0);
@@ -919,31 +952,54 @@ spool_free_names(char **names, ssize_t n)
 	free(names);
 }
 
-/* Move queue/name to corrupt/ (never over an older one). */
+/*
+ * Rename queue/name into the directory dfd under the same name, or
+ * name.1, name.2... when taken: never over an older file. The name used
+ * goes to target. Returns 0, or -1 with errno (EEXIST: no free name).
+ */
 static int
-spool_move_corrupt(struct spool *sp, const char *name, const char *reason)
+spool_move_out(const struct spool *sp, const char *name, int dfd,
+    char *target, size_t tsize)
 {
-	char esc[128], target[NAME_MAX + 1];
 	int i;
 
-	log_escape(esc, sizeof(esc), name, strlen(name));
 	for (i = 0; i < SPOOL_CORRUPT_TRIES; i++) {
 		if (i == 0)
-			strlcpy(target, name, sizeof(target));
+			strlcpy(target, name, tsize);
 		else
-			snprintf(target, sizeof(target), "%.200s.%d", name, i);
-		if (faccessat(sp->corrupt_fd, target, F_OK,
-		    AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT)
+			snprintf(target, tsize, "%.200s.%d", name, i);
+		if (faccessat(dfd, target, F_OK, AT_SYMLINK_NOFOLLOW) == -1 &&
+		    errno == ENOENT)
 			break;
 	}
 	if (i == SPOOL_CORRUPT_TRIES) {
-		log_err("spool: corrupt queue file id=%s left in queue/: "
-		    "no free name in corrupt/ (%s)", esc, reason);
+		errno = EEXIST;
 		return -1;
 	}
-	if (renameat(sp->queue_fd, name, sp->corrupt_fd, target) == -1) {
-		log_err("spool: corrupt queue file id=%s could not be moved "
-		    "to corrupt/: %s (%s)", esc, strerror(errno), reason);
+	return renameat(sp->queue_fd, name, dfd, target);
+}
+
+/* Move queue/name to corrupt/ with a log line. Returns 0 or -1 (errno). */
+static int
+spool_move_corrupt(const struct spool *sp, const char *name,
+    const char *reason)
+{
+	char esc[128], target[NAME_MAX + 1];
+	int saved;
+
+	log_escape(esc, sizeof(esc), name, strlen(name));
+	if (spool_move_out(sp, name, sp->corrupt_fd, target,
+	    sizeof(target)) == -1) {
+		saved = errno;
+		if (saved == EEXIST)
+			log_err("spool: corrupt queue file id=%s left in "
+			    "queue/: no free name in corrupt/ (%s)", esc,
+			    reason);
+		else
+			log_err("spool: corrupt queue file id=%s could not be "
+			    "moved to corrupt/: %s (%s)", esc, strerror(saved),
+			    reason);
+		errno = saved;
 		return -1;
 	}
 	log_warn("spool: corrupt queue file id=%s moved to corrupt/: %s", esc,
@@ -1178,4 +1234,61 @@ spool_remove(const struct spool *sp, const char *id)
 	 * it again.
 	 */
 	return unlinkat(sp->queue_fd, id, 0);
+}
+
+/* The new name in dfd durable first, then the old one gone from queue/. */
+static int
+spool_sync_move(const struct spool *sp, int dfd)
+{
+	if (fsync(dfd) == -1 || fsync(sp->queue_fd) == -1)
+		return -1;
+	return 0;
+}
+
+int
+spool_quarantine(const struct spool *sp, const char *id, const char *reason)
+{
+	int saved;
+
+	if (!spool_is_valid_id(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (spool_move_corrupt(sp, id, reason) == -1)
+		return -1;
+	if (spool_sync_move(sp, sp->corrupt_fd) == -1) {
+		/* Moved; only its durability is in doubt (see below). */
+		saved = errno;
+		log_err("spool: id=%s fsync after moving to corrupt/: %s", id,
+		    strerror(saved));
+	}
+	return 0;
+}
+
+int
+spool_move_failed(const struct spool *sp, const char *id)
+{
+	char target[NAME_MAX + 1];
+	int saved;
+
+	if (!spool_is_valid_id(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (spool_move_out(sp, id, sp->failed_fd, target,
+	    sizeof(target)) == -1)
+		return -1;
+	if (strcmp(target, id) != 0)
+		log_warn("spool: id=%s stored as failed/%s", id, target);
+	/*
+	 * Should the rename be lost in a crash, the file is back in queue/
+	 * with every state final and the scheduler moves it again: kept
+	 * either way, so an fsync error is logged, not returned.
+	 */
+	if (spool_sync_move(sp, sp->failed_fd) == -1) {
+		saved = errno;
+		log_err("spool: id=%s fsync after moving to failed/: %s", id,
+		    strerror(saved));
+	}
+	return 0;
 }

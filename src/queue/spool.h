@@ -4,7 +4,10 @@
  * Layout under the spool directory:
  *   incoming/ID   being written; deleted at start-up if it lacks END
  *   queue/ID      committed: complete and fsync'd, directory fsync'd
- *   corrupt/ID    could not be parsed at start-up; kept for a human
+ *   corrupt/ID    could not be parsed at start-up, or its content went
+ *                 bad after (spool_quarantine()); kept for a human
+ *   failed/ID     every recipient done, at least one FAILED: kept, never
+ *                 deleted, until bounces (DSN) exist; states are final
  *
  * A message is written to incoming/ (O_EXCL, 0600), content streamed in by
  * the session, then spool_writer_commit() hands it to the commit pipeline:
@@ -44,9 +47,9 @@ struct spool_stats {
 };
 
 /*
- * Open (creating incoming/, queue/, corrupt/ if absent, mode 0700) the
- * spool at dir. nsync is the number of file-fsync threads. Returns NULL
- * and sets *error_r (static or strerror text) on failure.
+ * Open (creating incoming/, queue/, corrupt/, failed/ if absent, mode
+ * 0700) the spool at dir. nsync is the number of file-fsync threads.
+ * Returns NULL and sets *error_r (static or strerror text) on failure.
  */
 struct spool *spool_open(const char *dir, struct event_base *base,
     unsigned int nsync, const char **error_r);
@@ -58,8 +61,10 @@ struct spool *spool_open(const char *dir, struct event_base *base,
  * callbacks of the commits that finish during the drain (and of any
  * completion not yet delivered by the loop) run from within spool_close(),
  * on the calling thread, before it returns: a session still waiting gets
- * its answer. Those callbacks must not call spool_close(); a
- * spool_writer_new() from them fails with ESHUTDOWN. Call it on the loop
+ * its answer. A spool_writer_open() that finishes during the drain gets
+ * no writer (the file is removed) and error ESHUTDOWN. Those callbacks
+ * must not call spool_close(); a spool_writer_new() or
+ * spool_writer_open() from them fails with ESHUTDOWN. Call it on the loop
  * thread before event_base_free(). spool_close(NULL) is a no-op. Logs
  * "spool: stats file_fsyncs=N dir_fsyncs=N commits=N errors=N batches=N".
  */
@@ -125,7 +130,9 @@ typedef void (*spool_commit_cb)(void *arg, uint64_t cookie, const char *id,
  * Finish the message with env (copied) and an END record and queue it for
  * durable commit. Takes ownership of w. cb(arg, cookie, id, error) runs
  * later on the loop, never during this call. cookie is the session id so
- * the callback can find out whether the session still exists.
+ * the callback can find out whether the session still exists. An env with
+ * a NULL sender, client_addr, helo, proto, or recipient orig or addr
+ * fails with EINVAL (the file would be corrupt).
  */
 void spool_writer_commit(struct spool_writer *w, const struct envelope *env,
     spool_commit_cb cb, void *arg, uint64_t cookie);
@@ -173,7 +180,28 @@ int spool_read_content(const struct spool *sp, const char *id,
 int spool_update_rcpts(const struct spool *sp, const char *id,
     const struct envelope *env);
 
-/* Remove a message whose every recipient is done. Returns 0 or -1. */
+/*
+ * Remove a message whose every recipient is DELIVERED. Returns 0 or -1.
+ * A message with a FAILED recipient goes to spool_move_failed() instead:
+ * until bounces exist, the file is the only trace of mail we accepted.
+ */
 int spool_remove(const struct spool *sp, const char *id);
+
+/*
+ * Move queue/ID to failed/ID (failed/ID.N if taken; logged) and fsync
+ * both directories. Call it after spool_update_rcpts() so that the final
+ * states and replies are in the file. Returns 0 or -1 with errno (EINVAL:
+ * bad id, ENOENT: no such queue file).
+ */
+int spool_move_failed(const struct spool *sp, const char *id);
+
+/*
+ * Move queue/ID to corrupt/ID as start-up recovery does, with the log
+ * line "spool: corrupt queue file id=ID moved to corrupt/: REASON", and
+ * fsync both directories. For a file found bad after start-up (a CONTENT
+ * CRC failing at delivery). Returns 0 or -1 with errno.
+ */
+int spool_quarantine(const struct spool *sp, const char *id,
+    const char *reason);
 
 #endif

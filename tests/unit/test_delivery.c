@@ -1,7 +1,9 @@
 /*
  * test_delivery.c: Maildir delivery from a real spool (file only in new/,
  * exact bytes, S= size, unique names, errors) and the scheduler (two local
- * recipients, retry after a temporary failure, remote recipients).
+ * recipients, retry after a temporary failure, remote recipients, failed
+ * messages kept in failed/, content gone bad moved to corrupt/, absent
+ * strings, and the once-per-process fsync of a Maildir's ancestors).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,8 +27,10 @@
 
 #include "conf/conf.h"
 #include "delivery/delivery.h"
+#include "lib/dirsync.h"
 #include "lib/util.h"
 #include "queue/envelope.h"
+#include "queue/qfile.h"
 #include "queue/spool.h"
 
 struct fixture {
@@ -511,6 +515,65 @@ queue_file_exists(struct fixture *f, const char *id)
 	return r;
 }
 
+static bool
+spool_file_exists(struct fixture *f, const char *sub, const char *id)
+{
+	char *path = xasprintf("%s/%s/%s", f->spooldir, sub, id);
+	bool r = access(path, F_OK) == 0;
+
+	free(path);
+	return r;
+}
+
+/* Parse SPOOL/sub/id (any directory, CONTENT checked) into env. */
+static void
+read_spool_file(struct fixture *f, const char *sub, const char *id,
+    struct envelope *env)
+{
+	struct qfile_info info;
+	const char *error = NULL;
+	char *path = xasprintf("%s/%s/%s", f->spooldir, sub, id);
+	int fd;
+
+	fd = open(path, O_RDONLY);
+	assert_true(fd != -1);
+	envelope_init(env);
+	if (qfile_parse(fd, QFILE_VERIFY_CONTENT, env, &info, &error) != 0)
+		fail_msg("%s: %s", path, error);
+	close(fd);
+	free(path);
+}
+
+/* Capture stderr (the log) into a file between begin and end. */
+static void
+capture_begin(int *saved_r, char *path, size_t size)
+{
+	int fd;
+
+	snprintf(path, size, "/tmp/petrel-test-delivery-log.%d",
+	    (int)getpid());
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd != -1);
+	fflush(stderr);
+	*saved_r = dup(STDERR_FILENO);
+	dup2(fd, STDERR_FILENO);
+	close(fd);
+}
+
+static char *
+capture_end(int saved, const char *path)
+{
+	size_t len;
+	char *log;
+
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	log = read_whole(path, &len);
+	unlink(path);
+	return log;
+}
+
 static struct conf *
 sched_conf(uint64_t lifetime)
 {
@@ -688,7 +751,10 @@ test_scheduler_remote(void **state)
 	    "451 4.4.0 outbound delivery not yet available");
 	envelope_free(&disk);
 
-	/* Past the lifetime: FAILED (bounce logged), queue file removed. */
+	/*
+	 * Past the lifetime: FAILED (bounce logged). No bounce message
+	 * exists yet, so the file is the only copy: kept in failed/.
+	 */
 	c->queue_lifetime = 0;
 	make_env(&disk, "from@example.test");
 	envelope_rcpt_add(&disk, "y@example.test", "y@remote.test", NULL,
@@ -702,7 +768,13 @@ test_scheduler_remote(void **state)
 	assert_int_equal(st.failed, 1);
 	assert_int_equal(st.delivered, 0);
 	assert_false(queue_file_exists(f, id2));
+	assert_true(spool_file_exists(f, "failed", id2));
 	assert_true(queue_file_exists(f, id));
+	envelope_free(&disk);
+	read_spool_file(f, "failed", id2, &disk);
+	assert_int_equal(disk.rcpts[0].status, RCPT_STATUS_FAILED);
+	assert_string_equal(disk.rcpts[0].last_reply,
+	    "451 4.4.0 outbound delivery not yet available");
 	envelope_free(&disk);
 
 	/* Freeing with a message queued leaves its file for next time. */
@@ -743,6 +815,264 @@ test_scheduler_free_busy(void **state)
 	envelope_free(&env);
 }
 
+/*
+ * A message past queue_lifetime: one recipient delivered, the other
+ * failing. Without bounces the queue file is the only copy of mail we
+ * acknowledged: it goes to failed/ with its states, never deleted.
+ */
+static void
+test_scheduler_failed_kept(void **state)
+{
+	struct fixture *f = *state;
+	struct scheduler_stats st;
+	struct sched_wait w;
+	struct envelope env, disk;
+	struct conf *c;
+	char id[QUEUE_ID_MAX], *m1, *m2, logpath[128], want[256], *log;
+	bool ok;
+	int fd, saved;
+	const char *msg = "Subject: old\r\n\r\nstale\r\n";
+
+	c = sched_conf(5 * 86400);
+	m1 = xasprintf("%s/blocked-mbox", f->dir);
+	m2 = xasprintf("%s/mail/fine", f->dir);
+	fd = open(m1, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd != -1);
+	close(fd);
+	make_env(&env, "from@example.test");
+	env.arrival = (uint64_t)time(NULL) - 6 * 86400;
+	envelope_rcpt_add(&env, "a@example.test", "a@example.test", m1,
+	    RCPT_KIND_LOCAL, 0, NULL);
+	envelope_rcpt_add(&env, "b@example.test", "b@example.test", m2,
+	    RCPT_KIND_LOCAL, 0, NULL);
+	commit_message(f, &env, msg, strlen(msg), 0, id);
+
+	memset(&w, 0, sizeof(w));
+	capture_begin(&saved, logpath, sizeof(logpath));
+	w.s = scheduler_new(f->base, f->sp, c, 1);
+	scheduler_add(w.s, id, &env);
+	w.delivered = 1;
+	w.failed = 1;
+	w.queued = 0;
+	/* No assertion while stderr is captured. */
+	ok = run_until(f, stats_reached, &w, 10000);
+	scheduler_free(w.s);
+	log = capture_end(saved, logpath);
+	if (!ok)
+		fail_msg("not done in 10 s:\n%s", log);
+
+	assert_false(queue_file_exists(f, id));
+	assert_true(spool_file_exists(f, "failed", id));
+	read_spool_file(f, "failed", id, &disk);
+	assert_int_equal(disk.nrcpts, 2);
+	assert_int_equal(disk.rcpts[0].status, RCPT_STATUS_FAILED);
+	assert_int_equal(disk.rcpts[0].attempts, 1);
+	assert_memory_equal(disk.rcpts[0].last_reply, "451 4.3.0 ", 10);
+	assert_int_equal(disk.rcpts[1].status, RCPT_STATUS_DELIVERED);
+	assert_string_equal(disk.rcpts[1].last_reply,
+	    "250 2.0.0 delivered to Maildir");
+	envelope_free(&disk);
+	assert_int_equal(count_dir(m2, "new"), 1);
+	snprintf(want, sizeof(want), "delivery: id=%s status=failed kept in "
+	    "failed/ (bounces are not implemented yet)", id);
+	if (strstr(log, want) == NULL)
+		fail_msg("log lacks \"%s\":\n%s", want, log);
+	free(log);
+
+	/*
+	 * A file left in queue/ with every state final (a crash between
+	 * the state update and the move) goes to failed/ at the next start.
+	 */
+	{
+		char id2[QUEUE_ID_MAX];
+
+		env.rcpts[0].status = RCPT_STATUS_FAILED;
+		env.rcpts[1].status = RCPT_STATUS_DELIVERED;
+		commit_message(f, &env, msg, strlen(msg), 0, id2);
+		w.s = scheduler_new(f->base, f->sp, c, 1);
+		scheduler_add(w.s, id2, &env);
+		w.delivered = 0;
+		w.failed = 0;
+		w.queued = 0;
+		assert_true(run_until(f, stats_reached, &w, 10000));
+		scheduler_get_stats(w.s, &st);
+		assert_int_equal(st.delivered, 0);
+		scheduler_free(w.s);
+		assert_false(queue_file_exists(f, id2));
+		assert_true(spool_file_exists(f, "failed", id2));
+		assert_int_equal(count_dir(m2, "new"), 1);
+	}
+	sched_conf_free(c);
+	free(m1);
+	free(m2);
+	envelope_free(&env);
+}
+
+/* Content that went bad after start-up: corrupt/ at once, no retries. */
+static void
+test_scheduler_corrupt_content(void **state)
+{
+	struct fixture *f = *state;
+	struct scheduler_stats st;
+	struct sched_wait w;
+	struct envelope env;
+	struct conf *c;
+	char id[QUEUE_ID_MAX], *m, *path, *data, logpath[128], *log, *p;
+	char want[256];
+	size_t len;
+	bool ok;
+	int fd, saved;
+	const char *msg = "Subject: rot\r\n\r\nbit rot here\r\n";
+
+	c = sched_conf(5 * 86400);
+	m = xasprintf("%s/mail/rot", f->dir);
+	make_env(&env, "from@example.test");
+	envelope_rcpt_add(&env, "r@example.test", "r@example.test", m,
+	    RCPT_KIND_LOCAL, 0, NULL);
+	commit_message(f, &env, msg, strlen(msg), 0, id);
+	path = xasprintf("%s/queue/%s", f->spooldir, id);
+	data = read_whole(path, &len);
+	p = memmem(data, len, "bit rot", 7);
+	assert_non_null(p);
+	fd = open(path, O_WRONLY);
+	assert_true(fd != -1);
+	assert_int_equal(pwrite(fd, "B", 1, (off_t)(p - data)), 1);
+	close(fd);
+	free(data);
+
+	memset(&w, 0, sizeof(w));
+	capture_begin(&saved, logpath, sizeof(logpath));
+	w.s = scheduler_new(f->base, f->sp, c, 1);
+	scheduler_add(w.s, id, &env);
+	w.queued = 0;
+	/* The retry base is 60 s: only a quarantine empties it this fast. */
+	ok = run_until(f, stats_reached, &w, 10000);
+	scheduler_get_stats(w.s, &st);
+	scheduler_free(w.s);
+	log = capture_end(saved, logpath);
+	if (!ok)
+		fail_msg("still queued after 10 s:\n%s", log);
+	assert_int_equal(st.delivered, 0);
+	assert_int_equal(st.failed, 0);
+	assert_false(queue_file_exists(f, id));
+	assert_true(spool_file_exists(f, "corrupt", id));
+	assert_int_equal(count_dir(m, "new"), 0);
+	assert_int_equal(count_dir(m, "tmp"), 0);
+	snprintf(want, sizeof(want), "spool: corrupt queue file id=%s moved "
+	    "to corrupt/: ", id);
+	if (strstr(log, want) == NULL)
+		fail_msg("log lacks \"%s\":\n%s", want, log);
+	free(log);
+	free(path);
+	sched_conf_free(c);
+	free(m);
+	envelope_free(&env);
+}
+
+/* Missing strings in memory must not crash a worker (defence in depth). */
+static void
+test_null_fields_no_crash(void **state)
+{
+	struct fixture *f = *state;
+	struct sched_wait w;
+	struct envelope env, mem;
+	struct conf *c;
+	char id[QUEUE_ID_MAX], err[256], *m;
+	bool perm = true;
+	const char *msg = "Subject: n\r\n\r\nx\r\n";
+
+	c = sched_conf(5 * 86400);
+	m = xasprintf("%s/mail/null", f->dir);
+	make_env(&env, "from@example.test");
+	envelope_rcpt_add(&env, "r@example.test", "r@example.test", m,
+	    RCPT_KIND_LOCAL, 0, NULL);
+	commit_message(f, &env, msg, strlen(msg), 0, id);
+
+	assert_int_equal(maildir_deliver(f->sp, id, NULL, m, "h", err,
+	    sizeof(err), &perm), -1);
+	assert_false(perm);
+	assert_memory_equal(err, "451 4.3.0 ", 10);
+	assert_int_equal(count_dir(m, "new"), 0);
+
+	envelope_copy(&mem, &env);
+	free(mem.sender);
+	mem.sender = NULL;
+	free(mem.rcpts[0].addr);
+	mem.rcpts[0].addr = NULL;
+	memset(&w, 0, sizeof(w));
+	w.s = scheduler_new(f->base, f->sp, c, 1);
+	scheduler_add(w.s, id, &mem);
+	w.deferred = 1;
+	w.queued = 1;
+	assert_true(run_until(f, stats_reached, &w, 10000));
+	scheduler_free(w.s);
+	assert_true(queue_file_exists(f, id));
+	envelope_free(&mem);
+	sched_conf_free(c);
+	free(m);
+	envelope_free(&env);
+}
+
+/* Directories in path up to the root ("/a/b" has 3: /a/b, /a, /). */
+static uint64_t
+count_levels(const char *path)
+{
+	uint64_t n = 1;
+	const char *p;
+
+	for (p = path + 1; *p != '\0'; p++)
+		if (*p == '/')
+			n++;
+	return n + 1;
+}
+
+/*
+ * A Maildir that already exists (another thread made it, or a crash came
+ * between its mkdir and the parent fsync): the first delivery of this
+ * process still fsyncs it and its ancestors; later ones only new/.
+ */
+static void
+test_maildir_ancestors_synced(void **state)
+{
+	struct fixture *f = *state;
+	struct envelope env;
+	char id[QUEUE_ID_MAX], err[256], *m, *sub;
+	const char *subs[] = { "", "/tmp", "/new", "/cur" };
+	uint64_t before, first, second;
+	size_t i;
+	bool perm;
+	const char *msg = "Subject: s\r\n\r\nx\r\n";
+
+	make_env(&env, "from@example.test");
+	envelope_rcpt_add(&env, "r@example.test", "r@example.test", "/m",
+	    RCPT_KIND_LOCAL, 0, NULL);
+	commit_message(f, &env, msg, strlen(msg), 0, id);
+	m = xasprintf("%s/pre/made/box", f->dir);
+	assert_int_equal(mkdir_p(m, 0700), 0);
+	for (i = 1; i < nitems(subs); i++) {
+		sub = xasprintf("%s%s", m, subs[i]);
+		assert_int_equal(mkdir(sub, 0700), 0);
+		free(sub);
+	}
+
+	before = dirsync_count();
+	assert_int_equal(maildir_deliver(f->sp, id, "a@b", m, "h", err,
+	    sizeof(err), &perm), 0);
+	first = dirsync_count() - before;
+	before = dirsync_count();
+	assert_int_equal(maildir_deliver(f->sp, id, "a@b", m, "h", err,
+	    sizeof(err), &perm), 0);
+	second = dirsync_count() - before;
+	print_message("dirsyncs: first delivery %llu, second %llu\n",
+	    (unsigned long long)first, (unsigned long long)second);
+	/* new/, then the Maildir and every ancestor up to /. */
+	assert_int_equal(first, 1 + count_levels(m));
+	assert_int_equal(second, 1);
+	assert_int_equal(count_dir(m, "new"), 2);
+	free(m);
+	envelope_free(&env);
+}
+
 int
 main(void)
 {
@@ -760,6 +1090,14 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_scheduler_remote, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_scheduler_free_busy,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scheduler_failed_kept,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scheduler_corrupt_content,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_null_fields_no_crash,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_maildir_ancestors_synced,
 		    setup, teardown),
 	};
 

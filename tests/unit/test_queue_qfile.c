@@ -2,7 +2,9 @@
  * test_queue_qfile.c: the queue file format (src/queue/qfile.c) on its
  * own: CRC32, encode/parse round trip, and that every truncation and every
  * single-byte change of a valid file is caught (except inside a STATE
- * record, which reads as PENDING: a torn in-place update).
+ * record, which reads as PENDING: a torn in-place update); crafted
+ * CRC-valid files with an absent mandatory field or with more RCPT
+ * records than the file has room for STATE records are corrupt.
  */
 #include <sys/stat.h>
 
@@ -76,6 +78,17 @@ fill_envelope(struct envelope *env)
 	env->rcpts[i].next_attempt = 1764400000;
 	strlcpy(env->rcpts[i].last_reply, "550 5.1.1 no such user",
 	    sizeof(env->rcpts[i].last_reply));
+}
+
+/* Mandatory fields only: no recipients, every optional string NULL. */
+static void
+minimal_envelope(struct envelope *env)
+{
+	envelope_init(env);
+	env->sender = xstrdup("");
+	env->client_addr = xstrdup("127.0.0.1");
+	env->helo = xstrdup("localhost");
+	env->proto = xstrdup("SMTP");
 }
 
 static void
@@ -200,16 +213,306 @@ test_roundtrip(void **state)
 	    b.len - QFILE_END_RECLEN);
 	envelope_free(&got);
 
-	/* An envelope without recipients and with every string NULL. */
+	/*
+	 * The smallest valid envelope: no recipients, the mandatory strings
+	 * (docs/queue-format.md) set, every optional one absent.
+	 */
 	envelope_free(&env);
 	buf_free(&b);
-	envelope_init(&env);
+	minimal_envelope(&env);
 	build_file(&b, &env, &content);
 	assert_int_equal(parse_bytes(b.data, b.len, QFILE_VERIFY_CONTENT,
 	    &got, &info, &error), 0);
 	assert_envelope_equal(&got, &env);
-	assert_null(got.sender);
+	assert_string_equal(got.sender, "");
+	assert_null(got.envid);
+	assert_null(got.auth);
+	assert_null(got.client_name);
+	assert_null(got.tls);
+	assert_null(got.auth_user);
 	envelope_free(&got);
+	envelope_free(&env);
+	buf_free(&b);
+}
+
+/* ---- Crafted files: what a bug or a human could leave in queue/ ---- */
+
+static void
+raw_u32(struct buf *p, uint32_t v)
+{
+	unsigned char t[4] = { (unsigned char)(v >> 24),
+	    (unsigned char)(v >> 16), (unsigned char)(v >> 8),
+	    (unsigned char)v };
+
+	assert_int_equal(buf_append(p, t, sizeof(t)), 0);
+}
+
+static void
+raw_u64(struct buf *p, uint64_t v)
+{
+	raw_u32(p, (uint32_t)(v >> 32));
+	raw_u32(p, (uint32_t)v);
+}
+
+static void
+raw_str(struct buf *p, const char *s)
+{
+	if (s == NULL) {
+		raw_u32(p, QFILE_STR_NULL);
+		return;
+	}
+	raw_u32(p, (uint32_t)strlen(s));
+	assert_int_equal(buf_append(p, s, strlen(s)), 0);
+}
+
+/*
+ * The envelope tail written from the format description, independently of
+ * qfile_encode_tail(): it writes absent strings wherever env has NULL, so
+ * it can make CRC-valid files the real encoder refuses to write.
+ */
+static void
+raw_tail(struct buf *b, const struct envelope *env, uint64_t content_size)
+{
+	unsigned char state[QFILE_STATE_RECLEN];
+	uint64_t env_off = b->len, state_off;
+	struct buf p;
+	size_t i;
+
+	buf_init(&p, QFILE_RECORD_MAX);
+	raw_u32(&p, (uint32_t)env->body);
+	raw_u64(&p, env->size);
+	raw_u32(&p, env->smtputf8 ? 1 : 0);
+	raw_u32(&p, (uint32_t)env->ret);
+	raw_str(&p, env->sender);
+	raw_str(&p, env->envid);
+	raw_str(&p, env->auth);
+	assert_int_equal(qfile_record_append(b, QFILE_REC_MAIL, p.data,
+	    p.len), 0);
+	buf_reset(&p);
+	raw_u64(&p, env->arrival);
+	raw_str(&p, env->client_addr);
+	raw_str(&p, env->client_name);
+	raw_str(&p, env->helo);
+	raw_str(&p, env->proto);
+	raw_str(&p, env->tls);
+	raw_str(&p, env->auth_user);
+	assert_int_equal(qfile_record_append(b, QFILE_REC_CLIENT, p.data,
+	    p.len), 0);
+	for (i = 0; i < env->nrcpts; i++) {
+		const struct envelope_rcpt *r = &env->rcpts[i];
+
+		buf_reset(&p);
+		raw_u32(&p, (uint32_t)i);
+		raw_u32(&p, (uint32_t)r->kind);
+		raw_u32(&p, r->notify);
+		raw_str(&p, r->orig);
+		raw_str(&p, r->addr);
+		raw_str(&p, r->mailbox);
+		raw_str(&p, r->orcpt);
+		assert_int_equal(qfile_record_append(b, QFILE_REC_RCPT,
+		    p.data, p.len), 0);
+	}
+	state_off = b->len;
+	for (i = 0; i < env->nrcpts; i++) {
+		qfile_encode_state(state, (uint32_t)i, &env->rcpts[i]);
+		assert_int_equal(buf_append(b, state, sizeof(state)), 0);
+	}
+	buf_reset(&p);
+	raw_u64(&p, content_size);
+	raw_u64(&p, env_off);
+	raw_u64(&p, state_off);
+	raw_u32(&p, (uint32_t)env->nrcpts);
+	assert_int_equal(qfile_record_append(b, QFILE_REC_END, p.data, p.len),
+	    0);
+	buf_free(&p);
+}
+
+/* Which mandatory string to take away, and the reason the parser gives. */
+struct null_case {
+	const char *field;
+	const char *error;
+};
+
+static const struct null_case null_cases[] = {
+	{ "sender", "bad MAIL record" },
+	{ "client_addr", "bad CLIENT record" },
+	{ "helo", "bad CLIENT record" },
+	{ "proto", "bad CLIENT record" },
+	{ "orig", "bad RCPT record" },
+	{ "addr", "bad RCPT record" },
+};
+
+static void
+null_field(struct envelope *env, const char *field)
+{
+	char **f;
+
+	if (strcmp(field, "sender") == 0)
+		f = &env->sender;
+	else if (strcmp(field, "client_addr") == 0)
+		f = &env->client_addr;
+	else if (strcmp(field, "helo") == 0)
+		f = &env->helo;
+	else if (strcmp(field, "proto") == 0)
+		f = &env->proto;
+	else if (strcmp(field, "orig") == 0)
+		f = &env->rcpts[1].orig;	/* not only the first */
+	else
+		f = &env->rcpts[1].addr;
+	free(*f);
+	*f = NULL;
+}
+
+static void
+test_raw_tail_matches_encoder(void **state)
+{
+	struct envelope env;
+	struct buf a, b;
+
+	(void)state;
+	/* The crafting helper writes exactly what the encoder writes. */
+	fill_envelope(&env);
+	buf_init(&a, 1 << 20);
+	buf_init(&b, 1 << 20);
+	assert_int_equal(qfile_encode_header(&a, "ID", 1), 0);
+	assert_int_equal(qfile_encode_header(&b, "ID", 1), 0);
+	assert_int_equal(qfile_encode_tail(&a, &env, a.len, 0), 0);
+	raw_tail(&b, &env, 0);
+	assert_int_equal(a.len, b.len);
+	assert_memory_equal(a.data, b.data, a.len);
+	buf_free(&a);
+	buf_free(&b);
+	envelope_free(&env);
+}
+
+static void
+test_null_mandatory_field(void **state)
+{
+	struct envelope env, got;
+	struct qfile_info info;
+	struct buf b;
+	const char *error;
+	size_t i, before;
+
+	(void)state;
+	for (i = 0; i < nitems(null_cases); i++) {
+		fill_envelope(&env);
+		null_field(&env, null_cases[i].field);
+
+		/* A CRC-valid file with the field absent is corrupt... */
+		buf_init(&b, 1 << 20);
+		assert_int_equal(qfile_encode_header(&b, "ID", 1), 0);
+		assert_int_equal(qfile_record_append(&b, QFILE_REC_CONTENT,
+		    "x\r\n", 3), 0);
+		raw_tail(&b, &env, 3);
+		error = NULL;
+		if (parse_bytes(b.data, b.len, QFILE_VERIFY_CONTENT, &got,
+		    &info, &error) != -1)
+			fail_msg("%s absent: parsed, want EBADMSG",
+			    null_cases[i].field);
+		assert_int_equal(errno, EBADMSG);
+		assert_non_null(error);
+		if (strcmp(error, null_cases[i].error) != 0)
+			fail_msg("%s absent: error \"%s\", want \"%s\"",
+			    null_cases[i].field, error, null_cases[i].error);
+		assert_null(got.sender);
+		assert_int_equal(got.nrcpts, 0);
+
+		/* ...and the encoder refuses to write it at all. */
+		before = b.len;
+		errno = 0;
+		assert_int_equal(qfile_encode_tail(&b, &env, b.len, 3), -1);
+		assert_int_equal(errno, EINVAL);
+		assert_int_equal(b.len, before);
+		buf_free(&b);
+		envelope_free(&env);
+	}
+}
+
+/* Minimal RCPT payloads after MAIL and CLIENT, and no STATE at all. */
+static void
+build_rcpt_bomb(struct buf *b, uint32_t n)
+{
+	struct envelope env;
+	unsigned char pl[28];
+	struct buf t;
+	uint32_t i;
+
+	minimal_envelope(&env);
+	assert_int_equal(qfile_encode_header(b, "BOMB", 1), 0);
+	buf_init(&t, 1 << 20);
+	assert_int_equal(qfile_encode_tail(&t, &env, b->len, 0), 0);
+	/* MAIL and CLIENT only: drop END. */
+	assert_int_equal(buf_append(b, t.data, t.len - QFILE_END_RECLEN), 0);
+	buf_free(&t);
+	envelope_free(&env);
+	for (i = 0; i < n; i++) {
+		struct buf p;
+
+		buf_init(&p, sizeof(pl));
+		raw_u32(&p, i);			/* index */
+		raw_u32(&p, RCPT_KIND_REMOTE);
+		raw_u32(&p, 0);			/* notify */
+		raw_str(&p, "");		/* orig */
+		raw_str(&p, "");		/* addr */
+		raw_str(&p, NULL);		/* mailbox */
+		raw_str(&p, NULL);		/* orcpt */
+		assert_int_equal(qfile_record_append(b, QFILE_REC_RCPT, p.data,
+		    p.len), 0);
+		buf_free(&p);
+	}
+}
+
+static void
+test_rcpt_bomb(void **state)
+{
+	struct envelope env, got;
+	struct qfile_info info;
+	struct buf b;
+	const char *error = NULL;
+	uint64_t content;
+	size_t i;
+
+	(void)state;
+	/*
+	 * 200000 RCPT records of 37 bytes (7.4 MB) would make 200000
+	 * recipients in memory (about 64 MB) before finding no STATE. Each
+	 * RCPT needs a 285-byte STATE later in the file: refuse as soon as
+	 * the rest of the file cannot hold them.
+	 */
+	buf_init(&b, 64 << 20);
+	build_rcpt_bomb(&b, 200000);
+	assert_int_equal(parse_bytes(b.data, b.len, QFILE_VERIFY_CONTENT, &got,
+	    &info, &error), -1);
+	assert_int_equal(errno, EBADMSG);
+	assert_non_null(error);
+	assert_string_equal(error, "too many RCPT records");
+	assert_int_equal(got.nrcpts, 0);
+	buf_free(&b);
+
+	/* The bound never refuses a real file: 2000 recipients parse. */
+	fill_envelope(&env);
+	for (i = 0; i < 1998; i++)
+		envelope_rcpt_add(&env, "r@example.test", "r@example.test",
+		    "/m", RCPT_KIND_LOCAL, 0, NULL);
+	build_file(&b, &env, &content);
+	assert_int_equal(parse_bytes(b.data, b.len, QFILE_VERIFY_CONTENT, &got,
+	    &info, &error), 0);
+	assert_int_equal(got.nrcpts, 2000);
+	envelope_free(&got);
+	buf_free(&b);
+	/* Nor one with a single recipient and an empty reply. */
+	envelope_free(&env);
+	minimal_envelope(&env);
+	envelope_rcpt_add(&env, "", "", NULL, RCPT_KIND_REMOTE, 0, NULL);
+	buf_init(&b, 1 << 20);
+	assert_int_equal(qfile_encode_header(&b, "ID", 1), 0);
+	assert_int_equal(qfile_encode_tail(&b, &env, b.len, 0), 0);
+	assert_int_equal(parse_bytes(b.data, b.len, 0, &got, &info, &error),
+	    0);
+	assert_int_equal(got.nrcpts, 1);
+	envelope_free(&got);
+	envelope_free(&env);
 	buf_free(&b);
 }
 
@@ -344,13 +647,14 @@ test_bad_structure(void **state)
 		struct envelope none;
 		struct buf t;
 
-		envelope_init(&none);
+		minimal_envelope(&none);
 		buf_init(&t, 1 << 20);
 		assert_int_equal(qfile_encode_tail(&t, &none, b.len, 0), 0);
 		/* MAIL and CLIENT only: drop END. */
 		assert_int_equal(buf_append(&b, t.data,
 		    t.len - QFILE_END_RECLEN), 0);
 		buf_free(&t);
+		envelope_free(&none);
 	}
 	assert_int_equal(qfile_record_append(&b, QFILE_REC_CONTENT, "x", 1),
 	    0);
@@ -429,6 +733,9 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc32),
 		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_raw_tail_matches_encoder),
+		cmocka_unit_test(test_null_mandatory_field),
+		cmocka_unit_test(test_rcpt_bomb),
 		cmocka_unit_test(test_every_truncation_fails),
 		cmocka_unit_test(test_every_byte_flip),
 		cmocka_unit_test(test_trailing_data),

@@ -2,7 +2,9 @@
  * test_queue_spool.c: the durable spool on a real directory with a real
  * libevent loop: commit and read back byte-exact, group commit, recipient
  * state updates and torn updates, start-up recovery, commit errors, queue
- * IDs, the close-time drain and the stats log line.
+ * IDs, the close-time drain and the stats log line; crafted files with
+ * absent mandatory fields, writers opened during spool_close(), and
+ * moving files to corrupt/ and failed/.
  */
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -765,6 +767,221 @@ test_recover(void **state)
 	envelope_free(&env);
 }
 
+/* ---- Crafted files (CRC-valid, but with absent mandatory fields) ---- */
+
+static void
+raw_u32(struct buf *p, uint32_t v)
+{
+	unsigned char t[4] = { (unsigned char)(v >> 24),
+	    (unsigned char)(v >> 16), (unsigned char)(v >> 8),
+	    (unsigned char)v };
+
+	assert_int_equal(buf_append(p, t, sizeof(t)), 0);
+}
+
+static void
+raw_u64(struct buf *p, uint64_t v)
+{
+	raw_u32(p, (uint32_t)(v >> 32));
+	raw_u32(p, (uint32_t)v);
+}
+
+static void
+raw_str(struct buf *p, const char *s)
+{
+	if (s == NULL) {
+		raw_u32(p, QFILE_STR_NULL);
+		return;
+	}
+	raw_u32(p, (uint32_t)strlen(s));
+	assert_int_equal(buf_append(p, s, strlen(s)), 0);
+}
+
+/*
+ * A whole queue file with content, from the format description: absent
+ * strings wherever env has NULL (qfile_encode_tail() refuses those).
+ */
+static void
+raw_file(struct buf *b, const char *id, const struct envelope *env,
+    const char *content)
+{
+	unsigned char state[QFILE_STATE_RECLEN];
+	uint64_t env_off, state_off, clen = strlen(content);
+	struct buf p;
+	size_t i;
+
+	buf_init(b, 1 << 20);
+	assert_int_equal(qfile_encode_header(b, id, 1), 0);
+	assert_int_equal(qfile_record_append(b, QFILE_REC_CONTENT, content,
+	    clen), 0);
+	env_off = b->len;
+	buf_init(&p, QFILE_RECORD_MAX);
+	raw_u32(&p, (uint32_t)env->body);
+	raw_u64(&p, env->size);
+	raw_u32(&p, env->smtputf8 ? 1 : 0);
+	raw_u32(&p, (uint32_t)env->ret);
+	raw_str(&p, env->sender);
+	raw_str(&p, env->envid);
+	raw_str(&p, env->auth);
+	assert_int_equal(qfile_record_append(b, QFILE_REC_MAIL, p.data,
+	    p.len), 0);
+	buf_reset(&p);
+	raw_u64(&p, env->arrival);
+	raw_str(&p, env->client_addr);
+	raw_str(&p, env->client_name);
+	raw_str(&p, env->helo);
+	raw_str(&p, env->proto);
+	raw_str(&p, env->tls);
+	raw_str(&p, env->auth_user);
+	assert_int_equal(qfile_record_append(b, QFILE_REC_CLIENT, p.data,
+	    p.len), 0);
+	for (i = 0; i < env->nrcpts; i++) {
+		const struct envelope_rcpt *r = &env->rcpts[i];
+
+		buf_reset(&p);
+		raw_u32(&p, (uint32_t)i);
+		raw_u32(&p, (uint32_t)r->kind);
+		raw_u32(&p, r->notify);
+		raw_str(&p, r->orig);
+		raw_str(&p, r->addr);
+		raw_str(&p, r->mailbox);
+		raw_str(&p, r->orcpt);
+		assert_int_equal(qfile_record_append(b, QFILE_REC_RCPT,
+		    p.data, p.len), 0);
+	}
+	state_off = b->len;
+	for (i = 0; i < env->nrcpts; i++) {
+		qfile_encode_state(state, (uint32_t)i, &env->rcpts[i]);
+		assert_int_equal(buf_append(b, state, sizeof(state)), 0);
+	}
+	buf_reset(&p);
+	raw_u64(&p, clen);
+	raw_u64(&p, env_off);
+	raw_u64(&p, state_off);
+	raw_u32(&p, (uint32_t)env->nrcpts);
+	assert_int_equal(qfile_record_append(b, QFILE_REC_END, p.data, p.len),
+	    0);
+	buf_free(&p);
+}
+
+static const char *const mandatory_fields[] = {
+	"sender", "client_addr", "helo", "proto", "orig", "addr",
+};
+
+static void
+null_field(struct envelope *env, const char *field)
+{
+	char **f;
+
+	if (strcmp(field, "sender") == 0)
+		f = &env->sender;
+	else if (strcmp(field, "client_addr") == 0)
+		f = &env->client_addr;
+	else if (strcmp(field, "helo") == 0)
+		f = &env->helo;
+	else if (strcmp(field, "proto") == 0)
+		f = &env->proto;
+	else if (strcmp(field, "orig") == 0)
+		f = &env->rcpts[2].orig;
+	else
+		f = &env->rcpts[2].addr;
+	free(*f);
+	*f = NULL;
+}
+
+static void
+test_recover_null_fields(void **state)
+{
+	struct fixture *fx = *state;
+	struct envelope env;
+	struct recovered rc;
+	struct buf b;
+	char ids[nitems(mandatory_fields)][QUEUE_ID_MAX], valid[QUEUE_ID_MAX];
+	char path[256], logpath[128], want[256], *log, *got;
+	size_t i, len;
+	int k, saved;
+
+	/*
+	 * Files that pass every CRC but lack a sender or an address used
+	 * to be recovered and then crashed every delivery worker.
+	 */
+	for (i = 0; i < nitems(mandatory_fields); i++) {
+		fill_envelope(&env);
+		null_field(&env, mandatory_fields[i]);
+		spool_new_id(fx->sp, ids[i]);
+		raw_file(&b, ids[i], &env, "x\r\n");
+		path_of(path, sizeof(path), fx, "queue", ids[i]);
+		write_whole(path, b.data, b.len);
+		buf_free(&b);
+		envelope_free(&env);
+	}
+	/* The same crafting with nothing absent gives a good file. */
+	fill_envelope(&env);
+	spool_new_id(fx->sp, valid);
+	raw_file(&b, valid, &env, "x\r\n");
+	path_of(path, sizeof(path), fx, "queue", valid);
+	write_whole(path, b.data, b.len);
+
+	memset(&rc, 0, sizeof(rc));
+	envelope_init(&rc.env);
+	capture_stderr_begin(&saved, logpath, sizeof(logpath));
+	k = spool_recover(fx->sp, recover_cb, &rc);
+	log = capture_stderr_end(saved, logpath);
+	assert_int_equal(k, 1);
+	assert_int_equal(rc.n, 1);
+	assert_string_equal(rc.ids[0], valid);
+	assert_envelope_equal(&rc.env, &env);
+	assert_int_equal(count_files(fx, "queue"), 1);
+	assert_int_equal(count_files(fx, "corrupt"),
+	    (int)nitems(mandatory_fields));
+	for (i = 0; i < nitems(mandatory_fields); i++) {
+		assert_true(file_exists(fx, "corrupt", ids[i]));
+		snprintf(want, sizeof(want), "spool: corrupt queue file id=%s "
+		    "moved to corrupt/: bad ", ids[i]);
+		if (strstr(log, want) == NULL)
+			fail_msg("%s absent: log lacks \"%s\":\n%s",
+			    mandatory_fields[i], want, log);
+	}
+	assert_non_null(strstr(log, "bad MAIL record"));
+	assert_non_null(strstr(log, "bad CLIENT record"));
+	assert_non_null(strstr(log, "bad RCPT record"));
+	/* Kept byte for byte for a human. */
+	path_of(path, sizeof(path), fx, "corrupt", ids[0]);
+	got = read_whole(path, &len);
+	assert_true(len > 0);
+	free(got);
+	free(log);
+	envelope_free(&rc.env);
+	envelope_free(&env);
+	buf_free(&b);
+}
+
+static void
+test_commit_null_field(void **state)
+{
+	struct fixture *fx = *state;
+	struct envelope env;
+	char id[QUEUE_ID_MAX];
+	size_t i;
+	int k;
+
+	/* A session bug must give a 4xx (commit error), never a 250 for a
+	 * file that recovery then calls corrupt. */
+	for (i = 0; i < nitems(mandatory_fields); i++) {
+		fill_envelope(&env);
+		null_field(&env, mandatory_fields[i]);
+		k = commit_message(fx, "m\r\n", 3, 0, &env, i, id);
+		if (fx->results[k].error != EINVAL)
+			fail_msg("%s absent: commit error %d, want EINVAL",
+			    mandatory_fields[i], fx->results[k].error);
+		assert_false(file_exists(fx, "queue", id));
+		assert_false(file_exists(fx, "incoming", id));
+		envelope_free(&env);
+	}
+	assert_int_equal(count_files(fx, "queue"), 0);
+	assert_int_equal(count_files(fx, "incoming"), 0);
+}
+
 static void
 test_commit_error_rename(void **state)
 {
@@ -1107,6 +1324,118 @@ test_readers_in_threads(void **state)
 	envelope_free(&env);
 }
 
+/* Open jobs that finish while spool_close() drains must not hand out a
+ * live writer on a spool about to be freed. */
+static struct spool_writer *close_w;
+static int close_calls, close_error;
+
+static void
+close_open_cb(void *arg, uint64_t cookie, struct spool_writer *w, int error)
+{
+	(void)arg;
+	(void)cookie;
+	close_calls++;
+	close_error = error;
+	close_w = w;	/* a session would keep it */
+}
+
+static void
+test_close_open_inflight(void **state)
+{
+	struct fixture *fx = *state;
+	int i;
+
+	close_w = NULL;
+	close_calls = 0;
+	close_error = 0;
+	for (i = 0; i < 3; i++)
+		spool_writer_open(fx->sp, close_open_cb, NULL, (uint64_t)i);
+	assert_int_equal(close_calls, 0);
+	spool_close(fx->sp);
+	fx->sp = NULL;
+	assert_int_equal(close_calls, 3);
+	/* Leaked (not aborted) on failure: aborting would touch freed
+	 * memory. */
+	if (close_w != NULL)
+		fail_msg("open callback got a writer from inside spool_close");
+	assert_int_equal(close_error, ESHUTDOWN);
+	/* The files the threads created are gone. */
+	assert_int_equal(count_files(fx, "incoming"), 0);
+}
+
+static void
+test_quarantine_and_failed(void **state)
+{
+	struct fixture *fx = *state;
+	struct envelope env, got;
+	struct qfile_info info;
+	struct stat st;
+	const char *error;
+	char a[QUEUE_ID_MAX], b[QUEUE_ID_MAX], path[256], logpath[128];
+	char *before, *after, *log;
+	size_t blen, alen;
+	int k, fd, saved;
+
+	/* spool_open made failed/ like the others. */
+	snprintf(path, sizeof(path), "%s/failed", fx->dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0700);
+
+	fill_envelope(&env);
+	k = commit_message(fx, "bad\r\n", 5, 0, &env, 1, a);
+	assert_int_equal(fx->results[k].error, 0);
+	k = commit_message(fx, "kept\r\n", 6, 0, &env, 2, b);
+	assert_int_equal(fx->results[k].error, 0);
+
+	/* Into corrupt/, byte for byte, with the usual log line. */
+	path_of(path, sizeof(path), fx, "queue", a);
+	before = read_whole(path, &blen);
+	capture_stderr_begin(&saved, logpath, sizeof(logpath));
+	assert_int_equal(spool_quarantine(fx->sp, a, "bad content"), 0);
+	log = capture_stderr_end(saved, logpath);
+	assert_false(file_exists(fx, "queue", a));
+	path_of(path, sizeof(path), fx, "corrupt", a);
+	after = read_whole(path, &alen);
+	assert_int_equal(alen, blen);
+	assert_memory_equal(after, before, blen);
+	if (strstr(log, "moved to corrupt/: bad content") == NULL)
+		fail_msg("log: %s", log);
+	free(log);
+	free(before);
+	free(after);
+
+	/* Into failed/ with its recipient states. */
+	env.rcpts[0].status = RCPT_STATUS_FAILED;
+	strlcpy(env.rcpts[0].last_reply, "550 5.1.1 gone", 256);
+	env.rcpts[1].status = RCPT_STATUS_DELIVERED;
+	env.rcpts[2].status = RCPT_STATUS_FAILED;
+	assert_int_equal(spool_update_rcpts(fx->sp, b, &env), 0);
+	assert_int_equal(spool_move_failed(fx->sp, b), 0);
+	assert_false(file_exists(fx, "queue", b));
+	assert_true(file_exists(fx, "failed", b));
+	path_of(path, sizeof(path), fx, "failed", b);
+	fd = open(path, O_RDONLY);
+	assert_true(fd != -1);
+	envelope_init(&got);
+	assert_int_equal(qfile_parse(fd, QFILE_VERIFY_CONTENT, &got, &info,
+	    &error), 0);
+	close(fd);
+	assert_envelope_equal(&got, &env);
+	envelope_free(&got);
+	/* Neither is seen by recovery. */
+	assert_int_equal(spool_recover(fx->sp, recover_cb, NULL), 0);
+
+	/* Gone or bad IDs. */
+	assert_int_equal(spool_move_failed(fx->sp, b), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(spool_quarantine(fx->sp, "../x", "r"), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(spool_move_failed(fx->sp, "a/b"), -1);
+	assert_int_equal(errno, EINVAL);
+	envelope_free(&env);
+}
+
 int
 main(void)
 {
@@ -1138,6 +1467,14 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readers_in_threads, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_recover_null_fields, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_commit_null_field, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_close_open_inflight, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_quarantine_and_failed,
+		    setup, teardown),
 	};
 
 	/* As the daemon does: event_active() from the commit threads. */
