@@ -209,15 +209,33 @@ smtp_acceptcb(struct evconnlistener *evl, evutil_socket_t fd,
 }
 
 static void
+smtp_accept_retrycb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_listener *l = arg;
+
+	(void)fd;
+	(void)what;
+	evconnlistener_enable(l->evl);
+}
+
+static void
 smtp_accepterrcb(struct evconnlistener *evl, void *arg)
 {
 	struct smtp_listener *l = arg;
 	int e = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = { .tv_sec = 1, .tv_usec = 0 };
 
-	(void)evl;
-	/* EMFILE and friends: log and keep listening. */
 	log_err("smtp: accept failed listener=%s error=\"%s\"", l->conf.text,
 	    strerror(e));
+	/*
+	 * EMFILE, ENFILE, ENOBUFS, ENOMEM: the pending connection stays in
+	 * the backlog and the socket stays readable, so retrying at once
+	 * spins the loop. Stop accepting for a second.
+	 */
+	if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+		evconnlistener_disable(evl);
+		evtimer_add(l->retry_ev, &tv);
+	}
 }
 
 int
@@ -236,6 +254,7 @@ smtp_server_listen(struct smtp_server *srv, int fd,
 		return -1;
 	}
 	evconnlistener_set_error_cb(l->evl, smtp_accepterrcb);
+	l->retry_ev = evtimer_new(srv->base, smtp_accept_retrycb, l);
 	srv->listeners = xrealloc(srv->listeners,
 	    (srv->nlisteners + 1) * sizeof(*srv->listeners));
 	srv->listeners[srv->nlisteners++] = l;
@@ -255,6 +274,7 @@ smtp_server_close_listeners(struct smtp_server *srv)
 
 	for (i = 0; i < srv->nlisteners; i++) {
 		evconnlistener_free(srv->listeners[i]->evl);
+		event_free(srv->listeners[i]->retry_ev);
 		free(srv->listeners[i]);
 	}
 	free(srv->listeners);

@@ -48,6 +48,14 @@
 #define SMTP_DATA_FEED_MAX	(64 * 1024)	/* input per data_feed */
 #define SMTP_DATA_CHUNK_MAX	(256 * 1024)	/* >= 2x feed: normalize */
 #define SMTP_CLOSE_TIMEOUT	10		/* seconds to flush a reply */
+#define SMTP_OUT_MAX		(64 * 1024)	/* replies not yet read */
+/*
+ * NOOP, RSET, VRFY, HELP and EXPN a session may send between two messages
+ * before each one counts as an error (Postfix's smtpd_junk_command_limit):
+ * without it a client could hold a connection slot forever.
+ */
+#define SMTP_JUNK_MAX		100
+#define SMTP_LOG_ERRORS_MAX	20	/* error replies logged per session */
 /*
  * Final recipients of one transaction after alias expansion. max_recipients
  * counts RCPT commands; one RCPT may name a list of POLICY_MAX_TARGETS.
@@ -77,6 +85,7 @@ static const char *const smtp_state_names[] = {
 /* Command flags. */
 #define CMD_NOARGS	0x01	/* arguments are a 501 */
 #define CMD_NEEDARGS	0x02	/* no arguments is a 501 */
+#define CMD_JUNK	0x04	/* counts toward SMTP_JUNK_MAX */
 
 /* Why a transaction failed while its DATA was read. */
 enum smtp_txn_fail {
@@ -122,7 +131,11 @@ struct smtp_session {
 	bool closing;			/* shutdown: close after this txn */
 	bool busy;			/* in smtp_session_process */
 	bool destroyed;
+	bool out_blocked;		/* reading stopped: client lags */
+	bool eof;			/* the client closed its side */
 	unsigned int errors;
+	unsigned int junk;		/* junk commands since the last 250 */
+	unsigned int logged_errors;	/* error replies seen by the log */
 	struct event *greet_ev;
 
 	struct smtp_txn txn;
@@ -163,12 +176,12 @@ static const struct smtp_cmd_def smtp_cmds[] = {
 	{ "RCPT", SMTP_CMD_RCPT, ST(MAIL) | ST(RCPT), CMD_NEEDARGS,
 	    smtp_cmd_rcpt },
 	{ "DATA", SMTP_CMD_DATA, ST(RCPT), CMD_NOARGS, smtp_cmd_data },
-	{ "RSET", SMTP_CMD_RSET, ST_SESSION, CMD_NOARGS, smtp_cmd_rset },
-	{ "NOOP", SMTP_CMD_NOOP, ST_SESSION, 0, smtp_cmd_noop },
+	{ "RSET", SMTP_CMD_RSET, ST_SESSION, CMD_NOARGS | CMD_JUNK, smtp_cmd_rset },
+	{ "NOOP", SMTP_CMD_NOOP, ST_SESSION, CMD_JUNK, smtp_cmd_noop },
 	{ "QUIT", SMTP_CMD_QUIT, ST_SESSION, CMD_NOARGS, smtp_cmd_quit },
-	{ "VRFY", SMTP_CMD_VRFY, ST_SESSION, CMD_NEEDARGS, smtp_cmd_vrfy },
-	{ "HELP", SMTP_CMD_HELP, ST_SESSION, 0, smtp_cmd_help },
-	{ "EXPN", SMTP_CMD_EXPN, ST_SESSION, 0, smtp_cmd_notimpl },
+	{ "VRFY", SMTP_CMD_VRFY, ST_SESSION, CMD_NEEDARGS | CMD_JUNK, smtp_cmd_vrfy },
+	{ "HELP", SMTP_CMD_HELP, ST_SESSION, CMD_JUNK, smtp_cmd_help },
+	{ "EXPN", SMTP_CMD_EXPN, ST_SESSION, CMD_JUNK, smtp_cmd_notimpl },
 	{ "STARTTLS", SMTP_CMD_STARTTLS, ST_SESSION, 0, smtp_cmd_notimpl },
 	{ "AUTH", SMTP_CMD_AUTH, ST_SESSION, 0, smtp_cmd_notimpl },
 	{ "BDAT", SMTP_CMD_BDAT, ST_SESSION, 0, smtp_cmd_notimpl },
@@ -217,12 +230,24 @@ smtp_reply(struct smtp_session *s, enum reply_id id, const char *arg)
 		io_printf(s->io, "%d %s %s\r\n", r->code, r->enhanced, text);
 	else
 		io_printf(s->io, "%d %s\r\n", r->code, text);
-	if (r->code >= 400)
+	if (r->code >= 400 && id != REPLY_TOO_MANY_RCPTS)
 		s->errors++;
-	if (r->code >= 400 && id != REPLY_UNKNOWN_USER)
-		log_info("smtp: session=%016llx client=%s reply=\"%d %s\"",
-		    (unsigned long long)s->id, s->addr, r->code,
-		    r->enhanced != NULL ? r->enhanced : "");
+	/*
+	 * Log error replies, but only the first few of a session: a client
+	 * must not be able to turn each bad command into a log line (the
+	 * disconnect line carries the total).
+	 */
+	if (r->code >= 400 && id != REPLY_UNKNOWN_USER) {
+		if (++s->logged_errors <= SMTP_LOG_ERRORS_MAX)
+			log_info("smtp: session=%016llx client=%s "
+			    "reply=\"%d %s\"", (unsigned long long)s->id,
+			    s->addr, r->code,
+			    r->enhanced != NULL ? r->enhanced : "");
+		else if (s->logged_errors == SMTP_LOG_ERRORS_MAX + 1)
+			log_info("smtp: session=%016llx client=%s: further "
+			    "error replies are not logged",
+			    (unsigned long long)s->id, s->addr);
+	}
 	if (reply_closes(id))
 		smtp_session_close(s);
 }
@@ -357,8 +382,9 @@ smtp_session_destroy(struct smtp_session *s)
 		s->destroyed = true;
 		return;
 	}
-	log_info("smtp: disconnect session=%016llx client=%s errors=%u",
-	    (unsigned long long)s->id, s->addr, s->errors);
+	log_info("smtp: disconnect session=%016llx client=%s errors=%u "
+	    "error_replies=%u", (unsigned long long)s->id, s->addr, s->errors,
+	    s->logged_errors);
 	smtp_server_unregister(s->srv, s);
 	if (s->greet_ev != NULL)
 		event_free(s->greet_ev);
@@ -375,6 +401,8 @@ static void
 smtp_session_close(struct smtp_session *s)
 {
 	smtp_session_enter_state(s, SMTP_STATE_QUIT);
+	if (s->greet_ev != NULL)
+		evtimer_del(s->greet_ev);
 	io_pause_read(s->io);
 	io_set_deadline(s->io, SMTP_CLOSE_TIMEOUT);
 	if (io_out_len(s->io) == 0)
@@ -416,8 +444,16 @@ smtp_session_iocb(struct io *io, enum io_event ev, void *arg)
 		smtp_session_process(s);
 		break;
 	case IO_LOWAT:
-		if (s->state == SMTP_STATE_QUIT)
+		if (s->state == SMTP_STATE_QUIT) {
 			smtp_session_destroy(s);
+			break;
+		}
+		if (s->out_blocked) {
+			s->out_blocked = false;
+			io_resume_read(s->io);
+			if (io_in_len(s->io) > 0)
+				io_reschedule(s->io);
+		}
 		break;
 	case IO_TIMEOUT:
 		if (s->state == SMTP_STATE_QUIT) {
@@ -433,6 +469,19 @@ smtp_session_iocb(struct io *io, enum io_event ev, void *arg)
 		smtp_reply(s, REPLY_TIMEOUT, smtp_conf(s)->hostname);
 		break;
 	case IO_DISCONNECTED:
+		/*
+		 * The client may have closed only its sending side after
+		 * pipelining its last commands (QUIT after the final dot):
+		 * finish what it sent and flush the replies first.
+		 */
+		if (s->state != SMTP_STATE_DATA &&
+		    s->state != SMTP_STATE_QUIT &&
+		    s->state != SMTP_STATE_GREETING) {
+			s->eof = true;
+			smtp_session_process(s);
+			break;
+		}
+		/* FALLTHROUGH */
 	case IO_ERROR:
 		if (s->state == SMTP_STATE_DATA)
 			log_info("smtp: client went away in DATA "
@@ -507,6 +556,10 @@ smtp_dispatch(struct smtp_session *s, const char *line)
 		    REPLY_SYNTAX, NULL);
 		return;
 	}
+	if (def->flags & CMD_JUNK) {
+		if (++s->junk > SMTP_JUNK_MAX)
+			s->errors++;
+	}
 	def->handler(s, cmd.args);
 }
 
@@ -522,8 +575,10 @@ smtp_read_command(struct smtp_session *s)
 	long lf;
 	bool bad = false;
 
-	lf = io_in_find_lf(s->io, SMTP_LINE_MAX_AUTH);
-	if (s->skipping) {
+	/* Find the line's end wherever it is: what follows an over-long
+	 * line is the next (pipelined) command, never to be dropped. */
+	lf = io_in_find_lf(s->io, avail);
+	if (s->skipping || lf >= SMTP_LINE_MAX_AUTH) {
 		if (lf < 0) {
 			io_in_drain(s->io, avail);
 			return 0;
@@ -593,6 +648,13 @@ smtp_session_process(struct smtp_session *s)
 			break;
 		if (io_in_len(s->io) == 0)
 			break;
+		if (io_out_len(s->io) > SMTP_OUT_MAX) {
+			/* RFC 2920 5: the client must read; until it does,
+			 * stop reading (the command deadline still runs). */
+			s->out_blocked = true;
+			io_pause_read(s->io);
+			break;
+		}
 		if (smtp_read_command(s) == 0)
 			break;
 		if (s->state != SMTP_STATE_DATA &&
@@ -605,7 +667,14 @@ smtp_session_process(struct smtp_session *s)
 	if (s->destroyed) {
 		s->destroyed = false;
 		smtp_session_destroy(s);
+		return;
 	}
+	if (s->eof && io_in_len(s->io) == 0 &&
+	    (s->state == SMTP_STATE_INIT || s->state == SMTP_STATE_HELO ||
+	    s->state == SMTP_STATE_MAIL || s->state == SMTP_STATE_RCPT))
+		smtp_session_close(s);	/* nothing more will come */
+	else if (s->eof && s->state == SMTP_STATE_DATA)
+		smtp_session_destroy(s);	/* the message is incomplete */
 }
 
 /* ---- commands ---- */
@@ -923,6 +992,8 @@ smtp_opened(void *arg, uint64_t cookie, struct spool_writer *w, int error)
 		smtp_wait_command(s);
 		if (s->closing && s->state != SMTP_STATE_QUIT)
 			smtp_reply(s, REPLY_SHUTDOWN, c->hostname);
+		else if (s->eof)
+			smtp_session_process(s);
 		else if (io_in_len(s->io) > 0)
 			io_reschedule(s->io);
 		return;
@@ -941,7 +1012,9 @@ smtp_opened(void *arg, uint64_t cookie, struct spool_writer *w, int error)
 	smtp_session_enter_state(s, SMTP_STATE_DATA);
 	smtp_reply(s, REPLY_DATA_GO, NULL);
 	io_set_deadline(s->io, (unsigned int)c->timeout_data);
-	if (io_in_len(s->io) > 0)
+	if (s->eof)
+		smtp_session_process(s);
+	else if (io_in_len(s->io) > 0)
 		io_reschedule(s->io);
 }
 
@@ -1103,8 +1176,10 @@ smtp_committed(void *arg, uint64_t cookie, const char *id, int error)
 	smtp_session_enter_state(s, SMTP_STATE_HELO);
 	if (error != 0)
 		smtp_reply(s, REPLY_SPOOL_ERROR, NULL);
-	else
+	else {
+		s->junk = 0;		/* a client that delivers is no junk */
 		smtp_reply(s, REPLY_QUEUED, id);
+	}
 	if (s->state == SMTP_STATE_QUIT)
 		return;
 	if (s->closing || s->srv->shutting_down) {
@@ -1113,7 +1188,9 @@ smtp_committed(void *arg, uint64_t cookie, const char *id, int error)
 	}
 	io_resume_read(s->io);
 	smtp_wait_command(s);
-	if (io_in_len(s->io) > 0)
+	if (s->eof)
+		smtp_session_process(s);	/* the rest, then close */
+	else if (io_in_len(s->io) > 0)
 		io_reschedule(s->io);	/* pipelined commands wait */
 }
 
@@ -1158,6 +1235,8 @@ smtp_data_end(struct smtp_session *s)
 		if (s->state != SMTP_STATE_QUIT && s->closing)
 			smtp_reply(s, REPLY_SHUTDOWN,
 			    smtp_conf(s)->hostname);
+		else if (s->state != SMTP_STATE_QUIT)
+			smtp_wait_command(s);
 		return;
 	}
 	cm = xcalloc(1, sizeof(*cm));

@@ -21,6 +21,7 @@ struct smtp_session;
 struct smtp_listener {
 	struct smtp_server *srv;
 	struct evconnlistener *evl;
+	struct event *retry_ev;		/* re-enable after EMFILE */
 	struct conf_listen conf;
 };
 
