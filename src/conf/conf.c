@@ -19,6 +19,8 @@
  * Text quoted back in error messages is escaped (log_escape) because the
  * file may contain anything.
  * STANDARDS: RFC 5321 2.3.5 (domain syntax for hostname and domain),
+ * RFC 5321 4.5.1 (postmaster must work: without a `domain` line the host
+ * name is the local domain, like Postfix's mydestination = $myhostname),
  * RFC 4291 2.5.5.2 (IPv4-mapped IPv6 addresses in conf_is_trusted),
  * RFC 4632 (CIDR notation).
  * OWNERSHIP: a struct conf owns every string and array it points to;
@@ -91,6 +93,8 @@ struct conf_parser {
 	void *arg;
 	unsigned int nerrors;
 	unsigned int *listen_lines;	/* line of each c->listen entry */
+	unsigned int maildir_line;	/* of a valid maildir, or 0 */
+	bool maildir_has_d;		/* that template has %d */
 };
 
 static int conf_set_hostname(struct conf_parser *,
@@ -520,7 +524,7 @@ conf_set_maildir(struct conf_parser *p, const struct conf_directive *d,
 {
 	char esc[CONF_ESCAPED_MAX];
 	const char *s;
-	bool has_u = false;
+	bool has_u = false, has_d = false;
 
 	for (s = args[0]; *s != '\0'; s++) {
 		if (*s != '%')
@@ -528,6 +532,8 @@ conf_set_maildir(struct conf_parser *p, const struct conf_directive *d,
 		s++;
 		if (*s == 'u')
 			has_u = true;
+		else if (*s == 'd')
+			has_d = true;
 		else if (*s == '\0') {
 			conf_parser_error(p, "%s: lone %% at the end (write "
 			    "%%%% for a literal %%)", d->name);
@@ -549,6 +555,8 @@ conf_set_maildir(struct conf_parser *p, const struct conf_directive *d,
 	}
 	free(p->c->maildir);
 	p->c->maildir = xstrdup(args[0]);
+	p->maildir_line = p->line;
+	p->maildir_has_d = has_d;
 	return 0;
 }
 
@@ -808,6 +816,27 @@ conf_load(const char *path, conf_error_cb cb, void *arg)
 	fclose(fp);
 	if (p.nerrors == 0 && p.c->nlisten == 0)
 		conf_add_listen_default(&p, CONF_DEFAULT_LISTEN);
+	/*
+	 * Checks across directives, once every line is read (they may come
+	 * in any order). Without %d, alice@d1 and alice@d2 would share one
+	 * Maildir.
+	 */
+	if (p.maildir_line > 0 && !p.maildir_has_d && p.c->ndomains > 1) {
+		p.line = p.maildir_line;
+		conf_parser_error(&p, "maildir: template must contain %%d when "
+		    "more than one domain is configured");
+	}
+	/*
+	 * No domain line: we are the destination for our own name, as
+	 * Postfix's mydestination defaults to $myhostname. Otherwise
+	 * <postmaster> (RFC 5321 4.5.1), which the session completes with
+	 * a local domain or the host name, would be refused as relaying.
+	 */
+	if (p.c->ndomains == 0) {
+		conf_push_string(&p.c->domains, &p.c->ndomains,
+		    p.c->hostname);
+		ascii_lowercase(p.c->domains[0]);
+	}
 	free(p.listen_lines);
 	if (p.nerrors > 0) {
 		conf_free(p.c);

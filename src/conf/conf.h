@@ -56,7 +56,9 @@ struct conf {
 
 	struct conf_listen *listen;
 	size_t nlisten;
-	char **domains;		/* lower-case */
+	char **domains;		/* lower-case; never empty after
+				 * conf_load(): the host name if the file
+				 * has no `domain` line */
 	size_t ndomains;
 	struct conf_net *trusted;
 	size_t ntrusted;

@@ -9,19 +9,33 @@
  * address (or alias name), so a lookup costs O(1) with 100k users. A table
  * is never modified after it is loaded; a reload builds new ones.
  *
+ * Resolution runs on the event loop for every RCPT, so its cost is linear
+ * in the targets it finds: the addresses already expanded and the targets
+ * already chosen are kept in hash sets (lib/strset.h), never scanned.
+ *
  * SECURITY: the files are trusted (written by the administrator) but
- * checked strictly, and an alias may never name a |command, /file or
+ * checked strictly: every alias target must be a mailbox (RFC 5321
+ * syntax), so no target can smuggle '>', spaces or SMTP parameters into a
+ * later RCPT TO, and an alias may never name a |command, /file or
  * :include: target: Petrel never runs a shell and writes only Maildirs.
- * Recipient addresses are untrusted: resolution is bounded in depth
- * (POLICY_ALIAS_DEPTH), in results (POLICY_MAX_TARGETS) and in work (a
- * visited set), and policy_mailbox_path() refuses any local part or domain
- * that could leave the Maildir root.
- * STANDARDS: aliases(5) syntax as sendmail and Postfix read it; RFC 5321
- * 4.5.1 (postmaster, case-insensitive).
+ * A users entry must be usable as a Maildir name. Recipient addresses are
+ * untrusted: resolution is bounded in depth (POLICY_ALIAS_DEPTH), in
+ * results (POLICY_MAX_TARGETS) and in work (a visited set), and
+ * policy_mailbox_path() refuses any local part or domain that could leave
+ * the Maildir root.
+ * STANDARDS: aliases(5) syntax as sendmail and Postfix read it ("\user"
+ * delivers to the user without further aliasing); RFC 5321 2.4 (local
+ * parts are case-sensitive, so remote targets are compared as written),
+ * 4.1.2 (Dot-string, Quoted-string, Domain, address literals), 4.5.1
+ * (postmaster, case-insensitive), 4.5.3.1.1-2 (64-octet local part,
+ * 255-octet domain); RFC 6531 3.3 (UTF-8 in atext, qtext and labels).
  * OWNERSHIP: a struct policy_tables owns every string in it; targets
  * returned by policy_rcpt_resolve belong to the caller.
  */
 #include "policy/policy.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <errno.h>
 #include <stdarg.h>
@@ -31,11 +45,16 @@
 #include <string.h>
 
 #include "lib/log.h"
+#include "lib/strset.h"
 #include "lib/util.h"
 
 #define POLICY_LINE_MAX		65536	/* longest line in a file */
 #define POLICY_PART_MAX		255	/* longest %u or %d: NAME_MAX */
-/* Addresses one resolution may look at: bounds the work of a fan-out. */
+#define POLICY_LOCAL_MAX	64	/* RFC 5321 4.5.3.1.1 local part */
+#define POLICY_DOMAIN_MAX	255	/* RFC 5321 4.5.3.1.2 domain */
+#define POLICY_LABEL_MAX	63	/* RFC 1035 2.3.4 */
+/* Addresses one resolution may look at, duplicates included: bounds the
+ * work of a fan-out (each alias may name POLICY_MAX_TARGETS members). */
 #define POLICY_MAX_VISITS	(8 * POLICY_MAX_TARGETS)
 
 /* ---- a string-keyed hash table (open addressing, linear probing) ---- */
@@ -51,9 +70,17 @@ struct ptab {
 	size_t n;
 };
 
+struct alias_target {
+	char *lp;		/* local part, unquoted, case as written */
+	char *dom;		/* lower-case domain; NULL: the domain of
+				 * the address being expanded */
+	bool noexpand;		/* "\user": a user, never an alias */
+};
+
 struct alias {
-	char **targets;		/* as written, quotes and <> removed */
+	struct alias_target *targets;
 	size_t ntargets;
+	const char *name;	/* its key in the table (owned there) */
 	unsigned long line;	/* where the alias starts */
 	bool bad;		/* a target was refused (reported) */
 };
@@ -153,10 +180,328 @@ alias_free(void *p)
 	struct alias *a = p;
 	size_t i;
 
-	for (i = 0; i < a->ntargets; i++)
-		free(a->targets[i]);
+	for (i = 0; i < a->ntargets; i++) {
+		free(a->targets[i].lp);
+		free(a->targets[i].dom);
+	}
 	free(a->targets);
 	free(a);
+}
+
+/* ---- names: Maildir components, mailboxes, alias targets ---- */
+
+/* May s become one path component below the Maildir root? */
+static bool
+is_safe_part(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > POLICY_PART_MAX || s[0] == '.')
+		return false;	/* also ".", ".." and ".hidden" */
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '/' || ch < 0x20 || ch == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+static bool
+is_letdig(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9');
+}
+
+/* RFC 5322 3.2.3 atext, ASCII part. */
+static bool
+is_atext(unsigned char c)
+{
+	return is_letdig(c) ||
+	    (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+}
+
+/*
+ * Length of the well-formed UTF8-non-ascii sequence (RFC 3629 4) at s, or
+ * 0 if s does not start one. The rules of the RCPT parser
+ * (src/smtp/parse.c), so that a target accepts what a client may send.
+ * Never reads past a NUL.
+ */
+static size_t
+utf8_len(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n, i;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (p[0] == 0xe0)
+		lo = 0xa0;
+	else if (p[0] == 0xed)
+		hi = 0x9f;
+	else if (p[0] == 0xf0)
+		lo = 0x90;
+	else if (p[0] == 0xf4)
+		hi = 0x8f;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/* Length of the Atom (RFC 5321 4.1.2, RFC 6531 UTF-8) at s; 0 if none. */
+static size_t
+atom_len(const char *s)
+{
+	const char *p = s;
+	size_t n;
+
+	for (;;) {
+		if (is_atext((unsigned char)*p))
+			p++;
+		else if ((n = utf8_len(p)) > 0)
+			p += n;
+		else
+			return (size_t)(p - s);
+	}
+}
+
+/* Is all of s a Dot-string, sendable in RCPT TO without quotes? */
+static bool
+is_dot_string(const char *s)
+{
+	size_t n;
+
+	for (;;) {
+		if ((n = atom_len(s)) == 0)
+			return false;
+		s += n;
+		if (*s == '\0')
+			return true;
+		if (*s++ != '.')
+			return false;
+	}
+}
+
+/* RFC 5321 address-literal: "[192.0.2.1]" or "[IPv6:2001:db8::1]". */
+static bool
+is_address_literal(const char *s)
+{
+	char tmp[INET6_ADDRSTRLEN + 8];
+	struct in6_addr a6;
+	struct in_addr a4;
+	size_t len = strlen(s);
+
+	if (len < 3 || s[0] != '[' || s[len - 1] != ']' ||
+	    len - 2 >= sizeof(tmp))
+		return false;
+	memcpy(tmp, s + 1, len - 2);
+	tmp[len - 2] = '\0';
+	if (ascii_strncasecmp(tmp, "IPv6:", 5) == 0)
+		return inet_pton(AF_INET6, tmp + 5, &a6) == 1;
+	return inet_pton(AF_INET, tmp, &a4) == 1;
+}
+
+/*
+ * Is all of s an RFC 5321 Domain (labels of letters, digits and hyphens,
+ * or RFC 6531 U-labels) or an address literal?
+ */
+static bool
+is_target_domain(const char *s)
+{
+	const char *p = s, *start;
+	unsigned char last;
+	bool nonascii;
+	size_t n;
+
+	if (*p == '[')
+		return is_address_literal(p);
+	for (;;) {
+		start = p;
+		last = '\0';
+		nonascii = false;
+		for (;;) {
+			if (is_letdig((unsigned char)*p) || *p == '-')
+				last = (unsigned char)*p++;
+			else if ((n = utf8_len(p)) > 0) {
+				nonascii = true;
+				last = 0x80;
+				p += n;
+			} else
+				break;
+		}
+		if (p == start || *start == '-' || last == '-')
+			return false;
+		if (!nonascii && (size_t)(p - start) > POLICY_LABEL_MAX)
+			return false;
+		if (*p == '\0')
+			return true;
+		if (*p++ != '.')
+			return false;
+	}
+}
+
+/* Why the character at p cannot be there, for an error message. */
+static void
+policy_why_char(char *why, size_t size, const char *p)
+{
+	unsigned char c = (unsigned char)*p;
+
+	if (c == ' ')
+		strlcpy(why, "space outside quotes", size);
+	else if (c < 0x20 || c == 0x7f)
+		strlcpy(why, "control character", size);
+	else if (c >= 0x80)
+		strlcpy(why, "invalid UTF-8", size);
+	else
+		snprintf(why, size, "unexpected '%c'", c);
+}
+
+/*
+ * Parse s as a mailbox, "local" or "local@domain", where local is a
+ * Dot-string or a Quoted-string (RFC 5321 4.1.2). *lp_r is the local part
+ * unquoted as smtp_localpart_unquote() does it for RCPT (quotes and
+ * quoted-pair backslashes removed) but with its case kept: a remote local
+ * part is case-sensitive (RFC 5321 2.4), and a local one is lower-cased
+ * where it is looked up. *dom_r is the lower-cased domain, or NULL.
+ * Returns 0, or -1 with the reason in why. (policy sits below smtp, so it
+ * has its own small scanner rather than calling src/smtp/parse.c.)
+ */
+static int
+policy_target_parse(const char *s, char **lp_r, char **dom_r, char *why,
+    size_t whysize)
+{
+	char lp[POLICY_LOCAL_MAX + 1];
+	const char *p = s, *from;
+	size_t o = 0, n, len;
+
+	*lp_r = *dom_r = NULL;
+	if (*p == '\0') {
+		strlcpy(why, "empty address", whysize);
+		return -1;
+	}
+	if (*p == '"') {
+		/* qtextSMTP, quoted-pairSMTP, RFC 6531 UTF-8. */
+		for (p++; *p != '"'; p += n) {
+			from = p;
+			len = n = 1;
+			if (*p == '\\' && p[1] >= 32 && p[1] <= 126) {
+				from = p + 1;	/* the pair's second octet */
+				n = 2;
+			} else if (*p >= 32 && *p <= 126 && *p != '\\')
+				;
+			else if ((len = n = utf8_len(p)) == 0) {
+				if (*p == '\0')
+					strlcpy(why, "unterminated quote",
+					    whysize);
+				else if (*p == '\\')
+					strlcpy(why, "invalid quoted pair",
+					    whysize);
+				else
+					policy_why_char(why, whysize, p);
+				return -1;
+			}
+			if (o + len > POLICY_LOCAL_MAX)
+				goto toolong;
+			memcpy(lp + o, from, len);
+			o += len;
+		}
+		p++;
+	} else {
+		for (;;) {
+			if ((n = atom_len(p)) == 0) {
+				if (p == s && *p == '@')
+					strlcpy(why, "empty local part",
+					    whysize);
+				else if (p > s && p[-1] == '.')
+					strlcpy(why, "unexpected '.'",
+					    whysize);
+				else
+					policy_why_char(why, whysize, p);
+				return -1;
+			}
+			p += n;
+			if (*p != '.')
+				break;
+			p++;
+		}
+		o = (size_t)(p - s);
+		if (o > POLICY_LOCAL_MAX)
+			goto toolong;
+		memcpy(lp, s, o);
+	}
+	lp[o] = '\0';
+	if (o == 0) {
+		strlcpy(why, "empty local part", whysize);
+		return -1;
+	}
+	if (*p != '\0' && *p != '@') {
+		policy_why_char(why, whysize, p);
+		return -1;
+	}
+	if (*p == '@') {
+		p++;
+		if (*p == '\0') {
+			strlcpy(why, "empty domain", whysize);
+			return -1;
+		}
+		if (strlen(p) > POLICY_DOMAIN_MAX) {
+			strlcpy(why, "domain longer than 255 octets", whysize);
+			return -1;
+		}
+		if (!is_target_domain(p)) {
+			strlcpy(why, "invalid domain", whysize);
+			return -1;
+		}
+		*dom_r = xstrdup(p);
+		ascii_lowercase(*dom_r);
+	}
+	*lp_r = xstrdup(lp);
+	return 0;
+
+toolong:
+	strlcpy(why, "local part longer than 64 octets", whysize);
+	return -1;
+}
+
+/*
+ * The address of a remote target as it will go into RCPT TO: the local
+ * part as a Quoted-string ('"' and '\' as quoted pairs) unless it is a
+ * Dot-string, the domain lower-cased.
+ */
+static char *
+policy_remote_addr(const char *lp, const char *dom)
+{
+	char *addr, *q, *o;
+	const char *p;
+
+	if (is_dot_string(lp))
+		addr = xasprintf("%s@%s", lp, dom);
+	else {
+		o = q = xmalloc(2 * strlen(lp) + 3);
+		*o++ = '"';
+		for (p = lp; *p != '\0'; p++) {
+			if (*p == '"' || *p == '\\')
+				*o++ = '\\';
+			*o++ = *p;
+		}
+		*o++ = '"';
+		*o = '\0';
+		addr = xasprintf("%s@%s", q, dom);
+		free(q);
+	}
+	ascii_lowercase(strrchr(addr, '@'));
+	return addr;
 }
 
 /* ---- loading ---- */
@@ -170,6 +515,8 @@ struct policy_load {
 };
 
 static void policy_load_error(struct policy_load *pl, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void policy_load_warn(struct policy_load *pl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void
@@ -190,6 +537,22 @@ policy_load_error(struct policy_load *pl, const char *fmt, ...)
 		pl->cb(pl->arg, full);
 	free(full);
 	pl->errors++;
+}
+
+/*
+ * Something legal but almost certainly not meant: the log, as FILE:LINE
+ * like an error, and the load goes on.
+ */
+static void
+policy_load_warn(struct policy_load *pl, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_warn("%s:%lu: %s", pl->path, pl->line, msg);
 }
 
 static bool
@@ -288,11 +651,18 @@ is_plain_address(const char *s)
 	    strchr(at + 1, '@') == NULL;
 }
 
+/*
+ * One users line. The key is matched against the unquoted, lower-cased
+ * local part of a RCPT and becomes a Maildir name, so anything that can
+ * never match or never be a Maildir is an error here, not a silent
+ * dead entry.
+ */
 static void
-policy_users_line(struct policy_load *pl, struct ptab *users, char *line)
+policy_users_line(struct policy_load *pl, const struct conf *c,
+    struct ptab *users, char *line)
 {
 	char e1[128];
-	char *colon, *addr, *hash, *key;
+	char *colon, *addr, *hash, *key, *at;
 
 	if (*trim(line) == '\0' || *trim(line) == '#')
 		return;
@@ -319,6 +689,33 @@ policy_users_line(struct policy_load *pl, struct ptab *users, char *line)
 		    esc(e1, sizeof(e1), addr));
 		return;
 	}
+	if (strpbrk(addr, "\"\\") != NULL) {
+		policy_load_error(pl, "quotes and backslashes are not allowed "
+		    "(write the local part unquoted): %s",
+		    esc(e1, sizeof(e1), addr));
+		return;
+	}
+	at = strchr(addr, '@');
+	if ((size_t)(at - addr) > POLICY_LOCAL_MAX) {
+		policy_load_error(pl, "local part longer than %d octets",
+		    POLICY_LOCAL_MAX);
+		return;
+	}
+	if (strlen(at + 1) > POLICY_DOMAIN_MAX) {
+		policy_load_error(pl, "domain longer than %d octets",
+		    POLICY_DOMAIN_MAX);
+		return;
+	}
+	*at = '\0';
+	if (!is_safe_part(addr) || !is_safe_part(at + 1)) {
+		bool lp_bad = !is_safe_part(addr);
+
+		policy_load_error(pl, "%s %s cannot be a Maildir name (a "
+		    "leading '.' or a '/')", lp_bad ? "local part" : "domain",
+		    esc(e1, sizeof(e1), lp_bad ? addr : at + 1));
+		return;
+	}
+	*at = '@';
 	if (has_ctl(hash) || strpbrk(hash, " \t") != NULL) {
 		policy_load_error(pl, "invalid password hash for %s",
 		    esc(e1, sizeof(e1), addr));
@@ -333,13 +730,22 @@ policy_users_line(struct policy_load *pl, struct ptab *users, char *line)
 		return;
 	}
 	ptab_put(users, key, xstrdup(hash));
+	at = strchr(key, '@');
+	if (!conf_is_local_domain(c, at + 1)) {
+		char e2[128];
+
+		/* It may still log in (submission), so not an error. */
+		policy_load_warn(pl, "user %s: %s is not a local domain, so "
+		    "this address never receives mail",
+		    esc(e1, sizeof(e1), key), esc(e2, sizeof(e2), at + 1));
+	}
 }
 
 static int
-policy_users_load(struct policy_tables *t, const char *path,
+policy_users_load(struct policy_tables *t, const struct conf *c,
     conf_error_cb cb, void *arg)
 {
-	struct policy_load pl = { path, 0, cb, arg, 0 };
+	struct policy_load pl = { c->users, 0, cb, arg, 0 };
 	char *line = NULL;
 	size_t cap = 0;
 	FILE *fp;
@@ -348,88 +754,184 @@ policy_users_load(struct policy_tables *t, const char *path,
 	if ((fp = policy_open(&pl)) == NULL)
 		return -1;
 	while ((r = policy_read_line(&pl, fp, &line, &cap)) == 1)
-		policy_users_line(&pl, &t->users, line);
+		policy_users_line(&pl, c, &t->users, line);
 	free(line);
 	fclose(fp);
 	return r == -1 || pl.errors > 0 ? -1 : 0;
 }
 
+static bool
+is_include(const char *s)
+{
+	return ascii_strncasecmp(s, ":include:", 9) == 0 ||
+	    ascii_strncasecmp(s, "include:", 8) == 0;
+}
+
 /*
- * Split s on commas outside double quotes and add every target to a.
- * Errors name pl->line.
+ * "alice bob": white space outside quotes between words that are each a
+ * target. aliases(5) separates targets with commas; guessing would turn
+ * "bob smith@remote.test" into two recipients.
+ */
+static bool
+is_missing_comma(const char *tok)
+{
+	char why[64];
+	char *copy, *p, *word, *lp, *dom;
+	bool quoted = false, ok = true;
+	int words = 0;
+
+	copy = xstrdup(tok);
+	for (p = copy; ok;) {
+		while (is_space(*p))
+			p++;
+		if (*p == '\0')
+			break;
+		for (word = p; *p != '\0' && (quoted || !is_space(*p)); p++) {
+			if (quoted && *p == '\\' && p[1] != '\0')
+				p++;
+			else if (*p == '"')
+				quoted = !quoted;
+		}
+		if (*p != '\0')
+			*p++ = '\0';
+		if (*word == '\\')
+			word++;
+		if (policy_target_parse(word, &lp, &dom, why,
+		    sizeof(why)) == -1)
+			ok = false;
+		else {
+			free(lp);
+			free(dom);
+			words++;
+		}
+	}
+	free(copy);
+	return ok && words >= 2;
+}
+
+/*
+ * One target, as written between commas (trimmed, not empty). Returns -1
+ * when the alias is full (reported), else 0.
+ */
+static int
+policy_alias_target(struct policy_load *pl, struct alias *a, char *tok)
+{
+	struct alias_target *at;
+	char e1[128], why[64];
+	char *lp, *dom, *q;
+	size_t n = strlen(tok);
+	bool noexpand = false;
+
+	esc(e1, sizeof(e1), tok);
+	if (n >= 2 && tok[0] == '<' && tok[n - 1] == '>') {
+		tok[n - 1] = '\0';
+		tok = trim(tok + 1);
+		n = strlen(tok);
+	}
+	/*
+	 * aliases(5) lets a whole target be quoted: "|cmd", "/file name",
+	 * "user@domain". Any other leading quote opens a quoted local part
+	 * ("John Doe"@example.test, ".hidden").
+	 */
+	if (n >= 2 && tok[0] == '"' && tok[n - 1] == '"' &&
+	    memchr(tok + 1, '"', n - 2) != NULL)
+		;	/* "a\"b"@x: quotes inside, a local part */
+	else if (n >= 2 && tok[0] == '"' && tok[n - 1] == '"') {
+		q = tok + 1;
+		while (is_space(*q))
+			q++;
+		if (*q == '|' || *q == '/' || is_include(q) ||
+		    memchr(tok + 1, '@', n - 2) != NULL) {
+			tok[n - 1] = '\0';
+			tok = trim(tok + 1);
+		}
+	}
+	/* aliases(5) "\user": this user's mailbox, no further aliasing. */
+	if (*tok == '\\') {
+		noexpand = true;
+		tok++;
+	}
+	if (*tok == '|') {
+		policy_load_error(pl, "|command targets are not "
+		    "supported: Petrel never runs a shell");
+		return 0;
+	}
+	if (*tok == '/') {
+		policy_load_error(pl, "/file targets are not "
+		    "supported: Petrel delivers only to Maildirs");
+		return 0;
+	}
+	if (is_include(tok)) {
+		policy_load_error(pl, ":include: targets are not "
+		    "supported: list every target in the aliases file");
+		return 0;
+	}
+	if (policy_target_parse(tok, &lp, &dom, why, sizeof(why)) == -1) {
+		if (is_missing_comma(tok))
+			policy_load_error(pl, "missing ',' between targets: "
+			    "%s", e1);
+		else
+			policy_load_error(pl, "invalid target: %s (%s)", e1,
+			    why);
+		return 0;
+	}
+	if (a->ntargets >= POLICY_MAX_TARGETS) {
+		policy_load_error(pl, "too many targets (at most %d)",
+		    POLICY_MAX_TARGETS);
+		free(lp);
+		free(dom);
+		return -1;
+	}
+	a->targets = xrealloc(a->targets,
+	    (a->ntargets + 1) * sizeof(*a->targets));
+	at = &a->targets[a->ntargets++];
+	at->lp = lp;
+	at->dom = dom;
+	at->noexpand = noexpand;
+	return 0;
+}
+
+/*
+ * Split s on commas outside double quotes (a quoted pair may escape a
+ * quote) and add every target to a. *open is true when the entry's
+ * previous line ended in a target without a comma, so s must not start
+ * with one; on return it says the same of s. Errors name pl->line.
  */
 static void
-policy_alias_targets(struct policy_load *pl, struct alias *a, char *s)
+policy_alias_targets(struct policy_load *pl, struct alias *a, char *s,
+    bool *open)
 {
-	char e1[128];
-	char *tok, *p, *at;
-	bool quoted;
-	size_t n;
+	char *tok, *p;
+	bool quoted, comma, first = true;
 	int errors = pl->errors;
 
 	while (*s != '\0') {
 		tok = s;
 		quoted = false;
-		for (p = s; *p != '\0' && (quoted || *p != ','); p++)
-			if (*p == '"')
+		for (p = s; *p != '\0' && (quoted || *p != ','); p++) {
+			if (quoted && *p == '\\' && p[1] != '\0')
+				p++;
+			else if (*p == '"')
 				quoted = !quoted;
+		}
 		if (quoted) {
 			policy_load_error(pl, "unterminated quote");
+			*open = false;
 			break;
 		}
-		s = *p == ',' ? p + 1 : p;
+		comma = *p == ',';
+		s = comma ? p + 1 : p;
 		*p = '\0';
 		tok = trim(tok);
-		n = strlen(tok);
-		if (n >= 2 && tok[0] == '<' && tok[n - 1] == '>') {
-			tok[n - 1] = '\0';
-			tok = trim(tok + 1);
-			n = strlen(tok);
-		}
-		/* "target" as a whole: drop the quotes ("|cmd" too). */
-		if (n >= 2 && tok[0] == '"' && tok[n - 1] == '"' &&
-		    memchr(tok + 1, '"', n - 2) == NULL) {
-			tok[n - 1] = '\0';
-			tok = trim(tok + 1);
-		}
+		if (first && *open && *tok != '\0')
+			policy_load_error(pl, "missing ',' at the end of the "
+			    "previous line");
+		first = false;
+		*open = *tok != '\0' && !comma;
 		if (*tok == '\0')
 			continue;	/* "a, , b" or a trailing comma */
-		if (*tok == '|') {
-			policy_load_error(pl, "|command targets are not "
-			    "supported: Petrel never runs a shell");
-			continue;
-		}
-		if (*tok == '/') {
-			policy_load_error(pl, "/file targets are not "
-			    "supported: Petrel delivers only to Maildirs");
-			continue;
-		}
-		if (ascii_strncasecmp(tok, ":include:", 9) == 0 ||
-		    ascii_strncasecmp(tok, "include:", 8) == 0) {
-			policy_load_error(pl, ":include: targets are not "
-			    "supported: list every target in the aliases "
-			    "file");
-			continue;
-		}
-		at = strrchr(tok, '@');
-		if (has_ctl(tok) || at == tok ||
-		    (at != NULL && at[1] == '\0') ||
-		    (at != NULL && strchr(at, '"') != NULL)) {
-			policy_load_error(pl, "invalid target: %s",
-			    esc(e1, sizeof(e1), tok));
-			continue;
-		}
-		if (a->ntargets >= POLICY_MAX_TARGETS) {
-			policy_load_error(pl, "too many targets (at most %d)",
-			    POLICY_MAX_TARGETS);
+		if (policy_alias_target(pl, a, tok) == -1)
 			break;
-		}
-		a->targets = xrealloc(a->targets,
-		    (a->ntargets + 1) * sizeof(*a->targets));
-		tok = xstrdup(tok);
-		if ((at = strrchr(tok, '@')) != NULL)
-			ascii_lowercase(at);
-		a->targets[a->ntargets++] = tok;
 	}
 	if (pl->errors != errors)
 		a->bad = true;
@@ -448,29 +950,71 @@ is_alias_name(const char *s)
 	return at[1] != '\0' && strchr(at + 1, '@') == NULL;
 }
 
+/*
+ * A "local" alias (a name without a domain) is looked up before the users
+ * of that name in every local domain. Warn for each such user that the
+ * alias does not deliver to itself ("x: \x" or "x: x, ..." keep it).
+ */
 static void
-policy_alias_finish(struct policy_load *pl, const struct alias *a,
-    const char *name)
+policy_alias_shadow(struct policy_load *pl, const struct conf *c,
+    const struct policy_tables *t, const struct alias *a)
+{
+	const struct alias_target *tg;
+	char e1[128], e2[128];
+	char *addr;
+	size_t i, j;
+	bool kept;
+
+	for (i = 0; i < c->ndomains; i++) {
+		addr = xasprintf("%s@%s", a->name, c->domains[i]);
+		ascii_lowercase(addr);
+		if (!ptab_has(&t->users, addr)) {
+			free(addr);
+			continue;
+		}
+		kept = false;
+		for (j = 0; j < a->ntargets && !kept; j++) {
+			tg = &a->targets[j];
+			kept = ascii_strcasecmp(tg->lp, a->name) == 0 &&
+			    (tg->dom == NULL ||
+			    ascii_strcasecmp(tg->dom, c->domains[i]) == 0);
+		}
+		if (!kept)
+			policy_load_warn(pl, "alias %s shadows user %s (its "
+			    "mail goes to the alias)",
+			    esc(e1, sizeof(e1), a->name),
+			    esc(e2, sizeof(e2), addr));
+		free(addr);
+	}
+}
+
+/* The entry a is complete (all its continuation lines read). */
+static void
+policy_alias_finish(struct policy_load *pl, const struct conf *c,
+    const struct policy_tables *t, const struct alias *a)
 {
 	char e1[128];
 	unsigned long line = pl->line;
 
-	if (a == NULL || a->ntargets > 0 || a->bad)
+	if (a == NULL)
 		return;
 	pl->line = a->line;
-	policy_load_error(pl, "alias %s has no targets",
-	    esc(e1, sizeof(e1), name));
+	if (a->ntargets == 0 && !a->bad)
+		policy_load_error(pl, "alias %s has no targets",
+		    esc(e1, sizeof(e1), a->name));
+	if (strchr(a->name, '@') == NULL)
+		policy_alias_shadow(pl, c, t, a);
 	pl->line = line;
 }
 
 static int
-policy_aliases_load(struct policy_tables *t, const char *path,
+policy_aliases_load(struct policy_tables *t, const struct conf *c,
     conf_error_cb cb, void *arg)
 {
-	struct policy_load pl = { path, 0, cb, arg, 0 };
+	struct policy_load pl = { c->aliases, 0, cb, arg, 0 };
 	struct alias *cur = NULL;	/* entry being read, NULL if bad */
-	const char *curname = NULL;	/* its key, owned by the table */
 	bool in_entry = false;		/* a name line was seen */
+	bool open = false;		/* last line ended without ',' */
 	char e1[128];
 	char *line = NULL, *colon, *s, *key;
 	size_t cap = 0;
@@ -490,11 +1034,12 @@ policy_aliases_load(struct policy_tables *t, const char *path,
 				policy_load_error(&pl, "continuation line "
 				    "without an alias");
 			else if (cur != NULL)
-				policy_alias_targets(&pl, cur, s);
+				policy_alias_targets(&pl, cur, s, &open);
 			continue;
 		}
-		policy_alias_finish(&pl, cur, curname);
+		policy_alias_finish(&pl, c, t, cur);
 		cur = NULL;
+		open = false;
 		in_entry = true;	/* a bad entry swallows its
 					 * continuation lines */
 		if ((colon = strchr(s, ':')) == NULL) {
@@ -522,11 +1067,11 @@ policy_aliases_load(struct policy_tables *t, const char *path,
 		}
 		cur = xcalloc(1, sizeof(*cur));
 		cur->line = pl.line;
-		curname = key;
+		cur->name = key;	/* the table keeps key where it is */
 		ptab_put(&t->aliases, key, cur);
-		policy_alias_targets(&pl, cur, colon + 1);
+		policy_alias_targets(&pl, cur, colon + 1, &open);
 	}
-	policy_alias_finish(&pl, cur, curname);
+	policy_alias_finish(&pl, c, t, cur);
 	free(line);
 	fclose(fp);
 	return r == -1 || pl.errors > 0 ? -1 : 0;
@@ -539,10 +1084,10 @@ policy_tables_load(const struct conf *c, conf_error_cb cb, void *arg)
 	int bad = 0;
 
 	t = xcalloc(1, sizeof(*t));
-	if (c->users != NULL && policy_users_load(t, c->users, cb, arg) == -1)
+	/* Users first: the aliases loader warns about users it hides. */
+	if (c->users != NULL && policy_users_load(t, c, cb, arg) == -1)
 		bad = 1;
-	if (c->aliases != NULL &&
-	    policy_aliases_load(t, c->aliases, cb, arg) == -1)
+	if (c->aliases != NULL && policy_aliases_load(t, c, cb, arg) == -1)
 		bad = 1;
 	if (bad) {
 		policy_tables_free(t);
@@ -583,10 +1128,13 @@ struct policy_resolve {
 	const struct conf *c;
 	struct policy_target *targets;
 	size_t ntargets;
-	struct ptab visited;		/* every address looked at */
+	struct strset chosen;		/* addr of every target */
+	struct strset visited;		/* every local address expanded */
+	size_t looked;			/* addresses looked at */
 	const char *chain[POLICY_ALIAS_DEPTH + 2];	/* being expanded */
 	size_t nchain;
 	bool unknown;		/* the recipient itself does not exist */
+	bool looped;		/* an alias led back into its own chain */
 	bool too_deep;
 	bool too_many;
 	bool unsafe;
@@ -605,19 +1153,20 @@ policy_add_target(struct policy_resolve *r, const char *lp, const char *dom,
 {
 	char path[4096];
 	char *addr;
-	size_t i;
 
-	addr = xasprintf("%s@%s", lp, dom);
-	if (local)
+	/*
+	 * A local target is one Maildir whatever the case; a remote one
+	 * keeps its local part as written and compares it exactly (RFC 5321
+	 * 2.4: only the remote host may decide that Bob is bob).
+	 */
+	if (local) {
+		addr = xasprintf("%s@%s", lp, dom);
 		ascii_lowercase(addr);
-	else
-		ascii_lowercase(strrchr(addr, '@'));
-	for (i = 0; i < r->ntargets; i++) {
-		if ((local ? strcmp(r->targets[i].addr, addr) :
-		    ascii_strcasecmp(r->targets[i].addr, addr)) == 0) {
-			free(addr);
-			return;		/* delivered once */
-		}
+	} else
+		addr = policy_remote_addr(lp, dom);
+	if (strset_has(&r->chosen, addr)) {
+		free(addr);
+		return;		/* delivered once */
 	}
 	if (local && policy_mailbox_path(r->c, lp, dom, path,
 	    sizeof(path)) == -1) {
@@ -630,6 +1179,7 @@ policy_add_target(struct policy_resolve *r, const char *lp, const char *dom,
 		free(addr);
 		return;
 	}
+	strset_add(&r->chosen, addr);
 	r->targets = xrealloc(r->targets,
 	    (r->ntargets + 1) * sizeof(*r->targets));
 	r->targets[r->ntargets].addr = addr;
@@ -638,15 +1188,51 @@ policy_add_target(struct policy_resolve *r, const char *lp, const char *dom,
 	r->ntargets++;
 }
 
-static void policy_expand(struct policy_resolve *r, const char *lp,
-    const char *dom, unsigned int depth);
+/* Count one more address looked at; false past the work bound. */
+static bool
+policy_look(struct policy_resolve *r)
+{
+	if (++r->looked > POLICY_MAX_VISITS) {
+		r->too_many = true;
+		return false;
+	}
+	return true;
+}
+
+/* "\user" in alias from: the user (or postmaster), never an alias. */
+static void
+policy_expand_user(struct policy_resolve *r, const struct alias *from,
+    const char *lp, const char *dom)
+{
+	char e1[128], e2[256];
+	char *addr;
+
+	if (!policy_look(r))
+		return;
+	if (!conf_is_local_domain(r->c, dom)) {
+		policy_add_target(r, lp, dom, false);
+		return;
+	}
+	addr = xasprintf("%s@%s", lp, dom);
+	ascii_lowercase(addr);
+	if (ptab_has(&r->t->users, addr) || policy_is_postmaster(lp))
+		policy_add_target(r, lp, dom, true);
+	else
+		log_warn("policy: alias %s: member \\%s is not a user; "
+		    "skipped", esc(e1, sizeof(e1), from->name),
+		    esc(e2, sizeof(e2), addr));
+	free(addr);
+}
+
+static void policy_expand(struct policy_resolve *r, const struct alias *from,
+    const char *lp, const char *dom, unsigned int depth);
 
 static void
 policy_expand_alias(struct policy_resolve *r, const struct alias *a,
     const char *dom, unsigned int depth)
 {
-	const char *at;
-	char *lp;
+	const struct alias_target *tg;
+	const char *tdom;
 	size_t i;
 
 	if (depth >= POLICY_ALIAS_DEPTH) {
@@ -654,27 +1240,28 @@ policy_expand_alias(struct policy_resolve *r, const struct alias *a,
 		return;
 	}
 	for (i = 0; i < a->ntargets && !r->too_deep && !r->too_many; i++) {
-		at = strrchr(a->targets[i], '@');
-		if (at == NULL) {
-			/* "user": the domain of the address expanded. */
-			policy_expand(r, a->targets[i], dom, depth + 1);
-			continue;
-		}
-		lp = xstrndup(a->targets[i], (size_t)(at - a->targets[i]));
-		policy_expand(r, lp, at + 1, depth + 1);
-		free(lp);
+		tg = &a->targets[i];
+		/* "user": the domain of the address expanded. */
+		tdom = tg->dom != NULL ? tg->dom : dom;
+		if (tg->noexpand)
+			policy_expand_user(r, a, tg->lp, tdom);
+		else
+			policy_expand(r, a, tg->lp, tdom, depth + 1);
 	}
 }
 
+/* Expand lp@dom, a member of alias from (NULL for the recipient). */
 static void
-policy_expand(struct policy_resolve *r, const char *lp, const char *dom,
-    unsigned int depth)
+policy_expand(struct policy_resolve *r, const struct alias *from,
+    const char *lp, const char *dom, unsigned int depth)
 {
 	const struct alias *a;
 	char *addr, *key;
 	bool is_user;
 	size_t i;
 
+	if (!policy_look(r))
+		return;
 	if (!conf_is_local_domain(r->c, dom)) {
 		policy_add_target(r, lp, dom, false);
 		return;
@@ -689,15 +1276,12 @@ policy_expand(struct policy_resolve *r, const char *lp, const char *dom,
 		 * user alice; anything else on the chain is skipped. */
 		if (is_user)
 			policy_add_target(r, lp, dom, true);
+		else
+			r->looped = true;
 		free(addr);
 		return;
 	}
-	if (r->visited.n >= POLICY_MAX_VISITS) {
-		r->too_many = true;
-		free(addr);
-		return;
-	}
-	if (!ptab_put(&r->visited, addr, NULL)) {
+	if (!strset_add(&r->visited, addr)) {
 		free(addr);
 		return;		/* expanded already: duplicates once */
 	}
@@ -719,17 +1303,19 @@ policy_expand(struct policy_resolve *r, const char *lp, const char *dom,
 		ascii_lowercase(key);
 		if ((a = ptab_get(&r->t->aliases, key)) != NULL)
 			policy_expand_alias(r, a, dom, depth);
-		else if (depth == 0)
+		else if (from == NULL)
 			r->unknown = true;
 		else {
-			char e1[256];
+			char e1[128], e2[256];
 
-			log_warn("policy: alias target %s does not exist",
-			    esc(e1, sizeof(e1), addr));
+			log_warn("policy: alias %s: member %s does not "
+			    "exist; skipped", esc(e1, sizeof(e1), from->name),
+			    esc(e2, sizeof(e2), addr));
 		}
 	}
 	free(key);
 	r->nchain--;
+	free(addr);
 }
 
 enum policy_rcpt
@@ -749,32 +1335,37 @@ policy_rcpt_resolve(const struct policy_tables *t, const struct conf *c,
 	memset(&r, 0, sizeof(r));
 	r.t = t != NULL ? t : &empty;
 	r.c = c;
-	policy_expand(&r, localpart, domain, 0);
-	ptab_free(&r.visited, NULL);
+	strset_init(&r.chosen);
+	strset_init(&r.visited);
+	policy_expand(&r, NULL, localpart, domain, 0);
+	strset_free(&r.chosen);
+	strset_free(&r.visited);
 
+	esc(e1, sizeof(e1), localpart);
 	if (r.unknown)
 		res = POLICY_RCPT_UNKNOWN;
 	else if (r.too_deep || r.too_many) {
 		if (r.too_deep)
 			log_warn("policy: expansion of %s@%s nests aliases "
-			    "more than %d deep; check the aliases file",
-			    esc(e1, sizeof(e1), localpart), domain,
-			    POLICY_ALIAS_DEPTH);
+			    "more than %d deep; check the aliases file", e1,
+			    domain, POLICY_ALIAS_DEPTH);
 		else
 			log_warn("policy: expansion of %s@%s exceeds %d "
-			    "targets; check the aliases file",
-			    esc(e1, sizeof(e1), localpart), domain,
+			    "targets; check the aliases file", e1, domain,
 			    POLICY_MAX_TARGETS);
-		res = POLICY_RCPT_LOOP;
+		res = POLICY_RCPT_TOO_MANY;
 	} else if (r.unsafe)
 		res = POLICY_RCPT_UNSAFE;
-	else if (r.ntargets == 0)
-		res = POLICY_RCPT_LOOP;
-	else {
+	else if (r.ntargets > 0) {
 		*targets_r = r.targets;
 		*ntargets_r = r.ntargets;
 		return POLICY_RCPT_OK;
-	}
+	} else if (r.looped) {
+		log_warn("policy: expansion of %s@%s loops without reaching "
+		    "a user; check the aliases file", e1, domain);
+		res = POLICY_RCPT_LOOP;
+	} else
+		res = POLICY_RCPT_UNKNOWN;	/* every member unknown */
 	policy_targets_free(r.targets, r.ntargets);
 	return res;
 }
@@ -794,23 +1385,6 @@ policy_targets_free(struct policy_target *targets, size_t n)
 }
 
 /* ---- Maildir paths ---- */
-
-/* May s become one path component below the Maildir root? */
-static bool
-is_safe_part(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > POLICY_PART_MAX || s[0] == '.')
-		return false;	/* also ".", ".." and ".hidden" */
-	for (; *s != '\0'; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '/' || ch < 0x20 || ch == 0x7f)
-			return false;
-	}
-	return true;
-}
 
 int
 policy_mailbox_path(const struct conf *c, const char *localpart,

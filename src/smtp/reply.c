@@ -85,6 +85,13 @@ static const struct reply replies[REPLY_MAX] = {
 	[REPLY_ALIAS_REFUSED] = { REPLY_ALIAS_REFUSED, 550, "5.3.5",
 	    "<%s>: alias expands to a command or file, which Petrel never "
 	    "runs or writes", "an alias with a |command or /file target" },
+	[REPLY_ALIAS_LOOP] = { REPLY_ALIAS_LOOP, 550, "5.4.6",
+	    "<%s>: alias loop: the expansion reaches no mailbox",
+	    "aliases that only lead back to each other" },
+	[REPLY_ALIAS_EXPANSION] = { REPLY_ALIAS_EXPANSION, 451, "4.3.0",
+	    "<%s>: alias expansion exceeds limits, try again later",
+	    "an alias deeper than 10 levels or with more than 1000 "
+	    "targets (a configuration error the administrator can fix)" },
 	[REPLY_RELAY_DENIED] = { REPLY_RELAY_DENIED, 550, "5.7.1",
 	    "<%s>: Relay access denied",
 	    "not a local domain and the client is not trusted" },

@@ -41,6 +41,8 @@ enum reply_id {
 	REPLY_UNKNOWN_USER,	/* 550 5.1.1 */
 	REPLY_BAD_MAILBOX,	/* 550 5.1.3: would escape the Maildir root */
 	REPLY_ALIAS_REFUSED,	/* 550 5.3.5: |command or /file target */
+	REPLY_ALIAS_LOOP,	/* 550 5.4.6: aliases loop, no target */
+	REPLY_ALIAS_EXPANSION,	/* 451 4.3.0: expansion past the limits */
 	REPLY_RELAY_DENIED,	/* 550 5.7.1 */
 	REPLY_TOO_MANY_RCPTS,	/* 452 4.5.3 */
 	REPLY_SIZE_EXCEEDED,	/* 552 5.3.4 (MAIL SIZE= or while receiving) */

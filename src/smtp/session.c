@@ -892,8 +892,15 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		case POLICY_RCPT_REFUSED:
 			smtp_rcpt_refuse(s, REPLY_ALIAS_REFUSED, addr.text);
 			return;
-		case POLICY_RCPT_UNKNOWN:
 		case POLICY_RCPT_LOOP:
+			smtp_rcpt_refuse(s, REPLY_ALIAS_LOOP, addr.text);
+			return;
+		case POLICY_RCPT_TOO_MANY:
+			/* The administrator can fix the aliases: defer, as
+			 * Postfix does for alias expansion errors. */
+			smtp_rcpt_refuse(s, REPLY_ALIAS_EXPANSION, addr.text);
+			return;
+		case POLICY_RCPT_UNKNOWN:
 		default:
 			smtp_rcpt_refuse(s, REPLY_UNKNOWN_USER, addr.text);
 			return;

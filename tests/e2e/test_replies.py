@@ -730,18 +730,58 @@ def test_unknown_user_550(petrel):
                     "REPLY_UNKNOWN_USER")
 
 
-def test_unsafe_mailbox_550_513(make_petrel):
-    p = make_petrel(users={"a/b@example.test": "",
-                           ".hidden@example.test": ""})
+def test_unsafe_users_entry_refused_at_start(make_petrel):
+    """REPLY_BAD_MAILBOX cannot be reached: a users entry whose Maildir
+    name policy_mailbox_path() would refuse is an error in the users file,
+    and the daemon does not start with it."""
+    for addr in ("a/b@example.test", ".hidden@example.test"):
+        p = make_petrel(start=False, users={addr: ""})
+        p.start(wait=False)
+        rc = p.proc.wait(timeout=20)
+        p.kill()
+        assert rc != 0
+        p.wait_log(r"users:1: local part \S+ cannot be a Maildir name",
+                   timeout=5)
+        assert not any("listening addr=" in l for l in p.log_lines)
+
+
+def test_unsafe_local_part_unknown_550_511(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, 'RCPT TO:<".hidden"@example.test>',
+                    "REPLY_UNKNOWN_USER")
+        send_expect(c, 'RCPT TO:<"a/b"@example.test>', "REPLY_UNKNOWN_USER")
+    assert not os.path.exists(os.path.join(petrel.maildir_root,
+                                           "example.test", "a"))
+
+
+def test_alias_loop_550_546(make_petrel):
+    p = make_petrel(aliases="ping: pong\npong: ping\n")
     with p.raw() as c:
         greet(c)
         send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_MAIL_OK")
-        send_expect(c, "RCPT TO:<a/b@example.test>", "REPLY_BAD_MAILBOX",
-                    "a/b@example.test")
-        send_expect(c, 'RCPT TO:<".hidden"@example.test>',
-                    "REPLY_BAD_MAILBOX")
-    assert not os.path.exists(os.path.join(p.maildir_root, "example.test",
-                                           "a"))
+        send_expect(c, "RCPT TO:<ping@example.test>", "REPLY_ALIAS_LOOP",
+                    "ping@example.test")
+        send_expect(c, "RCPT TO:<alice@example.test>", "REPLY_RCPT_OK")
+
+
+def test_alias_expansion_limit_451(make_petrel):
+    users = {"u%d@example.test" % i: "" for i in range(1001)}
+    # Each list is within the loader's limit; together they are not.
+    h1 = ",\n  ".join("u%d" % i for i in range(600))
+    h2 = ",\n  ".join("u%d" % i for i in range(600, 1001))
+    chain = "".join("d%d: d%d\n" % (i, i + 1) for i in range(11))
+    p = make_petrel(users=users,
+                    aliases="h1: %s\nh2: %s\nbig: h1, h2\n%sd11: u0\n"
+                    % (h1, h2, chain))
+    with p.raw() as c:
+        greet(c)
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<big@example.test>", "REPLY_ALIAS_EXPANSION",
+                    "big@example.test")
+        send_expect(c, "RCPT TO:<d0@example.test>", "REPLY_ALIAS_EXPANSION")
+        send_expect(c, "RCPT TO:<d2@example.test>", "REPLY_RCPT_OK")
 
 
 def test_relay_denied_untrusted(petrel):
@@ -1109,8 +1149,9 @@ COVERAGE = {
     "REPLY_PARAM_SYNTAX": ["test_bad_param_values"],
     "REPLY_NEED_SMTPUTF8": ["test_utf8_without_smtputf8_553"],
     "REPLY_UNKNOWN_USER": ["test_unknown_user_550"],
-    "REPLY_BAD_MAILBOX": ["test_unsafe_mailbox_550_513"],
     "REPLY_RELAY_DENIED": ["test_relay_denied_untrusted"],
+    "REPLY_ALIAS_LOOP": ["test_alias_loop_550_546"],
+    "REPLY_ALIAS_EXPANSION": ["test_alias_expansion_limit_451"],
     "REPLY_TOO_MANY_RCPTS": ["test_too_many_recipients_452",
                              "test_too_many_recipients_after_expansion_452"],
     "REPLY_SIZE_EXCEEDED": ["test_size_over_limit_552",
@@ -1131,6 +1172,10 @@ COVERAGE = {
     "REPLY_UNAUTH_PIPELINING": ["test_unauth_pipelining_554"],
 }
 UNREACHABLE = {
+    "REPLY_BAD_MAILBOX": "policy_tables_load() refuses a users entry "
+    "whose Maildir name would be unsafe, so no recipient resolves to one "
+    "(test_unsafe_users_entry_refused_at_start); only a maildir template "
+    "too long for any path could still give POLICY_RCPT_UNSAFE",
     "REPLY_ALIAS_REFUSED": "policy_tables_load() refuses |command and "
     "/file targets, so the daemon never starts with one "
     "(test_alias_command_target_refused_at_start)",

@@ -396,7 +396,7 @@ def test_alias_loop_refused(aliased):
         c.send(b"MAIL FROM:<sender@remote.test>\r\n")
         c.expect(250, "2.1.0")
         c.send(b"RCPT TO:<loop1@example.test>\r\n")
-        c.expect(550, "5.1.1")
+        c.expect(550, "5.4.6")   # a loop, not an unknown user
         c.send(b"QUIT\r\n")
         c.expect(221)
 

@@ -223,7 +223,10 @@ test_defaults(void **state)
 		assert_string_equal(c->user, "petrel");
 		assert_null(c->users);
 		assert_null(c->aliases);
-		assert_int_equal(c->ndomains, 0);
+		/* No `domain` line: the host name is the local domain. */
+		assert_int_equal(c->ndomains, 1);
+		assert_string_equal(c->domains[0], host);
+		assert_true(conf_is_local_domain(c, host));
 		assert_int_equal(c->ntrusted, 0);
 		assert_int_equal(c->ndns, 0);
 		assert_non_null(c->path);
@@ -239,6 +242,60 @@ test_defaults(void **state)
 		assert_int_equal(c->listen[0].addrlen, sizeof(*sin));
 		conf_free(c);
 	}
+}
+
+/*
+ * The local domains default to the host name, lower-cased, whatever the
+ * order of the lines; any `domain` line replaces that default.
+ */
+static void
+test_domain_default(void **state)
+{
+	struct conf *c;
+
+	(void)state;
+	c = load_ok("hostname MX.Example.TEST\n");
+	assert_string_equal(c->hostname, "MX.Example.TEST");
+	assert_int_equal(c->ndomains, 1);
+	assert_string_equal(c->domains[0], "mx.example.test");
+	assert_true(conf_is_local_domain(c, "mx.example.test"));
+	conf_free(c);
+
+	c = load_ok("domain a.test\nhostname mx.example.test\n");
+	assert_int_equal(c->ndomains, 1);
+	assert_string_equal(c->domains[0], "a.test");
+	assert_false(conf_is_local_domain(c, "mx.example.test"));
+	conf_free(c);
+
+	c = load_ok("hostname mx.example.test\ndomain a.test\n"
+		    "domain B.test\n");
+	assert_int_equal(c->ndomains, 2);
+	assert_string_equal(c->domains[0], "a.test");
+	assert_string_equal(c->domains[1], "b.test");
+	assert_false(conf_is_local_domain(c, "mx.example.test"));
+	conf_free(c);
+}
+
+/*
+ * maildir without %d is fine for one domain (the default one included),
+ * not for several: alice@d1 and alice@d2 would share a Maildir.
+ */
+static void
+test_maildir_needs_domain(void **state)
+{
+	struct conf *c;
+
+	(void)state;
+	c = load_ok("maildir /home/%u/Maildir\n");
+	assert_string_equal(c->maildir, "/home/%u/Maildir");
+	conf_free(c);
+	c = load_ok("domain a.test\nmaildir /home/%u/Maildir\n"
+		    "domain A.TEST\n");
+	assert_int_equal(c->ndomains, 1);
+	conf_free(c);
+	c = load_ok("domain a.test\ndomain b.test\n"
+		    "maildir /m/%u/%d\n");
+	conf_free(c);
 }
 
 static void
@@ -782,6 +839,17 @@ static const struct {
 	    { "1: maildir: lone % at the end (write %% for a literal %)" } },
 	{ "maildir /var/mail/%%u\n",
 	    { "1: maildir: template must contain %u" } },
+	/* several domains need %d, wherever the lines are */
+	{ "domain a.test\ndomain b.test\nmaildir /var/mail/%u\n",
+	    { "3: maildir: template must contain %d when more than one "
+		"domain is configured" } },
+	{ "# x\nmaildir /home/%u/%%d\ndomain a.test\ndomain b.test\n",
+	    { "2: maildir: template must contain %d when more than one "
+		"domain is configured" } },
+	{ "maildir /home/%u\ndomain a.test\nlisen x\ndomain b.test\n",
+	    { "3: unknown directive \"lisen\"",
+		"1: maildir: template must contain %d when more than one "
+		"domain is configured" } },
 	{ "hostname mx..example.test\n",
 	    { "1: hostname: invalid host name \"mx..example.test\"" } },
 	{ "hostname mx_1.example.test\n",
@@ -1151,6 +1219,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_domain_default),
+		cmocka_unit_test(test_maildir_needs_domain),
 		cmocka_unit_test(test_builtin_default),
 		cmocka_unit_test(test_number_directives),
 		cmocka_unit_test(test_string_directives),

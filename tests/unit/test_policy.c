@@ -1,7 +1,9 @@
 /*
- * test_policy.c: users and aliases files (syntax and exact error text),
- * recipient resolution (lookup order, catch-all, recursion, loops, depth,
- * duplicates, remote targets, refused targets) and Maildir path safety.
+ * test_policy.c: users and aliases files (syntax, exact error text and
+ * warnings), recipient resolution (lookup order, catch-all, recursion,
+ * loops, depth, duplicates, remote targets, \user and quoted targets,
+ * refused targets, result codes), the cost of de-duplication, and Maildir
+ * path safety.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +13,7 @@
 
 #include <sys/stat.h>
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +53,82 @@ write_file(const char *name, const char *text)
 	assert_int_equal(fputs(text, fp) >= 0, 1);
 	assert_int_equal(fclose(fp), 0);
 	return path;
+}
+
+/*
+ * Warnings go to the log (stderr). capture_start() sends fd 2 to a file,
+ * capture_end() restores it and returns what was written (free it).
+ */
+struct capture {
+	int saved;
+	char *path;
+};
+
+static void
+capture_start(struct capture *cap)
+{
+	int fd;
+
+	cap->path = xasprintf("%s/stderr", tmpdir);
+	fd = open(cap->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_int_not_equal(fd, -1);
+	fflush(stderr);
+	cap->saved = dup(STDERR_FILENO);
+	assert_int_not_equal(cap->saved, -1);
+	assert_int_not_equal(dup2(fd, STDERR_FILENO), -1);
+	close(fd);
+}
+
+static char *
+capture_end(struct capture *cap)
+{
+	char *text;
+	FILE *fp;
+	long n;
+
+	fflush(stderr);
+	assert_int_not_equal(dup2(cap->saved, STDERR_FILENO), -1);
+	close(cap->saved);
+	fp = fopen(cap->path, "r");
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	n = ftell(fp);
+	assert_true(n >= 0);
+	rewind(fp);
+	text = xmalloc((size_t)n + 1);
+	assert_int_equal(fread(text, 1, (size_t)n, fp), (size_t)n);
+	text[n] = '\0';
+	fclose(fp);
+	unlink(cap->path);
+	free(cap->path);
+	return text;
+}
+
+/* How many log lines contain want. */
+static int
+count_lines(const char *log, const char *want)
+{
+	const char *p = log, *nl;
+	char *line;
+	int n = 0;
+
+	while (*p != '\0') {
+		nl = strchr(p, '\n');
+		line = xstrndup(p, nl != NULL ? (size_t)(nl - p) : strlen(p));
+		if (strstr(line, want) != NULL)
+			n++;
+		free(line);
+		p = nl != NULL ? nl + 1 : p + strlen(p);
+	}
+	return n;
+}
+
+static void
+expect_line(const char *log, const char *want)
+{
+	if (count_lines(log, want) != 1)
+		fail_msg("log:\n%s\nwant exactly one line with: %s", log,
+		    want);
 }
 
 static struct conf *
@@ -159,6 +238,99 @@ test_users_errors(void **state)
 	test_conf_free(c);
 }
 
+/*
+ * Entries that could never receive mail: a local part the Maildir path
+ * would refuse, quotes or backslashes (keys are unquoted addresses), and
+ * parts beyond the RFC 5321 4.5.3.1 limits.
+ */
+static void
+test_users_unusable(void **state)
+{
+	struct policy_tables *t;
+	struct errs e = { "", 0 };
+	struct conf *c;
+	char *users, *want, lp65[66], dom256[257];
+
+	(void)state;
+	memset(lp65, 'a', 65);
+	lp65[65] = '\0';
+	memset(dom256, 'd', 256);
+	dom256[252] = '.';
+	dom256[256] = '\0';
+	users = xasprintf("ok@example.test:h\n"		/* 1 */
+			  ".hidden@example.test:h\n"		/* 2 */
+			  "a/b@example.test:h\n"		/* 3 */
+			  "/etc@example.test:h\n"		/* 4 */
+			  "a\x01@example.test:h\n"		/* 5 */
+			  "\"ab\"@example.test:h\n"		/* 6 */
+			  "a\\b@example.test:h\n"		/* 7 */
+			  "%s@example.test:h\n"		/* 8 */
+			  "%.64s@example.test:h\n"		/* 9: 64 is fine */
+			  "x@%s:h\n"				/* 10 */
+			  "x@.example.test:h\n"		/* 11 */
+			  "x@a/b:h\n",				/* 12 */
+	    lp65, lp65, dom256);
+	c = test_conf(users, NULL);
+	free(users);
+	t = policy_tables_load(c, errs_cb, &e);
+	assert_null(t);
+	want = xasprintf(
+	    "%s:2: local part .hidden cannot be a Maildir name (a "
+	    "leading '.' or a '/')\n"
+	    "%s:3: local part a/b cannot be a Maildir name (a "
+	    "leading '.' or a '/')\n"
+	    "%s:4: local part /etc cannot be a Maildir name (a "
+	    "leading '.' or a '/')\n"
+	    "%s:5: invalid address: a\\x01@example.test\n"
+	    "%s:6: quotes and backslashes are not allowed (write the local "
+	    "part unquoted): \\x22ab\\x22@example.test\n"
+	    "%s:7: quotes and backslashes are not allowed (write the local "
+	    "part unquoted): a\\x5cb@example.test\n"
+	    "%s:8: local part longer than 64 octets\n"
+	    "%s:10: domain longer than 255 octets\n"
+	    "%s:11: domain .example.test cannot be a Maildir name (a "
+	    "leading '.' or a '/')\n"
+	    "%s:12: domain a/b cannot be a Maildir name (a "
+	    "leading '.' or a '/')\n",
+	    c->users, c->users, c->users, c->users, c->users, c->users,
+	    c->users, c->users, c->users, c->users);
+	assert_string_equal(e.text, want);
+	free(want);
+	test_conf_free(c);
+}
+
+/* A user outside our domains can log in but never receive: a warning. */
+static void
+test_users_warnings(void **state)
+{
+	struct policy_tables *t;
+	struct errs e = { "", 0 };
+	struct capture cap;
+	struct conf *c;
+	char *log, *want;
+
+	(void)state;
+	c = test_conf("alice@example.test:h\n"
+		      "Bob@Elsewhere.TEST:h\n"
+		      "carol@other.test:h\n",
+	    NULL);
+	capture_start(&cap);
+	t = policy_tables_load(c, errs_cb, &e);
+	log = capture_end(&cap);
+	assert_string_equal(e.text, "");
+	assert_non_null(t);
+	want = xasprintf("%s:2: user bob@elsewhere.test: elsewhere.test is "
+			 "not a local domain, so this address never receives "
+			 "mail", c->users);
+	expect_line(log, want);
+	assert_int_equal(count_lines(log, c->users), 1);
+	assert_non_null(policy_user_hash(t, "bob@elsewhere.test"));
+	free(want);
+	free(log);
+	policy_tables_free(t);
+	test_conf_free(c);
+}
+
 static void
 test_missing_files(void **state)
 {
@@ -245,11 +417,95 @@ test_aliases_errors(void **state)
 	    "%s:14: duplicate alias ok\n"
 	    "%s:15: alias empty has no targets\n"
 	    "%s:17: invalid alias name: bad target\n"
-	    "%s:18: invalid target: @x\n"
+	    "%s:18: invalid target: @x (empty local part)\n"
 	    "%s:18: unterminated quote\n"
 	    "%s:19: invalid alias name: a@\n"
 	    "%s:20: alias last has no targets\n",
 	    f, f, f, f, f, f, f, f, f, f, f, f, f, f, f, f);
+	assert_string_equal(e.text, want);
+	free(want);
+	test_conf_free(c);
+}
+
+/*
+ * Targets that are not a mailbox: a missing comma, spaces, '<' and '>'
+ * (parameter injection), control characters, empty parts, bad domains.
+ */
+static void
+test_aliases_syntax(void **state)
+{
+	struct policy_tables *t;
+	struct errs e = { "", 0 };
+	struct conf *c;
+	char *aliases, *want, lp65[66];
+	const char *f;
+
+	(void)state;
+	memset(lp65, 'a', 65);
+	lp65[65] = '\0';
+	aliases = xasprintf(
+	    "sp: bob smith@remote.test\n"			/* 1 */
+	    "team: alice bob\n"				/* 2 */
+	    "inj: bob> NOTIFY=NEVER@remote.test\n"		/* 3 */
+	    "lt: <bob@remote.test\n"				/* 4 */
+	    "ctl: bo\x01" "b@remote.test\n"			/* 5 */
+	    "nolp: @remote.test\n"				/* 6 */
+	    "nodom: bob@\n"					/* 7 */
+	    "brack: <>\n"					/* 8 */
+	    "dots: .bob@remote.test, bob.@remote.test\n"	/* 9 */
+	    "dom: bob@-x.test, bob@x..test\n"			/* 10 */
+	    "long: %s@remote.test\n"				/* 11 */
+	    "cont: alice\n"					/* 12 */
+	    "  bob\n"						/* 13 */
+	    "bs: \\\n"					/* 14 */
+	    "ok: alice, \\bob, \"Alice\"@example.test,\n"	/* 15 */
+	    "  <carol@other.test>, \"x y\"@remote.test,\n"	/* 16 */
+	    "  bob@[127.0.0.1], bob@[IPv6:::1]\n"		/* 17 */
+	    "lit: bob@[300.1.1.1]\n"				/* 18 */
+	    "q: \"bob\n"					/* 19 */
+	    "qc: \"a\x01\"@remote.test\n"			/* 20 */
+	    "amp: bob@remote.test>\n"				/* 21 */
+	    "tab: alice\tbob\n"				/* 22 */
+	    "utf: j\xc3\xbcrgen@b\xc3\xbc" "cher.test,\n"	/* 23 */
+	    "  \"J\xc3\xbcrgen M\"@remote.test\n"		/* 24 */
+	    "badutf: j\xc3(@remote.test\n"			/* 25 */
+	    "badpair: \"a\\\x01\"@remote.test\n",		/* 26 */
+	    lp65);
+	c = test_conf(NULL, aliases);
+	free(aliases);
+	t = policy_tables_load(c, errs_cb, &e);
+	assert_null(t);
+	f = c->aliases;
+	want = xasprintf(
+	    "%s:1: missing ',' between targets: bob smith@remote.test\n"
+	    "%s:2: missing ',' between targets: alice bob\n"
+	    "%s:3: invalid target: bob> NOTIFY=NEVER@remote.test "
+	    "(unexpected '>')\n"
+	    "%s:4: invalid target: <bob@remote.test (unexpected '<')\n"
+	    "%s:5: invalid target: bo\\x01b@remote.test (control "
+	    "character)\n"
+	    "%s:6: invalid target: @remote.test (empty local part)\n"
+	    "%s:7: invalid target: bob@ (empty domain)\n"
+	    "%s:8: invalid target: <> (empty address)\n"
+	    "%s:9: invalid target: .bob@remote.test (unexpected '.')\n"
+	    "%s:9: invalid target: bob.@remote.test (unexpected '.')\n"
+	    "%s:10: invalid target: bob@-x.test (invalid domain)\n"
+	    "%s:10: invalid target: bob@x..test (invalid domain)\n"
+	    "%s:11: invalid target: %s@remote.test (local part longer "
+	    "than 64 octets)\n"
+	    "%s:13: missing ',' at the end of the previous line\n"
+	    "%s:14: invalid target: \\x5c (empty address)\n"
+	    "%s:18: invalid target: bob@[300.1.1.1] (invalid domain)\n"
+	    "%s:19: unterminated quote\n"
+	    "%s:20: invalid target: \\x22a\\x01\\x22@remote.test "
+	    "(control character)\n"
+	    "%s:21: invalid target: bob@remote.test> (invalid domain)\n"
+	    "%s:22: missing ',' between targets: alice\\x09bob\n"
+	    "%s:25: invalid target: j\\xc3(@remote.test (invalid UTF-8)\n"
+	    "%s:26: invalid target: \\x22a\\x5c\\x01\\x22@remote.test "
+	    "(invalid quoted pair)\n",
+	    f, f, f, f, f, f, f, f, f, f, f, f, f, lp65, f, f, f, f, f, f, f,
+	    f, f);
 	assert_string_equal(e.text, want);
 	free(want);
 	test_conf_free(c);
@@ -262,8 +518,7 @@ static const char *res_users =
     "bob@example.test:h\n"
     "Dave@Example.test:h\n"
     "eve@example.test:h\n"
-    "carol@other.test:h\n"
-    ".hidden@example.test:h\n";
+    "carol@other.test:h\n";
 
 struct res_case {
 	const char *lp, *dom;
@@ -333,17 +588,39 @@ static const struct res_case res_cases[] = {
 	{ "fwd", "example.test", POLICY_RCPT_OK,
 	    "someone@remote.test,Mixed.Case@remote.test,"
 	    "alice@example.test=/srv/mail/example.test/alice" },
-	/* An unknown target is skipped; none left is a LOOP. */
+	/* RFC 5321 2.4: remote local parts are case-sensitive, so these
+	 * are two mailboxes; the domain is not. */
+	{ "ext", "example.test", POLICY_RCPT_OK,
+	    "Bob@remote.test,bob@remote.test" },
+	/* An unknown target is skipped; none left is UNKNOWN. */
 	{ "partial", "example.test", POLICY_RCPT_OK,
 	    "alice@example.test=/srv/mail/example.test/alice" },
-	{ "ghost", "example.test", POLICY_RCPT_LOOP, NULL },
-	/* Depth: 10 expansions are fine, 11 are not. */
+	{ "ghost", "example.test", POLICY_RCPT_UNKNOWN, NULL },
+	/* Depth: 10 expansions are fine, 11 are too many. */
 	{ "d0", "example.test", POLICY_RCPT_OK,
 	    "alice@example.test=/srv/mail/example.test/alice" },
-	{ "e0", "example.test", POLICY_RCPT_LOOP, NULL },
-	/* A user whose Maildir would be hidden. */
-	{ ".hidden", "example.test", POLICY_RCPT_UNSAFE, NULL },
-	{ "hid", "example.test", POLICY_RCPT_UNSAFE, NULL },
+	{ "e0", "example.test", POLICY_RCPT_TOO_MANY, NULL },
+	/* "\\user": the user, never aliased again. */
+	{ "root", "example.test", POLICY_RCPT_OK,
+	    "alice@example.test=/srv/mail/example.test/alice" },
+	{ "noexp", "example.test", POLICY_RCPT_OK,
+	    "eve@example.test=/srv/mail/example.test/eve,"
+	    "dave@example.test=/srv/mail/example.test/dave,"
+	    "bob@example.test=/srv/mail/example.test/bob,"
+	    "postmaster@example.test=/srv/mail/example.test/postmaster,"
+	    "x@remote.test" },
+	{ "nx", "example.test", POLICY_RCPT_UNKNOWN, NULL },
+	/* Quoted local parts are unquoted; remote ones re-quoted only
+	 * where RFC 5321 needs it. */
+	{ "qt", "example.test", POLICY_RCPT_OK,
+	    "alice@example.test=/srv/mail/example.test/alice,"
+	    "bob@example.test=/srv/mail/example.test/bob" },
+	{ "qr", "example.test", POLICY_RCPT_OK,
+	    "\"john doe\"@remote.test,plain@remote.test,"
+	    "\"a\\\"b\"@remote.test,Case@remote.test" },
+	/* A quoted ".hidden" is a mailbox name, but no user. */
+	{ ".hidden", "example.test", POLICY_RCPT_UNKNOWN, NULL },
+	{ "hid", "example.test", POLICY_RCPT_UNKNOWN, NULL },
 	{ "../x", "example.test", POLICY_RCPT_UNKNOWN, NULL },
 	/* A quoted local part with '@' is no key for another domain. */
 	{ "alice@other.test", "example.test", POLICY_RCPT_UNKNOWN, NULL },
@@ -378,13 +655,21 @@ static const char *res_aliases =
     "l2: loopuser, bob\n"
     "fwd: someone@remote.test, Mixed.Case@REMOTE.test,\n"
     "  someone@Remote.Test, alice\n"
+    "ext: Bob@remote.test, bob@remote.test, Bob@REMOTE.test\n"
     "partial: nosuchuser, alice\n"
     "ghost: nosuchuser\n"
     "d0: d1\nd1: d2\nd2: d3\nd3: d4\nd4: d5\nd5: d6\nd6: d7\nd7: d8\n"
     "d8: d9\nd9: alice\n"
     "e0: e1\ne1: e2\ne2: e3\ne3: e4\ne4: e5\ne5: e6\ne6: e7\ne7: e8\n"
     "e8: e9\ne9: e10\ne10: alice\n"
-    "hid: .hidden\n";
+    "hid: \".hidden\"\n"
+    "root: \\alice\n"
+    "noexp: \\eve, \\dave@example.test, \\bob, \\postmaster,\n"
+    "  \\x@remote.test, \\EVE\n"
+    "nx: \\nosuchuser, \\sales\n"
+    "qt: \"Alice\"@example.test, \"b\\ob\"\n"
+    "qr: \"john doe\"@remote.test, \"plain\"@remote.test,\n"
+    "  \"a\\\"b\"@remote.test, \"Case\"@Remote.Test, Case@remote.test\n";
 
 static void
 targets_format(char *out, size_t size, const struct policy_target *t,
@@ -485,8 +770,122 @@ test_resolve_max_targets(void **state)
 	assert_null(tg[0].mailbox);
 	policy_targets_free(tg, n);
 	assert_int_equal(policy_rcpt_resolve(t, c, "over", "example.test",
-	    &tg, &n), POLICY_RCPT_LOOP);
+	    &tg, &n), POLICY_RCPT_TOO_MANY);
 	assert_null(tg);
+	policy_tables_free(t);
+	test_conf_free(c);
+}
+
+/* An unknown member is logged with its alias; the rest is delivered. */
+static void
+test_resolve_unknown_member_logged(void **state)
+{
+	struct policy_tables *t;
+	struct policy_target *tg;
+	struct errs e = { "", 0 };
+	struct capture cap;
+	struct conf *c;
+	char *log;
+	size_t n;
+
+	(void)state;
+	c = test_conf("alice@example.test:h\n",
+	    "team@example.test: nosuchuser, alice, \\ghost\n");
+	t = policy_tables_load(c, errs_cb, &e);
+	assert_string_equal(e.text, "");
+	assert_non_null(t);
+	capture_start(&cap);
+	assert_int_equal(policy_rcpt_resolve(t, c, "team", "example.test",
+	    &tg, &n), POLICY_RCPT_OK);
+	log = capture_end(&cap);
+	assert_int_equal(n, 1);
+	assert_string_equal(tg[0].addr, "alice@example.test");
+	policy_targets_free(tg, n);
+	expect_line(log, "policy: alias team@example.test: member "
+			 "nosuchuser@example.test does not exist; skipped");
+	expect_line(log, "policy: alias team@example.test: member "
+			 "\\ghost@example.test is not a user; skipped");
+	free(log);
+	policy_tables_free(t);
+	test_conf_free(c);
+}
+
+/* A "local" alias hides users of that name in every local domain. */
+static void
+test_aliases_shadow_users(void **state)
+{
+	struct policy_tables *t;
+	struct errs e = { "", 0 };
+	struct capture cap;
+	struct conf *c;
+	char *log, *want;
+
+	(void)state;
+	c = test_conf("alice@example.test:h\n"
+		      "x@example.test:h\n"
+		      "X@other.test:h\n"
+		      "x@elsewhere.test:h\n"
+		      "y@example.test:h\n"
+		      "z@example.test:h\n"
+		      "z@other.test:h\n"
+		      "w@example.test:h\n"
+		      "v@example.test:h\n"
+		      "v@other.test:h\n",
+	    "x: alice\n"			/* 1: shadows two users */
+	    "y: y, alice\n"			/* 2: delivers to y too */
+	    "z: \\z\n"			/* 3: to z in each domain */
+	    "w@example.test: alice\n"		/* 4: explicit: no warning */
+	    "v: v@example.test\n");		/* 5: v@other.test lost */
+	capture_start(&cap);
+	t = policy_tables_load(c, errs_cb, &e);
+	log = capture_end(&cap);
+	assert_string_equal(e.text, "");
+	assert_non_null(t);
+	want = xasprintf("%s:1: alias x shadows user x@example.test (its "
+			 "mail goes to the alias)", c->aliases);
+	expect_line(log, want);
+	free(want);
+	want = xasprintf("%s:1: alias x shadows user x@other.test (its "
+			 "mail goes to the alias)", c->aliases);
+	expect_line(log, want);
+	free(want);
+	want = xasprintf("%s:5: alias v shadows user v@other.test (its "
+			 "mail goes to the alias)", c->aliases);
+	expect_line(log, want);
+	free(want);
+	assert_int_equal(count_lines(log, "shadows"), 3);
+	free(log);
+	policy_tables_free(t);
+	test_conf_free(c);
+}
+
+/* A Maildir path that cannot be built refuses the recipient. */
+static void
+test_resolve_unsafe(void **state)
+{
+	struct policy_tables *t;
+	struct policy_target *tg;
+	struct errs e = { "", 0 };
+	struct conf *c;
+	size_t n;
+
+	(void)state;
+	c = test_conf("alice@example.test:h\n", "a: alice, bob@remote.test\n");
+	t = policy_tables_load(c, errs_cb, &e);
+	assert_non_null(t);
+	assert_int_equal(policy_rcpt_resolve(t, c, "a", "example.test", &tg,
+	    &n), POLICY_RCPT_OK);
+	policy_targets_free(tg, n);
+	/* A template too long for any path. */
+	free(c->maildir);
+	c->maildir = xmalloc(5000);
+	memset(c->maildir, 'm', 4990);
+	strlcpy(c->maildir + 4990, "/%d/%u", 10);
+	assert_int_equal(policy_rcpt_resolve(t, c, "a", "example.test", &tg,
+	    &n), POLICY_RCPT_UNSAFE);
+	assert_null(tg);
+	assert_int_equal(policy_rcpt_resolve(t, c, "postmaster",
+	    "example.test", &tg, &n), POLICY_RCPT_UNSAFE);
 	policy_tables_free(t);
 	test_conf_free(c);
 }
@@ -695,10 +1094,16 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_users_ok),
 		cmocka_unit_test(test_users_errors),
+		cmocka_unit_test(test_users_unusable),
+		cmocka_unit_test(test_users_warnings),
 		cmocka_unit_test(test_missing_files),
 		cmocka_unit_test(test_aliases_errors),
+		cmocka_unit_test(test_aliases_syntax),
+		cmocka_unit_test(test_aliases_shadow_users),
 		cmocka_unit_test(test_resolve_table),
 		cmocka_unit_test(test_resolve_max_targets),
+		cmocka_unit_test(test_resolve_unknown_member_logged),
+		cmocka_unit_test(test_resolve_unsafe),
 		cmocka_unit_test(test_users_large),
 		cmocka_unit_test(test_mailbox_path_table),
 		cmocka_unit_test(test_mailbox_path_limits),
