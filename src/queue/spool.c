@@ -8,15 +8,32 @@
  * spool_read_envelope(), spool_read_content(), spool_update_rcpts(),
  * spool_remove(), spool_move_failed(), spool_quarantine().
  *
- * The commit pipeline (off the event loop):
- *   loop thread   spool_writer_commit(): write the envelope and END with
- *                 write(2) (page cache), queue the job on sync_q;
- *   sync threads  fsync(fd) and a checked close(), in parallel;
+ * The event loop never writes to a file (write(2) can block for seconds
+ * on a stalled disk and would freeze every session): it fills the CONTENT
+ * record in memory, seals it when full and hands it to the threads.
+ *
+ * The write and commit pipeline (off the event loop):
+ *   loop thread   spool_writer_write(): seal full CONTENT records onto the
+ *                 writer's list and queue its write job on sync_q (one job
+ *                 per writer at a time, so records go out in order);
+ *                 spool_writer_commit(): seal the last record, encode the
+ *                 envelope tail and END onto the list, mark the writer
+ *                 committed;
+ *   sync threads  a write job write(2)s the writer's records; once the
+ *                 list is empty and commit was asked, fsync(fd) and a
+ *                 checked close(), in parallel;
  *   commit thread take every file-synced job as one batch, rename each
  *                 incoming/ID -> queue/ID, fsync(queue/) once for the batch;
- *   loop thread   the done event runs each job's callback.
+ *   loop thread   the done event runs each job's callback, and the drain
+ *                 callbacks (spool_writer_notify()) of writers whose
+ *                 pending bytes went down.
  * A job fails with the errno of the first step that failed; its file is
  * unlinked wherever it is, so a failed commit can never be delivered.
+ *
+ * Write jobs share sync_q with open jobs (at the head: a client waits for
+ * its 354) and go at its tail; a job that has written SPOOL_WRITE_TURN
+ * bytes while others wait goes back to the tail, so one large message
+ * cannot hold a thread while a small one waits for its commit.
  *
  * SECURITY: queue files are created 0600 in 0700 directories owned by the
  * daemon's (unprivileged) user. Queue IDs from callers are checked to be
@@ -24,8 +41,10 @@
  * (qfile.c) treats file contents as untrusted.
  * STANDARDS: POSIX fsync(2), rename(2): the directory fsync after rename
  * is what makes the new name durable.
- * OWNERSHIP: the spool owns its threads and jobs; a writer owns its fd
- * until commit, then the job does.
+ * OWNERSHIP: the spool owns its threads and jobs. A writer owns its fd
+ * and its sealed records; after commit or abort (the caller lets go) the
+ * write job finishes with it and frees it, or the loop does at once when
+ * no job runs. After commit the commit job owns the fd.
  */
 #include "queue/spool.h"
 
@@ -65,13 +84,19 @@
 #define SPOOL_ID_LEN		(SPOOL_ID_TIME_CHARS + SPOOL_ID_TAG_CHARS)
 #define SPOOL_ID_TRIES		16
 #define SPOOL_WRITER_BUF_MIN	4096
+#define SPOOL_REC_MAX		(QFILE_REC_OVERHEAD + QFILE_CONTENT_MAX)
+/* A write job takes turns after this many bytes if other jobs wait. */
+#define SPOOL_WRITE_TURN	(1024 * 1024)
 #define SPOOL_TAIL_MAX		(256 * 1024 * 1024)
 #define SPOOL_CORRUPT_TRIES	100
 
 enum spool_job_kind {
 	SPOOL_JOB_COMMIT,	/* fsync, rename into queue/, fsync queue/ */
 	SPOOL_JOB_OPEN,		/* create incoming/ID (spool_writer_open) */
+	SPOOL_JOB_WRITE,	/* write a writer's records (then commit) */
 };
+
+struct spool_writer;
 
 struct spool_job {
 	TAILQ_ENTRY(spool_job) entry;
@@ -81,11 +106,57 @@ struct spool_job {
 	int error;
 	spool_commit_cb cb;
 	spool_open_cb open_cb;
-	struct spool_writer *w;	/* SPOOL_JOB_OPEN: the result */
+	struct spool_writer *w;	/* OPEN: the result; WRITE: whose */
 	void *arg;
 	uint64_t cookie;
 };
 TAILQ_HEAD(spool_jobq, spool_job);
+
+/* A record to write: a sealed CONTENT record or the envelope tail. */
+struct spool_rec {
+	STAILQ_ENTRY(spool_rec) entry;
+	size_t len;		/* bytes of data to write */
+	size_t content;		/* content bytes in them (pending) */
+	size_t cap;		/* bytes allocated for data */
+	unsigned char data[];
+};
+STAILQ_HEAD(spool_recq, spool_rec);
+
+enum spool_notify_state {
+	SPOOL_NOTIFY_NONE,
+	SPOOL_NOTIFY_ARMED,	/* waiting for pending <= low */
+	SPOOL_NOTIFY_FIRED,	/* on notify_q for the loop */
+};
+
+struct spool_writer {
+	struct spool *sp;
+	char id[QUEUE_ID_MAX];
+	int fd;			/* written by the write job only */
+	struct spool_job wjob;	/* SPOOL_JOB_WRITE, on sync_q when queued */
+
+	/* Loop thread only. */
+	int lerror;		/* the loop has seen this error */
+	uint64_t size;		/* content bytes accepted */
+	uint64_t offset;	/* file size once the sealed records are out */
+	struct spool_rec *rec;	/* the CONTENT record being filled */
+	size_t reclen;		/* payload bytes in rec */
+
+	/* Under sp->lock. */
+	struct spool_recq sealed;	/* waiting for the write job */
+	size_t pending;		/* reclen + sealed + the one being written */
+	int error;		/* first write error, sticky */
+	bool busy;		/* wjob queued or running */
+	bool aborted;		/* the job closes, unlinks and frees */
+	struct spool_job *commit_job;	/* commit asked: fsync when drained */
+	enum spool_notify_state nstate;
+	size_t nlow;
+	spool_drain_cb ncb;
+	void *narg;
+	uint64_t ncookie;
+	uint64_t nseq;		/* order on notify_q */
+	TAILQ_ENTRY(spool_writer) nentry;
+};
+TAILQ_HEAD(spool_writerq, spool_writer);
 
 struct spool {
 	char *dir;
@@ -100,11 +171,13 @@ struct spool {
 	pthread_cond_t sync_cond;	/* sync_q non-empty, or stopping */
 	pthread_cond_t commit_cond;	/* commit_q or nsyncing changed */
 	pthread_cond_t drain_cond;	/* inflight reached 0 */
-	struct spool_jobq sync_q;	/* waiting for a sync thread */
+	struct spool_jobq sync_q;	/* open and write jobs */
 	struct spool_jobq commit_q;	/* file synced, waiting for rename */
 	struct spool_jobq done_q;	/* waiting for the loop callback */
-	unsigned int nsyncing;		/* in sync_q or being fsync'd */
-	unsigned int inflight;		/* in sync_q .. commit thread */
+	struct spool_writerq notify_q;	/* drain callbacks due */
+	uint64_t notify_seq;		/* next nseq */
+	unsigned int nsyncing;		/* committed, not yet fsync'd */
+	unsigned int inflight;		/* jobs in sync_q .. commit thread */
 	bool closing;			/* no new writers */
 	bool stopping;			/* threads exit */
 	struct spool_stats stats;
@@ -122,24 +195,16 @@ struct spool {
 	unsigned int nwriters;		/* open writers (loop thread) */
 };
 
-struct spool_writer {
-	struct spool *sp;
-	char id[QUEUE_ID_MAX];
-	int fd;
-	int error;		/* first write error, sticky */
-	uint64_t size;		/* content bytes accepted */
-	uint64_t offset;	/* bytes written to the file */
-	unsigned char *rec;	/* the CONTENT record being filled */
-	size_t reccap;
-	size_t reclen;		/* payload bytes in rec */
-};
-
 static const char spool_crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 static void *spool_sync_main(void *);
 static struct spool_writer *spool_writer_create(struct spool *, int *);
 static void *spool_commit_main(void *);
 static void spool_done_cb(int, short, void *);
+static void spool_post_locked(struct spool *, struct spool_job *);
+static void spool_notify(struct spool *);
+static void spool_write_job(struct spool *, struct spool_writer *);
+static void spool_writer_destroy(struct spool_writer *);
 
 /* ---- Queue IDs ---- */
 
@@ -311,6 +376,7 @@ spool_open(const char *dir, struct event_base *base, unsigned int nsync,
 	TAILQ_INIT(&sp->sync_q);
 	TAILQ_INIT(&sp->commit_q);
 	TAILQ_INIT(&sp->done_q);
+	TAILQ_INIT(&sp->notify_q);
 	pthread_mutex_init(&sp->lock, NULL);
 	pthread_mutex_init(&sp->id_lock, NULL);
 	pthread_cond_init(&sp->sync_cond, NULL);
@@ -368,13 +434,40 @@ spool_run_done(struct spool *sp)
 {
 	struct spool_jobq q;
 	struct spool_job *job;
+	struct spool_writer *w;
+	spool_drain_cb ncb;
+	void *narg;
+	uint64_t ncookie, limit;
 	bool closing;
 
 	TAILQ_INIT(&q);
 	pthread_mutex_lock(&sp->lock);
 	TAILQ_CONCAT(&q, &sp->done_q, entry);
 	closing = sp->closing;
+	limit = sp->notify_seq;
 	pthread_mutex_unlock(&sp->lock);
+
+	/*
+	 * Drain callbacks, one at a time: a callback may commit or abort
+	 * any writer (which takes it off notify_q) or ask again (queued
+	 * after limit: it runs next time, never from spool_writer_notify()).
+	 */
+	for (;;) {
+		pthread_mutex_lock(&sp->lock);
+		w = TAILQ_FIRST(&sp->notify_q);
+		if (w == NULL || w->nseq >= limit) {
+			pthread_mutex_unlock(&sp->lock);
+			break;
+		}
+		TAILQ_REMOVE(&sp->notify_q, w, nentry);
+		w->nstate = SPOOL_NOTIFY_NONE;
+		ncb = w->ncb;
+		narg = w->narg;
+		ncookie = w->ncookie;
+		pthread_mutex_unlock(&sp->lock);
+		ncb(narg, ncookie);
+	}
+
 	while ((job = TAILQ_FIRST(&q)) != NULL) {
 		TAILQ_REMOVE(&q, job, entry);
 		if (job->kind == SPOOL_JOB_OPEN) {
@@ -484,12 +577,54 @@ spool_notify(struct spool *sp)
 	event_active(sp->done_ev, EV_READ, 0);
 }
 
+/*
+ * A committed file whose records are all written (or failed): fsync and
+ * close it, then on to the commit thread. Sync thread, lock not held.
+ */
+static void
+spool_sync_file(struct spool *sp, struct spool_job *job)
+{
+	int error = job->error;
+
+	if (error == 0 && fsync(job->fd) == -1) {
+		error = errno;
+		log_err("spool: id=%s fsync failed: %s", job->id,
+		    strerror(error));
+	}
+	/* close() can report a write-back error (NFS): check it. */
+	if (close(job->fd) == -1 && error == 0) {
+		error = errno;
+		log_err("spool: id=%s fsync failed: %s", job->id,
+		    strerror(error));
+	}
+	job->fd = -1;
+	if (error != 0)
+		unlinkat(sp->incoming_fd, job->id, 0);
+
+	pthread_mutex_lock(&sp->lock);
+	if (job->error == 0)
+		sp->stats.file_fsyncs++;
+	sp->nsyncing--;
+	if (error != 0) {
+		job->error = error;
+		spool_post_locked(sp, job);
+		if (--sp->inflight == 0)
+			pthread_cond_broadcast(&sp->drain_cond);
+		pthread_cond_signal(&sp->commit_cond);
+		pthread_mutex_unlock(&sp->lock);
+		spool_notify(sp);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&sp->commit_q, job, entry);
+	pthread_cond_signal(&sp->commit_cond);
+	pthread_mutex_unlock(&sp->lock);
+}
+
 static void *
 spool_sync_main(void *arg)
 {
 	struct spool *sp = arg;
 	struct spool_job *job;
-	int error;
 
 	pthread_mutex_lock(&sp->lock);
 	for (;;) {
@@ -498,47 +633,20 @@ spool_sync_main(void *arg)
 		if ((job = TAILQ_FIRST(&sp->sync_q)) == NULL)
 			break;
 		TAILQ_REMOVE(&sp->sync_q, job, entry);
+		if (job->kind == SPOOL_JOB_WRITE) {
+			spool_write_job(sp, job->w);
+			continue;
+		}
+		/* SPOOL_JOB_OPEN */
 		pthread_mutex_unlock(&sp->lock);
-
-		if (job->kind == SPOOL_JOB_OPEN) {
-			job->w = spool_writer_create(sp, &job->error);
-			pthread_mutex_lock(&sp->lock);
-			TAILQ_INSERT_TAIL(&sp->done_q, job, entry);
-			if (--sp->inflight == 0)
-				pthread_cond_broadcast(&sp->drain_cond);
-			pthread_mutex_unlock(&sp->lock);
-			spool_notify(sp);
-			pthread_mutex_lock(&sp->lock);
-			continue;
-		}
-		error = 0;
-		if (fsync(job->fd) == -1)
-			error = errno;
-		/* close() can report a write-back error (NFS): check it. */
-		if (close(job->fd) == -1 && error == 0)
-			error = errno;
-		job->fd = -1;
-		if (error != 0)
-			unlinkat(sp->incoming_fd, job->id, 0);
-
+		job->w = spool_writer_create(sp, &job->error);
 		pthread_mutex_lock(&sp->lock);
-		sp->stats.file_fsyncs++;
-		sp->nsyncing--;
-		if (error != 0) {
-			log_err("spool: id=%s fsync failed: %s", job->id,
-			    strerror(error));
-			job->error = error;
-			spool_post_locked(sp, job);
-			if (--sp->inflight == 0)
-				pthread_cond_broadcast(&sp->drain_cond);
-			pthread_cond_signal(&sp->commit_cond);
-			pthread_mutex_unlock(&sp->lock);
-			spool_notify(sp);
-			pthread_mutex_lock(&sp->lock);
-			continue;
-		}
-		TAILQ_INSERT_TAIL(&sp->commit_q, job, entry);
-		pthread_cond_signal(&sp->commit_cond);
+		TAILQ_INSERT_TAIL(&sp->done_q, job, entry);
+		if (--sp->inflight == 0)
+			pthread_cond_broadcast(&sp->drain_cond);
+		pthread_mutex_unlock(&sp->lock);
+		spool_notify(sp);
+		pthread_mutex_lock(&sp->lock);
 	}
 	pthread_mutex_unlock(&sp->lock);
 	return NULL;
@@ -661,6 +769,10 @@ spool_writer_create(struct spool *sp, int *error_r)
 
 	w = xcalloc(1, sizeof(*w));
 	w->sp = sp;
+	w->wjob.kind = SPOOL_JOB_WRITE;
+	w->wjob.fd = -1;
+	w->wjob.w = w;
+	STAILQ_INIT(&w->sealed);
 	for (tries = 0; tries < SPOOL_ID_TRIES; tries++) {
 		spool_new_id(sp, w->id);
 		/* Another process may have used this ID: never clobber. */
@@ -748,68 +860,230 @@ spool_writer_id(const struct spool_writer *w)
 	return w->id;
 }
 
-/* Write the CONTENT record being filled, if any. */
-static int
-spool_writer_flush(struct spool_writer *w)
+static void
+spool_recq_free(struct spool_recq *q)
 {
-	size_t total;
+	struct spool_rec *rec;
 
-	if (w->error != 0) {
-		errno = w->error;
-		return -1;
+	while ((rec = STAILQ_FIRST(q)) != NULL) {
+		STAILQ_REMOVE_HEAD(q, entry);
+		free(rec);
 	}
-	if (w->reclen == 0)
-		return 0;
-	qfile_record_seal(w->rec, QFILE_REC_CONTENT, w->reclen);
-	total = QFILE_REC_OVERHEAD + w->reclen;
-	if (write_all(w->fd, w->rec, total) == -1) {
-		w->error = errno;
-		return -1;
+}
+
+/* Free a writer nobody uses any more (its fd is closed or handed on). */
+static void
+spool_writer_destroy(struct spool_writer *w)
+{
+	spool_recq_free(&w->sealed);
+	free(w->rec);
+	free(w);
+}
+
+/* Queue the write job unless it is queued or running. Lock held. */
+static void
+spool_writer_kick_locked(struct spool_writer *w)
+{
+	struct spool *sp = w->sp;
+
+	if (w->busy ||
+	    (STAILQ_EMPTY(&w->sealed) && w->commit_job == NULL))
+		return;
+	w->busy = true;
+	sp->inflight++;
+	TAILQ_INSERT_TAIL(&sp->sync_q, &w->wjob, entry);
+	pthread_cond_signal(&sp->sync_cond);
+}
+
+/* Due when pending is down to low, or on failure. Lock held. */
+static bool
+spool_writer_check_notify_locked(struct spool_writer *w)
+{
+	struct spool *sp = w->sp;
+
+	if (w->nstate != SPOOL_NOTIFY_ARMED ||
+	    (w->pending > w->nlow && w->error == 0))
+		return false;
+	w->nstate = SPOOL_NOTIFY_FIRED;
+	w->nseq = sp->notify_seq++;
+	TAILQ_INSERT_TAIL(&sp->notify_q, w, nentry);
+	return true;
+}
+
+static void
+spool_writer_cancel_notify_locked(struct spool_writer *w)
+{
+	if (w->nstate == SPOOL_NOTIFY_FIRED)
+		TAILQ_REMOVE(&w->sp->notify_q, w, nentry);
+	w->nstate = SPOOL_NOTIFY_NONE;
+}
+
+/*
+ * The write job: write the writer's sealed records in order, then, if it
+ * was committed, fsync it (spool_sync_file()); if it was aborted, close,
+ * unlink and free it. Sync thread; called and returns with the lock held.
+ */
+static void
+spool_write_job(struct spool *sp, struct spool_writer *w)
+{
+	struct spool_recq dropped;
+	struct spool_rec *rec;
+	struct spool_job *job;
+	size_t turn = 0;
+	int error;
+	bool fire;
+
+	for (;;) {
+		if (w->aborted) {
+			/* spool_writer_abort() took the records. */
+			pthread_mutex_unlock(&sp->lock);
+			close(w->fd);
+			unlinkat(sp->incoming_fd, w->id, 0);
+			spool_writer_destroy(w);
+			pthread_mutex_lock(&sp->lock);
+			if (--sp->inflight == 0)
+				pthread_cond_broadcast(&sp->drain_cond);
+			return;
+		}
+		if ((rec = STAILQ_FIRST(&w->sealed)) == NULL)
+			break;
+		if (turn >= SPOOL_WRITE_TURN && !TAILQ_EMPTY(&sp->sync_q)) {
+			/* Others are waiting: back in line. */
+			TAILQ_INSERT_TAIL(&sp->sync_q, &w->wjob, entry);
+			return;
+		}
+		STAILQ_REMOVE_HEAD(&w->sealed, entry);
+		pthread_mutex_unlock(&sp->lock);
+
+		error = 0;
+		if (write_all(w->fd, rec->data, rec->len) == -1)
+			error = errno;
+		turn += rec->len;
+
+		STAILQ_INIT(&dropped);
+		pthread_mutex_lock(&sp->lock);
+		w->pending -= rec->content;
+		if (error != 0 && w->error == 0) {
+			/* Nothing more goes to this file. */
+			w->error = error;
+			STAILQ_CONCAT(&dropped, &w->sealed);
+		}
+		free(rec);
+		STAILQ_FOREACH(rec, &dropped, entry)
+			w->pending -= rec->content;
+		fire = spool_writer_check_notify_locked(w);
+		pthread_mutex_unlock(&sp->lock);
+
+		spool_recq_free(&dropped);
+		if (error != 0)
+			log_err("spool: id=%s write failed: %s", w->id,
+			    strerror(error));
+		if (fire)
+			spool_notify(sp);
+		pthread_mutex_lock(&sp->lock);
 	}
-	w->offset += total;
+	if ((job = w->commit_job) == NULL) {
+		w->busy = false;
+		if (--sp->inflight == 0)
+			pthread_cond_broadcast(&sp->drain_cond);
+		return;
+	}
+	/* Committed and drained: the job takes the fd, the writer goes. */
+	job->fd = w->fd;
+	if (job->error == 0)
+		job->error = w->error;
+	pthread_mutex_unlock(&sp->lock);
+	spool_writer_destroy(w);
+	spool_sync_file(sp, job);
+	pthread_mutex_lock(&sp->lock);
+}
+
+/* Seal the record being filled onto q. Loop thread. */
+static void
+spool_writer_seal(struct spool_writer *w, struct spool_recq *q)
+{
+	struct spool_rec *rec = w->rec;
+
+	qfile_record_seal(rec->data, QFILE_REC_CONTENT, w->reclen);
+	rec->len = QFILE_REC_OVERHEAD + w->reclen;
+	rec->content = w->reclen;
+	STAILQ_INSERT_TAIL(q, rec, entry);
+	w->offset += rec->len;
+	w->rec = NULL;
 	w->reclen = 0;
-	return 0;
+}
+
+/* Room for need bytes of record in w->rec. Loop thread. */
+static void
+spool_writer_grow(struct spool_writer *w, size_t need)
+{
+	size_t cap = w->rec != NULL ? w->rec->cap : 0;
+
+	if (need <= cap)
+		return;
+	/*
+	 * Grow toward one full record: small messages (most of them, and
+	 * thousands of sessions at once) stay small. Past the first full
+	 * record the message is large: take a whole record at once.
+	 */
+	if (cap == 0)
+		cap = w->size >= QFILE_CONTENT_MAX ? SPOOL_REC_MAX :
+		    SPOOL_WRITER_BUF_MIN;
+	while (cap < need)
+		cap *= 2;
+	if (cap > SPOOL_REC_MAX)
+		cap = SPOOL_REC_MAX;
+	w->rec = xrealloc(w->rec, sizeof(*w->rec) + cap);
+	w->rec->cap = cap;
 }
 
 int
 spool_writer_write(struct spool_writer *w, const void *data, size_t len)
 {
+	struct spool *sp = w->sp;
+	struct spool_recq full;
 	const unsigned char *p = data;
-	size_t n, need;
+	size_t n, total = len, old = w->reclen;
+	int error;
 
-	if (w->error != 0) {
-		errno = w->error;
+	if (w->lerror != 0) {
+		errno = w->lerror;
 		return -1;
 	}
+	STAILQ_INIT(&full);
 	while (len > 0) {
 		n = QFILE_CONTENT_MAX - w->reclen;
 		if (n > len)
 			n = len;
-		/*
-		 * Grow toward one full record: small messages (most of
-		 * them, and thousands of sessions at once) stay small.
-		 */
-		need = QFILE_REC_OVERHEAD + w->reclen + n;
-		if (need > w->reccap) {
-			size_t cap = w->reccap;
-
-			if (cap == 0)
-				cap = SPOOL_WRITER_BUF_MIN;
-			while (cap < need)
-				cap *= 2;
-			if (cap > QFILE_REC_OVERHEAD + QFILE_CONTENT_MAX)
-				cap = QFILE_REC_OVERHEAD + QFILE_CONTENT_MAX;
-			w->rec = xrealloc(w->rec, cap);
-			w->reccap = cap;
-		}
-		memcpy(w->rec + QFILE_REC_HDRLEN + w->reclen, p, n);
+		spool_writer_grow(w, QFILE_REC_OVERHEAD + w->reclen + n);
+		memcpy(w->rec->data + QFILE_REC_HDRLEN + w->reclen, p, n);
 		w->reclen += n;
 		w->size += n;
 		p += n;
 		len -= n;
-		if (w->reclen == QFILE_CONTENT_MAX &&
-		    spool_writer_flush(w) == -1)
-			return -1;
+		if (w->reclen == QFILE_CONTENT_MAX)
+			spool_writer_seal(w, &full);
+	}
+
+	pthread_mutex_lock(&sp->lock);
+	if ((error = w->error) != 0) {
+		/* The thread dropped the sealed records; drop the rest. */
+		w->pending -= old;
+	} else {
+		w->pending += total;
+		STAILQ_CONCAT(&w->sealed, &full);
+		spool_writer_kick_locked(w);
+	}
+	pthread_mutex_unlock(&sp->lock);
+
+	if (error != 0) {
+		w->lerror = error;
+		spool_recq_free(&full);
+		free(w->rec);
+		w->rec = NULL;
+		w->reclen = 0;
+		errno = error;
+		return -1;
 	}
 	return 0;
 }
@@ -820,12 +1094,41 @@ spool_writer_size(const struct spool_writer *w)
 	return w->size;
 }
 
-static void
-spool_writer_free(struct spool_writer *w)
+size_t
+spool_writer_pending(const struct spool_writer *w)
 {
-	w->sp->nwriters--;
-	free(w->rec);
-	free(w);
+	struct spool *sp = w->sp;
+	size_t pending;
+
+	pthread_mutex_lock(&sp->lock);
+	pending = w->pending;
+	pthread_mutex_unlock(&sp->lock);
+	return pending;
+}
+
+void
+spool_writer_notify(struct spool_writer *w, size_t low, spool_drain_cb cb,
+    void *arg, uint64_t cookie)
+{
+	struct spool *sp = w->sp;
+	bool due;
+
+	pthread_mutex_lock(&sp->lock);
+	w->nlow = low;
+	w->ncb = cb;
+	w->narg = arg;
+	w->ncookie = cookie;
+	due = w->pending <= low || w->error != 0;
+	if (!due)
+		spool_writer_cancel_notify_locked(w);
+	if (w->nstate != SPOOL_NOTIFY_FIRED) {
+		/* Due now: still from the loop, never during this call. */
+		w->nstate = SPOOL_NOTIFY_ARMED;
+		due = spool_writer_check_notify_locked(w);
+	}
+	pthread_mutex_unlock(&sp->lock);
+	if (due)
+		spool_notify(sp);
 }
 
 void
@@ -834,61 +1137,88 @@ spool_writer_commit(struct spool_writer *w, const struct envelope *env,
 {
 	struct spool *sp = w->sp;
 	struct spool_job *job;
+	struct spool_recq last;
+	struct spool_rec *rec;
 	struct buf tail;
-	bool incomplete = false;
+	int error = w->lerror;
 
 	job = xcalloc(1, sizeof(*job));
+	job->kind = SPOOL_JOB_COMMIT;
 	strlcpy(job->id, w->id, sizeof(job->id));
-	job->fd = w->fd;
+	job->fd = -1;
 	job->cb = cb;
 	job->arg = arg;
 	job->cookie = cookie;
 
-	if (spool_writer_flush(w) == 0) {
+	STAILQ_INIT(&last);
+	if (w->reclen > 0)
+		spool_writer_seal(w, &last);
+	if (error == 0) {
 		buf_init(&tail, SPOOL_TAIL_MAX);
 		if (qfile_encode_tail(&tail, env, w->offset, w->size) == -1) {
-			w->error = errno;
-			incomplete = errno == EINVAL;
-		} else if (write_all(w->fd, tail.data, tail.len) == -1)
-			w->error = errno;
+			error = errno;
+			if (error == EINVAL)
+				log_err("spool: id=%s not queued: the envelope "
+				    "lacks a mandatory field (a bug)", w->id);
+			else
+				log_err("spool: id=%s not queued: %s", w->id,
+				    strerror(error));
+		} else {
+			rec = xmalloc(sizeof(*rec) + tail.len);
+			memcpy(rec->data, tail.data, tail.len);
+			rec->len = rec->cap = tail.len;
+			rec->content = 0;
+			STAILQ_INSERT_TAIL(&last, rec, entry);
+		}
 		buf_free(&tail);
 	}
-	job->error = w->error;
-	spool_writer_free(w);
+	sp->nwriters--;
 
-	if (job->error != 0) {
-		/* Never durable: report it from the loop, not from here. */
-		if (incomplete)
-			log_err("spool: id=%s not queued: the envelope lacks "
-			    "a mandatory field (a bug)", job->id);
-		else
-			log_err("spool: id=%s write failed: %s", job->id,
-			    strerror(job->error));
-		close(job->fd);
-		job->fd = -1;
-		unlinkat(sp->incoming_fd, job->id, 0);
-		pthread_mutex_lock(&sp->lock);
-		spool_post_locked(sp, job);
-		pthread_mutex_unlock(&sp->lock);
-		spool_notify(sp);
-		return;
-	}
+	/*
+	 * The write job writes what is left and the tail, then fsyncs; on
+	 * an error it only closes, unlinks and reports: either way the
+	 * callback comes from the loop, never from here.
+	 */
 	pthread_mutex_lock(&sp->lock);
-	TAILQ_INSERT_TAIL(&sp->sync_q, job, entry);
+	spool_writer_cancel_notify_locked(w);
+	if (w->error == 0 && error != 0)
+		w->error = error;
+	if (w->error == 0)
+		STAILQ_CONCAT(&w->sealed, &last);
+	w->commit_job = job;
 	sp->nsyncing++;
-	sp->inflight++;
-	pthread_cond_signal(&sp->sync_cond);
+	spool_writer_kick_locked(w);
 	pthread_mutex_unlock(&sp->lock);
+	spool_recq_free(&last);
 }
 
 void
 spool_writer_abort(struct spool_writer *w)
 {
+	struct spool *sp;
+	struct spool_recq drop;
+	bool busy;
+
 	if (w == NULL)
 		return;
+	sp = w->sp;
+	sp->nwriters--;
+	free(w->rec);
+	w->rec = NULL;
+	STAILQ_INIT(&drop);
+	pthread_mutex_lock(&sp->lock);
+	spool_writer_cancel_notify_locked(w);
+	STAILQ_CONCAT(&drop, &w->sealed);
+	busy = w->busy;
+	if (busy)
+		w->aborted = true;	/* the job finishes with w */
+	pthread_mutex_unlock(&sp->lock);
+	spool_recq_free(&drop);
+	if (busy)
+		return;
 	close(w->fd);
-	unlinkat(w->sp->incoming_fd, w->id, 0);
-	spool_writer_free(w);
+	unlinkat(sp->incoming_fd, w->id, 0);
+	spool_writer_destroy(w);
 }
 
 /* ---- Recovery ---- */

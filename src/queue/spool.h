@@ -10,11 +10,14 @@
  *                 deleted, until bounces (DSN) exist; states are final
  *
  * A message is written to incoming/ (O_EXCL, 0600), content streamed in by
- * the session, then spool_writer_commit() hands it to the commit pipeline:
- * worker threads fsync the file, one thread renames a batch into queue/ and
- * fsyncs queue/ once for the whole batch (group commit), and only then is
- * the callback run on the event loop. The session answers 250 from that
- * callback, never earlier.
+ * the session (the event loop only fills memory; spool threads do every
+ * write(2), so a stalled disk never blocks the loop: the session slows
+ * its client down with spool_writer_pending() and spool_writer_notify()),
+ * then spool_writer_commit() hands it to the commit pipeline: worker
+ * threads write what is left and fsync the file, one thread renames a
+ * batch into queue/ and fsyncs queue/ once for the whole batch (group
+ * commit), and only then is the callback run on the event loop. The
+ * session answers 250 from that callback, never earlier.
  *
  * Queue IDs are unique across restarts: microseconds since the epoch
  * (bumped by one when the clock has not advanced, so never reused within a
@@ -55,15 +58,16 @@ struct spool *spool_open(const char *dir, struct event_base *base,
     unsigned int nsync, const char **error_r);
 
 /*
- * Stop the threads after finishing every commit in flight, then free.
- * Every writer must have been committed or aborted before (an open writer
- * is a bug: fatalx). The loop is blocked while spool_close() waits, so the
- * callbacks of the commits that finish during the drain (and of any
- * completion not yet delivered by the loop) run from within spool_close(),
- * on the calling thread, before it returns: a session still waiting gets
- * its answer. A spool_writer_open() that finishes during the drain gets
- * no writer (the file is removed) and error ESHUTDOWN. Those callbacks
- * must not call spool_close(); a spool_writer_new() or
+ * Stop the threads after finishing every commit in flight and every write
+ * job (of aborted writers too: nothing is freed while a thread uses it),
+ * then free. Every writer must have been committed or aborted before (an
+ * open writer is a bug: fatalx). The loop is blocked while spool_close()
+ * waits, so the callbacks of the commits that finish during the drain (and
+ * of any completion not yet delivered by the loop) run from within
+ * spool_close(), on the calling thread, before it returns: a session still
+ * waiting gets its answer. A spool_writer_open() that finishes during the
+ * drain gets no writer (the file is removed) and error ESHUTDOWN. Those
+ * callbacks must not call spool_close(); a spool_writer_new() or
  * spool_writer_open() from them fails with ESHUTDOWN. Call it on the loop
  * thread before event_base_free(). spool_close(NULL) is a no-op. Logs
  * "spool: stats file_fsyncs=N dir_fsyncs=N commits=N errors=N batches=N".
@@ -71,11 +75,12 @@ struct spool *spool_open(const char *dir, struct event_base *base,
 void spool_close(struct spool *sp);
 
 /*
- * Wait until every commit in flight is durable or failed and run those
- * callbacks now, from this call (loop thread). Open writers are not
- * touched and the spool stays usable. At shutdown, call it while the
- * callbacks' arguments (sessions, server, scheduler) still exist, then
- * free those, then spool_close().
+ * Wait until every commit in flight is durable or failed, and every
+ * write job has finished (an open writer's pending records are written),
+ * and run those callbacks (and due drain callbacks) now, from this call
+ * (loop thread). Open writers stay open and the spool stays usable. At
+ * shutdown, call it while the callbacks' arguments (sessions, server,
+ * scheduler) still exist, then free those, then spool_close().
  */
 void spool_drain(struct spool *sp);
 
@@ -111,13 +116,43 @@ void spool_writer_open(struct spool *sp, spool_open_cb cb, void *arg,
 const char *spool_writer_id(const struct spool_writer *w);
 
 /*
- * Append content bytes. Buffered; returns 0, or -1 with errno set once a
- * write has failed (the writer stays failed; commit will report it).
+ * Append content bytes. Never touches the file: the bytes are copied into
+ * the CONTENT record being filled (64 KiB of payload); each full record
+ * is handed to a spool thread, which writes it. The caller bounds the
+ * memory held with spool_writer_pending() and spool_writer_notify().
+ * Returns 0, or -1 with errno set once a spool thread found a write error
+ * (from the first call after; the writer stays failed; commit reports it
+ * too, and the bytes of this call are dropped).
  */
 int spool_writer_write(struct spool_writer *w, const void *data, size_t len);
 
-/* Content bytes written so far. */
+/* Content bytes accepted so far (by spool_writer_write()). */
 uint64_t spool_writer_size(const struct spool_writer *w);
+
+/*
+ * Content bytes accepted by spool_writer_write() not yet written to the
+ * file by a spool thread. This includes the record being filled (under
+ * 64 KiB; it goes out when full or at commit), so it reaches 0 only when
+ * the content so far is a whole number of 64 KiB records. After a write
+ * error it drops to what the loop still holds (0 after the next
+ * spool_writer_write()). Exact at the time of the call (it only goes
+ * down behind the caller's back).
+ */
+size_t spool_writer_pending(const struct spool_writer *w);
+
+/*
+ * Ask for cb(arg, cookie) on the loop once spool_writer_pending(w) drops
+ * to at most low bytes, or once a spool thread has found a write error
+ * (the next spool_writer_write() then fails). If it already is, cb runs
+ * soon, from the loop (or from spool_drain()), never during this call.
+ * It runs once per request. One request per writer at a time: a new one
+ * replaces the old (its cb never runs). spool_writer_commit() and
+ * spool_writer_abort() cancel it: cb then never runs. cb may write to,
+ * commit or abort w, or call spool_writer_notify() again.
+ */
+typedef void (*spool_drain_cb)(void *arg, uint64_t cookie);
+void spool_writer_notify(struct spool_writer *w, size_t low,
+    spool_drain_cb cb, void *arg, uint64_t cookie);
 
 /*
  * Called on the loop when the message is durable (error 0) or failed
@@ -127,17 +162,30 @@ typedef void (*spool_commit_cb)(void *arg, uint64_t cookie, const char *id,
     int error);
 
 /*
- * Finish the message with env (copied) and an END record and queue it for
- * durable commit. Takes ownership of w. cb(arg, cookie, id, error) runs
- * later on the loop, never during this call. cookie is the session id so
- * the callback can find out whether the session still exists. An env with
- * a NULL sender, client_addr, helo, proto, or recipient orig or addr
- * fails with EINVAL (the file would be corrupt).
+ * Finish the message with env (encoded now, so env may go after the call)
+ * and an END record and queue it for durable commit: a spool thread
+ * writes the records still pending, the tail and END, then fsyncs.
+ * Takes ownership of w (the caller never touches it again); cancels a
+ * spool_writer_notify() request. cb(arg, cookie, id, error) runs later on
+ * the loop, never during this call: with error 0 only after the file is
+ * fsync'd, renamed into queue/ and queue/ fsync'd; with an errno value if
+ * any step failed, a write found failed by a spool thread included.
+ * cookie is the session id so the callback can find out whether the
+ * session still exists. An env with a NULL sender, client_addr, helo,
+ * proto, or recipient orig or addr fails with EINVAL (the file would be
+ * corrupt).
  */
 void spool_writer_commit(struct spool_writer *w, const struct envelope *env,
     spool_commit_cb cb, void *arg, uint64_t cookie);
 
-/* Throw the message away (unlink incoming/ID). Takes ownership of w. */
+/*
+ * Throw the message away (unlink incoming/ID) and cancel a
+ * spool_writer_notify() request. Takes ownership of w. Records not yet
+ * written are dropped at once; if a spool thread is writing one at this
+ * moment, it finishes that write, then closes, unlinks and frees (and
+ * spool_drain()/spool_close() wait for it). spool_writer_abort(NULL) is a
+ * no-op.
+ */
 void spool_writer_abort(struct spool_writer *w);
 
 /*

@@ -57,6 +57,12 @@
 #define SMTP_JUNK_MAX		100
 #define SMTP_LOG_ERRORS_MAX	20	/* error replies logged per session */
 /*
+ * Message bytes the spool threads may owe one session before it stops
+ * reading from the client, and the level at which it starts again.
+ */
+#define SMTP_SPOOL_LAG_MAX	(1024 * 1024)
+#define SMTP_SPOOL_LAG_LOW	(256 * 1024)
+/*
  * Final recipients of one transaction after alias expansion. max_recipients
  * counts RCPT commands; one RCPT may name a list of POLICY_MAX_TARGETS.
  */
@@ -133,6 +139,7 @@ struct smtp_session {
 	bool destroyed;
 	bool out_blocked;		/* reading stopped: client lags */
 	bool eof;			/* the client closed its side */
+	bool spool_blocked;		/* reading stopped: the spool lags */
 	unsigned int errors;
 	unsigned int junk;		/* junk commands since the last 250 */
 	unsigned int logged_errors;	/* error replies seen by the log */
@@ -1121,11 +1128,26 @@ smtp_scan_headers(struct smtp_txn *t, const char *p, size_t len)
 
 static void smtp_data_end(struct smtp_session *);
 
+/* The spool caught up with a session that stopped reading for it. */
+static void
+smtp_spool_drained(void *arg, uint64_t cookie)
+{
+	struct smtp_session *s = smtp_server_find(arg, cookie);
+
+	if (s == NULL || !s->spool_blocked || s->state != SMTP_STATE_DATA)
+		return;
+	s->spool_blocked = false;
+	io_resume_read(s->io);
+	smtp_session_process(s);
+}
+
 static void
 smtp_data_process(struct smtp_session *s)
 {
 	const struct conf *c = smtp_conf(s);
 
+	if (s->spool_blocked)
+		return;
 	while (!s->data.done) {
 		size_t len, n;
 		const char *p = io_in_peek(s->io, &len);
@@ -1148,6 +1170,21 @@ smtp_data_process(struct smtp_session *s)
 		    s->chunk.len) == -1) {
 			s->txn.failed = true;
 			s->txn.write_errno = errno;
+			continue;
+		}
+		if (!s->data.done &&
+		    spool_writer_pending(s->txn.writer) > SMTP_SPOOL_LAG_MAX) {
+			/* The disk lags: stop reading until it catches up,
+			 * so the message never piles up in memory. */
+			s->spool_blocked = true;
+			log_debug("smtp: session=%016llx spool lags "
+			    "pending=%zu: reading paused",
+			    (unsigned long long)s->id,
+			    spool_writer_pending(s->txn.writer));
+			io_pause_read(s->io);
+			spool_writer_notify(s->txn.writer, SMTP_SPOOL_LAG_LOW,
+			    smtp_spool_drained, s->srv, s->id);
+			return;
 		}
 	}
 	smtp_data_end(s);

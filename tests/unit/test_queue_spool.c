@@ -4,8 +4,12 @@
  * state updates and torn updates, start-up recovery, commit errors, queue
  * IDs, the close-time drain and the stats log line; crafted files with
  * absent mandatory fields, writers opened during spool_close(), and
- * moving files to corrupt/ and failed/.
+ * moving files to corrupt/ and failed/. Content writes happen on spool
+ * threads: pending bytes and drain notifications, a stalled disk (the
+ * writer's fd swapped for a pipe nobody reads), write errors found by a
+ * thread, abort and spool_close() with write jobs in flight.
  */
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -13,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -437,16 +442,17 @@ test_group_commit(void **state)
 	struct spool_writer *w[50];
 	struct spool_stats st;
 	struct envelope env;
-	char ids[50][QUEUE_ID_MAX], body[4096];
+	char ids[50][QUEUE_ID_MAX], *body;
+	size_t len = QFILE_CONTENT_MAX + 4096;	/* a record and a bit */
 	int i, j;
 
 	fill_envelope(&env);
-	memset(body, 'x', sizeof(body));
+	body = xmalloc(len);
+	memset(body, 'x', len);
 	for (i = 0; i < 50; i++) {
 		w[i] = spool_writer_new(fx->sp, ids[i]);
 		assert_non_null(w[i]);
-		assert_int_equal(spool_writer_write(w[i], body, sizeof(body)),
-		    0);
+		assert_int_equal(spool_writer_write(w[i], body, len), 0);
 	}
 	for (i = 0; i < 50; i++)
 		spool_writer_commit(w[i], &env, commit_cb, fx, (uint64_t)i);
@@ -476,6 +482,9 @@ test_group_commit(void **state)
 	assert_int_equal(st.batches, st.dir_fsyncs);
 	assert_int_equal(count_files(fx, "queue"), 50);
 	assert_int_equal(count_files(fx, "incoming"), 0);
+	for (i = 0; i < 50; i += 7)
+		assert_content(fx, ids[i], body, len);
+	free(body);
 	envelope_free(&env);
 }
 
@@ -1021,6 +1030,67 @@ test_commit_error_rename(void **state)
 	envelope_free(&env);
 }
 
+/* ---- Drain notifications ---- */
+
+struct probe {
+	struct spool_writer *w;	/* to read pending from the callback */
+	int calls;
+	uint64_t cookie;
+	size_t pending_seen;
+	bool in_call;		/* set around spool_writer_notify() */
+	bool during;		/* the callback ran during that call */
+};
+
+static void
+probe_cb(void *arg, uint64_t cookie)
+{
+	struct probe *pr = arg;
+
+	pr->calls++;
+	pr->cookie = cookie;
+	if (pr->in_call)
+		pr->during = true;
+	if (pr->w != NULL)
+		pr->pending_seen = spool_writer_pending(pr->w);
+}
+
+static void
+probe_notify(struct probe *pr, struct spool_writer *w, size_t low,
+    uint64_t cookie)
+{
+	pr->in_call = true;
+	spool_writer_notify(w, low, probe_cb, pr, cookie);
+	pr->in_call = false;
+}
+
+/* Run the loop until *count reaches want (30 s at most). */
+static void
+run_until_count(struct fixture *fx, const int *count, int want)
+{
+	struct timeval tv = { 0, 5000 };
+	uint64_t deadline = time_mono_usec() + 30 * 1000000ULL;
+
+	while (*count < want) {
+		if (time_mono_usec() > deadline)
+			fail_msg("got %d, want %d", *count, want);
+		event_base_loopexit(fx->base, &tv);
+		event_base_dispatch(fx->base);
+	}
+}
+
+/* Run the loop for about usec microseconds. */
+static void
+run_for(struct fixture *fx, uint64_t usec)
+{
+	struct timeval tv = { 0, 5000 };
+	uint64_t end = time_mono_usec() + usec;
+
+	while (time_mono_usec() < end) {
+		event_base_loopexit(fx->base, &tv);
+		event_base_dispatch(fx->base);
+	}
+}
+
 static void
 test_write_error(void **state)
 {
@@ -1028,10 +1098,14 @@ test_write_error(void **state)
 	struct spool_writer *w;
 	struct rlimit old, small;
 	struct envelope env;
+	struct probe pr = { 0 };
 	char id[QUEUE_ID_MAX], chunk[8192];
 	int i, r = 0, err = 0;
 
-	/* A real write(2) failure: files may not grow past 100 kB. */
+	/*
+	 * A real write(2) failure, found by the spool thread: files may not
+	 * grow past 100 kB while it writes.
+	 */
 	fill_envelope(&env);
 	memset(chunk, 'z', sizeof(chunk));
 	signal(SIGXFSZ, SIG_IGN);
@@ -1041,16 +1115,33 @@ test_write_error(void **state)
 	small = old;
 	small.rlim_cur = 100000;
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+	/* 40 * 8 KiB: five records; the second cannot be written. */
 	for (i = 0; i < 40 && r == 0; i++) {
 		r = spool_writer_write(w, chunk, sizeof(chunk));
+		err = errno;
+	}
+	if (r == 0) {
+		/* The thread is still at it: due on the error at the
+		 * latest. */
+		probe_notify(&pr, w, 0, 3);
+		run_until_count(fx, &pr.calls, 1);
+		assert_int_equal(pr.cookie, 3);
+		r = spool_writer_write(w, "a", 1);
 		err = errno;
 	}
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
 	assert_int_equal(r, -1);
 	assert_int_equal(err, EFBIG);
-	/* Stays failed. */
+	/* Stays failed; nothing is held any more. */
 	assert_int_equal(spool_writer_write(w, "a", 1), -1);
 	assert_int_equal(errno, EFBIG);
+	assert_int_equal(spool_writer_pending(w), 0);
+	/* A request after the failure is due at once (but not now). */
+	pr.calls = 0;
+	probe_notify(&pr, w, 0, 4);
+	assert_int_equal(pr.calls, 0);
+	run_until_count(fx, &pr.calls, 1);
+	assert_false(pr.during);
 	spool_writer_commit(w, &env, commit_cb, fx, 5);
 	assert_int_equal(fx->nresults, 0);
 	run_until(fx, 1);
@@ -1058,6 +1149,401 @@ test_write_error(void **state)
 	assert_int_equal(count_files(fx, "incoming"), 0);
 	assert_int_equal(count_files(fx, "queue"), 0);
 	envelope_free(&env);
+}
+
+/* The fd the spool holds on incoming/ID (found through /proc). */
+static int
+writer_fd(const struct fixture *fx, const char *id)
+{
+	char path[256], want[PATH_MAX], link[PATH_MAX], fdpath[300];
+	struct dirent *de;
+	DIR *d;
+	ssize_t n;
+	int fd = -1;
+
+	path_of(path, sizeof(path), fx, "incoming", id);
+	assert_non_null(realpath(path, want));
+	assert_non_null(d = opendir("/proc/self/fd"));
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%s",
+		    de->d_name);
+		n = readlink(fdpath, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (strcmp(link, want) == 0) {
+			fd = (int)strtol(de->d_name, NULL, 10);
+			break;
+		}
+	}
+	closedir(d);
+	assert_true(fd != -1);
+	return fd;
+}
+
+/*
+ * A stalled disk: the writer's fd becomes a pipe nobody reads (smaller
+ * than a record, so not one record can be written until a reader comes).
+ * Returns the read end.
+ */
+static int
+stall_writer(const struct fixture *fx, const char *id)
+{
+	int p[2], fd;
+
+	fd = writer_fd(fx, id);
+	assert_int_equal(pipe(p), 0);
+	(void)fcntl(p[1], F_SETPIPE_SZ, 4096);
+	assert_true(fcntl(p[1], F_GETPIPE_SZ) < QFILE_REC_OVERHEAD +
+	    QFILE_CONTENT_MAX);
+	assert_int_equal(dup2(p[1], fd), fd);
+	close(p[1]);
+	return p[0];
+}
+
+struct pipe_reader {
+	pthread_t th;
+	int fd;
+	struct buf got;
+};
+
+static void *
+pipe_reader_main(void *arg)
+{
+	struct pipe_reader *pr = arg;
+	char tmp[65536];
+	ssize_t n;
+
+	while ((n = read(pr->fd, tmp, sizeof(tmp))) > 0)
+		if (buf_append(&pr->got, tmp, (size_t)n) == -1)
+			break;
+	return NULL;
+}
+
+static void
+pipe_reader_start(struct pipe_reader *pr, int fd)
+{
+	pr->fd = fd;
+	buf_init(&pr->got, 64 * 1024 * 1024);
+	assert_int_equal(pthread_create(&pr->th, NULL, pipe_reader_main, pr),
+	    0);
+}
+
+/* Until the writer's end is closed (by the spool). */
+static void
+pipe_reader_join(struct pipe_reader *pr)
+{
+	pthread_join(pr->th, NULL);
+	close(pr->fd);
+}
+
+/* Until the spool thread has begun writing into the pipe. */
+static void
+wait_pipe_data(int fd)
+{
+	uint64_t deadline = time_mono_usec() + 30 * 1000000ULL;
+	int n = 0;
+
+	while (ioctl(fd, FIONREAD, &n) == 0 && n == 0) {
+		if (time_mono_usec() > deadline)
+			fail_msg("no data in the pipe");
+		usleep(1000);
+	}
+	assert_true(n > 0);
+}
+
+static void
+test_stalled_disk(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_writer *w;
+	struct pipe_reader rd;
+	struct probe pr = { 0 };
+	char id[QUEUE_ID_MAX];
+	const size_t total = 4 * 1024 * 1024, chunk = 7001;
+	size_t off, n, i, nrec;
+	unsigned char *data, *rec;
+	uint32_t crc;
+	int rfd;
+
+	signal(SIGPIPE, SIG_IGN);
+	/* A write(2) on the loop would block for good: die instead. */
+	alarm(120);
+	data = xmalloc(total);
+	srandom(7);
+	for (off = 0; off < total; off++)
+		data[off] = (unsigned char)random();
+	w = spool_writer_new(fx->sp, id);
+	assert_non_null(w);
+	assert_int_equal(spool_writer_pending(w), 0);
+	rfd = stall_writer(fx, id);
+
+	/* The loop never blocks: every write returns, all is pending. */
+	for (off = 0; off < total; off += n) {
+		n = chunk < total - off ? chunk : total - off;
+		assert_int_equal(spool_writer_write(w, data + off, n), 0);
+		assert_int_equal(spool_writer_pending(w), off + n);
+	}
+	assert_int_equal(spool_writer_size(w), total);
+
+	/* Not due while the disk is stalled. */
+	pr.w = w;
+	probe_notify(&pr, w, 1024 * 1024, 11);
+	run_for(fx, 50000);
+	assert_int_equal(pr.calls, 0);
+	assert_int_equal(spool_writer_pending(w), total);
+
+	/* The disk comes back: due once pending <= 1 MiB, from the loop. */
+	pipe_reader_start(&rd, rfd);
+	run_until_count(fx, &pr.calls, 1);
+	assert_false(pr.during);
+	assert_int_equal(pr.cookie, 11);
+	assert_true(pr.pending_seen <= 1024 * 1024);
+	/* A whole number of records: pending reaches 0. */
+	probe_notify(&pr, w, 0, 12);
+	run_until_count(fx, &pr.calls, 2);
+	assert_int_equal(pr.cookie, 12);
+	assert_int_equal(spool_writer_pending(w), 0);
+	run_for(fx, 20000);
+	assert_int_equal(pr.calls, 2);	/* once per request */
+
+	spool_writer_abort(w);	/* closes the pipe: the reader ends */
+	pipe_reader_join(&rd);
+	spool_drain(fx->sp);	/* the job may still be finishing */
+	assert_int_equal(count_files(fx, "incoming"), 0);
+
+	/* The pipe got the CONTENT records, in order, as the file would. */
+	nrec = total / QFILE_CONTENT_MAX;
+	assert_int_equal(rd.got.len, nrec * (QFILE_REC_OVERHEAD +
+	    QFILE_CONTENT_MAX));
+	for (i = 0; i < nrec; i++) {
+		rec = (unsigned char *)rd.got.data + i * (QFILE_REC_OVERHEAD +
+		    QFILE_CONTENT_MAX);
+		assert_int_equal(rec[0], QFILE_REC_CONTENT);
+		assert_int_equal(((uint32_t)rec[1] << 24) |
+		    ((uint32_t)rec[2] << 16) | ((uint32_t)rec[3] << 8) | rec[4],
+		    QFILE_CONTENT_MAX);
+		assert_memory_equal(rec + QFILE_REC_HDRLEN,
+		    data + i * QFILE_CONTENT_MAX, QFILE_CONTENT_MAX);
+		crc = qfile_crc32(0, rec, QFILE_REC_HDRLEN + QFILE_CONTENT_MAX);
+		rec += QFILE_REC_HDRLEN + QFILE_CONTENT_MAX;
+		assert_int_equal(((uint32_t)rec[0] << 24) |
+		    ((uint32_t)rec[1] << 16) | ((uint32_t)rec[2] << 8) | rec[3],
+		    crc);
+	}
+	buf_free(&rd.got);
+	free(data);
+	alarm(0);
+}
+
+static void
+test_pending_notify(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_writer *w;
+	struct envelope env;
+	struct probe pr = { 0 }, pr2 = { 0 };
+	char id[QUEUE_ID_MAX], *data;
+	size_t len = 3 * QFILE_CONTENT_MAX + 10;
+	int k;
+
+	data = xmalloc(len);
+	memset(data, 'p', len);
+	fill_envelope(&env);
+	w = spool_writer_new(fx->sp, id);
+	assert_non_null(w);
+	pr.w = w;
+
+	/* Already due: from the loop, never during the call. */
+	assert_int_equal(spool_writer_pending(w), 0);
+	probe_notify(&pr, w, 0, 1);
+	assert_int_equal(pr.calls, 0);
+	run_until_count(fx, &pr.calls, 1);
+	assert_false(pr.during);
+	assert_int_equal(pr.cookie, 1);
+	run_for(fx, 20000);
+	assert_int_equal(pr.calls, 1);
+
+	/* The record being filled counts and stays until it is full. */
+	assert_int_equal(spool_writer_write(w, data, 10), 0);
+	assert_int_equal(spool_writer_pending(w), 10);
+	probe_notify(&pr, w, 5, 2);
+	run_for(fx, 50000);
+	assert_int_equal(pr.calls, 1);
+	assert_int_equal(spool_writer_pending(w), 10);
+	/* Full records go to the thread; the request becomes due. */
+	assert_int_equal(spool_writer_write(w, data + 10,
+	    3 * QFILE_CONTENT_MAX - 10), 0);
+	run_until_count(fx, &pr.calls, 2);
+	assert_int_equal(pr.cookie, 2);
+	assert_int_equal(pr.pending_seen, 0);
+
+	/* A new request replaces the old one. */
+	assert_int_equal(spool_writer_write(w, data, 10), 0);
+	probe_notify(&pr, w, 100, 3);
+	probe_notify(&pr2, w, 100, 4);
+	run_until_count(fx, &pr2.calls, 1);
+	assert_int_equal(pr2.cookie, 4);
+	run_for(fx, 20000);
+	assert_int_equal(pr.calls, 2);
+	assert_int_equal(pr2.calls, 1);
+
+	k = fx->nresults;
+	spool_writer_commit(w, &env, commit_cb, fx, 9);
+	run_until(fx, k + 1);
+	assert_int_equal(fx->results[k].error, 0);
+	assert_content(fx, id, data, 3 * QFILE_CONTENT_MAX + 10);
+	envelope_free(&env);
+	free(data);
+}
+
+/* From an abort or commit on, the callback never runs. */
+static void
+test_notify_cancel(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_writer *w;
+	struct envelope env;
+	struct probe pr = { 0 };
+	char id[QUEUE_ID_MAX], *data;
+	size_t len = 8 * 1024 * 1024;
+	int k;
+
+	fill_envelope(&env);
+	data = xmalloc(len);
+	memset(data, 'c', len);
+
+	/* Due (on notify_q), then committed. */
+	w = spool_writer_new(fx->sp, id);
+	assert_non_null(w);
+	assert_int_equal(spool_writer_write(w, "abc", 3), 0);
+	probe_notify(&pr, w, 100, 1);
+	k = fx->nresults;
+	spool_writer_commit(w, &env, commit_cb, fx, 1);
+	run_until(fx, k + 1);
+	assert_int_equal(fx->results[k].error, 0);
+
+	/* Due, then aborted. */
+	w = spool_writer_new(fx->sp, id);
+	assert_non_null(w);
+	probe_notify(&pr, w, 0, 2);
+	spool_writer_abort(w);
+
+	/* Armed with much pending, then committed or aborted. */
+	w = spool_writer_new(fx->sp, id);
+	assert_non_null(w);
+	assert_int_equal(spool_writer_write(w, data, len), 0);
+	probe_notify(&pr, w, 0, 3);
+	k = fx->nresults;
+	spool_writer_commit(w, &env, commit_cb, fx, 3);
+	run_until(fx, k + 1);
+	assert_int_equal(fx->results[k].error, 0);
+	assert_content(fx, id, data, len);
+
+	w = spool_writer_new(fx->sp, id);
+	assert_non_null(w);
+	assert_int_equal(spool_writer_write(w, data, len), 0);
+	probe_notify(&pr, w, 0, 4);
+	spool_writer_abort(w);
+
+	spool_drain(fx->sp);
+	run_for(fx, 50000);
+	assert_int_equal(pr.calls, 0);
+	assert_int_equal(count_files(fx, "incoming"), 0);
+	assert_int_equal(count_files(fx, "queue"), 2);
+	envelope_free(&env);
+	free(data);
+}
+
+/* Abort while a thread is inside write(2) for the writer. */
+static void
+test_abort_inflight(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_writer *w;
+	struct pipe_reader rd;
+	struct probe pr = { 0 };
+	char id[QUEUE_ID_MAX], *data;
+	size_t len = 8 * 1024 * 1024;
+	int rfd, i;
+
+	signal(SIGPIPE, SIG_IGN);
+	alarm(120);
+	data = xmalloc(len);
+	memset(data, 'a', len);
+
+	/* Stalled in write(2): the thread finishes that record only. */
+	w = spool_writer_new(fx->sp, id);
+	assert_non_null(w);
+	rfd = stall_writer(fx, id);
+	assert_int_equal(spool_writer_write(w, data, len), 0);
+	probe_notify(&pr, w, 0, 1);
+	wait_pipe_data(rfd);
+	spool_writer_abort(w);
+	assert_true(file_exists(fx, "incoming", id));	/* thread's job */
+	pipe_reader_start(&rd, rfd);
+	pipe_reader_join(&rd);		/* the thread closed the fd */
+	assert_int_equal(rd.got.len, QFILE_REC_OVERHEAD + QFILE_CONTENT_MAX);
+	buf_free(&rd.got);
+	spool_drain(fx->sp);		/* waits for that job */
+	assert_false(file_exists(fx, "incoming", id));
+
+	/* Real files, many MB, aborted at once. */
+	for (i = 0; i < 8; i++) {
+		w = spool_writer_new(fx->sp, id);
+		assert_non_null(w);
+		assert_int_equal(spool_writer_write(w, data, len), 0);
+		probe_notify(&pr, w, 0, 2);
+		spool_writer_abort(w);
+	}
+	spool_drain(fx->sp);
+	run_for(fx, 20000);
+	assert_int_equal(pr.calls, 0);
+	assert_int_equal(count_files(fx, "incoming"), 0);
+	assert_int_equal(count_files(fx, "queue"), 0);
+	free(data);
+	alarm(0);
+}
+
+/* spool_close() with write jobs in flight: everything goes through. */
+static void
+test_close_writes_inflight(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_writer *w[10], *gone;
+	struct envelope env;
+	char ids[10][QUEUE_ID_MAX], id[QUEUE_ID_MAX], *data;
+	size_t len = 2 * 1024 * 1024 + 3;
+	int i;
+
+	fill_envelope(&env);
+	data = xmalloc(len);
+	for (i = 0; i < (int)len; i++)
+		data[i] = (char)(i * 7);
+	for (i = 0; i < 10; i++) {
+		w[i] = spool_writer_new(fx->sp, ids[i]);
+		assert_non_null(w[i]);
+		assert_int_equal(spool_writer_write(w[i], data, len), 0);
+	}
+	gone = spool_writer_new(fx->sp, id);
+	assert_non_null(gone);
+	assert_int_equal(spool_writer_write(gone, data, len), 0);
+	spool_writer_abort(gone);
+	for (i = 0; i < 10; i++)
+		spool_writer_commit(w[i], &env, commit_cb, fx, (uint64_t)i);
+	spool_close(fx->sp);
+	fx->sp = NULL;
+	assert_int_equal(fx->nresults, 10);
+	assert_int_equal(count_files(fx, "incoming"), 0);
+	open_spool(fx);
+	for (i = 0; i < 10; i++) {
+		assert_int_equal(fx->results[i].error, 0);
+		assert_content(fx, ids[fx->results[i].cookie], data, len);
+	}
+	envelope_free(&env);
+	free(data);
 }
 
 static void
@@ -1474,6 +1960,16 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_close_open_inflight, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_quarantine_and_failed,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pending_notify, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_stalled_disk, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_notify_cancel, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_abort_inflight, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_close_writes_inflight,
 		    setup, teardown),
 	};
 
