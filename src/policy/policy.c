@@ -44,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/utf8.h"
 #include "lib/log.h"
 #include "lib/strset.h"
 #include "lib/util.h"
@@ -222,43 +223,6 @@ is_atext(unsigned char c)
 	    (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
 }
 
-/*
- * Length of the well-formed UTF8-non-ascii sequence (RFC 3629 4) at s, or
- * 0 if s does not start one. The rules of the RCPT parser
- * (src/smtp/parse.c), so that a target accepts what a client may send.
- * Never reads past a NUL.
- */
-static size_t
-utf8_len(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t n, i;
-
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		n = 2;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		n = 3;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	if (p[0] == 0xe0)
-		lo = 0xa0;
-	else if (p[0] == 0xed)
-		hi = 0x9f;
-	else if (p[0] == 0xf0)
-		lo = 0x90;
-	else if (p[0] == 0xf4)
-		hi = 0x8f;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return n;
-}
-
 /* Length of the Atom (RFC 5321 4.1.2, RFC 6531 UTF-8) at s; 0 if none. */
 static size_t
 atom_len(const char *s)
@@ -269,7 +233,7 @@ atom_len(const char *s)
 	for (;;) {
 		if (is_atext((unsigned char)*p))
 			p++;
-		else if ((n = utf8_len(p)) > 0)
+		else if ((n = utf8_seq_len(p)) > 0)
 			p += n;
 		else
 			return (size_t)(p - s);
@@ -333,7 +297,7 @@ is_target_domain(const char *s)
 		for (;;) {
 			if (is_letdig((unsigned char)*p) || *p == '-')
 				last = (unsigned char)*p++;
-			else if ((n = utf8_len(p)) > 0) {
+			else if ((n = utf8_seq_len(p)) > 0) {
 				nonascii = true;
 				last = 0x80;
 				p += n;
@@ -400,7 +364,7 @@ policy_target_parse(const char *s, char **lp_r, char **dom_r, char *why,
 				n = 2;
 			} else if (*p >= 32 && *p <= 126 && *p != '\\')
 				;
-			else if ((len = n = utf8_len(p)) == 0) {
+			else if ((len = n = utf8_seq_len(p)) == 0) {
 				if (*p == '\0')
 					strlcpy(why, "unterminated quote",
 					    whysize);

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lib/utf8.h"
 #include "lib/util.h"
 
 /* The longest address literal we can accept: "IPv6:" + an IPv6 text. */
@@ -108,42 +109,6 @@ lower(unsigned char c)
 	return (c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c;
 }
 
-/*
- * Length of the well-formed UTF8-non-ascii sequence (RFC 3629 4) at p, or
- * 0 if p does not start one (overlong forms, surrogates and code points
- * above U+10FFFF included). Never reads past a NUL.
- */
-static size_t
-utf8_len(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t n, i;
-
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		n = 2;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		n = 3;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	if (p[0] == 0xe0)
-		lo = 0xa0;
-	else if (p[0] == 0xed)
-		hi = 0x9f;
-	else if (p[0] == 0xf0)
-		lo = 0x90;
-	else if (p[0] == 0xf4)
-		hi = 0x8f;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return n;
-}
-
 void
 smtp_parse_command(const char *line, struct smtp_command *cmd)
 {
@@ -208,7 +173,7 @@ scan_dot_string(const char *p, bool *utf8)
 		for (;;) {
 			if (is_atext(*p))
 				p++;
-			else if ((n = utf8_len(p)) > 0) {
+			else if ((n = utf8_seq_len(p)) > 0) {
 				*utf8 = true;
 				p += n;
 			} else
@@ -246,7 +211,7 @@ scan_quoted_string(const char *p, bool *utf8)
 			p += 2;
 		} else if (c >= 32 && c <= 126)
 			p++;
-		else if ((n = utf8_len(p)) > 0) {
+		else if ((n = utf8_seq_len(p)) > 0) {
 			*utf8 = true;
 			p += n;
 		} else
@@ -276,7 +241,7 @@ scan_domain(const char *p, bool *utf8, bool helo)
 		for (;;) {
 			if (is_letdig(*p) || *p == '-' || (helo && *p == '_'))
 				last = *p++;
-			else if ((n = utf8_len(p)) > 0) {
+			else if ((n = utf8_seq_len(p)) > 0) {
 				nonascii = true;
 				last = 0x80;
 				p += n;
@@ -519,7 +484,7 @@ param_value_ok(const struct param *prm)
 		n = 1;
 		if (c >= 33 && c <= 126 && c != '=')
 			continue;
-		n = utf8_len(prm->val + i);
+		n = utf8_seq_len(prm->val + i);
 		if (n == 0 || i + n > prm->val_len)
 			return false;
 	}
@@ -602,7 +567,7 @@ utf8_addr_xtext_ok(const char *s, size_t len)
 			n = j + 1 - i;
 		} else if (c >= 33 && c <= 126 && c != '+' && c != '=')
 			continue;
-		else if ((n = utf8_len(s + i)) == 0 || i + n > len)
+		else if ((n = utf8_seq_len(s + i)) == 0 || i + n > len)
 			return false;
 	}
 	return true;
