@@ -462,8 +462,9 @@ class Petrel:
             return []
 
     def wait_queue_empty(self, timeout=30):
-        """The scheduler removes a queue file once every recipient is
-        delivered or failed (src/delivery/delivery.h)."""
+        """A queue file leaves spool/queue once every recipient is done:
+        removed when all were delivered, moved to spool/failed when one
+        failed for good (src/delivery/delivery.h)."""
         wait_until(lambda: not self.queue_ids(), timeout=timeout,
                    what="spool/queue to drain (left: %s)" % self.queue_ids())
 

@@ -208,3 +208,31 @@ def test_retry_after_block_removed(make_petrel):
     (got,) = p.wait_delivered(ALICE, 1, timeout=60)
     expected_maildir_bytes(SENDER, msg, got, queue_id=qid)
     assert p.alive()
+
+
+def test_failed_mail_is_kept(make_petrel):
+    """Bounces are not implemented yet, so a recipient that fails for good
+    must not cost the message: past queue_lifetime it moves, with its
+    final recipient states, to spool/failed/ and is never deleted. Here
+    the recipient is remote (a trusted client relays), which stays
+    deferred until outbound delivery exists; alice is delivered."""
+    p = make_petrel(start=False, trusted=("127.0.0.0/8",),
+                    extra_conf="queue_lifetime 2s",
+                    env={"PETREL_RETRY_BASE_SECONDS": "1"})
+    p.start()
+    with p.smtp() as s:
+        s.sendmail("sender@remote.test",
+                   ["alice@example.test", "someone@remote.test"],
+                   b"Subject: kept\r\n\r\nkeep me\r\n")
+    [delivered] = p.wait_delivered("alice@example.test", 1)
+    assert b"keep me" in delivered
+    failed_dir = os.path.join(p.spool, "failed")
+    wait_until(lambda: os.listdir(failed_dir), timeout=30,
+               what="the message to move to spool/failed")
+    [name] = os.listdir(failed_dir)
+    assert p.queue_ids() == []
+    p.wait_log(r"id=%s status=failed kept in failed/" % name)
+    with open(os.path.join(failed_dir, name), "rb") as f:
+        data = f.read()
+    assert b"keep me" in data and b"someone@remote.test" in data
+    assert p.alive()
