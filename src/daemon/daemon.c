@@ -386,6 +386,15 @@ daemon_serve(const char *cli_path)
 	}
 
 	event_base_dispatch(d.base);
+	/*
+	 * Already stopping: freeing the signal events below would restore
+	 * the default action, and a second SIGTERM during the teardown
+	 * (an init system's retry) would kill us before the spool drains.
+	 */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	log_info("daemon: finishing commits and deliveries in progress");
 	status = 0;
 done:
 	for (i = 0; i < nfds; i++)

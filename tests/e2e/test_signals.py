@@ -178,3 +178,29 @@ def test_sighup_reload(make_petrel):
     code, text = rcpt_reply(p, "dave@other.test")
     assert (code, text.split()[0]) == (550, "5.7.1"), \
         "other.test from the refused file is in force: %s %s" % (code, text)
+
+
+def test_second_sigterm_during_teardown(make_petrel):
+    """Once the loop has stopped, the daemon still drains the spool and
+    waits for deliveries in flight; a second SIGTERM then (an init
+    system's retry) must neither kill it nor lose mail. (The window this
+    once failed in, between freeing the signal events and exit, is too
+    narrow to hit on purpose: test_shutdown_421 met it once in CI; the
+    daemon now ignores the signals for its whole teardown.)"""
+    users = {"u%d@example.test" % i: "" for i in range(200)}
+    p = make_petrel(users=users)
+    body = b"Subject: many\r\n\r\n" + b"x" * 998 + b"\r\n"
+    body = body + b"y" * 998 * 2000
+    msg = body.replace(b"y" * 998, b"y" * 996 + b"\r\n")
+    with p.smtp() as s:
+        s.sendmail("a@remote.test", sorted(users), msg)
+    # Deliveries of 200 copies of 2 MB are under way: stop now.
+    p.proc.send_signal(signal.SIGTERM)
+    p.wait_log(r"daemon: finishing commits and deliveries in progress")
+    p.proc.send_signal(signal.SIGTERM)
+    rc = p.proc.wait(timeout=120)
+    assert rc == 0, "exit status %d after a second SIGTERM" % rc
+    # Nothing acknowledged is lost: what was not delivered is still queued.
+    p.start()
+    for u in sorted(users):
+        p.wait_delivered(u, 1, timeout=120)
