@@ -34,9 +34,6 @@
  */
 #include "policy/policy.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -44,16 +41,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/utf8.h"
 #include "lib/log.h"
 #include "lib/strset.h"
 #include "lib/util.h"
+#include "mailaddr/mailaddr.h"
 
 #define POLICY_LINE_MAX		65536	/* longest line in a file */
 #define POLICY_PART_MAX		255	/* longest %u or %d: NAME_MAX */
-#define POLICY_LOCAL_MAX	64	/* RFC 5321 4.5.3.1.1 local part */
-#define POLICY_DOMAIN_MAX	255	/* RFC 5321 4.5.3.1.2 domain */
-#define POLICY_LABEL_MAX	63	/* RFC 1035 2.3.4 */
 /* Addresses one resolution may look at, duplicates included: bounds the
  * work of a fan-out (each alias may name POLICY_MAX_TARGETS members). */
 #define POLICY_MAX_VISITS	(8 * POLICY_MAX_TARGETS)
@@ -208,74 +202,6 @@ is_safe_part(const char *s)
 	return true;
 }
 
-static bool
-is_letdig(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9');
-}
-
-/* RFC 5322 3.2.3 atext, ASCII part. */
-static bool
-is_atext(unsigned char c)
-{
-	return is_letdig(c) ||
-	    (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
-}
-
-/* Length of the Atom (RFC 5321 4.1.2, RFC 6531 UTF-8) at s; 0 if none. */
-static size_t
-atom_len(const char *s)
-{
-	const char *p = s;
-	size_t n;
-
-	for (;;) {
-		if (is_atext((unsigned char)*p))
-			p++;
-		else if ((n = utf8_seq_len(p)) > 0)
-			p += n;
-		else
-			return (size_t)(p - s);
-	}
-}
-
-/* Is all of s a Dot-string, sendable in RCPT TO without quotes? */
-static bool
-is_dot_string(const char *s)
-{
-	size_t n;
-
-	for (;;) {
-		if ((n = atom_len(s)) == 0)
-			return false;
-		s += n;
-		if (*s == '\0')
-			return true;
-		if (*s++ != '.')
-			return false;
-	}
-}
-
-/* RFC 5321 address-literal: "[192.0.2.1]" or "[IPv6:2001:db8::1]". */
-static bool
-is_address_literal(const char *s)
-{
-	char tmp[INET6_ADDRSTRLEN + 8];
-	struct in6_addr a6;
-	struct in_addr a4;
-	size_t len = strlen(s);
-
-	if (len < 3 || s[0] != '[' || s[len - 1] != ']' ||
-	    len - 2 >= sizeof(tmp))
-		return false;
-	memcpy(tmp, s + 1, len - 2);
-	tmp[len - 2] = '\0';
-	if (ascii_strncasecmp(tmp, "IPv6:", 5) == 0)
-		return inet_pton(AF_INET6, tmp + 5, &a6) == 1;
-	return inet_pton(AF_INET, tmp, &a4) == 1;
-}
-
 /*
  * Is all of s an RFC 5321 Domain (labels of letters, digits and hyphens,
  * or RFC 6531 U-labels) or an address literal?
@@ -283,36 +209,10 @@ is_address_literal(const char *s)
 static bool
 is_target_domain(const char *s)
 {
-	const char *p = s, *start;
-	unsigned char last;
-	bool nonascii;
-	size_t n;
+	const char *end;
 
-	if (*p == '[')
-		return is_address_literal(p);
-	for (;;) {
-		start = p;
-		last = '\0';
-		nonascii = false;
-		for (;;) {
-			if (is_letdig((unsigned char)*p) || *p == '-')
-				last = (unsigned char)*p++;
-			else if ((n = utf8_seq_len(p)) > 0) {
-				nonascii = true;
-				last = 0x80;
-				p += n;
-			} else
-				break;
-		}
-		if (p == start || *start == '-' || last == '-')
-			return false;
-		if (!nonascii && (size_t)(p - start) > POLICY_LABEL_MAX)
-			return false;
-		if (*p == '\0')
-			return true;
-		if (*p++ != '.')
-			return false;
-	}
+	end = mailaddr_scan_domain_or_literal(s, MAILADDR_UTF8, NULL);
+	return end != NULL && *end == '\0';
 }
 
 /* Why the character at p cannot be there, for an error message. */
@@ -338,74 +238,55 @@ policy_why_char(char *why, size_t size, const char *p)
  * quoted-pair backslashes removed) but with its case kept: a remote local
  * part is case-sensitive (RFC 5321 2.4), and a local one is lower-cased
  * where it is looked up. *dom_r is the lower-cased domain, or NULL.
- * Returns 0, or -1 with the reason in why. (policy sits below smtp, so it
- * has its own small scanner rather than calling src/smtp/parse.c.)
+ * Returns 0, or -1 with the reason in why. The grammar is src/mailaddr's,
+ * the one RCPT TO is parsed with; the 64-octet limit here counts the local
+ * part unquoted (RCPT counts the octets between the quotes as written).
  */
 static int
 policy_target_parse(const char *s, char **lp_r, char **dom_r, char *why,
     size_t whysize)
 {
-	char lp[POLICY_LOCAL_MAX + 1];
-	const char *p = s, *from;
-	size_t o = 0, n, len;
+	char lp[MAILADDR_LOCALPART_MAX + 1];
+	const char *p, *bad = s;
 
 	*lp_r = *dom_r = NULL;
-	if (*p == '\0') {
+	if (*s == '\0') {
 		strlcpy(why, "empty address", whysize);
 		return -1;
 	}
-	if (*p == '"') {
-		/* qtextSMTP, quoted-pairSMTP, RFC 6531 UTF-8. */
-		for (p++; *p != '"'; p += n) {
-			from = p;
-			len = n = 1;
-			if (*p == '\\' && p[1] >= 32 && p[1] <= 126) {
-				from = p + 1;	/* the pair's second octet */
-				n = 2;
-			} else if (*p >= 32 && *p <= 126 && *p != '\\')
-				;
-			else if ((len = n = utf8_seq_len(p)) == 0) {
-				if (*p == '\0')
-					strlcpy(why, "unterminated quote",
-					    whysize);
-				else if (*p == '\\')
-					strlcpy(why, "invalid quoted pair",
-					    whysize);
-				else
-					policy_why_char(why, whysize, p);
-				return -1;
-			}
-			if (o + len > POLICY_LOCAL_MAX)
-				goto toolong;
-			memcpy(lp + o, from, len);
-			o += len;
-		}
-		p++;
-	} else {
-		for (;;) {
-			if ((n = atom_len(p)) == 0) {
-				if (p == s && *p == '@')
-					strlcpy(why, "empty local part",
-					    whysize);
-				else if (p > s && p[-1] == '.')
-					strlcpy(why, "unexpected '.'",
-					    whysize);
-				else
-					policy_why_char(why, whysize, p);
-				return -1;
-			}
-			p += n;
-			if (*p != '.')
-				break;
-			p++;
-		}
-		o = (size_t)(p - s);
-		if (o > POLICY_LOCAL_MAX)
-			goto toolong;
-		memcpy(lp, s, o);
+	if (*s == '"')
+		p = mailaddr_scan_quoted_string(s, MAILADDR_UTF8, NULL, &bad);
+	else if ((p = mailaddr_scan_dot_string(s, MAILADDR_UTF8, NULL,
+	    &bad)) == NULL) {
+		/* bad is s, or the octet after a '.'. */
+		if (bad == s && *bad == '@')
+			strlcpy(why, "empty local part", whysize);
+		else if (bad > s)
+			strlcpy(why, "unexpected '.'", whysize);
+		else
+			policy_why_char(why, whysize, bad);
+		return -1;
 	}
-	lp[o] = '\0';
-	if (o == 0) {
+	/*
+	 * The limit applies to the local part unquoted, and a quoted one
+	 * that goes past it is too long even if it is malformed later on:
+	 * what comes before the error is measured first.
+	 */
+	if (mailaddr_localpart_unquote(s, (size_t)((p != NULL ? p : bad) - s),
+	    lp, sizeof(lp)) == -1) {
+		strlcpy(why, "local part longer than 64 octets", whysize);
+		return -1;
+	}
+	if (p == NULL) {
+		if (*bad == '\0')
+			strlcpy(why, "unterminated quote", whysize);
+		else if (*bad == '\\')
+			strlcpy(why, "invalid quoted pair", whysize);
+		else
+			policy_why_char(why, whysize, bad);
+		return -1;
+	}
+	if (lp[0] == '\0') {
 		strlcpy(why, "empty local part", whysize);
 		return -1;
 	}
@@ -419,7 +300,7 @@ policy_target_parse(const char *s, char **lp_r, char **dom_r, char *why,
 			strlcpy(why, "empty domain", whysize);
 			return -1;
 		}
-		if (strlen(p) > POLICY_DOMAIN_MAX) {
+		if (strlen(p) > MAILADDR_DOMAIN_MAX) {
 			strlcpy(why, "domain longer than 255 octets", whysize);
 			return -1;
 		}
@@ -432,10 +313,6 @@ policy_target_parse(const char *s, char **lp_r, char **dom_r, char *why,
 	}
 	*lp_r = xstrdup(lp);
 	return 0;
-
-toolong:
-	strlcpy(why, "local part longer than 64 octets", whysize);
-	return -1;
 }
 
 /*
@@ -449,7 +326,9 @@ policy_remote_addr(const char *lp, const char *dom)
 	char *addr, *q, *o;
 	const char *p;
 
-	if (is_dot_string(lp))
+	/* A Dot-string needs no quotes (RFC 5321 4.1.2). */
+	p = mailaddr_scan_dot_string(lp, MAILADDR_UTF8, NULL, NULL);
+	if (p != NULL && *p == '\0')
 		addr = xasprintf("%s@%s", lp, dom);
 	else {
 		o = q = xmalloc(2 * strlen(lp) + 3);
@@ -660,14 +539,14 @@ policy_users_line(struct policy_load *pl, const struct conf *c,
 		return;
 	}
 	at = strchr(addr, '@');
-	if ((size_t)(at - addr) > POLICY_LOCAL_MAX) {
+	if ((size_t)(at - addr) > MAILADDR_LOCALPART_MAX) {
 		policy_load_error(pl, "local part longer than %d octets",
-		    POLICY_LOCAL_MAX);
+		    MAILADDR_LOCALPART_MAX);
 		return;
 	}
-	if (strlen(at + 1) > POLICY_DOMAIN_MAX) {
+	if (strlen(at + 1) > MAILADDR_DOMAIN_MAX) {
 		policy_load_error(pl, "domain longer than %d octets",
-		    POLICY_DOMAIN_MAX);
+		    MAILADDR_DOMAIN_MAX);
 		return;
 	}
 	*at = '\0';

@@ -6,6 +6,10 @@
  * smtp_parse_path(), smtp_parse_mail_params(), smtp_parse_rcpt_params(),
  * smtp_parse_helo(), smtp_localpart_unquote(), smtp_is_xtext().
  *
+ * The mailbox grammar itself (Dot-string, Quoted-string, Domain, address
+ * literals) is src/mailaddr's, shared with the aliases loader; this file
+ * applies it to paths and adds the SMTP rules around it.
+ *
  * SECURITY: every input is untrusted network text, already capped in
  * length by the session's line reader. The scanners only read up to the
  * terminating NUL (every multi-byte look-ahead stops at a NUL because NUL
@@ -30,10 +34,8 @@
 
 #include "lib/utf8.h"
 #include "lib/util.h"
+#include "mailaddr/mailaddr.h"
 
-/* The longest address literal we can accept: "IPv6:" + an IPv6 text. */
-#define LITERAL_MAX		(5 + INET6_ADDRSTRLEN)
-#define DNS_LABEL_MAX		63	/* RFC 1035 2.3.4 */
 #define ENVID_MAX		100	/* RFC 3461 4.4 */
 #define SIZE_DIGITS_MAX		20	/* RFC 1870: size-value 1*20DIGIT */
 
@@ -59,21 +61,9 @@ static const struct {
 };
 
 static bool
-is_alpha(unsigned char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
-
-static bool
 is_digit(unsigned char c)
 {
 	return c >= '0' && c <= '9';
-}
-
-static bool
-is_letdig(unsigned char c)
-{
-	return is_alpha(c) || is_digit(c);
 }
 
 static bool
@@ -86,14 +76,6 @@ static bool
 is_hexdig(unsigned char c)
 {
 	return is_hexdig_upper(c) || (c >= 'a' && c <= 'f');
-}
-
-/* RFC 5322 3.2.3 atext, ASCII part. */
-static bool
-is_atext(unsigned char c)
-{
-	return is_letdig(c) || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~",
-	    c) != NULL);
 }
 
 /* RFC 3461 4: xchar, printable ASCII except "+" and "=". */
@@ -155,146 +137,6 @@ smtp_command_line_max(const char *line, size_t len)
 	return SMTP_LINE_MAX;
 }
 
-/*
- * Scanners: each takes a pointer to the start of the construct and
- * returns a pointer just past it, or NULL if it is malformed. Non-ASCII
- * sets *utf8.
- */
-
-/* RFC 5321 Dot-string = Atom *("." Atom), RFC 6531 atext =/ UTF8. */
-static const char *
-scan_dot_string(const char *p, bool *utf8)
-{
-	const char *start;
-	size_t n;
-
-	for (;;) {
-		start = p;
-		for (;;) {
-			if (is_atext(*p))
-				p++;
-			else if ((n = utf8_seq_len(p)) > 0) {
-				*utf8 = true;
-				p += n;
-			} else
-				break;
-		}
-		if (p == start)
-			return NULL;
-		if (*p != '.')
-			return p;
-		p++;
-	}
-}
-
-/*
- * RFC 5321 Quoted-string = DQUOTE *QcontentSMTP DQUOTE, qtextSMTP is
- * %d32-33 / %d35-91 / %d93-126 (=/ UTF8-non-ascii, RFC 6531), and
- * quoted-pairSMTP = "\" %d32-126.
- */
-static const char *
-scan_quoted_string(const char *p, bool *utf8)
-{
-	unsigned char c;
-	size_t n;
-
-	if (*p++ != '"')
-		return NULL;
-	for (;;) {
-		c = *p;
-		if (c == '"')
-			return p + 1;
-		if (c == '\\') {
-			c = p[1];
-			if (c < 32 || c > 126)
-				return NULL;
-			p += 2;
-		} else if (c >= 32 && c <= 126)
-			p++;
-		else if ((n = utf8_seq_len(p)) > 0) {
-			*utf8 = true;
-			p += n;
-		} else
-			return NULL;
-	}
-}
-
-/*
- * RFC 5321 Domain = sub-domain *("." sub-domain), sub-domain = Let-dig
- * [Ldh-str] (=/ U-label, RFC 6531). An ASCII label is at most 63 octets
- * (RFC 1035); a U-label's limit applies to its A-label form, which we do
- * not compute. helo also allows '_', as Postfix's valid_hostname() does:
- * Windows clients announce NetBIOS names with underscores.
- */
-static const char *
-scan_domain(const char *p, bool *utf8, bool helo)
-{
-	const char *start;
-	unsigned char last;
-	bool nonascii;
-	size_t n;
-
-	for (;;) {
-		start = p;
-		last = '\0';
-		nonascii = false;
-		for (;;) {
-			if (is_letdig(*p) || *p == '-' || (helo && *p == '_'))
-				last = *p++;
-			else if ((n = utf8_seq_len(p)) > 0) {
-				nonascii = true;
-				last = 0x80;
-				p += n;
-			} else
-				break;
-		}
-		if (p == start || *start == '-' || last == '-')
-			return NULL;
-		if (nonascii)
-			*utf8 = true;
-		else if ((size_t)(p - start) > DNS_LABEL_MAX)
-			return NULL;
-		if (*p != '.')
-			return p;
-		p++;
-	}
-}
-
-/*
- * RFC 5321 address-literal: "[" IPv4 "]" or "[IPv6:" IPv6-addr "]", both
- * checked with inet_pton() (which refuses IPv4 octets with leading zeros,
- * a stricter reading of Snum that avoids octal ambiguity). A
- * General-address-literal "[tag:content]" is refused: we could never
- * deliver to one (RFC 5321 4.1.3 lets us).
- */
-static const char *
-scan_address_literal(const char *p)
-{
-	char tmp[LITERAL_MAX + 1];
-	struct in6_addr a6;
-	struct in_addr a4;
-	const char *q;
-	size_t len;
-
-	if (*p != '[')
-		return NULL;
-	/* dcontent = %d33-90 / %d94-126: no '[', '\\', SP, CTL or 8-bit. */
-	for (q = p + 1; *q != ']'; q++)
-		if (!((*q >= 33 && *q <= 90) || (*q >= 94 && *q <= 126)))
-			return NULL;
-	len = q - (p + 1);
-	if (len == 0 || len > LITERAL_MAX)
-		return NULL;
-	memcpy(tmp, p + 1, len);
-	tmp[len] = '\0';
-	if (ascii_strncasecmp(tmp, "IPv6:", 5) == 0) {
-		if (inet_pton(AF_INET6, tmp + 5, &a6) != 1)
-			return NULL;
-	} else if (inet_pton(AF_INET, tmp, &a4) != 1)
-		return NULL;
-	return q + 1;
-}
-
 /* RFC 5321 A-d-l = At-domain *( "," At-domain ) ":"; returns past ':'. */
 static const char *
 scan_source_route(const char *p, bool *utf8)
@@ -302,7 +144,8 @@ scan_source_route(const char *p, bool *utf8)
 	for (;;) {
 		if (*p != '@')
 			return NULL;
-		if ((p = scan_domain(p + 1, utf8, false)) == NULL)
+		if ((p = mailaddr_scan_domain(p + 1, MAILADDR_UTF8,
+		    utf8)) == NULL)
 			return NULL;
 		if (*p == ':')
 			return p + 1;
@@ -353,17 +196,14 @@ smtp_parse_path(const char *s, bool is_rcpt, bool allow_null,
 
 	lp = p;
 	if (*p == '"')
-		p = scan_quoted_string(p, &utf8);
+		p = mailaddr_scan_quoted_string(p, MAILADDR_UTF8, &utf8, NULL);
 	else
-		p = scan_dot_string(p, &utf8);
+		p = mailaddr_scan_dot_string(p, MAILADDR_UTF8, &utf8, NULL);
 	if (p == NULL || *p != '@')
 		goto bad;
 	lp_end = p;
 	dom = p + 1;
-	if (*dom == '[')
-		p = scan_address_literal(dom);
-	else
-		p = scan_domain(dom, &utf8, false);
+	p = mailaddr_scan_domain_or_literal(dom, MAILADDR_UTF8, &utf8);
 	if (p == NULL || *p != '>')
 		goto bad;
 	dom_end = p;
@@ -456,10 +296,10 @@ param_keyword_ok(const struct param *prm)
 {
 	size_t i;
 
-	if (prm->kw_len == 0 || !is_letdig(prm->kw[0]))
+	if (prm->kw_len == 0 || !mailaddr_is_letdig(prm->kw[0]))
 		return false;
 	for (i = 1; i < prm->kw_len; i++)
-		if (!is_letdig(prm->kw[i]) && prm->kw[i] != '-')
+		if (!mailaddr_is_letdig(prm->kw[i]) && prm->kw[i] != '-')
 			return false;
 	return true;
 }
@@ -514,7 +354,8 @@ param_set_bad(char *bad, size_t badsize, const char *kw, size_t kw_len)
 	if (badsize == 0)
 		return;
 	for (i = 0; i < kw_len && i < badsize - 1; i++)
-		bad[i] = (is_letdig(kw[i]) || kw[i] == '-') ? kw[i] : '?';
+		bad[i] = (mailaddr_is_letdig(kw[i]) || kw[i] == '-') ?
+		    kw[i] : '?';
 	bad[i] = '\0';
 }
 
@@ -732,7 +573,7 @@ orcpt_value_ok(const struct param *prm)
 		return false;
 	type_len = semi - prm->val;
 	for (i = 0; i < type_len; i++)
-		if (!is_atext(prm->val[i]))
+		if (!mailaddr_is_atext(prm->val[i]))
 			return false;
 	/* An empty original address is useless; refuse it. */
 	if (prm->val_len - type_len - 1 == 0)
@@ -836,16 +677,13 @@ smtp_parse_helo(const char *s)
 	char tmp[INET6_ADDRSTRLEN];
 	struct in6_addr a6;
 	const char *end;
-	bool utf8 = false;
 	size_t len;
 
 	len = strlen(s);
 	if (len == 0 || len > SMTP_DOMAIN_MAX)
 		return false;
-	if (s[0] == '[')
-		end = scan_address_literal(s);
-	else
-		end = scan_domain(s, &utf8, true);
+	end = mailaddr_scan_domain_or_literal(s,
+	    MAILADDR_UTF8 | MAILADDR_UNDERSCORE, NULL);
 	if (end != NULL && *end == '\0')
 		return true;
 	/*
@@ -861,31 +699,9 @@ smtp_parse_helo(const char *s)
 int
 smtp_localpart_unquote(const char *localpart, char *out, size_t outsize)
 {
-	const char *p = localpart;
-	bool quoted = false;
-	size_t o = 0;
-	char c;
-
-	if (outsize == 0)
+	if (mailaddr_localpart_unquote(localpart, strlen(localpart), out,
+	    outsize) == -1)
 		return -1;
-	if (*p == '"') {
-		quoted = true;
-		p++;
-	}
-	for (; *p != '\0'; p++) {
-		c = *p;
-		if (quoted) {
-			if (c == '"')
-				break;
-			if (c == '\\' && p[1] != '\0')
-				c = *++p;
-		}
-		if (o + 1 >= outsize) {
-			out[0] = '\0';
-			return -1;
-		}
-		out[o++] = lower(c);
-	}
-	out[o] = '\0';
+	ascii_lowercase(out);
 	return 0;
 }

@@ -17,12 +17,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mailaddr/mailaddr.h"
 #include "smtp/reply.h"
 
 /* RFC 5321 4.5.3.1 limits. */
-#define SMTP_LOCALPART_MAX	64
-#define SMTP_DOMAIN_MAX		255
-#define SMTP_PATH_MAX		256
+#define SMTP_LOCALPART_MAX	MAILADDR_LOCALPART_MAX	/* 64 */
+#define SMTP_DOMAIN_MAX		MAILADDR_DOMAIN_MAX	/* 255 */
+#define SMTP_PATH_MAX		MAILADDR_PATH_MAX	/* 256 */
 #define SMTP_LINE_MAX		512	/* command line incl. CRLF */
 #define SMTP_LINE_MAX_PARAMS	2048	/* MAIL/RCPT with parameters */
 #define SMTP_LINE_MAX_AUTH	12288	/* RFC 4954 4 */
@@ -173,8 +174,8 @@ bool smtp_parse_helo(const char *s);
 
 /*
  * The local part as a mailbox name: quotes and quoted-pair backslashes
- * removed, lower-cased (ASCII). Returns 0, or -1 when the result would be
- * too long for out.
+ * removed (mailaddr_localpart_unquote()), lower-cased (ASCII). Returns 0,
+ * or -1 when the result would be too long for out.
  */
 int smtp_localpart_unquote(const char *localpart, char *out, size_t outsize);
 
