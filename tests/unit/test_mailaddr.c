@@ -20,43 +20,12 @@
 
 #include "mailaddr/mailaddr.h"
 
+#include "testutil.h"
+
 #define N(a)		(sizeof(a) / sizeof((a)[0]))
 #define U		MAILADDR_UTF8
 #define US		MAILADDR_UNDERSCORE
 #define NONE		(-1)	/* scanner returns NULL / no position */
-
-/* Printable form of a string for messages (two buffers in rotation). */
-static const char *
-esc(const char *s)
-{
-	static char b[2][1024];
-	static int which;
-	char *o = b[which ^= 1];
-	size_t k = 0;
-
-	for (; *s != '\0' && k < sizeof(b[0]) - 8; s++) {
-		unsigned char c = *s;
-
-		if (c < 32 || c > 126 || c == '\\')
-			k += snprintf(o + k, 8, "\\x%02x", c);
-		else
-			o[k++] = c;
-	}
-	o[k] = '\0';
-	return o;
-}
-
-/* An exact-size heap copy of s[0..n) plus NUL. */
-static char *
-dup_exact(const char *s, size_t n)
-{
-	char *p = malloc(n + 1);
-
-	assert_non_null(p);
-	memcpy(p, s, n);
-	p[n] = '\0';
-	return p;
-}
 
 static void
 check_int(const char *ctx, const char *what, long long got, long long want)
@@ -71,7 +40,7 @@ check_str(const char *ctx, const char *what, const char *got,
 {
 	if (strcmp(got, want) != 0)
 		fail_msg("%s: %s: got \"%s\", want \"%s\"", ctx, what,
-		    esc(got), esc(want));
+		    test_esc(got), test_esc(want));
 }
 
 /* Character classes: every octet against the RFC's own lists. */
@@ -287,8 +256,8 @@ test_scanners(void **state)
 		c = &scan_cases[i];
 		len = strlen(c->in);
 		snprintf(ctx, sizeof(ctx), "%s(\"%s\", flags %u)",
-		    kind_names[c->kind], esc(c->in), c->flags);
-		p = dup_exact(c->in, len);
+		    kind_names[c->kind], test_esc(c->in), c->flags);
+		p = test_dup_exact(c->in, len);
 
 		utf8 = false;
 		bad = NULL;
@@ -313,7 +282,7 @@ test_scanners(void **state)
 
 		/* Every prefix: no over-read, the end within the input. */
 		for (n = 0; n < len; n++) {
-			p = dup_exact(c->in, n);
+			p = test_dup_exact(c->in, n);
 			got = scan(c, p, NULL, NULL);
 			if (got != NULL && (got <= p || got > p + n))
 				fail_msg("%s: prefix of %zu: end %lld out of "
@@ -334,7 +303,7 @@ check_domain(const char *s, unsigned int flags, long long want,
 	bool utf8 = false;
 	char *p;
 
-	p = dup_exact(s, strlen(s));
+	p = test_dup_exact(s, strlen(s));
 	snprintf(ctx, sizeof(ctx), "domain of %zu octets, flags %u",
 	    strlen(s), flags);
 	got = mailaddr_scan_domain(p, flags, &utf8);
@@ -441,8 +410,8 @@ test_localpart_unquote(void **state)
 		c = &unquote_cases[i];
 		len = c->len == NONE ? strlen(c->in) : (size_t)c->len;
 		snprintf(ctx, sizeof(ctx), "unquote \"%s\" len %zu into %zu",
-		    esc(c->in), len, c->outsize);
-		p = dup_exact(c->in, strlen(c->in));
+		    test_esc(c->in), len, c->outsize);
+		p = test_dup_exact(c->in, strlen(c->in));
 		memset(out, 'Z', sizeof(out));
 		ret = mailaddr_localpart_unquote(p, len, out, c->outsize);
 		check_int(ctx, "return", ret, c->ret);

@@ -39,6 +39,9 @@
 #include "queue/qfile.h"
 #include "queue/spool.h"
 
+#include "testutil.h"
+#include "envelope_assert.h"
+
 #define MAX_RESULTS	256
 
 struct result {
@@ -224,53 +227,6 @@ fill_envelope(struct envelope *env)
 	    NULL, RCPT_KIND_REMOTE, 0, NULL);
 	envelope_rcpt_add(env, "postmaster", "root@example.test",
 	    "/var/mail/example.test/root", RCPT_KIND_LOCAL, 0x01, NULL);
-}
-
-static void
-assert_str_or_null(const char *got, const char *want)
-{
-	if (want == NULL) {
-		assert_null(got);
-		return;
-	}
-	assert_non_null(got);
-	assert_string_equal(got, want);
-}
-
-static void
-assert_envelope_equal(const struct envelope *a, const struct envelope *b)
-{
-	size_t i;
-
-	assert_str_or_null(a->sender, b->sender);
-	assert_int_equal(a->body, b->body);
-	assert_int_equal(a->size, b->size);
-	assert_int_equal(a->smtputf8, b->smtputf8);
-	assert_int_equal(a->ret, b->ret);
-	assert_str_or_null(a->envid, b->envid);
-	assert_str_or_null(a->auth, b->auth);
-	assert_str_or_null(a->client_addr, b->client_addr);
-	assert_str_or_null(a->client_name, b->client_name);
-	assert_str_or_null(a->helo, b->helo);
-	assert_str_or_null(a->proto, b->proto);
-	assert_str_or_null(a->tls, b->tls);
-	assert_str_or_null(a->auth_user, b->auth_user);
-	assert_int_equal(a->arrival, b->arrival);
-	assert_int_equal(a->nrcpts, b->nrcpts);
-	for (i = 0; i < a->nrcpts; i++) {
-		const struct envelope_rcpt *x = &a->rcpts[i], *y = &b->rcpts[i];
-
-		assert_str_or_null(x->orig, y->orig);
-		assert_str_or_null(x->addr, y->addr);
-		assert_str_or_null(x->mailbox, y->mailbox);
-		assert_int_equal(x->kind, y->kind);
-		assert_int_equal(x->notify, y->notify);
-		assert_str_or_null(x->orcpt, y->orcpt);
-		assert_int_equal(x->status, y->status);
-		assert_int_equal(x->attempts, y->attempts);
-		assert_int_equal(x->next_attempt, y->next_attempt);
-		assert_string_equal(x->last_reply, y->last_reply);
-	}
 }
 
 static int

@@ -18,6 +18,8 @@
 #include "lib/buf.h"
 #include "smtp/data.h"
 
+#include "testutil.h"
+
 #define S(x)		x, sizeof(x) - 1
 #define BIG		(1024 * 1024)
 
@@ -28,30 +30,6 @@ struct result {
 	bool done;
 	uint64_t size, bare_cr, bare_lf, nul, long_lines;
 };
-
-/* Printable form of bytes for failure messages (one at a time). */
-static const char *
-esc(const char *p, size_t n)
-{
-	static char b[2][4096];
-	static int which;
-	char *o = b[which ^= 1];
-	size_t i, k = 0;
-
-	for (i = 0; i < n && k < sizeof(b[0]) - 8; i++) {
-		unsigned char c = p[i];
-		if (c == '\r')
-			k += snprintf(o + k, 8, "\\r");
-		else if (c == '\n')
-			k += snprintf(o + k, 8, "\\n");
-		else if (c < 32 || c > 126 || c == '\\')
-			k += snprintf(o + k, 8, "\\x%02x", c);
-		else
-			o[k++] = c;
-	}
-	o[k] = '\0';
-	return o;
-}
 
 /*
  * Feed in[0..len) in pieces: chunk octets at a time (0: all at once), or
@@ -117,8 +95,8 @@ check_result(const char *name, const char *how, const struct result *got,
 	if (got->out_len != want->out_len ||
 	    memcmp(got->out, want->out, want->out_len) != 0)
 		fail_msg("%s (%s): content: got \"%s\", want \"%s\"", name,
-		    how, esc(got->out, got->out_len),
-		    esc(want->out, want->out_len));
+		    how, test_escn(got->out, got->out_len),
+		    test_escn(want->out, want->out_len));
 	check_u64(name, how, "consumed", got->consumed, want->consumed);
 	check_u64(name, how, "done", got->done, want->done);
 	check_u64(name, how, "size", got->size, want->size);
@@ -300,7 +278,7 @@ test_data_resume(void **state)
 	}
 	if (strcmp(buf_str(&out), "a\r\n") != 0)
 		fail_msg("content: got \"%s\", want \"a\\r\\n\"",
-		    esc(out.data, out.len));
+		    test_escn(out.data, out.len));
 	buf_free(&out);
 }
 
@@ -577,7 +555,7 @@ test_data_smuggling(void **state)
 			/* Names are for messages only: truncation is fine. */
 			if ((size_t)snprintf(name, sizeof(name),
 			    "variant %s \"%.40s\" %s", v[i].name,
-			    esc(v[i].bytes, v[i].len),
+			    test_escn(v[i].bytes, v[i].len),
 			    m == 0 ? "strict" : "normalize") >= sizeof(name))
 				name[sizeof(name) - 1] = '\0';
 			oracle(msg, body_len, modes[m], &want);
@@ -592,7 +570,7 @@ test_data_smuggling(void **state)
 			    NULL || memmem(r.out, r.out_len, "MAIL FROM:<x@y>",
 			    15) == NULL)
 				fail_msg("%s: smuggled text missing from "
-				    "\"%s\"", name, esc(r.out, r.out_len));
+				    "\"%s\"", name, test_escn(r.out, r.out_len));
 			free(r.out);
 			/* The variant alone never ends the message. */
 			run(msg, sizeof(pre) - 1 + v[i].len, modes[m], 1000,

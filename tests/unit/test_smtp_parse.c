@@ -19,39 +19,9 @@
 
 #include "smtp/parse.h"
 
+#include "testutil.h"
+
 #define N(a)		(sizeof(a) / sizeof((a)[0]))
-
-/* Printable form of a string for messages (two buffers in rotation). */
-static const char *
-esc(const char *s)
-{
-	static char b[2][2048];
-	static int which;
-	char *o = b[which ^= 1];
-	size_t k = 0;
-
-	for (; *s != '\0' && k < sizeof(b[0]) - 8; s++) {
-		unsigned char c = *s;
-		if (c < 32 || c > 126 || c == '\\')
-			k += snprintf(o + k, 8, "\\x%02x", c);
-		else
-			o[k++] = c;
-	}
-	o[k] = '\0';
-	return o;
-}
-
-/* An exact-size heap copy of s[0..n) plus NUL. */
-static char *
-dup_exact(const char *s, size_t n)
-{
-	char *p = malloc(n + 1);
-
-	assert_non_null(p);
-	memcpy(p, s, n);
-	p[n] = '\0';
-	return p;
-}
 
 static void
 check_str(const char *ctx, const char *what, const char *got,
@@ -59,7 +29,7 @@ check_str(const char *ctx, const char *what, const char *got,
 {
 	if (strcmp(got, want) != 0)
 		fail_msg("%s: %s: got \"%s\", want \"%s\"", ctx, what,
-		    esc(got), esc(want));
+		    test_esc(got), test_esc(want));
 }
 
 static void
@@ -127,9 +97,9 @@ test_parse_command(void **state)
 	(void)state;
 	for (i = 0; i < N(cmd_cases); i++) {
 		c = &cmd_cases[i];
-		snprintf(ctx, sizeof(ctx), "command \"%s\"", esc(c->line));
+		snprintf(ctx, sizeof(ctx), "command \"%s\"", test_esc(c->line));
 		len = strlen(c->line);
-		line = dup_exact(c->line, len);
+		line = test_dup_exact(c->line, len);
 		memset(&cmd, 0xa5, sizeof(cmd));
 		smtp_parse_command(line, &cmd);
 		check_int(ctx, "id", cmd.id, c->id);
@@ -137,7 +107,7 @@ test_parse_command(void **state)
 		check_str(ctx, "args", cmd.args, c->args);
 		free(line);
 		for (k = 0; k < len; k++) {
-			line = dup_exact(c->line, k);
+			line = test_dup_exact(c->line, k);
 			smtp_parse_command(line, &cmd);
 			free(line);
 		}
@@ -451,7 +421,7 @@ check_path_case(const struct path_case *c, const char *in)
 	int ret;
 
 	snprintf(ctx, sizeof(ctx), "path \"%s\" rcpt=%d null=%d utf8=%d",
-	    esc(in), !!(c->flags & F_RCPT), !!(c->flags & F_NULL),
+	    test_esc(in), !!(c->flags & F_RCPT), !!(c->flags & F_NULL),
 	    !!(c->flags & F_UTF8));
 	memset(&addr, 0xa5, sizeof(addr));
 	reply = (enum reply_id)-1;
@@ -492,7 +462,7 @@ test_parse_path(void **state)
 	for (i = 0; i < N(path_cases); i++) {
 		c = &path_cases[i];
 		len = strlen(c->in);
-		in = dup_exact(c->in, len);
+		in = test_dup_exact(c->in, len);
 		check_path_case(c, in);
 		free(in);
 		/*
@@ -501,14 +471,14 @@ test_parse_path(void **state)
 		 * path is ever taken for a complete one.
 		 */
 		for (k = 0; k < len; k++) {
-			in = dup_exact(c->in, k);
+			in = test_dup_exact(c->in, k);
 			if (smtp_parse_path(in, c->flags & F_RCPT,
 			    c->flags & F_NULL, c->flags & F_UTF8, &addr,
 			    &rest, &reply) == 0 && c->ret == 0 &&
 			    *c->rest == '\0')
 				fail_msg("path prefix \"%s\" of \"%s\": "
-				    "got success, want failure", esc(in),
-				    esc(c->in));
+				    "got success, want failure", test_esc(in),
+				    test_esc(c->in));
 			free(in);
 		}
 	}
@@ -549,7 +519,7 @@ path_len_case_route(const char *name, const char *path, size_t route,
 	int ret;
 
 	snprintf(ctx, sizeof(ctx), "%s (%zu octets)", name, strlen(path));
-	in = dup_exact(path, strlen(path));
+	in = test_dup_exact(path, strlen(path));
 	ret = smtp_parse_path(in, rcpt, false, false, &addr, &rest, &reply);
 	check_int(ctx, "return", ret, want);
 	if (ret == 0) {
@@ -771,9 +741,9 @@ test_parse_mail_params(void **state)
 	(void)state;
 	for (i = 0; i < N(mail_cases); i++) {
 		c = &mail_cases[i];
-		snprintf(ctx, sizeof(ctx), "MAIL params \"%s\"", esc(c->in));
+		snprintf(ctx, sizeof(ctx), "MAIL params \"%s\"", test_esc(c->in));
 		len = strlen(c->in);
-		in = dup_exact(c->in, len);
+		in = test_dup_exact(c->in, len);
 		memset(&p, 0xa5, sizeof(p));
 		memset(bad, 'Z', sizeof(bad));
 		reply = (enum reply_id)-1;
@@ -794,7 +764,7 @@ test_parse_mail_params(void **state)
 		}
 		free(in);
 		for (k = 0; k < len; k++) {
-			in = dup_exact(c->in, k);
+			in = test_dup_exact(c->in, k);
 			(void)smtp_parse_mail_params(in, &p, &reply, bad,
 			    sizeof(bad));
 			free(in);
@@ -931,9 +901,9 @@ test_parse_rcpt_params(void **state)
 	(void)state;
 	for (i = 0; i < N(rcpt_cases); i++) {
 		c = &rcpt_cases[i];
-		snprintf(ctx, sizeof(ctx), "RCPT params \"%s\"", esc(c->in));
+		snprintf(ctx, sizeof(ctx), "RCPT params \"%s\"", test_esc(c->in));
 		len = strlen(c->in);
-		in = dup_exact(c->in, len);
+		in = test_dup_exact(c->in, len);
 		memset(&p, 0xa5, sizeof(p));
 		memset(bad, 'Z', sizeof(bad));
 		reply = (enum reply_id)-1;
@@ -948,7 +918,7 @@ test_parse_rcpt_params(void **state)
 		}
 		free(in);
 		for (k = 0; k < len; k++) {
-			in = dup_exact(c->in, k);
+			in = test_dup_exact(c->in, k);
 			(void)smtp_parse_rcpt_params(in, &p, &reply, bad,
 			    sizeof(bad));
 			free(in);
@@ -1013,9 +983,9 @@ check_helo(const char *in, bool want)
 	char ctx[400], *p;
 	bool got;
 
-	p = dup_exact(in, strlen(in));
+	p = test_dup_exact(in, strlen(in));
 	got = smtp_parse_helo(p);
-	snprintf(ctx, sizeof(ctx), "HELO \"%.300s\"", esc(in));
+	snprintf(ctx, sizeof(ctx), "HELO \"%.300s\"", test_esc(in));
 	check_int(ctx, "valid", got, want);
 	free(p);
 }
@@ -1031,7 +1001,7 @@ test_parse_helo(void **state)
 		check_helo(helo_cases[i].in, helo_cases[i].ok);
 		len = strlen(helo_cases[i].in);
 		for (k = 0; k < len; k++) {
-			in = dup_exact(helo_cases[i].in, k);
+			in = test_dup_exact(helo_cases[i].in, k);
 			(void)smtp_parse_helo(in);
 			free(in);
 		}
@@ -1089,7 +1059,7 @@ test_localpart_unquote(void **state)
 	for (i = 0; i < N(unquote_cases); i++) {
 		c = &unquote_cases[i];
 		snprintf(ctx, sizeof(ctx), "unquote \"%s\" into %zu",
-		    esc(c->in), c->outsize);
+		    test_esc(c->in), c->outsize);
 		memset(out, 'Z', sizeof(out));
 		ret = smtp_localpart_unquote(c->in, out, c->outsize);
 		check_int(ctx, "return", ret, c->ret);
@@ -1136,7 +1106,7 @@ test_is_xtext(void **state)
 	(void)state;
 	for (i = 0; i < N(xtext_cases); i++) {
 		snprintf(ctx, sizeof(ctx), "xtext \"%s\"",
-		    esc(xtext_cases[i].in));
+		    test_esc(xtext_cases[i].in));
 		check_int(ctx, "valid", smtp_is_xtext(xtext_cases[i].in),
 		    xtext_cases[i].ok);
 	}
