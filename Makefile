@@ -1,5 +1,6 @@
 # A thin wrapper over CMake and CTest: `make`, `make check`, `make run`.
-#   make check SANITIZE=address,undefined   builds in build-san/ with ASan+UBSan
+#   make check SANITIZE=address,undefined   ASan+UBSan (build-san-cc-address-undefined/)
+#   make check SANITIZE=thread CC=clang     TSan (build-san-clang-thread/)
 #   make check CC=clang                     another compiler (build-clang/)
 BUILD ?= build
 CC ?= cc
@@ -7,12 +8,14 @@ SANITIZE ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-ifneq ($(SANITIZE),)
-BUILD := build-san
-CMAKE_FLAGS += -DPETREL_SANITIZE=$(SANITIZE) -DCMAKE_BUILD_TYPE=Debug
-endif
+comma := ,
 ifeq ($(CC),clang)
 BUILD := build-clang
+endif
+ifneq ($(SANITIZE),)
+# One build directory per compiler and sanitizer set: their caches differ.
+BUILD := build-san-$(notdir $(CC))-$(subst $(comma),-,$(SANITIZE))
+CMAKE_FLAGS += -DPETREL_SANITIZE=$(SANITIZE) -DCMAKE_BUILD_TYPE=Debug
 endif
 
 .PHONY: all deps configure check check-long check-unit run install clean bench
@@ -50,4 +53,4 @@ bench: all
 	sh bench/accept.sh
 
 clean:
-	rm -rf build build-san build-clang
+	rm -rf build build-san-* build-clang
