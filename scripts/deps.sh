@@ -14,6 +14,7 @@ build-essential
 cmake
 pkg-config
 clang
+libclang-rt-14-dev
 libevent-dev
 libssl-dev
 libcmocka-dev

@@ -26,7 +26,6 @@ struct io {
 	struct event *resched;
 	io_cb cb;
 	void *arg;
-	bool paused;
 };
 
 static void
@@ -110,24 +109,6 @@ io_free(struct io *io)
 	free(io);
 }
 
-const char *
-io_strevent(enum io_event ev)
-{
-	switch (ev) {
-	case IO_DATAIN:
-		return "datain";
-	case IO_LOWAT:
-		return "lowat";
-	case IO_TIMEOUT:
-		return "timeout";
-	case IO_DISCONNECTED:
-		return "disconnected";
-	case IO_ERROR:
-		return "error";
-	}
-	return "unknown";
-}
-
 int
 io_write(struct io *io, const void *data, size_t len)
 {
@@ -203,21 +184,13 @@ io_in_find_lf(struct io *io, size_t max)
 void
 io_pause_read(struct io *io)
 {
-	io->paused = true;
 	bufferevent_disable(io->bev, EV_READ);
 }
 
 void
 io_resume_read(struct io *io)
 {
-	io->paused = false;
 	bufferevent_enable(io->bev, EV_READ);
-}
-
-bool
-io_read_paused(const struct io *io)
-{
-	return io->paused;
 }
 
 void

@@ -40,8 +40,6 @@ struct io *io_new(struct event_base *base, int fd, size_t in_max, io_cb cb,
     void *arg);
 void io_free(struct io *io);
 
-const char *io_strevent(enum io_event ev);
-
 /* Queue output. Returns 0 or -1. */
 int io_write(struct io *io, const void *data, size_t len);
 int io_printf(struct io *io, const char *fmt, ...)
@@ -65,7 +63,6 @@ long io_in_find_lf(struct io *io, size_t max);
 /* Stop/resume reading from the socket (input already buffered stays). */
 void io_pause_read(struct io *io);
 void io_resume_read(struct io *io);
-bool io_read_paused(const struct io *io);
 
 /*
  * Arm a deadline: IO_TIMEOUT fires once, seconds from now, unless re-armed

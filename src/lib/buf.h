@@ -25,9 +25,6 @@ int buf_append_str(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Remove the first n bytes. */
-void buf_consume(struct buf *b, size_t n);
-
 /* Contents as a C string ("" when empty). */
 const char *buf_str(const struct buf *b);
 

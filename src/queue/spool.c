@@ -412,12 +412,6 @@ fail:
 	return NULL;
 }
 
-const char *
-spool_dir(const struct spool *sp)
-{
-	return sp->dir;
-}
-
 void
 spool_get_stats(const struct spool *sp, struct spool_stats *st)
 {

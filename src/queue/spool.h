@@ -85,7 +85,6 @@ void spool_close(struct spool *sp);
 void spool_drain(struct spool *sp);
 
 void spool_get_stats(const struct spool *sp, struct spool_stats *st);
-const char *spool_dir(const struct spool *sp);
 
 /*
  * Write the next unique queue ID into id (QUEUE_ID_MAX bytes): 16
