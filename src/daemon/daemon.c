@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -86,6 +87,20 @@ daemon_load_config(const char *cli_path, struct conf **conf_r,
 	*conf_r = c;
 	*tables_r = t;
 	return 0;
+}
+
+/* Block or unblock the signals the daemon handles, in this thread. */
+static void
+daemon_mask_signals(int how)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (pthread_sigmask(how, &set, NULL) != 0)
+		fatalx("pthread_sigmask failed");
 }
 
 static void
@@ -313,6 +328,12 @@ daemon_serve(const char *cli_path)
 	d.rt = smtp_runtime_new(c, t);
 	daemon_raise_nofile();
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * SIGTERM, SIGINT and SIGHUP stay blocked in every thread but the
+	 * loop's: the threads started below inherit the blocked mask, and
+	 * the loop thread unblocks them once libevent handles them.
+	 */
+	daemon_mask_signals(SIG_BLOCK);
 
 	if (as_root) {
 		pw = getpwnam(c->user);
@@ -372,6 +393,7 @@ daemon_serve(const char *cli_path)
 	evsignal_add(d.sigterm, NULL);
 	evsignal_add(d.sigint, NULL);
 	evsignal_add(d.sighup, NULL);
+	daemon_mask_signals(SIG_UNBLOCK);
 
 	for (i = 0; i < nfds; i++) {
 		if (smtp_server_listen(d.srv, fds[i], &c->listen[i]) == -1) {
@@ -387,13 +409,12 @@ daemon_serve(const char *cli_path)
 
 	event_base_dispatch(d.base);
 	/*
-	 * Already stopping: freeing the signal events below would restore
-	 * the default action, and a second SIGTERM during the teardown
-	 * (an init system's retry) would kill us before the spool drains.
+	 * Already stopping: freeing the signal events below restores the
+	 * default action, and a further SIGTERM (an init system's retry)
+	 * would then kill us before the spool drains. Blocked in every
+	 * thread, it stays pending and dies with the process.
 	 */
-	signal(SIGTERM, SIG_IGN);
-	signal(SIGINT, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
+	daemon_mask_signals(SIG_BLOCK);
 	log_info("daemon: finishing commits and deliveries in progress");
 	status = 0;
 done:
