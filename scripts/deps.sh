@@ -16,12 +16,16 @@ pkg-config
 clang
 libclang-rt-14-dev
 libevent-dev
+libunbound-dev
+libpsl-dev
 libssl-dev
 libcmocka-dev
 libcrypt-dev
 python3
 python3-pytest
 python3-pytest-timeout
+python3-dnslib
+python3-dnspython
 swaks
 postfix
 dovecot-core

@@ -30,6 +30,7 @@
 
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -115,6 +116,16 @@ static int conf_set_number(struct conf_parser *,
     const struct conf_directive *, char **);
 static int conf_set_bare_lf(struct conf_parser *,
     const struct conf_directive *, char **);
+static int conf_set_onoff(struct conf_parser *,
+    const struct conf_directive *, char **);
+static int conf_set_relayhost(struct conf_parser *,
+    const struct conf_directive *, char **);
+static int conf_set_relayhost_auth(struct conf_parser *,
+    const struct conf_directive *, char **);
+static int conf_set_bind_address(struct conf_parser *,
+    const struct conf_directive *, char **);
+static int conf_set_double_bounce(struct conf_parser *,
+    const struct conf_directive *, char **);
 
 #define KIB	((uint64_t)1024)
 #define MIB	(KIB * 1024)
@@ -125,6 +136,9 @@ static int conf_set_bare_lf(struct conf_parser *,
 
 #define STRING(n, field)						\
 	{ n, 1, 1, false, conf_set_string,				\
+	    offsetof(struct conf, field), 0, 0, 0, 0 }
+#define ONOFF(n, field)							\
+	{ n, 1, 1, false, conf_set_onoff,				\
 	    offsetof(struct conf, field), 0, 0, 0, 0 }
 #define NUMBER(n, k, lo, hi, d)						\
 	{ #n, 1, 1, false, conf_set_number,				\
@@ -160,6 +174,35 @@ static const struct conf_directive directives[] = {
 	NUMBER(delivery_workers, CONF_NUMBER_COUNT, 1, 256, 4),
 	NUMBER(spool_sync_workers, CONF_NUMBER_COUNT, 1, 256, 4),
 	NUMBER(queue_lifetime, CONF_NUMBER_DURATION, 1, 365 * DAY, 5 * DAY),
+	/* Sending mail. */
+	ONOFF("dnssec", dnssec),
+	ONOFF("inet6", inet6),
+	NUMBER(dns_max_queries, CONF_NUMBER_COUNT, 1, 100000, 100),
+	{ "relayhost", 1, 1, false, conf_set_relayhost, 0, 0, 0, 0, 0 },
+	{ "relayhost_auth", 2, 2, false, conf_set_relayhost_auth,
+	    0, 0, 0, 0, 0 },
+	STRING("transport", transport),
+	{ "smtp_bind_address", 1, 1, false, conf_set_bind_address,
+	    offsetof(struct conf, smtp_bind_address), 0, AF_INET, 0, 0 },
+	{ "smtp_bind_address6", 1, 1, false, conf_set_bind_address,
+	    offsetof(struct conf, smtp_bind_address6), 0, AF_INET6, 0, 0 },
+	NUMBER(destination_concurrency, CONF_NUMBER_COUNT, 1, 10000, 20),
+	NUMBER(max_outbound_connections, CONF_NUMBER_COUNT, 1, 100000, 500),
+	NUMBER(max_messages_per_connection, CONF_NUMBER_COUNT, 1, 1000000,
+	    100),
+	/* RFC 5321 4.5.3.2: 5 min per command, 10 min for the final dot. */
+	NUMBER(client_timeout_connect, CONF_NUMBER_DURATION, 1, HOUR, 30),
+	NUMBER(client_timeout_command, CONF_NUMBER_DURATION, 1, HOUR,
+	    5 * MINUTE),
+	NUMBER(client_timeout_data, CONF_NUMBER_DURATION, 1, HOUR,
+	    10 * MINUTE),
+	NUMBER(retry_initial, CONF_NUMBER_DURATION, 1, DAY, 5 * MINUTE),
+	NUMBER(retry_max, CONF_NUMBER_DURATION, 1, 7 * DAY, HOUR),
+	/* 0 is meaningful: no delay notices. */
+	NUMBER(delay_warning, CONF_NUMBER_DURATION, 0, 365 * DAY, 4 * HOUR),
+	NUMBER(bounce_size_limit, CONF_NUMBER_SIZE, 0, 100 * MIB, 50 * KIB),
+	{ "double_bounce", 1, 1, false, conf_set_double_bounce,
+	    0, 0, 0, 0, 0 },
 };
 
 static const struct conf_directive *
@@ -296,6 +339,7 @@ conf_new_defaults(void)
 	c->maildir = xstrdup(CONF_DEFAULT_MAILDIR);
 	c->user = xstrdup(CONF_DEFAULT_USER);
 	c->bare_lf = CONF_BARE_LF_REJECT;
+	c->inet6 = true;
 	for (i = 0; i < nitems(directives); i++)
 		if (directives[i].handler == conf_set_number)
 			*conf_number_field(c, &directives[i]) =
@@ -721,6 +765,326 @@ conf_set_bare_lf(struct conf_parser *p, const struct conf_directive *d,
 	return 0;
 }
 
+static int
+conf_set_onoff(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	bool *field = (bool *)(void *)((char *)p->c + d->offset);
+	char esc[CONF_ESCAPED_MAX];
+
+	if (strcmp(args[0], "on") == 0 || strcmp(args[0], "yes") == 0)
+		*field = true;
+	else if (strcmp(args[0], "off") == 0 || strcmp(args[0], "no") == 0)
+		*field = false;
+	else {
+		conf_parser_error(p, "%s: invalid value \"%s\" (on or off)",
+		    d->name, conf_escape(esc, sizeof(esc), args[0]));
+		return -1;
+	}
+	return 0;
+}
+
+/* A host name as RFC 5321 2.3.5 spells it, or a numeric address. */
+static bool
+conf_is_valid_host(const char *s)
+{
+	uint8_t addr[16];
+
+	if (inet_pton(AF_INET, s, addr) == 1 ||
+	    inet_pton(AF_INET6, s, addr) == 1)
+		return true;
+	return conf_is_valid_domain(s);
+}
+
+/*
+ * "[host]:port", "[host]", "host:port" or "host" (host a name, an IPv4
+ * address, or in brackets an IPv6 address). Brackets mean "this host",
+ * no MX lookup, as in Postfix.
+ */
+static int
+conf_route_parse_host(const char *s, struct conf_route *r,
+    const char **error_r)
+{
+	const char *portstr = NULL, *end;
+	uint64_t port;
+	size_t hlen;
+
+	if (s[0] == '[') {
+		if ((end = strchr(s, ']')) == NULL) {
+			*error_r = "missing ']'";
+			return -1;
+		}
+		hlen = (size_t)(end - s - 1);
+		s++;
+		r->mx = false;
+		if (end[1] == ':')
+			portstr = end + 2;
+		else if (end[1] != '\0') {
+			*error_r = "expected ':' after ']'";
+			return -1;
+		}
+	} else {
+		end = strchr(s, ':');
+		if (end != NULL && strchr(end + 1, ':') != NULL) {
+			*error_r = "an IPv6 address needs brackets, as in "
+				   "[2001:db8::1]:25";
+			return -1;
+		}
+		hlen = end != NULL ? (size_t)(end - s) : strlen(s);
+		if (end != NULL)
+			portstr = end + 1;
+		r->mx = true;
+	}
+	if (hlen == 0 || hlen > 253) {
+		*error_r = "missing or too long host";
+		return -1;
+	}
+	r->host = xstrndup(s, hlen);
+	ascii_lowercase(r->host);
+	if (!conf_is_valid_host(r->host)) {
+		*error_r = "invalid host name or address";
+		return -1;
+	}
+	{
+		uint8_t addr[16];
+
+		/* An address is never looked up as an MX name. */
+		if (inet_pton(AF_INET, r->host, addr) == 1 ||
+		    inet_pton(AF_INET6, r->host, addr) == 1)
+			r->mx = false;
+	}
+	r->port = 25;
+	if (portstr != NULL) {
+		if (parse_u64(portstr, 1, 65535, &port, error_r) == -1) {
+			*error_r = "invalid port (1-65535)";
+			return -1;
+		}
+		r->port = (unsigned int)port;
+	}
+	return 0;
+}
+
+int
+conf_route_parse(const char *s, bool with_scheme, struct conf_route *r,
+    const char **error_r)
+{
+	memset(r, 0, sizeof(*r));
+	r->text = xstrdup(s);
+	r->kind = CONF_ROUTE_SMTP;
+	if (!with_scheme)
+		return conf_route_parse_host(s, r, error_r);
+	if (strncmp(s, "smtp:", 5) == 0)
+		return conf_route_parse_host(s + 5, r, error_r);
+	if (strncmp(s, "lmtp:unix:", 10) == 0) {
+		r->kind = CONF_ROUTE_LMTP_UNIX;
+		if (s[10] != '/') {
+			*error_r = "lmtp:unix: needs an absolute socket path";
+			return -1;
+		}
+		if (strlen(s + 10) >= sizeof(((struct sockaddr_un *)0)->
+		    sun_path)) {
+			*error_r = "socket path too long";
+			return -1;
+		}
+		r->path = xstrdup(s + 10);
+		return 0;
+	}
+	if (strncmp(s, "lmtp:inet:", 10) == 0) {
+		r->kind = CONF_ROUTE_LMTP_INET;
+		if (conf_route_parse_host(s + 10, r, error_r) == -1)
+			return -1;
+		/* LMTP has no MX records (RFC 2033 does not use them). */
+		r->mx = false;
+		if (strchr(s + 10, ':') == NULL ||
+		    (s[10] == '[' && strstr(s + 10, "]:") == NULL)) {
+			*error_r = "lmtp:inet: needs a port, as in "
+				   "lmtp:inet:127.0.0.1:24";
+			return -1;
+		}
+		return 0;
+	}
+	*error_r = "expected smtp:, lmtp:unix: or lmtp:inet:";
+	return -1;
+}
+
+void
+conf_route_clear(struct conf_route *r)
+{
+	free(r->domain);
+	free(r->host);
+	free(r->path);
+	free(r->text);
+	memset(r, 0, sizeof(*r));
+}
+
+static int
+conf_set_relayhost(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	char esc[CONF_ESCAPED_MAX];
+	const char *error;
+	struct conf_route r;
+
+	if (conf_route_parse(args[0], false, &r, &error) == -1) {
+		conf_parser_error(p, "%s: bad next hop \"%s\": %s", d->name,
+		    conf_escape(esc, sizeof(esc), args[0]), error);
+		conf_route_clear(&r);
+		return -1;
+	}
+	p->c->relayhost = xmalloc(sizeof(r));
+	*p->c->relayhost = r;
+	return 0;
+}
+
+static int
+conf_set_relayhost_auth(struct conf_parser *p,
+    const struct conf_directive *d, char **args)
+{
+	(void)d;
+	free(p->c->relayhost_auth_user);
+	free(p->c->relayhost_auth_file);
+	p->c->relayhost_auth_user = xstrdup(args[0]);
+	p->c->relayhost_auth_file = xstrdup(args[1]);
+	return 0;
+}
+
+/* d->min holds the address family the directive takes. */
+static int
+conf_set_bind_address(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	char **field = conf_string_field(p->c, d), esc[CONF_ESCAPED_MAX];
+	uint8_t addr[16];
+
+	if (inet_pton((int)d->min, args[0], addr) != 1) {
+		conf_parser_error(p, "%s: not a numeric %s address \"%s\"",
+		    d->name, d->min == AF_INET ? "IPv4" : "IPv6",
+		    conf_escape(esc, sizeof(esc), args[0]));
+		return -1;
+	}
+	free(*field);
+	*field = xstrdup(args[0]);
+	return 0;
+}
+
+static int
+conf_set_double_bounce(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	char esc[CONF_ESCAPED_MAX];
+	const char *at = strrchr(args[0], '@');
+
+	if (strchr(args[0], '<') != NULL || strchr(args[0], '>') != NULL ||
+	    (at != NULL && !conf_is_valid_domain(at + 1)) ||
+	    args[0][0] == '@') {
+		conf_parser_error(p, "%s: invalid address \"%s\" (a local "
+		    "part such as postmaster, or user@domain)", d->name,
+		    conf_escape(esc, sizeof(esc), args[0]));
+		return -1;
+	}
+	free(p->c->double_bounce);
+	p->c->double_bounce = xstrdup(args[0]);
+	return 0;
+}
+
+/*
+ * The transport file: "domain  nexthop" per line, '#' comments. Errors
+ * are reported as TRANSPORT-FILE:LINE through the same callback.
+ */
+static void
+conf_load_transport(struct conf_parser *p, unsigned int conf_line)
+{
+	static const char ws[] = " \t\r\n\f\v";
+	const char *saved_file = p->file, *error;
+	char *line = NULL, *s, *dom, *hop, *extra, esc[CONF_ESCAPED_MAX];
+	size_t linesize = 0, i;
+	ssize_t n;
+	FILE *fp;
+
+	if ((fp = fopen(p->c->transport, "re")) == NULL) {
+		p->line = conf_line;
+		conf_parser_error(p, "transport: cannot open \"%s\": %s",
+		    conf_escape(esc, sizeof(esc), p->c->transport),
+		    strerror(errno));
+		return;
+	}
+	p->file = p->c->transport;
+	p->line = 0;
+	while ((n = getline(&line, &linesize, fp)) != -1) {
+		struct conf_route r;
+
+		p->line++;
+		if (memchr(line, '\0', (size_t)n) != NULL) {
+			conf_parser_error(p, "NUL byte in line");
+			continue;
+		}
+		if ((s = strchr(line, '#')) != NULL)
+			*s = '\0';
+		dom = strtok_r(line, ws, &s);
+		if (dom == NULL)
+			continue;
+		hop = strtok_r(NULL, ws, &s);
+		extra = hop != NULL ? strtok_r(NULL, ws, &s) : NULL;
+		if (hop == NULL || extra != NULL) {
+			conf_parser_error(p, "expected \"domain next-hop\", "
+			    "as in \"example.com smtp:[10.0.0.1]:25\"");
+			continue;
+		}
+		ascii_lowercase(dom);
+		if (strcmp(dom, "*") != 0 && !conf_is_valid_domain(
+		    dom[0] == '.' ? dom + 1 : dom)) {
+			conf_parser_error(p, "invalid domain \"%s\"",
+			    conf_escape(esc, sizeof(esc), dom));
+			continue;
+		}
+		for (i = 0; i < p->c->nroutes; i++)
+			if (strcmp(p->c->routes[i].domain, dom) == 0)
+				break;
+		if (i < p->c->nroutes) {
+			conf_parser_error(p, "duplicate domain \"%s\"",
+			    conf_escape(esc, sizeof(esc), dom));
+			continue;
+		}
+		if (conf_route_parse(hop, true, &r, &error) == -1) {
+			conf_parser_error(p, "bad next hop \"%s\": %s",
+			    conf_escape(esc, sizeof(esc), hop), error);
+			conf_route_clear(&r);
+			continue;
+		}
+		r.domain = xstrdup(dom);
+		p->c->routes = xrealloc(p->c->routes, (p->c->nroutes + 1) *
+		    sizeof(*p->c->routes));
+		p->c->routes[p->c->nroutes++] = r;
+	}
+	if (ferror(fp)) {
+		p->line = 0;
+		conf_parser_error(p, "read error: %s", strerror(errno));
+	}
+	free(line);
+	fclose(fp);
+	p->file = saved_file;
+}
+
+const struct conf_route *
+conf_route_find(const struct conf *c, const char *domain)
+{
+	const char *d;
+	size_t i;
+
+	for (i = 0; i < c->nroutes; i++)
+		if (strcmp(c->routes[i].domain, domain) == 0)
+			return &c->routes[i];
+	/* ".example.com" matches sub.example.com, nearest parent first. */
+	for (d = strchr(domain, '.'); d != NULL; d = strchr(d + 1, '.'))
+		for (i = 0; i < c->nroutes; i++)
+			if (strcmp(c->routes[i].domain, d) == 0)
+				return &c->routes[i];
+	for (i = 0; i < c->nroutes; i++)
+		if (strcmp(c->routes[i].domain, "*") == 0)
+			return &c->routes[i];
+	return NULL;
+}
+
 /*
  * One line: strip the comment, split on whitespace, run the generic
  * checks from the table, then the directive's handler.
@@ -837,6 +1201,24 @@ conf_load(const char *path, conf_error_cb cb, void *arg)
 		    p.c->hostname);
 		ascii_lowercase(p.c->domains[0]);
 	}
+	if (p.c->transport != NULL)
+		conf_load_transport(&p, seen[conf_directive_find("transport") -
+		    directives]);
+	if (p.c->relayhost_auth_user != NULL && p.c->relayhost == NULL) {
+		p.line = seen[conf_directive_find("relayhost_auth") -
+		    directives];
+		conf_parser_error(&p, "relayhost_auth: needs a relayhost");
+	}
+	if (p.c->retry_max < p.c->retry_initial) {
+		p.line = seen[conf_directive_find("retry_max") - directives];
+		if (p.line == 0)
+			p.line = seen[conf_directive_find("retry_initial") -
+			    directives];
+		conf_parser_error(&p, "retry_max (%llus) is shorter than "
+		    "retry_initial (%llus)",
+		    (unsigned long long)p.c->retry_max,
+		    (unsigned long long)p.c->retry_initial);
+	}
 	free(p.listen_lines);
 	if (p.nerrors > 0) {
 		conf_free(p.c);
@@ -886,6 +1268,18 @@ conf_free(struct conf *c)
 	for (i = 0; i < c->ndns; i++)
 		free(c->dns[i]);
 	free(c->dns);
+	if (c->relayhost != NULL)
+		conf_route_clear(c->relayhost);
+	free(c->relayhost);
+	free(c->relayhost_auth_user);
+	free(c->relayhost_auth_file);
+	free(c->transport);
+	for (i = 0; i < c->nroutes; i++)
+		conf_route_clear(&c->routes[i]);
+	free(c->routes);
+	free(c->smtp_bind_address);
+	free(c->smtp_bind_address6);
+	free(c->double_bounce);
 	free(c);
 }
 

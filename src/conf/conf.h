@@ -44,6 +44,28 @@ struct conf_net {
 	unsigned int prefix;
 };
 
+/*
+ * A next hop that replaces the MX lookup: `relayhost` for all non-local
+ * mail, or one line of the `transport` file for a domain.
+ */
+enum conf_route_kind {
+	CONF_ROUTE_SMTP,
+	CONF_ROUTE_LMTP_UNIX,
+	CONF_ROUTE_LMTP_INET,
+};
+
+struct conf_route {
+	char *domain;		/* transport: "example.com", ".example.com"
+				 * (its subdomains) or "*"; relayhost: NULL */
+	enum conf_route_kind kind;
+	char *host;		/* name or numeric address, no brackets;
+				 * NULL for lmtp:unix: */
+	unsigned int port;
+	bool mx;		/* smtp:host without brackets: host's MX */
+	char *path;		/* lmtp:unix: socket path, else NULL */
+	char *text;		/* the next hop as written, for logs */
+};
+
 struct conf {
 	char *path;		/* file it came from, or NULL for built-in */
 
@@ -81,6 +103,31 @@ struct conf {
 	uint64_t spool_sync_workers;	/* threads doing file fsyncs */
 	uint64_t queue_lifetime;	/* seconds before giving up */
 	enum conf_bare_lf bare_lf;
+
+	/* Outbound delivery (docs/configuration.md, "Sending mail"). */
+	bool dnssec;			/* validate DNSSEC (default off) */
+	bool inet6;			/* use AAAA records (default on) */
+	uint64_t dns_max_queries;	/* simultaneous DNS queries */
+	struct conf_route *relayhost;	/* or NULL: MX lookup */
+	char *relayhost_auth_user;	/* or NULL */
+	char *relayhost_auth_file;	/* password file, or NULL */
+	char *transport;		/* path of the transport file or NULL */
+	struct conf_route *routes;	/* its lines, in file order */
+	size_t nroutes;
+	char *smtp_bind_address;	/* numeric IPv4 source, or NULL */
+	char *smtp_bind_address6;	/* numeric IPv6 source, or NULL */
+	uint64_t destination_concurrency; /* connections per destination */
+	uint64_t max_outbound_connections; /* connections in all */
+	uint64_t max_messages_per_connection;
+	uint64_t client_timeout_connect;	/* seconds */
+	uint64_t client_timeout_command;	/* seconds, per reply */
+	uint64_t client_timeout_data;	/* seconds, DATA/BDAT and final dot */
+	uint64_t retry_initial;		/* seconds before the first retry */
+	uint64_t retry_max;		/* longest wait between attempts */
+	uint64_t delay_warning;		/* seconds; 0: no delay DSN */
+	uint64_t bounce_size_limit;	/* bytes of a message in a bounce */
+	char *double_bounce;		/* address for failed bounces, or NULL
+					 * (dropped with a log line) */
 };
 
 /* Called once per error with "FILE:LINE: message" already formatted. */
@@ -126,5 +173,22 @@ const char *conf_locate_from(const char *cli_path, const char *system_path,
     const char **source_r);
 
 const char *conf_role_name(enum conf_role role);
+
+/*
+ * The transport line for domain (lower-case): an exact line, else the
+ * nearest ".parent" line, else "*", else NULL.
+ */
+const struct conf_route *conf_route_find(const struct conf *c,
+    const char *domain);
+
+/*
+ * Parse a next hop: "smtp:[host]:port", "smtp:host", "lmtp:unix:/path",
+ * "lmtp:inet:host:port" (with_scheme), or relayhost's "[host]:port",
+ * "host". Returns 0, or -1 with *error_r. Fills r (domain left NULL);
+ * free with conf_route_clear().
+ */
+int conf_route_parse(const char *s, bool with_scheme, struct conf_route *r,
+    const char **error_r);
+void conf_route_clear(struct conf_route *r);
 
 #endif
