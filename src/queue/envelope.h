@@ -26,6 +26,12 @@ enum rcpt_kind {
 	RCPT_KIND_REMOTE,	/* forwarded: outbound delivery */
 };
 
+/* Notices already sent for a recipient (RFC 3464 DSNs). */
+#define RCPT_FLAG_BOUNCED	0x01	/* failure DSN queued (or not wanted) */
+#define RCPT_FLAG_DELAYED	0x02	/* delay DSN queued */
+#define RCPT_FLAG_NOTIFIED	0x04	/* success or relayed DSN queued */
+#define RCPT_FLAGS_ALL		0x07
+
 struct envelope_rcpt {
 	char *orig;		/* address as given in RCPT TO (no <>) */
 	char *addr;		/* rewritten: final destination address */
@@ -38,7 +44,10 @@ struct envelope_rcpt {
 	enum rcpt_status status;
 	uint32_t attempts;
 	uint64_t next_attempt;	/* unix seconds */
-	char last_reply[256];	/* "452 4.3.1 disk full" or "" */
+	char last_reply[1024];	/* "452 4.3.1 disk full" or "" */
+	uint32_t flags;		/* RCPT_FLAG_* */
+	uint64_t last_attempt;	/* unix seconds, 0: never tried */
+	char remote_mta[256];	/* host that gave last_reply, or "" */
 };
 
 struct envelope {

@@ -171,24 +171,55 @@ fail:
 	return r;
 }
 
+size_t
+qfile_state_reclen(uint32_t version)
+{
+	return version == 1 ? QFILE_STATE_RECLEN_V1 : QFILE_STATE_RECLEN;
+}
+
+/* Copy a string into a NUL-padded field of size bytes (at most size-1). */
+static void
+qfile_put_padded(unsigned char *p, size_t size, const char *s, size_t max)
+{
+	size_t n = strnlen(s, max);
+
+	memset(p, 0, size);
+	if (n > size - 1)
+		n = size - 1;
+	memcpy(p, s, n);
+}
+
 void
-qfile_encode_state(unsigned char *rec, uint32_t index,
-    const struct envelope_rcpt *r)
+qfile_encode_state_version(unsigned char *rec, uint32_t version,
+    uint32_t index, const struct envelope_rcpt *r)
 {
 	unsigned char *p = rec + QFILE_REC_HDRLEN;
-	size_t n;
 
 	put_be32(p, index);
 	put_be32(p + 4, (uint32_t)r->status);
 	put_be32(p + 8, r->attempts);
 	put_be64(p + 12, r->next_attempt);
 	/* NUL-padded: the record is the same size whatever the reply. */
-	memset(p + 20, 0, QFILE_REPLY_MAX);
-	n = strnlen(r->last_reply, sizeof(r->last_reply));
-	if (n > QFILE_REPLY_MAX - 1)
-		n = QFILE_REPLY_MAX - 1;
-	memcpy(p + 20, r->last_reply, n);
+	if (version == 1) {
+		qfile_put_padded(p + 20, QFILE_REPLY_MAX_V1, r->last_reply,
+		    sizeof(r->last_reply));
+		qfile_record_seal(rec, QFILE_REC_STATE, QFILE_STATE_LEN_V1);
+		return;
+	}
+	qfile_put_padded(p + 20, QFILE_REPLY_MAX, r->last_reply,
+	    sizeof(r->last_reply));
+	put_be32(p + 20 + QFILE_REPLY_MAX, r->flags);
+	put_be64(p + 24 + QFILE_REPLY_MAX, r->last_attempt);
+	qfile_put_padded(p + 32 + QFILE_REPLY_MAX, QFILE_REMOTE_MAX,
+	    r->remote_mta, sizeof(r->remote_mta));
 	qfile_record_seal(rec, QFILE_REC_STATE, QFILE_STATE_LEN);
+}
+
+void
+qfile_encode_state(unsigned char *rec, uint32_t index,
+    const struct envelope_rcpt *r)
+{
+	qfile_encode_state_version(rec, QFILE_VERSION, index, r);
 }
 
 /* Every string docs/queue-format.md does not allow to be absent is set. */
@@ -463,7 +494,8 @@ qfile_parse_header(struct qreader *rd, struct qfile_info *info)
 	c.left = rec.len - QFILE_MAGIC_LEN;
 	c.bad = false;
 	info->version = qcur_u32(&c);
-	if (!c.bad && info->version != QFILE_VERSION)
+	if (!c.bad && (info->version < QFILE_VERSION_MIN ||
+	    info->version > QFILE_VERSION))
 		return qreader_bad(rd, "unsupported version");
 	info->created = qcur_u64(&c);
 	id = qcur_str(&c);
@@ -567,7 +599,11 @@ qfile_parse_state(struct qreader *rd, const struct qrec *rec, uint32_t i,
 	const unsigned char *p = rec->payload;
 	uint32_t status;
 
-	if (rec->len != QFILE_STATE_LEN)
+	size_t replymax = info->version == 1 ? QFILE_REPLY_MAX_V1 :
+	    QFILE_REPLY_MAX;
+
+	if (rec->len != (info->version == 1 ? QFILE_STATE_LEN_V1 :
+	    QFILE_STATE_LEN))
 		return qreader_bad(rd, "bad STATE record");
 	if (!rec->crc_ok) {
 		/*
@@ -580,17 +616,32 @@ qfile_parse_state(struct qreader *rd, const struct qrec *rec, uint32_t i,
 		r->attempts = 0;
 		r->next_attempt = 0;
 		r->last_reply[0] = '\0';
+		r->flags = 0;
+		r->last_attempt = 0;
+		r->remote_mta[0] = '\0';
 		info->torn_states++;
 		return 0;
 	}
 	status = get_be32(p + 4);
 	if (get_be32(p) != i || status > RCPT_STATUS_FAILED ||
-	    memchr(p + 20, '\0', QFILE_REPLY_MAX) == NULL)
+	    memchr(p + 20, '\0', replymax) == NULL)
 		return qreader_bad(rd, "bad STATE record");
 	r->status = (enum rcpt_status)status;
 	r->attempts = get_be32(p + 8);
 	r->next_attempt = get_be64(p + 12);
-	memcpy(r->last_reply, p + 20, QFILE_REPLY_MAX);
+	memcpy(r->last_reply, p + 20, replymax);
+	r->flags = 0;
+	r->last_attempt = 0;
+	r->remote_mta[0] = '\0';
+	if (info->version == 1)
+		return 0;
+	p += 20 + QFILE_REPLY_MAX;
+	if ((get_be32(p) & ~(uint32_t)RCPT_FLAGS_ALL) != 0 ||
+	    memchr(p + 12, '\0', QFILE_REMOTE_MAX) == NULL)
+		return qreader_bad(rd, "bad STATE record");
+	r->flags = get_be32(p);
+	r->last_attempt = get_be64(p + 4);
+	memcpy(r->remote_mta, p + 12, QFILE_REMOTE_MAX);
 	return 0;
 }
 
@@ -713,7 +764,8 @@ qfile_parse_records(struct qreader *rd, int flags, struct envelope *env,
 		 * cost ~300 bytes of memory each before the missing STATE
 		 * records are noticed).
 		 */
-		if ((rd->size - rd->off) / QFILE_STATE_RECLEN <= env->nrcpts)
+		if ((rd->size - rd->off) / qfile_state_reclen(info->version)
+		    <= env->nrcpts)
 			return qreader_bad(rd, "too many RCPT records");
 		if (qreader_expect(rd, &rec, QFILE_REC_RCPT) == -1 ||
 		    qfile_parse_rcpt(rd, &rec, env) == -1)
@@ -793,4 +845,61 @@ qfile_read_content(int fd, const struct qfile_info *info,
 out:
 	free(rd.buf);
 	return r;
+}
+
+struct qfile_content {
+	struct qreader rd;
+	uint64_t total;
+	uint64_t expect;
+	bool done;
+};
+
+struct qfile_content *
+qfile_content_open(int fd, const struct qfile_info *info)
+{
+	struct qfile_content *it = xcalloc(1, sizeof(*it));
+
+	it->rd.fd = fd;
+	it->rd.off = info->content_offset;
+	it->rd.size = info->envelope_offset;
+	it->expect = info->content_size;
+	return it;
+}
+
+int
+qfile_content_next(struct qfile_content *it, const char **data, size_t *len)
+{
+	struct qrec rec;
+	int r;
+
+	for (;;) {
+		if (it->done)
+			return 0;
+		if ((r = qreader_next(&it->rd, &rec, false)) == -1)
+			return -1;
+		if (r == 0) {
+			it->done = true;
+			if (it->total != it->expect)
+				return qreader_bad(&it->rd,
+				    "content size mismatch");
+			return 0;
+		}
+		if (rec.type != QFILE_REC_CONTENT || !rec.crc_ok)
+			return qreader_bad(&it->rd, "bad CONTENT record");
+		it->total += rec.len;
+		if (rec.len == 0)
+			continue;
+		*data = (const char *)rec.payload;
+		*len = rec.len;
+		return 1;
+	}
+}
+
+void
+qfile_content_close(struct qfile_content *it)
+{
+	if (it == NULL)
+		return;
+	free(it->rd.buf);
+	free(it);
 }

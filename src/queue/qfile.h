@@ -20,7 +20,8 @@
 
 #define QFILE_MAGIC		"PETRELQF"	/* 8 bytes, no NUL stored */
 #define QFILE_MAGIC_LEN		8
-#define QFILE_VERSION		1
+#define QFILE_VERSION		2	/* written */
+#define QFILE_VERSION_MIN	1	/* oldest still read */
 
 #define QFILE_REC_HEADER	0x01
 #define QFILE_REC_CONTENT	0x10
@@ -38,9 +39,20 @@
 #define QFILE_RECORD_MAX	(1024 * 1024)	/* payload of other records */
 #define QFILE_STR_NULL		0xffffffffU	/* string length: absent */
 
-#define QFILE_REPLY_MAX		256		/* last_reply field */
-#define QFILE_STATE_LEN		(4 + 4 + 4 + 8 + QFILE_REPLY_MAX)
+/*
+ * STATE payload. Version 2 (written): index, status, attempts,
+ * next_attempt, last_reply[1024], flags, last_attempt, remote_mta[256].
+ * Version 1 (read and updated in place): the same first four fields and
+ * last_reply[256], nothing after.
+ */
+#define QFILE_REPLY_MAX		1024		/* last_reply field (v2) */
+#define QFILE_REMOTE_MAX	256		/* remote_mta field (v2) */
+#define QFILE_STATE_LEN		(4 + 4 + 4 + 8 + QFILE_REPLY_MAX + 4 + 8 + \
+				 QFILE_REMOTE_MAX)
 #define QFILE_STATE_RECLEN	(QFILE_REC_OVERHEAD + QFILE_STATE_LEN)
+#define QFILE_REPLY_MAX_V1	256
+#define QFILE_STATE_LEN_V1	(4 + 4 + 4 + 8 + QFILE_REPLY_MAX_V1)
+#define QFILE_STATE_RECLEN_V1	(QFILE_REC_OVERHEAD + QFILE_STATE_LEN_V1)
 #define QFILE_END_LEN		(8 + 8 + 8 + 4)
 #define QFILE_END_RECLEN	(QFILE_REC_OVERHEAD + QFILE_END_LEN)
 
@@ -95,6 +107,15 @@ void qfile_encode_state(unsigned char *rec, uint32_t index,
     const struct envelope_rcpt *r);
 
 /*
+ * The same in the layout of a file of the given version (1 or 2), for
+ * in-place updates of files written by an older Petrel; the record is
+ * qfile_state_reclen(version) bytes.
+ */
+void qfile_encode_state_version(unsigned char *rec, uint32_t version,
+    uint32_t index, const struct envelope_rcpt *r);
+size_t qfile_state_reclen(uint32_t version);
+
+/*
  * Parse and check a whole queue file from fd (read with pread; the file
  * offset is not used). With QFILE_VERIFY_CONTENT every CONTENT record is
  * read and its CRC checked; without, CONTENT payloads are skipped.
@@ -118,5 +139,18 @@ int qfile_parse(int fd, int flags, struct envelope *env,
  */
 int qfile_read_content(int fd, const struct qfile_info *info,
     int (*cb)(void *, const char *, size_t), void *arg);
+
+/*
+ * The same as an iterator: each call gives the next CONTENT payload
+ * (valid until the next call). Returns 1, 0 at the end (the total is
+ * checked there), or -1 with errno (EBADMSG on format errors). fd stays
+ * the caller's.
+ */
+struct qfile_content;
+struct qfile_content *qfile_content_open(int fd,
+    const struct qfile_info *info);
+int qfile_content_next(struct qfile_content *it, const char **data,
+    size_t *len);
+void qfile_content_close(struct qfile_content *it);
 
 #endif

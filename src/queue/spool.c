@@ -1488,6 +1488,62 @@ spool_read_content(const struct spool *sp, const char *id,
 	return r;
 }
 
+struct spool_reader {
+	int fd;
+	struct qfile_info info;
+	struct qfile_content *it;
+};
+
+struct spool_reader *
+spool_reader_open(const struct spool *sp, const char *id,
+    const char **error_r)
+{
+	struct spool_reader *r;
+	struct envelope env;
+	int fd, saved;
+
+	if ((fd = spool_open_queued(sp, id, O_RDONLY)) == -1) {
+		*error_r = errno == ENOENT ? "no such queue file" :
+		    errno == EINVAL ? "bad queue id" : "cannot open queue file";
+		return NULL;
+	}
+	r = xcalloc(1, sizeof(*r));
+	r->fd = fd;
+	envelope_init(&env);
+	if (qfile_parse(fd, 0, &env, &r->info, error_r) == -1) {
+		saved = errno;
+		close(fd);
+		free(r);
+		errno = saved;
+		return NULL;
+	}
+	envelope_free(&env);
+	r->it = qfile_content_open(fd, &r->info);
+	return r;
+}
+
+int
+spool_reader_next(struct spool_reader *r, const char **data, size_t *len)
+{
+	return qfile_content_next(r->it, data, len);
+}
+
+uint64_t
+spool_reader_size(const struct spool_reader *r)
+{
+	return r->info.content_size;
+}
+
+void
+spool_reader_close(struct spool_reader *r)
+{
+	if (r == NULL)
+		return;
+	qfile_content_close(r->it);
+	close(r->fd);
+	free(r);
+}
+
 int
 spool_update_rcpts(const struct spool *sp, const char *id,
     const struct envelope *env)
@@ -1496,7 +1552,7 @@ spool_update_rcpts(const struct spool *sp, const char *id,
 	struct qfile_info info;
 	const char *error;
 	unsigned char *table = NULL;
-	size_t i, len;
+	size_t i, len, reclen;
 	int fd, saved;
 
 	if ((fd = spool_open_queued(sp, id, O_RDWR)) == -1)
@@ -1517,10 +1573,11 @@ spool_update_rcpts(const struct spool *sp, const char *id,
 	 * change get their own bytes back, so a torn write can only tear
 	 * a record that changed, and that one then reads as PENDING.
 	 */
-	len = env->nrcpts * (size_t)QFILE_STATE_RECLEN;
+	reclen = qfile_state_reclen(info.version);
+	len = env->nrcpts * reclen;
 	table = xmalloc(len);
 	for (i = 0; i < env->nrcpts; i++)
-		qfile_encode_state(table + i * QFILE_STATE_RECLEN,
+		qfile_encode_state_version(table + i * reclen, info.version,
 		    (uint32_t)i, &env->rcpts[i]);
 	for (i = 0; i < len;) {
 		ssize_t n = pwrite(fd, table + i, len - i,

@@ -217,6 +217,22 @@ int spool_read_content(const struct spool *sp, const char *id,
     spool_content_cb cb, void *arg);
 
 /*
+ * Read a committed message's content chunk by chunk (the outbound client
+ * streams it; bounces quote it). spool_reader_next() returns 1 with the
+ * next chunk (valid until the next call), 0 at the end (after checking
+ * the total), -1 with errno (EBADMSG: corrupt). The reader keeps the file
+ * open: a message removed meanwhile can still be read to the end.
+ * spool_reader_size() is the content size from END.
+ */
+struct spool_reader;
+struct spool_reader *spool_reader_open(const struct spool *sp,
+    const char *id, const char **error_r);
+int spool_reader_next(struct spool_reader *r, const char **data,
+    size_t *len);
+uint64_t spool_reader_size(const struct spool_reader *r);
+void spool_reader_close(struct spool_reader *r);
+
+/*
  * Durably record every recipient's delivery state (status, attempts,
  * next_attempt, last_reply from env->rcpts[i]) in the queue file, in
  * place, with fdatasync. env must have the queued recipients in their

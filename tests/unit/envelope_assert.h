@@ -38,6 +38,9 @@ assert_envelope_equal(const struct envelope *a, const struct envelope *b)
 		assert_int_equal(x->attempts, y->attempts);
 		assert_int_equal(x->next_attempt, y->next_attempt);
 		assert_string_equal(x->last_reply, y->last_reply);
+		assert_int_equal(x->flags, y->flags);
+		assert_int_equal(x->last_attempt, y->last_attempt);
+		assert_string_equal(x->remote_mta, y->remote_mta);
 	}
 }
 

@@ -46,7 +46,8 @@ raw_str(struct buf *p, const char *s)
  * it can make CRC-valid files the real encoder refuses to write.
  */
 static inline void
-raw_tail(struct buf *b, const struct envelope *env, uint64_t content_size)
+raw_tail_version(struct buf *b, const struct envelope *env,
+    uint64_t content_size, uint32_t version)
 {
 	unsigned char state[QFILE_STATE_RECLEN];
 	uint64_t env_off = b->len, state_off;
@@ -89,8 +90,10 @@ raw_tail(struct buf *b, const struct envelope *env, uint64_t content_size)
 	}
 	state_off = b->len;
 	for (i = 0; i < env->nrcpts; i++) {
-		qfile_encode_state(state, (uint32_t)i, &env->rcpts[i]);
-		assert_int_equal(buf_append(b, state, sizeof(state)), 0);
+		qfile_encode_state_version(state, version, (uint32_t)i,
+		    &env->rcpts[i]);
+		assert_int_equal(buf_append(b, state,
+		    qfile_state_reclen(version)), 0);
 	}
 	buf_reset(&p);
 	raw_u64(&p, content_size);
@@ -100,6 +103,12 @@ raw_tail(struct buf *b, const struct envelope *env, uint64_t content_size)
 	assert_int_equal(qfile_record_append(b, QFILE_REC_END, p.data, p.len),
 	    0);
 	buf_free(&p);
+}
+
+static inline void
+raw_tail(struct buf *b, const struct envelope *env, uint64_t content_size)
+{
+	raw_tail_version(b, env, content_size, QFILE_VERSION);
 }
 
 /* A whole queue file: header, one CONTENT record, the tail. */

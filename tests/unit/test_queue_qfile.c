@@ -82,6 +82,10 @@ fill_envelope(struct envelope *env)
 	env->rcpts[i].next_attempt = 1764400000;
 	strlcpy(env->rcpts[i].last_reply, "550 5.1.1 no such user",
 	    sizeof(env->rcpts[i].last_reply));
+	env->rcpts[i].flags = RCPT_FLAG_BOUNCED;
+	env->rcpts[i].last_attempt = 1764399000;
+	strlcpy(env->rcpts[i].remote_mta, "mx1.remote.test",
+	    sizeof(env->rcpts[i].remote_mta));
 }
 
 /* Mandatory fields only: no recipients, every optional string NULL. */
@@ -103,7 +107,7 @@ build_file(struct buf *b, const struct envelope *env, uint64_t *content_r)
 	static const char c2[] = "binary \0\x01\xff bytes\r\n";
 	static const char c3[] = "last line\r\n";
 
-	buf_init(b, 1 << 20);
+	buf_init(b, 8 << 20);
 	assert_int_equal(qfile_encode_header(b, "0123456789ABCDEF", 77), 0);
 	assert_int_equal(qfile_record_append(b, QFILE_REC_CONTENT, c1,
 	    sizeof(c1) - 1), 0);
@@ -187,6 +191,52 @@ test_roundtrip(void **state)
 	assert_null(got.client_name);
 	assert_null(got.tls);
 	assert_null(got.auth_user);
+	envelope_free(&got);
+	envelope_free(&env);
+	buf_free(&b);
+}
+
+/*
+ * A version 1 file (Petrel before outbound delivery) still parses: its
+ * STATE records are shorter and have no flags, last attempt or remote
+ * host; replies are at most 255 bytes.
+ */
+static void
+test_version1(void **state)
+{
+	struct envelope env, got;
+	struct qfile_info info;
+	struct buf b;
+	const char *error = NULL;
+	unsigned char hdr[QFILE_MAGIC_LEN + 4 + 8 + 4 + 16];
+	static const char content[] = "Subject: old\r\n\r\nbody\r\n";
+	size_t i;
+
+	(void)state;
+	fill_envelope(&env);
+	/* v1 cannot hold these: they read back as zero/empty. */
+	for (i = 0; i < env.nrcpts; i++) {
+		env.rcpts[i].flags = 0;
+		env.rcpts[i].last_attempt = 0;
+		env.rcpts[i].remote_mta[0] = '\0';
+	}
+	buf_init(&b, 1 << 20);
+	memcpy(hdr, QFILE_MAGIC, QFILE_MAGIC_LEN);
+	memcpy(hdr + QFILE_MAGIC_LEN, "\0\0\0\1", 4);
+	memset(hdr + QFILE_MAGIC_LEN + 4, 0, 8);
+	memcpy(hdr + QFILE_MAGIC_LEN + 12, "\0\0\0\x10", 4);
+	memcpy(hdr + QFILE_MAGIC_LEN + 16, "0123456789ABCDEF", 16);
+	assert_int_equal(qfile_record_append(&b, QFILE_REC_HEADER, hdr,
+	    sizeof(hdr)), 0);
+	assert_int_equal(qfile_record_append(&b, QFILE_REC_CONTENT, content,
+	    sizeof(content) - 1), 0);
+	raw_tail_version(&b, &env, sizeof(content) - 1, 1);
+	assert_int_equal(parse_bytes(b.data, b.len, QFILE_VERIFY_CONTENT,
+	    &got, &info, &error), 0);
+	assert_int_equal(info.version, 1);
+	assert_envelope_equal(&got, &env);
+	assert_int_equal(info.state_offset + 2 * QFILE_STATE_RECLEN_V1,
+	    b.len - QFILE_END_RECLEN);
 	envelope_free(&got);
 	envelope_free(&env);
 	buf_free(&b);
@@ -541,7 +591,7 @@ test_bad_structure(void **state)
 
 		memset(p, 0, sizeof(p));
 		memcpy(p, QFILE_MAGIC, QFILE_MAGIC_LEN);
-		p[QFILE_MAGIC_LEN + 3] = 2;
+		p[QFILE_MAGIC_LEN + 3] = QFILE_VERSION + 1;
 		assert_int_equal(qfile_record_append(&b, QFILE_REC_HEADER, p,
 		    sizeof(p)), 0);
 	}
@@ -601,6 +651,7 @@ main(void)
 		cmocka_unit_test(test_crc32),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_raw_tail_matches_encoder),
+		cmocka_unit_test(test_version1),
 		cmocka_unit_test(test_null_mandatory_field),
 		cmocka_unit_test(test_rcpt_bomb),
 		cmocka_unit_test(test_every_truncation_fails),
