@@ -183,7 +183,7 @@ class Petrel:
     def __init__(self, tmpdir=None, extra_conf="", domains=("example.test",),
                  users=None, aliases=None, user="petrel", listen=None,
                  hostname="mx.example.test", trusted=(), env=None,
-                 wrapper=None):
+                 wrapper=None, dns="127.0.0.1:5353"):
         self.own_tmpdir = tmpdir is None
         self.tmpdir = tmpdir or workdir()
         self.hostname = hostname
@@ -208,6 +208,9 @@ class Petrel:
         self.port = int(port)
         self.trusted = list(trusted)
         self.extra_conf = extra_conf
+        # DNS servers for the `dns` lines: tests that deliver outbound
+        # pass their own loopback server (dnsserver.py).
+        self.dns = [dns] if isinstance(dns, str) else list(dns or [])
         self.env = env
         self.wrapper = list(wrapper or [])
         self.spool = os.path.join(self.tmpdir, "spool")
@@ -227,8 +230,9 @@ class Petrel:
         out = ["# written by tests/e2e/harness.py",
                "hostname %s" % self.hostname,
                "spool %s" % self.spool,
-               "maildir %s/%%d/%%u" % self.maildir_root,
-               "dns 127.0.0.1:5353"]
+               "maildir %s/%%d/%%u" % self.maildir_root]
+        for d in self.dns:
+            out.append("dns %s" % d)
         for l in self.listen:
             out.append("listen %s" % l)
         for d in self.domains:
@@ -363,6 +367,10 @@ class Petrel:
             self.proc.wait()
         if self._reader is not None:
             self._reader.join(timeout=10)
+
+    def signal(self, sig):
+        """Send sig (e.g. signal.SIGUSR1: retry the queue now)."""
+        self.proc.send_signal(sig)
 
     def restart(self):
         rc = self.stop()
