@@ -18,6 +18,8 @@
 #include "lib/log.h"
 #include "policy/policy.h"
 
+int cmd_resolve(int argc, char **argv);
+
 static void
 usage(void)
 {
@@ -93,6 +95,8 @@ main(int argc, char **argv)
 			log_set_level(LOG_LEVEL_DEBUG);
 		return daemon_serve(conf_path);
 	}
+	if (strcmp(cmd, "resolve") == 0)
+		return cmd_resolve(argc - 1, argv + 1);	/* resolve.c */
 	if (strcmp(cmd, "check-config") == 0) {
 		if (parse_opts(argc - 1, argv + 1, &conf_path, &verbose) == -1)
 			return 2;
