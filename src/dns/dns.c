@@ -860,10 +860,11 @@ dns_ub_option(struct ub_ctx *ub, const char *opt, const char *val,
 static const struct {
 	const char *opt, *val;
 } dns_ub_options[] = {
-	/* RFC 6761 6.3: loopback servers are what tests and local caches
-	 * (127.0.0.53, a local unbound) use. */
+	/* Servers on loopback: local caches (127.0.0.53, a local unbound)
+	 * and the tests' servers. libunbound refuses them by default. */
 	{ "do-not-query-localhost:", "no" },
-	/* Private reverse zones: see dns_ub_local_zones. */
+	/* Reverse zones of private networks go to the servers too: sites
+	 * have PTRs for them (libunbound answers NXDOMAIN by default). */
 	{ "unblock-lan-zones:", "yes" },
 	{ "insecure-lan-zones:", "yes" },
 	/* Records in the order the server gave them (RFC 5321 5.1 leaves

@@ -210,7 +210,7 @@ struct dns_route_opts {
 				 * configuration): its A/AAAA only; a numeric
 				 * address needs no DNS at all */
 	bool inet6;		/* AAAA too (first), else A only */
-	unsigned int port;	/* filled into every target */
+	unsigned int port;	/* filled into every target (0: 25) */
 	const char *const *self_names;	/* this host's names */
 	size_t nself_names;
 	/*

@@ -535,7 +535,7 @@ dns_route_lookup(struct dns *d, const char *domain,
 	rr->id = dns_next_id(d);
 	rr->use_mx = opts->use_mx;
 	rr->inet6 = opts->inet6;
-	rr->port = opts->port;
+	rr->port = opts->port != 0 ? opts->port : 25;
 	rr->cb = cb;
 	rr->arg = arg;
 	rr->self_names = xcalloc(opts->nself_names + 1,
