@@ -17,6 +17,7 @@ clang
 libclang-rt-14-dev
 libevent-dev
 libunbound-dev
+dns-root-data
 libpsl-dev
 libssl-dev
 libcmocka-dev

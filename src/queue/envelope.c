@@ -113,5 +113,8 @@ envelope_copy(struct envelope *dst, const struct envelope *src)
 		d->attempts = s->attempts;
 		d->next_attempt = s->next_attempt;
 		memcpy(d->last_reply, s->last_reply, sizeof(d->last_reply));
+		d->flags = s->flags;
+		d->last_attempt = s->last_attempt;
+		memcpy(d->remote_mta, s->remote_mta, sizeof(d->remote_mta));
 	}
 }

@@ -379,6 +379,9 @@ test_envelope_copy(void **state)
 	env.rcpts[1].attempts = 2;
 	env.rcpts[1].next_attempt = 5;
 	strlcpy(env.rcpts[1].last_reply, "250 ok", 256);
+	env.rcpts[1].flags = RCPT_FLAG_NOTIFIED;
+	env.rcpts[1].last_attempt = 4;
+	strlcpy(env.rcpts[1].remote_mta, "mx.example.org", 256);
 	envelope_copy(&copy, &env);
 	assert_envelope_equal(&copy, &env);
 	/* Deep: no shared strings. */
