@@ -15,11 +15,14 @@
 #ifndef PETREL_IO_IO_H
 #define PETREL_IO_IO_H
 
+#include <sys/socket.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 
 struct event_base;
 struct io;
+struct ssl_ctx_st;	/* OpenSSL's SSL_CTX */
 
 enum io_event {
 	IO_DATAIN,
@@ -32,6 +35,12 @@ enum io_event {
 typedef void (*io_cb)(struct io *io, enum io_event ev, void *arg);
 
 /*
+ * The outcome of io_connect() or io_tls_client(): error 0 on success,
+ * else an errno value. Runs from the loop; it may free the io.
+ */
+typedef void (*io_done_cb)(struct io *io, int error, void *arg);
+
+/*
  * Wrap a connected, non-blocking socket. The io owns fd and closes it in
  * io_free(). Reading stops by itself while more than in_max bytes of input
  * wait to be consumed (watermark: memory per session stays bounded).
@@ -39,6 +48,47 @@ typedef void (*io_cb)(struct io *io, enum io_event ev, void *arg);
 struct io *io_new(struct event_base *base, int fd, size_t in_max, io_cb cb,
     void *arg);
 void io_free(struct io *io);
+
+/*
+ * Open an outbound TCP or Unix-domain connection without blocking: a
+ * non-blocking socket of addr's family, bound to bindaddr first when it is
+ * not NULL (the port is left to connect(2) where Linux allows), connected
+ * to addr. Never fails and never calls back from within: done runs later
+ * from the loop with error 0 once connected (the io then behaves as one
+ * made by io_new() with in_max and cb), or with an errno value: ETIMEDOUT
+ * when timeout seconds passed first (0: no deadline of its own), or what
+ * socket(2), bind(2) or connect(2) failed with (ECONNREFUSED, ENOENT for
+ * a missing Unix socket, EADDRNOTAVAIL for a bad bind address...). Until
+ * done has run with 0 only io_free() may be called; after an error too.
+ */
+struct io *io_connect(struct event_base *base, const struct sockaddr *addr,
+    socklen_t addrlen, const struct sockaddr *bindaddr, socklen_t bindlen,
+    unsigned int timeout, size_t in_max, io_cb cb, io_done_cb done,
+    void *arg);
+
+/*
+ * Start TLS as the client on a connected io (after the peer's 220 to
+ * STARTTLS), with a new SSL from ctx; servername, when not NULL or "", is
+ * sent as SNI. Certificates are checked only as ctx says. Bytes of input
+ * not yet consumed are handed to TLS, never returned as plaintext. Returns
+ * -1 if the SSL objects cannot be made (the io is unchanged), else 0, and
+ * done runs later from the loop: error 0 when the handshake completed,
+ * EPROTO when it failed, ECONNRESET when the peer closed (io_tls_error()
+ * has a line for the log). cb gets no IO_DATAIN or IO_LOWAT during the
+ * handshake, but IO_TIMEOUT from io_set_deadline() still comes. A peer's
+ * close without close_notify is reported as IO_DISCONNECTED.
+ */
+int io_tls_client(struct io *io, struct ssl_ctx_st *ctx,
+    const char *servername, io_done_cb done);
+
+/*
+ * After a completed handshake: "TLSv1.3 TLS_AES_256_GCM_SHA384" into buf
+ * (size bytes) and true; false and "" without TLS.
+ */
+bool io_tls_info(struct io *io, char *buf, size_t size);
+
+/* Why the TLS handshake failed ("" if it did not). */
+const char *io_tls_error(struct io *io);
 
 /* Queue output. Returns 0 or -1. */
 int io_write(struct io *io, const void *data, size_t len);

@@ -1,0 +1,2707 @@
+/*
+ * test_client.c: the outbound SMTP/LMTP client against a scripted fake
+ * server in the same libevent loop (loopback TCP, or a Unix socket for
+ * LMTP). Each case checks the events and replies the client reports and
+ * the exact bytes the server received.
+ *
+ * The fake server answers each command line with the next step of its
+ * script (step 0 is the greeting); after a 354 it reads content up to
+ * CRLF.CRLF exactly as a strict RFC 5321 server does, and un-stuffs it;
+ * BDAT chunks are read by their counts. It can hold its replies until
+ * DATA arrives (a client that does not pipeline then stalls), close after
+ * a reply, start TLS after a 220, or send garbage instead of TLS.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "client/client.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "smtp/parse.h"		/* enum values only: checked equal below */
+
+#include "testutil.h"
+
+_Static_assert((int)SMTPC_BODY_8BITMIME == (int)SMTP_BODY_8BITMIME &&
+    (int)SMTPC_BODY_BINARYMIME == (int)SMTP_BODY_BINARYMIME &&
+    (int)SMTPC_BODY_7BIT == (int)SMTP_BODY_7BIT &&
+    (int)SMTPC_BODY_UNSPEC == (int)SMTP_BODY_UNSPEC, "body values");
+_Static_assert((int)SMTPC_RET_FULL == (int)SMTP_RET_FULL &&
+    (int)SMTPC_RET_HDRS == (int)SMTP_RET_HDRS, "ret values");
+_Static_assert(SMTPC_NOTIFY_NEVER == SMTP_NOTIFY_NEVER &&
+    SMTPC_NOTIFY_SUCCESS == SMTP_NOTIFY_SUCCESS &&
+    SMTPC_NOTIFY_FAILURE == SMTP_NOTIFY_FAILURE &&
+    SMTPC_NOTIFY_DELAY == SMTP_NOTIFY_DELAY, "notify bits");
+
+#define HELO_NAME	"client.test"
+#define PEER_NAME	"mx.test"
+#define RX_MAX		(2 * 1024 * 1024)	/* bytes of transcript kept */
+#define MSG_MAX		(2 * 1024 * 1024)	/* bytes of a message kept */
+#define MSGS_MAX	8
+
+/*
+ * The fake server.
+ */
+
+enum fact {
+	A_NONE,
+	A_CLOSE,	/* close after the reply (or at once without one) */
+	A_TLS,		/* start TLS after the reply */
+	A_GARBAGE,	/* send bytes that are not TLS, stop reading */
+	A_MUTE,		/* stop reading after the reply */
+};
+
+struct fstep {
+	const char *reply;	/* without the last CRLF; NULL: say nothing */
+	enum fact act;
+};
+
+enum fmode { F_CMD, F_DATA, F_BDAT };
+
+struct fake {
+	struct event_base *base;
+	evutil_socket_t lfd;
+	struct event *lev;
+	struct bufferevent *bev;
+	char unix_dir[64];
+	char unix_path[108];
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char peer_ip[INET6_ADDRSTRLEN];
+
+	const struct fstep *steps;
+	size_t nsteps, next;
+	bool hold;		/* hold replies from MAIL until DATA/BDAT */
+	bool holding;
+	struct evbuffer *held;
+	bool auto_bdat;		/* answer non-LAST BDAT by itself */
+	SSL_CTX *tls;
+	char sni[256];
+	unsigned int pause_ms;	/* stop reading this long after 354 */
+	struct event *pause_ev;
+
+	struct buf rx;		/* everything received (first RX_MAX) */
+	size_t rx_total;
+	char verbs[8192];	/* "EHLO|MAIL RCPT DATA|": one | per read */
+	bool batch_any;
+	enum fmode mode;
+	size_t bdat_left;
+	bool bdat_last;
+	struct buf cur;		/* content of the message being read */
+	size_t cur_total;
+	int eod;		/* octets of CRLF.CRLF matched */
+	struct buf msgs[MSGS_MAX];	/* un-stuffed messages */
+	size_t nmsgs;
+	size_t ndata;		/* DATA/BDAT transactions completed */
+
+	bool closing, eof, exhausted;
+	bool muted;		/* read and drop everything */
+	int accepts;
+};
+
+static void fake_readcb(struct bufferevent *, void *);
+
+static void
+fake_rx(struct fake *f, const char *p, size_t n)
+{
+	size_t room = RX_MAX - f->rx.len;
+
+	buf_append(&f->rx, p, n < room ? n : room);
+	f->rx_total += n;
+}
+
+static void
+fake_close(struct fake *f)
+{
+	if (f->bev != NULL)
+		bufferevent_free(f->bev);
+	f->bev = NULL;
+	f->closing = false;
+}
+
+static void
+fake_writecb(struct bufferevent *bev, void *arg)
+{
+	struct fake *f = arg;
+
+	if (f->closing &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		fake_close(f);
+}
+
+static void
+fake_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct fake *f = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_CONNECTED) {
+		SSL *ssl = bufferevent_openssl_get_ssl(f->bev);
+		const char *sn = ssl != NULL ? SSL_get_servername(ssl,
+		    TLSEXT_NAMETYPE_host_name) : NULL;
+
+		strlcpy(f->sni, sn != NULL ? sn : "", sizeof(f->sni));
+		return;
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		f->eof = true;
+		fake_close(f);
+	}
+}
+
+static void
+fake_write(struct fake *f, const char *s)
+{
+	if (f->bev == NULL)
+		return;
+	if (f->holding)
+		evbuffer_add(f->held, s, strlen(s));
+	else
+		bufferevent_write(f->bev, s, strlen(s));
+}
+
+static void
+fake_start_tls(struct fake *f)
+{
+	SSL *ssl = SSL_new(f->tls);
+	struct bufferevent *bev;
+
+	assert_non_null(ssl);
+	bev = bufferevent_openssl_filter_new(f->base, f->bev, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	assert_non_null(bev);
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	f->bev = bev;
+	bufferevent_setcb(bev, fake_readcb, fake_writecb, fake_eventcb, f);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/* Answer with the next step. Returns false when the connection ends. */
+static bool
+fake_step(struct fake *f)
+{
+	const struct fstep *s;
+
+	if (f->next >= f->nsteps) {
+		f->exhausted = true;
+		fake_write(f, "554 5.5.0 script exhausted\r\n");
+		return true;
+	}
+	s = &f->steps[f->next++];
+	if (s->reply != NULL) {
+		fake_write(f, s->reply);
+		fake_write(f, "\r\n");
+	}
+	switch (s->act) {
+	case A_NONE:
+		break;
+	case A_CLOSE:
+		f->closing = true;
+		fake_writecb(f->bev, f);
+		return false;
+	case A_TLS:
+		fake_start_tls(f);
+		return false;	/* the rest of the input is TLS */
+	case A_GARBAGE:
+		fake_write(f, "this is not a TLS handshake at all\r\n");
+		f->muted = true;
+		return false;
+	case A_MUTE:
+		f->muted = true;
+		return false;
+	}
+	return true;
+}
+
+static void
+fake_release(struct fake *f)
+{
+	if (!f->holding)
+		return;
+	f->holding = false;
+	bufferevent_write_buffer(f->bev, f->held);
+}
+
+static void
+fake_verb(struct fake *f, const char *line)
+{
+	size_t n = strcspn(line, " \r"), len = strlen(f->verbs);
+
+	if (n > 8)
+		n = 8;
+	if (f->batch_any && len + 1 < sizeof(f->verbs))
+		f->verbs[len++] = ' ';
+	if (len + n + 1 < sizeof(f->verbs)) {
+		memcpy(f->verbs + len, line, n);
+		f->verbs[len + n] = '\0';
+	}
+	f->batch_any = true;
+}
+
+static void
+fake_unpausecb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fake *f = arg;
+
+	(void)fd;
+	(void)what;
+	if (f->bev != NULL) {
+		bufferevent_enable(f->bev, EV_READ);
+		fake_readcb(f->bev, f);
+	}
+}
+
+/* A message is complete: keep it un-stuffed (RFC 5321 4.5.2). */
+static void
+fake_message_end(struct fake *f, bool stuffed)
+{
+	struct buf *m;
+	size_t i, len = f->cur.len;
+	bool bol = true;
+
+	f->ndata++;
+	if (f->nmsgs == MSGS_MAX)
+		return;
+	m = &f->msgs[f->nmsgs++];
+	buf_init(m, MSG_MAX);
+	if (stuffed)
+		len = len >= 3 ? len - 3 : 0;	/* ".\r\n" */
+	for (i = 0; i < len; i++) {
+		char ch = f->cur.data[i];
+
+		if (!(stuffed && bol && ch == '.'))
+			buf_append(m, &ch, 1);
+		bol = ch == '\n' && i > 0 && f->cur.data[i - 1] == '\r';
+	}
+	if (m->data == NULL)
+		buf_append(m, "", 0);
+	buf_reset(&f->cur);
+}
+
+static void
+fake_content(struct fake *f, const char *p, size_t n)
+{
+	size_t room = f->cur_total < MSG_MAX ? MSG_MAX - f->cur_total : 0;
+
+	buf_append(&f->cur, p, n < room ? n : room);
+	f->cur_total += n;
+}
+
+/* Content up to CRLF.CRLF, the only end of data (RFC 5321 4.1.1.4). */
+static bool
+fake_data(struct fake *f, struct evbuffer *in)
+{
+	static const char eod[] = "\r\n.\r\n";
+	char tmp[16384];
+	ev_ssize_t got;
+	size_t n, i;
+
+	got = evbuffer_copyout(in, tmp, sizeof(tmp));
+	assert_true(got > 0);
+	n = (size_t)got;
+	for (i = 0; i < n; i++) {
+		if (tmp[i] == eod[f->eod])
+			f->eod++;
+		else
+			f->eod = tmp[i] == '\r' ? 1 : 0;
+		if (f->eod == 5)
+			break;
+	}
+	if (i == n) {
+		evbuffer_drain(in, n);
+		fake_rx(f, tmp, n);
+		fake_content(f, tmp, n);
+		return true;
+	}
+	evbuffer_drain(in, i + 1);
+	fake_rx(f, tmp, i + 1);
+	fake_content(f, tmp, i + 1);
+	fake_message_end(f, true);
+	f->mode = F_CMD;
+	return fake_step(f);
+}
+
+/* A BDAT chunk has been read. */
+static bool
+fake_bdat_end(struct fake *f)
+{
+	f->mode = F_CMD;
+	if (f->bdat_last) {
+		fake_message_end(f, false);
+		f->cur_total = 0;
+		fake_release(f);
+		return fake_step(f);
+	}
+	if (f->auto_bdat) {
+		fake_write(f, "250 2.0.0 chunk ok\r\n");
+		return true;
+	}
+	return fake_step(f);
+}
+
+static bool
+fake_command(struct fake *f, char *line)
+{
+	char *end;
+	unsigned long long v;
+
+	fake_verb(f, line);
+	if (ascii_strncasecmp(line, "QUIT", 4) == 0) {
+		fake_release(f);
+		fake_write(f, "221 2.0.0 bye\r\n");
+		f->closing = true;
+		fake_writecb(f->bev, f);
+		return false;
+	}
+	if (ascii_strncasecmp(line, "MAIL", 4) == 0 && f->hold)
+		f->holding = true;
+	if (ascii_strncasecmp(line, "DATA", 4) == 0) {
+		bool more;
+		const struct fstep *s = f->next < f->nsteps ?
+		    &f->steps[f->next] : NULL;
+
+		more = fake_step(f);
+		fake_release(f);
+		if (s != NULL && s->reply != NULL &&
+		    strncmp(s->reply, "354", 3) == 0) {
+			f->mode = F_DATA;
+			f->eod = 2;	/* the CRLF of the DATA line */
+			f->cur_total = 0;
+			buf_reset(&f->cur);
+			if (f->pause_ms > 0 && f->bev != NULL) {
+				struct timeval tv = { 0, f->pause_ms * 1000 };
+
+				bufferevent_disable(f->bev, EV_READ);
+				evtimer_add(f->pause_ev, &tv);
+				return false;
+			}
+		}
+		return more;
+	}
+	if (ascii_strncasecmp(line, "BDAT ", 5) == 0) {
+		errno = 0;
+		v = strtoull(line + 5, &end, 10);
+		assert_int_equal(errno, 0);
+		f->mode = F_BDAT;
+		f->bdat_left = (size_t)v;
+		f->bdat_last = strncmp(end, " LAST", 5) == 0;
+		if (f->bdat_left == 0)
+			return fake_bdat_end(f);
+		return true;
+	}
+	return fake_step(f);
+}
+
+static void
+fake_readcb(struct bufferevent *bev, void *arg)
+{
+	struct fake *f = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len, n;
+	char *line;
+
+	f->batch_any = false;
+	if (f->muted) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
+	while (f->bev == bev && !f->closing &&
+	    (len = evbuffer_get_length(in)) > 0) {
+		if (f->mode == F_DATA) {
+			if (!fake_data(f, in))
+				break;
+			continue;
+		}
+		if (f->mode == F_BDAT) {
+			char tmp[16384];
+
+			n = len < f->bdat_left ? len : f->bdat_left;
+			if (n > sizeof(tmp))
+				n = sizeof(tmp);
+			evbuffer_remove(in, tmp, n);
+			fake_rx(f, tmp, n);
+			fake_content(f, tmp, n);
+			f->bdat_left -= n;
+			if (f->bdat_left > 0)
+				continue;
+			if (!fake_bdat_end(f))
+				break;
+			continue;
+		}
+		line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF);
+		if (line == NULL) {
+			assert_true(len < 8192);	/* no endless line */
+			break;
+		}
+		fake_rx(f, line, n);
+		fake_rx(f, "\n", 1);
+		if (!fake_command(f, line)) {
+			free(line);
+			break;
+		}
+		free(line);
+	}
+	if (f->batch_any) {
+		strlcat(f->verbs, "|", sizeof(f->verbs));
+		f->batch_any = false;
+	}
+}
+
+static void
+fake_acceptcb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct fake *f = arg;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd;
+
+	(void)what;
+	fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK);
+	if (fd == -1)
+		return;
+	f->accepts++;
+	assert_int_equal(f->accepts, 1);
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr,
+		    f->peer_ip, sizeof(f->peer_ip));
+	f->bev = bufferevent_socket_new(f->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	assert_non_null(f->bev);
+	bufferevent_setcb(f->bev, fake_readcb, fake_writecb, fake_eventcb, f);
+	bufferevent_enable(f->bev, EV_READ | EV_WRITE);
+	fake_step(f);		/* the greeting */
+}
+
+/* A listening fake on 127.0.0.1 (or a Unix socket); steps as given. */
+static struct fake *
+fake_new(struct event_base *base, bool unix_socket,
+    const struct fstep *steps, size_t nsteps)
+{
+	struct fake *f = xcalloc(1, sizeof(*f));
+	struct sockaddr_in *sin = (struct sockaddr_in *)&f->addr;
+	struct sockaddr_un *sun = (struct sockaddr_un *)&f->addr;
+	int one = 1;
+
+	f->base = base;
+	f->steps = steps;
+	f->nsteps = nsteps;
+	buf_init(&f->rx, RX_MAX);
+	buf_init(&f->cur, MSG_MAX);
+	f->held = evbuffer_new();
+	f->pause_ev = evtimer_new(base, fake_unpausecb, f);
+	if (unix_socket) {
+		strlcpy(f->unix_dir, "/tmp/petrel-test-client-XXXXXX",
+		    sizeof(f->unix_dir));
+		assert_non_null(mkdtemp(f->unix_dir));
+		snprintf(f->unix_path, sizeof(f->unix_path), "%s/lmtp",
+		    f->unix_dir);
+		sun->sun_family = AF_UNIX;
+		strlcpy(sun->sun_path, f->unix_path, sizeof(sun->sun_path));
+		f->addrlen = sizeof(*sun);
+		f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	} else {
+		sin->sin_family = AF_INET;
+		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		f->addrlen = sizeof(*sin);
+		f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		setsockopt(f->lfd, SOL_SOCKET, SO_REUSEADDR, &one,
+		    sizeof(one));
+	}
+	assert_true(f->lfd >= 0);
+	assert_int_equal(bind(f->lfd, (struct sockaddr *)&f->addr,
+	    f->addrlen), 0);
+	assert_int_equal(listen(f->lfd, 8), 0);
+	if (!unix_socket) {
+		f->addrlen = sizeof(f->addr);
+		assert_int_equal(getsockname(f->lfd,
+		    (struct sockaddr *)&f->addr, &f->addrlen), 0);
+	}
+	f->lev = event_new(base, f->lfd, EV_READ | EV_PERSIST, fake_acceptcb,
+	    f);
+	event_add(f->lev, NULL);
+	return f;
+}
+
+static void
+fake_free(struct fake *f)
+{
+	size_t i;
+
+	fake_close(f);
+	event_free(f->lev);
+	event_free(f->pause_ev);
+	close(f->lfd);
+	evbuffer_free(f->held);
+	buf_free(&f->rx);
+	buf_free(&f->cur);
+	for (i = 0; i < f->nmsgs; i++)
+		buf_free(&f->msgs[i]);
+	if (f->unix_path[0] != '\0') {
+		unlink(f->unix_path);
+		rmdir(f->unix_dir);
+	}
+	free(f);
+}
+
+/*
+ * Message sources.
+ */
+
+struct memsrc {
+	const char *data;
+	size_t len, off;
+	size_t chunk;		/* bytes per next(); 0: all at once */
+	size_t fail_at;		/* fail with EBADMSG at this offset; 0: no */
+	/* generator: repeat data until total bytes */
+	size_t total, produced;
+};
+
+static int
+memsrc_next(void *arg, const char **data, size_t *len)
+{
+	struct memsrc *s = arg;
+	size_t n;
+
+	if (s->total > 0) {
+		if (s->produced >= s->total)
+			return 0;
+		n = s->len;
+		if (n > s->total - s->produced)
+			n = s->total - s->produced;
+		s->produced += n;
+		*data = s->data;
+		*len = n;
+		return 1;
+	}
+	if (s->fail_at > 0 && s->off >= s->fail_at) {
+		errno = EBADMSG;
+		return -1;
+	}
+	if (s->off >= s->len)
+		return 0;
+	n = s->chunk > 0 ? s->chunk : s->len;
+	if (n > s->len - s->off)
+		n = s->len - s->off;
+	if (s->fail_at > 0 && n > s->fail_at - s->off)
+		n = s->fail_at - s->off;
+	*data = s->data + s->off;
+	*len = n;
+	s->off += n;
+	s->produced += n;
+	return 1;
+}
+
+/*
+ * The client side: a driver that sends its messages one after another on
+ * one connection, then QUITs.
+ */
+
+struct drive {
+	struct event_base *base;
+	struct smtpc *c;
+	struct smtpc_msg *msgs[MSGS_MAX];
+	size_t nmsgs, next;
+	char ev[32];
+	bool reusable[MSGS_MAX];
+	bool done;
+	struct smtpc_reply err;
+	enum smtpc_status fstatus;
+	bool tls_failed;
+	char tls_info[128];
+	unsigned int caps;
+	uint64_t max_size;
+	bool idle;		/* at READY, do nothing */
+};
+
+static void
+drive_finish(struct drive *d)
+{
+	smtpc_free(d->c);
+	d->c = NULL;
+	d->done = true;
+}
+
+static void
+drive_cb(struct smtpc *c, enum smtpc_event ev, void *arg)
+{
+	struct drive *d = arg;
+	static const char letters[] = "RFDC";
+	size_t n = strlen(d->ev);
+
+	assert_ptr_equal(c, d->c);
+	if (n + 1 < sizeof(d->ev))
+		d->ev[n] = letters[ev];
+	switch (ev) {
+	case SMTPC_READY:
+		d->caps = smtpc_caps(c);
+		d->max_size = smtpc_max_size(c);
+		strlcpy(d->tls_info, smtpc_tls_info(c) != NULL ?
+		    smtpc_tls_info(c) : "", sizeof(d->tls_info));
+		if (d->idle)
+			break;
+		if (d->next < d->nmsgs) {
+			assert_int_equal(smtpc_send(c, d->msgs[d->next++]), 0);
+			/* Not twice. */
+			assert_int_equal(smtpc_send(c, d->msgs[0]), -1);
+			assert_int_equal(errno, EBUSY);
+		} else
+			smtpc_quit(c);
+		break;
+	case SMTPC_DONE:
+		d->reusable[d->next - 1] = smtpc_reusable(c);
+		if (!smtpc_reusable(c)) {
+			drive_finish(d);
+			break;
+		}
+		if (d->next < d->nmsgs)
+			assert_int_equal(smtpc_send(c, d->msgs[d->next++]), 0);
+		else
+			smtpc_quit(c);
+		break;
+	case SMTPC_FAILED:
+		d->err = *smtpc_last_error(c);
+		d->fstatus = smtpc_failure_status(c);
+		d->tls_failed = smtpc_tls_failed(c);
+		drive_finish(d);
+		break;
+	case SMTPC_CLOSED:
+		drive_finish(d);
+		break;
+	}
+}
+
+static bool loop_timed_out;
+
+static void
+loop_timeoutcb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	loop_timed_out = true;
+	event_base_loopbreak(arg);
+}
+
+/* Run until the client is finished and the fake has seen it go. */
+static void
+run(struct event_base *base, struct drive *d, struct fake *f)
+{
+	struct timeval tv = { 20, 0 };
+	struct event *t = evtimer_new(base, loop_timeoutcb, base);
+
+	loop_timed_out = false;
+	evtimer_add(t, &tv);
+	while (!loop_timed_out &&
+	    !(d->done && (f == NULL || f->accepts == 0 || f->bev == NULL)))
+		event_base_loop(base, EVLOOP_ONCE);
+	event_free(t);
+	if (loop_timed_out)
+		fail_msg("timed out: events %s, server got \"%s\"", d->ev,
+		    f != NULL ? test_escn(buf_str(&f->rx), f->rx.len) : "");
+}
+
+struct config_opts {
+	enum smtpc_proto proto;
+	unsigned int t_command;
+	unsigned int t_data;
+	SSL_CTX *ssl;
+	const struct sockaddr *bind;
+	socklen_t bindlen;
+};
+
+static void
+drive_open(struct drive *d, struct event_base *base, struct fake *f,
+    const struct sockaddr *addr, socklen_t addrlen,
+    const struct config_opts *o)
+{
+	struct smtpc_config conf = {
+		.proto = o != NULL ? o->proto : SMTPC_SMTP,
+		.helo = HELO_NAME,
+		.peer_name = PEER_NAME,
+		.addr = addr != NULL ? addr : (struct sockaddr *)&f->addr,
+		.addrlen = addr != NULL ? addrlen : f->addrlen,
+		.bind = o != NULL ? o->bind : NULL,
+		.bindlen = o != NULL ? o->bindlen : 0,
+		.starttls = o != NULL && o->ssl != NULL,
+		.ssl_ctx = o != NULL ? o->ssl : NULL,
+		.timeout_connect = 5,
+		.timeout_command = o != NULL && o->t_command ? o->t_command :
+		    5,
+		.timeout_data = o != NULL && o->t_data ? o->t_data : 5,
+	};
+
+	d->base = base;
+	d->c = smtpc_open(base, &conf, drive_cb, d);
+	assert_non_null(d->c);
+	assert_string_equal(d->ev, "");	/* never from within open */
+}
+
+/*
+ * Helpers for cases.
+ */
+
+#define EHLO_FULL \
+	"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10000000\r\n" \
+	"250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n" \
+	"250 ENHANCEDSTATUSCODES"
+#define EHLO_PLAIN	"250-mx.test\r\n250 8BITMIME"
+
+static struct smtpc_rcpt *
+rcpts_new(size_t n, const char *const *addrs)
+{
+	struct smtpc_rcpt *r = xcalloc(n, sizeof(*r));
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		r[i].addr = addrs[i];
+		r[i].status = SMTPC_OK;		/* must be overwritten */
+	}
+	return r;
+}
+
+static void
+msg_init(struct smtpc_msg *m, struct memsrc *s, const char *content,
+    struct smtpc_rcpt *rcpts, size_t n)
+{
+	memset(m, 0, sizeof(*m));
+	memset(s, 0, sizeof(*s));
+	s->data = content;
+	s->len = strlen(content);
+	m->sender = "a@x.test";
+	m->size = s->len;
+	m->rcpts = rcpts;
+	m->nrcpts = n;
+	m->src.next = memsrc_next;
+	m->src.arg = s;
+}
+
+static void
+check_reply(const char *what, const struct smtpc_reply *r, int code,
+    const char *enhanced, const char *text)
+{
+	if (r->code != code)
+		fail_msg("%s: code got %d, want %d (%s)", what, r->code, code,
+		    test_esc(r->text));
+	if (enhanced != NULL && strcmp(r->enhanced, enhanced) != 0)
+		fail_msg("%s: enhanced got \"%s\", want \"%s\"", what,
+		    r->enhanced, enhanced);
+	if (text != NULL && strstr(r->text, text) == NULL)
+		fail_msg("%s: text got \"%s\", want it to contain \"%s\"",
+		    what, test_esc(r->text), text);
+}
+
+static void
+check_bytes(const char *what, const struct buf *got, const char *want)
+{
+	size_t wl = strlen(want);
+
+	if (got->len != wl || memcmp(buf_str(got), want, wl) != 0)
+		fail_msg("%s: server got\n  \"%s\"\nwant\n  \"%s\"", what,
+		    test_escn(buf_str(got), got->len), test_esc(want));
+}
+
+static const char *const status_names[] = { "OK", "TEMP", "PERM" };
+
+static void
+check_status(const char *what, enum smtpc_status got, enum smtpc_status want)
+{
+	if (got != want)
+		fail_msg("%s: status got %s, want %s", what,
+		    status_names[got], status_names[want]);
+}
+
+static struct event_base *
+base_new(void)
+{
+	struct event_base *base = event_base_new();
+
+	assert_non_null(base);
+	return base;
+}
+
+/*
+ * Cases.
+ */
+
+/* PIPELINING: MAIL, RCPTs and DATA in one group (the fake holds its
+ * replies until DATA: a client that waits would stall). */
+static void
+test_pipelined(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ EHLO_FULL, A_NONE },
+		{ "250 2.1.0 ok", A_NONE },
+		{ "250 2.1.5 ok", A_NONE },
+		{ "250 2.1.5 ok", A_NONE },
+		{ "354 go on", A_NONE },
+		{ "250 2.0.0 queued as X1", A_NONE },
+	};
+	static const char *const addrs[] = { "b@y.test", "c@y.test" };
+	struct event_base *base = base_new();
+	struct fake *f = fake_new(base, false, steps, nitems(steps));
+	struct drive d = { 0 };
+	struct smtpc_msg m;
+	struct memsrc s;
+	struct smtpc_rcpt *r = rcpts_new(2, addrs);
+
+	(void)state;
+	f->hold = true;
+	msg_init(&m, &s, "Subject: x\r\n\r\nHello\r\n", r, 2);
+	d.msgs[d.nmsgs++] = &m;
+	drive_open(&d, base, f, NULL, 0, NULL);
+	run(base, &d, f);
+	assert_string_equal(d.ev, "RDC");
+	check_bytes("pipelined", &f->rx,
+	    "EHLO client.test\r\n"
+	    "MAIL FROM:<a@x.test> SIZE=21\r\n"
+	    "RCPT TO:<b@y.test>\r\n"
+	    "RCPT TO:<c@y.test>\r\n"
+	    "DATA\r\n"
+	    "Subject: x\r\n\r\nHello\r\n.\r\n"
+	    "QUIT\r\n");
+	assert_string_equal(f->verbs, "EHLO|MAIL RCPT RCPT DATA|QUIT|");
+	assert_true((d.caps & (SMTPC_CAP_PIPELINING | SMTPC_CAP_SIZE |
+	    SMTPC_CAP_8BITMIME | SMTPC_CAP_SMTPUTF8 | SMTPC_CAP_DSN |
+	    SMTPC_CAP_ENHANCEDSTATUSCODES)) == (SMTPC_CAP_PIPELINING |
+	    SMTPC_CAP_SIZE | SMTPC_CAP_8BITMIME | SMTPC_CAP_SMTPUTF8 |
+	    SMTPC_CAP_DSN | SMTPC_CAP_ENHANCEDSTATUSCODES));
+	assert_true(d.max_size == 10000000);
+	check_status("rcpt 0", r[0].status, SMTPC_OK);
+	check_status("rcpt 1", r[1].status, SMTPC_OK);
+	check_reply("rcpt 0", &r[0].reply, 250, "2.0.0", "queued as X1");
+	check_status("msg", m.status, SMTPC_OK);
+	assert_int_equal(f->nmsgs, 1);
+	assert_false(f->exhausted);
+	free(r);
+	fake_free(f);
+	event_base_free(base);
+}
+
+/* Without PIPELINING: one command, one reply. */
+static void
+test_one_by_one(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ EHLO_PLAIN, A_NONE },
+		{ "250 2.1.0 ok", A_NONE },
+		{ "250 2.1.5 ok", A_NONE },
+		{ "250 2.1.5 ok", A_NONE },
+		{ "354 go on", A_NONE },
+		{ "250 2.0.0 queued", A_NONE },
+	};
+	static const char *const addrs[] = { "b@y.test", "c@y.test" };
+	struct event_base *base = base_new();
+	struct fake *f = fake_new(base, false, steps, nitems(steps));
+	struct drive d = { 0 };
+	struct smtpc_msg m;
+	struct memsrc s;
+	struct smtpc_rcpt *r = rcpts_new(2, addrs);
+
+	(void)state;
+	msg_init(&m, &s, "Hello\r\n", r, 2);
+	d.msgs[d.nmsgs++] = &m;
+	drive_open(&d, base, f, NULL, 0, NULL);
+	run(base, &d, f);
+	assert_string_equal(d.ev, "RDC");
+	/* No SIZE offered: no SIZE=. */
+	check_bytes("one by one", &f->rx,
+	    "EHLO client.test\r\nMAIL FROM:<a@x.test>\r\n"
+	    "RCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\nDATA\r\n"
+	    "Hello\r\n.\r\nQUIT\r\n");
+	assert_string_equal(f->verbs, "EHLO|MAIL|RCPT|RCPT|DATA|QUIT|");
+	check_status("rcpt 1", r[1].status, SMTPC_OK);
+	free(r);
+	fake_free(f);
+	event_base_free(base);
+}
+
+/* EHLO refused with 5xx: HELO, and no extension is used. */
+static void
+test_helo_fallback(void **state)
+{
+	static const struct {
+		const char *ehlo_reply;
+	} cases[] = {
+		{ "502 5.5.1 command not implemented" },
+		{ "500 syntax error" },
+		{ "504 5.5.2 nope" },
+		{ "550 not here" },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < nitems(cases); i++) {
+		const struct fstep steps[] = {
+			{ "220 old.test SMTP", A_NONE },
+			{ cases[i].ehlo_reply, A_NONE },
+			{ "250 old.test", A_NONE },
+			{ "250 ok", A_NONE },
+			{ "250 ok", A_NONE },
+			{ "354 go", A_NONE },
+			{ "250 ok", A_NONE },
+		};
+		static const char *const addrs[] = { "b@y.test" };
+		struct event_base *base = base_new();
+		struct fake *f = fake_new(base, false, steps, nitems(steps));
+		struct drive d = { 0 };
+		struct smtpc_msg m;
+		struct memsrc s;
+		struct smtpc_rcpt *r = rcpts_new(1, addrs);
+
+		msg_init(&m, &s, "x\r\n", r, 1);
+		m.body = SMTPC_BODY_8BITMIME;	/* but 7-bit content */
+		d.msgs[d.nmsgs++] = &m;
+		drive_open(&d, base, f, NULL, 0, NULL);
+		run(base, &d, f);
+		assert_string_equal(d.ev, "RDC");
+		assert_int_equal(d.caps, 0);
+		check_bytes(cases[i].ehlo_reply, &f->rx,
+		    "EHLO client.test\r\nHELO client.test\r\n"
+		    "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n"
+		    "x\r\n.\r\nQUIT\r\n");
+		check_status("rcpt", r[0].status, SMTPC_OK);
+		free(r);
+		fake_free(f);
+		event_base_free(base);
+	}
+}
+
+/* Per-recipient results; a multi-line reply kept whole. */
+static void
+test_rcpt_mix(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ EHLO_FULL, A_NONE },
+		{ "250 2.1.0 ok", A_NONE },
+		{ "250 2.1.5 ok", A_NONE },
+		{ "550-5.1.1 <c@y.test>: no such user\r\n"
+		  "550 5.1.1 see https://mx.test/550", A_NONE },
+		{ "451 4.7.1 greylisted, try later", A_NONE },
+		{ "552 5.2.2 mailbox full", A_NONE },
+		{ "354 go on", A_NONE },
+		{ "250 2.0.0 queued as X2", A_NONE },
+	};
+	static const char *const addrs[] = {
+		"b@y.test", "c@y.test", "d@y.test", "e@y.test",
+	};
+	struct event_base *base = base_new();
+	struct fake *f = fake_new(base, false, steps, nitems(steps));
+	struct drive d = { 0 };
+	struct smtpc_msg m;
+	struct memsrc s;
+	struct smtpc_rcpt *r = rcpts_new(4, addrs);
+
+	(void)state;
+	msg_init(&m, &s, "Hi\r\n", r, 4);
+	d.msgs[d.nmsgs++] = &m;
+	drive_open(&d, base, f, NULL, 0, NULL);
+	run(base, &d, f);
+	assert_string_equal(d.ev, "RDC");
+	check_status("b", r[0].status, SMTPC_OK);
+	check_reply("b", &r[0].reply, 250, "2.0.0", "250 2.0.0 queued as X2");
+	check_status("c", r[1].status, SMTPC_PERM);
+	check_reply("c", &r[1].reply, 550, "5.1.1", NULL);
+	assert_string_equal(r[1].reply.text, "550-5.1.1 <c@y.test>: no such "
+	    "user 550 5.1.1 see https://mx.test/550");
+	check_status("d", r[2].status, SMTPC_TEMP);
+	check_reply("d", &r[2].reply, 451, "4.7.1", "greylisted");
+	/* RFC 5321 4.5.3.1.10: 552 to RCPT is temporary. */
+	check_status("e", r[3].status, SMTPC_TEMP);
+	check_reply("e", &r[3].reply, 552, "5.2.2", NULL);
+	assert_int_equal(f->nmsgs, 1);
+	free(r);
+	fake_free(f);
+	event_base_free(base);
+}
+
+/*
+ * Every RCPT refused: no content. Pipelined, DATA went with the group
+ * and gets 554; one by one, DATA is never sent. The next message starts
+ * with RSET.
+ */
+static void
+test_all_refused(void **state)
+{
+	static const struct fstep piped[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250 PIPELINING", A_NONE },
+		{ "250 2.1.0 ok", A_NONE },
+		{ "550 5.1.1 unknown", A_NONE },
+		{ "550 5.1.1 unknown too", A_NONE },
+		{ "554 5.5.1 no valid recipients", A_NONE },
+		{ "250 2.0.0 reset", A_NONE },
+		{ "250 2.1.0 ok", A_NONE },
+		{ "250 2.1.5 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 2.0.0 queued", A_NONE },
+	};
+	static const struct fstep single[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250 mx.test", A_NONE },
+		{ "250 2.1.0 ok", A_NONE },
+		{ "550 5.1.1 unknown", A_NONE },
+		{ "550 5.1.1 unknown too", A_NONE },
+		{ "250 2.0.0 reset", A_NONE },
+		{ "250 2.1.0 ok", A_NONE },
+		{ "250 2.1.5 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 2.0.0 queued", A_NONE },
+	};
+	static const struct {
+		const struct fstep *steps;
+		size_t n;
+		const char *want;
+	} cases[] = {
+		{ piped, nitems(piped),
+		  "EHLO client.test\r\nMAIL FROM:<a@x.test>\r\n"
+		  "RCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\nDATA\r\n"
+		  "RSET\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<z@y.test>\r\n"
+		  "DATA\r\nsecond\r\n.\r\nQUIT\r\n" },
+		{ single, nitems(single),
+		  "EHLO client.test\r\nMAIL FROM:<a@x.test>\r\n"
+		  "RCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\n"
+		  "RSET\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<z@y.test>\r\n"
+		  "DATA\r\nsecond\r\n.\r\nQUIT\r\n" },
+	};
+	static const char *const addrs[] = { "b@y.test", "c@y.test" };
+	static const char *const addrs2[] = { "z@y.test" };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < nitems(cases); i++) {
+		struct event_base *base = base_new();
+		struct fake *f = fake_new(base, false, cases[i].steps,
+		    cases[i].n);
+		struct drive d = { 0 };
+		struct smtpc_msg m, m2;
+		struct memsrc s, s2;
+		struct smtpc_rcpt *r = rcpts_new(2, addrs);
+		struct smtpc_rcpt *r2 = rcpts_new(1, addrs2);
+
+		msg_init(&m, &s, "first\r\n", r, 2);
+		msg_init(&m2, &s2, "second\r\n", r2, 1);
+		d.msgs[d.nmsgs++] = &m;
+		d.msgs[d.nmsgs++] = &m2;
+		drive_open(&d, base, f, NULL, 0, NULL);
+		run(base, &d, f);
+		assert_string_equal(d.ev, "RDDC");
+		check_bytes(i == 0 ? "pipelined" : "single", &f->rx,
+		    cases[i].want);
+		check_status("b", r[0].status, SMTPC_PERM);
+		check_reply("b", &r[0].reply, 550, "5.1.1", "unknown");
+		check_status("c", r[1].status, SMTPC_PERM);
+		check_reply("c", &r[1].reply, 550, "5.1.1", "unknown too");
+		assert_true(d.reusable[0]);
+		check_status("z", r2[0].status, SMTPC_OK);
+		assert_int_equal(f->nmsgs, 1);
+		free(r);
+		free(r2);
+		fake_free(f);
+		event_base_free(base);
+	}
+}
+
+/* MAIL refused: every recipient shares the reply. */
+static void
+test_mail_refused(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250 PIPELINING", A_NONE },
+		{ "553 5.7.1 sender refused", A_NONE },
+		{ "503 5.5.1 need MAIL", A_NONE },
+		{ "503 5.5.1 need MAIL", A_NONE },
+		{ "503 5.5.1 need RCPT", A_NONE },
+	};
+	static const char *const addrs[] = { "b@y.test", "c@y.test" };
+	struct event_base *base = base_new();
+	struct fake *f = fake_new(base, false, steps, nitems(steps));
+	struct drive d = { 0 };
+	struct smtpc_msg m;
+	struct memsrc s;
+	struct smtpc_rcpt *r = rcpts_new(2, addrs);
+
+	(void)state;
+	msg_init(&m, &s, "x\r\n", r, 2);
+	d.msgs[d.nmsgs++] = &m;
+	drive_open(&d, base, f, NULL, 0, NULL);
+	run(base, &d, f);
+	assert_string_equal(d.ev, "RDC");
+	check_status("msg", m.status, SMTPC_PERM);
+	check_reply("msg", &m.reply, 553, "5.7.1", "sender refused");
+	check_status("b", r[0].status, SMTPC_PERM);
+	check_reply("b", &r[0].reply, 553, "5.7.1", "sender refused");
+	check_status("c", r[1].status, SMTPC_PERM);
+	assert_int_equal(f->nmsgs, 0);
+	assert_false(f->exhausted);
+	free(r);
+	fake_free(f);
+	event_base_free(base);
+}
+
+/* Refusals decided here, before MAIL: nothing but EHLO and QUIT. */
+static void
+test_local_refusals(void **state)
+{
+	static const struct {
+		const char *name;
+		const char *ehlo;
+		bool eight_bit, smtputf8;
+		int body;
+		size_t longest;
+		uint64_t size;
+		int code;
+		const char *enhanced, *text;
+	} cases[] = {
+		{ "8bit to 7bit peer", "250-mx.test\r\n250 PIPELINING",
+		  true, false, SMTPC_BODY_8BITMIME, 10, 100,
+		  554, "5.6.3", "mx.test[127.0.0.1] does not offer 8BITMIME" },
+		{ "8bit content, no BODY", "250 mx.test",
+		  true, false, SMTPC_BODY_UNSPEC, 10, 100,
+		  554, "5.6.3", "8-bit content" },
+		{ "binarymime without chunking", "250-mx.test\r\n250 8BITMIME",
+		  true, false, SMTPC_BODY_BINARYMIME, 10, 100,
+		  554, "5.6.3", "BINARYMIME" },
+		{ "smtputf8", "250-mx.test\r\n250 8BITMIME",
+		  true, true, SMTPC_BODY_8BITMIME, 10, 100,
+		  553, "5.6.7", "mx.test[127.0.0.1] does not offer SMTPUTF8" },
+		{ "long line", EHLO_FULL,
+		  false, false, SMTPC_BODY_UNSPEC, 999, 100,
+		  554, "5.6.0", "message has a line longer than 998 octets" },
+		{ "size", "250-mx.test\r\n250 SIZE 1000",
+		  false, false, SMTPC_BODY_UNSPEC, 10, 1001,
+		  552, "5.3.4", "exceeds the size limit 1000 of mx.test" },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < nitems(cases); i++) {
+		const struct fstep steps[] = {
+			{ "220 mx.test ESMTP", A_NONE },
+			{ cases[i].ehlo, A_NONE },
+		};
+		static const char *const addrs[] = { "b@y.test", "c@y.test" };
+		struct event_base *base = base_new();
+		struct fake *f = fake_new(base, false, steps, nitems(steps));
+		struct drive d = { 0 };
+		struct smtpc_msg m;
+		struct memsrc s;
+		struct smtpc_rcpt *r = rcpts_new(2, addrs);
+
+		msg_init(&m, &s, "x\r\n", r, 2);
+		m.eight_bit = cases[i].eight_bit;
+		m.smtputf8 = cases[i].smtputf8;
+		m.body = cases[i].body;
+		m.longest_line = cases[i].longest;
+		m.size = cases[i].size;
+		d.msgs[d.nmsgs++] = &m;
+		drive_open(&d, base, f, NULL, 0, NULL);
+		run(base, &d, f);
+		assert_string_equal(d.ev, "RDC");
+		check_bytes(cases[i].name, &f->rx,
+		    "EHLO client.test\r\nQUIT\r\n");
+		check_status(cases[i].name, r[0].status, SMTPC_PERM);
+		check_status(cases[i].name, r[1].status, SMTPC_PERM);
+		check_status(cases[i].name, m.status, SMTPC_PERM);
+		check_reply(cases[i].name, &r[1].reply, cases[i].code,
+		    cases[i].enhanced, cases[i].text);
+		assert_true(d.reusable[0]);
+		free(r);
+		fake_free(f);
+		event_base_free(base);
+	}
+}
+
+/* MAIL and RCPT parameters for a peer with every extension. */
+static void
+test_params(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ EHLO_FULL, A_NONE },
+		{ "250 2.1.0 ok", A_NONE },
+		{ "250 2.1.5 ok", A_NONE },
+		{ "250 2.1.5 ok", A_NONE },
+		{ "250 2.1.5 ok", A_NONE },
+		{ "354 go on", A_NONE },
+		{ "250 2.0.0 queued", A_NONE },
+	};
+	static const char *const addrs[] = {
+		"b@y.test", "c@y.test", "d@y.test",
+	};
+	struct event_base *base = base_new();
+	struct fake *f = fake_new(base, false, steps, nitems(steps));
+	struct drive d = { 0 };
+	struct smtpc_msg m;
+	struct memsrc s;
+	struct smtpc_rcpt *r = rcpts_new(3, addrs);
+
+	(void)state;
+	msg_init(&m, &s, "caf\xc3\xa9\r\n", r, 3);
+	m.sender = "";
+	m.body = SMTPC_BODY_8BITMIME;
+	m.eight_bit = true;
+	m.smtputf8 = true;
+	m.dsn = true;
+	m.ret = SMTPC_RET_HDRS;
+	m.envid = "QQ+2Bx";
+	r[0].notify = SMTPC_NOTIFY_SUCCESS | SMTPC_NOTIFY_FAILURE |
+	    SMTPC_NOTIFY_DELAY;
+	r[0].orcpt = "rfc822;b@y.test";
+	r[1].notify = SMTPC_NOTIFY_NEVER;
+	r[2].notify = SMTPC_NOTIFY_DELAY;
+	r[2].orcpt = "rfc822;bad value";	/* not xtext: left out */
+	d.msgs[d.nmsgs++] = &m;
+	drive_open(&d, base, f, NULL, 0, NULL);
+	run(base, &d, f);
+	assert_string_equal(d.ev, "RDC");
+	check_bytes("params", &f->rx,
+	    "EHLO client.test\r\n"
+	    "MAIL FROM:<> SIZE=7 BODY=8BITMIME SMTPUTF8 RET=HDRS "
+	    "ENVID=QQ+2Bx\r\n"
+	    "RCPT TO:<b@y.test> NOTIFY=SUCCESS,FAILURE,DELAY "
+	    "ORCPT=rfc822;b@y.test\r\n"
+	    "RCPT TO:<c@y.test> NOTIFY=NEVER\r\n"
+	    "RCPT TO:<d@y.test> NOTIFY=DELAY\r\n"
+	    "DATA\r\ncaf\xc3\xa9\r\n.\r\nQUIT\r\n");
+	check_status("b", r[0].status, SMTPC_OK);
+	free(r);
+	fake_free(f);
+	event_base_free(base);
+}
+
+/* Without DSN at the peer, no DSN parameters; CR/LF in an address is
+ * refused, never sent. */
+static void
+test_params_no_dsn(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250 PIPELINING", A_NONE },
+		{ "250 2.1.0 ok", A_NONE },
+		{ "250 2.1.5 ok", A_NONE },
+		{ "354 go on", A_NONE },
+		{ "250 2.0.0 queued", A_NONE },
+	};
+	static const char *const addrs[] = {
+		"b@y.test", "c@y.test>\r\nRCPT TO:<evil@z.test",
+	};
+	struct event_base *base = base_new();
+	struct fake *f = fake_new(base, false, steps, nitems(steps));
+	struct drive d = { 0 };
+	struct smtpc_msg m;
+	struct memsrc s;
+	struct smtpc_rcpt *r = rcpts_new(2, addrs);
+
+	(void)state;
+	msg_init(&m, &s, "x\r\n", r, 2);
+	m.dsn = true;
+	m.ret = SMTPC_RET_FULL;
+	m.envid = "abc";
+	r[0].notify = SMTPC_NOTIFY_SUCCESS;
+	r[0].orcpt = "rfc822;b@y.test";
+	d.msgs[d.nmsgs++] = &m;
+	drive_open(&d, base, f, NULL, 0, NULL);
+	run(base, &d, f);
+	check_bytes("no dsn", &f->rx,
+	    "EHLO client.test\r\nMAIL FROM:<a@x.test>\r\n"
+	    "RCPT TO:<b@y.test>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n");
+	check_status("b", r[0].status, SMTPC_OK);
+	check_status("evil", r[1].status, SMTPC_PERM);
+	check_reply("evil", &r[1].reply, 553, "5.1.3", NULL);
+	free(r);
+	fake_free(f);
+	event_base_free(base);
+}
+
+/* Content on the wire: dot-stuffed, CRLF only, CRLF.CRLF at the end. */
+static void
+test_dot_stuffing(void **state)
+{
+	static const struct {
+		const char *in, *wire;
+	} cases[] = {
+		{ "", ".\r\n" },
+		{ ".\r\n", "..\r\n.\r\n" },
+		{ "..x\r\n", "...x\r\n.\r\n" },
+		{ "a\r\n.\r\nb\r\n", "a\r\n..\r\nb\r\n.\r\n" },
+		{ "a\nb\n", "a\r\nb\r\n.\r\n" },
+		{ "a\rb\r", "a\r\nb\r\n.\r\n" },
+		{ "\n", "\r\n.\r\n" },
+		{ "\r", "\r\n.\r\n" },
+		{ "no final crlf", "no final crlf\r\n.\r\n" },
+		{ "x\r\n.", "x\r\n..\r\n.\r\n" },
+		{ "\r\r\n", "\r\n\r\n.\r\n" },
+		{ "\n.\n", "\r\n..\r\n.\r\n" },
+		{ "\r.\r", "\r\n..\r\n.\r\n" },
+		{ "a\n.\r\nMAIL FROM:<s@x>\r\n",
+		  "a\r\n..\r\nMAIL FROM:<s@x>\r\n.\r\n" },
+		{ ".a\r\n.b\n..\r", "..a\r\n..b\r\n...\r\n.\r\n" },
+		{ "x\r\n\r\n", "x\r\n\r\n.\r\n" },
+	};
+	static const size_t chunks[] = { 0, 1, 2, 3 };
+	static const char *const addrs[] = { "b@y.test" };
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250 PIPELINING", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 ok", A_NONE },
+	};
+	size_t i, k;
+
+	(void)state;
+	for (i = 0; i < nitems(cases); i++) {
+		for (k = 0; k < nitems(chunks); k++) {
+			struct event_base *base = base_new();
+			struct fake *f = fake_new(base, false, steps,
+			    nitems(steps));
+			struct drive d = { 0 };
+			struct smtpc_msg m;
+			struct memsrc s;
+			struct smtpc_rcpt *r = rcpts_new(1, addrs);
+			char want[512];
+
+			msg_init(&m, &s, cases[i].in, r, 1);
+			s.chunk = chunks[k];
+			d.msgs[d.nmsgs++] = &m;
+			drive_open(&d, base, f, NULL, 0, NULL);
+			run(base, &d, f);
+			snprintf(want, sizeof(want), "EHLO client.test\r\n"
+			    "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n"
+			    "DATA\r\n%sQUIT\r\n", cases[i].wire);
+			if (f->rx.len != strlen(want) ||
+			    memcmp(f->rx.data, want, f->rx.len) != 0)
+				fail_msg("content \"%s\" in chunks of %zu: "
+				    "server got \"%s\"", test_esc(cases[i].in),
+				    chunks[k], test_escn(f->rx.data,
+				    f->rx.len));
+			assert_int_equal(f->nmsgs, 1);
+			check_status("rcpt", r[0].status, SMTPC_OK);
+			free(r);
+			fake_free(f);
+			event_base_free(base);
+		}
+	}
+}
+
+/*
+ * The SMTP smuggling variants (shared conformance file): each must arrive
+ * as content, never end the message early.
+ */
+
+#define VARIANTS_MAX	64
+
+struct variant {
+	char name[96];
+	char bytes[32];
+	size_t len;
+};
+
+static char *
+read_file(const char *path, size_t *len_r)
+{
+	FILE *fp;
+	char *p;
+	long n;
+
+	if ((fp = fopen(path, "rb")) == NULL)
+		return NULL;
+	if (fseek(fp, 0, SEEK_END) != 0 || (n = ftell(fp)) < 0 ||
+	    fseek(fp, 0, SEEK_SET) != 0) {
+		fclose(fp);
+		return NULL;
+	}
+	p = xmalloc((size_t)n + 1);
+	if (fread(p, 1, (size_t)n, fp) != (size_t)n) {
+		free(p);
+		fclose(fp);
+		return NULL;
+	}
+	p[n] = '\0';
+	fclose(fp);
+	*len_r = (size_t)n;
+	return p;
+}
+
+static char *
+variants_text(void)
+{
+	static const char *const rel[] = {
+		"../shared/conformance/smtp/smuggling-eod-variants.json",
+		"tests/data/conformance/smtp/smuggling-eod-variants.json",
+	};
+	const char *src = getenv("PETREL_SOURCE_DIR");
+	char path[4096];
+	size_t i, len;
+	char *text;
+
+	for (i = 0; src != NULL && i < nitems(rel); i++) {
+		snprintf(path, sizeof(path), "%s/%s", src, rel[i]);
+		if ((text = read_file(path, &len)) != NULL)
+			return text;
+	}
+	return read_file("/work/shared/conformance/smtp/"
+	    "smuggling-eod-variants.json", &len);
+}
+
+/* A JSON string just past its opening quote; \uXXXX below U+0100. */
+static const char *
+json_string(const char *p, char *out, size_t outsize, size_t *len_r)
+{
+	size_t o = 0;
+	unsigned int u;
+	char ch;
+
+	while (*p != '"') {
+		assert_true(*p != '\0');
+		ch = *p++;
+		if (ch == '\\') {
+			ch = *p++;
+			switch (ch) {
+			case 'n': ch = '\n'; break;
+			case 'r': ch = '\r'; break;
+			case 't': ch = '\t'; break;
+			case 'u':
+				assert_int_equal(sscanf(p, "%4x", &u), 1);
+				p += 4;
+				if (u > 0x7f) {
+					if (o + 1 < outsize)
+						out[o++] = (char)(0xc0 |
+						    (u >> 6));
+					u = 0x80 | (u & 0x3f);
+				}
+				ch = (char)u;
+				break;
+			default:
+				break;
+			}
+		}
+		if (o + 1 < outsize)
+			out[o++] = ch;
+	}
+	out[o] = '\0';
+	*len_r = o;
+	return p + 1;
+}
+
+static size_t
+variants_load(struct variant *v, size_t max)
+{
+	char key[64] = "", s[2048];
+	const char *p;
+	size_t n = 0, len, idx = 0;
+	char *text = variants_text();
+
+	if (text == NULL)
+		fail_msg("cannot read smuggling-eod-variants.json "
+		    "(PETREL_SOURCE_DIR=%s)", getenv("PETREL_SOURCE_DIR") ?
+		    getenv("PETREL_SOURCE_DIR") : "(unset)");
+	for (p = text; *p != '\0';) {
+		if (*p != '"') {
+			if (*p == '[')
+				idx = 0;
+			p++;
+			continue;
+		}
+		p = json_string(p + 1, s, sizeof(s), &len);
+		while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+			p++;
+		if (*p == ':') {
+			strlcpy(key, s, sizeof(key));
+			continue;
+		}
+		if (strcmp(key, "_about") == 0)
+			continue;
+		assert_true(n < max);
+		assert_true(len < sizeof(v[n].bytes));
+		snprintf(v[n].name, sizeof(v[n].name), "%s[%zu]", key, idx++);
+		memcpy(v[n].bytes, s, len);
+		v[n].len = len;
+		n++;
+	}
+	free(text);
+	return n;
+}
+
+/*
+ * What a strict server must store: the content split into lines at CRLF,
+ * a lone CR or a lone LF, each line ending in CRLF (the oracle is written
+ * independently of the client's normaliser).
+ */
+static size_t
+expect_lines(const char *in, size_t len, char *out)
+{
+	size_t i = 0, o = 0, start;
+
+	while (i < len) {
+		start = i;
+		while (i < len && in[i] != '\r' && in[i] != '\n')
+			i++;
+		memcpy(out + o, in + start, i - start);
+		o += i - start;
+		out[o++] = '\r';
+		out[o++] = '\n';
+		if (i < len && in[i] == '\r' && i + 1 < len &&
+		    in[i + 1] == '\n')
+			i += 2;
+		else if (i < len)
+			i++;
+	}
+	return o;
+}
+
+static void
+test_smuggling_variants(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250 PIPELINING", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 ok", A_NONE },
+	};
+	static const char *const addrs[] = { "b@y.test" };
+	struct variant v[VARIANTS_MAX];
+	size_t nv, i, k, j, elen;
+
+	(void)state;
+	nv = variants_load(v, VARIANTS_MAX);
+	assert_true(nv >= 20);
+	for (i = 0; i < nv; i++) {
+		for (k = 0; k < 2; k++) {
+			struct event_base *base = base_new();
+			struct fake *f = fake_new(base, false, steps,
+			    nitems(steps));
+			struct drive d = { 0 };
+			struct smtpc_msg m;
+			struct memsrc s;
+			struct smtpc_rcpt *r = rcpts_new(1, addrs);
+			char content[256], expect[600];
+			const char *data, *end;
+			size_t clen = 0, dlen;
+
+#define ADD(str) do { memcpy(content + clen, str, strlen(str)); \
+	clen += strlen(str); } while (0)
+			ADD("Subject: smuggling test\r\n\r\nbefore");
+			memcpy(content + clen, v[i].bytes, v[i].len);
+			clen += v[i].len;
+			ADD("MAIL FROM:<spoof@evil.test>\r\n"
+			    "RCPT TO:<victim@y.test>\r\nDATA\r\n"
+			    "SMUGGLED\r\n");
+#undef ADD
+			msg_init(&m, &s, "", r, 1);
+			s.data = content;
+			s.len = clen;
+			s.chunk = k == 0 ? 0 : 1;
+			d.msgs[d.nmsgs++] = &m;
+			drive_open(&d, base, f, NULL, 0, NULL);
+			run(base, &d, f);
+			if (f->nmsgs != 1 || f->exhausted ||
+			    strcmp(d.ev, "RDC") != 0)
+				fail_msg("%s: %zu messages, events %s, "
+				    "server got \"%s\"", v[i].name, f->nmsgs,
+				    d.ev, test_escn(f->rx.data, f->rx.len));
+			/* One MAIL, one DATA: nothing ended early. */
+			assert_string_equal(f->verbs,
+			    "EHLO|MAIL RCPT DATA|QUIT|");
+			elen = expect_lines(content, clen, expect);
+			if (f->msgs[0].len != elen ||
+			    memcmp(f->msgs[0].data, expect, elen) != 0)
+				fail_msg("%s: stored \"%s\", want \"%s\"",
+				    v[i].name, test_escn(f->msgs[0].data,
+				    f->msgs[0].len), test_escn(expect, elen));
+			assert_non_null(memmem(f->msgs[0].data,
+			    f->msgs[0].len, "SMUGGLED", 8));
+			/* No bare CR or LF on the wire. */
+			data = memmem(f->rx.data, f->rx.len, "DATA\r\n",
+			    6);
+			assert_non_null(data);
+			data += 6;
+			end = f->rx.data + f->rx.len;
+			dlen = (size_t)(end - data);
+			for (j = 0; j < dlen; j++) {
+				if (data[j] == '\r' && (j + 1 == dlen ||
+				    data[j + 1] != '\n'))
+					fail_msg("%s: bare CR at %zu",
+					    v[i].name, j);
+				if (data[j] == '\n' &&
+				    (j == 0 || data[j - 1] != '\r'))
+					fail_msg("%s: bare LF at %zu",
+					    v[i].name, j);
+			}
+			check_status(v[i].name, r[0].status, SMTPC_OK);
+			free(r);
+			fake_free(f);
+			event_base_free(base);
+		}
+	}
+}
+
+/* BDAT instead of DATA when CHUNKING is offered. */
+static void
+test_bdat_small(void **state)
+{
+	static const struct {
+		const char *in, *wire;
+	} cases[] = {
+		{ "Hello\r\n.x\r\n", "BDAT 11 LAST\r\nHello\r\n.x\r\n" },
+		{ "abc", "BDAT 5 LAST\r\nabc\r\n" },
+		{ "a\nb\r.\r\n", "BDAT 9 LAST\r\na\r\nb\r\n.\r\n" },
+		{ "", "BDAT 0 LAST\r\n" },
+	};
+	static const char *const addrs[] = { "b@y.test" };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < nitems(cases); i++) {
+		static const struct fstep steps[] = {
+			{ "220 mx.test ESMTP", A_NONE },
+			{ "250-mx.test\r\n250-PIPELINING\r\n250 CHUNKING",
+			  A_NONE },
+			{ "250 ok", A_NONE },
+			{ "250 ok", A_NONE },
+			{ "250 2.0.0 queued via BDAT", A_NONE },
+		};
+		struct event_base *base = base_new();
+		struct fake *f = fake_new(base, false, steps, nitems(steps));
+		struct drive d = { 0 };
+		struct smtpc_msg m;
+		struct memsrc s;
+		struct smtpc_rcpt *r = rcpts_new(1, addrs);
+		char want[512];
+
+		msg_init(&m, &s, cases[i].in, r, 1);
+		s.chunk = 2;
+		d.msgs[d.nmsgs++] = &m;
+		drive_open(&d, base, f, NULL, 0, NULL);
+		run(base, &d, f);
+		assert_string_equal(d.ev, "RDC");
+		snprintf(want, sizeof(want), "EHLO client.test\r\n"
+		    "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n%s"
+		    "QUIT\r\n", cases[i].wire);
+		check_bytes(cases[i].in, &f->rx, want);
+		check_status("rcpt", r[0].status, SMTPC_OK);
+		check_reply("rcpt", &r[0].reply, 250, "2.0.0", "via BDAT");
+		free(r);
+		fake_free(f);
+		event_base_free(base);
+	}
+}
+
+/* A large message in several BDAT chunks; BINARYMIME goes unchanged. */
+static void
+test_bdat_large(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250-PIPELINING\r\n250-BINARYMIME\r\n"
+		  "250 CHUNKING", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 2.0.0 queued", A_NONE },
+	};
+	static const char *const addrs[] = { "b@y.test" };
+	size_t t, i, off, n, want_len, sum, nchunks;
+	char *content, *expect;
+
+	(void)state;
+	/* 300 KiB: ".line\n" lines (stuffing would show), bare LFs. */
+	content = xmalloc(300 * 1024 + 1);
+	for (i = 0; i < 300 * 1024; i++)
+		content[i] = (i % 50 == 49) ? '\n' : (i % 50 == 0) ? '.' :
+		    (char)('a' + i % 26);
+	content[300 * 1024] = '\0';
+	expect = xmalloc(700 * 1024);
+	for (t = 0; t < 2; t++) {
+		struct event_base *base = base_new();
+		struct fake *f = fake_new(base, false, steps, nitems(steps));
+		struct drive d = { 0 };
+		struct smtpc_msg m;
+		struct memsrc s;
+		struct smtpc_rcpt *r = rcpts_new(1, addrs);
+		const char *p, *end;
+
+		f->auto_bdat = true;
+		msg_init(&m, &s, content, r, 1);
+		s.chunk = 5000;
+		if (t == 1) {
+			m.body = SMTPC_BODY_BINARYMIME;
+			m.eight_bit = true;
+		}
+		d.msgs[d.nmsgs++] = &m;
+		drive_open(&d, base, f, NULL, 0, NULL);
+		run(base, &d, f);
+		assert_string_equal(d.ev, "RDC");
+		check_status("rcpt", r[0].status, SMTPC_OK);
+		if (t == 0)
+			want_len = expect_lines(content, 300 * 1024, expect);
+		else {
+			memcpy(expect, content, 300 * 1024);
+			want_len = 300 * 1024;
+		}
+		assert_int_equal(f->nmsgs, 1);
+		if (f->msgs[0].len != want_len ||
+		    memcmp(f->msgs[0].data, expect, want_len) != 0)
+			fail_msg("BDAT content differs (%zu octets, want %zu)",
+			    f->msgs[0].len, want_len);
+		/* The framing: counts add up, the last says LAST. */
+		p = f->rx.data;
+		end = p + f->rx.len;
+		p = strstr(p, t == 0 ? "MAIL FROM:<a@x.test>\r\n" :
+		    "MAIL FROM:<a@x.test> BODY=BINARYMIME\r\n");
+		assert_non_null(p);
+		p = strstr(p, "RCPT TO:<b@y.test>\r\n") + 20;
+		sum = nchunks = 0;
+		for (;;) {
+			char *e;
+
+			assert_true(strncmp(p, "BDAT ", 5) == 0);
+			off = strtoul(p + 5, &e, 10);
+			nchunks++;
+			if (strncmp(e, " LAST\r\n", 7) == 0) {
+				n = 7;
+				sum += off;
+				p = e + n + off;
+				break;
+			}
+			assert_true(strncmp(e, "\r\n", 2) == 0);
+			assert_true(off >= SMTPC_BDAT_CHUNK);
+			sum += off;
+			p = e + 2 + off;
+			assert_true(p < end);
+		}
+		assert_int_equal(sum, want_len);
+		assert_true(nchunks >= 4);
+		assert_string_equal(p, "QUIT\r\n");
+		free(r);
+		fake_free(f);
+		event_base_free(base);
+	}
+	free(content);
+	free(expect);
+}
+
+/* LMTP over a Unix socket: LHLO, one final reply per accepted RCPT. */
+static void
+test_lmtp(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 lmtp.test LMTP", A_NONE },
+		{ "250-lmtp.test\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES"
+		  "\r\n250 8BITMIME", A_NONE },
+		{ "250 2.1.0 ok", A_NONE },
+		{ "250 2.1.5 ok", A_NONE },
+		{ "550 5.1.1 <c@y.test> unknown", A_NONE },
+		{ "250 2.1.5 ok", A_NONE },
+		{ "250 2.1.5 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 2.0.0 <b@y.test> saved\r\n"
+		  "452 4.2.2 <d@y.test> over quota\r\n"
+		  "552 5.2.2 <e@y.test> mailbox too big", A_NONE },
+	};
+	static const char *const addrs[] = {
+		"b@y.test", "c@y.test", "d@y.test", "e@y.test",
+	};
+	struct event_base *base = base_new();
+	struct fake *f = fake_new(base, true, steps, nitems(steps));
+	struct drive d = { 0 };
+	struct smtpc_msg m;
+	struct memsrc s;
+	struct smtpc_rcpt *r = rcpts_new(4, addrs);
+	struct config_opts o = { .proto = SMTPC_LMTP };
+
+	(void)state;
+	msg_init(&m, &s, "Hi\r\n", r, 4);
+	d.msgs[d.nmsgs++] = &m;
+	drive_open(&d, base, f, NULL, 0, &o);
+	run(base, &d, f);
+	assert_string_equal(d.ev, "RDC");
+	check_bytes("lmtp", &f->rx,
+	    "LHLO client.test\r\nMAIL FROM:<a@x.test>\r\n"
+	    "RCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\n"
+	    "RCPT TO:<d@y.test>\r\nRCPT TO:<e@y.test>\r\nDATA\r\n"
+	    "Hi\r\n.\r\nQUIT\r\n");
+	check_status("b", r[0].status, SMTPC_OK);
+	check_reply("b", &r[0].reply, 250, "2.0.0", "<b@y.test> saved");
+	check_status("c", r[1].status, SMTPC_PERM);
+	check_reply("c", &r[1].reply, 550, "5.1.1", "unknown");
+	check_status("d", r[2].status, SMTPC_TEMP);
+	check_reply("d", &r[2].reply, 452, "4.2.2", "<d@y.test> over quota");
+	check_status("e", r[3].status, SMTPC_PERM);
+	check_reply("e", &r[3].reply, 552, "5.2.2", "<e@y.test> mailbox");
+	free(r);
+	fake_free(f);
+	event_base_free(base);
+}
+
+/* LMTP: LHLO refused is the end (no HELO); LMTP over BDAT. */
+static void
+test_lmtp_more(void **state)
+{
+	static const struct fstep refused[] = {
+		{ "220 lmtp.test LMTP", A_NONE },
+		{ "500 5.5.1 unknown command", A_NONE },
+	};
+	static const struct fstep bdat[] = {
+		{ "220 lmtp.test LMTP", A_NONE },
+		{ "250-lmtp.test\r\n250 CHUNKING", A_NONE },
+		{ "250 2.1.0 ok", A_NONE },
+		{ "250 2.1.5 ok", A_NONE },
+		{ "250 2.1.5 ok", A_NONE },
+		{ "451 4.3.0 <b@y.test> try later\r\n"
+		  "250 2.0.0 <c@y.test> saved", A_NONE },
+	};
+	static const char *const addrs[] = { "b@y.test", "c@y.test" };
+	struct config_opts o = { .proto = SMTPC_LMTP };
+	struct event_base *base = base_new();
+	struct fake *f = fake_new(base, true, refused, nitems(refused));
+	struct drive d = { 0 };
+	struct smtpc_msg m;
+	struct memsrc s;
+	struct smtpc_rcpt *r = rcpts_new(2, addrs);
+
+	(void)state;
+	drive_open(&d, base, f, NULL, 0, &o);
+	run(base, &d, f);
+	assert_string_equal(d.ev, "F");
+	check_status("lhlo", d.fstatus, SMTPC_PERM);
+	check_reply("lhlo", &d.err, 500, "5.5.1", "unknown command");
+	check_bytes("lhlo", &f->rx, "LHLO client.test\r\n");
+	fake_free(f);
+	event_base_free(base);
+
+	base = base_new();
+	f = fake_new(base, true, bdat, nitems(bdat));
+	memset(&d, 0, sizeof(d));
+	msg_init(&m, &s, "Hi\r\n", r, 2);
+	d.msgs[d.nmsgs++] = &m;
+	drive_open(&d, base, f, NULL, 0, &o);
+	run(base, &d, f);
+	assert_string_equal(d.ev, "RDC");
+	check_bytes("lmtp bdat", &f->rx,
+	    "LHLO client.test\r\nMAIL FROM:<a@x.test>\r\n"
+	    "RCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\n"
+	    "BDAT 4 LAST\r\nHi\r\nQUIT\r\n");
+	check_status("b", r[0].status, SMTPC_TEMP);
+	check_reply("b", &r[0].reply, 451, "4.3.0", "try later");
+	check_status("c", r[1].status, SMTPC_OK);
+	check_reply("c", &r[1].reply, 250, "2.0.0", "<c@y.test> saved");
+	free(r);
+	fake_free(f);
+	event_base_free(base);
+}
+
+/* Greetings that end it, and absurd replies. */
+static void
+test_greeting_failures(void **state)
+{
+	static char longline[5000];
+	static char manylines[101 * 8 + 16];
+	static const struct {
+		const char *greeting;
+		enum smtpc_status st;
+		int code;
+		const char *text;
+	} cases[] = {
+		{ "421 4.3.2 mx.test busy, try later", SMTPC_TEMP, 421,
+		  "421 4.3.2 mx.test busy" },
+		{ "554 5.7.1 go away", SMTPC_PERM, 554, "554 5.7.1 go away" },
+		{ "450 not now", SMTPC_TEMP, 450, "450 not now" },
+		{ "hello there", SMTPC_TEMP, 451, "protocol error with "
+		  "mx.test[127.0.0.1] while receiving the initial server "
+		  "greeting: malformed reply" },
+		{ longline, SMTPC_TEMP, 451, "reply line too long" },
+		{ manylines, SMTPC_TEMP, 451, "too many reply lines" },
+	};
+	size_t i, o = 0;
+
+	(void)state;
+	memcpy(longline, "220 ", 4);
+	memset(longline + 4, 'x', sizeof(longline) - 5);
+	for (i = 0; i < 101; i++) {
+		memcpy(manylines + o, "220-ab\r\n", 8);
+		o += 8;
+	}
+	memcpy(manylines + o, "220 end", 8);
+	for (i = 0; i < nitems(cases); i++) {
+		const struct fstep steps[] = {
+			{ cases[i].greeting, A_NONE },
+		};
+		struct event_base *base = base_new();
+		struct fake *f = fake_new(base, false, steps, nitems(steps));
+		struct drive d = { 0 };
+
+		drive_open(&d, base, f, NULL, 0, NULL);
+		run(base, &d, f);
+		assert_string_equal(d.ev, "F");
+		check_status(cases[i].text, d.fstatus, cases[i].st);
+		check_reply(cases[i].text, &d.err, cases[i].code, NULL,
+		    cases[i].text);
+		assert_false(d.tls_failed);
+		assert_int_equal(f->rx.len, 0);	/* not even EHLO */
+		fake_free(f);
+		event_base_free(base);
+	}
+}
+
+/* A multi-line greeting is fine; EHLO 421 and EHLO 4xx fail. */
+static void
+test_ehlo_failures(void **state)
+{
+	static const struct {
+		const char *ehlo;
+		enum smtpc_status st;
+		int code;
+	} cases[] = {
+		{ "421 4.7.0 closing", SMTPC_TEMP, 421 },
+		{ "451 4.3.0 later", SMTPC_TEMP, 451 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < nitems(cases); i++) {
+		const struct fstep steps[] = {
+			{ "220-mx.test ESMTP\r\n220-more text\r\n220 end",
+			  A_NONE },
+			{ cases[i].ehlo, A_NONE },
+		};
+		struct event_base *base = base_new();
+		struct fake *f = fake_new(base, false, steps, nitems(steps));
+		struct drive d = { 0 };
+
+		drive_open(&d, base, f, NULL, 0, NULL);
+		run(base, &d, f);
+		assert_string_equal(d.ev, "F");
+		check_status(cases[i].ehlo, d.fstatus, cases[i].st);
+		check_reply(cases[i].ehlo, &d.err, cases[i].code, NULL,
+		    cases[i].ehlo);
+		check_bytes(cases[i].ehlo, &f->rx, "EHLO client.test\r\n");
+		fake_free(f);
+		event_base_free(base);
+	}
+}
+
+/* A closed port; a source address that is not ours. */
+static void
+test_connect_failures(void **state)
+{
+	struct event_base *base = base_new();
+	struct sockaddr_in sin = { 0 }, bad = { 0 };
+	socklen_t sl = sizeof(sin);
+	struct drive d = { 0 };
+	struct config_opts o = { 0 };
+	char want[128];
+	int fd;
+
+	(void)state;
+	/* A port that was free a moment ago and has no listener. */
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
+	close(fd);
+	drive_open(&d, base, NULL, (struct sockaddr *)&sin, sizeof(sin),
+	    NULL);
+	run(base, &d, NULL);
+	assert_string_equal(d.ev, "F");
+	check_status("refused", d.fstatus, SMTPC_TEMP);
+	snprintf(want, sizeof(want), "451 4.4.1 connect to "
+	    "mx.test[127.0.0.1]:%u: Connection refused",
+	    ntohs(sin.sin_port));
+	check_reply("refused", &d.err, 451, "4.4.1", want);
+
+	/* 192.0.2.1 (TEST-NET-1) is never a local address: bind fails. */
+	memset(&d, 0, sizeof(d));
+	bad.sin_family = AF_INET;
+	inet_pton(AF_INET, "192.0.2.1", &bad.sin_addr);
+	o.bind = (struct sockaddr *)&bad;
+	o.bindlen = sizeof(bad);
+	drive_open(&d, base, NULL, (struct sockaddr *)&sin, sizeof(sin), &o);
+	run(base, &d, NULL);
+	assert_string_equal(d.ev, "F");
+	check_status("bind", d.fstatus, SMTPC_TEMP);
+	check_reply("bind", &d.err, 451, "4.4.1", "Cannot assign requested");
+	event_base_free(base);
+}
+
+/* The source address is bound: the server sees 127.0.0.2. */
+static void
+test_bind_source(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250 mx.test", A_NONE },
+	};
+	struct event_base *base = base_new();
+	struct fake *f = fake_new(base, false, steps, nitems(steps));
+	struct sockaddr_in src = { 0 };
+	struct config_opts o = { 0 };
+	struct drive d = { 0 };
+
+	(void)state;
+	src.sin_family = AF_INET;
+	inet_pton(AF_INET, "127.0.0.2", &src.sin_addr);
+	o.bind = (struct sockaddr *)&src;
+	o.bindlen = sizeof(src);
+	drive_open(&d, base, f, NULL, 0, &o);
+	run(base, &d, f);
+	assert_string_equal(d.ev, "RC");
+	assert_string_equal(f->peer_ip, "127.0.0.2");
+	check_bytes("bind", &f->rx, "EHLO client.test\r\nQUIT\r\n");
+	fake_free(f);
+	event_base_free(base);
+}
+
+/* No greeting within timeout_command (1 s). */
+static void
+test_greeting_timeout(void **state)
+{
+	static const struct fstep steps[] = {
+		{ NULL, A_NONE },
+	};
+	struct event_base *base = base_new();
+	struct fake *f = fake_new(base, false, steps, nitems(steps));
+	struct config_opts o = { .t_command = 1 };
+	struct drive d = { 0 };
+	uint64_t t0 = time_mono_usec(), dt;
+
+	(void)state;
+	drive_open(&d, base, f, NULL, 0, &o);
+	run(base, &d, f);
+	dt = time_mono_usec() - t0;
+	assert_string_equal(d.ev, "F");
+	check_status("timeout", d.fstatus, SMTPC_TEMP);
+	check_reply("timeout", &d.err, 451, "4.4.2", "conversation with "
+	    "mx.test[127.0.0.1] timed out while receiving the initial "
+	    "server greeting");
+	if (dt < 900000 || dt > 4000000)
+		fail_msg("timed out after %llu us, want about 1 s",
+		    (unsigned long long)dt);
+	fake_free(f);
+	event_base_free(base);
+}
+
+/*
+ * The server goes away: after 354 (the content cannot all have gone: 32
+ * MiB), or after the final dot (the message may be there: "more than
+ * once"), or it answers RCPT with 421.
+ */
+static void
+test_disconnects(void **state)
+{
+	static const struct fstep after354[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250 PIPELINING", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_CLOSE },
+	};
+	static const struct fstep afterdot[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250 PIPELINING", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ NULL, A_CLOSE },
+	};
+	static const struct fstep rcpt421[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250 mx.test", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "421 4.3.2 shutting down", A_CLOSE },
+	};
+	static const struct fstep final421[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250 PIPELINING", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "421 4.3.0 out of disk", A_CLOSE },
+	};
+	static const struct {
+		const char *name;
+		const struct fstep *steps;
+		size_t n;
+		bool big;
+		enum smtpc_status s0, s1;
+		int code;
+		const char *text;
+		bool more;
+	} cases[] = {
+		{ "after 354", after354, nitems(after354), true,
+		  SMTPC_TEMP, SMTPC_TEMP, 451,
+		  "451 4.4.2 lost connection with mx.test[127.0.0.1] while "
+		  "sending message body", false },
+		{ "after dot", afterdot, nitems(afterdot), false,
+		  SMTPC_TEMP, SMTPC_TEMP, 451,
+		  "451 4.4.2 lost connection with mx.test[127.0.0.1] while "
+		  "sending end of data -- message may be sent more than once",
+		  true },
+		{ "421 to rcpt", rcpt421, nitems(rcpt421), false,
+		  SMTPC_TEMP, SMTPC_TEMP, 421, "421 4.3.2 shutting down", false },
+		{ "421 final", final421, nitems(final421), false,
+		  SMTPC_TEMP, SMTPC_TEMP, 421, "421 4.3.0 out of disk", false },
+	};
+	static const char *const addrs[] = { "b@y.test", "c@y.test" };
+	static char block[65536];
+	size_t i;
+
+	(void)state;
+	memset(block, 'x', sizeof(block));
+	for (i = 0; i < sizeof(block); i += 64)
+		memcpy(block + i + 62, "\r\n", 2);
+	for (i = 0; i < nitems(cases); i++) {
+		struct event_base *base = base_new();
+		struct fake *f = fake_new(base, false, cases[i].steps,
+		    cases[i].n);
+		struct drive d = { 0 };
+		struct smtpc_msg m;
+		struct memsrc s;
+		struct smtpc_rcpt *r = rcpts_new(2, addrs);
+
+		msg_init(&m, &s, "Hi\r\n", r, 2);
+		if (cases[i].big) {
+			s.data = block;
+			s.len = sizeof(block);
+			s.total = 32 * 1024 * 1024;
+		}
+		d.msgs[d.nmsgs++] = &m;
+		drive_open(&d, base, f, NULL, 0, NULL);
+		run(base, &d, f);
+		assert_string_equal(d.ev, "RD");
+		assert_false(d.reusable[0]);
+		/* Also the RCPT that had its 250 before a 421. */
+		check_status(cases[i].name, r[0].status, cases[i].s0);
+		check_status(cases[i].name, r[1].status, cases[i].s1);
+		check_reply(cases[i].name, &r[1].reply, cases[i].code, NULL,
+		    cases[i].text);
+		if (!cases[i].more && strstr(r[1].reply.text, "more than"))
+			fail_msg("%s: \"%s\" says more than once", cases[i].name,
+			    r[1].reply.text);
+		check_status(cases[i].name, m.status, SMTPC_TEMP);
+		if (cases[i].big)
+			assert_true(s.produced < s.total);
+		free(r);
+		fake_free(f);
+		event_base_free(base);
+	}
+}
+
+/* The source fails: the data is never ended, the connection dropped. */
+static void
+test_source_error(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250 mx.test", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+	};
+	static const char *const addrs[] = { "b@y.test" };
+	struct event_base *base = base_new();
+	struct fake *f = fake_new(base, false, steps, nitems(steps));
+	struct drive d = { 0 };
+	struct smtpc_msg m;
+	struct memsrc s;
+	struct smtpc_rcpt *r = rcpts_new(1, addrs);
+	const char *want = "EHLO client.test\r\nMAIL FROM:<a@x.test>\r\n"
+	    "RCPT TO:<b@y.test>\r\nDATA\r\n";
+
+	(void)state;
+	msg_init(&m, &s, "line one\r\nline two\r\n", r, 1);
+	s.chunk = 4;
+	s.fail_at = 12;
+	d.msgs[d.nmsgs++] = &m;
+	drive_open(&d, base, f, NULL, 0, NULL);
+	run(base, &d, f);
+	assert_string_equal(d.ev, "RD");
+	check_status("rcpt", r[0].status, SMTPC_TEMP);
+	check_reply("rcpt", &r[0].reply, 451, "4.3.0", "corrupt");
+	/* Some of the content may have gone out; never its end. */
+	if (f->rx.len < strlen(want) || memcmp(f->rx.data, want,
+	    strlen(want)) != 0 || f->rx.len > strlen(want) + 12 ||
+	    memcmp(f->rx.data + strlen(want), "line one\r\nli",
+	    f->rx.len - strlen(want)) != 0)
+		fail_msg("server got \"%s\"", test_escn(f->rx.data,
+		    f->rx.len));
+	assert_int_equal(f->nmsgs, 0);
+	assert_int_equal(f->ndata, 0);
+	free(r);
+	fake_free(f);
+	event_base_free(base);
+}
+
+/* Content is pulled as the socket drains, not all at once. */
+static void
+test_backpressure(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250 PIPELINING", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 2.0.0 all there", A_NONE },
+	};
+	static const char *const addrs[] = { "b@y.test" };
+	static char block[65536];
+	struct event_base *base = base_new();
+	struct fake *f = fake_new(base, false, steps, nitems(steps));
+	struct drive d = { 0 };
+	struct smtpc_msg m;
+	struct memsrc s;
+	struct smtpc_rcpt *r = rcpts_new(1, addrs);
+	size_t i, total = 32 * 1024 * 1024;
+	struct timeval tv = { 0, 300000 };
+
+	(void)state;
+	memset(block, 'y', sizeof(block));
+	for (i = 0; i < sizeof(block); i += 128)
+		memcpy(block + i + 126, "\r\n", 2);
+	msg_init(&m, &s, "", r, 1);
+	s.data = block;
+	s.len = sizeof(block);
+	s.total = total;
+	f->pause_ms = 700;
+	d.msgs[d.nmsgs++] = &m;
+	drive_open(&d, base, f, NULL, 0, NULL);
+	/* Until the fake stops reading (for 700 ms), then 300 ms more. */
+	while (f->mode != F_DATA)
+		event_base_loop(base, EVLOOP_ONCE);
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+	/* Output buffer (256 KiB) plus what the kernel holds, at most. */
+	if (s.produced > 12 * 1024 * 1024)
+		fail_msg("%zu octets pulled from the source while the server "
+		    "read nothing", s.produced);
+	run(base, &d, f);
+	assert_string_equal(d.ev, "RDC");
+	check_status("rcpt", r[0].status, SMTPC_OK);
+	assert_int_equal(s.produced, total);
+	assert_int_equal(f->ndata, 1);
+	free(r);
+	fake_free(f);
+	event_base_free(base);
+}
+
+/* Two messages on one connection, RSET between; window of pipelining. */
+static void
+test_two_messages(void **state)
+{
+	struct fstep steps[2 + 4 + 1 + 4 + 250 + 2];
+	static const char *const addrs1[] = { "b@y.test" };
+	static char *addrs2[250];
+	struct event_base *base = base_new();
+	struct fake *f;
+	struct drive d = { 0 };
+	struct smtpc_msg m1, m2;
+	struct memsrc s1, s2;
+	struct smtpc_rcpt *r1 = rcpts_new(1, addrs1), *r2;
+	size_t n = 0, i;
+	const char *p;
+
+	(void)state;
+	steps[n++] = (struct fstep){ "220 mx.test ESMTP", A_NONE };
+	steps[n++] = (struct fstep){ "250-mx.test\r\n250-PIPELINING\r\n"
+	    "250 SIZE", A_NONE };
+	steps[n++] = (struct fstep){ "250 ok", A_NONE };
+	steps[n++] = (struct fstep){ "250 ok", A_NONE };
+	steps[n++] = (struct fstep){ "354 go", A_NONE };
+	steps[n++] = (struct fstep){ "250 2.0.0 first", A_NONE };
+	steps[n++] = (struct fstep){ "250 2.0.0 reset", A_NONE };
+	steps[n++] = (struct fstep){ "250 ok", A_NONE };
+	for (i = 0; i < 250; i++) {
+		addrs2[i] = xasprintf("r%zu@y.test", i);
+		steps[n++] = (struct fstep){ i % 3 == 1 ?
+		    "550 5.1.1 nobody" : "250 ok", A_NONE };
+	}
+	steps[n++] = (struct fstep){ "354 go", A_NONE };
+	steps[n++] = (struct fstep){ "250 2.0.0 second", A_NONE };
+	assert_true(n <= nitems(steps));
+	f = fake_new(base, false, steps, n);
+	r2 = rcpts_new(250, (const char *const *)addrs2);
+	msg_init(&m1, &s1, "one\r\n", r1, 1);
+	msg_init(&m2, &s2, "two\r\n", r2, 250);
+	d.msgs[d.nmsgs++] = &m1;
+	d.msgs[d.nmsgs++] = &m2;
+	drive_open(&d, base, f, NULL, 0, NULL);
+	run(base, &d, f);
+	assert_string_equal(d.ev, "RDDC");
+	assert_true(d.reusable[0]);
+	assert_true(d.reusable[1]);
+	check_reply("first", &r1[0].reply, 250, "2.0.0", "first");
+	for (i = 0; i < 250; i++) {
+		check_status(addrs2[i], r2[i].status, i % 3 == 1 ?
+		    SMTPC_PERM : SMTPC_OK);
+		check_reply(addrs2[i], &r2[i].reply, i % 3 == 1 ? 550 : 250,
+		    NULL, i % 3 == 1 ? "nobody" : "second");
+	}
+	/* SIZE without a number: no limit, but SIZE= is sent. */
+	p = strstr(f->rx.data, "one\r\n.\r\nRSET\r\nMAIL FROM:<a@x.test> "
+	    "SIZE=5\r\nRCPT TO:<r0@y.test>\r\n");
+	assert_non_null(p);
+	assert_non_null(strstr(p, "RCPT TO:<r249@y.test>\r\nDATA\r\ntwo\r\n"
+	    ".\r\nQUIT\r\n"));
+	assert_int_equal(f->nmsgs, 2);
+	assert_false(f->exhausted);
+	for (i = 0; i < 250; i++)
+		free(addrs2[i]);
+	free(r1);
+	free(r2);
+	fake_free(f);
+	event_base_free(base);
+}
+
+/* A refused RSET: the message is deferred, the connection dropped. */
+static void
+test_rset_refused(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250 mx.test", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 2.0.0 first", A_NONE },
+		{ "502 5.5.1 no RSET here", A_NONE },
+	};
+	static const char *const addrs[] = { "b@y.test" };
+	struct event_base *base = base_new();
+	struct fake *f = fake_new(base, false, steps, nitems(steps));
+	struct drive d = { 0 };
+	struct smtpc_msg m1, m2;
+	struct memsrc s1, s2;
+	struct smtpc_rcpt *r1 = rcpts_new(1, addrs), *r2 = rcpts_new(1, addrs);
+
+	(void)state;
+	msg_init(&m1, &s1, "one\r\n", r1, 1);
+	msg_init(&m2, &s2, "two\r\n", r2, 1);
+	d.msgs[d.nmsgs++] = &m1;
+	d.msgs[d.nmsgs++] = &m2;
+	drive_open(&d, base, f, NULL, 0, NULL);
+	run(base, &d, f);
+	assert_string_equal(d.ev, "RDD");
+	assert_true(d.reusable[0]);
+	assert_false(d.reusable[1]);
+	check_status("first", r1[0].status, SMTPC_OK);
+	check_status("second", r2[0].status, SMTPC_TEMP);
+	check_reply("second", &r2[0].reply, 451, NULL, "refused RSET");
+	free(r1);
+	free(r2);
+	fake_free(f);
+	event_base_free(base);
+}
+
+/*
+ * STARTTLS against an in-process OpenSSL server.
+ */
+
+static SSL_CTX *
+server_ctx_new(void)
+{
+	EVP_PKEY *pkey = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	X509_NAME *name;
+	SSL_CTX *ctx;
+
+	assert_non_null(pkey);
+	assert_non_null(x);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+	    (const unsigned char *)"mx.test", -1, -1, 0);
+	X509_set_issuer_name(x, name);
+	X509_set_pubkey(x, pkey);
+	assert_true(X509_sign(x, pkey, EVP_sha256()) > 0);
+	ctx = SSL_CTX_new(TLS_server_method());
+	assert_non_null(ctx);
+	assert_int_equal(SSL_CTX_use_certificate(ctx, x), 1);
+	assert_int_equal(SSL_CTX_use_PrivateKey(ctx, pkey), 1);
+	X509_free(x);
+	EVP_PKEY_free(pkey);
+	return ctx;
+}
+
+static void
+test_starttls(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250-STARTTLS\r\n250 PIPELINING", A_NONE },
+		{ "220 2.0.0 ready to start TLS", A_TLS },
+		{ "250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 2.0.0 queued over TLS", A_NONE },
+	};
+	static const char *const addrs[] = { "b@y.test" };
+	struct event_base *base = base_new();
+	struct fake *f = fake_new(base, false, steps, nitems(steps));
+	struct drive d = { 0 };
+	struct smtpc_msg m;
+	struct memsrc s;
+	struct smtpc_rcpt *r = rcpts_new(1, addrs);
+	char err[256];
+	struct config_opts o = { 0 };
+
+	(void)state;
+	f->tls = server_ctx_new();
+	o.ssl = smtpc_ssl_ctx_new(err, sizeof(err));
+	assert_non_null(o.ssl);
+	msg_init(&m, &s, "secret\r\n", r, 1);
+	m.eight_bit = true;
+	d.msgs[d.nmsgs++] = &m;
+	drive_open(&d, base, f, NULL, 0, &o);
+	SSL_CTX_free(o.ssl);	/* the connection holds its reference */
+	run(base, &d, f);
+	assert_string_equal(d.ev, "RDC");
+	/* The server's view, decrypted after STARTTLS. */
+	check_bytes("starttls", &f->rx,
+	    "EHLO client.test\r\nSTARTTLS\r\nEHLO client.test\r\n"
+	    "MAIL FROM:<a@x.test> BODY=8BITMIME\r\nRCPT TO:<b@y.test>\r\n"
+	    "DATA\r\nsecret\r\n.\r\nQUIT\r\n");
+	if (strncmp(d.tls_info, "TLSv1.", 6) != 0 ||
+	    strchr(d.tls_info, ' ') == NULL)
+		fail_msg("tls_info \"%s\"", d.tls_info);
+	assert_string_equal(f->sni, PEER_NAME);
+	/* Capabilities are those of the second EHLO. */
+	assert_true(d.caps & SMTPC_CAP_8BITMIME);
+	assert_false(d.caps & SMTPC_CAP_STARTTLS);
+	check_reply("rcpt", &r[0].reply, 250, "2.0.0", "over TLS");
+	SSL_CTX_free(f->tls);
+	free(r);
+	fake_free(f);
+	event_base_free(base);
+}
+
+/* The handshake fails (garbage after 220); STARTTLS refused: plain. */
+static void
+test_starttls_failures(void **state)
+{
+	static const struct fstep garbage[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250 STARTTLS", A_NONE },
+		{ "220 2.0.0 go ahead", A_GARBAGE },
+	};
+	static const struct fstep refused[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250 STARTTLS", A_NONE },
+		{ "454 4.7.0 TLS not available", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 2.0.0 queued in plaintext", A_NONE },
+	};
+	static const struct fstep hang[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250 STARTTLS", A_NONE },
+		{ "220 2.0.0 go ahead", A_MUTE },	/* then silence */
+	};
+	static const char *const addrs[] = { "b@y.test" };
+	char err[256];
+	SSL_CTX *ssl = smtpc_ssl_ctx_new(err, sizeof(err));
+	struct config_opts o = { .ssl = ssl, .t_command = 1 };
+	struct event_base *base;
+	struct fake *f;
+	struct drive d;
+	struct smtpc_msg m;
+	struct memsrc s;
+	struct smtpc_rcpt *r = rcpts_new(1, addrs);
+	size_t k;
+
+	(void)state;
+	assert_non_null(ssl);
+	for (k = 0; k < 2; k++) {
+		base = base_new();
+		f = k == 0 ? fake_new(base, false, garbage, nitems(garbage)) :
+		    fake_new(base, false, hang, nitems(hang));
+		memset(&d, 0, sizeof(d));
+		drive_open(&d, base, f, NULL, 0, &o);
+		run(base, &d, f);
+		assert_string_equal(d.ev, "F");
+		assert_true(d.tls_failed);
+		check_status("tls", d.fstatus, SMTPC_TEMP);
+		check_reply("tls", &d.err, 451, NULL, k == 0 ?
+		    "TLS handshake with mx.test[127.0.0.1] failed" :
+		    "timed out while performing the TLS handshake");
+		fake_free(f);
+		event_base_free(base);
+	}
+
+	base = base_new();
+	f = fake_new(base, false, refused, nitems(refused));
+	memset(&d, 0, sizeof(d));
+	msg_init(&m, &s, "x\r\n", r, 1);
+	d.msgs[d.nmsgs++] = &m;
+	drive_open(&d, base, f, NULL, 0, &o);
+	run(base, &d, f);
+	assert_string_equal(d.ev, "RDC");
+	assert_false(d.tls_failed);
+	assert_string_equal(d.tls_info, "");
+	check_bytes("refused", &f->rx,
+	    "EHLO client.test\r\nSTARTTLS\r\nMAIL FROM:<a@x.test>\r\n"
+	    "RCPT TO:<b@y.test>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n");
+	check_reply("rcpt", &r[0].reply, 250, NULL, "plaintext");
+	fake_free(f);
+	event_base_free(base);
+	free(r);
+	SSL_CTX_free(ssl);
+}
+
+/*
+ * An idle connection has no deadline of its own (timeout_command is 1 s
+ * here); a 421 or a close while idle gives SMTPC_CLOSED.
+ */
+static void
+test_idle(void **state)
+{
+	static const struct fstep quiet[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250 mx.test", A_NONE },
+	};
+	static const struct fstep closing[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250 mx.test\r\n421 4.4.2 mx.test idle too long", A_CLOSE },
+	};
+	struct event_base *base = base_new();
+	struct fake *f = fake_new(base, false, quiet, nitems(quiet));
+	struct config_opts o = { .t_command = 1 };
+	struct timeval tv = { 1, 600000 };
+	struct drive d = { 0 };
+
+	(void)state;
+	d.idle = true;
+	drive_open(&d, base, f, NULL, 0, &o);
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+	assert_string_equal(d.ev, "R");
+	assert_true(smtpc_reusable(d.c));
+	smtpc_quit(d.c);
+	assert_string_equal(d.ev, "R");	/* not from within */
+	run(base, &d, f);
+	assert_string_equal(d.ev, "RC");
+	check_bytes("idle", &f->rx, "EHLO client.test\r\nQUIT\r\n");
+	fake_free(f);
+
+	f = fake_new(base, false, closing, nitems(closing));
+	memset(&d, 0, sizeof(d));
+	d.idle = true;
+	drive_open(&d, base, f, NULL, 0, &o);
+	run(base, &d, f);
+	assert_string_equal(d.ev, "RC");
+	fake_free(f);
+	event_base_free(base);
+}
+
+/* smtpc_quit() in the middle, smtpc_free() at once: no callback. */
+static void
+test_quit_and_free(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250 mx.test", A_NONE },
+	};
+	struct event_base *base = base_new();
+	struct fake *f = fake_new(base, false, steps, nitems(steps));
+	struct drive d = { 0 };
+
+	(void)state;
+	drive_open(&d, base, f, NULL, 0, NULL);
+	smtpc_quit(d.c);		/* still connecting */
+	assert_string_equal(d.ev, "");
+	run(base, &d, f);
+	assert_string_equal(d.ev, "C");
+	fake_free(f);
+
+	f = fake_new(base, false, steps, nitems(steps));
+	memset(&d, 0, sizeof(d));
+	drive_open(&d, base, f, NULL, 0, NULL);
+	smtpc_free(d.c);
+	d.c = NULL;
+	d.done = true;
+	run(base, &d, f);
+	assert_string_equal(d.ev, "");
+	fake_free(f);
+	event_base_free(base);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pipelined),
+		cmocka_unit_test(test_one_by_one),
+		cmocka_unit_test(test_helo_fallback),
+		cmocka_unit_test(test_rcpt_mix),
+		cmocka_unit_test(test_all_refused),
+		cmocka_unit_test(test_mail_refused),
+		cmocka_unit_test(test_local_refusals),
+		cmocka_unit_test(test_params),
+		cmocka_unit_test(test_params_no_dsn),
+		cmocka_unit_test(test_dot_stuffing),
+		cmocka_unit_test(test_smuggling_variants),
+		cmocka_unit_test(test_bdat_small),
+		cmocka_unit_test(test_bdat_large),
+		cmocka_unit_test(test_lmtp),
+		cmocka_unit_test(test_lmtp_more),
+		cmocka_unit_test(test_greeting_failures),
+		cmocka_unit_test(test_ehlo_failures),
+		cmocka_unit_test(test_connect_failures),
+		cmocka_unit_test(test_bind_source),
+		cmocka_unit_test(test_greeting_timeout),
+		cmocka_unit_test(test_disconnects),
+		cmocka_unit_test(test_source_error),
+		cmocka_unit_test(test_backpressure),
+		cmocka_unit_test(test_two_messages),
+		cmocka_unit_test(test_rset_refused),
+		cmocka_unit_test(test_starttls),
+		cmocka_unit_test(test_starttls_failures),
+		cmocka_unit_test(test_idle),
+		cmocka_unit_test(test_quit_and_free),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	log_init("test_client", LOG_LEVEL_WARN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
