@@ -3,7 +3,8 @@
  * dot-stuffing, counts bare CR, bare LF, NUL and over-long lines, and
  * appends the content to a capped buffer.
  *
- * Entry points: smtp_data_init(), smtp_data_feed().
+ * Entry points: smtp_data_init(), smtp_data_init_chunked(),
+ * smtp_data_feed(), smtp_data_finish().
  *
  * SECURITY: parses untrusted input; this is the SMTP smuggling defense.
  * The message ends only at CRLF "." CRLF where the first CRLF ended a
@@ -13,8 +14,11 @@
  * of a line, so "\n.\r\n" can neither end the message nor be unstuffed.
  * The state is a handful of integers: memory does not grow with input,
  * and the result does not depend on how the input is split into feeds.
+ * In chunked mode (BDAT, RFC 3030 2) a line start is never special:
+ * the machine only checks and normalizes lines.
  * STANDARDS: RFC 5321 2.3.8 (lines end with CRLF), 4.1.1.4 (end of data),
- * 4.5.2 (transparency), 4.5.3.1.6 (line length).
+ * 4.5.2 (transparency), 4.5.3.1.6 (line length); RFC 3030 2 (BDAT
+ * content is not dot-stuffed).
  * OWNERSHIP: struct smtp_data is the caller's; content goes to the
  * caller's struct buf.
  */
@@ -38,6 +42,14 @@ smtp_data_init(struct smtp_data *d, enum smtp_data_mode mode,
 	d->mode = mode;
 	d->max_line = max_line;
 	d->state = DATA_BOL;
+}
+
+void
+smtp_data_init_chunked(struct smtp_data *d, enum smtp_data_mode mode,
+    size_t max_line)
+{
+	smtp_data_init(d, mode, max_line);
+	d->chunked = true;
 }
 
 /*
@@ -125,7 +137,7 @@ smtp_data_feed(struct smtp_data *d, const char *in, size_t len,
 		c = in[i];
 		switch (d->state) {
 		case DATA_BOL:
-			if (c == '.') {
+			if (c == '.' && !d->chunked) {
 				d->state = DATA_DOT;
 				i++;
 			} else
@@ -179,4 +191,13 @@ smtp_data_feed(struct smtp_data *d, const char *in, size_t len,
 		}
 	}
 	return i;
+}
+
+void
+smtp_data_finish(struct smtp_data *d, struct buf *out)
+{
+	if (d->done || d->state != DATA_CR)
+		return;
+	data_bare(d, out, '\r');
+	d->state = DATA_LINE;
 }

@@ -17,6 +17,14 @@
  * counted. A line longer than max_line (excluding CRLF) is counted as an
  * error, and the rest of it is dropped; reading goes on to the final dot so
  * the session stays in sync.
+ *
+ * BDAT (RFC 3030) content of a 7BIT or 8BITMIME message goes through the
+ * same machine in chunked mode (smtp_data_init_chunked()): the chunk
+ * sizes delimit the message, so there is no end of data and no
+ * dot-unstuffing ("." at the start of a line, and CRLF "." CRLF, are
+ * content), but bare CR, bare LF, NUL and long lines are counted (and
+ * normalized) exactly as for DATA. The state carries over from one chunk
+ * to the next, so a CRLF split between two chunks is one line ending.
  */
 #ifndef PETREL_SMTP_DATA_H
 #define PETREL_SMTP_DATA_H
@@ -48,10 +56,26 @@ struct smtp_data {
 	/* private state */
 	int state;
 	size_t line_len;
+	bool chunked;		/* BDAT: no end of data, no unstuffing */
 };
 
 void smtp_data_init(struct smtp_data *d, enum smtp_data_mode mode,
     size_t max_line);
+
+/*
+ * The same for BDAT content: smtp_data_feed() consumes every byte it is
+ * given and never sets done; call smtp_data_finish() after the last
+ * chunk.
+ */
+void smtp_data_init_chunked(struct smtp_data *d, enum smtp_data_mode mode,
+    size_t max_line);
+
+/*
+ * End of BDAT content: a CR still waiting for its LF is a bare CR
+ * (counted, and written as CR or CRLF by the mode) and goes to out. A
+ * no-op for DATA, where the final dot leaves nothing pending.
+ */
+void smtp_data_finish(struct smtp_data *d, struct buf *out);
 
 /*
  * Consume bytes from in[0..len). Content (unstuffed, with CRLF line

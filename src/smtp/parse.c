@@ -4,7 +4,8 @@
  *
  * Entry points: smtp_parse_command(), smtp_command_line_max(),
  * smtp_parse_path(), smtp_parse_mail_params(), smtp_parse_rcpt_params(),
- * smtp_parse_helo(), smtp_localpart_unquote(), smtp_is_xtext().
+ * smtp_parse_bdat(), smtp_parse_helo(), smtp_localpart_unquote(),
+ * smtp_is_xtext().
  *
  * The mailbox grammar itself (Dot-string, Quoted-string, Domain, address
  * literals) is src/mailaddr's, shared with the aliases loader; this file
@@ -20,7 +21,8 @@
  * STANDARDS: RFC 5321 4.1.1, 4.1.2, 4.1.3, 4.5.3.1; RFC 5322 3.2.3 (atext);
  * RFC 3629 (UTF-8); RFC 6531 3.3 (UTF-8 in atext, qtext and U-labels);
  * RFC 1870 (SIZE); RFC 6152 (8BITMIME); RFC 3461 4 (xtext, RET, ENVID,
- * NOTIFY, ORCPT); RFC 6533 3 (utf-8 addr-type); RFC 4954 5 (AUTH=).
+ * NOTIFY, ORCPT); RFC 6533 3 (utf-8 addr-type); RFC 4954 5 (AUTH=);
+ * RFC 3030 2, 3 (BDAT, BODY=BINARYMIME).
  * OWNERSHIP: results are written into caller-owned structs and buffers;
  * struct smtp_command points into the caller's line.
  */
@@ -38,6 +40,7 @@
 
 #define ENVID_MAX		100	/* RFC 3461 4.4 */
 #define SIZE_DIGITS_MAX		20	/* RFC 1870: size-value 1*20DIGIT */
+#define UNICODE_MAX		0x10ffff
 
 static const struct {
 	const char *verb;
@@ -359,9 +362,33 @@ param_set_bad(char *bad, size_t badsize, const char *kw, size_t kw_len)
 	bad[i] = '\0';
 }
 
-/* xtext of an exact length (RFC 3461 4): xchar / "+" 2HEXDIG (upper). */
+static unsigned int
+hexval(unsigned char c)
+{
+	if (is_digit(c))
+		return c - '0';
+	return lower(c) - 'a' + 10;
+}
+
+/*
+ * RFC 3461 4.2, 4.4: the decoded ENVID and ORCPT address "MUST consist
+ * entirely of printable (graphic and white space) characters from the
+ * US-ASCII repertoire". Both end up in bounce headers (RFC 3464
+ * Original-Envelope-Id, Original-Recipient), so a CR or LF there would
+ * inject a line: refused.
+ */
 static bool
-xtext_ok(const char *s, size_t len)
+is_printable_ascii(unsigned long c)
+{
+	return c == '\t' || (c >= 0x20 && c <= 0x7e);
+}
+
+/*
+ * xtext of an exact length (RFC 3461 4): xchar / "+" 2HEXDIG (upper).
+ * With printable, a "+XX" must also decode to printable US-ASCII.
+ */
+static bool
+xtext_check(const char *s, size_t len, bool printable)
 {
 	size_t i;
 
@@ -370,11 +397,20 @@ xtext_ok(const char *s, size_t len)
 			if (len - i < 3 || !is_hexdig_upper(s[i + 1]) ||
 			    !is_hexdig_upper(s[i + 2]))
 				return false;
+			if (printable && !is_printable_ascii(
+			    hexval(s[i + 1]) * 16 + hexval(s[i + 2])))
+				return false;
 			i += 2;
 		} else if (!is_xchar(s[i]))
 			return false;
 	}
 	return true;
+}
+
+static bool
+xtext_ok(const char *s, size_t len)
+{
+	return xtext_check(s, len, false);
 }
 
 bool
@@ -386,12 +422,17 @@ smtp_is_xtext(const char *s)
 /*
  * RFC 6533 3: utf-8-addr-xtext / utf-8-addr-unitext, QCHAR (printable
  * ASCII except "+", "=" and "\"), UTF-8, and EmbeddedUnicodeChar
- * "\x{" HEXPOINT "}" (checked as 1 to 6 hex digits).
+ * "\x{" HEXPOINT "}". HEXPOINT is checked as 1 to 6 hex digits naming
+ * a Unicode scalar value that is not a control character (C0, DEL, C1):
+ * like a "+XX" in rfc822 xtext, it must not decode to a CR or LF (RFC
+ * 6533's HEXPOINT grammar excludes them too; this is its intent without
+ * its exact digit patterns).
  */
 static bool
 utf8_addr_xtext_ok(const char *s, size_t len)
 {
 	size_t i, j, n;
+	unsigned long cp;
 	unsigned char c;
 
 	for (i = 0; i < len; i += n) {
@@ -400,10 +441,14 @@ utf8_addr_xtext_ok(const char *s, size_t len)
 		if (c == '\\') {
 			if (len - i < 5 || s[i + 1] != 'x' || s[i + 2] != '{')
 				return false;
+			cp = 0;
 			for (j = i + 3; j < len && is_hexdig(s[j]); j++)
-				;
+				cp = cp * 16 + hexval(s[j]);
 			if (j == i + 3 || j - (i + 3) > 6 || j >= len ||
 			    s[j] != '}')
+				return false;
+			if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) ||
+			    (cp >= 0xd800 && cp <= 0xdfff) || cp > UNICODE_MAX)
 				return false;
 			n = j + 1 - i;
 		} else if (c >= 33 && c <= 126 && c != '+' && c != '=')
@@ -467,11 +512,14 @@ mail_param_set(enum mail_kw kw, const struct param *prm,
 {
 	switch (kw) {
 	case MAIL_BODY:
-		/* BINARYMIME needs CHUNKING (RFC 3030 3), not offered. */
+		/* RFC 3030 3: BINARYMIME goes with CHUNKING, which is
+		 * offered; the session refuses DATA for it. */
 		if (value_is(prm, "7BIT"))
 			p->body = SMTP_BODY_7BIT;
 		else if (value_is(prm, "8BITMIME"))
 			p->body = SMTP_BODY_8BITMIME;
+		else if (value_is(prm, "BINARYMIME"))
+			p->body = SMTP_BODY_BINARYMIME;
 		else
 			return false;
 		return true;
@@ -491,7 +539,7 @@ mail_param_set(enum mail_kw kw, const struct param *prm,
 		return true;
 	case MAIL_ENVID:
 		return prm->val != NULL && prm->val_len <= ENVID_MAX &&
-		    xtext_ok(prm->val, prm->val_len) &&
+		    xtext_check(prm->val, prm->val_len, true) &&
 		    copy_value(prm, p->envid, sizeof(p->envid));
 	case MAIL_AUTH:
 		/* RFC 4954 5: "AUTH=" (xtext / "<>"). */
@@ -581,7 +629,7 @@ orcpt_value_ok(const struct param *prm)
 	if (type_len == 5 && ascii_strncasecmp(prm->val, "utf-8", 5) == 0)
 		return utf8_addr_xtext_ok(semi + 1,
 		    prm->val_len - type_len - 1);
-	return xtext_ok(semi + 1, prm->val_len - type_len - 1);
+	return xtext_check(semi + 1, prm->val_len - type_len - 1, true);
 }
 
 static bool
@@ -669,6 +717,46 @@ smtp_parse_rcpt_params(const char *s, struct smtp_rcpt_params *p,
 	memset(p, 0, sizeof(*p));
 	return params_parse(s, rcpt_keywords, RCPT_KW_MAX, rcpt_param_cb, p,
 	    reply_r, bad, badsize);
+}
+
+int
+smtp_parse_bdat(const char *s, uint64_t *size_r, bool *last_r)
+{
+	char digits[SIZE_DIGITS_MAX + 1];
+	const char *p = s, *err;
+	uint64_t size;
+	bool last = false;
+	size_t n;
+
+	*size_r = 0;
+	*last_r = false;
+	while (*p == ' ')
+		p++;
+	for (n = 0; is_digit(p[n]); n++)
+		if (n == SIZE_DIGITS_MAX)
+			return -1;
+	if (n == 0)
+		return -1;
+	memcpy(digits, p, n);
+	digits[n] = '\0';
+	p += n;
+	if (*p != '\0' && *p != ' ')
+		return -1;
+	while (*p == ' ')
+		p++;
+	if (ascii_strncasecmp(p, "LAST", 4) == 0 &&
+	    (p[4] == '\0' || p[4] == ' ')) {
+		last = true;
+		p += 4;
+		while (*p == ' ')
+			p++;
+	}
+	if (*p != '\0' ||
+	    parse_u64(digits, 0, UINT64_MAX, &size, &err) == -1)
+		return -1;
+	*size_r = size;
+	*last_r = last;
+	return 0;
 }
 
 bool

@@ -8,7 +8,7 @@
  * long into an error reply.
  * STANDARDS: RFC 5321 4.1.1, 4.1.2, 4.5.3.1; RFC 1870 (SIZE); RFC 6152
  * (8BITMIME); RFC 6531 (SMTPUTF8); RFC 3461 (DSN: RET, ENVID, NOTIFY,
- * ORCPT); RFC 4954 (AUTH=).
+ * ORCPT); RFC 4954 (AUTH=); RFC 3030 (BDAT, BODY=BINARYMIME).
  */
 #ifndef PETREL_SMTP_PARSE_H
 #define PETREL_SMTP_PARSE_H
@@ -148,9 +148,16 @@ struct smtp_rcpt_params {
  * Parse the parameters after a MAIL path: space-separated KEYWORD[=VALUE]
  * (RFC 5321 4.1.2 esmtp-param), keywords case-insensitive, each at most
  * once. Extra spaces before, between or after parameters are tolerated.
- * MAIL knows BODY=7BIT|8BITMIME (BINARYMIME is refused: CHUNKING is not
- * offered), SIZE=digits, SMTPUTF8, RET=FULL|HDRS, ENVID=xtext (at most
- * 100 octets) and AUTH=xtext|<>; RCPT knows NOTIFY and ORCPT.
+ * MAIL knows BODY=7BIT|8BITMIME|BINARYMIME (RFC 3030 3: BINARYMIME
+ * content can only come by BDAT; the session enforces that),
+ * SIZE=digits, SMTPUTF8, RET=FULL|HDRS, ENVID=xtext (at most 100
+ * octets) and AUTH=xtext|<>; RCPT knows NOTIFY=NEVER or a list of
+ * SUCCESS, FAILURE, DELAY (each at most once, NEVER alone) and
+ * ORCPT=addr-type;xtext (RFC 3461 4.1, 4.2). RFC 3461 4.2 and 4.4 require
+ * the decoded ENVID and ORCPT address to be printable US-ASCII: an xtext
+ * "+XX" that decodes to a control character (CR, LF, NUL...) is a bad
+ * value, so that neither can inject a line into a bounce; for the utf-8
+ * addr-type (RFC 6533 3) the same holds for "\x{HEXPOINT}".
  * *p is cleared first. Returns 0, or -1 with *reply_r set:
  * REPLY_PARAM_UNKNOWN for an unknown keyword, REPLY_PARAM_SYNTAX for a
  * malformed parameter, a bad value or a repeated keyword. On failure
@@ -163,6 +170,15 @@ int smtp_parse_mail_params(const char *s, struct smtp_mail_params *p,
     enum reply_id *reply_r, char *bad, size_t badsize);
 int smtp_parse_rcpt_params(const char *s, struct smtp_rcpt_params *p,
     enum reply_id *reply_r, char *bad, size_t badsize);
+
+/*
+ * The arguments of BDAT (RFC 3030 2): chunk-size (1*DIGIT, at most 20
+ * digits and no more than UINT64_MAX) and an optional end-marker LAST
+ * (any case), separated by spaces (runs of spaces tolerated, as for
+ * parameters). Returns 0 with *size_r and *last_r set, or -1: then the
+ * end of the chunk cannot be known.
+ */
+int smtp_parse_bdat(const char *s, uint64_t *size_r, bool *last_r);
 
 /*
  * The argument of HELO/EHLO: a domain (letters, digits, hyphens, dots;

@@ -22,25 +22,45 @@ static const struct reply replies[REPLY_MAX] = {
 	[REPLY_DATA_GO] = { REPLY_DATA_GO, 354, NULL,
 	    "End data with <CR><LF>.<CR><LF>", "DATA with recipients" },
 	[REPLY_QUEUED] = { REPLY_QUEUED, 250, "2.0.0", "Ok: queued as %s",
-	    "final dot, after the message is on stable storage" },
+	    "final dot or BDAT LAST, after the message is on stable storage" },
+	[REPLY_BDAT_OK] = { REPLY_BDAT_OK, 250, "2.0.0", "%s octets received",
+	    "a BDAT chunk without LAST, once its octets are read" },
 	[REPLY_BYE] = { REPLY_BYE, 221, "2.0.0", "Bye", "QUIT" },
 	[REPLY_VRFY] = { REPLY_VRFY, 252, "2.0.0",
 	    "Cannot VRFY user, but will accept message and attempt delivery",
 	    "VRFY (never discloses users)" },
 	[REPLY_HELP] = { REPLY_HELP, 214, "2.0.0",
-	    "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
+	    "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP",
 	    "HELP" },
 	[REPLY_NEED_HELO] = { REPLY_NEED_HELO, 503, "5.5.1",
-	    "Error: send HELO/EHLO first", "MAIL before HELO/EHLO" },
+	    "Error: send HELO/EHLO first",
+	    "MAIL or BDAT before HELO/EHLO (a BDAT chunk is read and "
+	    "discarded first)" },
 	[REPLY_NEED_MAIL] = { REPLY_NEED_MAIL, 503, "5.5.1",
-	    "Error: need MAIL command", "RCPT or DATA before MAIL" },
+	    "Error: need MAIL command",
+	    "RCPT, DATA or BDAT before MAIL (a BDAT chunk is read and "
+	    "discarded first)" },
 	[REPLY_NEED_RCPT] = { REPLY_NEED_RCPT, 503, "5.5.1",
-	    "Error: need RCPT command", "DATA before any RCPT" },
+	    "Error: need RCPT command", "DATA or BDAT before any RCPT" },
 	[REPLY_NESTED_MAIL] = { REPLY_NESTED_MAIL, 503, "5.5.1",
 	    "Error: nested MAIL command", "MAIL inside a transaction" },
 	[REPLY_NO_VALID_RCPTS] = { REPLY_NO_VALID_RCPTS, 554, "5.5.1",
 	    "Error: no valid recipients",
-	    "DATA when every RCPT was refused" },
+	    "DATA or BDAT when every RCPT was refused" },
+	[REPLY_DATA_AFTER_BDAT] = { REPLY_DATA_AFTER_BDAT, 503, "5.5.1",
+	    "Error: DATA after BDAT",
+	    "DATA in a transaction that has BDAT chunks (RFC 3030 2)" },
+	[REPLY_RCPT_AFTER_BDAT] = { REPLY_RCPT_AFTER_BDAT, 503, "5.5.1",
+	    "Error: RCPT after BDAT",
+	    "RCPT in a transaction that has BDAT chunks" },
+	[REPLY_BINARYMIME_DATA] = { REPLY_BINARYMIME_DATA, 503, "5.5.1",
+	    "Error: BODY=BINARYMIME requires BDAT",
+	    "DATA after MAIL with BODY=BINARYMIME (RFC 3030 3)" },
+	[REPLY_BDAT_DISCARDED] = { REPLY_BDAT_DISCARDED, 503, "5.5.1",
+	    "Error: chunk discarded after a refused BDAT",
+	    "BDAT right after a refused or failed BDAT: the chunk is read "
+	    "and discarded, and not counted as an error, until another "
+	    "command (RSET, MAIL) comes" },
 	[REPLY_SYNTAX] = { REPLY_SYNTAX, 501, "5.5.4",
 	    "Syntax error in parameters or arguments",
 	    "MAIL/RCPT without FROM:/TO: or other malformed arguments" },
@@ -50,6 +70,10 @@ static const struct reply replies[REPLY_MAX] = {
 	[REPLY_NO_ARGS] = { REPLY_NO_ARGS, 501, "5.5.4",
 	    "Syntax error: command takes no arguments",
 	    "arguments to DATA, RSET or QUIT" },
+	[REPLY_BDAT_SYNTAX] = { REPLY_BDAT_SYNTAX, 501, "5.5.4",
+	    "Syntax: BDAT count [LAST]",
+	    "BDAT without a valid chunk size or with other words than LAST: "
+	    "where its octets end is unknown, so the connection is closed" },
 	[REPLY_UNKNOWN_CMD] = { REPLY_UNKNOWN_CMD, 500, "5.5.2",
 	    "Error: command not recognized", "unknown command" },
 	[REPLY_LINE_TOO_LONG] = { REPLY_LINE_TOO_LONG, 500, "5.5.2",
@@ -60,7 +84,7 @@ static const struct reply replies[REPLY_MAX] = {
 	    "a command line containing NUL or a bare CR/LF" },
 	[REPLY_NOT_IMPLEMENTED] = { REPLY_NOT_IMPLEMENTED, 502, "5.5.1",
 	    "Error: command not implemented", "EXPN and not yet offered "
-	    "extensions (STARTTLS, AUTH, BDAT)" },
+	    "extensions (STARTTLS, AUTH)" },
 	[REPLY_BAD_SENDER] = { REPLY_BAD_SENDER, 501, "5.1.7",
 	    "Bad sender address syntax",
 	    "MAIL with a malformed or too long path" },
@@ -100,18 +124,24 @@ static const struct reply replies[REPLY_MAX] = {
 	    "commands, or past 10000 recipients after alias expansion" },
 	[REPLY_SIZE_EXCEEDED] = { REPLY_SIZE_EXCEEDED, 552, "5.3.4",
 	    "Message size exceeds fixed limit",
-	    "MAIL SIZE= or the message over max_message_size" },
+	    "MAIL SIZE=, the message over max_message_size, or a BDAT chunk "
+	    "that would take it over (its octets are read and discarded "
+	    "first)" },
 	[REPLY_DATA_LINE_LONG] = { REPLY_DATA_LINE_LONG, 552, "5.3.4",
 	    "Message line exceeds fixed limit",
-	    "a DATA line longer than max_line_length" },
+	    "a DATA or BDAT line longer than max_line_length (not checked "
+	    "for BODY=BINARYMIME)" },
 	[REPLY_HEADER_TOO_BIG] = { REPLY_HEADER_TOO_BIG, 552, "5.3.4",
 	    "Message header exceeds fixed limit",
 	    "the header section over max_header_size" },
 	[REPLY_BARE_LF] = { REPLY_BARE_LF, 550, "5.6.0",
 	    "Message contains bare CR or LF (see RFC 5321 2.3.8)",
-	    "bare_lf reject and a bare CR or LF in DATA" },
+	    "bare_lf reject and a bare CR or LF in DATA, or in BDAT content "
+	    "that is not BODY=BINARYMIME" },
 	[REPLY_NUL] = { REPLY_NUL, 550, "5.6.0",
-	    "Message contains NUL characters", "a NUL byte in DATA" },
+	    "Message contains NUL characters",
+	    "a NUL byte in DATA, or in BDAT content that is not "
+	    "BODY=BINARYMIME" },
 	[REPLY_TOO_MANY_HOPS] = { REPLY_TOO_MANY_HOPS, 554, "5.4.6",
 	    "Too many hops (mail loop)",
 	    "more Received: headers than max_hops" },
@@ -132,7 +162,8 @@ static const struct reply replies[REPLY_MAX] = {
 	    "%s Service shutting down", "SIGTERM/SIGINT, session not in DATA" },
 	[REPLY_TIMEOUT] = { REPLY_TIMEOUT, 421, "4.4.2",
 	    "%s Error: timeout exceeded",
-	    "timeout_command or timeout_data expired" },
+	    "timeout_command or timeout_data expired (for BDAT, "
+	    "timeout_data runs from the first chunk of the message)" },
 	[REPLY_EARLY_TALKER] = { REPLY_EARLY_TALKER, 554, "5.5.0",
 	    "Error: SMTP protocol synchronization",
 	    "client sent data before the 220 greeting" },
@@ -154,6 +185,11 @@ reply_closes(enum reply_id id)
 {
 	const struct reply *r = reply_get(id);
 
+	/*
+	 * RFC 3030 2: the chunk's octets follow the BDAT line at once. When
+	 * the size cannot be read, neither can the end of the chunk, and
+	 * reading on would run message content as commands: close.
+	 */
 	return r->code == 421 || id == REPLY_EARLY_TALKER ||
-	    id == REPLY_UNAUTH_PIPELINING;
+	    id == REPLY_UNAUTH_PIPELINING || id == REPLY_BDAT_SYNTAX;
 }

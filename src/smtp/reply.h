@@ -4,7 +4,7 @@
  * table in prose, and tests/e2e/test_replies.py walks it.
  *
  * STANDARDS: RFC 5321 4.2 (reply codes), RFC 3463 and RFC 5248 (enhanced
- * status codes), RFC 2034 (ENHANCEDSTATUSCODES).
+ * status codes), RFC 2034 (ENHANCEDSTATUSCODES), RFC 3030 (BDAT).
  */
 #ifndef PETREL_SMTP_REPLY_H
 #define PETREL_SMTP_REPLY_H
@@ -18,6 +18,7 @@ enum reply_id {
 	REPLY_RCPT_OK,		/* 250 2.1.5 Ok */
 	REPLY_DATA_GO,		/* 354 */
 	REPLY_QUEUED,		/* 250 2.0.0 Ok: queued as %s */
+	REPLY_BDAT_OK,		/* 250 2.0.0 %s octets received */
 	REPLY_BYE,		/* 221 2.0.0 Bye */
 	REPLY_VRFY,		/* 252 2.0.0 */
 	REPLY_HELP,		/* 214 2.0.0 */
@@ -26,9 +27,14 @@ enum reply_id {
 	REPLY_NEED_RCPT,	/* 503 5.5.1 */
 	REPLY_NESTED_MAIL,	/* 503 5.5.1 */
 	REPLY_NO_VALID_RCPTS,	/* 554 5.5.1 */
+	REPLY_DATA_AFTER_BDAT,	/* 503 5.5.1 */
+	REPLY_RCPT_AFTER_BDAT,	/* 503 5.5.1 */
+	REPLY_BINARYMIME_DATA,	/* 503 5.5.1: BODY=BINARYMIME needs BDAT */
+	REPLY_BDAT_DISCARDED,	/* 503 5.5.1: BDAT after a refused BDAT */
 	REPLY_SYNTAX,		/* 501 5.5.4 */
 	REPLY_HELO_SYNTAX,	/* 501 5.5.4 */
 	REPLY_NO_ARGS,		/* 501 5.5.4 */
+	REPLY_BDAT_SYNTAX,	/* 501 5.5.4, closes: chunk end unknown */
 	REPLY_UNKNOWN_CMD,	/* 500 5.5.2 */
 	REPLY_LINE_TOO_LONG,	/* 500 5.5.2 */
 	REPLY_BAD_LINE,		/* 500 5.5.2: NUL or bare CR/LF in a command */
@@ -73,7 +79,10 @@ struct reply {
 
 const struct reply *reply_get(enum reply_id id);
 
-/* Is this reply fatal to the session (421 and the 554 defenses)? */
+/*
+ * Is this reply fatal to the session (421, the 554 defenses, and a BDAT
+ * whose chunk size cannot be read)?
+ */
 int reply_closes(enum reply_id id);
 
 #endif

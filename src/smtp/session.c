@@ -7,14 +7,23 @@
  * CR/LF and NUL, error count, unknown verb, state, arguments) so handlers
  * hold only what is specific to their command.
  *
+ * Message content comes by DATA (dot-stuffed, ended by CRLF.CRLF) or by
+ * BDAT chunks (RFC 3030: each chunk is exactly the announced number of
+ * octets); both stream through the same path into the spool writer, with
+ * the same Received: header, size, header-size and hop checks, and the
+ * same commit.
+ *
  * SECURITY: parses untrusted input from the network, with the daemon's
  * unprivileged user. Every line, recipient count, message size, header size
  * and session time has a limit. The session never writes files itself: the
- * message goes to the spool writer, and the 250 after DATA is sent only from
- * the spool's "durable" callback.
+ * message goes to the spool writer, and the 250 after DATA or BDAT LAST is
+ * sent only from the spool's "durable" callback. BDAT octets are never
+ * read as commands: a chunk that is refused is still read to its end and
+ * discarded, and a BDAT whose size cannot be parsed closes the session.
  * STANDARDS: RFC 5321 (3, 4.1, 4.2, 4.4, 4.5.3), RFC 2920 (PIPELINING),
  * RFC 1870 (SIZE), RFC 6152 (8BITMIME), RFC 2034 (ENHANCEDSTATUSCODES),
- * RFC 6531 (SMTPUTF8), RFC 3848 (with keywords).
+ * RFC 6531 (SMTPUTF8), RFC 3848 (with keywords), RFC 3030 (CHUNKING,
+ * BINARYMIME), RFC 3461 (DSN: parameters advertised, parsed and queued).
  * OWNERSHIP: the session owns its io, its transaction (envelope, spool
  * writer) and a reference to the runtime configuration it started with.
  */
@@ -74,19 +83,22 @@ enum smtp_state {
 	SMTP_STATE_HELO,	/* HELO/EHLO done, no transaction */
 	SMTP_STATE_MAIL,	/* MAIL accepted */
 	SMTP_STATE_RCPT,	/* at least one RCPT accepted */
-	SMTP_STATE_OPEN,	/* DATA: waiting for the spool file */
+	SMTP_STATE_OPEN,	/* DATA/first BDAT: waiting for the spool file */
 	SMTP_STATE_DATA,	/* reading message content */
 	SMTP_STATE_COMMIT,	/* waiting for the spool to make it durable */
 	SMTP_STATE_QUIT,	/* flushing the last reply, then close */
+	SMTP_STATE_BDAT,	/* reading (or discarding) a BDAT chunk */
+	SMTP_STATE_CHUNKING,	/* between the chunks of a BDAT message */
 };
 
 static const char *const smtp_state_names[] = {
 	"GREETING", "INIT", "HELO", "MAIL", "RCPT", "OPEN", "DATA", "COMMIT",
-	"QUIT",
+	"QUIT", "BDAT", "CHUNKING",
 };
 
 #define ST(x)		(1u << SMTP_STATE_##x)
-#define ST_SESSION	(ST(INIT) | ST(HELO) | ST(MAIL) | ST(RCPT))
+#define ST_SESSION	(ST(INIT) | ST(HELO) | ST(MAIL) | ST(RCPT) | \
+			    ST(CHUNKING))
 
 /* Command flags. */
 #define CMD_NOARGS	0x01	/* arguments are a 501 */
@@ -110,6 +122,12 @@ struct smtp_txn {
 	bool smtputf8;
 	bool failed;			/* a spool write failed */
 	int write_errno;
+
+	/* BDAT (RFC 3030) */
+	bool bdat;			/* content comes by BDAT: no DATA */
+	bool binary;			/* BODY=BINARYMIME: stored unchecked */
+	uint64_t bdat_size;		/* octets announced by its chunks */
+	uint64_t bdat_start;		/* time_mono_usec() of the first */
 
 	/* header accounting while DATA streams */
 	bool in_headers;
@@ -148,6 +166,18 @@ struct smtp_session {
 	struct smtp_txn txn;
 	struct smtp_data data;
 	struct buf chunk;
+
+	/*
+	 * The BDAT chunk being read (state BDAT). With refuse set, its octets
+	 * are discarded and refuse is the reply once they are read; the
+	 * session then returns to resume.
+	 */
+	uint64_t chunk_size;
+	uint64_t chunk_left;
+	bool chunk_last;
+	enum reply_id chunk_refuse;
+	enum smtp_state chunk_resume;
+	bool bdat_refused;		/* the last command was a refused BDAT */
 };
 
 struct smtp_cmd_def {
@@ -169,6 +199,7 @@ static void smtp_cmd_ehlo(struct smtp_session *, const char *);
 static void smtp_cmd_mail(struct smtp_session *, const char *);
 static void smtp_cmd_rcpt(struct smtp_session *, const char *);
 static void smtp_cmd_data(struct smtp_session *, const char *);
+static void smtp_cmd_bdat(struct smtp_session *, const char *);
 static void smtp_cmd_rset(struct smtp_session *, const char *);
 static void smtp_cmd_noop(struct smtp_session *, const char *);
 static void smtp_cmd_quit(struct smtp_session *, const char *);
@@ -191,7 +222,8 @@ static const struct smtp_cmd_def smtp_cmds[] = {
 	{ "EXPN", SMTP_CMD_EXPN, ST_SESSION, CMD_JUNK, smtp_cmd_notimpl },
 	{ "STARTTLS", SMTP_CMD_STARTTLS, ST_SESSION, 0, smtp_cmd_notimpl },
 	{ "AUTH", SMTP_CMD_AUTH, ST_SESSION, 0, smtp_cmd_notimpl },
-	{ "BDAT", SMTP_CMD_BDAT, ST_SESSION, 0, smtp_cmd_notimpl },
+	/* Every state that reads commands: a refused chunk is still read. */
+	{ "BDAT", SMTP_CMD_BDAT, ST_SESSION, 0, smtp_cmd_bdat },
 };
 
 static void smtp_session_iocb(struct io *, enum io_event, void *);
@@ -237,7 +269,14 @@ smtp_reply(struct smtp_session *s, enum reply_id id, const char *arg)
 		io_printf(s->io, "%d %s %s\r\n", r->code, r->enhanced, text);
 	else
 		io_printf(s->io, "%d %s\r\n", r->code, text);
-	if (r->code >= 400 && id != REPLY_TOO_MANY_RCPTS)
+	/*
+	 * RFC 3030 2: after a refused chunk a client "MUST NOT send any
+	 * additional BDAT segments", but those already pipelined arrive and
+	 * get REPLY_BDAT_DISCARDED: counted as junk (smtp_cmd_bdat), not as
+	 * errors, so a long pipeline does not end in 421.
+	 */
+	if (r->code >= 400 && id != REPLY_TOO_MANY_RCPTS &&
+	    id != REPLY_BDAT_DISCARDED)
 		s->errors++;
 	/*
 	 * Log error replies, but only the first few of a session: a client
@@ -422,8 +461,11 @@ smtp_session_shutdown(struct smtp_session *s)
 	switch (s->state) {
 	case SMTP_STATE_OPEN:
 	case SMTP_STATE_DATA:
+	case SMTP_STATE_BDAT:
 	case SMTP_STATE_COMMIT:
-		/* Let the message finish; 421 after its reply. */
+		/* Let the message (or chunk) finish; 421 after its reply.
+		 * Between chunks (CHUNKING) the 421 goes out at once: the
+		 * message is not complete, and nothing was acknowledged. */
 		s->closing = true;
 		break;
 	case SMTP_STATE_QUIT:
@@ -482,6 +524,7 @@ smtp_session_iocb(struct io *io, enum io_event ev, void *arg)
 		 * finish what it sent and flush the replies first.
 		 */
 		if (s->state != SMTP_STATE_DATA &&
+		    s->state != SMTP_STATE_BDAT &&
 		    s->state != SMTP_STATE_QUIT &&
 		    s->state != SMTP_STATE_GREETING) {
 			s->eof = true;
@@ -490,9 +533,12 @@ smtp_session_iocb(struct io *io, enum io_event ev, void *arg)
 		}
 		/* FALLTHROUGH */
 	case IO_ERROR:
-		if (s->state == SMTP_STATE_DATA)
-			log_info("smtp: client went away in DATA "
+		if (s->state == SMTP_STATE_DATA ||
+		    s->state == SMTP_STATE_BDAT ||
+		    s->state == SMTP_STATE_CHUNKING)
+			log_info("smtp: client went away in %s "
 			    "session=%016llx client=%s: message discarded",
+			    smtp_state_names[s->state],
 			    (unsigned long long)s->id, s->addr);
 		smtp_session_destroy(s);
 		break;
@@ -522,11 +568,15 @@ smtp_bad_state_reply(const struct smtp_session *s, enum smtp_cmd_id id)
 			return REPLY_NEED_HELO;
 		return REPLY_NESTED_MAIL;
 	case SMTP_CMD_RCPT:
+		if (s->state == SMTP_STATE_CHUNKING)
+			return REPLY_RCPT_AFTER_BDAT;
 		return REPLY_NEED_MAIL;
 	case SMTP_CMD_DATA:
 		if (s->state == SMTP_STATE_MAIL)
 			return s->txn.rcpt_refused > 0 ? REPLY_NO_VALID_RCPTS :
 			    REPLY_NEED_RCPT;
+		if (s->state == SMTP_STATE_CHUNKING)
+			return REPLY_DATA_AFTER_BDAT;	/* RFC 3030 2 */
 		return REPLY_NEED_MAIL;
 	default:
 		return REPLY_NEED_HELO;
@@ -544,6 +594,8 @@ smtp_dispatch(struct smtp_session *s, const char *line)
 		return;
 	}
 	smtp_parse_command(line, &cmd);
+	if (cmd.id != SMTP_CMD_BDAT)
+		s->bdat_refused = false;
 	def = smtp_cmd_find(cmd.id);
 	if (def == NULL) {
 		smtp_reply(s, REPLY_UNKNOWN_CMD, NULL);
@@ -636,6 +688,7 @@ smtp_read_command(struct smtp_session *s)
 }
 
 static void smtp_data_process(struct smtp_session *);
+static void smtp_bdat_process(struct smtp_session *);
 
 static void
 smtp_session_process(struct smtp_session *s)
@@ -645,6 +698,12 @@ smtp_session_process(struct smtp_session *s)
 		if (s->state == SMTP_STATE_DATA) {
 			smtp_data_process(s);
 			if (s->state == SMTP_STATE_DATA)
+				break;	/* need more input */
+			continue;
+		}
+		if (s->state == SMTP_STATE_BDAT) {
+			smtp_bdat_process(s);
+			if (s->state == SMTP_STATE_BDAT)
 				break;	/* need more input */
 			continue;
 		}
@@ -665,6 +724,7 @@ smtp_session_process(struct smtp_session *s)
 		if (smtp_read_command(s) == 0)
 			break;
 		if (s->state != SMTP_STATE_DATA &&
+		    s->state != SMTP_STATE_BDAT &&
 		    s->state != SMTP_STATE_QUIT &&
 		    s->state != SMTP_STATE_OPEN &&
 		    s->state != SMTP_STATE_COMMIT)
@@ -678,9 +738,15 @@ smtp_session_process(struct smtp_session *s)
 	}
 	if (s->eof && io_in_len(s->io) == 0 &&
 	    (s->state == SMTP_STATE_INIT || s->state == SMTP_STATE_HELO ||
-	    s->state == SMTP_STATE_MAIL || s->state == SMTP_STATE_RCPT))
+	    s->state == SMTP_STATE_MAIL || s->state == SMTP_STATE_RCPT ||
+	    s->state == SMTP_STATE_CHUNKING)) {
+		if (s->state == SMTP_STATE_CHUNKING)
+			log_info("smtp: client went away between BDAT chunks "
+			    "session=%016llx client=%s: message discarded",
+			    (unsigned long long)s->id, s->addr);
 		smtp_session_close(s);	/* nothing more will come */
-	else if (s->eof && s->state == SMTP_STATE_DATA)
+	} else if (s->eof && (s->state == SMTP_STATE_DATA ||
+	    s->state == SMTP_STATE_BDAT))
 		smtp_session_destroy(s);	/* the message is incomplete */
 }
 
@@ -704,11 +770,18 @@ smtp_hello(struct smtp_session *s, const char *args, bool esmtp)
 		smtp_reply(s, REPLY_HELO, c->hostname);
 		return;
 	}
+	/*
+	 * RFC 3030: CHUNKING, and BINARYMIME which needs it. RFC 3461: DSN;
+	 * its parameters are checked (parse.c) and kept in the queue file.
+	 */
 	io_printf(s->io,
 	    "250-%s\r\n"
 	    "250-PIPELINING\r\n"
 	    "250-SIZE %llu\r\n"
 	    "250-8BITMIME\r\n"
+	    "250-BINARYMIME\r\n"
+	    "250-CHUNKING\r\n"
+	    "250-DSN\r\n"
 	    "250-ENHANCEDSTATUSCODES\r\n"
 	    "250 SMTPUTF8\r\n",
 	    c->hostname, (unsigned long long)c->max_message_size);
@@ -983,7 +1056,28 @@ smtp_write_received(struct smtp_session *s)
 	return r;
 }
 
-/* The spool opened (or failed to open) the file for DATA. */
+/* A new message's content machine: DATA, or BDAT in chunked mode. */
+static void
+smtp_content_init(struct smtp_session *s)
+{
+	const struct conf *c = smtp_conf(s);
+	enum smtp_data_mode mode = c->bare_lf == CONF_BARE_LF_NORMALIZE ?
+	    SMTP_DATA_NORMALIZE : SMTP_DATA_STRICT;
+
+	if (s->txn.bdat)
+		smtp_data_init_chunked(&s->data, mode,
+		    (size_t)c->max_line_length);
+	else
+		smtp_data_init(&s->data, mode, (size_t)c->max_line_length);
+	s->txn.in_headers = true;
+	s->txn.line_start = true;
+}
+
+static void smtp_bdat_read(struct smtp_session *);
+static void smtp_bdat_refuse(struct smtp_session *, enum reply_id,
+    enum smtp_state);
+
+/* The spool opened (or failed to open) the file for DATA or a first BDAT. */
 static void
 smtp_opened(void *arg, uint64_t cookie, struct spool_writer *w, int error)
 {
@@ -1001,6 +1095,14 @@ smtp_opened(void *arg, uint64_t cookie, struct spool_writer *w, int error)
 	if (w == NULL) {
 		log_err("smtp: spool error session=%016llx error=\"%s\"",
 		    (unsigned long long)s->id, strerror(error));
+		if (s->txn.bdat) {
+			/* RFC 3030 2: read the chunk, then answer 452. */
+			smtp_txn_reset(s);
+			smtp_bdat_refuse(s, REPLY_SPOOL_ERROR,
+			    SMTP_STATE_HELO);
+			smtp_session_process(s);
+			return;
+		}
 		smtp_session_enter_state(s, SMTP_STATE_RCPT);
 		smtp_reply(s, REPLY_SPOOL_ERROR, NULL);
 		smtp_wait_command(s);
@@ -1018,11 +1120,13 @@ smtp_opened(void *arg, uint64_t cookie, struct spool_writer *w, int error)
 		s->txn.failed = true;
 		s->txn.write_errno = errno;
 	}
-	smtp_data_init(&s->data, c->bare_lf == CONF_BARE_LF_NORMALIZE ?
-	    SMTP_DATA_NORMALIZE : SMTP_DATA_STRICT,
-	    (size_t)c->max_line_length);
-	s->txn.in_headers = true;
-	s->txn.line_start = true;
+	smtp_content_init(s);
+	if (s->txn.bdat) {
+		/* Even with no input yet: "BDAT 0 LAST" needs none. */
+		smtp_bdat_read(s);
+		smtp_session_process(s);
+		return;
+	}
 	smtp_session_enter_state(s, SMTP_STATE_DATA);
 	smtp_reply(s, REPLY_DATA_GO, NULL);
 	io_set_deadline(s->io, (unsigned int)c->timeout_data);
@@ -1032,18 +1136,96 @@ smtp_opened(void *arg, uint64_t cookie, struct spool_writer *w, int error)
 		io_reschedule(s->io);
 }
 
+/*
+ * Creating the file allocates an inode, which can take milliseconds: a
+ * spool thread does it, and the message goes on (354 for DATA, reading
+ * the chunk for BDAT) when it is done.
+ */
 static void
-smtp_cmd_data(struct smtp_session *s, const char *args)
+smtp_open_message(struct smtp_session *s)
 {
-	(void)args;
-	/*
-	 * Creating the file allocates an inode, which can take milliseconds:
-	 * a spool thread does it, and the 354 goes out when it is done.
-	 */
 	smtp_session_enter_state(s, SMTP_STATE_OPEN);
 	io_set_deadline(s->io, 0);
 	io_pause_read(s->io);
 	spool_writer_open(s->srv->spool, smtp_opened, s->srv, s->id);
+}
+
+static void
+smtp_cmd_data(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	/* RFC 3030 3: BINARYMIME content cannot be dot-stuffed text. */
+	if (s->txn.env.body == SMTP_BODY_BINARYMIME) {
+		smtp_reply(s, REPLY_BINARYMIME_DATA, NULL);
+		return;
+	}
+	smtp_open_message(s);
+}
+
+/*
+ * BDAT <size> [LAST] (RFC 3030 2). The chunk's octets follow the command
+ * line at once, so whatever the answer is, exactly <size> octets are read
+ * before it is given: a refused chunk is read and discarded (the server
+ * "MUST accept and discard the associated message data before sending
+ * the appropriate 5XX or 4XX code"), and message content is never taken
+ * for commands. That holds for any size that parses, however large: the
+ * octets are counted, not kept, and timeout_data bounds how long that
+ * takes. Only a size that cannot be parsed leaves the end of the chunk
+ * unknown; REPLY_BDAT_SYNTAX then closes the session rather than read
+ * octets of unknown extent as commands (the smuggling hazard).
+ *
+ * The size is checked against what is left of max_message_size before
+ * anything is read, so an oversized chunk is never spooled.
+ */
+static void
+smtp_cmd_bdat(struct smtp_session *s, const char *args)
+{
+	const struct conf *c = smtp_conf(s);
+	enum reply_id refuse = REPLY_NONE;
+	enum smtp_state resume = s->state;
+	uint64_t size;
+	bool last;
+
+	if (smtp_parse_bdat(args, &size, &last) == -1) {
+		smtp_reply(s, REPLY_BDAT_SYNTAX, NULL);
+		return;
+	}
+	s->chunk_size = size;
+	s->chunk_left = size;
+	s->chunk_last = last;
+	if (s->bdat_refused) {
+		/* Pipelined behind a refused chunk: junk, not an error. */
+		if (++s->junk > SMTP_JUNK_MAX)
+			s->errors++;
+		refuse = REPLY_BDAT_DISCARDED;
+	} else if (s->state == SMTP_STATE_INIT)
+		refuse = REPLY_NEED_HELO;
+	else if (s->state == SMTP_STATE_HELO)
+		refuse = REPLY_NEED_MAIL;
+	else if (s->state == SMTP_STATE_MAIL)
+		refuse = s->txn.rcpt_refused > 0 ? REPLY_NO_VALID_RCPTS :
+		    REPLY_NEED_RCPT;
+	else if (size > c->max_message_size - s->txn.bdat_size) {
+		/* RCPT or CHUNKING: the message would be too big. */
+		smtp_txn_reset(s);
+		refuse = REPLY_SIZE_EXCEEDED;
+		resume = SMTP_STATE_HELO;
+	}
+	if (refuse != REPLY_NONE) {
+		smtp_bdat_refuse(s, refuse, resume);
+		return;
+	}
+	s->txn.bdat_size += size;
+	if (size == 0 && !last && ++s->junk > SMTP_JUNK_MAX)
+		s->errors++;		/* an empty chunk adds nothing */
+	if (!s->txn.bdat) {
+		s->txn.bdat = true;
+		s->txn.binary = s->txn.env.body == SMTP_BODY_BINARYMIME;
+		s->txn.bdat_start = time_mono_usec();
+		smtp_open_message(s);
+		return;
+	}
+	smtp_bdat_read(s);
 }
 
 static void
@@ -1092,7 +1274,7 @@ smtp_cmd_notimpl(struct smtp_session *s, const char *args)
 	smtp_reply(s, REPLY_NOT_IMPLEMENTED, NULL);
 }
 
-/* ---- DATA ---- */
+/* ---- DATA and BDAT content ---- */
 
 /* Count header bytes and Received: lines in content as it streams. */
 static void
@@ -1126,7 +1308,8 @@ smtp_scan_headers(struct smtp_txn *t, const char *p, size_t len)
 	}
 }
 
-static void smtp_data_end(struct smtp_session *);
+static void smtp_message_end(struct smtp_session *);
+static enum reply_id smtp_data_verdict(const struct smtp_session *);
 
 /* The spool caught up with a session that stopped reading for it. */
 static void
@@ -1134,18 +1317,58 @@ smtp_spool_drained(void *arg, uint64_t cookie)
 {
 	struct smtp_session *s = smtp_server_find(arg, cookie);
 
-	if (s == NULL || !s->spool_blocked || s->state != SMTP_STATE_DATA)
+	if (s == NULL || !s->spool_blocked ||
+	    (s->state != SMTP_STATE_DATA && s->state != SMTP_STATE_BDAT))
 		return;
 	s->spool_blocked = false;
 	io_resume_read(s->io);
 	smtp_session_process(s);
 }
 
+/*
+ * Hand message content (DATA after unstuffing, BDAT octets) to the spool:
+ * header accounting first, then the write unless the message has already
+ * failed or grown past max_message_size (reading goes on to its end;
+ * smtp_data_verdict() says why it failed).
+ */
+static void
+smtp_content_put(struct smtp_session *s, const char *p, size_t len)
+{
+	if (len == 0)
+		return;
+	if (s->txn.in_headers)
+		smtp_scan_headers(&s->txn, p, len);
+	if (s->txn.failed || s->data.size > smtp_conf(s)->max_message_size)
+		return;
+	if (spool_writer_write(s->txn.writer, p, len) == -1) {
+		s->txn.failed = true;
+		s->txn.write_errno = errno;
+	}
+}
+
+/*
+ * The disk lags: stop reading until it catches up, so the message never
+ * piles up in memory. Returns true when reading stopped.
+ */
+static bool
+smtp_spool_lags(struct smtp_session *s)
+{
+	if (s->txn.failed ||
+	    spool_writer_pending(s->txn.writer) <= SMTP_SPOOL_LAG_MAX)
+		return false;
+	s->spool_blocked = true;
+	log_debug("smtp: session=%016llx spool lags pending=%zu: reading "
+	    "paused", (unsigned long long)s->id,
+	    spool_writer_pending(s->txn.writer));
+	io_pause_read(s->io);
+	spool_writer_notify(s->txn.writer, SMTP_SPOOL_LAG_LOW,
+	    smtp_spool_drained, s->srv, s->id);
+	return true;
+}
+
 static void
 smtp_data_process(struct smtp_session *s)
 {
-	const struct conf *c = smtp_conf(s);
-
 	if (s->spool_blocked)
 		return;
 	while (!s->data.done) {
@@ -1159,36 +1382,161 @@ smtp_data_process(struct smtp_session *s)
 		buf_reset(&s->chunk);
 		n = smtp_data_feed(&s->data, p, len, &s->chunk);
 		io_in_drain(s->io, n);
-		if (s->chunk.len == 0)
-			continue;
-		if (s->txn.in_headers)
-			smtp_scan_headers(&s->txn, s->chunk.data,
-			    s->chunk.len);
-		if (s->txn.failed || s->data.size > c->max_message_size)
-			continue;	/* keep reading to the final dot */
-		if (spool_writer_write(s->txn.writer, s->chunk.data,
-		    s->chunk.len) == -1) {
-			s->txn.failed = true;
-			s->txn.write_errno = errno;
-			continue;
-		}
-		if (!s->data.done &&
-		    spool_writer_pending(s->txn.writer) > SMTP_SPOOL_LAG_MAX) {
-			/* The disk lags: stop reading until it catches up,
-			 * so the message never piles up in memory. */
-			s->spool_blocked = true;
-			log_debug("smtp: session=%016llx spool lags "
-			    "pending=%zu: reading paused",
-			    (unsigned long long)s->id,
-			    spool_writer_pending(s->txn.writer));
-			io_pause_read(s->io);
-			spool_writer_notify(s->txn.writer, SMTP_SPOOL_LAG_LOW,
-			    smtp_spool_drained, s->srv, s->id);
+		smtp_content_put(s, s->chunk.data, s->chunk.len);
+		if (!s->data.done && smtp_spool_lags(s))
 			return;
-		}
 	}
-	smtp_data_end(s);
+	smtp_message_end(s);
 }
+
+/* After a reply that ends a chunk or a message: 421 if shutting down. */
+static void
+smtp_after_reply(struct smtp_session *s)
+{
+	if (s->state == SMTP_STATE_QUIT)
+		return;
+	if (s->closing)
+		smtp_reply(s, REPLY_SHUTDOWN, smtp_conf(s)->hostname);
+	else
+		smtp_wait_command(s);
+}
+
+/* ---- BDAT ---- */
+
+/* Start reading the current chunk (state BDAT). */
+static void
+smtp_bdat_read(struct smtp_session *s)
+{
+	uint64_t limit = smtp_conf(s)->timeout_data, spent;
+
+	if (s->chunk_refuse == REPLY_NONE) {
+		/* timeout_data bounds the whole message, as for DATA. */
+		spent = (time_mono_usec() - s->txn.bdat_start) / 1000000;
+		limit = spent < limit ? limit - spent : 1;
+	}
+	smtp_session_enter_state(s, SMTP_STATE_BDAT);
+	io_set_deadline(s->io, (unsigned int)limit);
+}
+
+/*
+ * Read and discard the current chunk, then answer reply and go on in
+ * state resume. A BDAT pipelined right behind it is discarded too
+ * (REPLY_BDAT_DISCARDED) until another command comes.
+ */
+static void
+smtp_bdat_refuse(struct smtp_session *s, enum reply_id reply,
+    enum smtp_state resume)
+{
+	s->chunk_refuse = reply;
+	s->chunk_resume = resume;
+	s->bdat_refused = true;
+	smtp_bdat_read(s);
+}
+
+/* A transaction failed: forget it, answer, and refuse later chunks. */
+static void
+smtp_message_fail(struct smtp_session *s, enum reply_id verdict)
+{
+	if (verdict == REPLY_SPOOL_ERROR)
+		log_err("smtp: spool write failed session=%016llx "
+		    "error=\"%s\"", (unsigned long long)s->id,
+		    strerror(s->txn.write_errno));
+	if (s->txn.bdat)
+		s->bdat_refused = true;
+	smtp_txn_reset(s);
+	smtp_session_enter_state(s, SMTP_STATE_HELO);
+	smtp_reply(s, verdict, NULL);
+	smtp_after_reply(s);
+}
+
+static void
+smtp_bdat_chunk_end(struct smtp_session *s)
+{
+	enum reply_id reply = s->chunk_refuse;
+	char n[24];
+
+	if (reply != REPLY_NONE) {
+		s->chunk_refuse = REPLY_NONE;
+		smtp_session_enter_state(s, s->chunk_resume);
+		smtp_reply(s, reply, NULL);
+		smtp_after_reply(s);
+		return;
+	}
+	if (s->chunk_last) {
+		if (!s->txn.binary) {
+			buf_reset(&s->chunk);
+			smtp_data_finish(&s->data, &s->chunk);
+			smtp_content_put(s, s->chunk.data, s->chunk.len);
+		}
+		smtp_message_end(s);
+		return;
+	}
+	/*
+	 * Say so as soon as the message is known to be bad: RFC 3030 2, a
+	 * client stops sending chunks after a 4xx or 5xx.
+	 */
+	reply = smtp_data_verdict(s);
+	if (reply != REPLY_NONE) {
+		smtp_message_fail(s, reply);
+		return;
+	}
+	smtp_session_enter_state(s, SMTP_STATE_CHUNKING);
+	snprintf(n, sizeof(n), "%llu", (unsigned long long)s->chunk_size);
+	smtp_reply(s, REPLY_BDAT_OK, n);
+	smtp_after_reply(s);
+}
+
+/*
+ * Read the current chunk: exactly chunk_size octets, no end-of-data
+ * search, no dot-unstuffing. BINARYMIME octets go to the spool as they
+ * are. 7BIT and 8BITMIME content goes through the DATA machine in chunked
+ * mode, which applies DATA's bare CR/LF policy (bare_lf reject or
+ * normalize), its NUL and its line length checks: RFC 3030 2 leaves such
+ * a message a text message that "MUST" follow the line rules of its body
+ * type, and once queued it may be relayed by DATA, where a bare LF is
+ * the smuggling hazard; only BINARYMIME (RFC 3030 3) is exempt. Nothing
+ * of this can end the chunk early.
+ */
+static void
+smtp_bdat_process(struct smtp_session *s)
+{
+	if (s->spool_blocked)
+		return;
+	while (s->chunk_left > 0) {
+		size_t len;
+		const char *p = io_in_peek(s->io, &len);
+
+		if (len == 0)
+			return;
+		if (len > s->chunk_left)
+			len = (size_t)s->chunk_left;
+		if (len > SMTP_DATA_FEED_MAX)
+			len = SMTP_DATA_FEED_MAX;
+		if (s->chunk_refuse == REPLY_NONE && s->txn.binary)
+			smtp_content_put(s, p, len);
+		else if (s->chunk_refuse == REPLY_NONE) {
+			buf_reset(&s->chunk);
+			(void)smtp_data_feed(&s->data, p, len, &s->chunk);
+			smtp_content_put(s, s->chunk.data, s->chunk.len);
+		}
+		io_in_drain(s->io, len);
+		s->chunk_left -= len;
+		if (s->chunk_refuse == REPLY_NONE && s->chunk_left > 0 &&
+		    smtp_spool_lags(s))
+			return;
+	}
+	/*
+	 * Between chunks too: many small pipelined chunks would otherwise
+	 * never meet the check above. LAST goes to the commit, which
+	 * writes what is pending anyway.
+	 */
+	if (s->chunk_refuse == REPLY_NONE && !s->chunk_last &&
+	    smtp_spool_lags(s))
+		return;
+	smtp_bdat_chunk_end(s);
+}
+
+/* ---- the end of a message ---- */
 
 static void
 smtp_committed(void *arg, uint64_t cookie, const char *id, int error)
@@ -1238,6 +1586,12 @@ smtp_committed(void *arg, uint64_t cookie, const char *id, int error)
 		io_reschedule(s->io);	/* pipelined commands wait */
 }
 
+/*
+ * Why the message so far cannot be accepted, or REPLY_NONE. For
+ * BINARYMIME the DATA machine sees nothing, so only the size (checked
+ * per chunk, before reading), header and hop limits and spool errors
+ * apply.
+ */
 static enum reply_id
 smtp_data_verdict(const struct smtp_session *s)
 {
@@ -1262,25 +1616,15 @@ smtp_data_verdict(const struct smtp_session *s)
 	return REPLY_NONE;
 }
 
+/* The final dot or BDAT LAST: refuse, or commit and answer when durable. */
 static void
-smtp_data_end(struct smtp_session *s)
+smtp_message_end(struct smtp_session *s)
 {
 	struct smtp_commit *cm;
 	enum reply_id verdict = smtp_data_verdict(s);
 
 	if (verdict != REPLY_NONE) {
-		if (verdict == REPLY_SPOOL_ERROR)
-			log_err("smtp: spool write failed session=%016llx "
-			    "error=\"%s\"", (unsigned long long)s->id,
-			    strerror(s->txn.write_errno));
-		smtp_txn_reset(s);
-		smtp_session_enter_state(s, SMTP_STATE_HELO);
-		smtp_reply(s, verdict, NULL);
-		if (s->state != SMTP_STATE_QUIT && s->closing)
-			smtp_reply(s, REPLY_SHUTDOWN,
-			    smtp_conf(s)->hostname);
-		else if (s->state != SMTP_STATE_QUIT)
-			smtp_wait_command(s);
+		smtp_message_fail(s, verdict);
 		return;
 	}
 	cm = xcalloc(1, sizeof(*cm));

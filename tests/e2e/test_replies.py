@@ -3,7 +3,8 @@ test_replies.py: every reply the SMTP server can send.
 
 1. The command table across every session state: for each state (fresh
    after the greeting, after HELO, after EHLO, inside MAIL, after an
-   accepted RCPT, after only a refused RCPT) every command is sent with
+   accepted RCPT, after only a refused RCPT, between BDAT chunks) every
+   command is sent with
    valid and invalid arguments, the code and enhanced code are checked
    against STATE_TABLE, and a probe (MAIL) checks the state the session is
    in afterwards.
@@ -146,7 +147,7 @@ def assert_in_sync(c):
 
 # ---- 1. the command table across every state ----
 
-STATES = ["fresh", "helo", "ehlo", "mail", "rcpt", "badrcpt"]
+STATES = ["fresh", "helo", "ehlo", "mail", "rcpt", "badrcpt", "bdat"]
 
 
 def enter_state(c, state):
@@ -163,11 +164,14 @@ def enter_state(c, state):
     if state == "ehlo":
         return
     send_expect(c, "MAIL FROM:<sender@remote.test>", "REPLY_MAIL_OK")
-    if state == "rcpt":
+    if state in ("rcpt", "bdat"):
         send_expect(c, "RCPT TO:<alice@example.test>", "REPLY_RCPT_OK")
     elif state == "badrcpt":
         send_expect(c, "RCPT TO:<nobody@example.test>",
                     "REPLY_UNKNOWN_USER", "nobody@example.test")
+    if state == "bdat":
+        # send_expect adds the CRLF that ends the 11-octet chunk
+        send_expect(c, b"BDAT 11\r\nX-Walk: 1", "REPLY_BDAT_OK", "11")
 
 
 OK250 = (250, None)
@@ -240,7 +244,12 @@ COMMANDS = {
     "EXPN": ("EXPN team", per_state(NOTIMPL), "same"),
     "STARTTLS": ("STARTTLS", per_state(NOTIMPL), "same"),
     "AUTH": ("AUTH PLAIN AGFsaWNlAHNlY3JldA==", per_state(NOTIMPL), "same"),
-    "BDAT": ("BDAT 0 LAST", per_state(NOTIMPL), "same"),
+    # A message of one empty chunk (or the last, empty chunk).
+    "BDAT": ("BDAT 0 LAST", per_state(SEQ, rcpt=(250, "2.0.0"),
+                                      bdat=(250, "2.0.0"),
+                                      badrcpt=(554, "5.5.1")), "data"),
+    # The end of the chunk is unknown: 501, and the connection closes.
+    "BDAT-bad": ("BDAT x", per_state(SYN), None),
     "unknown": ("FOOBAR baz", per_state(UNKNOWN), "same"),
     "empty": ("", per_state(UNKNOWN), "same"),
     "lowercase": ("noop", per_state((250, "2.0.0")), "same"),
@@ -253,7 +262,7 @@ def state_after(state, after):
     if after == "reset":
         return state if state in ("fresh", "helo", "ehlo") else "ehlo"
     if after == "data":
-        return "ehlo" if state == "rcpt" else state
+        return "ehlo" if state in ("rcpt", "bdat") else state
     if after == "ehlo" or after == "helo":
         return after
     if after in ("mail", "rcpt"):
@@ -338,9 +347,9 @@ def test_ehlo_extensions(petrel):
         assert code == 250
         assert lines[0] == HOST
         assert sorted(lines[1:]) == sorted([
-            "PIPELINING", "SIZE 36700160", "8BITMIME",
-            "ENHANCEDSTATUSCODES", "SMTPUTF8"]), lines
-        for name in ("STARTTLS", "AUTH", "CHUNKING"):
+            "PIPELINING", "SIZE 36700160", "8BITMIME", "BINARYMIME",
+            "CHUNKING", "DSN", "ENHANCEDSTATUSCODES", "SMTPUTF8"]), lines
+        for name in ("STARTTLS", "AUTH"):
             assert not any(l.startswith(name) for l in lines), lines
 
 
@@ -452,9 +461,59 @@ def test_not_implemented(petrel):
     with petrel.raw() as c:
         greet(c)
         for line in ("EXPN team", "EXPN", "STARTTLS", "AUTH PLAIN",
-                     "AUTH LOGIN", "BDAT 0 LAST"):
+                     "AUTH LOGIN"):
             send_expect(c, line, "REPLY_NOT_IMPLEMENTED")
         assert_in_sync(c)
+
+
+def test_bdat_replies(make_petrel):
+    """RFC 3030: a chunk's reply, DATA and RCPT after BDAT, a chunk over
+    max_message_size, and the chunks pipelined behind it (discarded, and
+    not counted as errors: with max_errors 4, two more errors after the
+    first three would end in 421). send_expect adds the CRLF that ends
+    each chunk."""
+    p = make_petrel(extra_conf="max_message_size 100\nmax_errors 4")
+    with p.raw() as c:
+        start_txn(c)
+        send_expect(c, b"BDAT 17\r\nSubject: chunks", "REPLY_BDAT_OK",
+                    "17")
+        send_expect(c, "DATA", "REPLY_DATA_AFTER_BDAT")
+        send_expect(c, "RCPT TO:<bob@example.test>",
+                    "REPLY_RCPT_AFTER_BDAT")
+        c.send(b"BDAT 85\r\n" + b"x" * 85 + b"BDAT 4\r\nNOOP" +
+               b"BDAT 0 LAST\r\n")
+        expect_reply(c, "REPLY_SIZE_EXCEEDED")
+        expect_reply(c, "REPLY_BDAT_DISCARDED")
+        expect_reply(c, "REPLY_BDAT_DISCARDED")
+        send_expect(c, "RSET", "REPLY_OK")
+        send_expect(c, "MAIL FROM:<a@remote.test>", "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<alice@example.test>", "REPLY_RCPT_OK")
+        send_expect(c, b"BDAT 16\r\nSubject: small", "REPLY_BDAT_OK",
+                    "16")
+        [qid] = send_expect(c, b"BDAT 8 LAST\r\n\r\nbody", "REPLY_QUEUED")
+        assert_in_sync(c)
+    [f] = p.wait_delivered("alice@example.test", 1)
+    expected_maildir_bytes("a@remote.test",
+                           b"Subject: small\r\n\r\nbody\r\n", f,
+                           queue_id=qid)
+
+
+def test_binarymime_data_503(petrel):
+    with petrel.raw() as c:
+        greet(c)
+        send_expect(c, "MAIL FROM:<a@remote.test> BODY=BINARYMIME",
+                    "REPLY_MAIL_OK")
+        send_expect(c, "RCPT TO:<alice@example.test>", "REPLY_RCPT_OK")
+        send_expect(c, "DATA", "REPLY_BINARYMIME_DATA")
+        assert_in_sync(c)
+
+
+def test_bdat_syntax_closes(petrel):
+    with petrel.raw() as c:
+        start_txn(c)
+        send_expect(c, "BDAT 12x LAST", "REPLY_BDAT_SYNTAX")
+        c.wait_closed()
+    assert petrel.queue_ids() == []
 
 
 def test_line_too_long_513(petrel):
@@ -1123,7 +1182,13 @@ COVERAGE = {
     "REPLY_MAIL_OK": ["test_ok_mail_rcpt_data_queued_bye"],
     "REPLY_RCPT_OK": ["test_ok_mail_rcpt_data_queued_bye"],
     "REPLY_DATA_GO": ["test_ok_mail_rcpt_data_queued_bye"],
-    "REPLY_QUEUED": ["test_ok_mail_rcpt_data_queued_bye"],
+    "REPLY_QUEUED": ["test_ok_mail_rcpt_data_queued_bye", "test_bdat_replies"],
+    "REPLY_BDAT_OK": ["test_bdat_replies"],
+    "REPLY_DATA_AFTER_BDAT": ["test_bdat_replies"],
+    "REPLY_RCPT_AFTER_BDAT": ["test_bdat_replies"],
+    "REPLY_BINARYMIME_DATA": ["test_binarymime_data_503"],
+    "REPLY_BDAT_DISCARDED": ["test_bdat_replies"],
+    "REPLY_BDAT_SYNTAX": ["test_bdat_syntax_closes"],
     "REPLY_BYE": ["test_ok_mail_rcpt_data_queued_bye"],
     "REPLY_VRFY": ["test_vrfy_help"],
     "REPLY_HELP": ["test_vrfy_help"],
@@ -1155,7 +1220,8 @@ COVERAGE = {
     "REPLY_TOO_MANY_RCPTS": ["test_too_many_recipients_452",
                              "test_too_many_recipients_after_expansion_452"],
     "REPLY_SIZE_EXCEEDED": ["test_size_over_limit_552",
-                            "test_message_over_max_size_while_receiving"],
+                            "test_message_over_max_size_while_receiving",
+                            "test_bdat_replies"],
     "REPLY_DATA_LINE_LONG": ["test_data_line_over_max_line_length",
                              "test_data_line_100k_default_limit"],
     "REPLY_HEADER_TOO_BIG": ["test_header_too_big_552"],
@@ -1251,11 +1317,13 @@ table in `src/smtp/reply.c` (named by `enum reply_id` in
 `src/smtp/reply.h`). Handlers never write reply text themselves, so this
 is the complete list. `%s` is filled in when the reply is sent: the
 server's hostname (greeting, HELO/EHLO and the 421 replies), the queue ID
-(`REPLY_QUEUED`), the offending ESMTP keyword (the 555 and 501 parameter
-replies) or the recipient address.
+(`REPLY_QUEUED`), the chunk size (`REPLY_BDAT_OK`), the offending ESMTP
+keyword (the 555 and 501 parameter replies) or the recipient address.
 
-Replies with code 421, and the two 554 5.5.0 synchronization replies, close
-the connection after they are sent (`reply_closes()`).
+Replies with code 421, the two 554 5.5.0 synchronization replies, and
+`REPLY_BDAT_SYNTAX` (a BDAT whose chunk size cannot be read, so that where
+its octets end is unknown) close the connection after they are sent
+(`reply_closes()`).
 
 `tests/e2e/test_replies.py` checks that this table and `reply.c` list the
 same rows with the same code, enhanced code, text and trigger, and makes

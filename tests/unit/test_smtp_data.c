@@ -2,8 +2,11 @@
  * test_smtp_data.c: the DATA sub-machine (src/smtp/data.c): end of data,
  * dot-unstuffing, bare CR/LF, NUL, long lines, output cap, pipelined
  * bytes, and every SMTP smuggling variant from the shared conformance
- * file. Every case is fed at once, one byte at a time, in 3-byte chunks
- * and split in two at every offset, with identical results required.
+ * file; and its chunked mode for BDAT (no end of data, no unstuffing,
+ * the same line checks, a CR pending at the end flushed by
+ * smtp_data_finish()). Every case is fed at once, one byte at a time, in
+ * 3-byte chunks and split in two at every offset, with identical results
+ * required.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,6 +35,12 @@ struct result {
 };
 
 /*
+ * Set by the BDAT tests: run() then uses the chunked machine and calls
+ * smtp_data_finish() after the last piece, as the session does at LAST.
+ */
+static bool chunked;
+
+/*
  * Feed in[0..len) in pieces: chunk octets at a time (0: all at once), or
  * when split > 0 first in[0..split) and then the rest.
  */
@@ -43,7 +52,10 @@ run(const char *in, size_t len, enum smtp_data_mode mode, size_t max_line,
 	struct buf out;
 	size_t off = 0, n, c;
 
-	smtp_data_init(&d, mode, max_line);
+	if (chunked)
+		smtp_data_init_chunked(&d, mode, max_line);
+	else
+		smtp_data_init(&d, mode, max_line);
 	buf_init(&out, outmax);
 	while (off < len) {
 		if (split > 0)
@@ -65,6 +77,8 @@ run(const char *in, size_t len, enum smtp_data_mode mode, size_t max_line,
 	if (d.done && off < len &&
 	    smtp_data_feed(&d, in + off, len - off, &out) != 0)
 		fail_msg("feed after done consumed input");
+	if (chunked)
+		smtp_data_finish(&d, &out);
 	r->out = malloc(out.len + 1);
 	assert_non_null(r->out);
 	memcpy(r->out, buf_str(&out), out.len + 1);
@@ -481,6 +495,7 @@ static void
 oracle(const char *in, size_t len, enum smtp_data_mode mode,
     struct result *r)
 {
+	/* Chunked (BDAT): nothing is unstuffed. */
 	char *u, *o;
 	size_t i, n = 0, k = 0;
 	bool bare;
@@ -490,8 +505,8 @@ oracle(const char *in, size_t len, enum smtp_data_mode mode,
 	assert_non_null(u);
 	assert_non_null(o);
 	for (i = 0; i < len; i++) {
-		if (in[i] == '.' && (i == 0 || (i >= 2 && in[i - 1] == '\n' &&
-		    in[i - 2] == '\r')))
+		if (!chunked && in[i] == '.' && (i == 0 || (i >= 2 &&
+		    in[i - 1] == '\n' && in[i - 2] == '\r')))
 			continue;
 		u[n++] = in[i];
 	}
@@ -583,6 +598,133 @@ test_data_smuggling(void **state)
 	}
 }
 
+/* ---- chunked mode (BDAT) ---- */
+
+static const struct data_case chunked_cases[] = {
+	{ "nothing", S(""), STRICT, 1000, BIG, S(""), 0, false,
+	    0, 0, 0, 0, 0 },
+	{ "dot lines are content", S(".\r\n..x\r\n"), STRICT, 1000, BIG,
+	    S(".\r\n..x\r\n"), 8, false, 8, 0, 0, 0, 0 },
+	{ "CRLF.CRLF is content", S("a\r\n.\r\nMAIL FROM:<x@y>\r\n"),
+	    STRICT, 1000, BIG, S("a\r\n.\r\nMAIL FROM:<x@y>\r\n"), 23,
+	    false, 23, 0, 0, 0, 0 },
+	{ "no final CRLF", S("a\r\nb"), STRICT, 1000, BIG, S("a\r\nb"), 4,
+	    false, 4, 0, 0, 0, 0 },
+	{ "bare LF strict", S("a\nb\r\n"), STRICT, 1000, BIG,
+	    S("a\nb\r\n"), 5, false, 5, 0, 1, 0, 0 },
+	{ "bare LF normalize", S("a\nb\r\n"), NORM, 1000, BIG,
+	    S("a\r\nb\r\n"), 5, false, 6, 0, 1, 0, 0 },
+	{ "trailing CR strict", S("a\r"), STRICT, 1000, BIG, S("a\r"), 2,
+	    false, 2, 1, 0, 0, 0 },
+	{ "trailing CR normalize", S("a\r"), NORM, 1000, BIG, S("a\r\n"),
+	    2, false, 3, 1, 0, 0, 0 },
+	{ "CR CR LF", S("a\r\r\n"), STRICT, 1000, BIG, S("a\r\r\n"), 4,
+	    false, 4, 1, 0, 0, 0 },
+	{ "LF dot CRLF", S("a\n.\r\n"), NORM, 1000, BIG,
+	    S("a\r\n.\r\n"), 5, false, 6, 0, 1, 0, 0 },
+	{ "NUL counted and kept", S("\0a\r\n"), STRICT, 1000, BIG,
+	    S("\0a\r\n"), 4, false, 4, 0, 0, 1, 0 },
+	{ "long line cut and counted", S("abcdefg\r\nxy\r\n"), STRICT, 4,
+	    BIG, S("abcd\r\nxy\r\n"), 13, false, 10, 0, 0, 0, 1 },
+};
+
+static void
+test_chunked_cases(void **state)
+{
+	const struct data_case *c;
+	struct result want;
+	size_t i;
+
+	(void)state;
+	chunked = true;
+	for (i = 0; i < sizeof(chunked_cases) / sizeof(chunked_cases[0]);
+	    i++) {
+		c = &chunked_cases[i];
+		want.out = (char *)c->out;
+		want.out_len = c->out_len;
+		want.consumed = c->consumed;
+		want.done = c->done;
+		want.size = c->size;
+		want.bare_cr = c->bare_cr;
+		want.bare_lf = c->bare_lf;
+		want.nul = c->nul;
+		want.long_lines = c->long_lines;
+		run_all_ways(c->name, c->in, c->in_len, c->mode, c->max_line,
+		    c->outmax, &want);
+	}
+	chunked = false;
+}
+
+/*
+ * Every smuggling variant, and the final dot and the command after it, is
+ * plain content of a BDAT chunk: nothing ends it, nothing is unstuffed,
+ * and the result is the oracle's (bare CR/LF counted and, in NORMALIZE
+ * mode, turned into CRLF, as for DATA).
+ */
+static void
+test_chunked_smuggling(void **state)
+{
+	static const char pre[] = "hello";
+	static const char post[] =
+	    "MAIL FROM:<x@y>\r\nDATA\r\nSMUGGLED\r\n.\r\nQUIT\r\n";
+	static const enum smtp_data_mode modes[] = { SMTP_DATA_STRICT,
+		SMTP_DATA_NORMALIZE };
+	struct variant v[VARIANTS_MAX];
+	struct result want;
+	char msg[256], name[128];
+	size_t nv, i, m, len;
+
+	(void)state;
+	nv = variants_load(v, VARIANTS_MAX);
+	if (nv < 26)
+		fail_msg("variants: got %zu, want at least 26", nv);
+	chunked = true;
+	for (i = 0; i < nv; i++) {
+		len = 0;
+		memcpy(msg + len, pre, sizeof(pre) - 1);
+		len += sizeof(pre) - 1;
+		memcpy(msg + len, v[i].bytes, v[i].len);
+		len += v[i].len;
+		memcpy(msg + len, post, sizeof(post) - 1);
+		len += sizeof(post) - 1;
+		for (m = 0; m < 2; m++) {
+			if ((size_t)snprintf(name, sizeof(name),
+			    "chunked %s \"%.40s\" %s", v[i].name,
+			    test_escn(v[i].bytes, v[i].len),
+			    m == 0 ? "strict" : "normalize") >= sizeof(name))
+				name[sizeof(name) - 1] = '\0';
+			oracle(msg, len, modes[m], &want);
+			want.consumed = len;
+			want.done = false;
+			run_all_ways(name, msg, len, modes[m], 1000, BIG,
+			    &want);
+			free(want.out);
+		}
+	}
+	chunked = false;
+}
+
+/* smtp_data_finish() does nothing to a DATA machine after its dot. */
+static void
+test_finish_after_dot(void **state)
+{
+	struct smtp_data d;
+	struct buf out;
+
+	(void)state;
+	smtp_data_init(&d, SMTP_DATA_NORMALIZE, 1000);
+	buf_init(&out, BIG);
+	assert_int_equal(smtp_data_feed(&d, "a\r\n.\r\n", 6, &out), 6);
+	assert_true(d.done);
+	smtp_data_finish(&d, &out);
+	if (out.len != 3 || memcmp(out.data, "a\r\n", 3) != 0 ||
+	    d.bare_cr != 0)
+		fail_msg("finish after dot: got \"%s\" bare_cr %llu, want "
+		    "\"a\\r\\n\" 0", test_escn(out.data, out.len),
+		    (unsigned long long)d.bare_cr);
+	buf_free(&out);
+}
+
 int
 main(void)
 {
@@ -591,6 +733,9 @@ main(void)
 		cmocka_unit_test(test_data_resume),
 		cmocka_unit_test(test_data_large),
 		cmocka_unit_test(test_data_smuggling),
+		cmocka_unit_test(test_chunked_cases),
+		cmocka_unit_test(test_chunked_smuggling),
+		cmocka_unit_test(test_finish_after_dot),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,8 +2,9 @@
  * test_smtp_parse.c: the pure SMTP parsers (src/smtp/parse.c): command
  * split, line limits, paths (RFC 5321 4.1.2 with strict verdicts; inputs
  * include aiosmtpd's address lists), length limits at the boundaries,
- * UTF-8, ESMTP parameters of MAIL and RCPT, HELO/EHLO arguments, local
- * part unquoting and xtext. Every input is copied into a buffer of its
+ * UTF-8, ESMTP parameters of MAIL and RCPT (DSN values included: RFC 3461
+ * syntax and printable decoded values), BDAT arguments, HELO/EHLO
+ * arguments, local part unquoting and xtext. Every input is copied into a buffer of its
  * exact size (valgrind and ASan see any over-read), and every prefix of
  * every input is parsed too (the string parsers' "byte at a time").
  */
@@ -676,7 +677,13 @@ static const struct mail_case mail_cases[] = {
 	MOK("BODY=7BIT", SMTP_BODY_7BIT, false, 0, false, 0, "", ""),
 	MOK("BODY=8BITMIME", SMTP_BODY_8BITMIME, false, 0, false, 0, "", ""),
 	MOK("body=8bitmime", SMTP_BODY_8BITMIME, false, 0, false, 0, "", ""),
-	MBAD("BODY=BINARYMIME", SYN, "BODY"),
+	/* RFC 3030 3: offered with CHUNKING */
+	MOK("BODY=BINARYMIME", SMTP_BODY_BINARYMIME, false, 0, false, 0, "",
+	    ""),
+	MOK("body=binarymime", SMTP_BODY_BINARYMIME, false, 0, false, 0, "",
+	    ""),
+	MBAD("BODY=BINARY", SYN, "BODY"),
+	MBAD("BODY=BINARYMIME BODY=7BIT", SYN, "BODY"),
 	MBAD("BODY=FOOBAR", SYN, "BODY"),
 	MBAD("BODY=8BIT", SYN, "BODY"),
 	MBAD("BODY", SYN, "BODY"),
@@ -698,6 +705,19 @@ static const struct mail_case mail_cases[] = {
 	MBAD("ENVID=", SYN, "ENVID"),
 	MBAD("ENVID", SYN, "ENVID"),
 	MBAD("ENVID=\xc3\xbc", SYN, "ENVID"),
+	/* RFC 3461 4.4: the decoded ENVID is printable US-ASCII */
+	MOK("ENVID=a+20b", 0, false, 0, false, 0, "a+20b", ""),
+	MOK("ENVID=a+09b+7E", 0, false, 0, false, 0, "a+09b+7E", ""),
+	MBAD("ENVID=a+0D+0Ab", SYN, "ENVID"),
+	MBAD("ENVID=+0A", SYN, "ENVID"),
+	MBAD("ENVID=a+00", SYN, "ENVID"),
+	MBAD("ENVID=a+7F", SYN, "ENVID"),
+	MBAD("ENVID=a+80", SYN, "ENVID"),
+	MBAD("ENVID=a+FF", SYN, "ENVID"),
+	MBAD("ENVID=QQ RET=FULL ENVID=QQ", SYN, "ENVID"),
+	MBAD("RET=FULL RET=HDRS", SYN, "RET"),
+	MBAD("RET=FULL RET=FULL", SYN, "RET"),
+	MBAD("RET=FULL,HDRS", SYN, "RET"),
 	MOK("AUTH=<>", 0, false, 0, false, 0, "", "<>"),
 	MOK("AUTH=anne+40example.com", 0, false, 0, false, 0, "",
 	    "anne+40example.com"),
@@ -871,6 +891,23 @@ static const struct rcpt_case rcpt_cases[] = {
 	{ "ORCPT=utf-8;a+b", -1, SYN, "ORCPT", 0, "" },
 	{ "ORCPT=rfc822;b\xc3\xa9", -1, SYN, "ORCPT", 0, "" },
 	{ "ORCPT=rfc822;a+zz", -1, SYN, "ORCPT", 0, "" },
+	/* RFC 3461 4.2: the decoded address is printable US-ASCII */
+	{ "ORCPT=rfc822;a+20b@c", 0, REPLY_NONE, "", 0, "rfc822;a+20b@c" },
+	{ "ORCPT=rfc822;a+0D+0AX-Evil:+20y@c", -1, SYN, "ORCPT", 0, "" },
+	{ "ORCPT=rfc822;a+0Ab@c", -1, SYN, "ORCPT", 0, "" },
+	{ "ORCPT=rfc822;a+00b@c", -1, SYN, "ORCPT", 0, "" },
+	{ "ORCPT=rfc822;a+C3+A9@c", -1, SYN, "ORCPT", 0, "" },
+	/* RFC 6533: no control characters through \x{...} either */
+	{ "ORCPT=utf-8;a\\x{20}b@c", 0, REPLY_NONE, "", 0,
+	    "utf-8;a\\x{20}b@c" },
+	{ "ORCPT=utf-8;a\\x{10FFFF}b@c", 0, REPLY_NONE, "", 0,
+	    "utf-8;a\\x{10FFFF}b@c" },
+	{ "ORCPT=utf-8;a\\x{D}b@c", -1, SYN, "ORCPT", 0, "" },
+	{ "ORCPT=utf-8;a\\x{0A}b@c", -1, SYN, "ORCPT", 0, "" },
+	{ "ORCPT=utf-8;a\\x{7f}b@c", -1, SYN, "ORCPT", 0, "" },
+	{ "ORCPT=utf-8;a\\x{85}b@c", -1, SYN, "ORCPT", 0, "" },
+	{ "ORCPT=utf-8;a\\x{D800}b@c", -1, SYN, "ORCPT", 0, "" },
+	{ "ORCPT=utf-8;a\\x{110000}b@c", -1, SYN, "ORCPT", 0, "" },
 	{ "ORCPT=rfc822", -1, SYN, "ORCPT", 0, "" },
 	{ "ORCPT=rfc822;", -1, SYN, "ORCPT", 0, "" },
 	{ "ORCPT=;a@b", -1, SYN, "ORCPT", 0, "" },
@@ -1112,6 +1149,78 @@ test_is_xtext(void **state)
 	}
 }
 
+/* smtp_parse_bdat */
+
+struct bdat_case {
+	const char *in;
+	int ret;
+	uint64_t size;
+	bool last;
+};
+
+static const struct bdat_case bdat_cases[] = {
+	{ "0", 0, 0, false },
+	{ "0 LAST", 0, 0, true },
+	{ "10", 0, 10, false },
+	{ "10 LAST", 0, 10, true },
+	{ "10 last", 0, 10, true },
+	{ "10 LaSt", 0, 10, true },
+	{ "  10   LAST  ", 0, 10, true },
+	{ "007", 0, 7, false },
+	{ "18446744073709551615 LAST", 0, UINT64_MAX, true },
+	{ "00000000000000000001", 0, 1, false },
+	{ "", -1, 0, false },
+	{ " ", -1, 0, false },
+	{ "LAST", -1, 0, false },
+	{ "LAST 10", -1, 0, false },
+	{ "-1", -1, 0, false },
+	{ "+1", -1, 0, false },
+	{ "1k", -1, 0, false },
+	{ "0x10", -1, 0, false },
+	{ "10 LASTX", -1, 0, false },
+	{ "10 LAS", -1, 0, false },
+	{ "10 LAST LAST", -1, 0, false },
+	{ "10 X", -1, 0, false },
+	{ "10\tLAST", -1, 0, false },
+	{ "10 LAST\t", -1, 0, false },
+	{ "1 0", -1, 0, false },
+	{ "18446744073709551616", -1, 0, false },
+	{ "99999999999999999999 LAST", -1, 0, false },
+	{ "000000000000000000001", -1, 0, false },
+};
+
+static void
+test_parse_bdat(void **state)
+{
+	const struct bdat_case *c;
+	char ctx[128], *in;
+	uint64_t size;
+	bool last;
+	size_t i, k, len;
+	int ret;
+
+	(void)state;
+	for (i = 0; i < N(bdat_cases); i++) {
+		c = &bdat_cases[i];
+		snprintf(ctx, sizeof(ctx), "BDAT \"%s\"", test_esc(c->in));
+		len = strlen(c->in);
+		in = test_dup_exact(c->in, len);
+		size = 12345;
+		last = true;
+		ret = smtp_parse_bdat(in, &size, &last);
+		check_int(ctx, "return", ret, c->ret);
+		check_int(ctx, "size", (long long)(size == c->size),
+		    1);
+		check_int(ctx, "last", last, c->last);
+		free(in);
+		for (k = 0; k < len; k++) {
+			in = test_dup_exact(c->in, k);
+			(void)smtp_parse_bdat(in, &size, &last);
+			free(in);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -1123,6 +1232,7 @@ main(void)
 		cmocka_unit_test(test_parse_mail_params),
 		cmocka_unit_test(test_parse_params_lengths),
 		cmocka_unit_test(test_parse_rcpt_params),
+		cmocka_unit_test(test_parse_bdat),
 		cmocka_unit_test(test_parse_helo),
 		cmocka_unit_test(test_localpart_unquote),
 		cmocka_unit_test(test_is_xtext),

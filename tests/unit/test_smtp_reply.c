@@ -59,7 +59,11 @@ test_closing_replies(void **state)
 	assert_true(reply_closes(REPLY_TIMEOUT));
 	assert_true(reply_closes(REPLY_EARLY_TALKER));
 	assert_true(reply_closes(REPLY_UNAUTH_PIPELINING));
+	/* RFC 3030: where an unparsable BDAT's octets end is unknown */
+	assert_true(reply_closes(REPLY_BDAT_SYNTAX));
 	assert_false(reply_closes(REPLY_SYNTAX));
+	assert_false(reply_closes(REPLY_BDAT_DISCARDED));
+	assert_false(reply_closes(REPLY_BDAT_OK));
 	assert_false(reply_closes(REPLY_SPOOL_ERROR));
 	assert_false(reply_closes(REPLY_QUEUED));
 }
