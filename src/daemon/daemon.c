@@ -29,6 +29,7 @@
 #include <event2/thread.h>
 
 #include "delivery/delivery.h"
+#include "dns/dns.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "policy/policy.h"
@@ -39,10 +40,11 @@ struct daemon {
 	struct event_base *base;
 	struct spool *spool;
 	struct scheduler *sched;
+	struct dns *dns;
 	struct smtp_server *srv;
 	struct smtp_runtime *rt;	/* the current configuration */
 	const char *cli_path;
-	struct event *sigterm, *sigint, *sighup;
+	struct event *sigterm, *sigint, *sighup, *sigusr1;
 	struct event *deadline;
 	int stopping;
 };
@@ -99,6 +101,7 @@ daemon_mask_signals(int how)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	if (pthread_sigmask(how, &set, NULL) != 0)
 		fatalx("pthread_sigmask failed");
 }
@@ -238,6 +241,56 @@ daemon_same_listeners(const struct conf *a, const struct conf *b)
 	return true;
 }
 
+static bool
+daemon_same_dns(const struct conf *a, const struct conf *b)
+{
+	size_t i;
+
+	if (a->ndns != b->ndns || a->dnssec != b->dnssec)
+		return false;
+	for (i = 0; i < a->ndns; i++)
+		if (strcmp(a->dns[i], b->dns[i]) != 0)
+			return false;
+	return true;
+}
+
+/*
+ * A report's recipient into final recipients, as RCPT TO resolves it:
+ * a local domain through users and aliases, anything else remote.
+ */
+static int
+daemon_resolve(void *arg, const char *addr, struct envelope *env)
+{
+	struct daemon *d = arg;
+	const struct conf *c = d->rt->conf;
+	struct policy_target *targets = NULL;
+	size_t ntargets = 0, i;
+	const char *at = strrchr(addr, '@');
+	char local[512], domain[256];
+
+	if (at == NULL || at == addr || (size_t)(at - addr) >= sizeof(local) ||
+	    strlen(at + 1) >= sizeof(domain))
+		return -1;
+	memcpy(local, addr, (size_t)(at - addr));
+	local[at - addr] = '\0';
+	strlcpy(domain, at + 1, sizeof(domain));
+	ascii_lowercase(domain);
+	if (!conf_is_local_domain(c, domain)) {
+		envelope_rcpt_add(env, addr, addr, NULL, RCPT_KIND_REMOTE, 0,
+		    NULL);
+		return 0;
+	}
+	if (policy_rcpt_resolve(d->rt->tables, c, local, domain, &targets,
+	    &ntargets) != POLICY_RCPT_OK)
+		return -1;
+	for (i = 0; i < ntargets; i++)
+		envelope_rcpt_add(env, addr, targets[i].addr,
+		    targets[i].mailbox, targets[i].local ? RCPT_KIND_LOCAL :
+		    RCPT_KIND_REMOTE, 0, NULL);
+	policy_targets_free(targets, ntargets);
+	return 0;
+}
+
 static void
 daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 {
@@ -246,6 +299,11 @@ daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 	struct policy_tables *t;
 
 	(void)what;
+	if (sig == SIGUSR1) {
+		log_info("daemon: SIGUSR1: retrying every queued message now");
+		scheduler_flush(d->sched);
+		return;
+	}
 	if (sig == SIGHUP) {
 		log_info("config: reload requested");
 		if (daemon_load_config(d->cli_path, &c, &t, 2) == -1) {
@@ -256,10 +314,14 @@ daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 		if (!daemon_same_listeners(d->rt->conf, c))
 			log_warn("config: listen changed; the listeners stay "
 			    "as they are until a restart");
+		if (!daemon_same_dns(d->rt->conf, c))
+			log_warn("config: dns or dnssec changed; the resolver "
+			    "keeps its settings until a restart");
 		smtp_runtime_unref(d->rt);
 		d->rt = smtp_runtime_new(c, t);
 		smtp_server_set_runtime(d->srv, d->rt);
 		scheduler_set_conf(d->sched, c);
+		dns_set_max_queries(d->dns, (unsigned int)c->dns_max_queries);
 		log_info("config: reloaded domains=%zu", c->ndomains);
 		return;
 	}
@@ -285,11 +347,13 @@ daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 static void
 daemon_teardown(struct daemon *d)
 {
+	scheduler_stop(d->sched);
 	if (d->spool != NULL)
 		spool_drain(d->spool);
 	smtp_server_free(d->srv);
 	if (d->sched != NULL)
 		scheduler_free(d->sched);
+	dns_free(d->dns);
 	if (d->spool != NULL)
 		spool_close(d->spool);
 	if (d->sigterm != NULL)
@@ -298,6 +362,8 @@ daemon_teardown(struct daemon *d)
 		event_free(d->sigint);
 	if (d->sighup != NULL)
 		event_free(d->sighup);
+	if (d->sigusr1 != NULL)
+		event_free(d->sigusr1);
 	if (d->deadline != NULL)
 		event_free(d->deadline);
 	smtp_runtime_unref(d->rt);
@@ -377,8 +443,24 @@ daemon_serve(const char *cli_path)
 		log_err("daemon: spool %s: %s", c->spool, error);
 		goto done;
 	}
-	d.sched = scheduler_new(d.base, d.spool, c,
-	    (unsigned int)c->delivery_workers);
+	{
+		struct dns_config dc;
+		struct scheduler_hooks hooks = { daemon_resolve, &d };
+		char err[256];
+
+		memset(&dc, 0, sizeof(dc));
+		dc.servers = (const char *const *)c->dns;
+		dc.nservers = c->ndns;
+		dc.dnssec = c->dnssec;
+		dc.max_queries = (unsigned int)c->dns_max_queries;
+		d.dns = dns_new(d.base, &dc, err, sizeof(err));
+		if (d.dns == NULL) {
+			log_err("daemon: DNS resolver: %s", err);
+			goto done;
+		}
+		d.sched = scheduler_new(d.base, d.spool, c,
+		    (unsigned int)c->delivery_workers, d.dns, &hooks);
+	}
 	if (spool_recover(d.spool, daemon_recovered, &d) == -1) {
 		log_err("daemon: cannot read the spool queue %s/queue",
 		    c->spool);
@@ -393,6 +475,8 @@ daemon_serve(const char *cli_path)
 	evsignal_add(d.sigterm, NULL);
 	evsignal_add(d.sigint, NULL);
 	evsignal_add(d.sighup, NULL);
+	d.sigusr1 = evsignal_new(d.base, SIGUSR1, daemon_sigcb, &d);
+	evsignal_add(d.sigusr1, NULL);
 	daemon_mask_signals(SIG_UNBLOCK);
 
 	for (i = 0; i < nfds; i++) {

@@ -48,6 +48,7 @@ int maildir_deliver(const struct spool *sp, const char *id,
     char *err, size_t errsize, bool *permanent_r);
 
 struct scheduler;
+struct dns;
 
 struct scheduler_stats {
 	uint64_t delivered;	/* recipients delivered */
@@ -56,39 +57,56 @@ struct scheduler_stats {
 	uint64_t queued;	/* messages in memory now */
 };
 
+struct scheduler_hooks {
+	/*
+	 * Resolve addr (a report's recipient: the original sender, or the
+	 * double_bounce address) into final recipients appended to env,
+	 * as RCPT TO would (users, aliases; remote domains as remote).
+	 * Returns 0, or -1 when nobody can receive it. On the loop.
+	 */
+	int (*resolve)(void *arg, const char *addr, struct envelope *env);
+	void *arg;
+};
+
 /*
  * nworkers delivery threads (0 means 1). The conf pointer may be swapped
- * on reload; it is read on the loop thread only (hostname and
- * queue_lifetime are copied into each job), so the old conf may be freed
- * once scheduler_set_conf() returns. The caller has called
- * evthread_use_pthreads() before creating base: workers hand results back
- * with event_active().
+ * on reload (scheduler_set_conf); workers never read it. dns (may be
+ * NULL: remote recipients are then deferred) resolves MX and addresses
+ * for outbound delivery. The caller has called evthread_use_pthreads()
+ * before creating base: workers hand results back with event_active().
  *
- * Retries: a temporary failure is retried after 60 s, doubling per
- * attempt, at most 1 h apart; a recipient still failing once
- * queue_lifetime has passed since arrival is FAILED (logged
- * status=bounced; bounce messages come in a later issue). When every
- * recipient is done and one FAILED, the states are written and the file
- * is moved to failed/ (never deleted: it is the only copy of mail we
- * accepted), logged "delivery: id=ID status=failed kept in failed/
- * (bounces are not implemented yet)". A queue file found corrupt while
- * delivering (EBADMSG) is moved to corrupt/ at once, not retried.
- *
- * The environment variable PETREL_RETRY_BASE_SECONDS (1..3600), read
- * here, replaces the 60 s base: tests set it to 1.
- *
- * Remote recipients (RCPT_KIND_REMOTE) stay PENDING with "451 4.4.0
- * outbound delivery not yet available" and are retried like temporary
- * failures until outbound delivery exists.
+ * Retries: a temporary failure is retried after retry_initial, doubling
+ * per attempt, at most retry_max apart; a recipient still failing once
+ * queue_lifetime has passed since arrival fails for good. Failed
+ * recipients get a bounce (RFC 3464) to the envelope sender (none for
+ * <>, unless double_bounce names someone), pending ones a delay report
+ * after delay_warning, NOTIFY=SUCCESS ones a success or "relayed"
+ * report. A queue file found corrupt while delivering (EBADMSG) is moved
+ * to corrupt/ at once, not retried.
  *
  * Every attempt logs one line:
- *   delivery: id=ID to=<addr> mailbox=PATH status=sent|deferred|bounced
+ *   delivery: id=ID to=<addr> relay=HOST|local|none mailbox=PATH|-
+ *   delay=SECONDS attempts=N dsn=X.Y.Z status=sent|deferred|bounced
  *   reply="..."
- * (mailbox=- for remote recipients; addr, path and reply escaped).
+ * (addr, path and reply escaped).
  */
 struct scheduler *scheduler_new(struct event_base *base, struct spool *sp,
-    const struct conf *c, unsigned int nworkers);
+    const struct conf *c, unsigned int nworkers, struct dns *dns,
+    const struct scheduler_hooks *hooks);
 void scheduler_set_conf(struct scheduler *s, const struct conf *c);
+
+/* The delay before retry number attempts+1 (exported for tests). */
+uint64_t scheduler_backoff(uint64_t initial, uint64_t max,
+    uint32_t attempts);
+
+/* SIGUSR1: every pending recipient is tried now, back-offs forgotten. */
+void scheduler_flush(struct scheduler *s);
+
+/*
+ * At shutdown, before spool_drain(): start nothing new, close outbound
+ * connections (their recipients stay pending in the queue files).
+ */
+void scheduler_stop(struct scheduler *s);
 
 /*
  * Take a committed message (env copied) and deliver it as soon as it can:
@@ -100,8 +118,9 @@ void scheduler_add(struct scheduler *s, const char *id,
     const struct envelope *env);
 
 /*
- * Wait for running deliveries to end, stop the threads, free. Jobs not yet
- * started are dropped: their queue files stay for the next start.
+ * scheduler_stop() if not done, wait for running jobs to end, stop the
+ * threads, free. Jobs not yet started are dropped: their queue files
+ * stay for the next start.
  */
 void scheduler_free(struct scheduler *s);
 

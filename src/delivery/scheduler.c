@@ -1,37 +1,46 @@
 /*
- * scheduler.c: keeps every queued message in memory and drives its
- * deliveries on a pool of worker threads.
+ * scheduler.c: the queue manager. Keeps every queued message in memory,
+ * runs delivery rounds, writes each result back to the queue file before
+ * trusting it, retries temporary failures with exponential backoff, and
+ * sends delivery status notifications (bounces, delay warnings, success
+ * and "relayed" notices).
  *
  * Entry points: scheduler_new, scheduler_set_conf, scheduler_add,
- * scheduler_get_stats, scheduler_free.
+ * scheduler_flush, scheduler_get_stats, scheduler_free.
  *
- * A message is submitted as one job when it arrives (scheduler_add) and
- * whenever its retry timer fires; at most one job per message is in
- * flight, and while it is the job owns the message's envelope. A worker
- * delivers every due local recipient in turn (maildir_deliver), computes
- * the new states (attempts, next attempt with exponential backoff,
- * FAILED past queue_lifetime), writes them to the queue file with
- * spool_update_rcpts() and, once no recipient is PENDING, removes the
- * queue file if every one was DELIVERED or moves it to failed/ if one
- * FAILED (no bounces yet: never delete the only copy). A queue file that
- * reads as corrupt (EBADMSG) goes to corrupt/ at once: retrying cannot
- * fix it. Only then does the result go back to the event
- * loop, through a mutex-protected list and event_active() (the caller has
- * run evthread_use_pthreads() before creating the base). The loop frees
- * finished messages and arms the retry timers.
+ * A message lives on the loop thread; at most one round runs for it at a
+ * time. A round moves through phases, each finished by a worker job or a
+ * callback on the loop:
  *
- * Remote recipients wait for outbound delivery (a later issue): they stay
- * PENDING with "451 4.4.0" and are retried like temporary failures.
- * Recipients that fail are logged status=bounced; bounce messages (DSN)
- * come in a later issue, until then their messages wait in failed/.
+ *   SCAN     (worker, once per message with remote recipients) read the
+ *            content: 8-bit bytes, longest line, Received: count
+ *   DELIVER  local recipients on a worker (maildir_deliver), remote ones
+ *            through remote.c (MX, SMTP client) on the loop, in parallel
+ *   WRITE    (worker) the new states into the queue file (fdatasync)
+ *   NOTIFY   (worker) compose the DSNs the new states call for, then
+ *            commit each as a new queued message (spool writer, group
+ *            commit) and mark the recipients notified
+ *   FINAL    (worker) write the notified flags, or unlink the queue file
+ *            once no recipient is pending and every notice is queued
  *
- * SECURITY: addresses and paths in log lines are escaped (they hold
- * client text). Workers never read the conf (it may be swapped and freed
+ * Order matters for the promises: states are durable before a notice is
+ * queued, and a notice is durable before the flag that says it was sent,
+ * so a crash anywhere gives at worst a second notice, never none; the
+ * queue file goes only once everything it still owed is queued elsewhere.
+ *
+ * Workers get self-contained jobs. While a job runs the loop does not
+ * touch the message's envelope (the round is busy; scheduler_flush only
+ * sets a flag), so job and loop never share state.
+ *
+ * SECURITY: addresses and replies in log lines are escaped (they hold
+ * remote text). Workers never read the conf (it may be swapped and freed
  * on reload): a job carries copies of what it needs.
- * STANDARDS: RFC 5321 4.5.4.1 (retry strategy: at least 30 minutes
- * between attempts in general; we start lower for local delivery, where a
- * fixed disk is the usual cause, and cap at one hour), 4.5.4.1 again for
- * giving up (4-5 days: queue_lifetime).
+ * STANDARDS: RFC 5321 4.5.4.1 (retry strategy; give up after 4-5 days:
+ * queue_lifetime), 6.1 and 6.2 (a non-delivery report for every accepted
+ * message that cannot be delivered, never a report about a report: null
+ * sender), 6.3 (loop detection by Received: count); RFC 3461 (NOTIFY,
+ * RET, ENVID, ORCPT; "relayed" notices), RFC 3464 (the report format, in
+ * src/queue/dsn.c).
  * OWNERSHIP: the scheduler owns its messages (envelope copies) and jobs.
  */
 #include "delivery/delivery.h"
@@ -48,34 +57,98 @@
 #include <event2/event.h>
 
 #include "conf/conf.h"
+#include "delivery/remote.h"
+#include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "queue/dsn.h"
 #include "queue/spool.h"
+#include "smtp/parse.h"
 
-#define SCHED_RETRY_BASE_DEFAULT	60	/* seconds, doubled per try */
-#define SCHED_RETRY_MAX			3600	/* longest wait */
-#define SCHED_REPLY_REMOTE \
-	"451 4.4.0 outbound delivery not yet available"
+#ifndef TAILQ_FOREACH_SAFE	/* BSD; glibc's sys/queue.h lacks it */
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
+	for ((var) = TAILQ_FIRST(head);					\
+	    (var) != NULL && ((tvar) = TAILQ_NEXT(var, field), 1);	\
+	    (var) = (tvar))
+#endif
+
+#define SCHED_DSN_MAX_EXTRA	(256 * 1024)	/* report beyond the quote */
+
+enum sched_phase {
+	PHASE_IDLE,
+	PHASE_SCAN,
+	PHASE_DELIVER,
+	PHASE_WRITE,
+	PHASE_NOTIFY,
+	PHASE_INJECT,
+	PHASE_FINAL,
+};
+
+/* What a DSN round must send, per recipient (in memory only). */
+enum sched_note {
+	NOTE_NONE,
+	NOTE_DELIVERED,		/* NOTIFY=SUCCESS, delivered here */
+	NOTE_RELAYED,		/* NOTIFY=SUCCESS, peer without DSN */
+};
 
 struct sched_msg {
 	TAILQ_ENTRY(sched_msg) entry;
 	struct scheduler *s;
 	char id[QUEUE_ID_MAX];
-	struct envelope env;	/* owned by the job while busy */
+	struct envelope env;
 	uint64_t added;		/* unix seconds, if env has no arrival */
 	struct event *timer;
-	bool busy;		/* a job is in flight */
+	enum sched_phase phase;
+	unsigned int inflight;	/* DELIVER parts not finished */
+	bool flush;		/* scheduler_flush during a round */
 	bool dirty;		/* states not yet in the queue file */
+	bool corrupt;		/* the content read as corrupt */
+	bool removed;		/* queue file gone: forget the message */
+	/* SCAN results */
+	bool scanned;
+	bool eight_bit;
+	size_t longest_line;
+	unsigned int hops;	/* Received: header fields */
+	uint8_t *note;		/* enum sched_note per recipient */
+	/* NOTIFY results: composed reports, committed one by one */
+	struct sched_report *reports;
+	size_t nreports;
+	size_t reports_done;
+	struct remote_batch batch;
 };
+
+/* One composed DSN waiting to be queued. */
+struct sched_report {
+	enum dsn_action action;
+	struct buf text;
+	bool eight_bit;
+	bool smtputf8;
+	char *rcpt;		/* where it goes ("" : nowhere) */
+	size_t *idx;		/* the recipients it reports on */
+	size_t n;
+	uint32_t flag;		/* RCPT_FLAG_* to set once queued */
+	struct envelope env;	/* the report's envelope while queuing */
+	bool queued;
+};
+
+struct sched_job;
+typedef void (*sched_job_fn)(struct sched_job *);
 
 struct sched_job {
 	TAILQ_ENTRY(sched_job) entry;
 	struct sched_msg *msg;
-	char *hostname;		/* copied from the conf at submit time */
+	sched_job_fn run;	/* on a worker */
+	sched_job_fn done;	/* back on the loop */
+	/* copies of what the worker needs (never the conf) */
+	char *hostname;
+	uint64_t bounce_size_limit;
 	uint64_t lifetime;
-	uint64_t retry_base;
-	bool removed;		/* queue file gone from queue/: forget it */
-	bool corrupt;		/* reading it gave EBADMSG: quarantine */
+	uint64_t now;
+	size_t *idx;		/* DELIVER: local recipients */
+	size_t n;
+	struct remote_result *res;	/* DELIVER: one per idx */
+	int error;		/* errno of the job, 0 if fine */
+	bool remove;		/* FINAL: unlink instead of update */
 	uint64_t delivered, deferred, failed;
 };
 
@@ -85,7 +158,8 @@ struct scheduler {
 	struct event_base *base;
 	struct spool *sp;
 	const struct conf *conf;
-	uint64_t retry_base;
+	struct remote *remote;
+	struct scheduler_hooks hooks;
 
 	pthread_t *threads;
 	unsigned int nthreads;
@@ -93,218 +167,164 @@ struct scheduler {
 	pthread_cond_t cv;
 	struct sched_jobs jobs;		/* waiting for a worker */
 	struct sched_jobs done;		/* finished, for the loop */
-	bool stopping;
+	bool stopping;		/* workers: exit */
+	bool closing;		/* loop: start nothing new */
 	struct event *done_ev;
 
 	TAILQ_HEAD(, sched_msg) msgs;
 	struct scheduler_stats stats;
 };
 
-/* ---- worker side ---- */
+static void sched_round(struct sched_msg *msg);
+static void sched_advance(struct sched_msg *msg);
+
+/* ---- helpers ---- */
 
 static uint64_t
-scheduler_backoff(uint64_t base, uint32_t attempts)
+sched_now(void)
 {
-	uint64_t d = base;
+	return (uint64_t)time(NULL);
+}
+
+/* retry_initial, doubled per attempt after the first, at most retry_max. */
+uint64_t
+scheduler_backoff(uint64_t initial, uint64_t max, uint32_t attempts)
+{
+	uint64_t d = initial;
 	uint32_t i;
 
-	for (i = 1; i < attempts && d < SCHED_RETRY_MAX; i++)
+	for (i = 1; i < attempts && d < max; i++)
 		d *= 2;
-	return d > SCHED_RETRY_MAX ? SCHED_RETRY_MAX : d;
+	return d > max ? max : d;
+}
+
+static uint64_t
+sched_arrival(const struct sched_msg *msg)
+{
+	return msg->env.arrival != 0 ? msg->env.arrival : msg->added;
+}
+
+/* "5.1.1" from a reply "550 5.1.1 text", else a default by class. */
+static void
+sched_status_code(const char *reply, char *out, size_t outsize)
+{
+	const char *p = reply;
+	size_t n = 0;
+
+	if (strlen(p) > 4 && p[3] == ' ' && (p[4] == '2' || p[4] == '4' ||
+	    p[4] == '5') && p[5] == '.') {
+		p += 4;
+		while (p[n] != '\0' && p[n] != ' ' && n < outsize - 1 &&
+		    ((p[n] >= '0' && p[n] <= '9') || p[n] == '.'))
+			n++;
+		if (n >= 5) {
+			memcpy(out, p, n);
+			out[n] = '\0';
+			return;
+		}
+	}
+	strlcpy(out, reply[0] == '2' ? "2.0.0" : reply[0] == '4' ? "4.0.0" :
+	    "5.0.0", outsize);
 }
 
 static void
-scheduler_log(const char *id, const struct envelope_rcpt *r,
-    const char *status)
+sched_log(const struct sched_msg *msg, const struct envelope_rcpt *r,
+    const char *relay_addr, const char *status)
 {
-	char addr[512], mbox[1024], reply[512];
+	char addr[512], mbox[1024], reply[2048], relay[500], dsn[16];
 
-	/* addr is never NULL in a parsed file; be safe anyway. */
-	if (r->addr != NULL)
-		log_escape(addr, sizeof(addr), r->addr, strlen(r->addr));
-	else
-		addr[0] = '\0';
+	log_escape(addr, sizeof(addr), r->addr, strlen(r->addr));
 	if (r->mailbox != NULL)
 		log_escape(mbox, sizeof(mbox), r->mailbox,
 		    strlen(r->mailbox));
 	else
 		strlcpy(mbox, "-", sizeof(mbox));
+	if (r->kind == RCPT_KIND_LOCAL)
+		strlcpy(relay, "local", sizeof(relay));
+	else if (relay_addr != NULL && relay_addr[0] != '\0')
+		log_escape(relay, sizeof(relay), relay_addr,
+		    strlen(relay_addr));
+	else if (r->remote_mta[0] != '\0')
+		log_escape(relay, sizeof(relay), r->remote_mta,
+		    strlen(r->remote_mta));
+	else
+		strlcpy(relay, "none", sizeof(relay));
 	log_escape(reply, sizeof(reply), r->last_reply,
 	    strlen(r->last_reply));
-	log_info("delivery: id=%s to=<%s> mailbox=%s status=%s reply=\"%s\"%s",
-	    id, addr, mbox, status, reply,
-	    strcmp(status, "bounced") == 0 ?
-	    " dsn=none note=\"bounce messages are not implemented yet\"" :
-	    "");
+	sched_status_code(r->last_reply, dsn, sizeof(dsn));
+	log_info("delivery: id=%s to=<%s> relay=%s mailbox=%s delay=%llu "
+	    "attempts=%u dsn=%s status=%s reply=\"%s\"", msg->id, addr, relay,
+	    mbox, (unsigned long long)(sched_now() - sched_arrival(msg)),
+	    r->attempts, dsn, status, reply);
 }
 
-/* Deliver one recipient now and set its new state. */
+/*
+ * Apply one attempt's result to recipient i: delivered, failed for good
+ * (permanent, or past queue_lifetime), or deferred with backoff.
+ */
 static void
-scheduler_attempt(struct sched_job *job, struct envelope_rcpt *r,
-    uint64_t now)
+sched_apply(struct sched_msg *msg, size_t i, const struct remote_result *res)
 {
-	struct sched_msg *msg = job->msg;
 	struct scheduler *s = msg->s;
-	uint64_t arrival;
-	bool permanent = false;
-	int ok, e = 0;
+	const struct conf *c = s->conf;
+	struct envelope_rcpt *r = &msg->env.rcpts[i];
+	uint64_t now = sched_now();
 
+	if (res->status == REMOTE_TEMP && res->retry_at != 0 &&
+	    now < sched_arrival(msg) + c->queue_lifetime) {
+		/* Not tried: its destination backs off. */
+		strlcpy(r->last_reply, res->reply, sizeof(r->last_reply));
+		r->next_attempt = res->retry_at;
+		msg->dirty = true;
+		sched_log(msg, r, res->relay, "deferred");
+		return;
+	}
 	r->attempts++;
-	if (r->kind == RCPT_KIND_REMOTE) {
-		/* Outbound SMTP is a later issue: keep it queued. */
-		strlcpy(r->last_reply, SCHED_REPLY_REMOTE,
-		    sizeof(r->last_reply));
-		ok = -1;
-	} else if (r->mailbox == NULL) {
-		strlcpy(r->last_reply, "554 5.3.5 local recipient without "
-		    "a Maildir", sizeof(r->last_reply));
-		ok = -1;
-		permanent = true;
-	} else {
-		ok = maildir_deliver(s->sp, msg->id, msg->env.sender,
-		    r->mailbox, job->hostname, r->last_reply,
-		    sizeof(r->last_reply), &permanent);
-		e = ok == -1 ? errno : 0;
-	}
-
-	if (ok == 0) {
+	r->last_attempt = now;
+	strlcpy(r->last_reply, res->reply, sizeof(r->last_reply));
+	strlcpy(r->remote_mta, res->remote_mta, sizeof(r->remote_mta));
+	msg->dirty = true;
+	if (res->status == REMOTE_OK) {
 		r->status = RCPT_STATUS_DELIVERED;
-		strlcpy(r->last_reply, "250 2.0.0 delivered to Maildir",
-		    sizeof(r->last_reply));
-		job->delivered++;
-		scheduler_log(msg->id, r, "sent");
+		/* RFC 3461 5.2: a DSN-capable next hop got NOTIFY and
+		 * reports itself; otherwise we say "relayed" (remote) or
+		 * "delivered" (here). */
+		if ((r->notify & SMTP_NOTIFY_SUCCESS) != 0 &&
+		    r->kind == RCPT_KIND_LOCAL)
+			msg->note[i] = NOTE_DELIVERED;
+		else if ((r->notify & SMTP_NOTIFY_SUCCESS) != 0 &&
+		    res->relayed)
+			msg->note[i] = NOTE_RELAYED;
+		s->stats.delivered++;
+		sched_log(msg, r, res->relay, "sent");
 		return;
 	}
-	if (e == EBADMSG) {
-		/*
-		 * The queue file itself is bad (it passed recovery, so it
-		 * went bad since): no retry can fix it and no recipient can
-		 * get it. The job moves it to corrupt/ for a human.
-		 */
-		job->corrupt = true;
-	}
-	arrival = msg->env.arrival != 0 ? msg->env.arrival : msg->added;
-	if (!job->corrupt && (permanent || now >= arrival + job->lifetime)) {
+	if (res->status == REMOTE_PERM ||
+	    now >= sched_arrival(msg) + c->queue_lifetime) {
+		if (res->status != REMOTE_PERM) {
+			char why[1200];
+
+			/* Say why we gave up, keeping the last reply. */
+			snprintf(why, sizeof(why), "%s (gave up after %u "
+			    "attempts: queue_lifetime)", res->reply,
+			    r->attempts);
+			strlcpy(r->last_reply, why, sizeof(r->last_reply));
+		}
 		r->status = RCPT_STATUS_FAILED;
-		job->failed++;
-		scheduler_log(msg->id, r, "bounced");
+		s->stats.failed++;
+		sched_log(msg, r, res->relay, "bounced");
 		return;
 	}
-	r->next_attempt = now + scheduler_backoff(job->retry_base,
-	    r->attempts);
-	job->deferred++;
-	scheduler_log(msg->id, r, "deferred");
+	r->next_attempt = now + scheduler_backoff(c->retry_initial,
+	    c->retry_max, r->attempts);
+	s->stats.deferred++;
+	sched_log(msg, r, res->relay, "deferred");
 }
 
-/* The queue file is corrupt: out of queue/ into corrupt/, at once. */
-static void
-scheduler_quarantine(struct sched_job *job, const char *reason)
-{
-	struct sched_msg *msg = job->msg;
-	struct scheduler *s = msg->s;
-	char eb[128];
-
-	/* Best effort: the states tell a human who already has it. */
-	if (msg->dirty && spool_update_rcpts(s->sp, msg->id, &msg->env) == 0)
-		msg->dirty = false;
-	if (spool_quarantine(s->sp, msg->id, reason) == -1) {
-		log_err("delivery: id=%s queue file is corrupt (%s) and stays "
-		    "in queue/: %s", msg->id, reason,
-		    strerror_r(errno, eb, sizeof(eb)));
-		return;
-	}
-	job->removed = true;
-	log_warn("delivery: id=%s status=corrupt queue file moved to "
-	    "corrupt/, pending recipients not delivered (%s)", msg->id,
-	    reason);
-}
-
-static void
-scheduler_job_run(struct sched_job *job)
-{
-	struct sched_msg *msg = job->msg;
-	struct scheduler *s = msg->s;
-	struct envelope *env = &msg->env;
-	uint64_t now = (uint64_t)time(NULL);
-	bool done = true, failed = false;
-	char eb[128];
-	size_t i;
-
-	for (i = 0; i < env->nrcpts && !job->corrupt; i++) {
-		struct envelope_rcpt *r = &env->rcpts[i];
-
-		if (r->status == RCPT_STATUS_PENDING &&
-		    r->next_attempt <= now) {
-			scheduler_attempt(job, r, now);
-			msg->dirty = true;
-		}
-	}
-	if (job->corrupt) {
-		scheduler_quarantine(job, "content unreadable at delivery");
-		return;
-	}
-	for (i = 0; i < env->nrcpts; i++) {
-		if (env->rcpts[i].status == RCPT_STATUS_PENDING)
-			done = false;
-		else if (env->rcpts[i].status == RCPT_STATUS_FAILED)
-			failed = true;
-	}
-	/*
-	 * Every recipient delivered: removing the file is the whole update
-	 * (if a crash loses the unlink, the message is delivered again:
-	 * twice, never zero times), so skip the fdatasync of states nobody
-	 * reads.
-	 */
-	if (done && !failed && spool_remove(s->sp, msg->id) == 0) {
-		msg->dirty = false;
-		job->removed = true;
-		log_info("delivery: id=%s status=done (queue file removed)",
-		    msg->id);
-		return;
-	}
-	/* The new states are durable before anyone acts on them. */
-	if (msg->dirty) {
-		if (spool_update_rcpts(s->sp, msg->id, env) == -1) {
-			if (errno == EBADMSG) {
-				scheduler_quarantine(job,
-				    "envelope unreadable at delivery");
-				return;
-			}
-			log_err("delivery: id=%s cannot update queue file: %s",
-			    msg->id, strerror_r(errno, eb, sizeof(eb)));
-			return;		/* dirty: the next job writes */
-		}
-		msg->dirty = false;
-	}
-	if (!done)
-		return;
-	if (failed) {
-		/*
-		 * Until bounces (DSN) exist, the file is the only trace of
-		 * mail we acknowledged: keep it, with its final states.
-		 */
-		if (spool_move_failed(s->sp, msg->id) == 0) {
-			job->removed = true;
-			log_info("delivery: id=%s status=failed kept in "
-			    "failed/ (bounces are not implemented yet)",
-			    msg->id);
-		} else
-			log_err("delivery: id=%s cannot move queue file to "
-			    "failed/: %s", msg->id,
-			    strerror_r(errno, eb, sizeof(eb)));
-		return;
-	}
-	if (spool_remove(s->sp, msg->id) == 0) {
-		job->removed = true;
-		log_info("delivery: id=%s status=done (queue file removed)",
-		    msg->id);
-	} else
-		log_err("delivery: id=%s cannot remove queue file: %s",
-		    msg->id, strerror_r(errno, eb, sizeof(eb)));
-}
+/* ---- worker side ---- */
 
 static void *
-scheduler_worker(void *arg)
+sched_worker(void *arg)
 {
 	struct scheduler *s = arg;
 	struct sched_job *job;
@@ -319,7 +339,7 @@ scheduler_worker(void *arg)
 		TAILQ_REMOVE(&s->jobs, job, entry);
 		pthread_mutex_unlock(&s->mtx);
 
-		scheduler_job_run(job);
+		job->run(job);
 
 		pthread_mutex_lock(&s->mtx);
 		TAILQ_INSERT_TAIL(&s->done, job, entry);
@@ -334,39 +354,34 @@ scheduler_worker(void *arg)
 	return NULL;
 }
 
-/* ---- loop side ---- */
-
 static void
-scheduler_job_free(struct sched_job *job)
+sched_job_free(struct sched_job *job)
 {
 	free(job->hostname);
+	free(job->idx);
+	free(job->res);
 	free(job);
 }
 
-static void
-scheduler_msg_free(struct sched_msg *msg)
+static struct sched_job *
+sched_job_new(struct sched_msg *msg, sched_job_fn run, sched_job_fn done)
 {
-	if (msg->timer != NULL)
-		event_free(msg->timer);
-	envelope_free(&msg->env);
-	free(msg);
+	struct sched_job *job = xcalloc(1, sizeof(*job));
+	const struct conf *c = msg->s->conf;
+
+	job->msg = msg;
+	job->run = run;
+	job->done = done;
+	job->hostname = xstrdup(c->hostname);
+	job->bounce_size_limit = c->bounce_size_limit;
+	job->lifetime = c->queue_lifetime;
+	job->now = sched_now();
+	return job;
 }
 
 static void
-scheduler_submit(struct scheduler *s, struct sched_msg *msg)
+sched_job_submit(struct scheduler *s, struct sched_job *job)
 {
-	struct sched_job *job;
-
-	if (msg->busy)
-		return;
-	job = xcalloc(1, sizeof(*job));
-	job->msg = msg;
-	job->hostname = xstrdup(s->conf != NULL && s->conf->hostname != NULL ?
-	    s->conf->hostname : "");
-	job->lifetime = s->conf != NULL ? s->conf->queue_lifetime :
-	    5 * 86400;
-	job->retry_base = s->retry_base;
-	msg->busy = true;
 	pthread_mutex_lock(&s->mtx);
 	TAILQ_INSERT_TAIL(&s->jobs, job, entry);
 	pthread_cond_signal(&s->cv);
@@ -374,21 +389,625 @@ scheduler_submit(struct scheduler *s, struct sched_msg *msg)
 }
 
 static void
-scheduler_timer_cb(evutil_socket_t fd, short what, void *arg)
+sched_done_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct sched_msg *msg = arg;
+	struct scheduler *s = arg;
+	struct sched_jobs done;
+	struct sched_job *job;
 
 	(void)fd;
 	(void)what;
-	scheduler_submit(msg->s, msg);
+	TAILQ_INIT(&done);
+	pthread_mutex_lock(&s->mtx);
+	TAILQ_CONCAT(&done, &s->done, entry);
+	pthread_mutex_unlock(&s->mtx);
+	while ((job = TAILQ_FIRST(&done)) != NULL) {
+		TAILQ_REMOVE(&done, job, entry);
+		job->done(job);
+		sched_job_free(job);
+	}
+}
+
+/* ---- SCAN: facts about the content that outbound delivery needs ---- */
+
+struct sched_scan {
+	bool eight_bit;
+	size_t line, longest;
+	bool in_headers, at_bol;
+	unsigned int hops;
+	char name[10];		/* start of the current header line */
+	size_t namelen;
+};
+
+static void
+sched_scan_bytes(struct sched_scan *sc, const char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)p[i];
+
+		if (ch >= 0x80)
+			sc->eight_bit = true;
+		if (ch == '\n') {
+			/* line excludes its CR */
+			size_t l = sc->line > 0 && i > 0 && p[i - 1] == '\r' ?
+			    sc->line - 1 : sc->line;
+
+			if (l > sc->longest)
+				sc->longest = l;
+			if (sc->in_headers && l == 0)
+				sc->in_headers = false;
+			sc->line = 0;
+			sc->namelen = 0;
+			continue;
+		}
+		if (sc->in_headers && sc->line < sizeof(sc->name)) {
+			sc->name[sc->line] = (char)ch;
+			sc->namelen = sc->line + 1;
+			if (sc->namelen == 9 && strncasecmp(sc->name,
+			    "received:", 9) == 0)
+				sc->hops++;
+		}
+		sc->line++;
+	}
+}
+
+static void
+sched_scan_run(struct sched_job *job)
+{
+	struct sched_msg *msg = job->msg;
+	struct sched_scan sc;
+	struct spool_reader *rd;
+	const char *error, *data;
+	size_t len;
+	int r;
+
+	memset(&sc, 0, sizeof(sc));
+	sc.in_headers = true;
+	if ((rd = spool_reader_open(msg->s->sp, msg->id, &error)) == NULL) {
+		job->error = errno;
+		return;
+	}
+	while ((r = spool_reader_next(rd, &data, &len)) == 1)
+		sched_scan_bytes(&sc, data, len);
+	if (r == -1)
+		job->error = errno;
+	if (sc.line > sc.longest)
+		sc.longest = sc.line;
+	spool_reader_close(rd);
+	msg->eight_bit = sc.eight_bit;
+	msg->longest_line = sc.longest;
+	msg->hops = sc.hops;
+}
+
+static void
+sched_scan_done(struct sched_job *job)
+{
+	struct sched_msg *msg = job->msg;
+
+	if (job->error == EBADMSG)
+		msg->corrupt = true;
+	else if (job->error != 0) {
+		char eb[128];
+
+		log_err("delivery: id=%s cannot read queue file: %s", msg->id,
+		    strerror_r(job->error, eb, sizeof(eb)));
+	} else
+		msg->scanned = true;
+	sched_advance(msg);
+}
+
+/* ---- DELIVER: local recipients on a worker ---- */
+
+static void
+sched_local_run(struct sched_job *job)
+{
+	struct sched_msg *msg = job->msg;
+	size_t k;
+
+	for (k = 0; k < job->n; k++) {
+		const struct envelope_rcpt *r = &msg->env.rcpts[job->idx[k]];
+		struct remote_result *res = &job->res[k];
+		bool permanent = false;
+
+		if (r->mailbox == NULL) {
+			res->status = REMOTE_PERM;
+			strlcpy(res->reply, "554 5.3.5 local recipient "
+			    "without a Maildir", sizeof(res->reply));
+			continue;
+		}
+		if (maildir_deliver(msg->s->sp, msg->id, msg->env.sender,
+		    r->mailbox, job->hostname, res->reply, sizeof(res->reply),
+		    &permanent) == 0) {
+			res->status = REMOTE_OK;
+			strlcpy(res->reply, "250 2.0.0 delivered to Maildir",
+			    sizeof(res->reply));
+			continue;
+		}
+		if (errno == EBADMSG) {
+			/* No retry can fix a corrupt queue file. */
+			job->error = EBADMSG;
+			job->n = k;
+			return;
+		}
+		res->status = permanent ? REMOTE_PERM : REMOTE_TEMP;
+	}
+}
+
+static void
+sched_local_done(struct sched_job *job)
+{
+	struct sched_msg *msg = job->msg;
+	size_t k;
+
+	for (k = 0; k < job->n; k++)
+		sched_apply(msg, job->idx[k], &job->res[k]);
+	if (job->error == EBADMSG)
+		msg->corrupt = true;
+	msg->inflight--;
+	if (msg->s->closing) {
+		/*
+		 * Shutting down: no more rounds, but what was delivered must
+		 * be on record, or the next start delivers it again. On the
+		 * loop thread, which only tears down now.
+		 */
+		if (msg->dirty && spool_update_rcpts(msg->s->sp, msg->id,
+		    &msg->env) == 0)
+			msg->dirty = false;
+		return;
+	}
+	sched_advance(msg);
+}
+
+static void
+sched_remote_done(struct remote_batch *b, void *arg)
+{
+	struct sched_msg *msg = arg;
+	size_t k;
+
+	if (msg->s->closing) {
+		/* Interrupted by shutdown: nothing recorded, the next
+		 * start delivers these recipients again. */
+		free(b->idx);
+		free(b->res);
+		b->idx = NULL;
+		b->res = NULL;
+		msg->inflight--;
+		return;
+	}
+	for (k = 0; k < b->n; k++)
+		sched_apply(msg, b->idx[k], &b->res[k]);
+	if (b->corrupt)
+		msg->corrupt = true;
+	free(b->idx);
+	free(b->res);
+	b->idx = NULL;
+	b->res = NULL;
+	msg->inflight--;
+	sched_advance(msg);
+}
+
+/* ---- WRITE and FINAL: the queue file ---- */
+
+static void
+sched_write_run(struct sched_job *job)
+{
+	struct sched_msg *msg = job->msg;
+	const struct spool *sp = msg->s->sp;
+
+	if (job->remove) {
+		if (spool_remove(sp, msg->id) == -1)
+			job->error = errno;
+		return;
+	}
+	if (spool_update_rcpts(sp, msg->id, &msg->env) == -1)
+		job->error = errno;
+}
+
+static void
+sched_write_done(struct sched_job *job)
+{
+	struct sched_msg *msg = job->msg;
+	char eb[128];
+
+	if (job->error == 0) {
+		msg->dirty = false;
+		if (job->remove) {
+			msg->removed = true;
+			log_info("delivery: id=%s status=done (queue file "
+			    "removed)", msg->id);
+		}
+	} else if (job->error == EBADMSG)
+		msg->corrupt = true;
+	else
+		log_err("delivery: id=%s cannot %s queue file: %s", msg->id,
+		    job->remove ? "remove" : "update",
+		    strerror_r(job->error, eb, sizeof(eb)));
+	sched_advance(msg);
+}
+
+/* ---- NOTIFY: which reports, composed on a worker ---- */
+
+static bool
+sched_report_wanted(const struct envelope_rcpt *r, unsigned int bit)
+{
+	if ((r->notify & SMTP_NOTIFY_NEVER) != 0)
+		return false;
+	/* RFC 3461 4.1: without NOTIFY, FAILURE (and DELAY at our
+	 * discretion) are the default. */
+	if (r->notify == 0)
+		return bit != SMTP_NOTIFY_SUCCESS;
+	return (r->notify & bit) != 0;
+}
+
+/* Where reports about msg go: its sender, or double_bounce for <>. */
+static char *
+sched_report_rcpt(const struct sched_msg *msg)
+{
+	const struct conf *c = msg->s->conf;
+
+	if (msg->env.sender != NULL && msg->env.sender[0] != '\0')
+		return xstrdup(msg->env.sender);
+	if (strchr(c->double_bounce, '@') != NULL)
+		return xstrdup(c->double_bounce);
+	return xasprintf("%s@%s", c->double_bounce, c->hostname);
+}
+
+static void
+sched_report_add(struct sched_msg *msg, enum dsn_action action,
+    uint32_t flag, size_t i)
+{
+	struct sched_report *rep = NULL;
+	size_t k;
+
+	for (k = 0; k < msg->nreports; k++)
+		if (msg->reports[k].action == action)
+			rep = &msg->reports[k];
+	if (rep == NULL) {
+		msg->reports = xrealloc(msg->reports, (msg->nreports + 1) *
+		    sizeof(*msg->reports));
+		rep = &msg->reports[msg->nreports++];
+		memset(rep, 0, sizeof(*rep));
+		rep->action = action;
+		rep->flag = flag;
+		rep->rcpt = sched_report_rcpt(msg);
+	}
+	rep->idx = xrealloc(rep->idx, (rep->n + 1) * sizeof(*rep->idx));
+	rep->idx[rep->n++] = i;
+}
+
+/*
+ * Decide the reports this round owes. Recipients for which no report is
+ * wanted get their flag at once (nothing to wait for).
+ */
+static void
+sched_reports_plan(struct sched_msg *msg)
+{
+	const struct conf *c = msg->s->conf;
+	uint64_t now = sched_now();
+	bool null_sender = msg->env.sender == NULL ||
+	    msg->env.sender[0] == '\0';
+	size_t i;
+
+	for (i = 0; i < msg->env.nrcpts; i++) {
+		struct envelope_rcpt *r = &msg->env.rcpts[i];
+
+		if (r->status == RCPT_STATUS_FAILED &&
+		    (r->flags & RCPT_FLAG_BOUNCED) == 0) {
+			if (null_sender && c->double_bounce == NULL) {
+				char addr[512];
+
+				/* RFC 5321 6.2: never a report about a
+				 * report. */
+				log_info("delivery: id=%s to=<%s> status=dropped"
+				    " undeliverable mail from <> (no "
+				    "double_bounce address)", msg->id,
+				    log_escape(addr, sizeof(addr), r->addr,
+				    strlen(r->addr)));
+				r->flags |= RCPT_FLAG_BOUNCED;
+				msg->dirty = true;
+			} else if (!null_sender && !sched_report_wanted(r,
+			    SMTP_NOTIFY_FAILURE)) {
+				r->flags |= RCPT_FLAG_BOUNCED;
+				msg->dirty = true;
+			} else
+				sched_report_add(msg, DSN_FAILED,
+				    RCPT_FLAG_BOUNCED, i);
+		} else if (r->status == RCPT_STATUS_PENDING &&
+		    (r->flags & RCPT_FLAG_DELAYED) == 0 &&
+		    c->delay_warning > 0 && r->attempts > 0 &&
+		    now >= sched_arrival(msg) + c->delay_warning &&
+		    !null_sender && sched_report_wanted(r, SMTP_NOTIFY_DELAY))
+			sched_report_add(msg, DSN_DELAYED, RCPT_FLAG_DELAYED,
+			    i);
+		else if (r->status == RCPT_STATUS_DELIVERED &&
+		    msg->note[i] != NOTE_NONE &&
+		    (r->flags & RCPT_FLAG_NOTIFIED) == 0 && !null_sender)
+			sched_report_add(msg, msg->note[i] == NOTE_RELAYED ?
+			    DSN_RELAYED : DSN_DELIVERED, RCPT_FLAG_NOTIFIED,
+			    i);
+	}
+}
+
+static int
+sched_source_next(void *arg, const char **data, size_t *len)
+{
+	return spool_reader_next(arg, data, len);
+}
+
+static void
+sched_compose_run(struct sched_job *job)
+{
+	struct sched_msg *msg = job->msg;
+	const struct envelope *env = &msg->env;
+	size_t k, i;
+
+	for (k = 0; k < msg->nreports; k++) {
+		struct sched_report *rep = &msg->reports[k];
+		struct dsn_rcpt *dr;
+		struct dsn_report dreport;
+		struct dsn_source src;
+		struct spool_reader *rd;
+		const char *error;
+		char (*status)[16];
+		int r;
+
+		dr = xcalloc(rep->n, sizeof(*dr));
+		status = xcalloc(rep->n, sizeof(*status));
+		for (i = 0; i < rep->n; i++) {
+			const struct envelope_rcpt *er = &env->rcpts[rep->idx[i]];
+
+			sched_status_code(er->last_reply, status[i],
+			    sizeof(status[i]));
+			dr[i].addr = er->addr;
+			dr[i].orcpt = er->orcpt;
+			dr[i].action = rep->action;
+			dr[i].status = status[i];
+			dr[i].remote_mta = er->kind == RCPT_KIND_REMOTE &&
+			    er->remote_mta[0] != '\0' ? er->remote_mta : NULL;
+			dr[i].diagnostic = er->last_reply[0] != '\0' &&
+			    (rep->action == DSN_FAILED ||
+			    rep->action == DSN_DELAYED ||
+			    er->kind == RCPT_KIND_REMOTE) ?
+			    er->last_reply : NULL;
+			dr[i].last_attempt = er->last_attempt;
+			dr[i].will_retry_until = rep->action == DSN_DELAYED ?
+			    (env->arrival != 0 ? env->arrival : msg->added) +
+			    job->lifetime : 0;
+		}
+		memset(&dreport, 0, sizeof(dreport));
+		dreport.hostname = job->hostname;
+		dreport.sender = env->sender != NULL ? env->sender : "";
+		dreport.queue_id = msg->id;
+		dreport.envid = env->envid;
+		dreport.arrival = env->arrival != 0 ? env->arrival :
+		    msg->added;
+		dreport.now = job->now;
+		dreport.ret_full = env->ret == SMTP_RET_FULL;
+		dreport.size_limit = job->bounce_size_limit;
+		dreport.smtputf8 = env->smtputf8;
+		dreport.rcpts = dr;
+		dreport.nrcpts = rep->n;
+		dreport.to = rep->rcpt;		/* the sender, or double_bounce */
+		buf_init(&rep->text, dsn_size_hint(&dreport) +
+		    SCHED_DSN_MAX_EXTRA);
+		if ((rd = spool_reader_open(msg->s->sp, msg->id, &error)) ==
+		    NULL)
+			r = -1;
+		else {
+			src.next = sched_source_next;
+			src.arg = rd;
+			r = dsn_compose(&dreport, &src, &rep->text,
+			    &rep->eight_bit);
+		}
+		if (r == -1 && job->error == 0)
+			job->error = errno != 0 ? errno : EIO;
+		spool_reader_close(rd);
+		rep->smtputf8 = env->smtputf8;
+		free(dr);
+		free(status);
+	}
+}
+
+static void
+sched_reports_free(struct sched_msg *msg)
+{
+	size_t k;
+
+	for (k = 0; k < msg->nreports; k++) {
+		buf_free(&msg->reports[k].text);
+		free(msg->reports[k].idx);
+		free(msg->reports[k].rcpt);
+	}
+	free(msg->reports);
+	msg->reports = NULL;
+	msg->nreports = 0;
+	msg->reports_done = 0;
+}
+
+static void
+sched_compose_done(struct sched_job *job)
+{
+	struct sched_msg *msg = job->msg;
+	char eb[128];
+
+	if (job->error != 0) {
+		if (job->error == EBADMSG)
+			msg->corrupt = true;
+		else
+			log_err("delivery: id=%s cannot compose delivery "
+			    "report: %s (retried later)", msg->id,
+			    strerror_r(job->error, eb, sizeof(eb)));
+		sched_reports_free(msg);
+	}
+	sched_advance(msg);
+}
+
+/* ---- INJECT: each report becomes a queued message ---- */
+
+static void sched_inject_next(struct sched_msg *msg);
+
+static void
+sched_inject_committed(void *arg, uint64_t cookie, const char *id, int error)
+{
+	struct sched_msg *msg = arg;
+	struct sched_report *rep = &msg->reports[cookie];
+	static const char *const names[] = {
+		[DSN_FAILED] = "failure", [DSN_DELAYED] = "delay",
+		[DSN_DELIVERED] = "success", [DSN_RELAYED] = "relayed",
+		[DSN_EXPANDED] = "expanded",
+	};
+	char eb[128], to[512];
+	size_t i;
+
+	log_escape(to, sizeof(to), rep->rcpt, strlen(rep->rcpt));
+	if (msg->s->closing) {
+		/* Durable or not, start-up recovery takes it from here: a
+		 * queued report is found in queue/, and the flag not
+		 * written means at worst a second report. */
+		envelope_free(&rep->env);
+		return;
+	}
+	if (error != 0) {
+		log_err("delivery: id=%s cannot queue %s report to <%s>: %s "
+		    "(retried later)", msg->id, names[rep->action], to,
+		    strerror_r(error, eb, sizeof(eb)));
+	} else {
+		log_info("delivery: id=%s report=%s to=<%s> dsn_id=%s",
+		    msg->id, names[rep->action], to, id);
+		rep->queued = true;
+		for (i = 0; i < rep->n; i++)
+			msg->env.rcpts[rep->idx[i]].flags |= rep->flag;
+		msg->dirty = true;
+		/* Durable: deliver it like any queued message. */
+		scheduler_add(msg->s, id, &rep->env);
+	}
+	envelope_free(&rep->env);
+	msg->reports_done++;
+	sched_inject_next(msg);
+}
+
+static void
+sched_inject_opened(void *arg, uint64_t cookie, struct spool_writer *w,
+    int error)
+{
+	struct sched_msg *msg = arg;
+	struct sched_report *rep = &msg->reports[cookie];
+	struct scheduler *s = msg->s;
+	struct envelope *benv = &rep->env;
+	char eb[128];
+
+	if (s->closing) {
+		spool_writer_abort(w);
+		return;
+	}
+	if (error != 0) {
+		log_err("delivery: id=%s cannot create a report: %s (retried "
+		    "later)", msg->id, strerror_r(error, eb, sizeof(eb)));
+		msg->reports_done++;
+		sched_inject_next(msg);
+		return;
+	}
+	envelope_init(benv);
+	benv->sender = xstrdup("");
+	benv->body = rep->eight_bit ? SMTP_BODY_8BITMIME : SMTP_BODY_UNSPEC;
+	benv->smtputf8 = rep->smtputf8;
+	benv->client_addr = xstrdup("127.0.0.1");
+	benv->helo = xstrdup(s->conf->hostname);
+	benv->proto = xstrdup("LOCAL");
+	benv->arrival = sched_now();
+	if (s->hooks.resolve == NULL ||
+	    s->hooks.resolve(s->hooks.arg, rep->rcpt, benv) == -1 ||
+	    benv->nrcpts == 0) {
+		char to[512];
+
+		log_warn("delivery: id=%s report to <%s> dropped: the address "
+		    "cannot receive mail", msg->id, log_escape(to, sizeof(to),
+		    rep->rcpt, strlen(rep->rcpt)));
+		spool_writer_abort(w);
+		envelope_free(benv);
+		/* Nobody to tell: the report is done with. */
+		rep->queued = true;
+		for (size_t i = 0; i < rep->n; i++)
+			msg->env.rcpts[rep->idx[i]].flags |= rep->flag;
+		msg->dirty = true;
+		msg->reports_done++;
+		sched_inject_next(msg);
+		return;
+	}
+	if (spool_writer_write(w, rep->text.data, rep->text.len) == -1) {
+		log_err("delivery: id=%s cannot write a report: %s", msg->id,
+		    strerror_r(errno, eb, sizeof(eb)));
+		spool_writer_abort(w);
+		envelope_free(benv);
+		msg->reports_done++;
+		sched_inject_next(msg);
+		return;
+	}
+	spool_writer_commit(w, benv, sched_inject_committed, msg, cookie);
+}
+
+static void
+sched_inject_next(struct sched_msg *msg)
+{
+	struct scheduler *s = msg->s;
+	size_t k = msg->reports_done;
+
+	if (k == msg->nreports) {
+		sched_reports_free(msg);
+		sched_advance(msg);
+		return;
+	}
+	spool_writer_open(s->sp, sched_inject_opened, msg, k);
+}
+
+/* ---- the round ---- */
+
+static void
+sched_quarantine(struct sched_msg *msg)
+{
+	char eb[128];
+
+	/*
+	 * The queue file itself is bad (it passed recovery, so it went bad
+	 * since): no retry can fix it and no recipient can get it. Into
+	 * corrupt/ for a human. Best effort for the states: they tell who
+	 * already has it. On the loop: this is rare, and the file is small
+	 * or broken.
+	 */
+	if (msg->dirty)
+		(void)spool_update_rcpts(msg->s->sp, msg->id, &msg->env);
+	if (spool_quarantine(msg->s->sp, msg->id,
+	    "content unreadable at delivery") == -1) {
+		log_err("delivery: id=%s queue file is corrupt and stays in "
+		    "queue/: %s", msg->id, strerror_r(errno, eb, sizeof(eb)));
+		return;
+	}
+	msg->removed = true;
+	log_warn("delivery: id=%s status=corrupt queue file moved to "
+	    "corrupt/, pending recipients not delivered (content unreadable "
+	    "at delivery)", msg->id);
+}
+
+static void
+sched_msg_free(struct sched_msg *msg)
+{
+	if (msg->timer != NULL)
+		event_free(msg->timer);
+	sched_reports_free(msg);
+	envelope_free(&msg->env);
+	free(msg->note);
+	free(msg);
 }
 
 /* Arm the timer for the earliest pending recipient. */
 static void
-scheduler_arm(struct scheduler *s, struct sched_msg *msg)
+sched_arm(struct sched_msg *msg)
 {
+	struct scheduler *s = msg->s;
 	struct timeval tv = { 0, 0 };
-	uint64_t now = (uint64_t)time(NULL), next = UINT64_MAX;
+	uint64_t now = sched_now(), next = UINT64_MAX, retry;
 	size_t i;
 
 	for (i = 0; i < msg->env.nrcpts; i++) {
@@ -398,52 +1017,278 @@ scheduler_arm(struct scheduler *s, struct sched_msg *msg)
 			next = r->next_attempt;
 	}
 	/* Nothing pending but still here (the queue file could not be
-	 * updated or removed): try again after the base delay. */
-	if (next == UINT64_MAX || (msg->dirty && next > now + s->retry_base))
-		next = now + s->retry_base;
+	 * updated or removed, or a report could not be queued): try again
+	 * after the first retry delay. */
+	retry = now + s->conf->retry_initial;
+	if (next == UINT64_MAX || (msg->dirty && next > retry))
+		next = retry;
+	for (i = 0; i < msg->nreports; i++)
+		if (next > retry)
+			next = retry;
 	if (next > now)
 		tv.tv_sec = (time_t)(next - now);
 	evtimer_add(msg->timer, &tv);
 }
 
-static void
-scheduler_done_cb(evutil_socket_t fd, short what, void *arg)
+/* Does the message still owe anything? */
+static bool
+sched_msg_finished(const struct sched_msg *msg)
 {
-	struct scheduler *s = arg;
-	struct sched_jobs done;
+	size_t i;
+
+	for (i = 0; i < msg->env.nrcpts; i++) {
+		const struct envelope_rcpt *r = &msg->env.rcpts[i];
+
+		if (r->status == RCPT_STATUS_PENDING)
+			return false;
+		if (r->status == RCPT_STATUS_FAILED &&
+		    (r->flags & RCPT_FLAG_BOUNCED) == 0)
+			return false;
+		if (r->status == RCPT_STATUS_DELIVERED &&
+		    msg->note[i] != NOTE_NONE &&
+		    (r->flags & RCPT_FLAG_NOTIFIED) == 0 &&
+		    msg->env.sender != NULL && msg->env.sender[0] != '\0')
+			return false;
+	}
+	return true;
+}
+
+static void
+sched_round_end(struct sched_msg *msg)
+{
+	struct scheduler *s = msg->s;
+
+	msg->phase = PHASE_IDLE;
+	if (msg->removed) {
+		TAILQ_REMOVE(&s->msgs, msg, entry);
+		s->stats.queued--;
+		sched_msg_free(msg);
+		return;
+	}
+	if (msg->flush) {
+		size_t i;
+
+		/* scheduler_flush() came during the round: retry now. */
+		msg->flush = false;
+		for (i = 0; i < msg->env.nrcpts; i++)
+			if (msg->env.rcpts[i].status == RCPT_STATUS_PENDING)
+				msg->env.rcpts[i].next_attempt = 0;
+		sched_round(msg);
+		return;
+	}
+	sched_arm(msg);
+}
+
+/* Start the DELIVER phase: local job, remote batch, or nothing. */
+static void
+sched_deliver(struct sched_msg *msg)
+{
+	struct scheduler *s = msg->s;
+	const struct conf *c = s->conf;
+	struct sched_job *job = NULL;
+	struct remote_batch *b = &msg->batch;
+	uint64_t now = sched_now();
+	size_t i, nremote = 0;
+
+	msg->phase = PHASE_DELIVER;
+	/* Held while dispatching: a part may finish inside remote_submit
+	 * (a destination that backs off defers at once). */
+	msg->inflight++;
+	memset(b, 0, sizeof(*b));
+	for (i = 0; i < msg->env.nrcpts; i++) {
+		struct envelope_rcpt *r = &msg->env.rcpts[i];
+
+		if (r->status != RCPT_STATUS_PENDING || r->next_attempt > now)
+			continue;
+		if (r->kind == RCPT_KIND_REMOTE) {
+			if (msg->hops > c->max_hops) {
+				struct remote_result res;
+
+				/* RFC 5321 6.3: a loop; never send it on. */
+				memset(&res, 0, sizeof(res));
+				res.status = REMOTE_PERM;
+				snprintf(res.reply, sizeof(res.reply), "554 "
+				    "5.4.6 too many hops: %u Received: header "
+				    "fields, at most %llu (mail loop?)",
+				    msg->hops,
+				    (unsigned long long)c->max_hops);
+				sched_apply(msg, i, &res);
+				continue;
+			}
+			b->idx = xrealloc(b->idx, (nremote + 1) *
+			    sizeof(*b->idx));
+			b->idx[nremote++] = i;
+			continue;
+		}
+		if (job == NULL)
+			job = sched_job_new(msg, sched_local_run,
+			    sched_local_done);
+		job->idx = xrealloc(job->idx, (job->n + 1) *
+		    sizeof(*job->idx));
+		job->idx[job->n++] = i;
+	}
+	if (job != NULL) {
+		job->res = xcalloc(job->n, sizeof(*job->res));
+		msg->inflight++;
+		sched_job_submit(s, job);
+	}
+	if (nremote > 0) {
+		strlcpy(b->id, msg->id, sizeof(b->id));
+		b->env = &msg->env;
+		b->n = nremote;
+		b->res = xcalloc(nremote, sizeof(*b->res));
+		b->eight_bit = msg->eight_bit;
+		b->longest_line = msg->longest_line;
+		b->done = sched_remote_done;
+		b->arg = msg;
+		msg->inflight++;
+		remote_submit(s->remote, b);
+	}
+	if (--msg->inflight == 0)
+		sched_advance(msg);
+}
+
+/*
+ * The phase machine: called when the current phase has finished; starts
+ * the next one, or ends the round.
+ */
+static void
+sched_advance(struct sched_msg *msg)
+{
+	struct scheduler *s = msg->s;
 	struct sched_job *job;
-	struct sched_msg *msg;
 
-	(void)fd;
-	(void)what;
-	TAILQ_INIT(&done);
-	pthread_mutex_lock(&s->mtx);
-	TAILQ_CONCAT(&done, &s->done, entry);
-	pthread_mutex_unlock(&s->mtx);
+	if (s->closing)
+		return;
 
-	while ((job = TAILQ_FIRST(&done)) != NULL) {
-		TAILQ_REMOVE(&done, job, entry);
-		msg = job->msg;
-		msg->busy = false;
-		s->stats.delivered += job->delivered;
-		s->stats.deferred += job->deferred;
-		s->stats.failed += job->failed;
-		if (job->removed) {
-			TAILQ_REMOVE(&s->msgs, msg, entry);
-			scheduler_msg_free(msg);
-			s->stats.queued--;
-		} else
-			scheduler_arm(s, msg);
-		scheduler_job_free(job);
+	if (msg->corrupt && msg->inflight == 0 && !msg->removed) {
+		sched_quarantine(msg);
+		if (!msg->removed)
+			msg->corrupt = false;	/* retried next round */
+		sched_round_end(msg);
+		return;
+	}
+	switch (msg->phase) {
+	case PHASE_SCAN:
+		if (!msg->scanned) {
+			/* Unreadable for now (logged): retry later. */
+			sched_round_end(msg);
+			return;
+		}
+		sched_deliver(msg);
+		return;
+	case PHASE_DELIVER:
+		if (msg->inflight > 0)
+			return;
+		/* Everything delivered and nothing to report: the unlink
+		 * is the whole update (a crash that loses it delivers
+		 * again: twice, never zero times). */
+		sched_reports_plan(msg);
+		if (msg->nreports == 0 && sched_msg_finished(msg)) {
+			msg->phase = PHASE_FINAL;
+			job = sched_job_new(msg, sched_write_run,
+			    sched_write_done);
+			job->remove = true;
+			sched_job_submit(s, job);
+			return;
+		}
+		if (msg->dirty) {
+			msg->phase = PHASE_WRITE;
+			sched_job_submit(s, sched_job_new(msg, sched_write_run,
+			    sched_write_done));
+			return;
+		}
+		/* FALLTHROUGH */
+	case PHASE_WRITE:
+		if (msg->dirty) {
+			/* The states are not durable: no report may go
+			 * out on their word. Retry later. */
+			sched_reports_free(msg);
+			sched_round_end(msg);
+			return;
+		}
+		if (msg->nreports > 0) {
+			msg->phase = PHASE_NOTIFY;
+			sched_job_submit(s, sched_job_new(msg,
+			    sched_compose_run, sched_compose_done));
+			return;
+		}
+		sched_round_end(msg);
+		return;
+	case PHASE_NOTIFY:
+		if (msg->nreports == 0) {	/* composing failed */
+			sched_round_end(msg);
+			return;
+		}
+		msg->phase = PHASE_INJECT;
+		msg->reports_done = 0;
+		sched_inject_next(msg);
+		return;
+	case PHASE_INJECT:
+		msg->phase = PHASE_FINAL;
+		job = sched_job_new(msg, sched_write_run, sched_write_done);
+		job->remove = sched_msg_finished(msg);
+		if (!job->remove && !msg->dirty) {
+			sched_job_free(job);
+			sched_round_end(msg);
+			return;
+		}
+		sched_job_submit(s, job);
+		return;
+	case PHASE_FINAL:
+	case PHASE_IDLE:
+		sched_round_end(msg);
+		return;
 	}
 }
 
+/* Start a round now (or after the one running). */
+static void
+sched_round(struct sched_msg *msg)
+{
+	uint64_t now = sched_now();
+	bool remote_due = false;
+	size_t i;
+
+	if (msg->s->closing)
+		return;
+	if (msg->phase != PHASE_IDLE) {
+		msg->flush = true;
+		return;
+	}
+	evtimer_del(msg->timer);
+	for (i = 0; i < msg->env.nrcpts; i++) {
+		const struct envelope_rcpt *r = &msg->env.rcpts[i];
+
+		if (r->status == RCPT_STATUS_PENDING &&
+		    r->next_attempt <= now && r->kind == RCPT_KIND_REMOTE)
+			remote_due = true;
+	}
+	if (remote_due && !msg->scanned) {
+		msg->phase = PHASE_SCAN;
+		sched_job_submit(msg->s, sched_job_new(msg, sched_scan_run,
+		    sched_scan_done));
+		return;
+	}
+	sched_deliver(msg);
+}
+
+static void
+sched_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	sched_round(arg);
+}
+
+/* ---- API ---- */
+
 struct scheduler *
 scheduler_new(struct event_base *base, struct spool *sp,
-    const struct conf *c, unsigned int nworkers)
+    const struct conf *c, unsigned int nworkers, struct dns *dns,
+    const struct scheduler_hooks *hooks)
 {
 	struct scheduler *s;
-	const char *env, *errstr;
 	unsigned int i;
 	int r;
 
@@ -451,31 +1296,24 @@ scheduler_new(struct event_base *base, struct spool *sp,
 	s->base = base;
 	s->sp = sp;
 	s->conf = c;
-	s->retry_base = SCHED_RETRY_BASE_DEFAULT;
-	if ((env = getenv("PETREL_RETRY_BASE_SECONDS")) != NULL) {
-		if (parse_u64(env, 1, SCHED_RETRY_MAX, &s->retry_base,
-		    &errstr) == -1) {
-			log_warn("scheduler: PETREL_RETRY_BASE_SECONDS=%s is "
-			    "%s, using %d", env, errstr,
-			    SCHED_RETRY_BASE_DEFAULT);
-			s->retry_base = SCHED_RETRY_BASE_DEFAULT;
-		}
-	}
+	if (hooks != NULL)
+		s->hooks = *hooks;
 	TAILQ_INIT(&s->jobs);
 	TAILQ_INIT(&s->done);
 	TAILQ_INIT(&s->msgs);
 	if (pthread_mutex_init(&s->mtx, NULL) != 0 ||
 	    pthread_cond_init(&s->cv, NULL) != 0)
 		fatalx("scheduler: cannot create a mutex");
-	s->done_ev = event_new(base, -1, 0, scheduler_done_cb, s);
+	s->done_ev = event_new(base, -1, 0, sched_done_cb, s);
 	if (s->done_ev == NULL)
 		fatalx("scheduler: event_new failed");
+	s->remote = remote_new(base, sp, c, dns);
 
 	s->nthreads = nworkers > 0 ? nworkers : 1;
 	s->threads = xcalloc(s->nthreads, sizeof(*s->threads));
 	for (i = 0; i < s->nthreads; i++)
 		if ((r = pthread_create(&s->threads[i], NULL,
-		    scheduler_worker, s)) != 0)
+		    sched_worker, s)) != 0)
 			fatalx("scheduler: pthread_create: %s", strerror(r));
 	return s;
 }
@@ -484,6 +1322,8 @@ void
 scheduler_set_conf(struct scheduler *s, const struct conf *c)
 {
 	s->conf = c;
+	if (s->remote != NULL)
+		remote_set_conf(s->remote, c);
 }
 
 void
@@ -499,18 +1339,65 @@ scheduler_add(struct scheduler *s, const char *id,
 		fatalx("scheduler: queue id too long: %s", id);
 	envelope_init(&msg->env);
 	envelope_copy(&msg->env, env);
-	msg->added = (uint64_t)time(NULL);
+	/* Parsed and received envelopes always have these; be safe (a
+	 * NULL sender is refused by every delivery as a 451). */
+	for (i = 0; i < msg->env.nrcpts; i++)
+		if (msg->env.rcpts[i].addr == NULL)
+			msg->env.rcpts[i].addr = xstrdup("");
+	msg->note = xcalloc(msg->env.nrcpts > 0 ? msg->env.nrcpts : 1, 1);
+	msg->added = sched_now();
 	/* A new or recovered message is tried now, whatever its recorded
 	 * next attempt: a restart is a natural moment to flush. */
 	for (i = 0; i < msg->env.nrcpts; i++)
 		if (msg->env.rcpts[i].status == RCPT_STATUS_PENDING)
 			msg->env.rcpts[i].next_attempt = 0;
-	msg->timer = evtimer_new(s->base, scheduler_timer_cb, msg);
+	msg->timer = evtimer_new(s->base, sched_timer_cb, msg);
 	if (msg->timer == NULL)
 		fatalx("scheduler: evtimer_new failed");
 	TAILQ_INSERT_TAIL(&s->msgs, msg, entry);
 	s->stats.queued++;
-	scheduler_submit(s, msg);
+	sched_round(msg);
+}
+
+void
+scheduler_flush(struct scheduler *s)
+{
+	struct sched_msg *msg, *next;
+	size_t i, n = 0;
+
+	if (s->closing)
+		return;
+	remote_flush(s->remote);
+	TAILQ_FOREACH_SAFE(msg, &s->msgs, entry, next) {
+		n++;
+		if (msg->phase != PHASE_IDLE) {
+			msg->flush = true;
+			continue;
+		}
+		for (i = 0; i < msg->env.nrcpts; i++)
+			if (msg->env.rcpts[i].status == RCPT_STATUS_PENDING)
+				msg->env.rcpts[i].next_attempt = 0;
+		/* Through the timer: a round may free msg. */
+		evtimer_del(msg->timer);
+		{
+			struct timeval tv = { 0, 0 };
+
+			evtimer_add(msg->timer, &tv);
+		}
+	}
+	log_info("scheduler: flush: %zu messages to retry now", n);
+}
+
+void
+scheduler_stop(struct scheduler *s)
+{
+	if (s == NULL || s->closing)
+		return;
+	s->closing = true;
+	/* Connections close; their batches complete unrecorded (the next
+	 * start delivers those recipients again). */
+	remote_free(s->remote);
+	s->remote = NULL;
 }
 
 void
@@ -522,6 +1409,7 @@ scheduler_free(struct scheduler *s)
 
 	if (s == NULL)
 		return;
+	scheduler_stop(s);
 	pthread_mutex_lock(&s->mtx);
 	s->stopping = true;
 	pthread_cond_broadcast(&s->cv);
@@ -530,18 +1418,21 @@ scheduler_free(struct scheduler *s)
 	for (i = 0; i < s->nthreads; i++)
 		pthread_join(s->threads[i], NULL);
 	free(s->threads);
+	/* Finished jobs the loop has not seen: record their results (in
+	 * closing mode nothing new starts from them). */
+	sched_done_cb(-1, 0, s);
 
 	while ((job = TAILQ_FIRST(&s->jobs)) != NULL) {
 		TAILQ_REMOVE(&s->jobs, job, entry);
-		scheduler_job_free(job);
+		sched_job_free(job);
 	}
 	while ((job = TAILQ_FIRST(&s->done)) != NULL) {
 		TAILQ_REMOVE(&s->done, job, entry);
-		scheduler_job_free(job);
+		sched_job_free(job);
 	}
 	while ((msg = TAILQ_FIRST(&s->msgs)) != NULL) {
 		TAILQ_REMOVE(&s->msgs, msg, entry);
-		scheduler_msg_free(msg);
+		sched_msg_free(msg);
 	}
 	event_free(s->done_ev);
 	pthread_cond_destroy(&s->cv);

@@ -130,7 +130,7 @@ def test_spool_full(make_petrel):
 
 
 def test_maildir_full(make_petrel):
-    p = make_petrel(start=False, env={"PETREL_RETRY_BASE_SECONDS": "1"})
+    p = make_petrel(start=False, extra_conf="retry_initial 1s")
     uid, gid = owner(p)
     with small_tmpfs(p.maildir_root, "1m", uid, gid):
         try:

@@ -196,7 +196,7 @@ def test_startup_recovery(make_petrel):
 
 
 def test_retry_after_block_removed(make_petrel):
-    p = make_petrel(start=False, env={"PETREL_RETRY_BASE_SECONDS": "1"})
+    p = make_petrel(start=False, extra_conf="retry_initial 1s")
     blocked = block_maildir(p, ALICE)
     p.start()
     msg = make_message("retry")
@@ -210,29 +210,31 @@ def test_retry_after_block_removed(make_petrel):
     assert p.alive()
 
 
-def test_failed_mail_is_kept(make_petrel):
-    """Bounces are not implemented yet, so a recipient that fails for good
-    must not cost the message: past queue_lifetime it moves, with its
-    final recipient states, to spool/failed/ and is never deleted. Here
-    the recipient is remote (a trusted client relays), which stays
-    deferred until outbound delivery exists; alice is delivered."""
+def test_failed_mail_is_bounced(make_petrel):
+    """A recipient that fails for good must not cost the message: past
+    queue_lifetime the sender gets a bounce (RFC 3464), and only then
+    does the queue file go. Here the recipient is remote (a trusted
+    client relays) and its domain cannot be resolved (no DNS server
+    answers), the sender is local; alice is delivered."""
     p = make_petrel(start=False, trusted=("127.0.0.0/8",),
-                    extra_conf="queue_lifetime 2s",
-                    env={"PETREL_RETRY_BASE_SECONDS": "1"})
+                    extra_conf="queue_lifetime 2s\nretry_initial 1s\n"
+                               "delay_warning 0")
     p.start()
     with p.smtp() as s:
-        s.sendmail("sender@remote.test",
+        s.sendmail("bob@example.test",
                    ["alice@example.test", "someone@remote.test"],
                    b"Subject: kept\r\n\r\nkeep me\r\n")
     [delivered] = p.wait_delivered("alice@example.test", 1)
     assert b"keep me" in delivered
-    failed_dir = os.path.join(p.spool, "failed")
-    wait_until(lambda: os.listdir(failed_dir), timeout=30,
-               what="the message to move to spool/failed")
-    [name] = os.listdir(failed_dir)
+    [bounce] = p.wait_delivered("bob@example.test", 1, timeout=40)
+    assert b"Return-Path: <>" in bounce
+    assert b"someone@remote.test" in bounce
+    assert b"Action: failed" in bounce
+    assert b"Subject: kept" in bounce
     assert p.queue_ids() == []
-    p.wait_log(r"id=%s status=failed kept in failed/" % name)
-    with open(os.path.join(failed_dir, name), "rb") as f:
-        data = f.read()
-    assert b"keep me" in data and b"someone@remote.test" in data
+    assert p.queue_ids("failed") == []
+    p.wait_log(r"to=<someone@remote.test> .*status=bounced")
+    p.wait_log(r"report=failure to=<bob@example.test>")
     assert p.alive()
+
+
