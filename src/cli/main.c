@@ -3,6 +3,8 @@
  *
  *   petrel serve [-c FILE]          run the daemon in the foreground
  *   petrel check-config [-c FILE]   validate a configuration file
+ *   petrel resolve [-c FILE] TYPE NAME
+ *                                   ask Petrel's resolver (resolve.c)
  *   petrel version
  *
  * Every command finds its configuration the same way: -c FILE, else
@@ -26,6 +28,8 @@ usage(void)
 	fprintf(stderr,
 	    "usage: petrel serve [-c FILE] [-v]\n"
 	    "       petrel check-config [-c FILE]\n"
+	    "       petrel resolve [-c FILE] A|AAAA|MX|TXT|PTR|CNAME|TLSA|route "
+	    "NAME\n"
 	    "       petrel version\n");
 }
 
