@@ -29,7 +29,7 @@
 # directory and log under a temporary directory, listening on a free port of
 # 127.0.0.1), started with `postfix -c DIR start` and stopped with
 # `postfix -c DIR stop`. Everything runs on loopback; neither server makes a
-# DNS query (both send everything to [127.0.0.1]:SINK_PORT).
+# DNS query (both send everything to [127.0.0.2]:SINK_PORT).
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -89,6 +89,7 @@ WORK=$(mktemp -d /tmp/petrel-relay.XXXXXX)
 chmod 755 "$WORK"
 SINK_PID=""
 PETREL_PID=""
+LOAD_PID=""
 PFX_CONF=""
 
 # postfix_stop: stop the running private instance, by force if needed.
@@ -114,6 +115,11 @@ postfix_stop() {
 
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
+	if [ -n "$LOAD_PID" ]; then
+		# It kills its smtp-source on SIGTERM.
+		kill -TERM "$LOAD_PID" 2>/dev/null || true
+		wait "$LOAD_PID" 2>/dev/null || true
+	fi
 	postfix_stop
 	if [ -n "$PETREL_PID" ]; then
 		kill -KILL "$PETREL_PID" 2>/dev/null || true
@@ -128,21 +134,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# free_port [ADDR]: a free TCP port on ADDR (default 127.0.0.1).
 free_port() {
-	$PYTHON -c 'import socket
+	$PYTHON - "${1:-127.0.0.1}" <<'EOF'
+import socket, sys
 s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
+s.bind((sys.argv[1], 0))
+print(s.getsockname()[1])
+EOF
 }
 
-# wait_port PORT SECONDS: until something accepts on 127.0.0.1:PORT.
+# wait_port PORT SECONDS [ADDR]: until something accepts on ADDR:PORT.
 wait_port() {
-	$PYTHON - "$1" "$2" <<'EOF'
+	$PYTHON - "$1" "$2" "${3:-127.0.0.1}" <<'EOF'
 import socket, sys, time
 port, deadline = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
 while time.monotonic() < deadline:
     try:
-        socket.create_connection(("127.0.0.1", port), 1).close()
+        socket.create_connection((sys.argv[3], port), 1).close()
         sys.exit(0)
     except OSError:
         time.sleep(0.05)
@@ -160,15 +169,19 @@ wait_log() {
 }
 
 # ---- the remote server: one smtp-sink for every run ----
+# On 127.0.0.2, not on an address the servers listen on: Petrel takes a
+# relay host at one of its own listening addresses for itself, whatever
+# the port, and bounces the mail (554 5.4.6 loops back to myself).
 # -c makes it write "sess=S quit=Q mesg=M\r" to stdout after every session,
 # QUIT and final "."; M, the messages it has received so far, is what the
 # runs count (it never goes down, so each run counts from its own start).
-SINK_PORT=$(free_port)
+SINK_ADDR=127.0.0.2
+SINK_PORT=$(free_port "$SINK_ADDR")
 SINK_OUT=$WORK/sink.out
-"$SINK" -c -u nobody -m 1000 "127.0.0.1:$SINK_PORT" 1024 \
+"$SINK" -c -u nobody -m 1000 "$SINK_ADDR:$SINK_PORT" 1024 \
     >"$SINK_OUT" 2>"$WORK/sink.err" &
 SINK_PID=$!
-wait_port "$SINK_PORT" 10 ||
+wait_port "$SINK_PORT" 10 "$SINK_ADDR" ||
     die "smtp-sink did not start: $(cat "$WORK/sink.err")"
 
 # sink_count: messages the sink has received since it started (from the
@@ -189,10 +202,12 @@ EOF
 # 127.0.0.1:PORT; waits until the sink has counted them all. Prints
 # "SECONDS INJECT_SECONDS" (first injection to last message at the sink,
 # and the smtp-source run alone); on failure says why on stderr, returns 1.
+# Call it only in the background: it execs, so that $! is the PID of the
+# Python process, which kills its smtp-source when it gets SIGTERM.
 run_load() {
-	$PYTHON - "$1" "$2" "$3" "$SINK_OUT" "$MESSAGES" "$SIZE" \
+	exec "$PYTHON" - "$1" "$2" "$3" "$SINK_OUT" "$MESSAGES" "$SIZE" \
 	    "$SESSIONS" "$RUN_TIMEOUT" "$SOURCE" "$RCPT" <<'EOF'
-import re, subprocess, sys, time
+import re, signal, subprocess, sys, time
 
 name, port, log, sink_out = sys.argv[1:5]
 n, size, sessions, timeout = (int(a) for a in sys.argv[5:9])
@@ -216,6 +231,15 @@ def fail(msg):
     print(f"relay.sh: {name}: {msg}", file=sys.stderr)
     sys.exit(1)
 
+p = None
+
+def on_term(signum, frame):
+    if p is not None and p.poll() is None:
+        p.kill()
+        p.wait()
+    sys.exit(1)
+
+signal.signal(signal.SIGTERM, on_term)
 base = sink_count()
 t_inject = t_done = None
 with open(log, "wb") as out:
@@ -308,7 +332,7 @@ biff = no
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
-relayhost = [127.0.0.1]:$SINK_PORT
+relayhost = [$SINK_ADDR]:$SINK_PORT
 smtp_dns_support_level = disabled
 smtp_host_lookup = native
 default_process_limit = $_plimit
@@ -347,7 +371,7 @@ domain local.bench.test
 maildir $_d/mail/%d/%u
 users $_d/users
 dns 127.0.0.1:1
-relayhost [127.0.0.1]:$SINK_PORT
+relayhost [$SINK_ADDR]:$SINK_PORT
 trusted 127.0.0.0/8
 max_connections 2000
 max_connections_per_ip 2000
@@ -404,7 +428,13 @@ run_one() {
 	esac
 	_before=$(sink_count)
 	_ok=1
-	_t=$(run_load "$_srv" "$_port" "$_run/source.log") || _ok=0
+	# In the background, so that a signal runs the trap at once (the
+	# shell defers traps until a foreground command ends).
+	run_load "$_srv" "$_port" "$_run/source.log" >"$_run/times" &
+	LOAD_PID=$!
+	wait "$LOAD_PID" || _ok=0
+	LOAD_PID=""
+	_t=$(cat "$_run/times")
 	# The count is final once the server's queue is empty: then more
 	# than MESSAGES at the sink would be duplicates.
 	if [ "$_ok" -eq 1 ]; then
@@ -431,9 +461,8 @@ run_one() {
 		    "expected $MESSAGES" >&2
 		_ok=0
 	fi
-	_sent=-
-	[ "$_srv" = petrel ] ||
-	    _sent=$(grep -c ' status=sent ' "$_log" || true)
+	# Both log one line per delivered recipient with " status=sent ".
+	_sent=$(grep -c ' status=sent ' "$_log" || true)
 	if [ "$_ok" -eq 0 ]; then
 		echo "relay.sh: $_srv: the last lines of $_log:" >&2
 		tail -5 "$_log" >&2
@@ -455,9 +484,7 @@ run_one() {
 		printf "%-8s run %s/%s: %d messages at the sink in %.2f s " \
 		    "(%.0f msg/s), injection %.2f s (%.0f msg/s)", s, r, reps,
 		    n, $1, n / $1, $2, n / $2
-		if (sent != "-")
-			printf ", %d status=sent", sent
-		printf "\n"
+		printf ", %d status=sent in its log\n", sent
 	}'
 	rm -rf "$_run"
 	return 0
@@ -490,7 +517,7 @@ stats() {
 }
 
 echo "relay.sh: $MESSAGES messages of $SIZE bytes to $RCPT per run," \
-    "$SESSIONS sessions, $REPS runs per server, sink 127.0.0.1:$SINK_PORT," \
+    "$SESSIONS sessions, $REPS runs per server, sink $SINK_ADDR:$SINK_PORT," \
     "$(nproc) cpus, work dir $WORK"
 [ -z "${PETREL_BIN:-}" ] || echo "relay.sh: petrel=$PETREL_BIN user=$RUN_USER"
 echo "relay.sh: postfix $(dpkg-query -W -f='${Version}' postfix)"
