@@ -706,15 +706,13 @@ rconn_lookup(struct rconn *rc)
 	size_t i;
 
 	self = xcalloc(c->nlisten > 0 ? c->nlisten : 1, sizeof(*self));
-	for (i = 0; i < c->nlisten; i++) {
-		/* Any port: our address in an MX list is us (Postfix
-		 * compares addresses only, too). */
+	/*
+	 * A target is us when it is one of our listeners, address and
+	 * port: a relay host on our address but another port (a content
+	 * filter, a second MTA) is somebody else.
+	 */
+	for (i = 0; i < c->nlisten; i++)
 		memcpy(&self[i], &c->listen[i].addr, c->listen[i].addrlen);
-		if (self[i].ss_family == AF_INET)
-			((struct sockaddr_in *)&self[i])->sin_port = 0;
-		else if (self[i].ss_family == AF_INET6)
-			((struct sockaddr_in6 *)&self[i])->sin6_port = 0;
-	}
 	names[0] = c->hostname;
 	memset(&opts, 0, sizeof(opts));
 	opts.use_mx = d->kind == RDEST_MX;
