@@ -11,6 +11,7 @@ Tests run as root; the daemon drops to user petrel, so the work directory is
 0755 and the daemon itself creates the spool and the Maildir root.
 """
 
+import json
 import os
 import re
 import shutil
@@ -619,3 +620,34 @@ def queue_id_from_reply(text):
     m = re.search(r"queued as (\S+)", text)
     assert m, "no queue id in %r" % text
     return m.group(1)
+
+
+SMUGGLING_VARIANTS_REL = os.path.join("conformance", "smtp",
+                                      "smuggling-eod-variants.json")
+
+
+def smuggling_variants_path():
+    """The shared SMTP-smuggling conformance file: ../shared beside the
+    source tree first, then its unchanged copy in tests/data (a checkout
+    without ../shared, as in CI)."""
+    for base in (os.path.join(SOURCE_DIR, "..", "shared"),
+                 os.path.join(SOURCE_DIR, "tests", "data")):
+        path = os.path.join(base, SMUGGLING_VARIANTS_REL)
+        if os.path.exists(path):
+            return path
+    raise FileNotFoundError(SMUGGLING_VARIANTS_REL)
+
+
+def smuggling_variants():
+    """The fake end-of-data sequences of the public scanners, each once,
+    in file order: [(name, bytes)], named after the first place a
+    sequence stands ("hannob-lflf", "sec-consult-outbound-6")."""
+    with open(smuggling_variants_path(), encoding="utf-8") as f:
+        d = json.load(f)
+    out = {}
+    for name, v in d["hannob_smtpsmug"].items():
+        out.setdefault(v, "hannob-" + name)
+    for key in ("sec_consult_inbound", "sec_consult_outbound"):
+        for i, v in enumerate(d[key]):
+            out.setdefault(v, "%s-%d" % (key.replace("_", "-"), i))
+    return [(name, v.encode("latin-1")) for v, name in out.items()]

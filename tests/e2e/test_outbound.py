@@ -13,7 +13,6 @@ unresponsive servers), and its own peers on random loopback addresses.
 
 import email
 import email.policy
-import json
 import os
 import re
 import signal
@@ -23,7 +22,7 @@ from datetime import datetime, timezone
 import pytest
 
 from dnsserver import DNSServer
-from harness import wait_until, SOURCE_DIR
+from harness import smuggling_variants, wait_until
 from smtppeer import SMTPPeer, alloc_addr, release_addr
 
 SENDER = "alice@example.test"
@@ -584,35 +583,20 @@ def test_too_many_hops_bounces(make_petrel, dns):
         assert peer.messages == []
 
 
-def _smuggling_variants():
-    """The shared conformance file, or its copy in tests/data (a checkout
-    without ../shared, as in CI)."""
-    rel = os.path.join("conformance", "smtp", "smuggling-eod-variants.json")
-    for base in (os.path.join(SOURCE_DIR, "..", "shared"),
-                 os.path.join(SOURCE_DIR, "tests", "data")):
-        path = os.path.join(base, rel)
-        if os.path.exists(path):
-            break
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
-    out = list(data["hannob_smtpsmug"].values())
-    out += data["sec_consult_inbound"] + data["sec_consult_outbound"]
-    return sorted(set(out))
-
-
 def test_outbound_hygiene_bytes(make_petrel, dns):
     """What the peer receives, byte for byte: dot-stuffed lines, CRLF
     only, and none of the smuggling end-of-data variants ends the data
     early. Accepted with bare_lf normalize (the variants contain bare CR
     and LF), sent with every line ending in CRLF."""
-    variants = _smuggling_variants()
+    variants = sorted(v for _, v in smuggling_variants())
+    assert len(variants) >= 12
     accepted = 0
     with SMTPPeer() as peer:
         mx(dns, "remote.test", (10, "mx1.remote.test", peer.addr))
         p = start(make_petrel, dns, "bare_lf normalize\n")
         for i, v in enumerate(variants):
             body = (b"Subject: smuggle %d\r\n\r\nbefore\r\n" % i +
-                    v.encode("latin-1") + b"MAIL FROM:<evil@x>\r\n"
+                    v + b"MAIL FROM:<evil@x>\r\n"
                     b"after\r\n")
             with p.raw() as c:
                 c.read_greeting()

@@ -16,7 +16,6 @@ alloc_addr giving distinct usable addresses; raw versus data
 from the shared SMTP-smuggling list, none of which may end the data.
 """
 
-import json
 import os
 import smtplib
 import socket
@@ -26,11 +25,11 @@ import time
 import pytest
 
 import smtppeer
+from harness import smuggling_variants
 from smtppeer import DROP, SMTPPeer, alloc_addr, release_addr
 
 pytestmark = pytest.mark.timeout(120)
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
 FROM = "sender@client.test"
 
 
@@ -786,34 +785,6 @@ def test_content_checks(make_peer):
 
 # ---------------------------------------------------------------- smuggling
 
-def variants_path():
-    rel = os.path.join("conformance", "smtp", "smuggling-eod-variants.json")
-    bases = []
-    src = os.environ.get("PETREL_SOURCE_DIR")
-    if src:
-        bases += [os.path.join(src, "..", "shared"),
-                  os.path.join(src, "tests", "data")]
-    bases += [os.path.join(_HERE, "..", "..", "..", "shared"),
-              os.path.join(_HERE, "..", "data")]
-    for b in bases:
-        p = os.path.join(b, rel)
-        if os.path.exists(p):
-            return p
-    raise FileNotFoundError(rel)
-
-
-def load_variants():
-    with open(variants_path(), encoding="utf-8") as f:
-        d = json.load(f)
-    seen = {}
-    for name, v in d["hannob_smtpsmug"].items():
-        seen.setdefault(v, "hannob-" + name)
-    for key in ("sec_consult_inbound", "sec_consult_outbound"):
-        for i, v in enumerate(d[key]):
-            seen.setdefault(v, "%s-%d" % (key, i))
-    return [(n, v.encode("latin-1")) for v, n in seen.items()]
-
-
 def rfc5321_content(wire):
     """Independent model: lines are what lies between CRLFs; the first
     line that is exactly "." ends the data; a leading dot is removed."""
@@ -827,7 +798,7 @@ def rfc5321_content(wire):
 
 
 def test_smuggling_sequences_do_not_end_data(make_peer):
-    variants = load_variants()
+    variants = smuggling_variants()
     assert len(variants) >= 12
     for must in (b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r\n.\r",
                  b"\r\n.\r\r\n", b"\r\r\n.\r\r\n", b"\r\n\x00.\r\n"):

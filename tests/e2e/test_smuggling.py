@@ -1,8 +1,9 @@
 """
 test_smuggling.py: SMTP smuggling (CVE-2023-51764 and friends). Only
 CRLF "." CRLF ends DATA; none of the fake end-of-data sequences that the
-public scanners use (tests/data/conformance/smtp/smuggling-eod-variants.json,
-copied unchanged from the shared conformance set) may end the message.
+public scanners use (smuggling-eod-variants.json from the shared
+conformance set, or its unchanged copy in tests/data/conformance/smtp/:
+harness.smuggling_variants()) may end the message.
 
 Each variant is sent inside a message, followed by a smuggled transaction
 to bob, in both bare_lf modes:
@@ -20,41 +21,16 @@ Two shapes of the payload:
     trailing "\\r\\n" and ".\\r\\n" arrive as two (unknown, 500) commands.
 """
 
-import json
 import os
 
 import pytest
 
-from harness import SOURCE_DIR, Petrel, split_delivered
+from harness import (SMUGGLING_VARIANTS_REL, SOURCE_DIR, Petrel,
+                     smuggling_variants, split_delivered)
 
 pytestmark = pytest.mark.timeout(300)
 
-DATA_REL = os.path.join("conformance", "smtp",
-                        "smuggling-eod-variants.json")
-
-
-def variants_path():
-    for base in (os.path.join(SOURCE_DIR, "tests", "data"),
-                 os.path.join(SOURCE_DIR, "..", "shared")):
-        p = os.path.join(base, DATA_REL)
-        if os.path.exists(p):
-            return p
-    raise FileNotFoundError(DATA_REL)
-
-
-def load_variants():
-    with open(variants_path(), encoding="utf-8") as f:
-        d = json.load(f)
-    out = {}
-    for name, v in d["hannob_smtpsmug"].items():
-        out.setdefault(v, "hannob-" + name)
-    for key in ("sec_consult_inbound", "sec_consult_outbound"):
-        for i, v in enumerate(d[key]):
-            out.setdefault(v, "%s-%d" % (key.replace("_", "-"), i))
-    return [(name, v.encode("latin-1")) for v, name in out.items()]
-
-
-VARIANTS = load_variants()
+VARIANTS = smuggling_variants()
 
 HEAD = b"Subject: t\r\n\r\nhello"
 SMUGGLED = (b"MAIL FROM:<spoof@evil.test>\r\nRCPT TO:<bob@example.test>\r\n"
@@ -93,8 +69,8 @@ def test_variants_loaded():
     for must in (b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r\n.\r",
                  b"\r\n.\r\r\n", b"\r\r\n.\r\r\n", b"\r\n\x00.\r\n"):
         assert must in vs.values(), must
-    assert os.path.realpath(variants_path()).startswith(
-        os.path.realpath(os.path.join(SOURCE_DIR, "tests", "data"))), \
+    assert os.path.exists(os.path.join(SOURCE_DIR, "tests", "data",
+                                       SMUGGLING_VARIANTS_REL)), \
         "the copy in tests/data is missing"
 
 

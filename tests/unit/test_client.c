@@ -47,6 +47,7 @@
 #include "smtp/parse.h"		/* enum values only: checked equal below */
 
 #include "testutil.h"
+#include "smuggling_variants.h"
 
 _Static_assert((int)SMTPC_BODY_8BITMIME == (int)SMTP_BODY_8BITMIME &&
     (int)SMTPC_BODY_BINARYMIME == (int)SMTP_BODY_BINARYMIME &&
@@ -1419,140 +1420,6 @@ test_dot_stuffing(void **state)
  * as content, never end the message early.
  */
 
-#define VARIANTS_MAX	64
-
-struct variant {
-	char name[96];
-	char bytes[32];
-	size_t len;
-};
-
-static char *
-read_file(const char *path, size_t *len_r)
-{
-	FILE *fp;
-	char *p;
-	long n;
-
-	if ((fp = fopen(path, "rb")) == NULL)
-		return NULL;
-	if (fseek(fp, 0, SEEK_END) != 0 || (n = ftell(fp)) < 0 ||
-	    fseek(fp, 0, SEEK_SET) != 0) {
-		fclose(fp);
-		return NULL;
-	}
-	p = xmalloc((size_t)n + 1);
-	if (fread(p, 1, (size_t)n, fp) != (size_t)n) {
-		free(p);
-		fclose(fp);
-		return NULL;
-	}
-	p[n] = '\0';
-	fclose(fp);
-	*len_r = (size_t)n;
-	return p;
-}
-
-static char *
-variants_text(void)
-{
-	static const char *const rel[] = {
-		"../shared/conformance/smtp/smuggling-eod-variants.json",
-		"tests/data/conformance/smtp/smuggling-eod-variants.json",
-	};
-	const char *src = getenv("PETREL_SOURCE_DIR");
-	char path[4096];
-	size_t i, len;
-	char *text;
-
-	for (i = 0; src != NULL && i < nitems(rel); i++) {
-		snprintf(path, sizeof(path), "%s/%s", src, rel[i]);
-		if ((text = read_file(path, &len)) != NULL)
-			return text;
-	}
-	return read_file("/work/shared/conformance/smtp/"
-	    "smuggling-eod-variants.json", &len);
-}
-
-/* A JSON string just past its opening quote; \uXXXX below U+0100. */
-static const char *
-json_string(const char *p, char *out, size_t outsize, size_t *len_r)
-{
-	size_t o = 0;
-	unsigned int u;
-	char ch;
-
-	while (*p != '"') {
-		assert_true(*p != '\0');
-		ch = *p++;
-		if (ch == '\\') {
-			ch = *p++;
-			switch (ch) {
-			case 'n': ch = '\n'; break;
-			case 'r': ch = '\r'; break;
-			case 't': ch = '\t'; break;
-			case 'u':
-				assert_int_equal(sscanf(p, "%4x", &u), 1);
-				p += 4;
-				if (u > 0x7f) {
-					if (o + 1 < outsize)
-						out[o++] = (char)(0xc0 |
-						    (u >> 6));
-					u = 0x80 | (u & 0x3f);
-				}
-				ch = (char)u;
-				break;
-			default:
-				break;
-			}
-		}
-		if (o + 1 < outsize)
-			out[o++] = ch;
-	}
-	out[o] = '\0';
-	*len_r = o;
-	return p + 1;
-}
-
-static size_t
-variants_load(struct variant *v, size_t max)
-{
-	char key[64] = "", s[2048];
-	const char *p;
-	size_t n = 0, len, idx = 0;
-	char *text = variants_text();
-
-	if (text == NULL)
-		fail_msg("cannot read smuggling-eod-variants.json "
-		    "(PETREL_SOURCE_DIR=%s)", getenv("PETREL_SOURCE_DIR") ?
-		    getenv("PETREL_SOURCE_DIR") : "(unset)");
-	for (p = text; *p != '\0';) {
-		if (*p != '"') {
-			if (*p == '[')
-				idx = 0;
-			p++;
-			continue;
-		}
-		p = json_string(p + 1, s, sizeof(s), &len);
-		while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
-			p++;
-		if (*p == ':') {
-			strlcpy(key, s, sizeof(key));
-			continue;
-		}
-		if (strcmp(key, "_about") == 0)
-			continue;
-		assert_true(n < max);
-		assert_true(len < sizeof(v[n].bytes));
-		snprintf(v[n].name, sizeof(v[n].name), "%s[%zu]", key, idx++);
-		memcpy(v[n].bytes, s, len);
-		v[n].len = len;
-		n++;
-	}
-	free(text);
-	return n;
-}
-
 /*
  * What a strict server must store: the content split into lines at CRLF,
  * a lone CR or a lone LF, each line ending in CRLF (the oracle is written
@@ -1592,12 +1459,11 @@ test_smuggling_variants(void **state)
 		{ "250 ok", A_NONE },
 	};
 	static const char *const addrs[] = { "b@y.test" };
-	struct variant v[VARIANTS_MAX];
+	struct smuggling_variant v[SMUGGLING_VARIANTS_MAX];
 	size_t nv, i, k, j, elen;
 
 	(void)state;
-	nv = variants_load(v, VARIANTS_MAX);
-	assert_true(nv >= 20);
+	nv = smuggling_variants_load(v, SMUGGLING_VARIANTS_MAX);
 	for (i = 0; i < nv; i++) {
 		for (k = 0; k < 2; k++) {
 			struct event_base *base = base_new();

@@ -22,6 +22,7 @@
 #include "smtp/data.h"
 
 #include "testutil.h"
+#include "smuggling_variants.h"
 
 #define S(x)		x, sizeof(x) - 1
 #define BIG		(1024 * 1024)
@@ -333,158 +334,6 @@ test_data_large(void **state)
 	free(expect);
 }
 
-/* The smuggling variants, from the conformance JSON file. */
-
-#define VARIANTS_MAX	64
-#define VARIANT_LEN	32
-
-struct variant {
-	char name[64];
-	char bytes[VARIANT_LEN];
-	size_t len;
-};
-
-static char *
-read_file(const char *path, size_t *len_r)
-{
-	FILE *f;
-	char *p;
-	long n;
-
-	if ((f = fopen(path, "rb")) == NULL)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
-	    fseek(f, 0, SEEK_SET) != 0) {
-		fclose(f);
-		return NULL;
-	}
-	p = malloc((size_t)n + 1);
-	assert_non_null(p);
-	if (fread(p, 1, (size_t)n, f) != (size_t)n) {
-		free(p);
-		fclose(f);
-		return NULL;
-	}
-	p[n] = '\0';
-	fclose(f);
-	*len_r = (size_t)n;
-	return p;
-}
-
-static char *
-variants_file(char *path, size_t pathsize, size_t *len_r)
-{
-	static const char *const rel[] = {
-		"tests/data/conformance/smtp/smuggling-eod-variants.json",
-		"../shared/conformance/smtp/smuggling-eod-variants.json",
-	};
-	const char *src = getenv("PETREL_SOURCE_DIR");
-	char *text;
-	size_t i;
-
-	for (i = 0; src != NULL && i < 2; i++) {
-		snprintf(path, pathsize, "%s/%s", src, rel[i]);
-		if ((text = read_file(path, len_r)) != NULL)
-			return text;
-	}
-	snprintf(path, pathsize, "%s",
-	    "/work/shared/conformance/smtp/smuggling-eod-variants.json");
-	return read_file(path, len_r);
-}
-
-/*
- * A JSON string at p (just past its opening quote), decoded into out;
- * returns the position after the closing quote. Handles the escapes the
- * file uses (\n \r \t \" \\ \/ \uXXXX below U+0800).
- */
-static const char *
-json_string(const char *p, char *out, size_t outsize, size_t *len_r)
-{
-	size_t o = 0;
-	unsigned int u;
-	char c;
-
-	while (*p != '"') {
-		assert_true(*p != '\0');
-		c = *p++;
-		if (c == '\\') {
-			c = *p++;
-			switch (c) {
-			case 'n': c = '\n'; break;
-			case 'r': c = '\r'; break;
-			case 't': c = '\t'; break;
-			case 'u':
-				assert_int_equal(sscanf(p, "%4x", &u), 1);
-				p += 4;
-				assert_true(u < 0x800);
-				if (u >= 0x80) {
-					if (o + 1 < outsize)
-						out[o++] = 0xc0 | (u >> 6);
-					u = 0x80 | (u & 0x3f);
-				}
-				c = (char)u;
-				break;
-			default:
-				break;	/* \" \\ \/ */
-			}
-		}
-		if (o + 1 < outsize)
-			out[o++] = c;
-	}
-	out[o] = '\0';
-	*len_r = o;
-	return p + 1;
-}
-
-/*
- * Every string value in the file except the "_about" text is a variant.
- * A tiny ad hoc reader: strings followed by ':' are keys.
- */
-static size_t
-variants_load(struct variant *v, size_t max)
-{
-	char path[4096], key[64] = "", s[1200];
-	const char *p;
-	size_t n = 0, len, idx = 0;
-	char *text;
-
-	text = variants_file(path, sizeof(path), &len);
-	if (text == NULL)
-		fail_msg("cannot read smuggling-eod-variants.json "
-		    "(PETREL_SOURCE_DIR=%s)", getenv("PETREL_SOURCE_DIR") ?
-		    getenv("PETREL_SOURCE_DIR") : "(unset)");
-	for (p = text; *p != '\0';) {
-		if (*p != '"') {
-			if (*p == '[')
-				idx = 0;
-			p++;
-			continue;
-		}
-		p = json_string(p + 1, s, sizeof(s), &len);
-		while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
-			p++;
-		if (*p == ':') {
-			if (len >= sizeof(key))
-				len = sizeof(key) - 1;
-			memcpy(key, s, len);
-			key[len] = '\0';
-			idx = 0;
-			continue;
-		}
-		if (strcmp(key, "_about") == 0)
-			continue;
-		assert_true(n < max);
-		assert_true(len < VARIANT_LEN);
-		snprintf(v[n].name, sizeof(v[n].name), "%.40s[%zu]", key,
-		    idx++);
-		memcpy(v[n].bytes, s, len);
-		v[n].len = len;
-		n++;
-	}
-	free(text);
-	return n;
-}
-
 /*
  * The expected content, computed the simple way: remove every "." that
  * starts a line (at 0 or right after a CR LF pair), then count CRs not
@@ -543,16 +392,13 @@ test_data_smuggling(void **state)
 	static const char pipelined[] = "QUIT\r\n";
 	static const enum smtp_data_mode modes[] = { SMTP_DATA_STRICT,
 		SMTP_DATA_NORMALIZE };
-	struct variant v[VARIANTS_MAX];
+	struct smuggling_variant v[SMUGGLING_VARIANTS_MAX];
 	struct result want, r;
 	char msg[256], name[128];
 	size_t nv, i, m, body_len, len;
 
 	(void)state;
-	nv = variants_load(v, VARIANTS_MAX);
-	/* 10 from smtpsmug, 7 + 9 from SEC Consult. */
-	if (nv < 26)
-		fail_msg("variants: got %zu, want at least 26", nv);
+	nv = smuggling_variants_load(v, SMUGGLING_VARIANTS_MAX);
 	for (i = 0; i < nv; i++) {
 		len = 0;
 		memcpy(msg + len, pre, sizeof(pre) - 1);
@@ -669,15 +515,13 @@ test_chunked_smuggling(void **state)
 	    "MAIL FROM:<x@y>\r\nDATA\r\nSMUGGLED\r\n.\r\nQUIT\r\n";
 	static const enum smtp_data_mode modes[] = { SMTP_DATA_STRICT,
 		SMTP_DATA_NORMALIZE };
-	struct variant v[VARIANTS_MAX];
+	struct smuggling_variant v[SMUGGLING_VARIANTS_MAX];
 	struct result want;
 	char msg[256], name[128];
 	size_t nv, i, m, len;
 
 	(void)state;
-	nv = variants_load(v, VARIANTS_MAX);
-	if (nv < 26)
-		fail_msg("variants: got %zu, want at least 26", nv);
+	nv = smuggling_variants_load(v, SMUGGLING_VARIANTS_MAX);
 	chunked = true;
 	for (i = 0; i < nv; i++) {
 		len = 0;
