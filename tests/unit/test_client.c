@@ -846,6 +846,53 @@ base_new(void)
 }
 
 /*
+ * The shape of most cases: one fake server with its script, one client
+ * connection, and at most one message. tcase_init() makes the loop, the
+ * fake and, unless content is NULL, the recipients (addrs[0..n)) and the
+ * message, queued on the driver; the case may then adjust t->f, t->m,
+ * t->s and t->r before tcase_run() opens the client (o: NULL for the
+ * defaults) and runs until both sides are finished. tcase_free() undoes
+ * tcase_init().
+ */
+struct tcase {
+	struct event_base *base;
+	struct fake *f;
+	struct drive d;
+	struct smtpc_msg m;
+	struct memsrc s;
+	struct smtpc_rcpt *r;
+};
+
+static void
+tcase_init(struct tcase *t, bool unix_socket, const struct fstep *steps,
+    size_t nsteps, const char *content, const char *const *addrs, size_t n)
+{
+	memset(t, 0, sizeof(*t));
+	t->base = base_new();
+	t->f = fake_new(t->base, unix_socket, steps, nsteps);
+	if (content == NULL)
+		return;
+	t->r = rcpts_new(n, addrs);
+	msg_init(&t->m, &t->s, content, t->r, n);
+	t->d.msgs[t->d.nmsgs++] = &t->m;
+}
+
+static void
+tcase_run(struct tcase *t, const struct config_opts *o)
+{
+	drive_open(&t->d, t->base, t->f, NULL, 0, o);
+	run(t->base, &t->d, t->f);
+}
+
+static void
+tcase_free(struct tcase *t)
+{
+	free(t->r);
+	fake_free(t->f);
+	event_base_free(t->base);
+}
+
+/*
  * Cases.
  */
 
@@ -864,21 +911,15 @@ test_pipelined(void **state)
 		{ "250 2.0.0 queued as X1", A_NONE },
 	};
 	static const char *const addrs[] = { "b@y.test", "c@y.test" };
-	struct event_base *base = base_new();
-	struct fake *f = fake_new(base, false, steps, nitems(steps));
-	struct drive d = { 0 };
-	struct smtpc_msg m;
-	struct memsrc s;
-	struct smtpc_rcpt *r = rcpts_new(2, addrs);
+	struct tcase t;
 
 	(void)state;
-	f->hold = true;
-	msg_init(&m, &s, "Subject: x\r\n\r\nHello\r\n", r, 2);
-	d.msgs[d.nmsgs++] = &m;
-	drive_open(&d, base, f, NULL, 0, NULL);
-	run(base, &d, f);
-	assert_string_equal(d.ev, "RDC");
-	check_bytes("pipelined", &f->rx,
+	tcase_init(&t, false, steps, nitems(steps),
+	    "Subject: x\r\n\r\nHello\r\n", addrs, 2);
+	t.f->hold = true;
+	tcase_run(&t, NULL);
+	assert_string_equal(t.d.ev, "RDC");
+	check_bytes("pipelined", &t.f->rx,
 	    "EHLO client.test\r\n"
 	    "MAIL FROM:<a@x.test> SIZE=21\r\n"
 	    "RCPT TO:<b@y.test>\r\n"
@@ -886,22 +927,20 @@ test_pipelined(void **state)
 	    "DATA\r\n"
 	    "Subject: x\r\n\r\nHello\r\n.\r\n"
 	    "QUIT\r\n");
-	assert_string_equal(f->verbs, "EHLO|MAIL RCPT RCPT DATA|QUIT|");
-	assert_true((d.caps & (SMTPC_CAP_PIPELINING | SMTPC_CAP_SIZE |
+	assert_string_equal(t.f->verbs, "EHLO|MAIL RCPT RCPT DATA|QUIT|");
+	assert_true((t.d.caps & (SMTPC_CAP_PIPELINING | SMTPC_CAP_SIZE |
 	    SMTPC_CAP_8BITMIME | SMTPC_CAP_SMTPUTF8 | SMTPC_CAP_DSN |
 	    SMTPC_CAP_ENHANCEDSTATUSCODES)) == (SMTPC_CAP_PIPELINING |
 	    SMTPC_CAP_SIZE | SMTPC_CAP_8BITMIME | SMTPC_CAP_SMTPUTF8 |
 	    SMTPC_CAP_DSN | SMTPC_CAP_ENHANCEDSTATUSCODES));
-	assert_true(d.max_size == 10000000);
-	check_status("rcpt 0", r[0].status, SMTPC_OK);
-	check_status("rcpt 1", r[1].status, SMTPC_OK);
-	check_reply("rcpt 0", &r[0].reply, 250, "2.0.0", "queued as X1");
-	check_status("msg", m.status, SMTPC_OK);
-	assert_int_equal(f->nmsgs, 1);
-	assert_false(f->exhausted);
-	free(r);
-	fake_free(f);
-	event_base_free(base);
+	assert_true(t.d.max_size == 10000000);
+	check_status("rcpt 0", t.r[0].status, SMTPC_OK);
+	check_status("rcpt 1", t.r[1].status, SMTPC_OK);
+	check_reply("rcpt 0", &t.r[0].reply, 250, "2.0.0", "queued as X1");
+	check_status("msg", t.m.status, SMTPC_OK);
+	assert_int_equal(t.f->nmsgs, 1);
+	assert_false(t.f->exhausted);
+	tcase_free(&t);
 }
 
 /* Without PIPELINING: one command, one reply. */
@@ -918,29 +957,20 @@ test_one_by_one(void **state)
 		{ "250 2.0.0 queued", A_NONE },
 	};
 	static const char *const addrs[] = { "b@y.test", "c@y.test" };
-	struct event_base *base = base_new();
-	struct fake *f = fake_new(base, false, steps, nitems(steps));
-	struct drive d = { 0 };
-	struct smtpc_msg m;
-	struct memsrc s;
-	struct smtpc_rcpt *r = rcpts_new(2, addrs);
+	struct tcase t;
 
 	(void)state;
-	msg_init(&m, &s, "Hello\r\n", r, 2);
-	d.msgs[d.nmsgs++] = &m;
-	drive_open(&d, base, f, NULL, 0, NULL);
-	run(base, &d, f);
-	assert_string_equal(d.ev, "RDC");
+	tcase_init(&t, false, steps, nitems(steps), "Hello\r\n", addrs, 2);
+	tcase_run(&t, NULL);
+	assert_string_equal(t.d.ev, "RDC");
 	/* No SIZE offered: no SIZE=. */
-	check_bytes("one by one", &f->rx,
+	check_bytes("one by one", &t.f->rx,
 	    "EHLO client.test\r\nMAIL FROM:<a@x.test>\r\n"
 	    "RCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\nDATA\r\n"
 	    "Hello\r\n.\r\nQUIT\r\n");
-	assert_string_equal(f->verbs, "EHLO|MAIL|RCPT|RCPT|DATA|QUIT|");
-	check_status("rcpt 1", r[1].status, SMTPC_OK);
-	free(r);
-	fake_free(f);
-	event_base_free(base);
+	assert_string_equal(t.f->verbs, "EHLO|MAIL|RCPT|RCPT|DATA|QUIT|");
+	check_status("rcpt 1", t.r[1].status, SMTPC_OK);
+	tcase_free(&t);
 }
 
 /* EHLO refused with 5xx: HELO, and no extension is used. */
@@ -969,28 +999,19 @@ test_helo_fallback(void **state)
 			{ "250 ok", A_NONE },
 		};
 		static const char *const addrs[] = { "b@y.test" };
-		struct event_base *base = base_new();
-		struct fake *f = fake_new(base, false, steps, nitems(steps));
-		struct drive d = { 0 };
-		struct smtpc_msg m;
-		struct memsrc s;
-		struct smtpc_rcpt *r = rcpts_new(1, addrs);
+		struct tcase t;
 
-		msg_init(&m, &s, "x\r\n", r, 1);
-		m.body = SMTPC_BODY_8BITMIME;	/* but 7-bit content */
-		d.msgs[d.nmsgs++] = &m;
-		drive_open(&d, base, f, NULL, 0, NULL);
-		run(base, &d, f);
-		assert_string_equal(d.ev, "RDC");
-		assert_int_equal(d.caps, 0);
-		check_bytes(cases[i].ehlo_reply, &f->rx,
+		tcase_init(&t, false, steps, nitems(steps), "x\r\n", addrs, 1);
+		t.m.body = SMTPC_BODY_8BITMIME;	/* but 7-bit content */
+		tcase_run(&t, NULL);
+		assert_string_equal(t.d.ev, "RDC");
+		assert_int_equal(t.d.caps, 0);
+		check_bytes(cases[i].ehlo_reply, &t.f->rx,
 		    "EHLO client.test\r\nHELO client.test\r\n"
 		    "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n"
 		    "x\r\n.\r\nQUIT\r\n");
-		check_status("rcpt", r[0].status, SMTPC_OK);
-		free(r);
-		fake_free(f);
-		event_base_free(base);
+		check_status("rcpt", t.r[0].status, SMTPC_OK);
+		tcase_free(&t);
 	}
 }
 
@@ -1013,34 +1034,25 @@ test_rcpt_mix(void **state)
 	static const char *const addrs[] = {
 		"b@y.test", "c@y.test", "d@y.test", "e@y.test",
 	};
-	struct event_base *base = base_new();
-	struct fake *f = fake_new(base, false, steps, nitems(steps));
-	struct drive d = { 0 };
-	struct smtpc_msg m;
-	struct memsrc s;
-	struct smtpc_rcpt *r = rcpts_new(4, addrs);
+	struct tcase t;
 
 	(void)state;
-	msg_init(&m, &s, "Hi\r\n", r, 4);
-	d.msgs[d.nmsgs++] = &m;
-	drive_open(&d, base, f, NULL, 0, NULL);
-	run(base, &d, f);
-	assert_string_equal(d.ev, "RDC");
-	check_status("b", r[0].status, SMTPC_OK);
-	check_reply("b", &r[0].reply, 250, "2.0.0", "250 2.0.0 queued as X2");
-	check_status("c", r[1].status, SMTPC_PERM);
-	check_reply("c", &r[1].reply, 550, "5.1.1", NULL);
-	assert_string_equal(r[1].reply.text, "550-5.1.1 <c@y.test>: no such "
+	tcase_init(&t, false, steps, nitems(steps), "Hi\r\n", addrs, 4);
+	tcase_run(&t, NULL);
+	assert_string_equal(t.d.ev, "RDC");
+	check_status("b", t.r[0].status, SMTPC_OK);
+	check_reply("b", &t.r[0].reply, 250, "2.0.0", "250 2.0.0 queued as X2");
+	check_status("c", t.r[1].status, SMTPC_PERM);
+	check_reply("c", &t.r[1].reply, 550, "5.1.1", NULL);
+	assert_string_equal(t.r[1].reply.text, "550-5.1.1 <c@y.test>: no such "
 	    "user 550 5.1.1 see https://mx.test/550");
-	check_status("d", r[2].status, SMTPC_TEMP);
-	check_reply("d", &r[2].reply, 451, "4.7.1", "greylisted");
+	check_status("d", t.r[2].status, SMTPC_TEMP);
+	check_reply("d", &t.r[2].reply, 451, "4.7.1", "greylisted");
 	/* RFC 5321 4.5.3.1.10: 552 to RCPT is temporary. */
-	check_status("e", r[3].status, SMTPC_TEMP);
-	check_reply("e", &r[3].reply, 552, "5.2.2", NULL);
-	assert_int_equal(f->nmsgs, 1);
-	free(r);
-	fake_free(f);
-	event_base_free(base);
+	check_status("e", t.r[3].status, SMTPC_TEMP);
+	check_reply("e", &t.r[3].reply, 552, "5.2.2", NULL);
+	assert_int_equal(t.f->nmsgs, 1);
+	tcase_free(&t);
 }
 
 /*
@@ -1098,35 +1110,28 @@ test_all_refused(void **state)
 
 	(void)state;
 	for (i = 0; i < nitems(cases); i++) {
-		struct event_base *base = base_new();
-		struct fake *f = fake_new(base, false, cases[i].steps,
-		    cases[i].n);
-		struct drive d = { 0 };
-		struct smtpc_msg m, m2;
-		struct memsrc s, s2;
-		struct smtpc_rcpt *r = rcpts_new(2, addrs);
+		struct tcase t;
+		struct smtpc_msg m2;
+		struct memsrc s2;
 		struct smtpc_rcpt *r2 = rcpts_new(1, addrs2);
 
-		msg_init(&m, &s, "first\r\n", r, 2);
+		tcase_init(&t, false, cases[i].steps, cases[i].n, "first\r\n",
+		    addrs, 2);
 		msg_init(&m2, &s2, "second\r\n", r2, 1);
-		d.msgs[d.nmsgs++] = &m;
-		d.msgs[d.nmsgs++] = &m2;
-		drive_open(&d, base, f, NULL, 0, NULL);
-		run(base, &d, f);
-		assert_string_equal(d.ev, "RDDC");
-		check_bytes(i == 0 ? "pipelined" : "single", &f->rx,
+		t.d.msgs[t.d.nmsgs++] = &m2;
+		tcase_run(&t, NULL);
+		assert_string_equal(t.d.ev, "RDDC");
+		check_bytes(i == 0 ? "pipelined" : "single", &t.f->rx,
 		    cases[i].want);
-		check_status("b", r[0].status, SMTPC_PERM);
-		check_reply("b", &r[0].reply, 550, "5.1.1", "unknown");
-		check_status("c", r[1].status, SMTPC_PERM);
-		check_reply("c", &r[1].reply, 550, "5.1.1", "unknown too");
-		assert_true(d.reusable[0]);
+		check_status("b", t.r[0].status, SMTPC_PERM);
+		check_reply("b", &t.r[0].reply, 550, "5.1.1", "unknown");
+		check_status("c", t.r[1].status, SMTPC_PERM);
+		check_reply("c", &t.r[1].reply, 550, "5.1.1", "unknown too");
+		assert_true(t.d.reusable[0]);
 		check_status("z", r2[0].status, SMTPC_OK);
-		assert_int_equal(f->nmsgs, 1);
-		free(r);
+		assert_int_equal(t.f->nmsgs, 1);
 		free(r2);
-		fake_free(f);
-		event_base_free(base);
+		tcase_free(&t);
 	}
 }
 
@@ -1143,29 +1148,20 @@ test_mail_refused(void **state)
 		{ "503 5.5.1 need RCPT", A_NONE },
 	};
 	static const char *const addrs[] = { "b@y.test", "c@y.test" };
-	struct event_base *base = base_new();
-	struct fake *f = fake_new(base, false, steps, nitems(steps));
-	struct drive d = { 0 };
-	struct smtpc_msg m;
-	struct memsrc s;
-	struct smtpc_rcpt *r = rcpts_new(2, addrs);
+	struct tcase t;
 
 	(void)state;
-	msg_init(&m, &s, "x\r\n", r, 2);
-	d.msgs[d.nmsgs++] = &m;
-	drive_open(&d, base, f, NULL, 0, NULL);
-	run(base, &d, f);
-	assert_string_equal(d.ev, "RDC");
-	check_status("msg", m.status, SMTPC_PERM);
-	check_reply("msg", &m.reply, 553, "5.7.1", "sender refused");
-	check_status("b", r[0].status, SMTPC_PERM);
-	check_reply("b", &r[0].reply, 553, "5.7.1", "sender refused");
-	check_status("c", r[1].status, SMTPC_PERM);
-	assert_int_equal(f->nmsgs, 0);
-	assert_false(f->exhausted);
-	free(r);
-	fake_free(f);
-	event_base_free(base);
+	tcase_init(&t, false, steps, nitems(steps), "x\r\n", addrs, 2);
+	tcase_run(&t, NULL);
+	assert_string_equal(t.d.ev, "RDC");
+	check_status("msg", t.m.status, SMTPC_PERM);
+	check_reply("msg", &t.m.reply, 553, "5.7.1", "sender refused");
+	check_status("b", t.r[0].status, SMTPC_PERM);
+	check_reply("b", &t.r[0].reply, 553, "5.7.1", "sender refused");
+	check_status("c", t.r[1].status, SMTPC_PERM);
+	assert_int_equal(t.f->nmsgs, 0);
+	assert_false(t.f->exhausted);
+	tcase_free(&t);
 }
 
 /* Refusals decided here, before MAIL: nothing but EHLO and QUIT. */
@@ -1210,34 +1206,25 @@ test_local_refusals(void **state)
 			{ cases[i].ehlo, A_NONE },
 		};
 		static const char *const addrs[] = { "b@y.test", "c@y.test" };
-		struct event_base *base = base_new();
-		struct fake *f = fake_new(base, false, steps, nitems(steps));
-		struct drive d = { 0 };
-		struct smtpc_msg m;
-		struct memsrc s;
-		struct smtpc_rcpt *r = rcpts_new(2, addrs);
+		struct tcase t;
 
-		msg_init(&m, &s, "x\r\n", r, 2);
-		m.eight_bit = cases[i].eight_bit;
-		m.smtputf8 = cases[i].smtputf8;
-		m.body = cases[i].body;
-		m.longest_line = cases[i].longest;
-		m.size = cases[i].size;
-		d.msgs[d.nmsgs++] = &m;
-		drive_open(&d, base, f, NULL, 0, NULL);
-		run(base, &d, f);
-		assert_string_equal(d.ev, "RDC");
-		check_bytes(cases[i].name, &f->rx,
+		tcase_init(&t, false, steps, nitems(steps), "x\r\n", addrs, 2);
+		t.m.eight_bit = cases[i].eight_bit;
+		t.m.smtputf8 = cases[i].smtputf8;
+		t.m.body = cases[i].body;
+		t.m.longest_line = cases[i].longest;
+		t.m.size = cases[i].size;
+		tcase_run(&t, NULL);
+		assert_string_equal(t.d.ev, "RDC");
+		check_bytes(cases[i].name, &t.f->rx,
 		    "EHLO client.test\r\nQUIT\r\n");
-		check_status(cases[i].name, r[0].status, SMTPC_PERM);
-		check_status(cases[i].name, r[1].status, SMTPC_PERM);
-		check_status(cases[i].name, m.status, SMTPC_PERM);
-		check_reply(cases[i].name, &r[1].reply, cases[i].code,
+		check_status(cases[i].name, t.r[0].status, SMTPC_PERM);
+		check_status(cases[i].name, t.r[1].status, SMTPC_PERM);
+		check_status(cases[i].name, t.m.status, SMTPC_PERM);
+		check_reply(cases[i].name, &t.r[1].reply, cases[i].code,
 		    cases[i].enhanced, cases[i].text);
-		assert_true(d.reusable[0]);
-		free(r);
-		fake_free(f);
-		event_base_free(base);
+		assert_true(t.d.reusable[0]);
+		tcase_free(&t);
 	}
 }
 
@@ -1258,33 +1245,27 @@ test_params(void **state)
 	static const char *const addrs[] = {
 		"b@y.test", "c@y.test", "d@y.test",
 	};
-	struct event_base *base = base_new();
-	struct fake *f = fake_new(base, false, steps, nitems(steps));
-	struct drive d = { 0 };
-	struct smtpc_msg m;
-	struct memsrc s;
-	struct smtpc_rcpt *r = rcpts_new(3, addrs);
+	struct tcase t;
 
 	(void)state;
-	msg_init(&m, &s, "caf\xc3\xa9\r\n", r, 3);
-	m.sender = "";
-	m.body = SMTPC_BODY_8BITMIME;
-	m.eight_bit = true;
-	m.smtputf8 = true;
-	m.dsn = true;
-	m.ret = SMTPC_RET_HDRS;
-	m.envid = "QQ+2Bx";
-	r[0].notify = SMTPC_NOTIFY_SUCCESS | SMTPC_NOTIFY_FAILURE |
+	tcase_init(&t, false, steps, nitems(steps),
+	    "caf\xc3\xa9\r\n", addrs, 3);
+	t.m.sender = "";
+	t.m.body = SMTPC_BODY_8BITMIME;
+	t.m.eight_bit = true;
+	t.m.smtputf8 = true;
+	t.m.dsn = true;
+	t.m.ret = SMTPC_RET_HDRS;
+	t.m.envid = "QQ+2Bx";
+	t.r[0].notify = SMTPC_NOTIFY_SUCCESS | SMTPC_NOTIFY_FAILURE |
 	    SMTPC_NOTIFY_DELAY;
-	r[0].orcpt = "rfc822;b@y.test";
-	r[1].notify = SMTPC_NOTIFY_NEVER;
-	r[2].notify = SMTPC_NOTIFY_DELAY;
-	r[2].orcpt = "rfc822;bad value";	/* not xtext: left out */
-	d.msgs[d.nmsgs++] = &m;
-	drive_open(&d, base, f, NULL, 0, NULL);
-	run(base, &d, f);
-	assert_string_equal(d.ev, "RDC");
-	check_bytes("params", &f->rx,
+	t.r[0].orcpt = "rfc822;b@y.test";
+	t.r[1].notify = SMTPC_NOTIFY_NEVER;
+	t.r[2].notify = SMTPC_NOTIFY_DELAY;
+	t.r[2].orcpt = "rfc822;bad value";	/* not xtext: left out */
+	tcase_run(&t, NULL);
+	assert_string_equal(t.d.ev, "RDC");
+	check_bytes("params", &t.f->rx,
 	    "EHLO client.test\r\n"
 	    "MAIL FROM:<> SIZE=7 BODY=8BITMIME SMTPUTF8 RET=HDRS "
 	    "ENVID=QQ+2Bx\r\n"
@@ -1293,10 +1274,8 @@ test_params(void **state)
 	    "RCPT TO:<c@y.test> NOTIFY=NEVER\r\n"
 	    "RCPT TO:<d@y.test> NOTIFY=DELAY\r\n"
 	    "DATA\r\ncaf\xc3\xa9\r\n.\r\nQUIT\r\n");
-	check_status("b", r[0].status, SMTPC_OK);
-	free(r);
-	fake_free(f);
-	event_base_free(base);
+	check_status("b", t.r[0].status, SMTPC_OK);
+	tcase_free(&t);
 }
 
 /* Without DSN at the peer, no DSN parameters; CR/LF in an address is
@@ -1315,33 +1294,34 @@ test_params_no_dsn(void **state)
 	static const char *const addrs[] = {
 		"b@y.test", "c@y.test>\r\nRCPT TO:<evil@z.test",
 	};
-	struct event_base *base = base_new();
-	struct fake *f = fake_new(base, false, steps, nitems(steps));
-	struct drive d = { 0 };
-	struct smtpc_msg m;
-	struct memsrc s;
-	struct smtpc_rcpt *r = rcpts_new(2, addrs);
+	struct tcase t;
 
 	(void)state;
-	msg_init(&m, &s, "x\r\n", r, 2);
-	m.dsn = true;
-	m.ret = SMTPC_RET_FULL;
-	m.envid = "abc";
-	r[0].notify = SMTPC_NOTIFY_SUCCESS;
-	r[0].orcpt = "rfc822;b@y.test";
-	d.msgs[d.nmsgs++] = &m;
-	drive_open(&d, base, f, NULL, 0, NULL);
-	run(base, &d, f);
-	check_bytes("no dsn", &f->rx,
+	tcase_init(&t, false, steps, nitems(steps), "x\r\n", addrs, 2);
+	t.m.dsn = true;
+	t.m.ret = SMTPC_RET_FULL;
+	t.m.envid = "abc";
+	t.r[0].notify = SMTPC_NOTIFY_SUCCESS;
+	t.r[0].orcpt = "rfc822;b@y.test";
+	tcase_run(&t, NULL);
+	check_bytes("no dsn", &t.f->rx,
 	    "EHLO client.test\r\nMAIL FROM:<a@x.test>\r\n"
 	    "RCPT TO:<b@y.test>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n");
-	check_status("b", r[0].status, SMTPC_OK);
-	check_status("evil", r[1].status, SMTPC_PERM);
-	check_reply("evil", &r[1].reply, 553, "5.1.3", NULL);
-	free(r);
-	fake_free(f);
-	event_base_free(base);
+	check_status("b", t.r[0].status, SMTPC_OK);
+	check_status("evil", t.r[1].status, SMTPC_PERM);
+	check_reply("evil", &t.r[1].reply, 553, "5.1.3", NULL);
+	tcase_free(&t);
 }
+
+/* A pipelining server that takes one message for one recipient. */
+static const struct fstep steps_one_rcpt[] = {
+	{ "220 mx.test ESMTP", A_NONE },
+	{ "250-mx.test\r\n250 PIPELINING", A_NONE },
+	{ "250 ok", A_NONE },
+	{ "250 ok", A_NONE },
+	{ "354 go", A_NONE },
+	{ "250 ok", A_NONE },
+};
 
 /* Content on the wire: dot-stuffed, CRLF only, CRLF.CRLF at the end. */
 static void
@@ -1370,47 +1350,30 @@ test_dot_stuffing(void **state)
 	};
 	static const size_t chunks[] = { 0, 1, 2, 3 };
 	static const char *const addrs[] = { "b@y.test" };
-	static const struct fstep steps[] = {
-		{ "220 mx.test ESMTP", A_NONE },
-		{ "250-mx.test\r\n250 PIPELINING", A_NONE },
-		{ "250 ok", A_NONE },
-		{ "250 ok", A_NONE },
-		{ "354 go", A_NONE },
-		{ "250 ok", A_NONE },
-	};
 	size_t i, k;
 
 	(void)state;
 	for (i = 0; i < nitems(cases); i++) {
 		for (k = 0; k < nitems(chunks); k++) {
-			struct event_base *base = base_new();
-			struct fake *f = fake_new(base, false, steps,
-			    nitems(steps));
-			struct drive d = { 0 };
-			struct smtpc_msg m;
-			struct memsrc s;
-			struct smtpc_rcpt *r = rcpts_new(1, addrs);
+			struct tcase t;
 			char want[512];
 
-			msg_init(&m, &s, cases[i].in, r, 1);
-			s.chunk = chunks[k];
-			d.msgs[d.nmsgs++] = &m;
-			drive_open(&d, base, f, NULL, 0, NULL);
-			run(base, &d, f);
+			tcase_init(&t, false, steps_one_rcpt,
+			    nitems(steps_one_rcpt), cases[i].in, addrs, 1);
+			t.s.chunk = chunks[k];
+			tcase_run(&t, NULL);
 			snprintf(want, sizeof(want), "EHLO client.test\r\n"
 			    "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n"
 			    "DATA\r\n%sQUIT\r\n", cases[i].wire);
-			if (f->rx.len != strlen(want) ||
-			    memcmp(f->rx.data, want, f->rx.len) != 0)
+			if (t.f->rx.len != strlen(want) ||
+			    memcmp(t.f->rx.data, want, t.f->rx.len) != 0)
 				fail_msg("content \"%s\" in chunks of %zu: "
 				    "server got \"%s\"", test_esc(cases[i].in),
-				    chunks[k], test_escn(f->rx.data,
-				    f->rx.len));
-			assert_int_equal(f->nmsgs, 1);
-			check_status("rcpt", r[0].status, SMTPC_OK);
-			free(r);
-			fake_free(f);
-			event_base_free(base);
+				    chunks[k], test_escn(t.f->rx.data,
+				    t.f->rx.len));
+			assert_int_equal(t.f->nmsgs, 1);
+			check_status("rcpt", t.r[0].status, SMTPC_OK);
+			tcase_free(&t);
 		}
 	}
 }
@@ -1450,14 +1413,6 @@ expect_lines(const char *in, size_t len, char *out)
 static void
 test_smuggling_variants(void **state)
 {
-	static const struct fstep steps[] = {
-		{ "220 mx.test ESMTP", A_NONE },
-		{ "250-mx.test\r\n250 PIPELINING", A_NONE },
-		{ "250 ok", A_NONE },
-		{ "250 ok", A_NONE },
-		{ "354 go", A_NONE },
-		{ "250 ok", A_NONE },
-	};
 	static const char *const addrs[] = { "b@y.test" };
 	struct smuggling_variant v[SMUGGLING_VARIANTS_MAX];
 	size_t nv, i, k, j, elen;
@@ -1466,13 +1421,7 @@ test_smuggling_variants(void **state)
 	nv = smuggling_variants_load(v, SMUGGLING_VARIANTS_MAX);
 	for (i = 0; i < nv; i++) {
 		for (k = 0; k < 2; k++) {
-			struct event_base *base = base_new();
-			struct fake *f = fake_new(base, false, steps,
-			    nitems(steps));
-			struct drive d = { 0 };
-			struct smtpc_msg m;
-			struct memsrc s;
-			struct smtpc_rcpt *r = rcpts_new(1, addrs);
+			struct tcase t;
 			char content[256], expect[600];
 			const char *data, *end;
 			size_t clen = 0, dlen;
@@ -1486,35 +1435,35 @@ test_smuggling_variants(void **state)
 			    "RCPT TO:<victim@y.test>\r\nDATA\r\n"
 			    "SMUGGLED\r\n");
 #undef ADD
-			msg_init(&m, &s, "", r, 1);
-			s.data = content;
-			s.len = clen;
-			s.chunk = k == 0 ? 0 : 1;
-			d.msgs[d.nmsgs++] = &m;
-			drive_open(&d, base, f, NULL, 0, NULL);
-			run(base, &d, f);
-			if (f->nmsgs != 1 || f->exhausted ||
-			    strcmp(d.ev, "RDC") != 0)
+			tcase_init(&t, false, steps_one_rcpt,
+			    nitems(steps_one_rcpt), "", addrs, 1);
+			t.s.data = content;
+			t.s.len = clen;
+			t.s.chunk = k == 0 ? 0 : 1;
+			tcase_run(&t, NULL);
+			if (t.f->nmsgs != 1 || t.f->exhausted ||
+			    strcmp(t.d.ev, "RDC") != 0)
 				fail_msg("%s: %zu messages, events %s, "
-				    "server got \"%s\"", v[i].name, f->nmsgs,
-				    d.ev, test_escn(f->rx.data, f->rx.len));
+				    "server got \"%s\"", v[i].name, t.f->nmsgs,
+				    t.d.ev, test_escn(t.f->rx.data,
+				    t.f->rx.len));
 			/* One MAIL, one DATA: nothing ended early. */
-			assert_string_equal(f->verbs,
+			assert_string_equal(t.f->verbs,
 			    "EHLO|MAIL RCPT DATA|QUIT|");
 			elen = expect_lines(content, clen, expect);
-			if (f->msgs[0].len != elen ||
-			    memcmp(f->msgs[0].data, expect, elen) != 0)
+			if (t.f->msgs[0].len != elen ||
+			    memcmp(t.f->msgs[0].data, expect, elen) != 0)
 				fail_msg("%s: stored \"%s\", want \"%s\"",
-				    v[i].name, test_escn(f->msgs[0].data,
-				    f->msgs[0].len), test_escn(expect, elen));
-			assert_non_null(memmem(f->msgs[0].data,
-			    f->msgs[0].len, "SMUGGLED", 8));
+				    v[i].name, test_escn(t.f->msgs[0].data,
+				    t.f->msgs[0].len), test_escn(expect, elen));
+			assert_non_null(memmem(t.f->msgs[0].data,
+			    t.f->msgs[0].len, "SMUGGLED", 8));
 			/* No bare CR or LF on the wire. */
-			data = memmem(f->rx.data, f->rx.len, "DATA\r\n",
+			data = memmem(t.f->rx.data, t.f->rx.len, "DATA\r\n",
 			    6);
 			assert_non_null(data);
 			data += 6;
-			end = f->rx.data + f->rx.len;
+			end = t.f->rx.data + t.f->rx.len;
 			dlen = (size_t)(end - data);
 			for (j = 0; j < dlen; j++) {
 				if (data[j] == '\r' && (j + 1 == dlen ||
@@ -1526,10 +1475,8 @@ test_smuggling_variants(void **state)
 					fail_msg("%s: bare LF at %zu",
 					    v[i].name, j);
 			}
-			check_status(v[i].name, r[0].status, SMTPC_OK);
-			free(r);
-			fake_free(f);
-			event_base_free(base);
+			check_status(v[i].name, t.r[0].status, SMTPC_OK);
+			tcase_free(&t);
 		}
 	}
 }
@@ -1559,29 +1506,21 @@ test_bdat_small(void **state)
 			{ "250 ok", A_NONE },
 			{ "250 2.0.0 queued via BDAT", A_NONE },
 		};
-		struct event_base *base = base_new();
-		struct fake *f = fake_new(base, false, steps, nitems(steps));
-		struct drive d = { 0 };
-		struct smtpc_msg m;
-		struct memsrc s;
-		struct smtpc_rcpt *r = rcpts_new(1, addrs);
+		struct tcase t;
 		char want[512];
 
-		msg_init(&m, &s, cases[i].in, r, 1);
-		s.chunk = 2;
-		d.msgs[d.nmsgs++] = &m;
-		drive_open(&d, base, f, NULL, 0, NULL);
-		run(base, &d, f);
-		assert_string_equal(d.ev, "RDC");
+		tcase_init(&t, false, steps, nitems(steps),
+		    cases[i].in, addrs, 1);
+		t.s.chunk = 2;
+		tcase_run(&t, NULL);
+		assert_string_equal(t.d.ev, "RDC");
 		snprintf(want, sizeof(want), "EHLO client.test\r\n"
 		    "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n%s"
 		    "QUIT\r\n", cases[i].wire);
-		check_bytes(cases[i].in, &f->rx, want);
-		check_status("rcpt", r[0].status, SMTPC_OK);
-		check_reply("rcpt", &r[0].reply, 250, "2.0.0", "via BDAT");
-		free(r);
-		fake_free(f);
-		event_base_free(base);
+		check_bytes(cases[i].in, &t.f->rx, want);
+		check_status("rcpt", t.r[0].status, SMTPC_OK);
+		check_reply("rcpt", &t.r[0].reply, 250, "2.0.0", "via BDAT");
+		tcase_free(&t);
 	}
 }
 
@@ -1598,7 +1537,7 @@ test_bdat_large(void **state)
 		{ "250 2.0.0 queued", A_NONE },
 	};
 	static const char *const addrs[] = { "b@y.test" };
-	size_t t, i, off, n, want_len, sum, nchunks;
+	size_t k, i, off, n, want_len, sum, nchunks;
 	char *content, *expect;
 
 	(void)state;
@@ -1609,42 +1548,35 @@ test_bdat_large(void **state)
 		    (char)('a' + i % 26);
 	content[300 * 1024] = '\0';
 	expect = xmalloc(700 * 1024);
-	for (t = 0; t < 2; t++) {
-		struct event_base *base = base_new();
-		struct fake *f = fake_new(base, false, steps, nitems(steps));
-		struct drive d = { 0 };
-		struct smtpc_msg m;
-		struct memsrc s;
-		struct smtpc_rcpt *r = rcpts_new(1, addrs);
+	for (k = 0; k < 2; k++) {
+		struct tcase t;
 		const char *p, *end;
 
-		f->auto_bdat = true;
-		msg_init(&m, &s, content, r, 1);
-		s.chunk = 5000;
-		if (t == 1) {
-			m.body = SMTPC_BODY_BINARYMIME;
-			m.eight_bit = true;
+		tcase_init(&t, false, steps, nitems(steps), content, addrs, 1);
+		t.f->auto_bdat = true;
+		t.s.chunk = 5000;
+		if (k == 1) {
+			t.m.body = SMTPC_BODY_BINARYMIME;
+			t.m.eight_bit = true;
 		}
-		d.msgs[d.nmsgs++] = &m;
-		drive_open(&d, base, f, NULL, 0, NULL);
-		run(base, &d, f);
-		assert_string_equal(d.ev, "RDC");
-		check_status("rcpt", r[0].status, SMTPC_OK);
-		if (t == 0)
+		tcase_run(&t, NULL);
+		assert_string_equal(t.d.ev, "RDC");
+		check_status("rcpt", t.r[0].status, SMTPC_OK);
+		if (k == 0)
 			want_len = expect_lines(content, 300 * 1024, expect);
 		else {
 			memcpy(expect, content, 300 * 1024);
 			want_len = 300 * 1024;
 		}
-		assert_int_equal(f->nmsgs, 1);
-		if (f->msgs[0].len != want_len ||
-		    memcmp(f->msgs[0].data, expect, want_len) != 0)
+		assert_int_equal(t.f->nmsgs, 1);
+		if (t.f->msgs[0].len != want_len ||
+		    memcmp(t.f->msgs[0].data, expect, want_len) != 0)
 			fail_msg("BDAT content differs (%zu octets, want %zu)",
-			    f->msgs[0].len, want_len);
+			    t.f->msgs[0].len, want_len);
 		/* The framing: counts add up, the last says LAST. */
-		p = f->rx.data;
-		end = p + f->rx.len;
-		p = strstr(p, t == 0 ? "MAIL FROM:<a@x.test>\r\n" :
+		p = t.f->rx.data;
+		end = p + t.f->rx.len;
+		p = strstr(p, k == 0 ? "MAIL FROM:<a@x.test>\r\n" :
 		    "MAIL FROM:<a@x.test> BODY=BINARYMIME\r\n");
 		assert_non_null(p);
 		p = strstr(p, "RCPT TO:<b@y.test>\r\n") + 20;
@@ -1670,9 +1602,7 @@ test_bdat_large(void **state)
 		assert_int_equal(sum, want_len);
 		assert_true(nchunks >= 4);
 		assert_string_equal(p, "QUIT\r\n");
-		free(r);
-		fake_free(f);
-		event_base_free(base);
+		tcase_free(&t);
 	}
 	free(content);
 	free(expect);
@@ -1699,36 +1629,27 @@ test_lmtp(void **state)
 	static const char *const addrs[] = {
 		"b@y.test", "c@y.test", "d@y.test", "e@y.test",
 	};
-	struct event_base *base = base_new();
-	struct fake *f = fake_new(base, true, steps, nitems(steps));
-	struct drive d = { 0 };
-	struct smtpc_msg m;
-	struct memsrc s;
-	struct smtpc_rcpt *r = rcpts_new(4, addrs);
+	struct tcase t;
 	struct config_opts o = { .proto = SMTPC_LMTP };
 
 	(void)state;
-	msg_init(&m, &s, "Hi\r\n", r, 4);
-	d.msgs[d.nmsgs++] = &m;
-	drive_open(&d, base, f, NULL, 0, &o);
-	run(base, &d, f);
-	assert_string_equal(d.ev, "RDC");
-	check_bytes("lmtp", &f->rx,
+	tcase_init(&t, true, steps, nitems(steps), "Hi\r\n", addrs, 4);
+	tcase_run(&t, &o);
+	assert_string_equal(t.d.ev, "RDC");
+	check_bytes("lmtp", &t.f->rx,
 	    "LHLO client.test\r\nMAIL FROM:<a@x.test>\r\n"
 	    "RCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\n"
 	    "RCPT TO:<d@y.test>\r\nRCPT TO:<e@y.test>\r\nDATA\r\n"
 	    "Hi\r\n.\r\nQUIT\r\n");
-	check_status("b", r[0].status, SMTPC_OK);
-	check_reply("b", &r[0].reply, 250, "2.0.0", "<b@y.test> saved");
-	check_status("c", r[1].status, SMTPC_PERM);
-	check_reply("c", &r[1].reply, 550, "5.1.1", "unknown");
-	check_status("d", r[2].status, SMTPC_TEMP);
-	check_reply("d", &r[2].reply, 452, "4.2.2", "<d@y.test> over quota");
-	check_status("e", r[3].status, SMTPC_PERM);
-	check_reply("e", &r[3].reply, 552, "5.2.2", "<e@y.test> mailbox");
-	free(r);
-	fake_free(f);
-	event_base_free(base);
+	check_status("b", t.r[0].status, SMTPC_OK);
+	check_reply("b", &t.r[0].reply, 250, "2.0.0", "<b@y.test> saved");
+	check_status("c", t.r[1].status, SMTPC_PERM);
+	check_reply("c", &t.r[1].reply, 550, "5.1.1", "unknown");
+	check_status("d", t.r[2].status, SMTPC_TEMP);
+	check_reply("d", &t.r[2].reply, 452, "4.2.2", "<d@y.test> over quota");
+	check_status("e", t.r[3].status, SMTPC_PERM);
+	check_reply("e", &t.r[3].reply, 552, "5.2.2", "<e@y.test> mailbox");
+	tcase_free(&t);
 }
 
 /* LMTP: LHLO refused is the end (no HELO); LMTP over BDAT. */
@@ -1750,42 +1671,29 @@ test_lmtp_more(void **state)
 	};
 	static const char *const addrs[] = { "b@y.test", "c@y.test" };
 	struct config_opts o = { .proto = SMTPC_LMTP };
-	struct event_base *base = base_new();
-	struct fake *f = fake_new(base, true, refused, nitems(refused));
-	struct drive d = { 0 };
-	struct smtpc_msg m;
-	struct memsrc s;
-	struct smtpc_rcpt *r = rcpts_new(2, addrs);
+	struct tcase t;
 
 	(void)state;
-	drive_open(&d, base, f, NULL, 0, &o);
-	run(base, &d, f);
-	assert_string_equal(d.ev, "F");
-	check_status("lhlo", d.fstatus, SMTPC_PERM);
-	check_reply("lhlo", &d.err, 500, "5.5.1", "unknown command");
-	check_bytes("lhlo", &f->rx, "LHLO client.test\r\n");
-	fake_free(f);
-	event_base_free(base);
+	tcase_init(&t, true, refused, nitems(refused), NULL, NULL, 0);
+	tcase_run(&t, &o);
+	assert_string_equal(t.d.ev, "F");
+	check_status("lhlo", t.d.fstatus, SMTPC_PERM);
+	check_reply("lhlo", &t.d.err, 500, "5.5.1", "unknown command");
+	check_bytes("lhlo", &t.f->rx, "LHLO client.test\r\n");
+	tcase_free(&t);
 
-	base = base_new();
-	f = fake_new(base, true, bdat, nitems(bdat));
-	memset(&d, 0, sizeof(d));
-	msg_init(&m, &s, "Hi\r\n", r, 2);
-	d.msgs[d.nmsgs++] = &m;
-	drive_open(&d, base, f, NULL, 0, &o);
-	run(base, &d, f);
-	assert_string_equal(d.ev, "RDC");
-	check_bytes("lmtp bdat", &f->rx,
+	tcase_init(&t, true, bdat, nitems(bdat), "Hi\r\n", addrs, 2);
+	tcase_run(&t, &o);
+	assert_string_equal(t.d.ev, "RDC");
+	check_bytes("lmtp bdat", &t.f->rx,
 	    "LHLO client.test\r\nMAIL FROM:<a@x.test>\r\n"
 	    "RCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\n"
 	    "BDAT 4 LAST\r\nHi\r\nQUIT\r\n");
-	check_status("b", r[0].status, SMTPC_TEMP);
-	check_reply("b", &r[0].reply, 451, "4.3.0", "try later");
-	check_status("c", r[1].status, SMTPC_OK);
-	check_reply("c", &r[1].reply, 250, "2.0.0", "<c@y.test> saved");
-	free(r);
-	fake_free(f);
-	event_base_free(base);
+	check_status("b", t.r[0].status, SMTPC_TEMP);
+	check_reply("b", &t.r[0].reply, 451, "4.3.0", "try later");
+	check_status("c", t.r[1].status, SMTPC_OK);
+	check_reply("c", &t.r[1].reply, 250, "2.0.0", "<c@y.test> saved");
+	tcase_free(&t);
 }
 
 /* Greetings that end it, and absurd replies. */
@@ -1824,20 +1732,17 @@ test_greeting_failures(void **state)
 		const struct fstep steps[] = {
 			{ cases[i].greeting, A_NONE },
 		};
-		struct event_base *base = base_new();
-		struct fake *f = fake_new(base, false, steps, nitems(steps));
-		struct drive d = { 0 };
+		struct tcase t;
 
-		drive_open(&d, base, f, NULL, 0, NULL);
-		run(base, &d, f);
-		assert_string_equal(d.ev, "F");
-		check_status(cases[i].text, d.fstatus, cases[i].st);
-		check_reply(cases[i].text, &d.err, cases[i].code, NULL,
+		tcase_init(&t, false, steps, nitems(steps), NULL, NULL, 0);
+		tcase_run(&t, NULL);
+		assert_string_equal(t.d.ev, "F");
+		check_status(cases[i].text, t.d.fstatus, cases[i].st);
+		check_reply(cases[i].text, &t.d.err, cases[i].code, NULL,
 		    cases[i].text);
-		assert_false(d.tls_failed);
-		assert_int_equal(f->rx.len, 0);	/* not even EHLO */
-		fake_free(f);
-		event_base_free(base);
+		assert_false(t.d.tls_failed);
+		assert_int_equal(t.f->rx.len, 0);	/* not even EHLO */
+		tcase_free(&t);
 	}
 }
 
@@ -1862,19 +1767,16 @@ test_ehlo_failures(void **state)
 			  A_NONE },
 			{ cases[i].ehlo, A_NONE },
 		};
-		struct event_base *base = base_new();
-		struct fake *f = fake_new(base, false, steps, nitems(steps));
-		struct drive d = { 0 };
+		struct tcase t;
 
-		drive_open(&d, base, f, NULL, 0, NULL);
-		run(base, &d, f);
-		assert_string_equal(d.ev, "F");
-		check_status(cases[i].ehlo, d.fstatus, cases[i].st);
-		check_reply(cases[i].ehlo, &d.err, cases[i].code, NULL,
+		tcase_init(&t, false, steps, nitems(steps), NULL, NULL, 0);
+		tcase_run(&t, NULL);
+		assert_string_equal(t.d.ev, "F");
+		check_status(cases[i].ehlo, t.d.fstatus, cases[i].st);
+		check_reply(cases[i].ehlo, &t.d.err, cases[i].code, NULL,
 		    cases[i].ehlo);
-		check_bytes(cases[i].ehlo, &f->rx, "EHLO client.test\r\n");
-		fake_free(f);
-		event_base_free(base);
+		check_bytes(cases[i].ehlo, &t.f->rx, "EHLO client.test\r\n");
+		tcase_free(&t);
 	}
 }
 
@@ -1930,24 +1832,21 @@ test_bind_source(void **state)
 		{ "220 mx.test ESMTP", A_NONE },
 		{ "250 mx.test", A_NONE },
 	};
-	struct event_base *base = base_new();
-	struct fake *f = fake_new(base, false, steps, nitems(steps));
+	struct tcase t;
 	struct sockaddr_in src = { 0 };
 	struct config_opts o = { 0 };
-	struct drive d = { 0 };
 
 	(void)state;
 	src.sin_family = AF_INET;
 	inet_pton(AF_INET, "127.0.0.2", &src.sin_addr);
 	o.bind = (struct sockaddr *)&src;
 	o.bindlen = sizeof(src);
-	drive_open(&d, base, f, NULL, 0, &o);
-	run(base, &d, f);
-	assert_string_equal(d.ev, "RC");
-	assert_string_equal(f->peer_ip, "127.0.0.2");
-	check_bytes("bind", &f->rx, "EHLO client.test\r\nQUIT\r\n");
-	fake_free(f);
-	event_base_free(base);
+	tcase_init(&t, false, steps, nitems(steps), NULL, NULL, 0);
+	tcase_run(&t, &o);
+	assert_string_equal(t.d.ev, "RC");
+	assert_string_equal(t.f->peer_ip, "127.0.0.2");
+	check_bytes("bind", &t.f->rx, "EHLO client.test\r\nQUIT\r\n");
+	tcase_free(&t);
 }
 
 /* No greeting within timeout_command (1 s). */
@@ -1957,26 +1856,23 @@ test_greeting_timeout(void **state)
 	static const struct fstep steps[] = {
 		{ NULL, A_NONE },
 	};
-	struct event_base *base = base_new();
-	struct fake *f = fake_new(base, false, steps, nitems(steps));
+	struct tcase t;
 	struct config_opts o = { .t_command = 1 };
-	struct drive d = { 0 };
 	uint64_t t0 = time_mono_usec(), dt;
 
 	(void)state;
-	drive_open(&d, base, f, NULL, 0, &o);
-	run(base, &d, f);
+	tcase_init(&t, false, steps, nitems(steps), NULL, NULL, 0);
+	tcase_run(&t, &o);
 	dt = time_mono_usec() - t0;
-	assert_string_equal(d.ev, "F");
-	check_status("timeout", d.fstatus, SMTPC_TEMP);
-	check_reply("timeout", &d.err, 451, "4.4.2", "conversation with "
+	assert_string_equal(t.d.ev, "F");
+	check_status("timeout", t.d.fstatus, SMTPC_TEMP);
+	check_reply("timeout", &t.d.err, 451, "4.4.2", "conversation with "
 	    "mx.test[127.0.0.1] timed out while receiving the initial "
 	    "server greeting");
 	if (dt < 900000 || dt > 4000000)
 		fail_msg("timed out after %llu us, want about 1 s",
 		    (unsigned long long)dt);
-	fake_free(f);
-	event_base_free(base);
+	tcase_free(&t);
 }
 
 /*
@@ -2053,39 +1949,30 @@ test_disconnects(void **state)
 	for (i = 0; i < sizeof(block); i += 64)
 		memcpy(block + i + 62, "\r\n", 2);
 	for (i = 0; i < nitems(cases); i++) {
-		struct event_base *base = base_new();
-		struct fake *f = fake_new(base, false, cases[i].steps,
-		    cases[i].n);
-		struct drive d = { 0 };
-		struct smtpc_msg m;
-		struct memsrc s;
-		struct smtpc_rcpt *r = rcpts_new(2, addrs);
+		struct tcase t;
 
-		msg_init(&m, &s, "Hi\r\n", r, 2);
+		tcase_init(&t, false, cases[i].steps, cases[i].n,
+		    "Hi\r\n", addrs, 2);
 		if (cases[i].big) {
-			s.data = block;
-			s.len = sizeof(block);
-			s.total = 32 * 1024 * 1024;
+			t.s.data = block;
+			t.s.len = sizeof(block);
+			t.s.total = 32 * 1024 * 1024;
 		}
-		d.msgs[d.nmsgs++] = &m;
-		drive_open(&d, base, f, NULL, 0, NULL);
-		run(base, &d, f);
-		assert_string_equal(d.ev, "RD");
-		assert_false(d.reusable[0]);
+		tcase_run(&t, NULL);
+		assert_string_equal(t.d.ev, "RD");
+		assert_false(t.d.reusable[0]);
 		/* Also the RCPT that had its 250 before a 421. */
-		check_status(cases[i].name, r[0].status, cases[i].s0);
-		check_status(cases[i].name, r[1].status, cases[i].s1);
-		check_reply(cases[i].name, &r[1].reply, cases[i].code, NULL,
+		check_status(cases[i].name, t.r[0].status, cases[i].s0);
+		check_status(cases[i].name, t.r[1].status, cases[i].s1);
+		check_reply(cases[i].name, &t.r[1].reply, cases[i].code, NULL,
 		    cases[i].text);
-		if (!cases[i].more && strstr(r[1].reply.text, "more than"))
+		if (!cases[i].more && strstr(t.r[1].reply.text, "more than"))
 			fail_msg("%s: \"%s\" says more than once", cases[i].name,
-			    r[1].reply.text);
-		check_status(cases[i].name, m.status, SMTPC_TEMP);
+			    t.r[1].reply.text);
+		check_status(cases[i].name, t.m.status, SMTPC_TEMP);
 		if (cases[i].big)
-			assert_true(s.produced < s.total);
-		free(r);
-		fake_free(f);
-		event_base_free(base);
+			assert_true(t.s.produced < t.s.total);
+		tcase_free(&t);
 	}
 }
 
@@ -2101,37 +1988,29 @@ test_source_error(void **state)
 		{ "354 go", A_NONE },
 	};
 	static const char *const addrs[] = { "b@y.test" };
-	struct event_base *base = base_new();
-	struct fake *f = fake_new(base, false, steps, nitems(steps));
-	struct drive d = { 0 };
-	struct smtpc_msg m;
-	struct memsrc s;
-	struct smtpc_rcpt *r = rcpts_new(1, addrs);
+	struct tcase t;
 	const char *want = "EHLO client.test\r\nMAIL FROM:<a@x.test>\r\n"
 	    "RCPT TO:<b@y.test>\r\nDATA\r\n";
 
 	(void)state;
-	msg_init(&m, &s, "line one\r\nline two\r\n", r, 1);
-	s.chunk = 4;
-	s.fail_at = 12;
-	d.msgs[d.nmsgs++] = &m;
-	drive_open(&d, base, f, NULL, 0, NULL);
-	run(base, &d, f);
-	assert_string_equal(d.ev, "RD");
-	check_status("rcpt", r[0].status, SMTPC_TEMP);
-	check_reply("rcpt", &r[0].reply, 451, "4.3.0", "corrupt");
+	tcase_init(&t, false, steps, nitems(steps),
+	    "line one\r\nline two\r\n", addrs, 1);
+	t.s.chunk = 4;
+	t.s.fail_at = 12;
+	tcase_run(&t, NULL);
+	assert_string_equal(t.d.ev, "RD");
+	check_status("rcpt", t.r[0].status, SMTPC_TEMP);
+	check_reply("rcpt", &t.r[0].reply, 451, "4.3.0", "corrupt");
 	/* Some of the content may have gone out; never its end. */
-	if (f->rx.len < strlen(want) || memcmp(f->rx.data, want,
-	    strlen(want)) != 0 || f->rx.len > strlen(want) + 12 ||
-	    memcmp(f->rx.data + strlen(want), "line one\r\nli",
-	    f->rx.len - strlen(want)) != 0)
-		fail_msg("server got \"%s\"", test_escn(f->rx.data,
-		    f->rx.len));
-	assert_int_equal(f->nmsgs, 0);
-	assert_int_equal(f->ndata, 0);
-	free(r);
-	fake_free(f);
-	event_base_free(base);
+	if (t.f->rx.len < strlen(want) || memcmp(t.f->rx.data, want,
+	    strlen(want)) != 0 || t.f->rx.len > strlen(want) + 12 ||
+	    memcmp(t.f->rx.data + strlen(want), "line one\r\nli",
+	    t.f->rx.len - strlen(want)) != 0)
+		fail_msg("server got \"%s\"", test_escn(t.f->rx.data,
+		    t.f->rx.len));
+	assert_int_equal(t.f->nmsgs, 0);
+	assert_int_equal(t.f->ndata, 0);
+	tcase_free(&t);
 }
 
 /* Content is pulled as the socket drains, not all at once. */
@@ -2148,12 +2027,7 @@ test_backpressure(void **state)
 	};
 	static const char *const addrs[] = { "b@y.test" };
 	static char block[65536];
-	struct event_base *base = base_new();
-	struct fake *f = fake_new(base, false, steps, nitems(steps));
-	struct drive d = { 0 };
-	struct smtpc_msg m;
-	struct memsrc s;
-	struct smtpc_rcpt *r = rcpts_new(1, addrs);
+	struct tcase t;
 	size_t i, total = 32 * 1024 * 1024;
 	struct timeval tv = { 0, 300000 };
 
@@ -2161,30 +2035,27 @@ test_backpressure(void **state)
 	memset(block, 'y', sizeof(block));
 	for (i = 0; i < sizeof(block); i += 128)
 		memcpy(block + i + 126, "\r\n", 2);
-	msg_init(&m, &s, "", r, 1);
-	s.data = block;
-	s.len = sizeof(block);
-	s.total = total;
-	f->pause_ms = 700;
-	d.msgs[d.nmsgs++] = &m;
-	drive_open(&d, base, f, NULL, 0, NULL);
+	tcase_init(&t, false, steps, nitems(steps), "", addrs, 1);
+	t.s.data = block;
+	t.s.len = sizeof(block);
+	t.s.total = total;
+	t.f->pause_ms = 700;
+	drive_open(&t.d, t.base, t.f, NULL, 0, NULL);
 	/* Until the fake stops reading (for 700 ms), then 300 ms more. */
-	while (f->mode != F_DATA)
-		event_base_loop(base, EVLOOP_ONCE);
-	event_base_loopexit(base, &tv);
-	event_base_dispatch(base);
+	while (t.f->mode != F_DATA)
+		event_base_loop(t.base, EVLOOP_ONCE);
+	event_base_loopexit(t.base, &tv);
+	event_base_dispatch(t.base);
 	/* Output buffer (256 KiB) plus what the kernel holds, at most. */
-	if (s.produced > 12 * 1024 * 1024)
+	if (t.s.produced > 12 * 1024 * 1024)
 		fail_msg("%zu octets pulled from the source while the server "
-		    "read nothing", s.produced);
-	run(base, &d, f);
-	assert_string_equal(d.ev, "RDC");
-	check_status("rcpt", r[0].status, SMTPC_OK);
-	assert_int_equal(s.produced, total);
-	assert_int_equal(f->ndata, 1);
-	free(r);
-	fake_free(f);
-	event_base_free(base);
+		    "read nothing", t.s.produced);
+	run(t.base, &t.d, t.f);
+	assert_string_equal(t.d.ev, "RDC");
+	check_status("rcpt", t.r[0].status, SMTPC_OK);
+	assert_int_equal(t.s.produced, total);
+	assert_int_equal(t.f->ndata, 1);
+	tcase_free(&t);
 }
 
 /* Two messages on one connection, RSET between; window of pipelining. */
@@ -2269,30 +2140,24 @@ test_rset_refused(void **state)
 		{ "502 5.5.1 no RSET here", A_NONE },
 	};
 	static const char *const addrs[] = { "b@y.test" };
-	struct event_base *base = base_new();
-	struct fake *f = fake_new(base, false, steps, nitems(steps));
-	struct drive d = { 0 };
-	struct smtpc_msg m1, m2;
-	struct memsrc s1, s2;
-	struct smtpc_rcpt *r1 = rcpts_new(1, addrs), *r2 = rcpts_new(1, addrs);
+	struct tcase t;
+	struct smtpc_msg m2;
+	struct memsrc s2;
+	struct smtpc_rcpt *r2 = rcpts_new(1, addrs);
 
 	(void)state;
-	msg_init(&m1, &s1, "one\r\n", r1, 1);
+	tcase_init(&t, false, steps, nitems(steps), "one\r\n", addrs, 1);
 	msg_init(&m2, &s2, "two\r\n", r2, 1);
-	d.msgs[d.nmsgs++] = &m1;
-	d.msgs[d.nmsgs++] = &m2;
-	drive_open(&d, base, f, NULL, 0, NULL);
-	run(base, &d, f);
-	assert_string_equal(d.ev, "RDD");
-	assert_true(d.reusable[0]);
-	assert_false(d.reusable[1]);
-	check_status("first", r1[0].status, SMTPC_OK);
+	t.d.msgs[t.d.nmsgs++] = &m2;
+	tcase_run(&t, NULL);
+	assert_string_equal(t.d.ev, "RDD");
+	assert_true(t.d.reusable[0]);
+	assert_false(t.d.reusable[1]);
+	check_status("first", t.r[0].status, SMTPC_OK);
 	check_status("second", r2[0].status, SMTPC_TEMP);
 	check_reply("second", &r2[0].reply, 451, NULL, "refused RSET");
-	free(r1);
 	free(r2);
-	fake_free(f);
-	event_base_free(base);
+	tcase_free(&t);
 }
 
 /*
@@ -2342,43 +2207,35 @@ test_starttls(void **state)
 		{ "250 2.0.0 queued over TLS", A_NONE },
 	};
 	static const char *const addrs[] = { "b@y.test" };
-	struct event_base *base = base_new();
-	struct fake *f = fake_new(base, false, steps, nitems(steps));
-	struct drive d = { 0 };
-	struct smtpc_msg m;
-	struct memsrc s;
-	struct smtpc_rcpt *r = rcpts_new(1, addrs);
+	struct tcase t;
 	char err[256];
 	struct config_opts o = { 0 };
 
 	(void)state;
-	f->tls = server_ctx_new();
+	tcase_init(&t, false, steps, nitems(steps), "secret\r\n", addrs, 1);
+	t.f->tls = server_ctx_new();
 	o.ssl = smtpc_ssl_ctx_new(err, sizeof(err));
 	assert_non_null(o.ssl);
-	msg_init(&m, &s, "secret\r\n", r, 1);
-	m.eight_bit = true;
-	d.msgs[d.nmsgs++] = &m;
-	drive_open(&d, base, f, NULL, 0, &o);
+	t.m.eight_bit = true;
+	drive_open(&t.d, t.base, t.f, NULL, 0, &o);
 	SSL_CTX_free(o.ssl);	/* the connection holds its reference */
-	run(base, &d, f);
-	assert_string_equal(d.ev, "RDC");
+	run(t.base, &t.d, t.f);
+	assert_string_equal(t.d.ev, "RDC");
 	/* The server's view, decrypted after STARTTLS. */
-	check_bytes("starttls", &f->rx,
+	check_bytes("starttls", &t.f->rx,
 	    "EHLO client.test\r\nSTARTTLS\r\nEHLO client.test\r\n"
 	    "MAIL FROM:<a@x.test> BODY=8BITMIME\r\nRCPT TO:<b@y.test>\r\n"
 	    "DATA\r\nsecret\r\n.\r\nQUIT\r\n");
-	if (strncmp(d.tls_info, "TLSv1.", 6) != 0 ||
-	    strchr(d.tls_info, ' ') == NULL)
-		fail_msg("tls_info \"%s\"", d.tls_info);
-	assert_string_equal(f->sni, PEER_NAME);
+	if (strncmp(t.d.tls_info, "TLSv1.", 6) != 0 ||
+	    strchr(t.d.tls_info, ' ') == NULL)
+		fail_msg("tls_info \"%s\"", t.d.tls_info);
+	assert_string_equal(t.f->sni, PEER_NAME);
 	/* Capabilities are those of the second EHLO. */
-	assert_true(d.caps & SMTPC_CAP_8BITMIME);
-	assert_false(d.caps & SMTPC_CAP_STARTTLS);
-	check_reply("rcpt", &r[0].reply, 250, "2.0.0", "over TLS");
-	SSL_CTX_free(f->tls);
-	free(r);
-	fake_free(f);
-	event_base_free(base);
+	assert_true(t.d.caps & SMTPC_CAP_8BITMIME);
+	assert_false(t.d.caps & SMTPC_CAP_STARTTLS);
+	check_reply("rcpt", &t.r[0].reply, 250, "2.0.0", "over TLS");
+	SSL_CTX_free(t.f->tls);
+	tcase_free(&t);
 }
 
 /* The handshake fails (garbage after 220); STARTTLS refused: plain. */
@@ -2408,50 +2265,38 @@ test_starttls_failures(void **state)
 	char err[256];
 	SSL_CTX *ssl = smtpc_ssl_ctx_new(err, sizeof(err));
 	struct config_opts o = { .ssl = ssl, .t_command = 1 };
-	struct event_base *base;
-	struct fake *f;
-	struct drive d;
-	struct smtpc_msg m;
-	struct memsrc s;
-	struct smtpc_rcpt *r = rcpts_new(1, addrs);
+	struct tcase t;
 	size_t k;
 
 	(void)state;
 	assert_non_null(ssl);
 	for (k = 0; k < 2; k++) {
-		base = base_new();
-		f = k == 0 ? fake_new(base, false, garbage, nitems(garbage)) :
-		    fake_new(base, false, hang, nitems(hang));
-		memset(&d, 0, sizeof(d));
-		drive_open(&d, base, f, NULL, 0, &o);
-		run(base, &d, f);
-		assert_string_equal(d.ev, "F");
-		assert_true(d.tls_failed);
-		check_status("tls", d.fstatus, SMTPC_TEMP);
-		check_reply("tls", &d.err, 451, NULL, k == 0 ?
+		if (k == 0)
+			tcase_init(&t, false, garbage, nitems(garbage), NULL,
+			    NULL, 0);
+		else
+			tcase_init(&t, false, hang, nitems(hang), NULL, NULL,
+			    0);
+		tcase_run(&t, &o);
+		assert_string_equal(t.d.ev, "F");
+		assert_true(t.d.tls_failed);
+		check_status("tls", t.d.fstatus, SMTPC_TEMP);
+		check_reply("tls", &t.d.err, 451, NULL, k == 0 ?
 		    "TLS handshake with mx.test[127.0.0.1] failed" :
 		    "timed out while performing the TLS handshake");
-		fake_free(f);
-		event_base_free(base);
+		tcase_free(&t);
 	}
 
-	base = base_new();
-	f = fake_new(base, false, refused, nitems(refused));
-	memset(&d, 0, sizeof(d));
-	msg_init(&m, &s, "x\r\n", r, 1);
-	d.msgs[d.nmsgs++] = &m;
-	drive_open(&d, base, f, NULL, 0, &o);
-	run(base, &d, f);
-	assert_string_equal(d.ev, "RDC");
-	assert_false(d.tls_failed);
-	assert_string_equal(d.tls_info, "");
-	check_bytes("refused", &f->rx,
+	tcase_init(&t, false, refused, nitems(refused), "x\r\n", addrs, 1);
+	tcase_run(&t, &o);
+	assert_string_equal(t.d.ev, "RDC");
+	assert_false(t.d.tls_failed);
+	assert_string_equal(t.d.tls_info, "");
+	check_bytes("refused", &t.f->rx,
 	    "EHLO client.test\r\nSTARTTLS\r\nMAIL FROM:<a@x.test>\r\n"
 	    "RCPT TO:<b@y.test>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n");
-	check_reply("rcpt", &r[0].reply, 250, NULL, "plaintext");
-	fake_free(f);
-	event_base_free(base);
-	free(r);
+	check_reply("rcpt", &t.r[0].reply, 250, NULL, "plaintext");
+	tcase_free(&t);
 	SSL_CTX_free(ssl);
 }
 
