@@ -24,6 +24,8 @@
 #include "dns/dns.h"
 #include "lib/util.h"
 
+#include "dns_fake_fixture.h"
+
 /* One recorded answer, deep-copied out of the callback. */
 struct got {
 	int calls;
@@ -57,42 +59,6 @@ record(void *arg, const struct dns_answer *a)
 	}
 }
 
-struct fixture {
-	struct event_base *base;
-	struct dns *d;
-};
-
-static int
-setup(void **state)
-{
-	struct fixture *f = xcalloc(1, sizeof(*f));
-
-	f->base = event_base_new();
-	assert_non_null(f->base);
-	f->d = dns_new_fake(f->base);
-	assert_non_null(f->d);
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	dns_free(f->d);
-	event_base_free(f->base);
-	free(f);
-	return 0;
-}
-
-static void
-run(struct fixture *f)
-{
-	/* The fake keeps no event pending once everything is answered. */
-	assert_int_equal(event_base_dispatch(f->base), 1);
-}
-
 static const struct {
 	const char *name;
 	uint16_t type;
@@ -117,7 +83,7 @@ static const struct {
 static void
 test_types(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	struct got g[nitems(typed)];
 	uint64_t id;
 	size_t i, k;
@@ -133,7 +99,7 @@ test_types(void **state)
 		/* Never from inside dns_query(). */
 		assert_int_equal(g[i].calls, 0);
 	}
-	run(f);
+	dns_fixture_run(f);
 	for (i = 0; i < nitems(typed); i++) {
 		assert_int_equal(g[i].calls, 1);
 		if (g[i].status != DNS_OK)
@@ -156,7 +122,7 @@ test_types(void **state)
 static void
 test_long_txt(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	char text[1200];
 	const char *v[1] = { text };
 	struct got g;
@@ -166,7 +132,7 @@ test_long_txt(void **state)
 	memset(&g, 0, sizeof(g));
 	dns_fake_set(f->d, "long.test", DNS_TYPE_TXT, DNS_OK, v, 1);
 	dns_query(f->d, "long.test", DNS_TYPE_TXT, record, &g);
-	run(f);
+	dns_fixture_run(f);
 	assert_int_equal(g.status, DNS_OK);
 	assert_int_equal(g.n, 1);
 	/* 255-byte character-strings joined again. */
@@ -176,7 +142,7 @@ test_long_txt(void **state)
 static void
 test_statuses(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	static const char *const one[] = { "192.0.2.1" };
 	static const struct {
 		const char *name;
@@ -204,7 +170,7 @@ test_statuses(void **state)
 	dns_fake_set(f->d, "nodata.test", DNS_TYPE_A, DNS_OK, NULL, 0);
 	for (i = 0; i < nitems(v); i++)
 		dns_query(f->d, v[i].name, v[i].type, record, &g[i]);
-	run(f);
+	dns_fixture_run(f);
 	for (i = 0; i < nitems(v); i++) {
 		assert_int_equal(g[i].calls, 1);
 		if (g[i].status != v[i].want)
@@ -219,7 +185,7 @@ test_statuses(void **state)
 	dns_fake_set(f->d, "temp.test", DNS_TYPE_A, DNS_OK, one, 1);
 	memset(&g[0], 0, sizeof(g[0]));
 	dns_query(f->d, "temp.test", DNS_TYPE_A, record, &g[0]);
-	run(f);
+	dns_fixture_run(f);
 	assert_int_equal(g[0].status, DNS_OK);
 	assert_string_equal(g[0].rec[0], "192.0.2.1");
 }
@@ -227,7 +193,7 @@ test_statuses(void **state)
 static void
 test_cname(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	static const char *const c1[] = { "middle.test" };
 	static const char *const c2[] = { "final.test" };
 	static const char *const a[] = { "192.0.2.9" };
@@ -243,7 +209,7 @@ test_cname(void **state)
 	dns_query(f->d, "alias.test", DNS_TYPE_CNAME, record, &g[1]);
 	dns_query(f->d, "alias.test", DNS_TYPE_MX, record, &g[2]);
 	dns_query(f->d, "loop.test", DNS_TYPE_A, record, &g[3]);
-	run(f);
+	dns_fixture_run(f);
 	assert_int_equal(g[0].status, DNS_OK);
 	assert_string_equal(g[0].rec[0], "192.0.2.9");
 	assert_string_equal(g[0].qname, "alias.test");
@@ -259,7 +225,7 @@ test_cname(void **state)
 static void
 test_cancel(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	struct got g[3];
 	uint64_t id[3];
 
@@ -272,7 +238,7 @@ test_cancel(void **state)
 	dns_cancel(f->d, id[1]);		/* twice: no-op */
 	dns_cancel(f->d, 999999);		/* unknown: no-op */
 	assert_int_equal(dns_running(f->d), 2);
-	run(f);
+	dns_fixture_run(f);
 	assert_int_equal(g[0].calls, 1);
 	assert_int_equal(g[1].calls, 0);
 	assert_int_equal(g[2].calls, 1);
@@ -306,7 +272,7 @@ chain_cb(void *arg, const struct dns_answer *a)
 static void
 test_cancel_from_callback(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	struct chain c = { f->d, 0, 0, NULL };
 	struct got g, later;
 
@@ -315,34 +281,25 @@ test_cancel_from_callback(void **state)
 	c.next = &later;
 	dns_query(f->d, "first.test", DNS_TYPE_A, chain_cb, &c);
 	c.victim = dns_query(f->d, "second.test", DNS_TYPE_A, record, &g);
-	run(f);
+	dns_fixture_run(f);
 	assert_int_equal(c.calls, 1);
 	assert_int_equal(g.calls, 0);
 	assert_int_equal(later.calls, 1);
 	assert_int_equal(later.status, DNS_NXDOMAIN);
 }
 
-struct freer {
-	struct dns **dp;
-	int calls;
-};
-
 static void
 free_cb(void *arg, const struct dns_answer *a)
 {
-	struct freer *fr = arg;
-
 	(void)a;
-	fr->calls++;
-	dns_free(*fr->dp);
-	*fr->dp = NULL;
+	dns_freer_free(arg);
 }
 
 static void
 test_free_from_callback(void **state)
 {
-	struct fixture *f = *state;
-	struct freer fr = { &f->d, 0 };
+	struct dns_fixture *f = *state;
+	struct dns_freer fr = { &f->d, 0 };
 	struct got g[3];
 	size_t i;
 
@@ -353,7 +310,7 @@ test_free_from_callback(void **state)
 		dns_query(f->d, "b.test", DNS_TYPE_A, record, &g[i]);
 	dns_route_lookup(f->d, "r.test", &(struct dns_route_opts){
 	    .use_mx = true, .port = 25 }, NULL, NULL);
-	run(f);
+	dns_fixture_run(f);
 	assert_int_equal(fr.calls, 1);
 	for (i = 0; i < nitems(g); i++)
 		assert_int_equal(g[i].calls, 0);
@@ -363,7 +320,7 @@ test_free_from_callback(void **state)
 static void
 test_free_pending(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	struct got g;
 
 	memset(&g, 0, sizeof(g));
@@ -371,7 +328,7 @@ test_free_pending(void **state)
 	dns_free(f->d);
 	f->d = NULL;
 	/* The fake's event is gone with it: nothing runs. */
-	assert_int_equal(event_base_dispatch(f->base), 1);
+	dns_fixture_run(f);
 	assert_int_equal(g.calls, 0);
 }
 
@@ -403,7 +360,7 @@ capped_cb(void *arg, const struct dns_answer *a)
 static void
 test_max_queries(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	static const char *const one[] = { "192.0.2.1" };
 	struct capped c;
 	struct capped_arg ca[300];
@@ -428,7 +385,7 @@ test_max_queries(void **state)
 	/* Waiting queries have not been sent. */
 	assert_int_equal(dns_fake_count(f->d, "h10.test", DNS_TYPE_A), 0);
 	assert_int_equal(dns_fake_count(f->d, "h9.test", DNS_TYPE_A), 1);
-	run(f);
+	dns_fixture_run(f);
 	assert_int_equal(c.n, 300);
 	assert_true(c.max_running <= 10);
 	for (i = 0; i < 300; i++)
@@ -442,14 +399,14 @@ test_max_queries(void **state)
 static void
 test_fake_count(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	struct got g;
 
 	memset(&g, 0, sizeof(g));
 	dns_query(f->d, "count.test", DNS_TYPE_MX, record, &g);
 	dns_query(f->d, "COUNT.test.", DNS_TYPE_MX, record, &g);
 	dns_query(f->d, "count.test", DNS_TYPE_A, record, &g);
-	run(f);
+	dns_fixture_run(f);
 	assert_int_equal(g.calls, 3);
 	assert_int_equal(dns_fake_count(f->d, "count.test", DNS_TYPE_MX), 2);
 	assert_int_equal(dns_fake_count(f->d, "count.test", DNS_TYPE_A), 1);
@@ -513,25 +470,22 @@ test_dns_new(void **state)
 int
 main(void)
 {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, dns_fixture_setup, \
+	dns_fixture_teardown)
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_types, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_long_txt, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_statuses, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cname, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancel_from_callback,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_free_from_callback, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_free_pending, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_max_queries, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_fake_count, setup,
-		    teardown),
+		T(test_types),
+		T(test_long_txt),
+		T(test_statuses),
+		T(test_cname),
+		T(test_cancel),
+		T(test_cancel_from_callback),
+		T(test_free_from_callback),
+		T(test_free_pending),
+		T(test_max_queries),
+		T(test_fake_count),
 		cmocka_unit_test(test_dns_new),
 	};
+#undef T
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

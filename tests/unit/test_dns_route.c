@@ -24,6 +24,8 @@
 #include "dns/dns.h"
 #include "lib/util.h"
 
+#include "dns_fake_fixture.h"
+
 #define MAXT	64
 
 struct result {
@@ -74,41 +76,9 @@ route_cb(void *arg, const struct dns_route *r)
 	}
 }
 
-struct fixture {
-	struct event_base *base;
-	struct dns *d;
-	struct dns_route_opts o;
-};
-
-static int
-setup(void **state)
-{
-	struct fixture *f = xcalloc(1, sizeof(*f));
-
-	f->base = event_base_new();
-	assert_non_null(f->base);
-	f->d = dns_new_fake(f->base);
-	f->o.use_mx = true;
-	f->o.inet6 = true;
-	f->o.port = 25;
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	dns_free(f->d);
-	event_base_free(f->base);
-	free(f);
-	return 0;
-}
-
 /* dns_fake_set() with a NULL-terminated list of values. */
 static void
-set(struct fixture *f, const char *name, uint16_t type, enum dns_status st,
+set(struct dns_fixture *f, const char *name, uint16_t type, enum dns_status st,
     ...)
 {
 	const char *v[32];
@@ -123,13 +93,13 @@ set(struct fixture *f, const char *name, uint16_t type, enum dns_status st,
 }
 
 static void
-lookup(struct fixture *f, const char *domain, struct result *r)
+lookup(struct dns_fixture *f, const char *domain, struct result *r)
 {
 	memset(r, 0, sizeof(*r));
 	dns_route_lookup(f->d, domain, &f->o, route_cb, r);
 	/* Never from inside the call. */
 	assert_int_equal(r->calls, 0);
-	assert_int_equal(event_base_dispatch(f->base), 1);
+	dns_fixture_run(f);
 	assert_int_equal(r->calls, 1);
 }
 
@@ -176,7 +146,7 @@ want_reply(const struct result *r, enum dns_route_kind kind,
 static void
 test_two_preferences(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	struct result r;
 
 	set(f, "example.test", DNS_TYPE_MX, DNS_OK, "20 mx2.example.test",
@@ -210,7 +180,7 @@ test_two_preferences(void **state)
 static void
 test_mx_tempfail(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	struct result r;
 
 	set(f, "temp.test", DNS_TYPE_MX, DNS_TEMPFAIL, NULL);
@@ -230,7 +200,7 @@ test_mx_tempfail(void **state)
 static void
 test_nxdomain(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	struct result r;
 
 	lookup(f, "nowhere.test", &r);
@@ -242,7 +212,7 @@ test_nxdomain(void **state)
 static void
 test_implicit_mx(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	struct result r;
 
 	set(f, "plain.test", DNS_TYPE_A, DNS_OK, "192.0.2.10", NULL);
@@ -261,7 +231,7 @@ test_implicit_mx(void **state)
 static void
 test_null_mx(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	struct result r;
 
 	set(f, "nullmx.test", DNS_TYPE_MX, DNS_OK, "0 .", NULL);
@@ -286,7 +256,7 @@ test_null_mx(void **state)
 static void
 test_self_by_name(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	static const char *const self[] = { "other.test", "ME.Example.TEST." };
 	struct result r;
 
@@ -330,7 +300,7 @@ test_self_by_name(void **state)
 static void
 test_self_by_address(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	struct sockaddr_storage self[2];
 	struct sockaddr_in *s4 = (struct sockaddr_in *)&self[0];
 	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&self[1];
@@ -378,7 +348,7 @@ test_self_by_address(void **state)
 static void
 test_host_failures(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	struct result r;
 
 	f->o.inet6 = false;
@@ -423,7 +393,7 @@ test_host_failures(void **state)
 static void
 test_mx_host_forms(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	struct result r;
 
 	f->o.inet6 = false;
@@ -444,7 +414,7 @@ test_mx_host_forms(void **state)
 static void
 test_shuffle(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	static const char *const hosts[] = { "a.test", "b.test", "c.test" };
 	unsigned int first[3] = { 0 }, perms[6] = { 0 };
 	struct result r;
@@ -493,7 +463,7 @@ test_shuffle(void **state)
 static void
 test_caps(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	const char *mx[15], *addrs[20];
 	char mxbuf[15][64], hbuf[15][64], abuf[20][32];
 	struct result r;
@@ -531,7 +501,7 @@ test_caps(void **state)
 static void
 test_host_mode(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	struct result r;
 
 	f->o.use_mx = false;
@@ -573,7 +543,7 @@ test_host_mode(void **state)
 static void
 test_invalid_domain(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	struct result r;
 	char big[300];
 
@@ -590,7 +560,7 @@ test_invalid_domain(void **state)
 static void
 test_cancel(void **state)
 {
-	struct fixture *f = *state;
+	struct dns_fixture *f = *state;
 	struct result r1, r2, r3;
 	uint64_t id1, id2;
 
@@ -607,7 +577,7 @@ test_cancel(void **state)
 	dns_route_cancel(f->d, id1);
 	dns_route_cancel(f->d, id1);
 	dns_route_cancel(f->d, 123456789);
-	assert_int_equal(event_base_dispatch(f->base), 1);
+	dns_fixture_run(f);
 	assert_int_equal(r1.calls, 0);
 	assert_int_equal(r2.calls, 1);
 	assert_int_equal(r3.calls, 1);
@@ -622,33 +592,24 @@ test_cancel(void **state)
 	dns_route_lookup(f->d, "127.0.0.1", &f->o, route_cb, &r3);
 	dns_free(f->d);
 	f->d = NULL;
-	assert_int_equal(event_base_dispatch(f->base), 1);
+	dns_fixture_run(f);
 	assert_int_equal(r1.calls, 0);
 	assert_int_equal(r3.calls, 0);
 }
 
 /* A route callback that frees the resolver. */
-struct freer {
-	struct dns **dp;
-	int calls;
-};
-
 static void
 free_cb(void *arg, const struct dns_route *r)
 {
-	struct freer *fr = arg;
-
 	(void)r;
-	fr->calls++;
-	dns_free(*fr->dp);
-	*fr->dp = NULL;
+	dns_freer_free(arg);
 }
 
 static void
 test_free_from_callback(void **state)
 {
-	struct fixture *f = *state;
-	struct freer fr = { &f->d, 0 };
+	struct dns_fixture *f = *state;
+	struct dns_freer fr = { &f->d, 0 };
 	struct result other;
 
 	memset(&other, 0, sizeof(other));
@@ -656,7 +617,7 @@ test_free_from_callback(void **state)
 	set(f, "mx.c.test", DNS_TYPE_A, DNS_OK, "192.0.2.1", NULL);
 	dns_route_lookup(f->d, "c.test", &f->o, free_cb, &fr);
 	dns_route_lookup(f->d, "c.test", &f->o, route_cb, &other);
-	assert_int_equal(event_base_dispatch(f->base), 1);
+	dns_fixture_run(f);
 	assert_int_equal(fr.calls, 1);
 	assert_int_equal(other.calls, 0);
 	assert_null(f->d);
@@ -665,7 +626,8 @@ test_free_from_callback(void **state)
 int
 main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, dns_fixture_setup, \
+	dns_fixture_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_two_preferences),
 		T(test_mx_tempfail),
