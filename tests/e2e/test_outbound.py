@@ -116,6 +116,14 @@ def parse_dsn(msg):
     return text, blocks[0], blocks[1:], orig
 
 
+def rcpt_report(p, timeout=30):
+    """The fields of the one recipient in the one report the sender
+    gets."""
+    [(_raw, msg)] = reports(p, 1, timeout=timeout)
+    _text, _per_msg, [rcpt], _orig = parse_dsn(msg)
+    return rcpt
+
+
 def log_ids(p, regex):
     return re.findall(regex, "\n".join(p.log_lines))
 
@@ -190,8 +198,7 @@ def test_null_mx_bounces(make_petrel, dns):
     dns.add("nomail.test", "MX", "0 .")
     p = start(make_petrel, dns)
     send(p, ["bob@nomail.test"], b"Subject: null mx\r\n\r\nhi\r\n")
-    [(raw, msg)] = reports(p, 1)
-    _text, _per_msg, [rcpt], _orig = parse_dsn(msg)
+    rcpt = rcpt_report(p)
     assert rcpt["Action"] == "failed"
     assert rcpt["Status"] == "5.1.10"
     assert "bob@nomail.test" in rcpt["Final-Recipient"]
@@ -203,8 +210,7 @@ def test_null_mx_bounces(make_petrel, dns):
 def test_nxdomain_bounces(make_petrel, dns):
     p = start(make_petrel, dns)
     send(p, ["bob@nowhere.test"], b"Subject: nx\r\n\r\nhi\r\n")
-    [(raw, msg)] = reports(p, 1)
-    _text, _per_msg, [rcpt], _orig = parse_dsn(msg)
+    rcpt = rcpt_report(p)
     assert rcpt["Action"] == "failed"
     assert rcpt["Status"].startswith("5.")
     assert "nowhere.test" in rcpt["Diagnostic-Code"]
@@ -286,8 +292,7 @@ def test_backup_mx_drops_self_and_worse(make_petrel, dns):
         send(p, ["bob@backup.test"], b"Subject: backup\r\n\r\nhi\r\n")
         best.wait_messages(1)
         send(p, ["bob@selfonly.test"], b"Subject: loop\r\n\r\nhi\r\n")
-        [(raw, msg)] = reports(p, 1)
-        _t, _m, [rcpt], _o = parse_dsn(msg)
+        rcpt = rcpt_report(p)
         assert rcpt["Status"] == "5.4.6"
         p.wait_queue_empty()
         assert worse.connections == 0
@@ -404,8 +409,7 @@ def test_lifetime_exceeded_bounces(make_petrel, dns):
         mx(dns, "remote.test", (10, "mx1.remote.test", peer.addr))
         p = start(make_petrel, dns, "queue_lifetime 3s\n")
         send(p, ["bob@remote.test"], b"Subject: expire\r\n\r\nhi\r\n")
-        [(raw, msg)] = reports(p, 1, timeout=40)
-        _t, _m, [r], _o = parse_dsn(msg)
+        r = rcpt_report(p, timeout=40)
         assert r["Action"] == "failed"
         assert "452 4.2.2 mailbox full" in r["Diagnostic-Code"]
         p.wait_queue_empty()
@@ -537,8 +541,7 @@ def test_8bit_to_7bit_peer_bounces(make_petrel, dns):
         send(p, ["bob@remote.test"],
              "Subject: caf\u00e9\r\n\r\nna\u00efve\r\n".encode(),
              mail_opts=["BODY=8BITMIME"])
-        [(raw, msg)] = reports(p, 1)
-        _t, _m, [r], _o = parse_dsn(msg)
+        r = rcpt_report(p)
         assert r["Status"] == "5.6.3"
         assert peer.messages == []
         p.wait_queue_empty()
@@ -550,8 +553,7 @@ def test_smtputf8_to_plain_peer_bounces(make_petrel, dns):
         p = start(make_petrel, dns)
         send(p, ["bob@remote.test"], b"Subject: u\r\n\r\nhi\r\n",
              sender="alice@example.test", mail_opts=["SMTPUTF8"])
-        [(raw, msg)] = reports(p, 1)
-        _t, _m, [r], _o = parse_dsn(msg)
+        r = rcpt_report(p)
         assert r["Status"] == "5.6.7"
         assert peer.messages == []
 
@@ -563,8 +565,7 @@ def test_long_line_bounces(make_petrel, dns):
         p = start(make_petrel, dns)
         send(p, ["bob@remote.test"],
              b"Subject: long\r\n\r\n" + b"y" * 1500 + b"\r\n")
-        [(raw, msg)] = reports(p, 1)
-        _t, _m, [r], _o = parse_dsn(msg)
+        r = rcpt_report(p)
         assert r["Status"] == "5.6.0"
         assert peer.messages == []
 
@@ -577,8 +578,7 @@ def test_too_many_hops_bounces(make_petrel, dns):
                         b"Mon, 1 Jan 2024 00:00:00 +0000\r\n" % i
                         for i in range(5))
         send(p, ["bob@remote.test"], hops + b"Subject: loop\r\n\r\nhi\r\n")
-        [(raw, msg)] = reports(p, 1)
-        _t, _m, [r], _o = parse_dsn(msg)
+        r = rcpt_report(p)
         assert r["Status"] == "5.4.6"
         assert peer.messages == []
 
@@ -654,8 +654,7 @@ def test_notify_success_relayed_notice(make_petrel, dns):
         send(p, ["bob@remote.test"], b"Subject: notify\r\n\r\nhi\r\n",
              rcpt_opts={"bob@remote.test": ["NOTIFY=SUCCESS,FAILURE"]})
         peer.wait_messages(1)
-        [(raw, msg)] = reports(p, 1)
-        _t, _m, [r], _o = parse_dsn(msg)
+        r = rcpt_report(p)
         assert r["Action"] == "relayed"
         assert r["Status"].startswith("2.")
         p.wait_queue_empty()
@@ -700,8 +699,7 @@ def test_delay_warning(make_petrel, dns):
         mx(dns, "remote.test", (10, "mx1.remote.test", peer.addr))
         p = start(make_petrel, dns, "delay_warning 2s\n")
         send(p, ["bob@remote.test"], b"Subject: slow\r\n\r\nhi\r\n")
-        [(raw, msg)] = reports(p, 1, timeout=30)
-        _t, _m, [r], _o = parse_dsn(msg)
+        r = rcpt_report(p, timeout=30)
         assert r["Action"] == "delayed"
         assert r["Status"].startswith("4.")
         assert r["Will-Retry-Until"]
