@@ -244,16 +244,16 @@ static const struct data_case data_cases[] = {
 	    S("x\r\n"), 6, true, 3, 0, 0, 0, 0 },
 };
 
+/* Every case of a table, fed every way. */
 static void
-test_data_cases(void **state)
+run_cases(const struct data_case *cases, size_t n)
 {
 	const struct data_case *c;
 	struct result want;
 	size_t i;
 
-	(void)state;
-	for (i = 0; i < sizeof(data_cases) / sizeof(data_cases[0]); i++) {
-		c = &data_cases[i];
+	for (i = 0; i < n; i++) {
+		c = &cases[i];
 		want.out = (char *)c->out;
 		want.out_len = c->out_len;
 		want.consumed = c->consumed;
@@ -266,6 +266,13 @@ test_data_cases(void **state)
 		run_all_ways(c->name, c->in, c->in_len, c->mode, c->max_line,
 		    c->outmax, &want);
 	}
+}
+
+static void
+test_data_cases(void **state)
+{
+	(void)state;
+	run_cases(data_cases, sizeof(data_cases) / sizeof(data_cases[0]));
 }
 
 /* The state machine resumes correctly after a feed ends mid-sequence. */
@@ -382,6 +389,34 @@ oracle(const char *in, size_t len, enum smtp_data_mode mode,
 	r->size = k;
 }
 
+/* msg[0..size) = pre, the variant, post; returns the length. */
+static size_t
+variant_message(char *msg, size_t size, const char *pre,
+    const struct smuggling_variant *v, const char *post)
+{
+	size_t len = 0;
+
+	assert_true(strlen(pre) + v->len + strlen(post) <= size);
+	memcpy(msg + len, pre, strlen(pre));
+	len += strlen(pre);
+	memcpy(msg + len, v->bytes, v->len);
+	len += v->len;
+	memcpy(msg + len, post, strlen(post));
+	len += strlen(post);
+	return len;
+}
+
+/* "what key[i] "bytes" mode", for failure messages: truncation is fine. */
+static void
+variant_name(char *name, size_t size, const char *what,
+    const struct smuggling_variant *v, enum smtp_data_mode mode)
+{
+	if ((size_t)snprintf(name, size, "%s %s \"%.40s\" %s", what, v->name,
+	    test_escn(v->bytes, v->len), mode == SMTP_DATA_STRICT ? "strict" :
+	    "normalize") >= size)
+		name[size - 1] = '\0';
+}
+
 static void
 test_data_smuggling(void **state)
 {
@@ -400,25 +435,15 @@ test_data_smuggling(void **state)
 	(void)state;
 	nv = smuggling_variants_load(v, SMUGGLING_VARIANTS_MAX);
 	for (i = 0; i < nv; i++) {
-		len = 0;
-		memcpy(msg + len, pre, sizeof(pre) - 1);
-		len += sizeof(pre) - 1;
-		memcpy(msg + len, v[i].bytes, v[i].len);
-		len += v[i].len;
-		memcpy(msg + len, post, sizeof(post) - 1);
-		len += sizeof(post) - 1;
+		len = variant_message(msg, sizeof(msg), pre, &v[i], post);
 		body_len = len;
 		memcpy(msg + len, end, sizeof(end) - 1);
 		len += sizeof(end) - 1;
 		memcpy(msg + len, pipelined, sizeof(pipelined) - 1);
 		len += sizeof(pipelined) - 1;
 		for (m = 0; m < 2; m++) {
-			/* Names are for messages only: truncation is fine. */
-			if ((size_t)snprintf(name, sizeof(name),
-			    "variant %s \"%.40s\" %s", v[i].name,
-			    test_escn(v[i].bytes, v[i].len),
-			    m == 0 ? "strict" : "normalize") >= sizeof(name))
-				name[sizeof(name) - 1] = '\0';
+			variant_name(name, sizeof(name), "variant", &v[i],
+			    modes[m]);
 			oracle(msg, body_len, modes[m], &want);
 			want.consumed = body_len + sizeof(end) - 1;
 			want.done = true;
@@ -477,27 +502,10 @@ static const struct data_case chunked_cases[] = {
 static void
 test_chunked_cases(void **state)
 {
-	const struct data_case *c;
-	struct result want;
-	size_t i;
-
 	(void)state;
 	chunked = true;
-	for (i = 0; i < sizeof(chunked_cases) / sizeof(chunked_cases[0]);
-	    i++) {
-		c = &chunked_cases[i];
-		want.out = (char *)c->out;
-		want.out_len = c->out_len;
-		want.consumed = c->consumed;
-		want.done = c->done;
-		want.size = c->size;
-		want.bare_cr = c->bare_cr;
-		want.bare_lf = c->bare_lf;
-		want.nul = c->nul;
-		want.long_lines = c->long_lines;
-		run_all_ways(c->name, c->in, c->in_len, c->mode, c->max_line,
-		    c->outmax, &want);
-	}
+	run_cases(chunked_cases,
+	    sizeof(chunked_cases) / sizeof(chunked_cases[0]));
 	chunked = false;
 }
 
@@ -524,19 +532,10 @@ test_chunked_smuggling(void **state)
 	nv = smuggling_variants_load(v, SMUGGLING_VARIANTS_MAX);
 	chunked = true;
 	for (i = 0; i < nv; i++) {
-		len = 0;
-		memcpy(msg + len, pre, sizeof(pre) - 1);
-		len += sizeof(pre) - 1;
-		memcpy(msg + len, v[i].bytes, v[i].len);
-		len += v[i].len;
-		memcpy(msg + len, post, sizeof(post) - 1);
-		len += sizeof(post) - 1;
+		len = variant_message(msg, sizeof(msg), pre, &v[i], post);
 		for (m = 0; m < 2; m++) {
-			if ((size_t)snprintf(name, sizeof(name),
-			    "chunked %s \"%.40s\" %s", v[i].name,
-			    test_escn(v[i].bytes, v[i].len),
-			    m == 0 ? "strict" : "normalize") >= sizeof(name))
-				name[sizeof(name) - 1] = '\0';
+			variant_name(name, sizeof(name), "chunked", &v[i],
+			    modes[m]);
 			oracle(msg, len, modes[m], &want);
 			want.consumed = len;
 			want.done = false;
