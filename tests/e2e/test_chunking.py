@@ -23,13 +23,12 @@ spool backpressure path).
 """
 
 import os
-import pwd
-import struct
 
 import pytest
 
 from harness import (expected_maildir_bytes, maildir_form,
                      queue_id_from_reply, wait_until)
+from queuefile import block_maildir, records
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -80,37 +79,8 @@ def delivered_one(p, sent, qid, rcpt=ALICE):
 REC_CONTENT = 0x10
 
 
-def queue_records(path):
-    """[(type, payload)] of a queue file: type u8, length u32 BE,
-    payload, CRC u32."""
-    with open(path, "rb") as f:
-        data = f.read()
-    out, off = [], 0
-    while off + 5 <= len(data):
-        typ = data[off]
-        (n,) = struct.unpack(">I", data[off + 1:off + 5])
-        out.append((typ, data[off + 5:off + 5 + n]))
-        off += 5 + n + 4
-    assert off == len(data), "trailing bytes in %s" % path
-    return out
-
-
 def queue_content(path):
-    return b"".join(pl for t, pl in queue_records(path) if t == REC_CONTENT)
-
-
-def block_maildir(p, address):
-    """Make the Maildir path of address a regular file so that delivery
-    defers and the message stays in spool/queue (as test_recovery.py)."""
-    pw = pwd.getpwnam(p.user)
-    path = p.maildir_path(address)
-    d = os.path.dirname(path)
-    os.makedirs(d, exist_ok=True)
-    for x in (p.maildir_root, d):
-        os.chown(x, pw.pw_uid, pw.pw_gid)
-    with open(path, "wb") as f:
-        f.write(b"not a maildir\n")
-    return path
+    return b"".join(pl for t, pl in records(path) if t == REC_CONTENT)
 
 
 # ---- the cases ----

@@ -13,12 +13,12 @@ become a header line in a bounce), an ENVID over 100 characters.
 """
 
 import os
-import pwd
 import struct
 
 import pytest
 
 from harness import queue_id_from_reply, wait_until
+from queuefile import block_maildir, records
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -62,14 +62,9 @@ def queue_envelope(path):
     """(mail, [rcpt]) from a queue file: the MAIL record's fields and each
     RCPT record's, as dicts. Only the leading fields the format documents
     are read, so records that grow at the end still parse."""
-    with open(path, "rb") as f:
-        data = f.read()
-    mail, rcpts, off = None, [], 0
-    while off + 5 <= len(data):
-        typ = data[off]
-        (n,) = struct.unpack(">I", data[off + 1:off + 5])
-        c = Cursor(data[off + 5:off + 5 + n])
-        off += 5 + n + 4
+    mail, rcpts = None, []
+    for typ, payload in records(path):
+        c = Cursor(payload)
         if typ == REC_MAIL:
             mail = {"body": c.take(">i"), "size": c.take(">Q"),
                     "smtputf8": c.take(">I"), "ret": RET[c.take(">i")],
@@ -86,20 +81,6 @@ def queue_envelope(path):
             rcpts.append(d)
     assert mail is not None, "no MAIL record in %s" % path
     return mail, rcpts
-
-
-def block_maildir(p, address):
-    """Make the Maildir path of address a regular file: delivery defers
-    and the message stays in spool/queue (as in test_recovery.py)."""
-    pw = pwd.getpwnam(p.user)
-    path = p.maildir_path(address)
-    d = os.path.dirname(path)
-    os.makedirs(d, exist_ok=True)
-    for x in (p.maildir_root, d):
-        os.chown(x, pw.pw_uid, pw.pw_gid)
-    with open(path, "wb") as f:
-        f.write(b"not a maildir\n")
-    return path
 
 
 def test_ehlo_lists_dsn_and_chunking(petrel):

@@ -19,6 +19,7 @@ import struct
 
 from harness import (expected_maildir_bytes, queue_id_from_reply,
                      wait_until)
+from queuefile import block_maildir
 
 SENDER = "sender@example.org"
 ALICE = "alice@example.test"
@@ -74,21 +75,6 @@ def wait_deferred(p, qid, timeout=30):
 def owner(p):
     pw = pwd.getpwnam(p.user or "root")
     return pw.pw_uid, pw.pw_gid
-
-
-def block_maildir(p, address):
-    """Make the Maildir path of address a regular file so that delivery
-    cannot create it. The directories above belong to the daemon's user,
-    as if it had made them."""
-    uid, gid = owner(p)
-    path = p.maildir_path(address)
-    d = os.path.dirname(path)
-    os.makedirs(d, exist_ok=True)
-    for x in (p.maildir_root, d):
-        os.chown(x, uid, gid)
-    with open(path, "wb") as f:
-        f.write(b"not a maildir\n")
-    return path
 
 
 def make_message(tag):
