@@ -250,6 +250,19 @@ def test_relayhost(make_petrel, dns):
         assert dns.count("other.test") == 0
 
 
+def test_relayhost_on_our_own_address(make_petrel, dns):
+    """A relay host on one of our listening addresses but another port (a
+    content filter at [127.0.0.1]:10025 beside our 127.0.0.1:25) is not
+    a loop: only address and port together are us."""
+    with SMTPPeer(addr="127.0.0.1", port=0) as filt:
+        p = start(make_petrel, dns, "relayhost [127.0.0.1]:%d\n" % filt.port)
+        assert p.host == "127.0.0.1" and p.port != filt.port
+        send(p, ["bob@remote.test"], b"Subject: filter\r\n\r\nhi\r\n")
+        filt.wait_messages(1)
+        p.wait_queue_empty()
+        assert p.maildir_files(SENDER) == []
+
+
 def test_transport_file(make_petrel, dns):
     """transport: a domain to smtp:[host]:port, subdomains of another to
     LMTP over a Unix socket; the rest by MX."""
