@@ -321,7 +321,9 @@ daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 		d->rt = smtp_runtime_new(c, t);
 		smtp_server_set_runtime(d->srv, d->rt);
 		scheduler_set_conf(d->sched, c);
-		dns_set_max_queries(d->dns, (unsigned int)c->dns_max_queries);
+		if (d->dns != NULL)
+			dns_set_max_queries(d->dns,
+			    (unsigned int)c->dns_max_queries);
 		log_info("config: reloaded domains=%zu", c->ndomains);
 		return;
 	}
@@ -454,10 +456,17 @@ daemon_serve(const char *cli_path)
 		dc.dnssec = c->dnssec;
 		dc.max_queries = (unsigned int)c->dns_max_queries;
 		d.dns = dns_new(d.base, &dc, err, sizeof(err));
-		if (d.dns == NULL) {
+		if (d.dns == NULL && c->ndns > 0) {
 			log_err("daemon: DNS resolver: %s", err);
 			goto done;
 		}
+		/* No dns lines and no usable /etc/resolv.conf: receive and
+		 * deliver locally; outbound mail waits (deferred) for a
+		 * resolver rather than the daemon refusing to start. */
+		if (d.dns == NULL)
+			log_warn("daemon: no DNS resolver (%s); mail for other "
+			    "domains stays queued until one is configured",
+			    err);
 		d.sched = scheduler_new(d.base, d.spool, c,
 		    (unsigned int)c->delivery_workers, d.dns, &hooks);
 	}

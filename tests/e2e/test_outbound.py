@@ -778,3 +778,23 @@ def test_kill9_during_delivery(make_petrel, dns):
         dups = len(got) - len(set(got))
         assert dups <= 1, got
         assert len(before) >= 2
+
+
+def test_starts_without_a_resolver(make_petrel, tmp_path):
+    """No dns lines and an unusable /etc/resolv.conf (a private mount
+    namespace hides the real one): the daemon still starts, delivers
+    locally, and keeps remote mail queued (deferred) instead of refusing
+    to run."""
+    bad = tmp_path / "resolv.conf"
+    bad.write_text("nameserver not-an-address\n")
+    wrapper = ["unshare", "-m", "sh", "-c",
+               'mount --bind "$0" /etc/resolv.conf && exec "$@"', str(bad)]
+    p = make_petrel(dns=(), wrapper=wrapper, trusted=("127.0.0.0/8",),
+                    extra_conf=conf_with(""))
+    p.wait_log(r"no DNS resolver \(reading /etc/resolv.conf")
+    send(p, ["bob@example.test", "carol@remote.test"],
+         b"Subject: nodns\r\n\r\nhi\r\n")
+    wait_until(lambda: p.maildir_files("bob@example.test"), timeout=30,
+               what="local delivery")
+    p.wait_log(r"to=<carol@remote.test>.*status=deferred "
+               r"reply=\"451 4.4.3 no DNS resolver configured\"")
