@@ -185,6 +185,17 @@ static const struct {
 	{ FIELD(delivery_workers), 4 },
 	{ FIELD(spool_sync_workers), 4 },
 	{ FIELD(queue_lifetime), 5 * 86400 },
+	{ FIELD(dns_max_queries), 100 },
+	{ FIELD(destination_concurrency), 20 },
+	{ FIELD(max_outbound_connections), 500 },
+	{ FIELD(max_messages_per_connection), 100 },
+	{ FIELD(client_timeout_connect), 30 },
+	{ FIELD(client_timeout_command), 300 },
+	{ FIELD(client_timeout_data), 600 },
+	{ FIELD(retry_initial), 300 },
+	{ FIELD(retry_max), 3600 },
+	{ FIELD(delay_warning), 4 * 3600 },
+	{ FIELD(bounce_size_limit), 50 * 1024 },
 };
 
 /* Defaults shared by a file that omits everything and the built-in one. */
@@ -197,6 +208,13 @@ check_number_defaults(const struct conf *c, const char *ctx)
 		check_number(c, number_defaults[i].offset,
 		    number_defaults[i].name, number_defaults[i].def, ctx);
 	assert_int_equal(c->bare_lf, CONF_BARE_LF_REJECT);
+	assert_false(c->dnssec);
+	assert_true(c->inet6);
+	assert_null(c->relayhost);
+	assert_null(c->transport);
+	assert_int_equal(c->nroutes, 0);
+	assert_null(c->smtp_bind_address);
+	assert_null(c->double_bounce);
 }
 
 static void
@@ -364,6 +382,20 @@ static const struct {
 	{ "spool_sync_workers 2", FIELD(spool_sync_workers), 2 },
 	{ "queue_lifetime 2d", FIELD(queue_lifetime), 172800 },
 	{ "queue_lifetime 30s", FIELD(queue_lifetime), 30 },
+	{ "dns_max_queries 7", FIELD(dns_max_queries), 7 },
+	{ "destination_concurrency 1", FIELD(destination_concurrency), 1 },
+	{ "max_outbound_connections 9", FIELD(max_outbound_connections), 9 },
+	{ "max_messages_per_connection 2",
+	    FIELD(max_messages_per_connection), 2 },
+	{ "client_timeout_connect 3s", FIELD(client_timeout_connect), 3 },
+	{ "client_timeout_command 1m", FIELD(client_timeout_command), 60 },
+	{ "client_timeout_data 1h", FIELD(client_timeout_data), 3600 },
+	{ "retry_initial 1s", FIELD(retry_initial), 1 },
+	{ "retry_max 2h", FIELD(retry_max), 7200 },
+	{ "delay_warning 0", FIELD(delay_warning), 0 },
+	{ "delay_warning 1d", FIELD(delay_warning), 86400 },
+	{ "bounce_size_limit 0", FIELD(bounce_size_limit), 0 },
+	{ "bounce_size_limit 1m", FIELD(bounce_size_limit), 1048576 },
 };
 
 static void
@@ -410,6 +442,13 @@ static const struct {
 	    "/etc/petrel/aliases" },
 	{ "user mail", FIELD(user), "mail" },
 	{ "user root", FIELD(user), "root" },
+	{ "smtp_bind_address 192.0.2.7", FIELD(smtp_bind_address),
+	    "192.0.2.7" },
+	{ "smtp_bind_address6 2001:db8::7", FIELD(smtp_bind_address6),
+	    "2001:db8::7" },
+	{ "double_bounce postmaster", FIELD(double_bounce), "postmaster" },
+	{ "double_bounce ops@example.test", FIELD(double_bounce),
+	    "ops@example.test" },
 };
 
 static void
@@ -862,6 +901,34 @@ static const struct {
 	    { "1: domain: invalid domain \"[127.0.0.1]\"" } },
 	{ "bare_lf maybe\n",
 	    { "1: bare_lf: invalid value \"maybe\" (reject or normalize)" } },
+	{ "dnssec maybe\n",
+	    { "1: dnssec: invalid value \"maybe\" (on or off)" } },
+	{ "relayhost [2001:db8::1\n",
+	    { "1: relayhost: bad next hop \"[2001:db8::1\": missing ']'" } },
+	{ "relayhost 2001:db8::1\n",
+	    { "1: relayhost: bad next hop \"2001:db8::1\": an IPv6 address "
+	      "needs brackets, as in [2001:db8::1]:25" } },
+	{ "relayhost [relay.test]:0\n",
+	    { "1: relayhost: bad next hop \"[relay.test]:0\": invalid port "
+	      "(1-65535)" } },
+	{ "relayhost bad_host!\n",
+	    { "1: relayhost: bad next hop \"bad_host!\": invalid host name "
+	      "or address" } },
+	{ "relayhost_auth me /etc/pw\n",
+	    { "1: relayhost_auth: needs a relayhost" } },
+	{ "smtp_bind_address ::1\n",
+	    { "1: smtp_bind_address: not a numeric IPv4 address \"::1\"" } },
+	{ "smtp_bind_address6 127.0.0.1\n",
+	    { "1: smtp_bind_address6: not a numeric IPv6 address "
+	      "\"127.0.0.1\"" } },
+	{ "retry_initial 10m\nretry_max 5m\n",
+	    { "2: retry_max (300s) is shorter than retry_initial (600s)" } },
+	{ "double_bounce <x@y.test>\n",
+	    { "1: double_bounce: invalid address \"<x@y.test>\" (a local part "
+	      "such as postmaster, or user@domain)" } },
+	{ "transport /does/not/exist\n",
+	    { "1: transport: cannot open \"/does/not/exist\": No such file "
+	      "or directory" } },
 
 	/* several errors in one file: all reported, right lines */
 	{ "# petrel.conf\n"
@@ -926,6 +993,107 @@ test_errors(void **state)
 		}
 		errors_clear(&e);
 	}
+}
+
+/* relayhost forms, the transport file and conf_route_find(). */
+static void
+test_routes(void **state)
+{
+	struct errors e = { .n = 0 };
+	const struct conf_route *r;
+	char tpath[256], path[256], *text;
+	struct conf *c;
+
+	(void)state;
+	c = load_ok("relayhost [Relay.Example.Test]:587\n");
+	assert_non_null(c->relayhost);
+	assert_string_equal(c->relayhost->host, "relay.example.test");
+	assert_int_equal(c->relayhost->port, 587);
+	assert_false(c->relayhost->mx);
+	conf_free(c);
+	c = load_ok("relayhost relay.example.test\n");
+	assert_true(c->relayhost->mx);
+	assert_int_equal(c->relayhost->port, 25);
+	conf_free(c);
+	c = load_ok("relayhost [2001:db8::1]:26\n");
+	assert_string_equal(c->relayhost->host, "2001:db8::1");
+	assert_false(c->relayhost->mx);
+	conf_free(c);
+	c = load_ok("relayhost 192.0.2.1\n");	/* an address: never MX */
+	assert_false(c->relayhost->mx);
+	conf_free(c);
+
+	{
+		static const char routes[] = "# routes\n"
+		    "example.org   smtp:[10.0.0.5]:2525\n"
+		    ".example.org  smtp:relay.example.net\n"
+		    "Lists.Example.COM lmtp:unix:/run/dovecot/lmtp   # x\n"
+		    "archive.test  lmtp:inet:127.0.0.1:24\n"
+		    "*             smtp:[smarthost.test]\n";
+
+		write_file(tpath, sizeof(tpath), routes, sizeof(routes) - 1);
+	}
+	text = xasprintf("transport %s\n", tpath);
+	c = load_ok(text);
+	free(text);
+	assert_int_equal(c->nroutes, 5);
+	r = conf_route_find(c, "example.org");
+	assert_string_equal(r->host, "10.0.0.5");
+	assert_int_equal(r->port, 2525);
+	assert_false(r->mx);
+	r = conf_route_find(c, "a.b.example.org");	/* nearest parent */
+	assert_string_equal(r->domain, ".example.org");
+	assert_true(r->mx);
+	r = conf_route_find(c, "lists.example.com");
+	assert_int_equal(r->kind, CONF_ROUTE_LMTP_UNIX);
+	assert_string_equal(r->path, "/run/dovecot/lmtp");
+	r = conf_route_find(c, "archive.test");
+	assert_int_equal(r->kind, CONF_ROUTE_LMTP_INET);
+	assert_int_equal(r->port, 24);
+	r = conf_route_find(c, "elsewhere.test");
+	assert_string_equal(r->domain, "*");
+	assert_string_equal(r->host, "smarthost.test");
+	conf_free(c);
+	unlink(tpath);
+
+	/* Errors name the transport file and its line; all are reported. */
+	{
+		static const char bad[] = "ok.test smtp:[10.0.0.1]\n"
+		    "bad.test\n"
+		    "x.test ftp:host\n"
+		    "ok.test smtp:[10.0.0.2]\n"
+		    "y.test lmtp:inet:127.0.0.1\n";
+
+		write_file(tpath, sizeof(tpath), bad, sizeof(bad) - 1);
+	}
+	text = xasprintf("transport %s\n", tpath);
+	c = load_text(text, path, sizeof(path), &e);
+	free(text);
+	unlink(path);
+	assert_null(c);
+	assert_int_equal(e.n, 4);
+	{
+		char *want[4];
+		size_t i;
+
+		want[0] = xasprintf("%s:2: expected \"domain next-hop\", as in "
+		    "\"example.com smtp:[10.0.0.1]:25\"", tpath);
+		want[1] = xasprintf("%s:3: bad next hop \"ftp:host\": expected "
+		    "smtp:, lmtp:unix: or lmtp:inet:", tpath);
+		want[2] = xasprintf("%s:4: duplicate domain \"ok.test\"",
+		    tpath);
+		want[3] = xasprintf("%s:5: bad next hop \"lmtp:inet:127.0.0.1\""
+		    ": lmtp:inet: needs a port, as in lmtp:inet:127.0.0.1:24",
+		    tpath);
+		for (i = 0; i < 4; i++) {
+			if (strcmp(e.msg[i], want[i]) != 0)
+				fail_msg("got \"%s\", want \"%s\"", e.msg[i],
+				    want[i]);
+			free(want[i]);
+		}
+	}
+	errors_clear(&e);
+	unlink(tpath);
 }
 
 static void
@@ -1231,6 +1399,7 @@ main(void)
 		cmocka_unit_test(test_comments_and_whitespace),
 		cmocka_unit_test(test_full_file),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_nul_byte),
 		cmocka_unit_test(test_cannot_open),
 		cmocka_unit_test(test_null_callback),
