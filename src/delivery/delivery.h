@@ -79,7 +79,8 @@ struct scheduler_hooks {
  * per attempt, at most retry_max apart; a recipient still failing once
  * queue_lifetime has passed since arrival fails for good. Failed
  * recipients get a bounce (RFC 3464) to the envelope sender (none for
- * <>, unless double_bounce names someone), pending ones a delay report
+ * <>, unless double_bounce names someone; a double bounce that fails is
+ * dropped, logged), pending ones a delay report
  * after delay_warning, NOTIFY=SUCCESS ones a success or "relayed"
  * report. A queue file found corrupt while delivering (EBADMSG) is moved
  * to corrupt/ at once, not retried.

@@ -677,6 +677,14 @@ sched_report_add(struct sched_msg *msg, enum dsn_action action,
 	rep->idx[rep->n++] = i;
 }
 
+/* Was r addressed to addr (as given, or after aliases)? */
+static bool
+sched_is_addr(const struct envelope_rcpt *r, const char *addr)
+{
+	return (r->orig != NULL && strcasecmp(r->orig, addr) == 0) ||
+	    (r->addr != NULL && strcasecmp(r->addr, addr) == 0);
+}
+
 /*
  * Decide the reports this round owes. Recipients for which no report is
  * wanted get their flag at once (nothing to wait for).
@@ -688,23 +696,30 @@ sched_reports_plan(struct sched_msg *msg)
 	uint64_t now = sched_now();
 	bool null_sender = msg->env.sender == NULL ||
 	    msg->env.sender[0] == '\0';
+	char *dbl = NULL;	/* where a double bounce goes */
 	size_t i;
 
+	if (null_sender && c->double_bounce != NULL)
+		dbl = sched_report_rcpt(msg);
 	for (i = 0; i < msg->env.nrcpts; i++) {
 		struct envelope_rcpt *r = &msg->env.rcpts[i];
 
 		if (r->status == RCPT_STATUS_FAILED &&
 		    (r->flags & RCPT_FLAG_BOUNCED) == 0) {
-			if (null_sender && c->double_bounce == NULL) {
+			if (null_sender && (dbl == NULL ||
+			    sched_is_addr(r, dbl))) {
 				char addr[512];
 
 				/* RFC 5321 6.2: never a report about a
-				 * report. */
+				 * report; and a double bounce that fails
+				 * is not reported to the address that just
+				 * refused it (it would loop). */
 				log_info("delivery: id=%s to=<%s> status=dropped"
-				    " undeliverable mail from <> (no "
-				    "double_bounce address)", msg->id,
-				    log_escape(addr, sizeof(addr), r->addr,
-				    strlen(r->addr)));
+				    " undeliverable mail from <> (%s)",
+				    msg->id, log_escape(addr, sizeof(addr),
+				    r->addr, strlen(r->addr)), dbl == NULL ?
+				    "no double_bounce address" :
+				    "a failed double bounce");
 				r->flags |= RCPT_FLAG_BOUNCED;
 				msg->dirty = true;
 			} else if (!null_sender && !sched_report_wanted(r,
@@ -728,6 +743,7 @@ sched_reports_plan(struct sched_msg *msg)
 			    DSN_RELAYED : DSN_DELIVERED, RCPT_FLAG_NOTIFIED,
 			    i);
 	}
+	free(dbl);
 }
 
 static int
