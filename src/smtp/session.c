@@ -312,10 +312,30 @@ smtp_txn_reset(struct smtp_session *s)
 	strset_init(&s->txn.resolved);
 }
 
+/*
+ * Whole seconds left of timeout_data for the BDAT message under way: it
+ * bounds the message from its first chunk, the waits between chunks
+ * included (as the 354 deadline bounds DATA), so a client that sends
+ * small chunks within timeout_command cannot stretch it.
+ */
+static unsigned int
+smtp_bdat_time_left(const struct smtp_session *s)
+{
+	uint64_t limit = smtp_conf(s)->timeout_data, spent;
+
+	spent = (time_mono_usec() - s->txn.bdat_start) / 1000000;
+	return spent < limit ? (unsigned int)(limit - spent) : 0;
+}
+
 static void
 smtp_wait_command(struct smtp_session *s)
 {
-	io_set_deadline(s->io, (unsigned int)smtp_conf(s)->timeout_command);
+	unsigned int t = (unsigned int)smtp_conf(s)->timeout_command, left;
+
+	if (s->state == SMTP_STATE_CHUNKING &&
+	    (left = smtp_bdat_time_left(s)) < t)
+		t = left > 0 ? left : 1;
+	io_set_deadline(s->io, t);
 }
 
 /* ---- lifecycle ---- */
@@ -1403,19 +1423,25 @@ smtp_after_reply(struct smtp_session *s)
 
 /* ---- BDAT ---- */
 
-/* Start reading the current chunk (state BDAT). */
+/*
+ * Start reading the current chunk (state BDAT). A refused chunk has
+ * timeout_data to itself; a chunk of the message only what is left of it.
+ */
 static void
 smtp_bdat_read(struct smtp_session *s)
 {
-	uint64_t limit = smtp_conf(s)->timeout_data, spent;
+	unsigned int limit = (unsigned int)smtp_conf(s)->timeout_data;
 
-	if (s->chunk_refuse == REPLY_NONE) {
-		/* timeout_data bounds the whole message, as for DATA. */
-		spent = (time_mono_usec() - s->txn.bdat_start) / 1000000;
-		limit = spent < limit ? limit - spent : 1;
+	if (s->chunk_refuse == REPLY_NONE &&
+	    (limit = smtp_bdat_time_left(s)) == 0) {
+		log_info("smtp: timeout session=%016llx client=%s state=%s",
+		    (unsigned long long)s->id, s->addr,
+		    smtp_state_names[s->state]);
+		smtp_reply(s, REPLY_TIMEOUT, smtp_conf(s)->hostname);
+		return;
 	}
 	smtp_session_enter_state(s, SMTP_STATE_BDAT);
-	io_set_deadline(s->io, (unsigned int)limit);
+	io_set_deadline(s->io, limit);
 }
 
 /*

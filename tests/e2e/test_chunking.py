@@ -19,10 +19,12 @@ queue file while delivery is blocked) and delivered; "\\r\\n.\\r\\n" and
 dot lines inside a chunk; the bare LF policy of DATA for 7BIT/8BITMIME
 chunks (reject, normalize); hop counting; a BDAT whose size cannot be
 parsed (501, connection closed); a 3 MB message in pipelined chunks (the
-spool backpressure path).
+spool backpressure path); timeout_data bounding a whole BDAT message, the
+waits between chunks included (421).
 """
 
 import os
+import time
 
 import pytest
 
@@ -416,3 +418,35 @@ def test_large_message_pipelined_chunks(petrel):
         qid = expect_queued(c)
         in_sync(c)
     delivered_one(petrel, body, qid)
+
+
+@pytest.mark.parametrize("pace", [None, 0.4])
+def test_timeout_data_bounds_chunked_message(make_petrel, pace):
+    """timeout_data runs from the first chunk and bounds the whole
+    message (docs/configuration.md), the waits between chunks included:
+    a client that stops after one chunk (pace None), or sends small
+    chunks well within timeout_command, gets 421 once it is spent."""
+    p = make_petrel(extra_conf="timeout_data 2s\ntimeout_command 60s")
+    with p.raw(timeout=20) as c:
+        start(c)
+        t0 = time.monotonic()
+        c.send(bdat(b"Subject: slow\r\n\r\n"))
+        code, lines = c.reply()
+        while pace is not None and code == 250:
+            assert lines[0].endswith("octets received"), lines
+            assert time.monotonic() - t0 < 8, \
+                "chunks still accepted long after timeout_data"
+            time.sleep(pace)    # the client's pace, not a wait
+            try:
+                c.send(bdat(b"more\r\n"))
+            except (BrokenPipeError, ConnectionResetError):
+                break       # closed after its 421, which is still unread
+            code, lines = c.reply()
+        if code == 250:
+            code, lines = c.reply()
+        assert code == 421 and lines[-1].startswith("4.4.2"), (code, lines)
+        elapsed = time.monotonic() - t0
+        assert elapsed < 5, elapsed
+        c.wait_closed()
+    assert p.queue_ids() == []
+    assert p.queue_ids("incoming") == []
