@@ -176,6 +176,7 @@ struct smtpc {
 	size_t ring_head, ring_len;
 
 	/* The reply being read. */
+	uint64_t nreplies;	/* replies read so far */
 	struct smtpc_reply rep;
 	unsigned int rep_lines;
 	size_t rep_len;
@@ -689,6 +690,7 @@ smtpc_input(struct smtpc *c)
 			smtpc_break(c, &r);
 			break;
 		}
+		c->nreplies++;
 		smtpc_reply(c);
 	}
 }
@@ -1511,11 +1513,19 @@ static void
 smtpc_iocb(struct io *io, enum io_event ev, void *arg)
 {
 	struct smtpc *c = arg;
+	uint64_t nreplies = c->nreplies;
+	bool rearm = true;
 
 	(void)io;
 	switch (ev) {
 	case IO_DATAIN:
 		smtpc_input(c);
+		/*
+		 * RFC 5321 4.5.3.2: the timeout is for the whole reply. Part
+		 * of one does not push the deadline back, or a peer that
+		 * trickles an octet at a time would hold us for ever.
+		 */
+		rearm = c->nreplies != nreplies;
 		break;
 	case IO_LOWAT:
 		/*
@@ -1547,7 +1557,8 @@ smtpc_iocb(struct io *io, enum io_event ev, void *arg)
 		smtpc_lost(c, false);
 		break;
 	}
-	smtpc_arm(c);	/* by state: an idle connection has no deadline */
+	if (rearm)
+		smtpc_arm(c);	/* by state: idle has no deadline */
 	smtpc_flush(c);
 }
 

@@ -76,6 +76,7 @@ enum fact {
 	A_TLS,		/* start TLS after the reply */
 	A_GARBAGE,	/* send bytes that are not TLS, stop reading */
 	A_MUTE,		/* stop reading after the reply */
+	A_TRICKLE,	/* send the reply one octet every trickle_ms */
 };
 
 struct fstep {
@@ -106,6 +107,9 @@ struct fake {
 	char sni[256];
 	unsigned int pause_ms;	/* stop reading this long after 354 */
 	struct event *pause_ev;
+	unsigned int trickle_ms;	/* A_TRICKLE: delay between octets */
+	const char *trickle;	/* what is left to trickle */
+	struct event *trickle_ev;
 
 	struct buf rx;		/* everything received (first RX_MAX) */
 	size_t rx_total;
@@ -216,12 +220,20 @@ fake_step(struct fake *f)
 		return true;
 	}
 	s = &f->steps[f->next++];
+	if (s->act == A_TRICKLE) {
+		struct timeval tv = { 0, f->trickle_ms * 1000 };
+
+		f->trickle = s->reply;
+		evtimer_add(f->trickle_ev, &tv);
+		return true;
+	}
 	if (s->reply != NULL) {
 		fake_write(f, s->reply);
 		fake_write(f, "\r\n");
 	}
 	switch (s->act) {
 	case A_NONE:
+	case A_TRICKLE:
 		break;
 	case A_CLOSE:
 		f->closing = true;
@@ -277,6 +289,26 @@ fake_unpausecb(evutil_socket_t fd, short what, void *arg)
 		bufferevent_enable(f->bev, EV_READ);
 		fake_readcb(f->bev, f);
 	}
+}
+
+/* A_TRICKLE: the next octet of the reply (then its CRLF at once). */
+static void
+fake_tricklecb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fake *f = arg;
+	struct timeval tv = { 0, f->trickle_ms * 1000 };
+
+	(void)fd;
+	(void)what;
+	if (f->bev == NULL || f->trickle == NULL)
+		return;
+	if (*f->trickle == '\0') {
+		f->trickle = NULL;
+		fake_write(f, "\r\n");
+		return;
+	}
+	bufferevent_write(f->bev, f->trickle++, 1);
+	evtimer_add(f->trickle_ev, &tv);
 }
 
 /* A message is complete: keep it un-stuffed (RFC 5321 4.5.2). */
@@ -516,6 +548,7 @@ fake_new(struct event_base *base, bool unix_socket,
 	buf_init(&f->cur, MSG_MAX);
 	f->held = evbuffer_new();
 	f->pause_ev = evtimer_new(base, fake_unpausecb, f);
+	f->trickle_ev = evtimer_new(base, fake_tricklecb, f);
 	if (unix_socket) {
 		strlcpy(f->unix_dir, "/tmp/petrel-test-client-XXXXXX",
 		    sizeof(f->unix_dir));
@@ -557,6 +590,7 @@ fake_free(struct fake *f)
 	fake_close(f);
 	event_free(f->lev);
 	event_free(f->pause_ev);
+	event_free(f->trickle_ev);
 	close(f->lfd);
 	evbuffer_free(f->held);
 	buf_free(&f->rx);
@@ -1876,6 +1910,70 @@ test_greeting_timeout(void **state)
 }
 
 /*
+ * A peer that trickles its reply, one octet every 150 ms, never resets
+ * the deadline: each reply must be complete within its timeout (1 s
+ * here), whatever arrives on the way.
+ */
+static void
+test_trickle(void **state)
+{
+	static const struct fstep greeting[] = {
+		{ "220 mx.test ESMTP trickling", A_TRICKLE },
+		{ "250 mx.test", A_NONE },
+	};
+	static const struct fstep ehlo[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME", A_TRICKLE },
+	};
+	static const struct fstep final[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250 mx.test", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 2.0.0 queued after a long while", A_TRICKLE },
+	};
+	static const struct {
+		const char *name;
+		const struct fstep *steps;
+		size_t n;
+		const char *ev, *text;
+	} cases[] = {
+		{ "greeting", greeting, nitems(greeting), "F",
+		  "timed out while receiving the initial server greeting" },
+		{ "ehlo", ehlo, nitems(ehlo), "F",
+		  "timed out while performing the EHLO handshake" },
+		{ "final", final, nitems(final), "RD",
+		  "timed out while sending end of data" },
+	};
+	static const char *const addrs[] = { "b@y.test" };
+	struct config_opts o = { .t_command = 1, .t_data = 1 };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < nitems(cases); i++) {
+		struct tcase t;
+		uint64_t t0 = time_mono_usec(), dt;
+		const struct smtpc_reply *r;
+
+		tcase_init(&t, false, cases[i].steps, cases[i].n, "x\r\n",
+		    addrs, 1);
+		t.f->trickle_ms = 150;
+		tcase_run(&t, &o);
+		dt = time_mono_usec() - t0;
+		if (strcmp(t.d.ev, cases[i].ev) != 0)
+			fail_msg("%s: events got %s, want %s", cases[i].name,
+			    t.d.ev, cases[i].ev);
+		r = cases[i].ev[0] == 'F' ? &t.d.err : &t.r[0].reply;
+		check_reply(cases[i].name, r, 451, "4.4.2", cases[i].text);
+		if (dt > 2500000)
+			fail_msg("%s: gave up after %llu us, want about 1 s",
+			    cases[i].name, (unsigned long long)dt);
+		tcase_free(&t);
+	}
+}
+
+/*
  * The server goes away: after 354 (the content cannot all have gone: 32
  * MiB), or after the final dot (the message may be there: "more than
  * once"), or it answers RCPT with 421.
@@ -2401,6 +2499,7 @@ main(void)
 		cmocka_unit_test(test_connect_failures),
 		cmocka_unit_test(test_bind_source),
 		cmocka_unit_test(test_greeting_timeout),
+		cmocka_unit_test(test_trickle),
 		cmocka_unit_test(test_disconnects),
 		cmocka_unit_test(test_source_error),
 		cmocka_unit_test(test_backpressure),
