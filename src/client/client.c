@@ -133,6 +133,7 @@ enum smtpc_rstate {
 struct smtpc_pending {
 	enum smtpc_cmd cmd;
 	size_t idx;		/* RCPT: the recipient */
+	uint64_t after;		/* input offset its reply starts at, or past */
 };
 
 struct smtpc {
@@ -177,6 +178,9 @@ struct smtpc {
 
 	/* The reply being read. */
 	uint64_t nreplies;	/* replies read so far */
+	uint64_t in_off;	/* input octets consumed so far */
+	uint64_t rep_start;	/* in_off at the reply's first line */
+	uint64_t eod_after;	/* "after" of the end of data */
 	struct smtpc_reply rep;
 	unsigned int rep_lines;
 	size_t rep_len;
@@ -463,6 +467,16 @@ smtpc_fail(struct smtpc *c, enum smtpc_status st,
  * Ring of commands awaiting replies.
  */
 
+/*
+ * Input that is here before a command is written cannot answer it: the
+ * command's reply must start past it (see smtpc_reply()).
+ */
+static uint64_t
+smtpc_in_end(struct smtpc *c)
+{
+	return c->in_off + (c->io != NULL ? io_in_len(c->io) : 0);
+}
+
 static void
 smtpc_push(struct smtpc *c, enum smtpc_cmd cmd, size_t idx)
 {
@@ -473,6 +487,7 @@ smtpc_push(struct smtpc *c, enum smtpc_cmd cmd, size_t idx)
 	p = &c->ring[(c->ring_head + c->ring_len++) % SMTPC_RING];
 	p->cmd = cmd;
 	p->idx = idx;
+	p->after = smtpc_in_end(c);
 }
 
 static struct smtpc_pending
@@ -626,6 +641,9 @@ smtpc_reply_read(struct smtpc *c, const char **why_r)
 		len = (size_t)lf;
 		io_in_copy(c->io, l, len);
 		io_in_drain(c->io, len + 1);
+		if (c->rep_lines == 0)
+			c->rep_start = c->in_off;
+		c->in_off += len + 1;
 		if (len > 0 && l[len - 1] == '\r')
 			len--;
 		if (len > SMTPC_REPLY_LINE_MAX) {
@@ -1271,7 +1289,28 @@ static void
 smtpc_reply(struct smtpc *c)
 {
 	struct smtpc_pending p;
+	struct smtpc_reply r;
+	uint64_t after = 0;
 
+	/*
+	 * A reply that arrived before its command was written answers
+	 * something else: the peer is out of step (RFC 2920 3.1 keeps the
+	 * order) or says "queued" before it has the content. Taken as the
+	 * next command's reply it would shift every later reply onto the
+	 * wrong command (the wrong recipient). A 421 may come at any time
+	 * (RFC 5321 3.8).
+	 */
+	if (c->ring_len > 0)
+		after = c->ring[c->ring_head].after;
+	else if (c->state == SMTPC_ST_FINAL)
+		after = c->eod_after;
+	if (c->rep_start < after && c->rep.code != 421) {
+		smtpc_reply_make(&r, 451, "4.5.0", "protocol error with %s "
+		    "while %s: reply before the command was sent", c->peer,
+		    smtpc_stage(c));
+		smtpc_break(c, &r);
+		return;
+	}
 	if (c->state == SMTPC_ST_FINAL && c->ring_len == 0) {
 		smtpc_on_final(c);
 		return;
@@ -1428,6 +1467,7 @@ smtpc_body_pump(struct smtpc *c)
 			n = smtpc_normalize_end(c, c->stage);
 			memcpy(c->stage + n, ".\r\n", 3);
 			io_write(c->io, c->stage, n + 3);
+			c->eod_after = smtpc_in_end(c);
 			c->final_left = c->proto == SMTPC_LMTP ?
 			    c->naccepted : 1;
 			c->final_idx = 0;
@@ -1494,6 +1534,7 @@ smtpc_bdat_pump(struct smtpc *c)
 			}
 			io_printf(c->io, "BDAT %zu LAST\r\n", c->chunk.len);
 			smtpc_push(c, SMTPC_CMD_BDAT_LAST, 0);
+			c->eod_after = smtpc_in_end(c);
 			c->last_sent = true;
 		} else {
 			io_printf(c->io, "BDAT %zu\r\n", c->chunk.len);

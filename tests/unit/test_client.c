@@ -1974,6 +1974,97 @@ test_trickle(void **state)
 }
 
 /*
+ * Replies that were here before their command was sent answer nothing
+ * of ours (a server out of step, or one that says "queued" before it has
+ * the content): a protocol error, never taken as the reply to the next
+ * command. Only 421 may come at any time (RFC 5321 3.8).
+ */
+static void
+test_early_replies(void **state)
+{
+	static const struct fstep greeting[] = {
+		{ "220 mx.test ESMTP\r\n250 mx.test early", A_NONE },
+		{ "250 mx.test", A_NONE },
+	};
+	static const struct fstep greeting421[] = {
+		{ "220 mx.test ESMTP\r\n421 4.3.2 too busy after all",
+		  A_NONE },
+	};
+	static const struct fstep final[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250 mx.test", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go\r\n250 2.0.0 queued before any content", A_NONE },
+	};
+	static const struct fstep bonus[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250 PIPELINING", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 2.0.0 first\r\n250 2.0.0 and a bonus", A_NONE },
+		{ "250 2.0.0 reset", A_NONE },
+		{ "250 2.1.0 ok", A_NONE },
+		{ "550 5.1.1 no such user", A_NONE },
+		{ "250 2.1.5 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 2.0.0 second", A_NONE },
+	};
+	static const char *const addrs[] = { "b@y.test" };
+	static const char *const addrs2[] = { "c@y.test", "d@y.test" };
+	struct tcase t;
+	struct smtpc_msg m2;
+	struct memsrc s2;
+	struct smtpc_rcpt *r2;
+
+	(void)state;
+	tcase_init(&t, false, greeting, nitems(greeting), NULL, NULL, 0);
+	tcase_run(&t, NULL);
+	assert_string_equal(t.d.ev, "F");
+	check_status("greeting", t.d.fstatus, SMTPC_TEMP);
+	check_reply("greeting", &t.d.err, 451, "4.5.0", "protocol error with "
+	    "mx.test[127.0.0.1] while performing the EHLO handshake: reply "
+	    "before the command was sent");
+	tcase_free(&t);
+
+	tcase_init(&t, false, greeting421, nitems(greeting421), NULL, NULL,
+	    0);
+	tcase_run(&t, NULL);
+	assert_string_equal(t.d.ev, "F");
+	check_reply("greeting 421", &t.d.err, 421, "4.3.2", "too busy");
+	tcase_free(&t);
+
+	/* Taken as delivered before the fix. */
+	tcase_init(&t, false, final, nitems(final), "x\r\n", addrs, 1);
+	tcase_run(&t, NULL);
+	assert_string_equal(t.d.ev, "RD");
+	check_status("final", t.r[0].status, SMTPC_TEMP);
+	check_reply("final", &t.r[0].reply, 451, "4.5.0", "reply before");
+	tcase_free(&t);
+
+	/*
+	 * Out of step by one, c would get the 250 to MAIL and d the 550
+	 * meant for c: d bounced. Now the second message is deferred whole.
+	 */
+	tcase_init(&t, false, bonus, nitems(bonus), "one\r\n", addrs, 1);
+	r2 = rcpts_new(2, addrs2);
+	msg_init(&m2, &s2, "two\r\n", r2, 2);
+	t.d.msgs[t.d.nmsgs++] = &m2;
+	tcase_run(&t, NULL);
+	assert_string_equal(t.d.ev, "RDD");
+	check_status("first", t.r[0].status, SMTPC_OK);
+	check_reply("first", &t.r[0].reply, 250, "2.0.0", "first");
+	assert_false(t.d.reusable[1]);
+	check_status("c", r2[0].status, SMTPC_TEMP);
+	check_status("d", r2[1].status, SMTPC_TEMP);
+	check_reply("d", &r2[1].reply, 451, "4.5.0", "reply before the "
+	    "command was sent");
+	free(r2);
+	tcase_free(&t);
+}
+
+/*
  * The server goes away: after 354 (the content cannot all have gone: 32
  * MiB), or after the final dot (the message may be there: "more than
  * once"), or it answers RCPT with 421.
@@ -2500,6 +2591,7 @@ main(void)
 		cmocka_unit_test(test_bind_source),
 		cmocka_unit_test(test_greeting_timeout),
 		cmocka_unit_test(test_trickle),
+		cmocka_unit_test(test_early_replies),
 		cmocka_unit_test(test_disconnects),
 		cmocka_unit_test(test_source_error),
 		cmocka_unit_test(test_backpressure),
