@@ -376,14 +376,17 @@ dsn_clean_dup(const char *s, size_t n, bool utf8)
  * controls), folded (RFC 5322 2.2.3) before a space so that lines stay
  * within 78 octets where the words allow, and always within 998. A run
  * of more than 990 octets without a space is cut by inserting CRLF and a
- * space, and a run of blanks that long becomes one (the only changes to
- * a value, and only to absurd ones).
+ * space, a run of blanks that long becomes one, and blanks at the end
+ * go (the only changes to a value, and only to absurd ones: trailing
+ * blanks would otherwise end up on a line of their own, of any length).
  */
 static void
 dsn_w_field(struct dsn_w *w, const char *name, const char *value)
 {
 	size_t n = strlen(value), pos = 0, col, first, brk, k, back;
 
+	while (n > 0 && value[n - 1] == ' ')
+		n--;
 	dsn_w_str(w, name);
 	dsn_w_add(w, ":", 1);
 	if (n > 0)
