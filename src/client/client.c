@@ -626,6 +626,7 @@ smtpc_reply_read(struct smtpc *c, const char **why_r)
 	long lf;
 	char *l = c->line, sep;
 	bool ehlo;
+	int code;
 
 	for (;;) {
 		if ((avail = io_in_len(c->io)) == 0)
@@ -659,11 +660,22 @@ smtpc_reply_read(struct smtpc *c, const char **why_r)
 			return -1;
 		}
 		sep = len > 3 ? l[3] : ' ';
+		code = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
 		if (++c->rep_lines > SMTPC_REPLY_LINES) {
 			*why_r = "too many reply lines";
 			return -1;
 		}
+		if (c->rep_lines > 1 && code != c->rep.code) {
+			/*
+			 * RFC 5321 4.2.1: the same code on every line. Which
+			 * one would count? "250-..." then "550 ..." would be
+			 * a bounce whose text (and DSN status) says 2.0.0.
+			 */
+			*why_r = "reply codes differ between lines";
+			return -1;
+		}
 		if (c->rep_lines == 1) {
+			c->rep.code = code;
 			c->rep_len = 0;
 			c->rep.text[0] = '\0';
 			c->rep_caps = 0;
@@ -680,9 +692,6 @@ smtpc_reply_read(struct smtpc *c, const char **why_r)
 		smtpc_text_append(c, l, len);
 		if (sep == '-')
 			continue;
-		/* The last line's code counts (Postfix does the same). */
-		c->rep.code = (l[0] - '0') * 100 + (l[1] - '0') * 10 +
-		    (l[2] - '0');
 		c->rep_lines = 0;
 		return 1;
 	}

@@ -2065,6 +2065,62 @@ test_early_replies(void **state)
 }
 
 /*
+ * RFC 5321 4.2.1: every line of a reply has the same code. A reply whose
+ * lines disagree says two things at once: "250-2.0.0 queued" then "550"
+ * was a bounce that read "Status: 2.0.0"; "550-5.1.1 no such user" then
+ * "250" a delivery. Neither is believed: a protocol error, deferred.
+ */
+static void
+test_reply_codes_differ(void **state)
+{
+	static const struct fstep rcpt[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250 mx.test", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "550-5.1.1 <b@y.test>: no such user\r\n250 2.1.5 ok",
+		  A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 2.0.0 queued", A_NONE },
+	};
+	static const struct fstep final[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250 mx.test", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250-2.0.0 queued\r\n550 5.7.1 rejected", A_NONE },
+	};
+	static const struct {
+		const char *name;
+		const struct fstep *steps;
+		size_t n;
+		const char *stage;
+	} cases[] = {
+		{ "rcpt", rcpt, nitems(rcpt), "sending RCPT TO" },
+		{ "final", final, nitems(final), "sending end of data" },
+	};
+	static const char *const addrs[] = { "b@y.test" };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < nitems(cases); i++) {
+		struct tcase t;
+		char want[256];
+
+		tcase_init(&t, false, cases[i].steps, cases[i].n, "x\r\n",
+		    addrs, 1);
+		tcase_run(&t, NULL);
+		assert_string_equal(t.d.ev, "RD");
+		check_status(cases[i].name, t.r[0].status, SMTPC_TEMP);
+		snprintf(want, sizeof(want), "protocol error with "
+		    "mx.test[127.0.0.1] while %s: reply codes differ",
+		    cases[i].stage);
+		check_reply(cases[i].name, &t.r[0].reply, 451, "4.5.0", want);
+		tcase_free(&t);
+	}
+}
+
+/*
  * The server goes away: after 354 (the content cannot all have gone: 32
  * MiB), or after the final dot (the message may be there: "more than
  * once"), or it answers RCPT with 421.
@@ -2592,6 +2648,7 @@ main(void)
 		cmocka_unit_test(test_greeting_timeout),
 		cmocka_unit_test(test_trickle),
 		cmocka_unit_test(test_early_replies),
+		cmocka_unit_test(test_reply_codes_differ),
 		cmocka_unit_test(test_disconnects),
 		cmocka_unit_test(test_source_error),
 		cmocka_unit_test(test_backpressure),
