@@ -121,7 +121,9 @@ void scheduler_add(struct scheduler *s, const char *id,
 /*
  * scheduler_stop() if not done, wait for running jobs to end, stop the
  * threads, free. Jobs not yet started are dropped: their queue files
- * stay for the next start.
+ * stay for the next start, with every result already known (a finished
+ * delivery, a remote group that finished before the stop) written into
+ * them first, so that the next start does not deliver it again.
  */
 void scheduler_free(struct scheduler *s);
 

@@ -567,8 +567,15 @@ sched_remote_done(struct remote_batch *b, void *arg)
 	size_t k;
 
 	if (msg->s->closing) {
-		/* Interrupted by shutdown: nothing recorded, the next
-		 * start delivers these recipients again. */
+		/*
+		 * Shutting down: the groups interrupted come back TEMP and
+		 * are tried again at the next start, but what a finished
+		 * group delivered (or that failed for good) goes on record
+		 * (scheduler_free writes it), or it is sent again.
+		 */
+		for (k = 0; k < b->n; k++)
+			if (b->res[k].status != REMOTE_TEMP)
+				sched_apply(msg, b->idx[k], &b->res[k]);
 		free(b->idx);
 		free(b->res);
 		b->idx = NULL;
@@ -1448,6 +1455,21 @@ scheduler_free(struct scheduler *s)
 	}
 	while ((msg = TAILQ_FIRST(&s->msgs)) != NULL) {
 		TAILQ_REMOVE(&s->msgs, msg, entry);
+		/*
+		 * States applied but not written (a WRITE or FINAL job that
+		 * never started, a batch cut short): record them now, or
+		 * the next start delivers those recipients again. No worker
+		 * is left, so the loop thread may touch the file.
+		 */
+		if (msg->dirty && !msg->removed &&
+		    spool_update_rcpts(s->sp, msg->id, &msg->env) == -1 &&
+		    errno != ENOENT) {
+			char eb[128];
+
+			log_err("delivery: id=%s cannot update queue file at "
+			    "shutdown: %s", msg->id,
+			    strerror_r(errno, eb, sizeof(eb)));
+		}
 		sched_msg_free(msg);
 	}
 	event_free(s->done_ev);

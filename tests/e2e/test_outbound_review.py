@@ -35,3 +35,28 @@ def test_failed_double_bounce_not_reported_again(make_petrel, dns):
         rcpts = [c for _cid, c in peer.commands
                  if c.upper().startswith("RCPT")]
         assert len(rcpts) == 2, rcpts   # bad@, then postmaster@ once
+
+
+def test_sigterm_records_finished_groups(make_petrel, dns):
+    """One message for two destinations: the fast one has it, the slow
+    one is still receiving when SIGTERM comes. The shutdown threw away
+    the whole batch's results, the fast destination's included, so the
+    next start sent it there a second time."""
+    with SMTPPeer() as fast, SMTPPeer() as slow:
+        slow.delay_reply = {"data": 30}
+        mx(dns, "fast.test", (10, "mx.fast.test", fast.addr))
+        mx(dns, "slow.test", (10, "mx.slow.test", slow.addr))
+        p = start(make_petrel, dns, "client_timeout_data 60s\n")
+        send(p, ["a@fast.test", "b@slow.test"],
+             b"Subject: two\r\n\r\nhi\r\n")
+        fast.wait_messages(1)
+        p.wait_log(r"remote: id=\S+ relay=mx.fast.test\S* .*accepted=1/1")
+        slow.wait_for(lambda pp: any(c.upper().startswith("DATA")
+                                     for _cid, c in pp.commands),
+                      what="DATA at the slow peer")
+        p.stop()
+        slow.delay_reply = 0.0
+        p.start()
+        slow.wait_messages(1)
+        p.wait_queue_empty()
+        assert len(fast.messages) == 1, [m.rcpts for m in fast.messages]

@@ -888,6 +888,67 @@ test_scheduler_free_busy(void **state)
 }
 
 /*
+ * scheduler_free with work queued behind a busy worker: a message whose
+ * delivery is done but whose state write (or unlink) never started must
+ * still be on record, or the next start delivers it a second time. Every
+ * message is either in its Maildir and recorded (file gone, or DELIVERED
+ * on disk), or in neither.
+ */
+static void
+test_scheduler_free_records_results(void **state)
+{
+	struct fixture *f = *state;
+	struct sched_wait w;
+	struct envelope env, disk;
+	struct conf *c;
+	char id[40][QUEUE_ID_MAX], *m[40];
+	const char *errstr;
+	size_t i, n = 40, unrecorded = 0, delivered = 0;
+	const char *msg = "Subject: many\r\n\r\nx\r\n";
+
+	c = sched_conf(5 * 86400);
+	for (i = 0; i < n; i++) {
+		m[i] = xasprintf("%s/mail/many%zu", f->dir, i);
+		make_env(&env, "from@example.test");
+		envelope_rcpt_add(&env, "r@example.test", "r@example.test",
+		    m[i], RCPT_KIND_LOCAL, 0, NULL);
+		commit_message(f, &env, msg, strlen(msg), 0, id[i]);
+		envelope_free(&env);
+	}
+	memset(&w, 0, sizeof(w));
+	w.s = scheduler_new(f->base, f->sp, c, 1, NULL, &test_hooks);
+	for (i = 0; i < n; i++) {
+		assert_int_equal(spool_read_envelope(f->sp, id[i], &env,
+		    &errstr), 0);
+		scheduler_add(w.s, id[i], &env);
+		envelope_free(&env);
+	}
+	w.delivered = n / 2;
+	w.queued = n;
+	assert_true(run_until(f, stats_reached, &w, 10000));
+	scheduler_free(w.s);
+	for (i = 0; i < n; i++) {
+		if (count_dir(m[i], "new") == 0)
+			continue;
+		delivered++;
+		if (!queue_file_exists(f, id[i]))
+			continue;
+		assert_int_equal(spool_read_envelope(f->sp, id[i], &disk,
+		    &errstr), 0);
+		if (disk.rcpts[0].status != RCPT_STATUS_DELIVERED)
+			unrecorded++;
+		envelope_free(&disk);
+	}
+	if (unrecorded > 0)
+		fail_msg("%zu of %zu delivered messages still PENDING in "
+		    "their queue files", unrecorded, delivered);
+	assert_true(delivered >= n / 2);
+	for (i = 0; i < n; i++)
+		free(m[i]);
+	sched_conf_free(c);
+}
+
+/*
  * A message past queue_lifetime: one recipient delivered, the other
  * failing. The failure is bounced to the sender; a bounce nobody can
  * receive (the sender "nobody@") is dropped with a log line; a message
@@ -1208,6 +1269,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_scheduler_free_busy,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_scheduler_free_records_results, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scheduler_bounce,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scheduler_corrupt_content,
