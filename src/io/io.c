@@ -279,7 +279,11 @@ io_connect(struct event_base *base, const struct sockaddr *addr,
 		errno = 0;
 		goto now;
 	}
-	if (errno != EINPROGRESS && errno != EAGAIN && errno != EINTR)
+	/*
+	 * EAGAIN is no connect in progress: a Unix socket's listen queue
+	 * is full (nothing is queued), or TCP has no local port left.
+	 */
+	if (errno != EINPROGRESS && errno != EINTR)
 		goto now;
 	io->conn_ev = event_new(base, io->fd, EV_WRITE, io_connectcb, io);
 	if (io->conn_ev == NULL)

@@ -58,7 +58,8 @@ void io_free(struct io *io);
  * made by io_new() with in_max and cb), or with an errno value: ETIMEDOUT
  * when timeout seconds passed first (0: no deadline of its own), or what
  * socket(2), bind(2) or connect(2) failed with (ECONNREFUSED, ENOENT for
- * a missing Unix socket, EADDRNOTAVAIL for a bad bind address...). Until
+ * a missing Unix socket, EAGAIN for one whose listen queue is full,
+ * EADDRNOTAVAIL for a bad bind address...). Until
  * done has run with 0 only io_free() may be called; after an error too.
  */
 struct io *io_connect(struct event_base *base, const struct sockaddr *addr,

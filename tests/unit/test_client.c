@@ -1858,6 +1858,48 @@ test_connect_failures(void **state)
 	event_base_free(base);
 }
 
+/*
+ * A Unix socket whose listen queue is full: connect(2) says EAGAIN and
+ * nothing is in progress. That is the failure to report, at once (it
+ * was taken for a connect in progress, then for a lost connection).
+ */
+static void
+test_connect_unix_full(void **state)
+{
+	struct event_base *base = base_new();
+	struct sockaddr_un sun = { 0 };
+	struct drive d = { 0 };
+	char dir[64], want[256];
+	int lfd, cfd;
+
+	(void)state;
+	strlcpy(dir, "/tmp/petrel-test-client-XXXXXX", sizeof(dir));
+	assert_non_null(mkdtemp(dir));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/lmtp", dir);
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(lfd >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(listen(lfd, 0), 0);
+	/* Never accepted: it fills the queue. */
+	cfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	assert_int_equal(connect(cfd, (struct sockaddr *)&sun, sizeof(sun)),
+	    0);
+	drive_open(&d, base, NULL, (struct sockaddr *)&sun, sizeof(sun),
+	    NULL);
+	run(base, &d, NULL);
+	assert_string_equal(d.ev, "F");
+	check_status("full", d.fstatus, SMTPC_TEMP);
+	snprintf(want, sizeof(want), "451 4.4.1 connect to mx.test[%s]: %s",
+	    sun.sun_path, strerror(EAGAIN));
+	check_reply("full", &d.err, 451, "4.4.1", want);
+	close(cfd);
+	close(lfd);
+	unlink(sun.sun_path);
+	rmdir(dir);
+	event_base_free(base);
+}
+
 /* The source address is bound: the server sees 127.0.0.2. */
 static void
 test_bind_source(void **state)
@@ -2644,6 +2686,7 @@ main(void)
 		cmocka_unit_test(test_greeting_failures),
 		cmocka_unit_test(test_ehlo_failures),
 		cmocka_unit_test(test_connect_failures),
+		cmocka_unit_test(test_connect_unix_full),
 		cmocka_unit_test(test_bind_source),
 		cmocka_unit_test(test_greeting_timeout),
 		cmocka_unit_test(test_trickle),
