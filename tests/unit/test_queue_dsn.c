@@ -7,7 +7,8 @@
  * the raw bytes: CRLF only, no line over 998 octets, the boundary in no
  * part. Also: xtext decoding, content fed in any chunking, a boundary
  * that collides with the content, a source that fails, output buffers
- * too small, hostile ORCPT/ENVID/reply text.
+ * too small, hostile ORCPT/ENVID/reply text, and 400 reports from random
+ * hostile values (fixed, printed seed).
  *
  * With PETREL_DSN_DUMP=dir, every composed report is also written to
  * dir/<case>.eml for tests/e2e/test_dsn_format.py (Python's email
@@ -1879,6 +1880,177 @@ test_unique_ids(void **state)
 	buf_free(&b);
 }
 
+/* ---- Randomized hostile input ---- */
+
+static uint64_t rnd_state;
+
+static unsigned int
+rnd_next(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return (unsigned int)(rnd_state >> 16);
+}
+
+/*
+ * Random text up to about max octets (+ one blank run) from pieces a
+ * hostile peer would use: CR, LF, controls, blanks (runs up to 1200),
+ * 8-bit and UTF-8, xtext escapes that decode to CR LF, field names,
+ * boundary lookalikes; NUL only when nul is set. Returns the length.
+ */
+static size_t
+rnd_text(struct buf *b, size_t max, bool nul)
+{
+	static const char *const pieces[] = {
+		" ", "  ", "\t", "\r\n", "\n", "\r", "x", "word", "\xc3\xa9",
+		"\xe7\x94\xa8", "\xff", "--", "=_petrel_", ":", ";", "<", ">",
+		"+0D+0A", "+20", "+2B", "\\x{41}", "\\x{0D}", "550 ",
+		"5.1.1 ", "From: a\r\n", "\r\n\r\n",
+		"Message-ID: <a@b>\r\n", "\x7f", "\x01", ".\r\n", "\"",
+		"X-Injected: yes\r\n",
+	};
+	size_t n = rnd_next() % (max + 1), run;
+
+	buf_reset(b);
+	while (b->len < n) {
+		if (rnd_next() % 10 == 0) {
+			run = rnd_next() % 1200;
+			while (run-- > 0)
+				buf_append(b, rnd_next() % 4 ? " " : "a", 1);
+		} else if (nul && rnd_next() % 30 == 0)
+			buf_append(b, "", 1);
+		else
+			buf_append_str(b, pieces[rnd_next() % nitems(pieces)]);
+	}
+	return b->len;
+}
+
+/*
+ * Reports from random hostile values (every string of the report and
+ * the content), a random size_limit, RET and output cap: each must
+ * compose (or fail with EMSGSIZE for a tiny cap) into CRLF lines of at
+ * most 998 octets without a line of blanks in any header section, with
+ * the boundary in no part, and one delivery-status block per recipient
+ * holding only the RFC 3464 fields. Every 16th is dumped for
+ * test_dsn_format.py. The seed is fixed and printed.
+ */
+static void
+test_random_hostile(void **state)
+{
+	static const char *const allowed[] = {
+		"Final-Recipient", "Original-Recipient", "Action", "Status",
+		"Remote-MTA", "Diagnostic-Code", "Last-Attempt-Date",
+		"Will-Retry-Until",
+	};
+	const uint64_t seed = 20261129;
+	struct buf strs[32], content, out;
+	struct dsn_rcpt rc[3];
+	struct dsn_report r;
+	struct str_source s;
+	struct dsn_source src = { str_next, &s };
+	struct fields blocks[MAX_BLOCKS];
+	struct parsed p;
+	size_t i, k, nb, ns, iter, hlen;
+	const char *hend;
+	char name[32];
+	bool eight_bit;
+
+	(void)state;
+	print_message("random hostile reports: seed %llu\n",
+	    (unsigned long long)seed);
+	rnd_state = seed;
+	for (i = 0; i < nitems(strs); i++)
+		buf_init(&strs[i], 1 << 16);
+	buf_init(&content, 1 << 16);
+	for (iter = 0; iter < 400; iter++) {
+		ns = 0;
+		memset(rc, 0, sizeof(rc));
+		report_init(&r, rc, 1 + rnd_next() % 3);
+		for (i = 0; i < r.nrcpts; i++) {
+			rnd_text(&strs[ns], 80, false);
+			rc[i].addr = rnd_next() % 2 ? buf_str(&strs[ns++]) :
+			    "bob@example.org";
+			rc[i].action = (enum dsn_action)(rnd_next() % 5);
+#define RND_FIELD(f, max) do {						\
+	rnd_text(&strs[ns], (max), false);				\
+	if (rnd_next() % 2)						\
+		(f) = buf_str(&strs[ns++]);				\
+} while (0)
+			RND_FIELD(rc[i].orcpt, 200);
+			RND_FIELD(rc[i].status, 12);
+			RND_FIELD(rc[i].remote_mta, 300);
+			RND_FIELD(rc[i].diagnostic, 3000);
+			RND_FIELD(rc[i].command, 80);
+			rc[i].last_attempt = rnd_next() % 2 ? LAST : 0;
+			rc[i].will_retry_until = rnd_next() % 2 ? UNTIL : 0;
+		}
+		rnd_text(&strs[ns], 80, false);
+		r.sender = rnd_next() % 4 ? buf_str(&strs[ns++]) : "";
+		RND_FIELD(r.to, 80);
+		RND_FIELD(r.queue_id, 40);
+		RND_FIELD(r.envid, 200);
+#undef RND_FIELD
+		r.ret_full = rnd_next() % 2;
+		r.smtputf8 = rnd_next() % 2;
+		r.size_limit = rnd_next() % 2 ? 50 * 1024 : rnd_next() % 3000;
+		hlen = rnd_text(&content, 6000, true);
+		str_source_init(&s, content.data, hlen);
+		s.chunk = rnd_next() % 2 ? 1 + rnd_next() % 100 : 0;
+		buf_init(&out, rnd_next() % 4 ? OUT_MAX :
+		    2000 + rnd_next() % 20000);
+		if (dsn_compose(&r, &src, &out, &eight_bit) == -1) {
+			if (errno != EMSGSIZE || out.max == OUT_MAX)
+				fail_msg("iteration %zu: dsn_compose: %s",
+				    iter, strerror(errno));
+			buf_free(&out);
+			continue;
+		}
+		if (iter % 16 == 0) {
+			snprintf(name, sizeof(name), "random_%03zu", iter);
+			dump(name, &out);
+		}
+		parse_report(out.data, out.len, &p);
+		assert_int_equal(eight_bit, has_8bit(out.data, out.len));
+		hend = memmem(out.data, out.len, "\r\n\r\n", 4);
+		hlen = (size_t)(hend - out.data);
+		if (has_blank_line(out.data, hlen) ||
+		    has_blank_line(p.parts[1].body, p.parts[1].body_len))
+			fail_msg("iteration %zu: a header line of blanks",
+			    iter);
+		nb = status_blocks(p.parts[1].body, p.parts[1].body_len,
+		    blocks, MAX_BLOCKS);
+		if (nb != r.nrcpts + 1)
+			fail_msg("iteration %zu: %zu status blocks, want %zu",
+			    iter, nb, r.nrcpts + 1);
+		for (i = 1; i < nb; i++) {
+			for (k = 0; k < blocks[i].n; k++) {
+				size_t a;
+
+				for (a = 0; a < nitems(allowed); a++)
+					if (strcmp(blocks[i].f[k].name,
+					    allowed[a]) == 0)
+						break;
+				if (a == nitems(allowed))
+					fail_msg("iteration %zu: field %s in "
+					    "a recipient block", iter,
+					    test_esc(blocks[i].f[k].name));
+			}
+			assert_int_equal(field_count(&blocks[i],
+			    "Final-Recipient"), 1);
+			assert_int_equal(field_count(&blocks[i], "Action"), 1);
+			assert_int_equal(field_count(&blocks[i], "Status"), 1);
+		}
+		for (i = 0; i < nb; i++)
+			fields_free(&blocks[i]);
+		parsed_free(&p);
+		buf_free(&out);
+	}
+	for (i = 0; i < nitems(strs); i++)
+		buf_free(&strs[i]);
+	buf_free(&content);
+}
+
 int
 main(void)
 {
@@ -1900,6 +2072,7 @@ main(void)
 		cmocka_unit_test(test_xtext_decode),
 		cmocka_unit_test(test_action_names),
 		cmocka_unit_test(test_unique_ids),
+		cmocka_unit_test(test_random_hostile),
 	};
 
 	if (dir != NULL && dir[0] != '\0')
