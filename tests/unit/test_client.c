@@ -672,6 +672,7 @@ struct drive {
 	unsigned int caps;
 	uint64_t max_size;
 	bool idle;		/* at READY, do nothing */
+	char free_at;		/* smtpc_free() at this event ("RFDC") */
 };
 
 static void
@@ -692,6 +693,10 @@ drive_cb(struct smtpc *c, enum smtpc_event ev, void *arg)
 	assert_ptr_equal(c, d->c);
 	if (n + 1 < sizeof(d->ev))
 		d->ev[n] = letters[ev];
+	if (d->free_at == letters[ev]) {
+		drive_finish(d);	/* and never a callback again */
+		return;
+	}
 	switch (ev) {
 	case SMTPC_READY:
 		d->caps = smtpc_caps(c);
@@ -2588,6 +2593,47 @@ test_starttls_failures(void **state)
 }
 
 /*
+ * Plaintext after the 220 to STARTTLS (RFC 3207 5, CVE-2011-0411 from
+ * the client's side): it must never be read as a reply once TLS is up.
+ * It goes to the handshake as TLS records, which fails it (the caller
+ * may then retry in plaintext, where a reply is only a reply).
+ */
+static void
+test_starttls_injection(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250 STARTTLS", A_NONE },
+		{ "220 2.0.0 go ahead\r\n250-mx.test\r\n250 CHUNKING",
+		  A_TLS },
+		{ "250-mx.test\r\n250 PIPELINING", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 2.0.0 queued", A_NONE },
+	};
+	static const char *const addrs[] = { "b@y.test" };
+	struct tcase t;
+	char err[256];
+	struct config_opts o = { .t_command = 2 };
+
+	(void)state;
+	tcase_init(&t, false, steps, nitems(steps), "x\r\n", addrs, 1);
+	t.f->tls = server_ctx_new();
+	o.ssl = smtpc_ssl_ctx_new(err, sizeof(err));
+	assert_non_null(o.ssl);
+	tcase_run(&t, &o);
+	assert_string_equal(t.d.ev, "F");
+	assert_true(t.d.tls_failed);
+	check_reply("injection", &t.d.err, 451, "4.7.5", "TLS handshake");
+	/* Nothing went over TLS: no second EHLO, no MAIL. */
+	check_bytes("injection", &t.f->rx, "EHLO client.test\r\nSTARTTLS\r\n");
+	SSL_CTX_free(o.ssl);
+	SSL_CTX_free(t.f->tls);
+	tcase_free(&t);
+}
+
+/*
  * An idle connection has no deadline of its own (timeout_command is 1 s
  * here); a 421 or a close while idle gives SMTPC_CLOSED.
  */
@@ -2630,6 +2676,87 @@ test_idle(void **state)
 	assert_string_equal(d.ev, "RC");
 	fake_free(f);
 	event_base_free(base);
+}
+
+/*
+ * smtpc_free() from within each event, also with another event queued
+ * behind it (DONE then CLOSED when the peer closes after its reply) and
+ * from a DONE raised by smtpc_send() itself: no callback after it, no
+ * use after free (ASan), and the peer sees the connection go.
+ */
+static void
+test_free_in_callbacks(void **state)
+{
+	static const struct fstep ready[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250 mx.test", A_NONE },
+	};
+	static const struct fstep full[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250 mx.test", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 2.0.0 queued", A_NONE },
+	};
+	static const struct fstep closing[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250 mx.test", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 2.0.0 queued, bye\r\n421 4.4.2 closing", A_CLOSE },
+	};
+	static const struct fstep refused[] = {
+		{ "554 5.7.1 go away", A_NONE },
+	};
+	static const struct {
+		const char *name;
+		const struct fstep *steps;
+		size_t n;
+		char free_at;
+		bool two, eight_bit;
+		const char *ev;
+	} cases[] = {
+		{ "ready", ready, nitems(ready), 'R', false, false, "R" },
+		{ "done, reusable", full, nitems(full), 'D', true, false,
+		  "RD" },
+		{ "done, closed queued", closing, nitems(closing), 'D', true,
+		  false, "RD" },
+		{ "done from smtpc_send", ready, nitems(ready), 'D', true,
+		  true, "RD" },
+		{ "closed", full, nitems(full), 'C', false, false, "RDC" },
+		{ "failed", refused, nitems(refused), 'F', false, false, "F" },
+	};
+	static const char *const addrs[] = { "b@y.test" };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < nitems(cases); i++) {
+		struct tcase t;
+		struct smtpc_msg m2;
+		struct memsrc s2;
+		struct smtpc_rcpt *r2 = rcpts_new(1, addrs);
+		struct timeval tv = { 0, 300000 };
+
+		tcase_init(&t, false, cases[i].steps, cases[i].n, "x\r\n",
+		    addrs, 1);
+		t.m.eight_bit = cases[i].eight_bit;
+		msg_init(&m2, &s2, "y\r\n", r2, 1);
+		if (cases[i].two)
+			t.d.msgs[t.d.nmsgs++] = &m2;
+		t.d.free_at = cases[i].free_at;
+		tcase_run(&t, NULL);
+		/* Time for anything still queued to show up. */
+		event_base_loopexit(t.base, &tv);
+		event_base_dispatch(t.base);
+		if (strcmp(t.d.ev, cases[i].ev) != 0)
+			fail_msg("%s: events got %s, want %s", cases[i].name,
+			    t.d.ev, cases[i].ev);
+		assert_null(t.f->bev);
+		free(r2);
+		tcase_free(&t);
+	}
 }
 
 /* smtpc_quit() in the middle, smtpc_free() at once: no callback. */
@@ -2699,8 +2826,10 @@ main(void)
 		cmocka_unit_test(test_rset_refused),
 		cmocka_unit_test(test_starttls),
 		cmocka_unit_test(test_starttls_failures),
+		cmocka_unit_test(test_starttls_injection),
 		cmocka_unit_test(test_idle),
 		cmocka_unit_test(test_quit_and_free),
+		cmocka_unit_test(test_free_in_callbacks),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
