@@ -286,6 +286,9 @@ fake_unpausecb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (f->bev != NULL) {
+		if (bufferevent_get_underlying(f->bev) != NULL)
+			bufferevent_enable(bufferevent_get_underlying(f->bev),
+			    EV_READ);
 		bufferevent_enable(f->bev, EV_READ);
 		fake_readcb(f->bev, f);
 	}
@@ -431,6 +434,11 @@ fake_command(struct fake *f, char *line)
 			if (f->pause_ms > 0 && f->bev != NULL) {
 				struct timeval tv = { 0, f->pause_ms * 1000 };
 
+				/* Under TLS, the socket too. */
+				if (bufferevent_get_underlying(f->bev) != NULL)
+					bufferevent_disable(
+					    bufferevent_get_underlying(f->bev),
+					    EV_READ);
 				bufferevent_disable(f->bev, EV_READ);
 				evtimer_add(f->pause_ev, &tv);
 				return false;
@@ -2305,6 +2313,8 @@ test_source_error(void **state)
 	tcase_free(&t);
 }
 
+static SSL_CTX *server_ctx_new(void);
+
 /* Content is pulled as the socket drains, not all at once. */
 static void
 test_backpressure(void **state)
@@ -2317,37 +2327,66 @@ test_backpressure(void **state)
 		{ "354 go", A_NONE },
 		{ "250 2.0.0 all there", A_NONE },
 	};
+	static const struct fstep steps_tls[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250 STARTTLS", A_NONE },
+		{ "220 2.0.0 go ahead", A_TLS },
+		{ "250-mx.test\r\n250 PIPELINING", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 2.0.0 all there", A_NONE },
+	};
 	static const char *const addrs[] = { "b@y.test" };
 	static char block[65536];
 	struct tcase t;
-	size_t i, total = 32 * 1024 * 1024;
+	size_t i, k, total = 32 * 1024 * 1024;
 	struct timeval tv = { 0, 300000 };
+	struct config_opts o = { 0 };
+	char err[256];
 
 	(void)state;
 	memset(block, 'y', sizeof(block));
 	for (i = 0; i < sizeof(block); i += 128)
 		memcpy(block + i + 126, "\r\n", 2);
-	tcase_init(&t, false, steps, nitems(steps), "", addrs, 1);
-	t.s.data = block;
-	t.s.len = sizeof(block);
-	t.s.total = total;
-	t.f->pause_ms = 700;
-	drive_open(&t.d, t.base, t.f, NULL, 0, NULL);
-	/* Until the fake stops reading (for 700 ms), then 300 ms more. */
-	while (t.f->mode != F_DATA)
-		event_base_loop(t.base, EVLOOP_ONCE);
-	event_base_loopexit(t.base, &tv);
-	event_base_dispatch(t.base);
-	/* Output buffer (256 KiB) plus what the kernel holds, at most. */
-	if (t.s.produced > 12 * 1024 * 1024)
-		fail_msg("%zu octets pulled from the source while the server "
-		    "read nothing", t.s.produced);
-	run(t.base, &t.d, t.f);
-	assert_string_equal(t.d.ev, "RDC");
-	check_status("rcpt", t.r[0].status, SMTPC_OK);
-	assert_int_equal(t.s.produced, total);
-	assert_int_equal(t.f->ndata, 1);
-	tcase_free(&t);
+	for (k = 0; k < 2; k++) {
+		if (k == 0)
+			tcase_init(&t, false, steps, nitems(steps), "", addrs,
+			    1);
+		else {
+			tcase_init(&t, false, steps_tls, nitems(steps_tls), "",
+			    addrs, 1);
+			t.f->tls = server_ctx_new();
+			o.ssl = smtpc_ssl_ctx_new(err, sizeof(err));
+			assert_non_null(o.ssl);
+		}
+		t.s.data = block;
+		t.s.len = sizeof(block);
+		t.s.total = total;
+		t.f->pause_ms = 700;
+		drive_open(&t.d, t.base, t.f, NULL, 0, k == 0 ? NULL : &o);
+		/* Until the fake stops reading (700 ms), then 300 ms more. */
+		while (t.f->mode != F_DATA)
+			event_base_loop(t.base, EVLOOP_ONCE);
+		event_base_loopexit(t.base, &tv);
+		event_base_dispatch(t.base);
+		/* Output buffers (256 KiB, TLS 128 KiB) plus the kernel's. */
+		if (t.s.produced > 12 * 1024 * 1024)
+			fail_msg("%s: %zu octets pulled from the source while "
+			    "the server read nothing", k == 0 ? "plain" :
+			    "tls", t.s.produced);
+		run(t.base, &t.d, t.f);
+		assert_string_equal(t.d.ev, "RDC");
+		check_status("rcpt", t.r[0].status, SMTPC_OK);
+		assert_int_equal(t.s.produced, total);
+		assert_int_equal(t.f->ndata, 1);
+		if (k == 1) {
+			assert_true(t.d.tls_info[0] != '\0');
+			SSL_CTX_free(o.ssl);
+			SSL_CTX_free(t.f->tls);
+		}
+		tcase_free(&t);
+	}
 }
 
 /* Two messages on one connection, RSET between; window of pipelining. */
