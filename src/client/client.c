@@ -938,6 +938,7 @@ smtpc_break(struct smtpc *c, const struct smtpc_reply *r)
 		log_info("client: transaction failed conn=%llu peer=%s "
 		    "reply=\"%s\"", (unsigned long long)c->id, c->peer,
 		    smtpc_escape(esc, sizeof(esc), r->text));
+		c->err = *r;	/* smtpc_last_error(): why it ended */
 		smtpc_rcpts_fail(c, smtpc_class(r->code) == SMTPC_PERM ?
 		    SMTPC_PERM : SMTPC_TEMP, r);
 		smtpc_close(c);
@@ -948,6 +949,7 @@ smtpc_break(struct smtpc *c, const struct smtpc_reply *r)
 		log_debug("client: closed conn=%llu peer=%s reply=\"%s\"",
 		    (unsigned long long)c->id, c->peer,
 		    smtpc_escape(esc, sizeof(esc), r->text));
+		c->err = *r;
 		smtpc_close(c);
 		smtpc_signal(c, SMTPC_CLOSED);
 		return;
@@ -974,6 +976,7 @@ smtpc_lost(struct smtpc *c, bool timeout)
 		smtpc_reply_make(&r, 451, "4.4.2", "lost connection with %s "
 		    "while %s%s", c->peer, smtpc_stage(c), more);
 	if (c->state == SMTPC_ST_QUIT || c->state == SMTPC_ST_IDLE) {
+		c->err = r;
 		smtpc_close(c);
 		smtpc_signal(c, SMTPC_CLOSED);
 		return;
@@ -1238,6 +1241,7 @@ smtpc_on_final(struct smtpc *c)
 	st = smtpc_class(c->rep.code);
 	if (c->rep.code == 421) {
 		/* RFC 5321 3.8: closing; nothing more will come. */
+		c->err = c->rep;
 		smtpc_rcpts_fail(c, SMTPC_TEMP, &c->rep);
 		smtpc_close(c);
 		smtpc_txn_finish(c);

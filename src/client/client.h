@@ -240,7 +240,11 @@ void smtpc_free(struct smtpc *c);
  * After SMTPC_FAILED: the peer's reply (421 or 5xx greeting, EHLO/HELO
  * refused) or a made-up one ("451 4.4.1 connect to HOST[ADDR]:PORT:
  * Connection refused", "451 4.4.2 conversation with HOST[ADDR] timed out
- * while receiving the initial server greeting", ...).
+ * while receiving the initial server greeting", ...). After SMTPC_DONE
+ * on a connection that is no longer reusable, or SMTPC_CLOSED that did
+ * not follow a 221 to QUIT: why the connection ended (a 421, a lost
+ * connection, a timeout, a protocol error). Code 0 when nothing went
+ * wrong.
  */
 const struct smtpc_reply *smtpc_last_error(const struct smtpc *c);
 

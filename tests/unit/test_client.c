@@ -724,6 +724,7 @@ drive_cb(struct smtpc *c, enum smtpc_event ev, void *arg)
 	case SMTPC_DONE:
 		d->reusable[d->next - 1] = smtpc_reusable(c);
 		if (!smtpc_reusable(c)) {
+			d->err = *smtpc_last_error(c);
 			drive_finish(d);
 			break;
 		}
@@ -739,6 +740,7 @@ drive_cb(struct smtpc *c, enum smtpc_event ev, void *arg)
 		drive_finish(d);
 		break;
 	case SMTPC_CLOSED:
+		d->err = *smtpc_last_error(c);
 		drive_finish(d);
 		break;
 	}
@@ -2270,6 +2272,9 @@ test_disconnects(void **state)
 			fail_msg("%s: \"%s\" says more than once", cases[i].name,
 			    t.r[1].reply.text);
 		check_status(cases[i].name, t.m.status, SMTPC_TEMP);
+		/* Why the connection ended (remote.c backs off on 421). */
+		check_reply(cases[i].name, &t.d.err, cases[i].code, NULL,
+		    cases[i].text);
 		if (cases[i].big)
 			assert_true(t.s.produced < t.s.total);
 		tcase_free(&t);
@@ -2713,6 +2718,7 @@ test_idle(void **state)
 	drive_open(&d, base, f, NULL, 0, &o);
 	run(base, &d, f);
 	assert_string_equal(d.ev, "RC");
+	check_reply("idle 421", &d.err, 421, "4.4.2", "idle too long");
 	fake_free(f);
 	event_base_free(base);
 }
