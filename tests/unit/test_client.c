@@ -2281,6 +2281,113 @@ test_disconnects(void **state)
 	}
 }
 
+/*
+ * RFC 5321 3.8: 421 at every stage ends the connection: FAILED during
+ * set-up, TEMP for the message (and no reuse) in a transaction, CLOSED
+ * after QUIT; smtpc_last_error() has the 421.
+ */
+static void
+test_421_everywhere(void **state)
+{
+#define G "220 mx.test ESMTP"
+#define B "421 4.3.2 going down"
+	static const struct fstep helo[] = {
+		{ G, A_NONE }, { "500 what", A_NONE }, { B, A_CLOSE } };
+	static const struct fstep starttls[] = {
+		{ G, A_NONE }, { "250-mx.test\r\n250 STARTTLS", A_NONE },
+		{ B, A_CLOSE } };
+	static const struct fstep mail[] = {
+		{ G, A_NONE }, { "250-mx.test\r\n250 PIPELINING", A_NONE },
+		{ B, A_CLOSE } };
+	static const struct fstep data[] = {
+		{ G, A_NONE }, { "250 mx.test", A_NONE }, { "250 ok", A_NONE },
+		{ "250 ok", A_NONE }, { B, A_CLOSE } };
+	static const struct fstep body[] = {
+		{ G, A_NONE }, { "250 mx.test", A_NONE }, { "250 ok", A_NONE },
+		{ "250 ok", A_NONE }, { "354 go\r\n" B, A_CLOSE } };
+	static const struct fstep rset[] = {
+		{ G, A_NONE }, { "250 mx.test", A_NONE }, { "250 ok", A_NONE },
+		{ "250 ok", A_NONE }, { "354 go", A_NONE },
+		{ "250 2.0.0 first", A_NONE }, { B, A_CLOSE } };
+	static const struct fstep bdat[] = {
+		{ G, A_NONE }, { "250-mx.test\r\n250 CHUNKING", A_NONE },
+		{ "250 ok", A_NONE }, { "250 ok", A_NONE }, { B, A_CLOSE } };
+	static const struct fstep bdat_last[] = {
+		{ G, A_NONE }, { "250-mx.test\r\n250 CHUNKING", A_NONE },
+		{ "250 ok", A_NONE }, { "250 ok", A_NONE },
+		{ "250 2.0.0 chunk", A_NONE }, { B, A_CLOSE } };
+	static const struct {
+		const char *name;
+		const struct fstep *steps;
+		size_t n;
+		bool big, two;
+		const char *ev;
+	} cases[] = {
+		{ "helo", helo, nitems(helo), false, false, "F" },
+		{ "starttls", starttls, nitems(starttls), false, false, "F" },
+		{ "mail", mail, nitems(mail), false, false, "RD" },
+		{ "data", data, nitems(data), false, false, "RD" },
+		{ "body", body, nitems(body), true, false, "RD" },
+		{ "rset", rset, nitems(rset), false, true, "RDD" },
+		{ "bdat", bdat, nitems(bdat), true, false, "RD" },
+		{ "bdat last", bdat_last, nitems(bdat_last), true, false,
+		  "RD" },
+	};
+#undef G
+#undef B
+	static const char *const addrs[] = { "b@y.test" };
+	static char block[65536];
+	char err[256];
+	SSL_CTX *ssl = smtpc_ssl_ctx_new(err, sizeof(err));
+	struct config_opts o = { .ssl = ssl };
+	size_t i;
+
+	(void)state;
+	assert_non_null(ssl);
+	memset(block, 'z', sizeof(block));
+	for (i = 0; i < sizeof(block); i += 100)
+		memcpy(block + i + 98, "\r\n", 2);
+	for (i = 0; i < nitems(cases); i++) {
+		struct tcase t;
+		struct smtpc_msg m2;
+		struct memsrc s2;
+		struct smtpc_rcpt *r2 = rcpts_new(1, addrs);
+		struct smtpc_rcpt *last;
+
+		tcase_init(&t, false, cases[i].steps, cases[i].n, "x\r\n",
+		    addrs, 1);
+		if (cases[i].big) {
+			/* bdat: more than one chunk; bdat last: two. */
+			t.s.data = block;
+			t.s.len = sizeof(block);
+			t.s.total = strcmp(cases[i].name, "bdat last") == 0 ?
+			    SMTPC_BDAT_CHUNK + 10 : 8 * 1024 * 1024;
+		}
+		msg_init(&m2, &s2, "y\r\n", r2, 1);
+		if (cases[i].two)
+			t.d.msgs[t.d.nmsgs++] = &m2;
+		t.f->auto_bdat = false;
+		tcase_run(&t, &o);
+		if (strcmp(t.d.ev, cases[i].ev) != 0)
+			fail_msg("%s: events got %s, want %s", cases[i].name,
+			    t.d.ev, cases[i].ev);
+		check_reply(cases[i].name, &t.d.err, 421, "4.3.2",
+		    "going down");
+		if (cases[i].ev[0] == 'F')
+			check_status(cases[i].name, t.d.fstatus, SMTPC_TEMP);
+		else {
+			last = cases[i].two ? r2 : t.r;
+			check_status(cases[i].name, last[0].status,
+			    SMTPC_TEMP);
+			check_reply(cases[i].name, &last[0].reply, 421, "4.3.2",
+			    "going down");
+		}
+		free(r2);
+		tcase_free(&t);
+	}
+	SSL_CTX_free(ssl);
+}
+
 /* The source fails: the data is never ended, the connection dropped. */
 static void
 test_source_error(void **state)
@@ -2865,6 +2972,7 @@ main(void)
 		cmocka_unit_test(test_early_replies),
 		cmocka_unit_test(test_reply_codes_differ),
 		cmocka_unit_test(test_disconnects),
+		cmocka_unit_test(test_421_everywhere),
 		cmocka_unit_test(test_source_error),
 		cmocka_unit_test(test_backpressure),
 		cmocka_unit_test(test_two_messages),
