@@ -2427,6 +2427,42 @@ test_source_error(void **state)
 
 static SSL_CTX *server_ctx_new(void);
 
+/*
+ * The same over BDAT: the chunks that went out were whole, but no
+ * "BDAT n LAST" ever follows them (the content is incomplete).
+ */
+static void
+test_source_error_bdat(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250 CHUNKING", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 2.0.0 chunk 1", A_NONE },
+		{ "250 2.0.0 chunk 2", A_NONE },
+	};
+	static const char *const addrs[] = { "b@y.test" };
+	static char block[3 * 65536 + 1];
+	struct tcase t;
+
+	(void)state;
+	memset(block, 'q', sizeof(block) - 1);
+	tcase_init(&t, false, steps, nitems(steps), block, addrs, 1);
+	t.s.chunk = 1000;
+	t.s.fail_at = 2 * 66000 + 500;	/* chunks of 66 * 1000 octets */
+	tcase_run(&t, NULL);
+	assert_string_equal(t.d.ev, "RD");
+	check_status("rcpt", t.r[0].status, SMTPC_TEMP);
+	check_reply("rcpt", &t.r[0].reply, 451, "4.3.0", "corrupt");
+	assert_non_null(memmem(t.f->rx.data, t.f->rx.len, "BDAT 66000\r\n",
+	    12));
+	assert_int_equal(t.f->next, nitems(steps));	/* both answered */
+	assert_null(memmem(t.f->rx.data, t.f->rx.len, " LAST", 5));
+	assert_int_equal(t.f->ndata, 0);
+	tcase_free(&t);
+}
+
 /* Content is pulled as the socket drains, not all at once. */
 static void
 test_backpressure(void **state)
@@ -2974,6 +3010,7 @@ main(void)
 		cmocka_unit_test(test_disconnects),
 		cmocka_unit_test(test_421_everywhere),
 		cmocka_unit_test(test_source_error),
+		cmocka_unit_test(test_source_error_bdat),
 		cmocka_unit_test(test_backpressure),
 		cmocka_unit_test(test_two_messages),
 		cmocka_unit_test(test_rset_refused),
