@@ -21,6 +21,9 @@
  * doubling, at most retry_max): the groups waiting for it are deferred
  * at once ("delivery temporarily suspended"), without counting as an
  * attempt, instead of each timing out on its own.
+ * A destination with nothing queued, no connection and no back-off or
+ * plaintext memory left is forgotten by a sweep from the loop (never from
+ * inside a pump: a done callback may outlast a back-off).
  *
  * STARTTLS is opportunistic (RFC 7435): used when offered, certificate
  * not checked; when the handshake itself fails, the same address is
@@ -148,6 +151,7 @@ struct remote {
 	TAILQ_HEAD(, rdest) dests;
 	unsigned int nconns;
 	bool freeing;
+	struct event *gc_ev;	/* forget idle destinations */
 };
 
 static void rdest_pump(struct rdest *d);
@@ -234,18 +238,42 @@ rdest_get(struct remote *r, const char *key)
 	return d;
 }
 
-/* A destination with nothing queued and no connection is forgotten
- * unless it remembers a back-off. */
+/*
+ * A destination with nothing queued and no connection is forgotten
+ * unless it remembers a back-off. Only from remote_gc_cb: callers deep in
+ * a pump may still hold d.
+ */
 static void
-rdest_gc(struct rdest *d)
+rdest_gc(struct rdest *d, uint64_t now)
 {
-	uint64_t now = remote_now();
-
 	if (!TAILQ_EMPTY(&d->queue) || d->nconns > 0 ||
 	    d->backoff_until > now || d->notls_until > now)
 		return;
 	TAILQ_REMOVE(&d->r->dests, d, entry);
 	free(d);
+}
+
+static void
+remote_gc_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct remote *r = arg;
+	struct rdest *d, *next;
+	uint64_t now = remote_now();
+
+	(void)fd;
+	(void)what;
+	TAILQ_FOREACH_SAFE(d, &r->dests, entry, next)
+		rdest_gc(d, now);
+}
+
+/*
+ * Sweep the destinations from the loop, outside every pump and callback
+ * (a done callback may run long enough for a back-off to end).
+ */
+static void
+remote_gc_later(struct remote *r)
+{
+	event_active(r->gc_ev, 0, 0);
 }
 
 static void
@@ -309,14 +337,13 @@ rconn_free(struct rconn *rc)
 static void
 rconn_close(struct rconn *rc)
 {
-	struct rdest *d = rc->d;
-	struct remote *r = d->r;
+	struct remote *r = rc->d->r;
 
 	rconn_free(rc);
 	if (r->freeing)
 		return;
 	remote_pump_all(r);
-	rdest_gc(d);
+	remote_gc_later(r);
 }
 
 /* Every address failed (or DNS did): back off, defer what waits. */
@@ -915,6 +942,8 @@ remote_submit(struct remote *r, struct remote_batch *b)
 	}
 	free(groups);
 	free(dests);
+	/* Destinations whose back-off ended since are forgotten. */
+	remote_gc_later(r);
 	if (--b->pending == 0)
 		b->done(b, b->arg);
 }
@@ -933,6 +962,8 @@ remote_new(struct event_base *base, struct spool *sp, const struct conf *c,
 	r->conf = c;
 	r->dns = dns;
 	TAILQ_INIT(&r->dests);
+	if ((r->gc_ev = event_new(base, -1, 0, remote_gc_cb, r)) == NULL)
+		fatalx("remote: event_new failed");
 	if ((r->ssl = smtpc_ssl_ctx_new(err, sizeof(err))) == NULL)
 		log_warn("remote: no TLS for outbound mail: %s", err);
 	return r;
@@ -953,6 +984,18 @@ remote_flush(struct remote *r)
 		d->backoff_until = 0;
 		d->failures = 0;
 	}
+	remote_gc_later(r);
+}
+
+size_t
+remote_ndests(const struct remote *r)
+{
+	const struct rdest *d;
+	size_t n = 0;
+
+	TAILQ_FOREACH(d, &r->dests, entry)
+		n++;
+	return n;
 }
 
 void
@@ -972,6 +1015,7 @@ remote_free(struct remote *r)
 		TAILQ_REMOVE(&r->dests, d, entry);
 		free(d);
 	}
+	event_free(r->gc_ev);
 	if (r->ssl != NULL)
 		SSL_CTX_free(r->ssl);
 	free(r);

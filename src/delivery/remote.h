@@ -71,6 +71,9 @@ void remote_submit(struct remote *r, struct remote_batch *b);
 /* Forget every destination's back-off (SIGUSR1: retry now). */
 void remote_flush(struct remote *r);
 
+/* Destinations remembered now (for tests). */
+size_t remote_ndests(const struct remote *r);
+
 /*
  * Close every connection; batches in flight complete with TEMP results
  * ("delivery interrupted") before this returns, so their done callbacks

@@ -3,7 +3,9 @@
  * exact bytes, S= size, unique names, errors) and the scheduler (two local
  * recipients, retry after a temporary failure, remote recipients, failed
  * messages kept in failed/, content gone bad moved to corrupt/, absent
- * strings, and the once-per-process fsync of a Maildir's ancestors).
+ * strings, and the once-per-process fsync of a Maildir's ancestors), the
+ * records written at scheduler_free, and remote.c's destinations (freed
+ * only from the loop, forgotten once their back-off is over).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,6 +29,7 @@
 
 #include "conf/conf.h"
 #include "delivery/delivery.h"
+#include "delivery/remote.h"
 #include "lib/dirsync.h"
 #include "lib/util.h"
 #include "queue/envelope.h"
@@ -1191,6 +1194,153 @@ test_null_fields_no_crash(void **state)
 	envelope_free(&env);
 }
 
+/* ---- remote.c ---- */
+
+struct rbatch {
+	struct remote_batch b;
+	struct envelope env;
+	bool done;
+	bool spin;		/* done waits for the next second */
+};
+
+static void
+rbatch_done(struct remote_batch *b, void *arg)
+{
+	struct rbatch *rb = arg;
+	time_t t0 = time(NULL);
+
+	(void)b;
+	rb->done = true;
+	/* A slow callback across a second boundary: the back-off the
+	 * destination just took may be over when it returns. */
+	while (rb->spin && time(NULL) == t0)
+		;
+}
+
+static bool
+rbatch_is_done(void *arg)
+{
+	return ((struct rbatch *)arg)->done;
+}
+
+/* One remote recipient at rcpt, submitted to r. */
+static void
+rbatch_submit(struct remote *r, struct rbatch *rb, const char *rcpt,
+    bool spin)
+{
+	memset(rb, 0, sizeof(*rb));
+	rb->spin = spin;
+	make_env(&rb->env, "from@example.test");
+	envelope_rcpt_add(&rb->env, rcpt, rcpt, NULL, RCPT_KIND_REMOTE, 0,
+	    NULL);
+	strlcpy(rb->b.id, "TESTID", sizeof(rb->b.id));
+	rb->b.env = &rb->env;
+	rb->b.idx = xcalloc(1, sizeof(*rb->b.idx));
+	rb->b.n = 1;
+	rb->b.res = xcalloc(1, sizeof(*rb->b.res));
+	rb->b.done = rbatch_done;
+	rb->b.arg = rb;
+	remote_submit(r, &rb->b);
+}
+
+static void
+rbatch_free(struct rbatch *rb)
+{
+	free(rb->b.idx);
+	free(rb->b.res);
+	envelope_free(&rb->env);
+}
+
+/*
+ * A destination waits for a connection slot (max_outbound_connections
+ * 1, held by an LMTP connection that fails); when the slot frees, it
+ * finds no resolver and backs off, and its batch's done callback returns
+ * after the back-off is over (retry_initial 1 s, a second boundary
+ * crossed). remote.c freed the destination inside that callback and
+ * went on pumping it: a use after free (ASan).
+ */
+static void
+test_remote_backoff_over_in_callback(void **state)
+{
+	struct fixture *f = *state;
+	struct conf_route route;
+	struct remote *r;
+	struct rbatch a, b;
+	struct conf *c;
+
+	c = sched_conf(5 * 86400);
+	c->retry_initial = 1;
+	c->retry_max = 1;
+	c->max_outbound_connections = 1;
+	memset(&route, 0, sizeof(route));
+	route.domain = xstrdup("lmtp.test");
+	route.kind = CONF_ROUTE_LMTP_UNIX;
+	route.path = xasprintf("%s/no-such-socket", f->dir);
+	c->routes = &route;
+	c->nroutes = 1;
+	r = remote_new(f->base, f->sp, c, NULL);
+	rbatch_submit(r, &a, "x@lmtp.test", false);
+	rbatch_submit(r, &b, "y@remote.test", true);
+	assert_false(a.done);
+	assert_false(b.done);
+	assert_true(run_until(f, rbatch_is_done, &b, 5000));
+	assert_true(a.done);
+	assert_int_equal(a.b.res[0].status, REMOTE_TEMP);
+	assert_int_equal(b.b.res[0].status, REMOTE_TEMP);
+	assert_memory_equal(b.b.res[0].reply, "451 4.4.3 ", 10);
+	rbatch_free(&a);
+	rbatch_free(&b);
+	remote_free(r);
+	c->routes = NULL;
+	c->nroutes = 0;
+	conf_route_clear(&route);
+	sched_conf_free(c);
+}
+
+/*
+ * Destinations that backed off are kept while the back-off lasts, and
+ * forgotten after it: a long-running daemon talking to many failing
+ * domains must not keep every one for ever.
+ */
+static void
+test_remote_dests_forgotten(void **state)
+{
+	struct fixture *f = *state;
+	struct remote *r;
+	struct rbatch rb;
+	struct conf *c;
+	char addr[64];
+	uint64_t end;
+	size_t i;
+
+	c = sched_conf(5 * 86400);
+	c->retry_initial = 1;
+	c->retry_max = 1;
+	r = remote_new(f->base, f->sp, c, NULL);
+	for (i = 0; i < 50; i++) {
+		snprintf(addr, sizeof(addr), "x@d%zu.test", i);
+		rbatch_submit(r, &rb, addr, false);
+		assert_true(rb.done);
+		assert_int_equal(rb.b.res[0].status, REMOTE_TEMP);
+		rbatch_free(&rb);
+	}
+	assert_int_equal(remote_ndests(r), 50);
+	/* Past the back-off, the next submission sweeps them. */
+	end = time_mono_usec() + 2100 * 1000;
+	while (time_mono_usec() < end)
+		event_base_loop(f->base, EVLOOP_ONCE);
+	rbatch_submit(r, &rb, "x@last.test", false);
+	assert_true(rb.done);
+	rbatch_free(&rb);
+	for (i = 0; i < 10; i++)
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+	if (remote_ndests(r) > 1)
+		fail_msg("got %zu destinations, want at most 1",
+		    remote_ndests(r));
+	remote_free(r);
+	sched_conf_free(c);
+}
+
 /* Directories in path up to the root ("/a/b" has 3: /a/b, /a, /). */
 static uint64_t
 count_levels(const char *path)
@@ -1276,6 +1426,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_scheduler_corrupt_content,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_null_fields_no_crash,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_remote_backoff_over_in_callback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remote_dests_forgotten,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_maildir_ancestors_synced,
 		    setup, teardown),
