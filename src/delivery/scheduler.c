@@ -84,7 +84,12 @@ enum sched_phase {
 	PHASE_FINAL,
 };
 
-/* What a DSN round must send, per recipient (in memory only). */
+/*
+ * What a DSN round must send, per recipient. In memory only: a success
+ * notice not owed (a DSN-capable peer reports itself) sets
+ * RCPT_FLAG_NOTIFIED at once, so that a DELIVERED recipient without it
+ * found at start-up is owed one still.
+ */
 enum sched_note {
 	NOTE_NONE,
 	NOTE_DELIVERED,		/* NOTIFY=SUCCESS, delivered here */
@@ -295,6 +300,10 @@ sched_apply(struct sched_msg *msg, size_t i, const struct remote_result *res)
 		else if ((r->notify & SMTP_NOTIFY_SUCCESS) != 0 &&
 		    res->relayed)
 			msg->note[i] = NOTE_RELAYED;
+		else if ((r->notify & SMTP_NOTIFY_SUCCESS) != 0)
+			/* Nothing from us: the file must say so, or a
+			 * restart takes the notice as owed (scheduler_add). */
+			r->flags |= RCPT_FLAG_NOTIFIED;
 		s->stats.delivered++;
 		sched_log(msg, r, res->relay, "sent");
 		return;
@@ -1371,9 +1380,20 @@ scheduler_add(struct scheduler *s, const char *id,
 	msg->added = sched_now();
 	/* A new or recovered message is tried now, whatever its recorded
 	 * next attempt: a restart is a natural moment to flush. */
-	for (i = 0; i < msg->env.nrcpts; i++)
-		if (msg->env.rcpts[i].status == RCPT_STATUS_PENDING)
+	for (i = 0; i < msg->env.nrcpts; i++) {
+		const struct envelope_rcpt *r = &msg->env.rcpts[i];
+
+		if (r->status == RCPT_STATUS_PENDING)
 			msg->env.rcpts[i].next_attempt = 0;
+		/* Delivered with a success notice owed and not queued (a
+		 * crash between the state write and the notice; a peer
+		 * with DSN gets the flag at once): owed still. */
+		if (r->status == RCPT_STATUS_DELIVERED &&
+		    (r->notify & SMTP_NOTIFY_SUCCESS) != 0 &&
+		    (r->flags & RCPT_FLAG_NOTIFIED) == 0)
+			msg->note[i] = r->kind == RCPT_KIND_LOCAL ?
+			    NOTE_DELIVERED : NOTE_RELAYED;
+	}
 	msg->timer = evtimer_new(s->base, sched_timer_cb, msg);
 	if (msg->timer == NULL)
 		fatalx("scheduler: evtimer_new failed");

@@ -35,6 +35,7 @@
 #include "queue/envelope.h"
 #include "queue/qfile.h"
 #include "queue/spool.h"
+#include "smtp/parse.h"
 
 struct fixture {
 	char dir[64];
@@ -1089,6 +1090,84 @@ test_scheduler_bounce(void **state)
 	envelope_free(&env);
 }
 
+/*
+ * A crash after the states were written, before the success notice was
+ * queued (NOTIFY=SUCCESS): the file says DELIVERED without the notified
+ * flag. The notice was owed only in memory, so the next start removed
+ * the file and the sender never heard. It is sent at the next start: a
+ * local delivery gets "delivered", a remote one "relayed" (a DSN-capable
+ * next hop would have set the flag at once: it reports itself).
+ */
+static void
+test_scheduler_success_notice_after_crash(void **state)
+{
+	struct fixture *f = *state;
+	struct sched_wait w;
+	struct envelope env;
+	struct conf *c;
+	char id[QUEUE_ID_MAX], *bounces, *mb, **names, *file, *got;
+	size_t n, len, i;
+	const char *msg = "Subject: yay\r\n\r\nsent\r\n";
+
+	c = sched_conf(5 * 86400);
+	bounces = xasprintf("%s/notices", f->dir);
+	strlcpy(test_hooks_root, bounces, sizeof(test_hooks_root));
+	mb = xasprintf("%s/from@example.test", bounces);
+	make_env(&env, "from@example.test");
+	envelope_rcpt_add(&env, "l@example.test", "l@example.test",
+	    "/nonexistent/never-written", RCPT_KIND_LOCAL,
+	    SMTP_NOTIFY_SUCCESS, NULL);
+	envelope_rcpt_add(&env, "r@remote.test", "r@remote.test", NULL,
+	    RCPT_KIND_REMOTE, SMTP_NOTIFY_SUCCESS, NULL);
+	/* Delivered to a peer with DSN: it reports; nothing from us. */
+	envelope_rcpt_add(&env, "d@remote.test", "d@remote.test", NULL,
+	    RCPT_KIND_REMOTE, SMTP_NOTIFY_SUCCESS, NULL);
+	for (i = 0; i < env.nrcpts; i++) {
+		env.rcpts[i].status = RCPT_STATUS_DELIVERED;
+		env.rcpts[i].attempts = 1;
+		strlcpy(env.rcpts[i].last_reply, "250 2.0.0 ok",
+		    sizeof(env.rcpts[i].last_reply));
+	}
+	env.rcpts[2].flags = RCPT_FLAG_NOTIFIED;
+	commit_message(f, &env, msg, strlen(msg), 0, id);
+
+	memset(&w, 0, sizeof(w));
+	w.s = scheduler_new(f->base, f->sp, c, 1, NULL, &test_hooks);
+	scheduler_add(w.s, id, &env);
+	w.delivered = 2;	/* the notices, into from@'s Maildir */
+	w.queued = 0;
+	assert_true(run_until(f, stats_reached, &w, 10000));
+	scheduler_free(w.s);
+	assert_false(queue_file_exists(f, id));
+	/* One report per action: "delivered" and "relayed". */
+	assert_int_equal(count_dir(mb, "new"), 2);
+	file = xasprintf("%s/new", mb);
+	names = list_dir(file, &n);
+	free(file);
+	for (i = 0; i < n; i++) {
+		file = xasprintf("%s/new/%s", mb, names[i]);
+		got = read_whole(file, &len);
+		if (strstr(got, "Action: delivered") != NULL)
+			assert_non_null(strstr(got,
+			    "Final-Recipient: rfc822; l@example.test"));
+		else {
+			assert_non_null(strstr(got, "Action: relayed"));
+			assert_non_null(strstr(got,
+			    "Final-Recipient: rfc822; r@remote.test"));
+		}
+		assert_null(strstr(got, "d@remote.test"));
+		free(got);
+		free(file);
+	}
+	free_names(names, n);
+
+	test_hooks_root[0] = '\0';
+	free(mb);
+	free(bounces);
+	sched_conf_free(c);
+	envelope_free(&env);
+}
+
 /* Content that went bad after start-up: corrupt/ at once, no retries. */
 static void
 test_scheduler_corrupt_content(void **state)
@@ -1423,6 +1502,8 @@ main(void)
 		    test_scheduler_free_records_results, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scheduler_bounce,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_scheduler_success_notice_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scheduler_corrupt_content,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_null_fields_no_crash,
