@@ -16,7 +16,8 @@
  * then tries them in order, at most REMOTE_MAX_TRIES addresses, until
  * one greets it; it then carries groups from the destination's queue
  * one after the other, and waits REMOTE_IDLE_SECONDS for more before it
- * says QUIT. When every address failed, or a server answered 421 or
+ * says QUIT (at once when max_outbound_connections is reached and another
+ * destination waits for a slot). When every address failed, or a server answered 421 or
  * dropped the connection, the destination backs off (retry_initial,
  * doubling, at most retry_max): the groups waiting for it are deferred
  * at once ("delivery temporarily suspended"), without counting as an
@@ -471,6 +472,34 @@ rconn_group_done(struct rconn *rc)
 	rgroup_finish(g);
 }
 
+/* Groups of d that no connection of d is on its way to take. */
+static size_t
+rdest_unserved(const struct rdest *d)
+{
+	const struct rgroup *g;
+	size_t waiting = 0;
+
+	TAILQ_FOREACH(g, &d->queue, entry)
+		waiting++;
+	return waiting > d->nstarting ? waiting - d->nstarting : 0;
+}
+
+/* Every slot is taken and a destination other than d waits for one. */
+static bool
+remote_slot_wanted(const struct remote *r, const struct rdest *d)
+{
+	const struct conf *c = r->conf;
+	const struct rdest *o;
+
+	if (r->nconns < c->max_outbound_connections)
+		return false;
+	TAILQ_FOREACH(o, &r->dests, entry)
+		if (o != d && o->nconns < c->destination_concurrency &&
+		    rdest_unserved(o) > 0)
+			return true;
+	return false;
+}
+
 /* rc is ready: take the next group, or wait idle, or quit. */
 static void
 rconn_next(struct rconn *rc)
@@ -488,7 +517,14 @@ rconn_next(struct rconn *rc)
 			smtpc_quit(rc->c);
 			return;
 		}
-		if ((g = TAILQ_FIRST(&d->queue)) == NULL) {
+		if ((g = TAILQ_FIRST(&d->queue)) == NULL &&
+		    remote_slot_wanted(d->r, d)) {
+			/* Another destination waits for this slot. */
+			rc->state = RC_CLOSING;
+			smtpc_quit(rc->c);
+			return;
+		}
+		if (g == NULL) {
 			struct timeval tv = { REMOTE_IDLE_SECONDS, 0 };
 
 			rc->state = RC_IDLE;
@@ -794,6 +830,35 @@ rconn_start(struct rdest *d)
 	rconn_lookup(rc);
 }
 
+/*
+ * Every connection slot is taken and want waits for one: an idle
+ * connection of another destination says QUIT now instead of holding
+ * its slot for REMOTE_IDLE_SECONDS (its SMTPC_CLOSED pumps again). Not
+ * while a connection is closing already: that slot comes first.
+ */
+static void
+remote_release_idle(struct remote *r, const struct rdest *want)
+{
+	struct rconn *rc, *idle = NULL;
+	struct rdest *d;
+
+	TAILQ_FOREACH(d, &r->dests, entry) {
+		TAILQ_FOREACH(rc, &d->conns, entry) {
+			if (rc->state == RC_CLOSING)
+				return;
+			if (rc->state == RC_IDLE && d != want && idle == NULL)
+				idle = rc;
+		}
+	}
+	if (idle == NULL)
+		return;
+	log_debug("remote: destination=%s relay=%s closes idle for "
+	    "destination=%s", idle->d->key, idle->peer, want->key);
+	idle->state = RC_CLOSING;
+	evtimer_del(idle->timer);
+	smtpc_quit(idle->c);
+}
+
 /* Give waiting groups connections, within the limits. */
 static void
 rdest_pump(struct rdest *d)
@@ -821,8 +886,11 @@ rdest_pump(struct rdest *d)
 	TAILQ_FOREACH(g, &d->queue, entry)
 		waiting++;
 	while (waiting > d->nstarting && d->nconns <
-	    c->destination_concurrency &&
-	    r->nconns < c->max_outbound_connections) {
+	    c->destination_concurrency) {
+		if (r->nconns >= c->max_outbound_connections) {
+			remote_release_idle(r, d);
+			return;
+		}
 		rconn_start(d);
 		if (TAILQ_EMPTY(&d->queue))
 			return;

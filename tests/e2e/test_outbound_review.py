@@ -60,3 +60,37 @@ def test_sigterm_records_finished_groups(make_petrel, dns):
         slow.wait_messages(1)
         p.wait_queue_empty()
         assert len(fast.messages) == 1, [m.rcpts for m in fast.messages]
+
+
+def test_idle_connection_gives_up_its_slot(make_petrel, dns):
+    """max_outbound_connections reached by idle connections: a
+    destination waiting for a slot waited until they said QUIT on their
+    own after 2 s of idleness, so one message for six domains with one
+    slot took over 10 s. An idle connection now gives its slot up at
+    once: when it goes idle while another destination waits, and when a
+    destination starts waiting while it is idle."""
+    peers = [SMTPPeer() for _ in range(6)]
+    for peer in peers:
+        peer.start()
+    try:
+        for i, peer in enumerate(peers):
+            mx(dns, "d%d.test" % i, (10, "mx.d%d.test" % i, peer.addr))
+        p = start(make_petrel, dns, "max_outbound_connections 1\n")
+        t0 = time.monotonic()
+        send(p, ["u@d%d.test" % i for i in range(6)],
+             b"Subject: six\r\n\r\nhi\r\n")
+        p.wait_queue_empty()
+        took = time.monotonic() - t0
+        assert took < 5, "six destinations took %.1f s" % took
+        assert all(len(peer.messages) == 1 for peer in peers)
+        # Now one connection is idle (2 s kept); another domain's mail
+        # must not wait for it to time out.
+        t0 = time.monotonic()
+        send(p, ["v@d0.test"], b"Subject: next\r\n\r\nhi\r\n")
+        peers[0].wait_messages(2)
+        took = time.monotonic() - t0
+        assert took < 1.0, "waited %.1f s for the idle slot" % took
+        p.wait_queue_empty()
+    finally:
+        for peer in peers:
+            peer.stop()
