@@ -285,6 +285,10 @@ rdest_backoff(struct rdest *d, const char *why)
 	char esc[1200];
 	unsigned int i;
 
+	/* Connections under way when the back-off began fail as well:
+	 * one outage is one step, not one per connection. */
+	if (d->backoff_until > remote_now())
+		return;
 	d->failures++;
 	for (i = 1; i < d->failures && delay < c->retry_max; i++)
 		delay *= 2;

@@ -10,8 +10,9 @@ on loopback, fake peers on random 127.X.Y.Z:25, short retries.
 import re
 import time
 
-from test_outbound import SENDER, dns, mx, send, start  # noqa: F401
+from harness import wait_until
 from smtppeer import SMTPPeer
+from test_outbound import SENDER, dns, mx, send, start  # noqa: F401
 
 
 def test_failed_double_bounce_not_reported_again(make_petrel, dns):
@@ -94,3 +95,29 @@ def test_idle_connection_gives_up_its_slot(make_petrel, dns):
     finally:
         for peer in peers:
             peer.stop()
+
+
+def test_parallel_failures_one_backoff_step(make_petrel, dns):
+    """Five messages open five connections at once, and every one gets
+    a 421 greeting: one outage. Each failing connection counted as a
+    failure of its own, so the destination backed off for 2, 4, 8, 16,
+    32 s at once (with the default 20 connections, straight to
+    retry_max) instead of retry_initial."""
+    with SMTPPeer() as peer:
+        peer.greeting = "421 4.3.2 go away"
+        peer.delay_reply = {"greeting": 0.5}
+        mx(dns, "remote.test", (10, "mx1.remote.test", peer.addr))
+        p = start(make_petrel, dns, "retry_initial 2s\nretry_max 60s\n")
+        with p.smtp() as s:
+            for i in range(5):
+                s.sendmail(SENDER, ["bob@remote.test"],
+                           b"Subject: %d\r\n\r\nhi\r\n" % i)
+        p.wait_log(r"to=<bob@remote.test>.*status=deferred")
+        wait_until(lambda: len(re.findall(
+            r"to=<bob@remote.test>.*status=deferred",
+            "\n".join(p.log_lines))) >= 5, what="5 deferrals")
+        assert peer.connections >= 2    # in parallel, as meant
+        steps = re.findall(r"destination=mx:remote.test backs off for "
+                           r"(\d+)s after (\d+) failures",
+                           "\n".join(p.log_lines))
+        assert steps == [("2", "1")], steps
