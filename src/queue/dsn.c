@@ -399,7 +399,7 @@ dsn_w_field(struct dsn_w *w, const char *name, const char *value)
 			first++;
 		if (first == n)
 			break;
-		if (first - pos > DSN_CUT - col) {
+		if (first - pos >= DSN_CUT - col) {
 			/* A run of blanks that fills a line by itself would
 			 * leave a blank continuation line: keep one. */
 			pos = first - 1;

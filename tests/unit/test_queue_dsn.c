@@ -1472,6 +1472,33 @@ test_long_diagnostic(void **state)
 		fields_free(&blocks[i]);
 	parsed_free(&p);
 	buf_free(&out);
+
+	/*
+	 * After the first fold (at column 78 of "Diagnostic-Code: smtp; 550
+	 * x" and 50 blanks) a run of exactly 990 blanks, then a word: the
+	 * cut at 990 octets fell on the word's first octet and left a line
+	 * of 990 blanks.
+	 */
+	buf_reset(&diag);
+	buf_append_str(&diag, "550 x");
+	for (i = 0; i < 1040; i++)
+		buf_append(&diag, " ", 1);
+	buf_append_str(&diag, "zzzzzzzzzzzzzzzzzzzz");
+	rc.diagnostic = buf_str(&diag);
+	compose(&r, CONTENT, &out, &eight_bit);
+	dump("long_diagnostic_blanks_990", &out);
+	parse_report(out.data, out.len, &p);
+	assert_false(has_blank_line(p.parts[1].body, p.parts[1].body_len));
+	nblocks = status_blocks(p.parts[1].body, p.parts[1].body_len, blocks,
+	    MAX_BLOCKS);
+	v = field_get(&blocks[1], "Diagnostic-Code");
+	assert_non_null(v);
+	assert_true(strncmp(v, "smtp; 550 x ", 12) == 0);
+	assert_string_equal(v + strlen(v) - 21, " zzzzzzzzzzzzzzzzzzzz");
+	for (i = 0; i < nblocks; i++)
+		fields_free(&blocks[i]);
+	parsed_free(&p);
+	buf_free(&out);
 	buf_free(&diag);
 }
 
