@@ -1922,9 +1922,10 @@ rnd_next(void)
 
 /*
  * Random text up to about max octets (+ one blank run) from pieces a
- * hostile peer would use: CR, LF, controls, blanks (runs up to 1200),
- * 8-bit and UTF-8, xtext escapes that decode to CR LF, field names,
- * boundary lookalikes; NUL only when nul is set. Returns the length.
+ * hostile peer would use: CR, LF, controls, blanks (runs up to 1200,
+ * often about 990), 8-bit and UTF-8, xtext escapes that decode to CR
+ * LF, field names, boundary lookalikes; NUL only when nul is set.
+ * Returns the length.
  */
 static size_t
 rnd_text(struct buf *b, size_t max, bool nul)
@@ -1942,7 +1943,9 @@ rnd_text(struct buf *b, size_t max, bool nul)
 	buf_reset(b);
 	while (b->len < n) {
 		if (rnd_next() % 10 == 0) {
-			run = rnd_next() % 1200;
+			/* Often near the 990 octets where a field is cut. */
+			run = rnd_next() % 3 ? rnd_next() % 1200 :
+			    975 + rnd_next() % 30;
 			while (run-- > 0)
 				buf_append(b, rnd_next() % 4 ? " " : "a", 1);
 		} else if (nul && rnd_next() % 30 == 0)
