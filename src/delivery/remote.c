@@ -21,7 +21,11 @@
  * dropped the connection, the destination backs off (retry_initial,
  * doubling, at most retry_max): the groups waiting for it are deferred
  * at once ("delivery temporarily suspended"), without counting as an
- * attempt, instead of each timing out on its own.
+ * attempt, instead of each timing out on its own. A connection that
+ * fails while others to the same destination are under way or carrying
+ * mail only closes, and the destination keeps to the connections left
+ * (a server limiting connections per client greets the extra ones with
+ * 421); one more is tried with each connection that succeeds.
  * A destination with nothing queued, no connection and no back-off or
  * plaintext memory left is forgotten by a sweep from the loop (never from
  * inside a pump: a done callback may outlast a back-off).
@@ -101,6 +105,8 @@ struct rdest {
 	unsigned int nstarting;	/* connections not ready yet */
 	uint64_t backoff_until;
 	unsigned int failures;	/* consecutive, for the back-off */
+	unsigned int cap;	/* connections allowed now (a connection
+				 * failed while others went on), 0: none */
 	char last_error[1024];
 	uint64_t notls_until;
 };
@@ -301,6 +307,15 @@ rdest_backoff(struct rdest *d, const char *why)
 	    log_escape(esc, sizeof(esc), why, strlen(why)));
 }
 
+/* Connections d may have now: destination_concurrency, or less. */
+static unsigned int
+rdest_limit(const struct rdest *d)
+{
+	uint64_t c = d->r->conf->destination_concurrency;
+
+	return d->cap != 0 && d->cap < c ? d->cap : (unsigned int)c;
+}
+
 /* Defer what waits while d backs off. */
 static void
 rdest_suspend_queue(struct rdest *d)
@@ -351,12 +366,29 @@ rconn_close(struct rconn *rc)
 	remote_gc_later(r);
 }
 
-/* Every address failed (or DNS did): back off, defer what waits. */
+/*
+ * Every address failed (or DNS did): back off, defer what waits. Unless
+ * other connections to d are still under way or carrying mail: then d
+ * is not down (a server that limits connections per client answers the
+ * extra ones 421), so only this one goes, d keeps to as many as are
+ * left, and the waiting groups wait for them. The last one to fail
+ * decides for the destination.
+ */
 static void
 rconn_give_up(struct rconn *rc, enum remote_status st, const char *reply)
 {
 	struct rdest *d = rc->d;
+	char esc[1200];
 
+	if (d->nconns > 1) {
+		d->cap = d->nconns - 1;
+		log_info("remote: destination=%s keeps to %u connections: %s",
+		    d->key, d->cap, log_escape(esc, sizeof(esc), reply,
+		    strlen(reply)));
+		rconn_close(rc);
+		return;
+	}
+	d->cap = 0;
 	if (st == REMOTE_PERM) {
 		/* The destination refuses for good (null MX, NXDOMAIN,
 		 * 5xx greetings everywhere): everything for it bounces. */
@@ -498,7 +530,7 @@ remote_slot_wanted(const struct remote *r, const struct rdest *d)
 	if (r->nconns < c->max_outbound_connections)
 		return false;
 	TAILQ_FOREACH(o, &r->dests, entry)
-		if (o != d && o->nconns < c->destination_concurrency &&
+		if (o != d && o->nconns < rdest_limit(o) &&
 		    rdest_unserved(o) > 0)
 			return true;
 	return false;
@@ -569,6 +601,9 @@ rconn_cb(struct smtpc *c, enum smtpc_event ev, void *arg)
 		rc->state = RC_BUSY;
 		d->failures = 0;
 		d->backoff_until = 0;
+		/* Working again: try one connection more than before. */
+		if (d->cap != 0 && ++d->cap >= d->r->conf->destination_concurrency)
+			d->cap = 0;
 		log_info("remote: connected destination=%s relay=%s tls=\"%s\"",
 		    d->key, rc->peer, smtpc_tls_info(rc->c) != NULL ?
 		    smtpc_tls_info(rc->c) : "none");
@@ -889,8 +924,7 @@ rdest_pump(struct rdest *d)
 	}
 	TAILQ_FOREACH(g, &d->queue, entry)
 		waiting++;
-	while (waiting > d->nstarting && d->nconns <
-	    c->destination_concurrency) {
+	while (waiting > d->nstarting && d->nconns < rdest_limit(d)) {
 		if (r->nconns >= c->max_outbound_connections) {
 			remote_release_idle(r, d);
 			return;
@@ -1055,6 +1089,7 @@ remote_flush(struct remote *r)
 	TAILQ_FOREACH(d, &r->dests, entry) {
 		d->backoff_until = 0;
 		d->failures = 0;
+		d->cap = 0;
 	}
 	remote_gc_later(r);
 }

@@ -8,11 +8,45 @@ on loopback, fake peers on random 127.X.Y.Z:25, short retries.
 """
 
 import re
+import threading
 import time
 
 from harness import wait_until
 from smtppeer import SMTPPeer
 from test_outbound import SENDER, dns, mx, send, start  # noqa: F401
+
+
+class OneAtATime(SMTPPeer):
+    """A peer that serves one connection per client at a time, as many
+    real servers do: the others are greeted with 421."""
+
+    def __init__(self, *args, **kw):
+        self._holder = None
+        self._hlock = threading.Lock()
+        super().__init__(*args, **kw)
+
+    @property
+    def greeting(self):
+        name = threading.current_thread().name
+        if not name.startswith("smtppeer-conn-"):
+            return "220 peer.test ESMTP"
+        cid = int(name.rsplit("-", 1)[1])
+        with self._hlock:
+            if self._holder is None:
+                self._holder = cid
+            if self._holder == cid:
+                return "220 peer.test ESMTP"
+        return "421 4.7.0 too many connections from your address"
+
+    @greeting.setter
+    def greeting(self, value):
+        pass
+
+    def _session_done(self, sess):
+        super()._session_done(sess)
+        with self._hlock:
+            if self._holder == sess.id:
+                self._holder = None
 
 
 def test_failed_double_bounce_not_reported_again(make_petrel, dns):
@@ -121,3 +155,24 @@ def test_parallel_failures_one_backoff_step(make_petrel, dns):
                            r"(\d+)s after (\d+) failures",
                            "\n".join(p.log_lines))
         assert steps == [("2", "1")], steps
+
+
+def test_connection_limit_at_peer_does_not_stall(make_petrel, dns):
+    """A peer that takes one connection per client: six messages open
+    six connections, five get 421 at once, and each of those backed the
+    whole destination off and deferred everything waiting, the mail for
+    the one good connection included; every retry did the same, so the
+    queue never drained (2 of 6 in 40 s, 43 connections). A failure
+    while other connections go on now only closes that one."""
+    with OneAtATime() as peer:
+        peer.delay_reply = {"ehlo": 0.2}
+        mx(dns, "remote.test", (10, "mx1.remote.test", peer.addr))
+        p = start(make_petrel, dns, "retry_initial 2s\nretry_max 4s\n")
+        with p.smtp() as s:
+            for i in range(6):
+                s.sendmail(SENDER, ["bob@remote.test"],
+                           b"Subject: %d\r\n\r\nhi\r\n" % i)
+        peer.wait_messages(6, timeout=10)
+        p.wait_queue_empty()
+        assert len(peer.messages) == 6
+        assert "status=deferred" not in "\n".join(p.log_lines)
