@@ -211,7 +211,12 @@ struct dns_route_opts {
 				 * address needs no DNS at all */
 	bool inet6;		/* AAAA too (first), else A only */
 	unsigned int port;	/* filled into every target (0: 25) */
-	const char *const *self_names;	/* this host's names */
+	/*
+	 * This host's names: an MX host so named is this host; a host
+	 * looked up without MX (use_mx false) only when the port is one of
+	 * self_addrs' (any port without self_addrs).
+	 */
+	const char *const *self_names;
 	size_t nself_names;
 	/*
 	 * This host's listening addresses: an MX host resolving to one is

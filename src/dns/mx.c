@@ -175,11 +175,44 @@ route_fail(struct dns_route_req *rr, enum dns_route_kind kind,
 	route_finish(rr);
 }
 
+/* Do we listen on the targets' port (true when no address is known)? */
+static bool
+route_port_is_self(const struct dns_route_req *rr)
+{
+	const struct sockaddr_storage *ss;
+	in_port_t port;
+	size_t i;
+
+	if (rr->nself_addrs == 0)
+		return true;
+	for (i = 0; i < rr->nself_addrs; i++) {
+		ss = &rr->self_addrs[i];
+		if (ss->ss_family == AF_INET)
+			port = ((const struct sockaddr_in *)ss)->sin_port;
+		else if (ss->ss_family == AF_INET6)
+			port = ((const struct sockaddr_in6 *)ss)->sin6_port;
+		else
+			continue;
+		if (port == 0 || ntohs(port) == rr->port)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * One of our names is this host. In an MX list the name alone counts
+ * (RFC 5321 5.1; behind a port-mapping NAT we may listen on another port
+ * than the MX's). A relay host named with a port is this host only at a
+ * port we listen on, as for addresses: [our name]:10025, a content filter
+ * or a second MTA on this host, is somebody else, not a loop.
+ */
 static bool
 route_is_self_name(const struct dns_route_req *rr, const char *name)
 {
 	size_t i;
 
+	if (!rr->use_mx && !route_port_is_self(rr))
+		return false;
 	for (i = 0; i < rr->nself_names; i++)
 		if (ascii_strcasecmp(rr->self_names[i], name) == 0)
 			return true;

@@ -295,6 +295,34 @@ test_self_by_name(void **state)
 	f->o.use_mx = false;
 	lookup(f, "me.example.test", &r);
 	want_reply(&r, DNS_ROUTE_PERM, "554 5.4.6 ", NULL);
+
+	/*
+	 * With our listening addresses known, a relay host with our name is
+	 * us only at a port we listen on: at another port ([our name]:10025,
+	 * a content filter) it is another server, as it is by address. In
+	 * an MX list the name alone counts (a NAT may map port 25 to ours).
+	 */
+	{
+		struct sockaddr_storage sa;
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&sa;
+
+		memset(&sa, 0, sizeof(sa));
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(25);
+		inet_pton(AF_INET, "192.0.2.50", &s4->sin_addr);
+		f->o.self_addrs = &sa;
+		f->o.nself_addrs = 1;
+		lookup(f, "me.example.test", &r);
+		want_reply(&r, DNS_ROUTE_PERM, "554 5.4.6 ", NULL);
+		f->o.port = 10025;
+		lookup(f, "me.example.test", &r);
+		want_targets(&r, "0 me.example.test 192.0.2.99:10025", NULL);
+		f->o.use_mx = true;
+		lookup(f, "primary-me.test", &r);
+		want_reply(&r, DNS_ROUTE_PERM, "554 5.4.6 ", NULL);
+		f->o.self_addrs = NULL;
+		f->o.nself_addrs = 0;
+	}
 }
 
 static void
