@@ -21,6 +21,7 @@
 #include "policy/policy.h"
 
 int cmd_resolve(int argc, char **argv);
+int cmd_user(int argc, char **argv);
 
 static void
 usage(void)
@@ -30,6 +31,8 @@ usage(void)
 	    "       petrel check-config [-c FILE]\n"
 	    "       petrel resolve [-c FILE] A|AAAA|MX|TXT|PTR|CNAME|TLSA|route "
 	    "NAME\n"
+	    "       petrel user add|passwd [-c FILE] ADDRESS [--stdin]\n"
+	    "       petrel user del [-c FILE] ADDRESS\n"
 	    "       petrel version\n");
 }
 
@@ -101,6 +104,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "resolve") == 0)
 		return cmd_resolve(argc - 1, argv + 1);	/* resolve.c */
+	if (strcmp(cmd, "user") == 0)
+		return cmd_user(argc - 1, argv + 1);	/* user.c */
 	if (strcmp(cmd, "check-config") == 0) {
 		if (parse_opts(argc - 1, argv + 1, &conf_path, &verbose) == -1)
 			return 2;
