@@ -189,6 +189,8 @@ rgroup_finish(struct rgroup *g)
 {
 	struct remote_batch *b = g->b;
 
+	if (b->pending > 1 && b->part_done != NULL)
+		b->part_done(b, g->k, g->n, b->arg);
 	rgroup_free(g);
 	if (--b->pending == 0)
 		b->done(b, b->arg);

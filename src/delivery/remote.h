@@ -36,6 +36,7 @@ struct remote_result {
 	uint64_t retry_at;	/* TEMP without an attempt (the
 				 * destination backs off): retry then,
 				 * and do not count it as an attempt */
+	bool taken;		/* the caller's: seen in part_done */
 };
 
 struct remote_batch {
@@ -51,6 +52,13 @@ struct remote_batch {
 	bool corrupt;		/* reading the queue file gave EBADMSG */
 	/* runs once on the loop when every result is in */
 	void (*done)(struct remote_batch *b, void *arg);
+	/*
+	 * Optional: runs on the loop when the results of part of the batch
+	 * (one destination's recipients: k[0..n) index idx and res) are in
+	 * while other parts go on; never for the part that ends the batch.
+	 */
+	void (*part_done)(struct remote_batch *b, const size_t *k, size_t n,
+	    void *arg);
 	void *arg;
 	/* private to remote.c */
 	unsigned int pending;	/* groups not finished */

@@ -15,7 +15,9 @@
  *   SCAN     (worker, once per message with remote recipients) read the
  *            content: 8-bit bytes, longest line, Received: count
  *   DELIVER  local recipients on a worker (maildir_deliver), remote ones
- *            through remote.c (MX, SMTP client) on the loop, in parallel
+ *            through remote.c (MX, SMTP client) on the loop, in parallel;
+ *            a destination that finishes while others go on has its
+ *            results written at once (worker, from a copy of the states)
  *   WRITE    (worker) the new states into the queue file (fdatasync)
  *   NOTIFY   (worker) compose the DSNs the new states call for, then
  *            commit each as a new queued message (spool writer, group
@@ -109,6 +111,8 @@ struct sched_msg {
 	bool dirty;		/* states not yet in the queue file */
 	bool corrupt;		/* the content read as corrupt */
 	bool removed;		/* queue file gone: forget the message */
+	bool interim;		/* an interim state write is running */
+	bool interim_again;	/* and another is wanted after it */
 	/* SCAN results */
 	bool scanned;
 	bool eight_bit;
@@ -152,6 +156,7 @@ struct sched_job {
 	size_t *idx;		/* DELIVER: local recipients */
 	size_t n;
 	struct remote_result *res;	/* DELIVER: one per idx */
+	struct envelope *env;	/* interim WRITE: the states to write */
 	int error;		/* errno of the job, 0 if fine */
 	bool remove;		/* FINAL: unlink instead of update */
 	uint64_t delivered, deferred, failed;
@@ -366,6 +371,10 @@ sched_worker(void *arg)
 static void
 sched_job_free(struct sched_job *job)
 {
+	if (job->env != NULL) {
+		envelope_free(job->env);
+		free(job->env);
+	}
 	free(job->hostname);
 	free(job->idx);
 	free(job->res);
@@ -569,6 +578,79 @@ sched_local_done(struct sched_job *job)
 	sched_advance(msg);
 }
 
+/*
+ * Interim WRITE: a part of a remote batch delivered (or failed for good)
+ * while the rest goes on, perhaps for minutes: its states go to the
+ * queue file now, from a copy, so that a crash meanwhile does not send
+ * it again. The round's WRITE phase comes after (inflight holds it).
+ */
+static void
+sched_interim_run(struct sched_job *job)
+{
+	if (spool_update_rcpts(job->msg->s->sp, job->msg->id, job->env) == -1)
+		job->error = errno;
+}
+
+static void sched_interim_write(struct sched_msg *msg);
+
+static void
+sched_interim_done(struct sched_job *job)
+{
+	struct sched_msg *msg = job->msg;
+
+	msg->interim = false;
+	msg->inflight--;
+	if (msg->s->closing)
+		return;
+	if (msg->interim_again) {
+		msg->interim_again = false;
+		sched_interim_write(msg);
+		return;
+	}
+	sched_advance(msg);
+}
+
+static void
+sched_interim_write(struct sched_msg *msg)
+{
+	struct sched_job *job;
+
+	if (msg->interim) {
+		msg->interim_again = true;
+		return;
+	}
+	job = sched_job_new(msg, sched_interim_run, sched_interim_done);
+	job->env = xmalloc(sizeof(*job->env));
+	envelope_copy(job->env, &msg->env);
+	msg->interim = true;
+	msg->inflight++;
+	sched_job_submit(msg->s, job);
+}
+
+static void
+sched_remote_part(struct remote_batch *b, const size_t *k, size_t n,
+    void *arg)
+{
+	struct sched_msg *msg = arg;
+	bool final = false;
+	size_t j;
+
+	if (msg->s->closing)
+		return;
+	for (j = 0; j < n; j++) {
+		struct remote_result *res = &b->res[k[j]];
+
+		sched_apply(msg, b->idx[k[j]], res);
+		res->taken = true;
+		if (res->status != REMOTE_TEMP)
+			final = true;
+	}
+	/* A deferral lost in a crash costs nothing; a delivery would be
+	 * repeated. */
+	if (final)
+		sched_interim_write(msg);
+}
+
 static void
 sched_remote_done(struct remote_batch *b, void *arg)
 {
@@ -583,7 +665,8 @@ sched_remote_done(struct remote_batch *b, void *arg)
 		 * (scheduler_free writes it), or it is sent again.
 		 */
 		for (k = 0; k < b->n; k++)
-			if (b->res[k].status != REMOTE_TEMP)
+			if (b->res[k].status != REMOTE_TEMP &&
+			    !b->res[k].taken)
 				sched_apply(msg, b->idx[k], &b->res[k]);
 		free(b->idx);
 		free(b->res);
@@ -593,7 +676,8 @@ sched_remote_done(struct remote_batch *b, void *arg)
 		return;
 	}
 	for (k = 0; k < b->n; k++)
-		sched_apply(msg, b->idx[k], &b->res[k]);
+		if (!b->res[k].taken)
+			sched_apply(msg, b->idx[k], &b->res[k]);
 	if (b->corrupt)
 		msg->corrupt = true;
 	free(b->idx);
@@ -1172,6 +1256,7 @@ sched_deliver(struct sched_msg *msg)
 		b->eight_bit = msg->eight_bit;
 		b->longest_line = msg->longest_line;
 		b->done = sched_remote_done;
+		b->part_done = sched_remote_part;
 		b->arg = msg;
 		msg->inflight++;
 		remote_submit(s->remote, b);

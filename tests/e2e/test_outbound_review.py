@@ -7,11 +7,14 @@ Same set-up as test_outbound.py (its helpers are imported): a DNS server
 on loopback, fake peers on random 127.X.Y.Z:25, short retries.
 """
 
+import os
 import re
+import struct
 import threading
 import time
 
 from harness import wait_until
+from queuefile import records
 from smtppeer import SMTPPeer
 from test_outbound import SENDER, dns, mx, send, start  # noqa: F401
 
@@ -176,3 +179,37 @@ def test_connection_limit_at_peer_does_not_stall(make_petrel, dns):
         p.wait_queue_empty()
         assert len(peer.messages) == 6
         assert "status=deferred" not in "\n".join(p.log_lines)
+
+
+def rcpt_states(p, qid):
+    """Status of each recipient (0 PENDING, 1 DELIVERED, 2 FAILED) in
+    the queue file, from its STATE records (docs/queue-format.md)."""
+    return [struct.unpack(">I", payload[4:8])[0]
+            for typ, payload in records(os.path.join(p.spool, "queue", qid))
+            if typ == 0x31]
+
+
+def test_kill9_keeps_finished_part(make_petrel, dns):
+    """One message for two destinations: the fast one has it, the slow
+    one takes its time. The fast one's result stayed in memory until the
+    slow one ended, so a kill -9 meanwhile sent the message to the fast
+    destination again, long after that attempt had finished. Now it is
+    in the queue file as soon as it is known."""
+    with SMTPPeer() as fast, SMTPPeer() as slow:
+        slow.delay_reply = {"data": 30}
+        mx(dns, "fast.test", (10, "mx.fast.test", fast.addr))
+        mx(dns, "slow.test", (10, "mx.slow.test", slow.addr))
+        p = start(make_petrel, dns, "client_timeout_data 60s\n")
+        send(p, ["a@fast.test", "b@slow.test"],
+             b"Subject: two\r\n\r\nhi\r\n")
+        fast.wait_messages(1)
+        [qid] = p.queue_ids()
+        wait_until(lambda: rcpt_states(p, qid) == [1, 0], timeout=10,
+                   what="a@fast.test DELIVERED in the queue file "
+                   "while b@slow.test is still being sent")
+        p.kill()
+        slow.delay_reply = 0.0
+        p.start()
+        slow.wait_messages(1)
+        p.wait_queue_empty()
+        assert len(fast.messages) == 1, [m.rcpts for m in fast.messages]
