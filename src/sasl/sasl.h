@@ -214,9 +214,16 @@ struct sasl_verifier *sasl_verifier_new(struct event_base *base,
 void sasl_verifier_free(struct sasl_verifier *v);
 
 /*
- * Check password against hash (a crypt(3) string: yescrypt "$y$" (and
- * "$gy$", "$7$"), bcrypt "$2b$" ("$2y$"), SHA-512 "$6$" or SHA-256
- * "$5$") on a worker; cb(arg, ok) runs later on the loop, never during
+ * Is hash of a method sasl_verify() checks: yescrypt "$y$" (and "$gy$",
+ * "$7$"), bcrypt "$2b$" ("$2y$", "$2a$"), SHA-512 "$6$" or SHA-256
+ * "$5$"? Old and weak methods (DES, MD5 "$1$") and "" (receive-only) are
+ * not: such users can never log in. For warnings at load time.
+ */
+bool sasl_hash_is_supported(const char *hash);
+
+/*
+ * Check password against hash (a crypt(3) string of a method
+ * sasl_hash_is_supported() accepts) on a worker; cb(arg, ok) runs later on the loop, never during
  * this call. hash NULL (unknown user), "" (receive-only user), another
  * method, or a string crypt_r refuses never authenticates, and still
  * costs one yescrypt computation so that timing does not tell which

@@ -3,7 +3,8 @@
  * results handed back to the event loop.
  *
  * Entry points: sasl_verifier_new/free(), sasl_verify(),
- * sasl_verify_cancel(), sasl_verifier_crypt_count().
+ * sasl_verify_cancel(), sasl_verifier_crypt_count(),
+ * sasl_hash_is_supported().
  *
  *   loop thread   sasl_verify(): copy hash and password into a job, queue
  *                 it, wake a worker;
@@ -58,7 +59,8 @@ static const char *const sasl_hash_prefixes[] = {
 	"$gy$",		/* gost-yescrypt */
 	"$7$",		/* scrypt */
 	"$2b$",		/* bcrypt */
-	"$2y$",		/* bcrypt (PHP's name) */
+	"$2y$",		/* bcrypt (PHP's and Dovecot's name) */
+	"$2a$",		/* bcrypt (older name) */
 	"$6$",		/* SHA-512 crypt */
 	"$5$",		/* SHA-256 crypt */
 };
@@ -105,8 +107,8 @@ sasl_job_free(struct sasl_job *job)
 	free(job);
 }
 
-static bool
-sasl_hash_is_usable(const char *hash)
+bool
+sasl_hash_is_supported(const char *hash)
 {
 	size_t i;
 
@@ -141,7 +143,7 @@ sasl_job_run(struct sasl_job *job, struct crypt_data *cd)
 	size_t len;
 
 	job->ok = false;
-	if (sasl_hash_is_usable(job->hash)) {
+	if (sasl_hash_is_supported(job->hash)) {
 		out = sasl_crypt(job->password, job->hash, cd);
 		runs++;
 	}

@@ -170,6 +170,8 @@ test_each_method(void **state)
 	} methods[] = {
 		{ "$y$", 0 },		/* libxcrypt's default cost */
 		{ "$2b$", 4 },
+		{ "$2y$", 4 },
+		{ "$2a$", 4 },
 		{ "$6$", 1000 },
 		{ "$5$", 1000 },
 	};
@@ -181,6 +183,8 @@ test_each_method(void **state)
 		    "correct horse");
 		uint64_t before = sasl_verifier_crypt_count(f->v);
 
+		if (!sasl_hash_is_supported(h))
+			fail_msg("%s: not supported", h);
 		if (!verify_one(f, h, "correct horse"))
 			fail_msg("%s: right password refused", h);
 		assert_int_equal(sasl_verifier_crypt_count(f->v) - before, 1);
@@ -242,6 +246,10 @@ test_never_authenticates(void **state)
 
 		for (i = 0; i < sizeof(never) / sizeof(never[0]); i++) {
 			uint64_t before = sasl_verifier_crypt_count(f->v);
+
+			/* Weak and empty ones are not even supported. */
+			if (i < 5 || never[i] == des || never[i] == md5)
+				assert_false(sasl_hash_is_supported(never[i]));
 
 			if (verify_one(f, never[i], "pw"))
 				fail_msg("hash \"%s\" authenticated",
