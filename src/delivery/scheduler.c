@@ -516,68 +516,6 @@ sched_scan_done(struct sched_job *job)
 	sched_advance(msg);
 }
 
-/* ---- DELIVER: local recipients on a worker ---- */
-
-static void
-sched_local_run(struct sched_job *job)
-{
-	struct sched_msg *msg = job->msg;
-	size_t k;
-
-	for (k = 0; k < job->n; k++) {
-		const struct envelope_rcpt *r = &msg->env.rcpts[job->idx[k]];
-		struct remote_result *res = &job->res[k];
-		bool permanent = false;
-
-		if (r->mailbox == NULL) {
-			res->status = REMOTE_PERM;
-			strlcpy(res->reply, "554 5.3.5 local recipient "
-			    "without a Maildir", sizeof(res->reply));
-			continue;
-		}
-		if (maildir_deliver(msg->s->sp, msg->id, msg->env.sender,
-		    r->mailbox, job->hostname, res->reply, sizeof(res->reply),
-		    &permanent) == 0) {
-			res->status = REMOTE_OK;
-			strlcpy(res->reply, "250 2.0.0 delivered to Maildir",
-			    sizeof(res->reply));
-			continue;
-		}
-		if (errno == EBADMSG) {
-			/* No retry can fix a corrupt queue file. */
-			job->error = EBADMSG;
-			job->n = k;
-			return;
-		}
-		res->status = permanent ? REMOTE_PERM : REMOTE_TEMP;
-	}
-}
-
-static void
-sched_local_done(struct sched_job *job)
-{
-	struct sched_msg *msg = job->msg;
-	size_t k;
-
-	for (k = 0; k < job->n; k++)
-		sched_apply(msg, job->idx[k], &job->res[k]);
-	if (job->error == EBADMSG)
-		msg->corrupt = true;
-	msg->inflight--;
-	if (msg->s->closing) {
-		/*
-		 * Shutting down: no more rounds, but what was delivered must
-		 * be on record, or the next start delivers it again. On the
-		 * loop thread, which only tears down now.
-		 */
-		if (msg->dirty && spool_update_rcpts(msg->s->sp, msg->id,
-		    &msg->env) == 0)
-			msg->dirty = false;
-		return;
-	}
-	sched_advance(msg);
-}
-
 /*
  * Interim WRITE: a part of a remote batch delivered (or failed for good)
  * while the rest goes on, perhaps for minutes: its states go to the
@@ -625,6 +563,75 @@ sched_interim_write(struct sched_msg *msg)
 	msg->interim = true;
 	msg->inflight++;
 	sched_job_submit(msg->s, job);
+}
+
+/* ---- DELIVER: local recipients on a worker ---- */
+
+static void
+sched_local_run(struct sched_job *job)
+{
+	struct sched_msg *msg = job->msg;
+	size_t k;
+
+	for (k = 0; k < job->n; k++) {
+		const struct envelope_rcpt *r = &msg->env.rcpts[job->idx[k]];
+		struct remote_result *res = &job->res[k];
+		bool permanent = false;
+
+		if (r->mailbox == NULL) {
+			res->status = REMOTE_PERM;
+			strlcpy(res->reply, "554 5.3.5 local recipient "
+			    "without a Maildir", sizeof(res->reply));
+			continue;
+		}
+		if (maildir_deliver(msg->s->sp, msg->id, msg->env.sender,
+		    r->mailbox, job->hostname, res->reply, sizeof(res->reply),
+		    &permanent) == 0) {
+			res->status = REMOTE_OK;
+			strlcpy(res->reply, "250 2.0.0 delivered to Maildir",
+			    sizeof(res->reply));
+			continue;
+		}
+		if (errno == EBADMSG) {
+			/* No retry can fix a corrupt queue file. */
+			job->error = EBADMSG;
+			job->n = k;
+			return;
+		}
+		res->status = permanent ? REMOTE_PERM : REMOTE_TEMP;
+	}
+}
+
+static void
+sched_local_done(struct sched_job *job)
+{
+	struct sched_msg *msg = job->msg;
+	bool final = false;
+	size_t k;
+
+	for (k = 0; k < job->n; k++) {
+		sched_apply(msg, job->idx[k], &job->res[k]);
+		if (job->res[k].status != REMOTE_TEMP)
+			final = true;
+	}
+	if (job->error == EBADMSG)
+		msg->corrupt = true;
+	msg->inflight--;
+	/* Remote delivery goes on: record these now (interim WRITE). */
+	if (final && msg->inflight > 0 && !msg->s->closing)
+		sched_interim_write(msg);
+	if (msg->s->closing) {
+		/*
+		 * Shutting down: no more rounds, but what was delivered must
+		 * be on record, or the next start delivers it again. On the
+		 * loop thread, which only tears down now.
+		 */
+		if (msg->dirty && spool_update_rcpts(msg->s->sp, msg->id,
+		    &msg->env) == 0)
+			msg->dirty = false;
+		return;
+	}
+	sched_advance(msg);
 }
 
 static void

@@ -213,3 +213,27 @@ def test_kill9_keeps_finished_part(make_petrel, dns):
         slow.wait_messages(1)
         p.wait_queue_empty()
         assert len(fast.messages) == 1, [m.rcpts for m in fast.messages]
+
+
+def test_kill9_keeps_local_delivery(make_petrel, dns):
+    """The same for a local recipient beside a slow remote one: the
+    Maildir delivery was recorded only when the remote part ended, so a
+    kill -9 meanwhile delivered it to the Maildir a second time."""
+    with SMTPPeer() as slow:
+        slow.delay_reply = {"data": 30}
+        mx(dns, "slow.test", (10, "mx.slow.test", slow.addr))
+        p = start(make_petrel, dns, "client_timeout_data 60s\n")
+        send(p, ["bob@example.test", "b@slow.test"],
+             b"Subject: two\r\n\r\nhi\r\n")
+        wait_until(lambda: p.maildir_files("bob@example.test"),
+                   what="the local delivery")
+        [qid] = p.queue_ids()
+        wait_until(lambda: rcpt_states(p, qid) == [1, 0], timeout=10,
+                   what="bob@ DELIVERED in the queue file while "
+                   "b@slow.test is still being sent")
+        p.kill()
+        slow.delay_reply = 0.0
+        p.start()
+        slow.wait_messages(1)
+        p.wait_queue_empty()
+        assert len(p.maildir_files("bob@example.test")) == 1
