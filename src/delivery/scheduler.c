@@ -503,14 +503,36 @@ static void
 sched_scan_done(struct sched_job *job)
 {
 	struct sched_msg *msg = job->msg;
+	struct remote_result res;
+	uint64_t now = sched_now();
+	const char *why;
+	char eb[128];
+	size_t i;
 
 	if (job->error == EBADMSG)
 		msg->corrupt = true;
 	else if (job->error != 0) {
-		char eb[128];
-
+		why = strerror_r(job->error, eb, sizeof(eb));
 		log_err("delivery: id=%s cannot read queue file: %s", msg->id,
-		    strerror_r(job->error, eb, sizeof(eb)));
+		    why);
+		/*
+		 * Remote delivery cannot start unscanned: what was due
+		 * is deferred like a failed attempt (back-off, lifetime),
+		 * or the round would end with it still due and start
+		 * again at once.
+		 */
+		memset(&res, 0, sizeof(res));
+		res.status = REMOTE_TEMP;
+		snprintf(res.reply, sizeof(res.reply), "451 4.3.0 cannot "
+		    "read queue file: %s", why);
+		for (i = 0; i < msg->env.nrcpts; i++) {
+			const struct envelope_rcpt *r = &msg->env.rcpts[i];
+
+			if (r->status == RCPT_STATUS_PENDING &&
+			    r->kind == RCPT_KIND_REMOTE &&
+			    r->next_attempt <= now)
+				sched_apply(msg, i, &res);
+		}
 	} else
 		msg->scanned = true;
 	sched_advance(msg);
@@ -1294,11 +1316,8 @@ sched_advance(struct sched_msg *msg)
 	}
 	switch (msg->phase) {
 	case PHASE_SCAN:
-		if (!msg->scanned) {
-			/* Unreadable for now (logged): retry later. */
-			sched_round_end(msg);
-			return;
-		}
+		/* Unscanned (unreadable, logged): the remote recipients were
+		 * deferred, the local ones go on. */
 		sched_deliver(msg);
 		return;
 	case PHASE_DELIVER:

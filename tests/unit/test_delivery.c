@@ -1168,6 +1168,72 @@ test_scheduler_success_notice_after_crash(void **state)
 	envelope_free(&env);
 }
 
+/* Occurrences of needle in hay. */
+static size_t
+count_str(const char *hay, const char *needle)
+{
+	size_t n = 0;
+
+	while ((hay = strstr(hay, needle)) != NULL) {
+		n++;
+		hay += strlen(needle);
+	}
+	return n;
+}
+
+/*
+ * The content cannot be read before a remote delivery (here the queue
+ * file is gone; EIO or EMFILE do the same): the round ended with the
+ * recipient still due, the timer fired at once, and the scan failed
+ * again, in a loop that logged an error each time without end. The
+ * recipients due are deferred like any failed attempt.
+ */
+static void
+test_scheduler_scan_failure_backs_off(void **state)
+{
+	struct fixture *f = *state;
+	struct sched_wait w;
+	struct envelope env;
+	struct conf *c;
+	char id[QUEUE_ID_MAX], logpath[128], want[128], *log, *path;
+	uint64_t end;
+	size_t scans;
+	int saved;
+	const char *msg = "Subject: gone\r\n\r\nx\r\n";
+
+	c = sched_conf(5 * 86400);
+	make_env(&env, "from@example.test");
+	envelope_rcpt_add(&env, "x@remote.test", "x@remote.test", NULL,
+	    RCPT_KIND_REMOTE, 0, NULL);
+	commit_message(f, &env, msg, strlen(msg), 0, id);
+	path = xasprintf("%s/queue/%s", f->spooldir, id);
+	assert_int_equal(unlink(path), 0);
+
+	memset(&w, 0, sizeof(w));
+	capture_begin(&saved, logpath, sizeof(logpath));
+	w.s = scheduler_new(f->base, f->sp, c, 1, NULL, &test_hooks);
+	scheduler_add(w.s, id, &env);
+	end = time_mono_usec() + 1000 * 1000;
+	while (time_mono_usec() < end)
+		event_base_loop(f->base, EVLOOP_ONCE);
+	scheduler_free(w.s);
+	log = capture_end(saved, logpath);
+	snprintf(want, sizeof(want), "error: delivery: id=%s cannot read "
+	    "queue file", id);
+	scans = count_str(log, want);
+	if (scans != 1)
+		fail_msg("the scan ran %zu times in 1 s (retry_initial 60 s):"
+		    "\n%.2000s", scans, log);
+	if (strstr(log, "to=<x@remote.test> relay=none") == NULL ||
+	    strstr(log, "status=deferred reply=\"451 4.3.0 cannot read "
+	    "queue file: No such file or directory\"") == NULL)
+		fail_msg("no deferral logged:\n%.2000s", log);
+	free(log);
+	free(path);
+	sched_conf_free(c);
+	envelope_free(&env);
+}
+
 /* Content that went bad after start-up: corrupt/ at once, no retries. */
 static void
 test_scheduler_corrupt_content(void **state)
@@ -1504,6 +1570,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_scheduler_success_notice_after_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_scheduler_scan_failure_backs_off, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scheduler_corrupt_content,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_null_fields_no_crash,
