@@ -127,7 +127,7 @@ def test_idle_connection_gives_up_its_slot(make_petrel, dns):
         send(p, ["v@d0.test"], b"Subject: next\r\n\r\nhi\r\n")
         peers[0].wait_messages(2)
         took = time.monotonic() - t0
-        assert took < 1.0, "waited %.1f s for the idle slot" % took
+        assert took < 1.5, "waited %.1f s for the idle slot" % took
         p.wait_queue_empty()
     finally:
         for peer in peers:
