@@ -16,19 +16,20 @@
  * then tries them in order, at most REMOTE_MAX_TRIES addresses, until
  * one greets it; it then carries groups from the destination's queue
  * one after the other, and waits REMOTE_IDLE_SECONDS for more before it
- * says QUIT (at once when max_outbound_connections is reached and another
- * destination waits for a slot). When every address failed, or a server answered 421 or
- * dropped the connection, the destination backs off (retry_initial,
- * doubling, at most retry_max): the groups waiting for it are deferred
- * at once ("delivery temporarily suspended"), without counting as an
- * attempt, instead of each timing out on its own. A connection that
- * fails while others to the same destination are under way or carrying
- * mail only closes, and the destination keeps to the connections left
- * (a server limiting connections per client greets the extra ones with
- * 421); one more is tried with each connection that succeeds.
- * A destination with nothing queued, no connection and no back-off or
- * plaintext memory left is forgotten by a sweep from the loop (never from
- * inside a pump: a done callback may outlast a back-off).
+ * says QUIT (at once when max_outbound_connections is reached and
+ * another destination waits for a slot). When every address failed, or
+ * a server answered 421 or dropped the connection, the destination
+ * backs off (retry_initial, doubling, at most retry_max): the groups
+ * waiting for it are deferred at once ("delivery temporarily
+ * suspended"), without counting as an attempt, instead of each timing
+ * out on its own. A connection that fails while others to the same
+ * destination are under way or carrying mail only closes, and the
+ * destination keeps to the connections left (a server limiting
+ * connections per client greets the extra ones with 421); one more is
+ * tried with each connection that succeeds. A destination with nothing
+ * queued, no connection and no back-off or plaintext memory left is
+ * forgotten by a sweep from the loop (never from inside a pump: a done
+ * callback may outlast a back-off).
  *
  * STARTTLS is opportunistic (RFC 7435): used when offered, certificate
  * not checked; when the handshake itself fails, the same address is
@@ -604,7 +605,8 @@ rconn_cb(struct smtpc *c, enum smtpc_event ev, void *arg)
 		d->failures = 0;
 		d->backoff_until = 0;
 		/* Working again: try one connection more than before. */
-		if (d->cap != 0 && ++d->cap >= d->r->conf->destination_concurrency)
+		if (d->cap != 0 &&
+		    ++d->cap >= d->r->conf->destination_concurrency)
 			d->cap = 0;
 		log_info("remote: connected destination=%s relay=%s tls=\"%s\"",
 		    d->key, rc->peer, smtpc_tls_info(rc->c) != NULL ?
