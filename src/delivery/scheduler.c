@@ -499,15 +499,38 @@ sched_scan_run(struct sched_job *job)
 	msg->hops = sc.hops;
 }
 
+/*
+ * Recipients due now that this round cannot try (the queue file cannot
+ * be read, or is corrupt and cannot be moved away) are deferred like a
+ * failed attempt (back-off, lifetime): else the round would end with
+ * them still due, and the timer would start it again at once, for ever.
+ */
+static void
+sched_defer_due(struct sched_msg *msg, const char *reply, bool remote_only)
+{
+	struct remote_result res;
+	uint64_t now = sched_now();
+	size_t i;
+
+	memset(&res, 0, sizeof(res));
+	res.status = REMOTE_TEMP;
+	strlcpy(res.reply, reply, sizeof(res.reply));
+	for (i = 0; i < msg->env.nrcpts; i++) {
+		const struct envelope_rcpt *r = &msg->env.rcpts[i];
+
+		if (r->status == RCPT_STATUS_PENDING &&
+		    r->next_attempt <= now &&
+		    (!remote_only || r->kind == RCPT_KIND_REMOTE))
+			sched_apply(msg, i, &res);
+	}
+}
+
 static void
 sched_scan_done(struct sched_job *job)
 {
 	struct sched_msg *msg = job->msg;
-	struct remote_result res;
-	uint64_t now = sched_now();
 	const char *why;
-	char eb[128];
-	size_t i;
+	char eb[128], reply[256];
 
 	if (job->error == EBADMSG)
 		msg->corrupt = true;
@@ -515,24 +538,10 @@ sched_scan_done(struct sched_job *job)
 		why = strerror_r(job->error, eb, sizeof(eb));
 		log_err("delivery: id=%s cannot read queue file: %s", msg->id,
 		    why);
-		/*
-		 * Remote delivery cannot start unscanned: what was due
-		 * is deferred like a failed attempt (back-off, lifetime),
-		 * or the round would end with it still due and start
-		 * again at once.
-		 */
-		memset(&res, 0, sizeof(res));
-		res.status = REMOTE_TEMP;
-		snprintf(res.reply, sizeof(res.reply), "451 4.3.0 cannot "
-		    "read queue file: %s", why);
-		for (i = 0; i < msg->env.nrcpts; i++) {
-			const struct envelope_rcpt *r = &msg->env.rcpts[i];
-
-			if (r->status == RCPT_STATUS_PENDING &&
-			    r->kind == RCPT_KIND_REMOTE &&
-			    r->next_attempt <= now)
-				sched_apply(msg, i, &res);
-		}
+		/* Remote delivery cannot start unscanned. */
+		snprintf(reply, sizeof(reply), "451 4.3.0 cannot read queue "
+		    "file: %s", why);
+		sched_defer_due(msg, reply, true);
 	} else
 		msg->scanned = true;
 	sched_advance(msg);
@@ -1309,8 +1318,11 @@ sched_advance(struct sched_msg *msg)
 
 	if (msg->corrupt && msg->inflight == 0 && !msg->removed) {
 		sched_quarantine(msg);
-		if (!msg->removed)
+		if (!msg->removed) {
 			msg->corrupt = false;	/* retried next round */
+			sched_defer_due(msg, "451 4.3.0 queue file is corrupt "
+			    "and cannot be moved to corrupt/", false);
+		}
 		sched_round_end(msg);
 		return;
 	}

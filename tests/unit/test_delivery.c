@@ -1234,6 +1234,66 @@ test_scheduler_scan_failure_backs_off(void **state)
 	envelope_free(&env);
 }
 
+/*
+ * Content gone bad, and corrupt/ cannot take the file (here the
+ * directory is gone): the round ended with the recipient still due and
+ * started again at once, reading and failing to move the file in a loop
+ * that logged an error each time. The recipient is deferred instead.
+ */
+static void
+test_scheduler_quarantine_failure_backs_off(void **state)
+{
+	struct fixture *f = *state;
+	struct sched_wait w;
+	struct envelope env;
+	struct conf *c;
+	char id[QUEUE_ID_MAX], logpath[128], want[128], *log, *path, *data;
+	char *p, *corrupt;
+	uint64_t end;
+	size_t len, tries;
+	int fd, saved;
+	const char *msg = "Subject: rot\r\n\r\nbit rot here\r\n";
+
+	c = sched_conf(5 * 86400);
+	make_env(&env, "from@example.test");
+	envelope_rcpt_add(&env, "x@remote.test", "x@remote.test", NULL,
+	    RCPT_KIND_REMOTE, 0, NULL);
+	commit_message(f, &env, msg, strlen(msg), 0, id);
+	path = xasprintf("%s/queue/%s", f->spooldir, id);
+	data = read_whole(path, &len);
+	p = memmem(data, len, "bit rot", 7);
+	assert_non_null(p);
+	fd = open(path, O_WRONLY);
+	assert_true(fd != -1);
+	assert_int_equal(pwrite(fd, "B", 1, (off_t)(p - data)), 1);
+	close(fd);
+	free(data);
+	corrupt = xasprintf("%s/corrupt", f->spooldir);
+	rm_rf(corrupt);
+
+	memset(&w, 0, sizeof(w));
+	capture_begin(&saved, logpath, sizeof(logpath));
+	w.s = scheduler_new(f->base, f->sp, c, 1, NULL, &test_hooks);
+	scheduler_add(w.s, id, &env);
+	end = time_mono_usec() + 1000 * 1000;
+	while (time_mono_usec() < end)
+		event_base_loop(f->base, EVLOOP_ONCE);
+	scheduler_free(w.s);
+	log = capture_end(saved, logpath);
+	snprintf(want, sizeof(want), "delivery: id=%s queue file is corrupt "
+	    "and stays in queue/", id);
+	tries = count_str(log, want);
+	if (tries != 1)
+		fail_msg("tried %zu times in 1 s (retry_initial 60 s):"
+		    "\n%.2000s", tries, log);
+	assert_true(queue_file_exists(f, id));
+	free(log);
+	free(corrupt);
+	free(path);
+	sched_conf_free(c);
+	envelope_free(&env);
+}
+
 /* Content that went bad after start-up: corrupt/ at once, no retries. */
 static void
 test_scheduler_corrupt_content(void **state)
@@ -1572,6 +1632,9 @@ main(void)
 		    test_scheduler_success_notice_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_scheduler_scan_failure_backs_off, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_scheduler_quarantine_failure_backs_off, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_scheduler_corrupt_content,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_null_fields_no_crash,
