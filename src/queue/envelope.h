@@ -29,7 +29,8 @@ enum rcpt_kind {
 /* Notices already sent for a recipient (RFC 3464 DSNs). */
 #define RCPT_FLAG_BOUNCED	0x01	/* failure DSN queued (or not wanted) */
 #define RCPT_FLAG_DELAYED	0x02	/* delay DSN queued */
-#define RCPT_FLAG_NOTIFIED	0x04	/* success or relayed DSN queued */
+#define RCPT_FLAG_NOTIFIED	0x04	/* success or relayed DSN queued, or
+					 * none owed (a DSN peer reports) */
 #define RCPT_FLAGS_ALL		0x07
 
 struct envelope_rcpt {
