@@ -37,21 +37,12 @@ PYTHON=/usr/bin/python3
 SOURCE=/usr/sbin/smtp-source
 SINK=/usr/sbin/smtp-sink
 
-die() {
-	echo "accept.sh: $*" >&2
-	exit 1
-}
+BENCH_NAME=accept.sh
+. "$ROOT/bench/lib.sh"
 
 # ---- dependencies and build ----
 sh "$ROOT/scripts/deps.sh"
-if [ -z "${PETREL_BIN:-}" ]; then
-	make -C "$ROOT" BUILD="$BUILD" all >/dev/null
-	case "$BUILD" in
-	/*) PETREL_BIN=$BUILD/petrel ;;
-	*) PETREL_BIN=$ROOT/$BUILD/petrel ;;
-	esac
-fi
-[ -x "$PETREL_BIN" ] || die "no petrel binary at $PETREL_BIN"
+petrel_binary "$ROOT" "$BUILD"
 if [ ! -x "$SOURCE" ] || [ ! -x "$SINK" ]; then
 	die "smtp-source/smtp-sink missing"
 fi
@@ -74,37 +65,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-	$PYTHON -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
-# wait_port PORT SECONDS: until something accepts on 127.0.0.1:PORT.
-wait_port() {
-	$PYTHON - "$1" "$2" <<'EOF'
-import socket, sys, time
-port, deadline = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
-while time.monotonic() < deadline:
-    try:
-        socket.create_connection(("127.0.0.1", port), 1).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.05)
-sys.exit(1)
-EOF
-}
-
-# wait_log FILE REGEX SECONDS
-wait_log() {
-	_end=$(($(date +%s) + $3))
-	while ! grep -Eq "$2" "$1" 2>/dev/null; do
-		[ "$(date +%s)" -lt "$_end" ] || return 1
-		sleep 0.05
-	done
-}
 
 now() {
 	date +%s.%N
@@ -169,31 +129,9 @@ start_petrel() {
 		chown -R petrel: "$_d"
 	fi
 	chmod 755 "$WORK" "$_d"
-	"$PETREL_BIN" serve -c "$_d/petrel.conf" 2>"$_d/petrel.log" &
-	PETREL_PID=$!
-	if ! wait_log "$_d/petrel.log" \
-	    "listening addr=127.0.0.1 port=$PETREL_PORT " 20; then
-		cat "$_d/petrel.log" >&2
-		die "petrel did not start"
-	fi
+	launch_petrel "$_d" "$PETREL_PORT"
 }
 
-stop_petrel() {
-	kill -TERM "$PETREL_PID" 2>/dev/null || true
-	_end=$(($(date +%s) + 30))
-	while kill -0 "$PETREL_PID" 2>/dev/null; do
-		if [ "$(date +%s)" -ge "$_end" ]; then
-			echo "accept.sh: petrel ignored SIGTERM, killing" >&2
-			kill -KILL "$PETREL_PID" 2>/dev/null || true
-			break
-		fi
-		sleep 0.1
-	done
-	wait "$PETREL_PID" 2>/dev/null || true
-	PETREL_PID=""
-}
-
-# delivered DIR PATH: messages in the Maildir (deliver) or the queue (hold).
 delivered() {
 	if [ "$2" = hold ]; then
 		find "$1/spool/queue" -type f 2>/dev/null | wc -l
