@@ -528,7 +528,11 @@ def test_tls_garbage(make_peer):
         with pytest.raises(ssl.SSLError):
             s.starttls(context=client_ctx())
     assert peer.messages == []
-    assert any("garbage" in t for _, w, t in peer.transcript if w == "-")
+    # The peer notes the garbage after sending it: the client may see the
+    # handshake fail first.
+    peer.wait_for(lambda p: any("garbage" in t for _, w, t in p.transcript
+                                if w == "-"), timeout=10,
+                  what="the garbage note in the transcript")
     # The retry in plaintext works.
     peer.tls_garbage = False
     peer.starttls = False
