@@ -634,22 +634,10 @@ rconn_cb(struct smtpc *c, enum smtpc_event ev, void *arg)
 		    strlen(err->text)));
 		if (smtpc_failure_status(rc->c) != SMTPC_PERM)
 			rc->all_perm = false;
+		/* FAILED only ever comes before READY (client.h): no group
+		 * is in flight; try the next address. */
 		smtpc_free(rc->c);
 		rc->c = NULL;
-		if (rc->g != NULL) {
-			/* Failed with a message in flight (lost
-			 * connection): the client filled the results. */
-			rconn_group_done(rc);
-			rdest_backoff(d, err->text);
-			rc->state = RC_CLOSING;
-			rconn_close(rc);
-			return;
-		}
-		if (rc->state == RC_BUSY || rc->state == RC_IDLE ||
-		    rc->state == RC_CLOSING) {
-			rconn_close(rc);
-			return;
-		}
 		rc->ti++;
 		rc->plain = false;
 		rconn_try(rc);
