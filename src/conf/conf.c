@@ -56,6 +56,16 @@
 #define CONF_BUILTIN_MAILDIR		"./var/mail/%d/%u"
 #define CONF_BUILTIN_DOMAIN		"localhost"
 
+/* Mozilla's "intermediate" configuration (TLS 1.2 ciphers; TLS 1.3 has
+ * its own, all acceptable). */
+#define CONF_DEFAULT_TLS_PROTOCOLS	"TLSv1.2 TLSv1.3"
+#define CONF_DEFAULT_TLS_CIPHERS					\
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"	\
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"	\
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"	\
+	"DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:"		\
+	"DHE-RSA-CHACHA20-POLY1305"
+
 #define DNS_DEFAULT_PORT		53
 #define CONF_MAX_ARGS			16
 #define CONF_ESCAPED_MAX		96	/* quoted text in messages */
@@ -125,6 +135,12 @@ static int conf_set_relayhost_auth(struct conf_parser *,
 static int conf_set_bind_address(struct conf_parser *,
     const struct conf_directive *, char **);
 static int conf_set_double_bounce(struct conf_parser *,
+    const struct conf_directive *, char **);
+static int conf_add_tls_file(struct conf_parser *,
+    const struct conf_directive *, char **);
+static int conf_set_tls_protocols(struct conf_parser *,
+    const struct conf_directive *, char **);
+static int conf_set_auth(struct conf_parser *,
     const struct conf_directive *, char **);
 
 #define KIB	((uint64_t)1024)
@@ -203,6 +219,19 @@ static const struct conf_directive directives[] = {
 	NUMBER(bounce_size_limit, CONF_NUMBER_SIZE, 0, 100 * MIB, 50 * KIB),
 	{ "double_bounce", 1, 1, false, conf_set_double_bounce,
 	    0, 0, 0, 0, 0 },
+	/* TLS and SMTP AUTH. */
+	{ "tls_cert", 1, 2, true, conf_add_tls_file, 0, 0, 0, 0, 0 },
+	{ "tls_key", 1, 2, true, conf_add_tls_file, 0, 0, 1, 0, 0 },
+	{ "tls_protocols", 1, 4, false, conf_set_tls_protocols,
+	    0, 0, 0, 0, 0 },
+	STRING("tls_ciphers", tls_ciphers),
+	ONOFF("auth_plaintext", auth_plaintext),
+	NUMBER(auth_fail_delay, CONF_NUMBER_DURATION, 0, MINUTE, 1),
+	NUMBER(auth_max_failures, CONF_NUMBER_COUNT, 1, 1000, 3),
+	ONOFF("mx_auth", mx_auth),
+	ONOFF("sender_login", sender_login),
+	ONOFF("received_auth_name", received_auth_name),
+	{ "auth", 1, 2, false, conf_set_auth, 0, 0, 0, 0, 0 },
 };
 
 static const struct conf_directive *
@@ -340,6 +369,9 @@ conf_new_defaults(void)
 	c->user = xstrdup(CONF_DEFAULT_USER);
 	c->bare_lf = CONF_BARE_LF_REJECT;
 	c->inet6 = true;
+	c->sender_login = true;
+	c->tls_protocols = xstrdup(CONF_DEFAULT_TLS_PROTOCOLS);
+	c->tls_ciphers = xstrdup(CONF_DEFAULT_TLS_CIPHERS);
 	for (i = 0; i < nitems(directives); i++)
 		if (directives[i].handler == conf_set_number)
 			*conf_number_field(c, &directives[i]) =
@@ -988,6 +1020,139 @@ conf_set_double_bounce(struct conf_parser *p, const struct conf_directive *d,
 }
 
 /*
+ * tls_cert FILE [NAME] / tls_key FILE [NAME]: d->min is 0 for the
+ * certificate, 1 for the key. Lines with the same NAME (or none) make
+ * one pair; conf_check_tls() checks every pair is complete.
+ */
+static int
+conf_add_tls_file(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	struct conf *c = p->c;
+	struct conf_tls_pair *pair = NULL;
+	char esc[CONF_ESCAPED_MAX], *name = NULL;
+	size_t i;
+
+	if (args[1] != NULL) {
+		name = xstrdup(args[1]);
+		ascii_lowercase(name);
+		if (!conf_is_valid_domain(name[0] == '*' && name[1] == '.' ?
+		    name + 2 : name)) {
+			conf_parser_error(p, "%s: invalid host name \"%s\"",
+			    d->name, conf_escape(esc, sizeof(esc), args[1]));
+			free(name);
+			return -1;
+		}
+	}
+	for (i = 0; i < c->ntls; i++)
+		if ((name == NULL && c->tls[i].name == NULL) ||
+		    (name != NULL && c->tls[i].name != NULL &&
+		    strcmp(name, c->tls[i].name) == 0))
+			pair = &c->tls[i];
+	if (pair == NULL) {
+		c->tls = xrealloc(c->tls, (c->ntls + 1) * sizeof(*c->tls));
+		pair = &c->tls[c->ntls++];
+		memset(pair, 0, sizeof(*pair));
+		pair->name = name;
+	} else
+		free(name);
+	if ((d->min == 0 ? pair->cert : pair->key) != NULL) {
+		conf_parser_error(p, "%s: a second one for %s (first on line "
+		    "%u)", d->name, pair->name != NULL ? pair->name :
+		    "the default certificate", d->min == 0 ? pair->cert_line :
+		    pair->key_line);
+		return -1;
+	}
+	if (d->min == 0) {
+		pair->cert = xstrdup(args[0]);
+		pair->cert_line = p->line;
+	} else {
+		pair->key = xstrdup(args[0]);
+		pair->key_line = p->line;
+	}
+	return 0;
+}
+
+static int
+conf_set_tls_protocols(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	static const char *const known[] = {
+		"TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3",
+	};
+	char esc[CONF_ESCAPED_MAX], out[64] = "";
+	size_t i, k;
+
+	for (i = 0; args[i] != NULL; i++) {
+		for (k = 0; k < nitems(known); k++)
+			if (strcmp(args[i], known[k]) == 0)
+				break;
+		if (k == nitems(known)) {
+			conf_parser_error(p, "%s: unknown protocol \"%s\" "
+			    "(TLSv1, TLSv1.1, TLSv1.2, TLSv1.3)", d->name,
+			    conf_escape(esc, sizeof(esc), args[i]));
+			return -1;
+		}
+		if (out[0] != '\0')
+			strlcat(out, " ", sizeof(out));
+		strlcat(out, args[i], sizeof(out));
+	}
+	free(p->c->tls_protocols);
+	p->c->tls_protocols = xstrdup(out);
+	return 0;
+}
+
+/* auth users | auth dovecot unix:/path */
+static int
+conf_set_auth(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	char esc[CONF_ESCAPED_MAX];
+
+	if (strcmp(args[0], "users") == 0 && args[1] == NULL) {
+		p->c->auth_backend = CONF_AUTH_USERS;
+		return 0;
+	}
+	if (strcmp(args[0], "dovecot") == 0 && args[1] != NULL &&
+	    strncmp(args[1], "unix:/", 6) == 0 &&
+	    strlen(args[1] + 5) < sizeof(((struct sockaddr_un *)0)->
+	    sun_path)) {
+		p->c->auth_backend = CONF_AUTH_DOVECOT;
+		free(p->c->auth_socket);
+		p->c->auth_socket = xstrdup(args[1] + 5);
+		return 0;
+	}
+	conf_parser_error(p, "%s: expected \"users\" or \"dovecot "
+	    "unix:/path/to/auth-client\", not \"%s%s%s\"", d->name,
+	    conf_escape(esc, sizeof(esc), args[0]), args[1] != NULL ? " " : "",
+	    args[1] != NULL ? args[1] : "");
+	return -1;
+}
+
+/* Every tls_cert has its tls_key and the other way round. */
+static void
+conf_check_tls(struct conf_parser *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->c->ntls; i++) {
+		const struct conf_tls_pair *t = &p->c->tls[i];
+		const char *what = t->name != NULL ? t->name :
+		    "the default certificate";
+
+		if (t->cert == NULL) {
+			p->line = t->key_line;
+			conf_parser_error(p, "tls_key: no tls_cert for %s",
+			    what);
+		} else if (t->key == NULL) {
+			p->line = t->cert_line;
+			conf_parser_error(p, "tls_cert: no tls_key for %s",
+			    what);
+		}
+	}
+}
+
+/*
  * The transport file: "domain  nexthop" per line, '#' comments. Errors
  * are reported as TRANSPORT-FILE:LINE through the same callback.
  */
@@ -1204,6 +1369,7 @@ conf_load(const char *path, conf_error_cb cb, void *arg)
 	if (p.c->transport != NULL)
 		conf_load_transport(&p, seen[conf_directive_find("transport") -
 		    directives]);
+	conf_check_tls(&p);
 	if (p.c->relayhost_auth_user != NULL && p.c->relayhost == NULL) {
 		p.line = seen[conf_directive_find("relayhost_auth") -
 		    directives];
@@ -1280,6 +1446,15 @@ conf_free(struct conf *c)
 	free(c->smtp_bind_address);
 	free(c->smtp_bind_address6);
 	free(c->double_bounce);
+	for (i = 0; i < c->ntls; i++) {
+		free(c->tls[i].name);
+		free(c->tls[i].cert);
+		free(c->tls[i].key);
+	}
+	free(c->tls);
+	free(c->tls_protocols);
+	free(c->tls_ciphers);
+	free(c->auth_socket);
 	free(c);
 }
 

@@ -44,6 +44,19 @@ struct conf_net {
 	unsigned int prefix;
 };
 
+/* A certificate and its key; name NULL for the default pair (no SNI). */
+struct conf_tls_pair {
+	char *name;		/* SNI host name (lower case) or NULL */
+	char *cert;		/* PEM file, full chain */
+	char *key;		/* PEM file */
+	unsigned int cert_line, key_line;	/* for errors */
+};
+
+enum conf_auth_backend {
+	CONF_AUTH_USERS,	/* the users file, crypt(3) hashes */
+	CONF_AUTH_DOVECOT,	/* Dovecot's auth-client socket */
+};
+
 /*
  * A next hop that replaces the MX lookup: `relayhost` for all non-local
  * mail, or one line of the `transport` file for a domain.
@@ -128,6 +141,22 @@ struct conf {
 	uint64_t bounce_size_limit;	/* bytes of a message in a bounce */
 	char *double_bounce;		/* address for failed bounces, or NULL
 					 * (dropped with a log line) */
+
+	/* TLS and SMTP AUTH (docs/configuration.md, "TLS and AUTH"). */
+	struct conf_tls_pair *tls;	/* the default pair (name NULL) and
+					 * SNI pairs; none: self-signed */
+	size_t ntls;
+	char *tls_protocols;		/* "TLSv1.2 TLSv1.3" */
+	char *tls_ciphers;		/* OpenSSL cipher list (TLS 1.2) */
+	bool auth_plaintext;		/* AUTH without TLS (default no) */
+	uint64_t auth_fail_delay;	/* seconds, doubled per failure */
+	uint64_t auth_max_failures;	/* then 421 4.7.0 */
+	bool mx_auth;			/* offer AUTH on mx listeners */
+	bool sender_login;		/* MAIL FROM and From: must be the
+					 * user's own (default yes) */
+	bool received_auth_name;	/* login name in Received: */
+	enum conf_auth_backend auth_backend;
+	char *auth_socket;		/* dovecot: unix socket path */
 };
 
 /* Called once per error with "FILE:LINE: message" already formatted. */

@@ -196,6 +196,8 @@ static const struct {
 	{ FIELD(retry_max), 3600 },
 	{ FIELD(delay_warning), 4 * 3600 },
 	{ FIELD(bounce_size_limit), 50 * 1024 },
+	{ FIELD(auth_fail_delay), 1 },
+	{ FIELD(auth_max_failures), 3 },
 };
 
 /* Defaults shared by a file that omits everything and the built-in one. */
@@ -215,6 +217,14 @@ check_number_defaults(const struct conf *c, const char *ctx)
 	assert_int_equal(c->nroutes, 0);
 	assert_null(c->smtp_bind_address);
 	assert_null(c->double_bounce);
+	assert_int_equal(c->ntls, 0);
+	assert_string_equal(c->tls_protocols, "TLSv1.2 TLSv1.3");
+	assert_non_null(strstr(c->tls_ciphers, "ECDHE-RSA-AES128-GCM-SHA256"));
+	assert_false(c->auth_plaintext);
+	assert_false(c->mx_auth);
+	assert_true(c->sender_login);
+	assert_false(c->received_auth_name);
+	assert_int_equal(c->auth_backend, CONF_AUTH_USERS);
 }
 
 static void
@@ -396,6 +406,9 @@ static const struct {
 	{ "delay_warning 1d", FIELD(delay_warning), 86400 },
 	{ "bounce_size_limit 0", FIELD(bounce_size_limit), 0 },
 	{ "bounce_size_limit 1m", FIELD(bounce_size_limit), 1048576 },
+	{ "auth_fail_delay 0", FIELD(auth_fail_delay), 0 },
+	{ "auth_fail_delay 10s", FIELD(auth_fail_delay), 10 },
+	{ "auth_max_failures 5", FIELD(auth_max_failures), 5 },
 };
 
 static void
@@ -449,6 +462,10 @@ static const struct {
 	{ "double_bounce postmaster", FIELD(double_bounce), "postmaster" },
 	{ "double_bounce ops@example.test", FIELD(double_bounce),
 	    "ops@example.test" },
+	{ "tls_ciphers HIGH:!aNULL", FIELD(tls_ciphers), "HIGH:!aNULL" },
+	{ "tls_protocols TLSv1.3", FIELD(tls_protocols), "TLSv1.3" },
+	{ "tls_protocols TLSv1.2   TLSv1.3", FIELD(tls_protocols),
+	    "TLSv1.2 TLSv1.3" },
 };
 
 static void
@@ -929,6 +946,18 @@ static const struct {
 	{ "transport /does/not/exist\n",
 	    { "1: transport: cannot open \"/does/not/exist\": No such file "
 	      "or directory" } },
+	{ "tls_cert /a.pem\ntls_key /b.pem mail.example.test\n",
+	    { "1: tls_cert: no tls_key for the default certificate",
+	      "2: tls_key: no tls_cert for mail.example.test" } },
+	{ "tls_cert /a.pem\ntls_key /a.key\ntls_cert /c.pem\n",
+	    { "3: tls_cert: a second one for the default certificate (first "
+	      "on line 1)" } },
+	{ "tls_protocols SSLv3\n",
+	    { "1: tls_protocols: unknown protocol \"SSLv3\" (TLSv1, TLSv1.1, "
+	      "TLSv1.2, TLSv1.3)" } },
+	{ "auth ldap\n",
+	    { "1: auth: expected \"users\" or \"dovecot unix:/path/to/"
+	      "auth-client\", not \"ldap\"" } },
 
 	/* several errors in one file: all reported, right lines */
 	{ "# petrel.conf\n"
@@ -1094,6 +1123,35 @@ test_routes(void **state)
 	}
 	errors_clear(&e);
 	unlink(tpath);
+}
+
+/* TLS pairs by name, auth backends, on/off switches. */
+static void
+test_tls_and_auth(void **state)
+{
+	struct conf *c;
+
+	(void)state;
+	c = load_ok("tls_cert /etc/ssl/a.pem\ntls_key /etc/ssl/a.key\n"
+	    "tls_key /etc/ssl/m.key Mail.Example.Test\n"
+	    "tls_cert /etc/ssl/m.pem mail.example.test\n"
+	    "auth_plaintext yes\nmx_auth on\nsender_login no\n"
+	    "received_auth_name yes\n"
+	    "auth dovecot unix:/run/dovecot/auth-client\n");
+	assert_int_equal(c->ntls, 2);
+	assert_null(c->tls[0].name);
+	assert_string_equal(c->tls[0].cert, "/etc/ssl/a.pem");
+	assert_string_equal(c->tls[0].key, "/etc/ssl/a.key");
+	assert_string_equal(c->tls[1].name, "mail.example.test");
+	assert_string_equal(c->tls[1].cert, "/etc/ssl/m.pem");
+	assert_string_equal(c->tls[1].key, "/etc/ssl/m.key");
+	assert_true(c->auth_plaintext);
+	assert_true(c->mx_auth);
+	assert_false(c->sender_login);
+	assert_true(c->received_auth_name);
+	assert_int_equal(c->auth_backend, CONF_AUTH_DOVECOT);
+	assert_string_equal(c->auth_socket, "/run/dovecot/auth-client");
+	conf_free(c);
 }
 
 static void
@@ -1400,6 +1458,7 @@ main(void)
 		cmocka_unit_test(test_full_file),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_routes),
+		cmocka_unit_test(test_tls_and_auth),
 		cmocka_unit_test(test_nul_byte),
 		cmocka_unit_test(test_cannot_open),
 		cmocka_unit_test(test_null_callback),
