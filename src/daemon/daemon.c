@@ -35,6 +35,7 @@
 #include "policy/policy.h"
 #include "queue/spool.h"
 #include "smtp/smtp.h"
+#include "tls/tls.h"
 
 struct daemon {
 	struct event_base *base;
@@ -176,8 +177,9 @@ daemon_make_dir(const char *path, unsigned int mode, uid_t uid, gid_t gid,
 static int
 daemon_drop(const struct passwd *pw)
 {
-	if (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
-	    setuid(pw->pw_uid) == -1) {
+	/* initgroups: the user's supplementary groups (ssl-cert) too. */
+	if (initgroups(pw->pw_name, pw->pw_gid) == -1 ||
+	    setgid(pw->pw_gid) == -1 || setuid(pw->pw_uid) == -1) {
 		log_err("daemon: cannot drop privileges to %s: %s",
 		    pw->pw_name, strerror(errno));
 		return -1;
@@ -187,6 +189,88 @@ daemon_drop(const struct passwd *pw)
 	log_info("daemon: running as user=%s uid=%u gid=%u", pw->pw_name,
 	    (unsigned int)pw->pw_uid, (unsigned int)pw->pw_gid);
 	return 0;
+}
+
+/*
+ * The TLS server for c: its tls_cert/tls_key pairs, or without any the
+ * self-signed pair under the spool (made on first use, owned by uid/gid
+ * when they are not -1). NULL with err set on failure.
+ */
+static struct tls_server *
+daemon_tls_build(const struct conf *c, uid_t uid, gid_t gid, char *err,
+    size_t errlen)
+{
+	struct tls_pair_config *pairs;
+	struct tls_config cfg;
+	struct tls_server *srv;
+	char *cert = NULL, *key = NULL;
+	bool created = false;
+	size_t i, n = c->ntls;
+
+	if (n == 0) {
+		if (tls_selfsigned_ensure(c->spool, c->hostname, uid, gid,
+		    &cert, &key, &created, err, errlen) == -1)
+			return NULL;
+		if (created)
+			log_info("tls: generated a self-signed certificate for "
+			    "%s in %s (set tls_cert and tls_key for a real "
+			    "one)", c->hostname, cert);
+		n = 1;
+	}
+	pairs = xcalloc(n, sizeof(*pairs));
+	if (c->ntls == 0) {
+		pairs[0].cert = cert;
+		pairs[0].key = key;
+	} else
+		for (i = 0; i < n; i++) {
+			pairs[i].name = c->tls[i].name;
+			pairs[i].cert = c->tls[i].cert;
+			pairs[i].key = c->tls[i].key;
+		}
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.pairs = pairs;
+	cfg.npairs = n;
+	cfg.protocols = c->tls_protocols;
+	cfg.ciphers = c->tls_ciphers;
+	srv = tls_server_new(&cfg, err, errlen);
+	free(pairs);
+	free(cert);
+	free(key);
+	return srv;
+}
+
+/*
+ * At start, as root: can the daemon's user read every certificate and
+ * key? A reload after the privilege drop reads them as that user, so a
+ * file only root can read would fail certbot's first renewal.
+ */
+static int
+daemon_tls_check_access(const struct conf *c, const struct passwd *pw)
+{
+	gid_t groups[256];
+	int ngroups = (int)nitems(groups);
+	size_t i, j;
+	int rc = 0;
+
+	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &ngroups) == -1)
+		ngroups = 0;
+	for (i = 0; i < c->ntls; i++) {
+		const char *files[2] = { c->tls[i].cert, c->tls[i].key };
+		const char *what[2] = { "tls_cert", "tls_key" };
+
+		for (j = 0; j < 2; j++) {
+			if (tls_file_readable_by(files[j], pw->pw_uid,
+			    pw->pw_gid, groups, (size_t)ngroups))
+				continue;
+			log_err("daemon: %s %s is not readable by user %s: "
+			    "make it readable by a group %s is in (on "
+			    "Debian: chgrp ssl-cert FILE; chmod g+r FILE; "
+			    "adduser %s ssl-cert)", what[j], files[j],
+			    pw->pw_name, pw->pw_name, pw->pw_name);
+			rc = -1;
+		}
+	}
+	return rc;
 }
 
 static void
@@ -317,8 +401,26 @@ daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 		if (!daemon_same_dns(d->rt->conf, c))
 			log_warn("config: dns or dnssec changed; the resolver "
 			    "keeps its settings until a restart");
-		smtp_runtime_unref(d->rt);
-		d->rt = smtp_runtime_new(c, t);
+		{
+			struct smtp_runtime *rt = smtp_runtime_new(c, t);
+			struct tls_server *tls;
+			char err[512];
+
+			/* Certificates are read again (certbot renewed
+			 * them); a failure keeps the ones in use. */
+			tls = daemon_tls_build(c, (uid_t)-1, (gid_t)-1, err,
+			    sizeof(err));
+			if (tls == NULL) {
+				log_err("tls: reload failed: %s; keeping the "
+				    "certificates in use", err);
+				if (d->rt->tls != NULL)
+					tls = tls_server_ref(d->rt->tls);
+			} else
+				log_info("tls: certificates reloaded");
+			smtp_runtime_set_tls(rt, tls);
+			smtp_runtime_unref(d->rt);
+			d->rt = rt;
+		}
 		smtp_server_set_runtime(d->srv, d->rt);
 		scheduler_set_conf(d->sched, c);
 		if (d->dns != NULL)
@@ -422,6 +524,20 @@ daemon_serve(const char *cli_path)
 	    pw ? pw->pw_gid : 0, as_root) == -1)
 		goto done;
 
+	if (as_root && daemon_tls_check_access(c, pw) == -1)
+		goto done;
+	{
+		struct tls_server *tls;
+		char err[512];
+
+		tls = daemon_tls_build(c, pw ? pw->pw_uid : (uid_t)-1,
+		    pw ? pw->pw_gid : (gid_t)-1, err, sizeof(err));
+		if (tls == NULL) {
+			log_err("daemon: TLS: %s", err);
+			goto done;
+		}
+		smtp_runtime_set_tls(d.rt, tls);
+	}
 	fds = xcalloc(c->nlisten, sizeof(*fds));
 	for (nfds = 0; nfds < c->nlisten; nfds++) {
 		fds[nfds] = daemon_bind(&c->listen[nfds]);

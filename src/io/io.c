@@ -2,8 +2,8 @@
  * io.c: io events over libevent bufferevents.
  *
  * Entry points: io_new (a connected socket), io_connect (a non-blocking
- * outbound connection), io_tls_client (TLS over a connected io, client
- * side), io_free, and the buffer accessors.
+ * outbound connection), io_tls_client and io_tls_server (TLS over a
+ * connected io), io_free, and the buffer accessors.
  *
  * SECURITY: reads untrusted bytes into a bounded evbuffer; it never
  * interprets them. io_tls_client does no certificate verification of its
@@ -59,6 +59,15 @@ struct io {
 	bool tls;
 	bool tls_pending;
 	char tls_error[160];
+	/*
+	 * Under TLS the filter encrypts at once into the socket's
+	 * bufferevent (under): output is pending until under's buffer is
+	 * empty too, and IO_LOWAT waits for that (lowat_ev, raised from an
+	 * evbuffer callback on under's output).
+	 */
+	struct bufferevent *under;
+	struct evbuffer_cb_entry *under_cb;
+	struct event *lowat_ev;
 };
 
 static void
@@ -83,13 +92,37 @@ io_writecb(struct bufferevent *bev, void *arg)
 {
 	struct io *io = arg;
 
+	(void)bev;
 	if (io->tls_pending)
 		return;
-	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	if (io_out_len(io) == 0)
 		io_deliver(io, IO_LOWAT);
 }
 
+/* TLS: the socket's buffer drained; IO_LOWAT if nothing is left. */
+static void
+io_lowatcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct io *io = arg;
+
+	(void)fd;
+	(void)what;
+	if (!io->tls_pending && io->bev != NULL && io_out_len(io) == 0)
+		io_deliver(io, IO_LOWAT);
+}
+
+static void
+io_under_outcb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct io *io = arg;
+
+	if (info->n_deleted > 0 && evbuffer_get_length(buf) == 0)
+		event_active(io->lowat_ev, 0, 0);
+}
+
 static void io_tls_done(struct io *, short);
+size_t io_out_len(struct io *);
 static void io_connect_finish(struct io *, int);
 
 static void
@@ -186,6 +219,11 @@ io_free(struct io *io)
 		return;
 	event_free(io->deadline);
 	event_free(io->resched);
+	if (io->lowat_ev != NULL)
+		event_free(io->lowat_ev);
+	if (io->under_cb != NULL)
+		evbuffer_remove_cb_entry(bufferevent_get_output(io->under),
+		    io->under_cb);
 	if (io->conn_ev != NULL)
 		event_free(io->conn_ev);
 	if (io->bev != NULL)
@@ -301,7 +339,7 @@ now:
 }
 
 /*
- * TLS, client side: libevent's OpenSSL filter over the plain bufferevent.
+ * TLS, both sides: libevent's OpenSSL filter over the plain bufferevent.
  * Its callbacks are deferred so that no io event ever runs inside an
  * io_write() (the filter encrypts and could report LOWAT synchronously).
  */
@@ -339,14 +377,43 @@ io_tls_done(struct io *io, short what)
 	io->done(io, error, io->arg);	/* may free io */
 }
 
+/* Put a TLS filter with ssl (in state st) over the io's bufferevent. */
+static int
+io_tls_start(struct io *io, SSL *ssl, enum bufferevent_ssl_state st,
+    io_done_cb done)
+{
+	struct bufferevent *under = io->bev, *bev;
+
+	bufferevent_setwatermark(under, EV_WRITE, 0, IO_TLS_OUT_MAX);
+	bev = bufferevent_openssl_filter_new(event_get_base(io->deadline),
+	    under, ssl, st, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (bev == NULL) {
+		bufferevent_setwatermark(under, EV_WRITE, 0, 0);
+		return -1;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	io->under = under;
+	io->lowat_ev = event_new(event_get_base(io->deadline), -1, 0,
+	    io_lowatcb, io);
+	io->under_cb = evbuffer_add_cb(bufferevent_get_output(under),
+	    io_under_outcb, io);
+	if (io->lowat_ev == NULL || io->under_cb == NULL)
+		fatalx("io: cannot watch the TLS output");
+	io->tls = true;
+	io->tls_pending = true;
+	io->done = done;
+	io->tls_error[0] = '\0';
+	io_attach(io, bev);
+	return 0;
+}
+
 int
 io_tls_client(struct io *io, struct ssl_ctx_st *ctx, const char *servername,
     io_done_cb done)
 {
-	struct bufferevent *under = io->bev, *bev;
 	SSL *ssl;
 
-	if (under == NULL || io->tls || io->connecting)
+	if (io->bev == NULL || io->tls || io->connecting)
 		return -1;
 	if ((ssl = SSL_new(ctx)) == NULL)
 		return -1;
@@ -360,21 +427,33 @@ io_tls_client(struct io *io, struct ssl_ctx_st *ctx, const char *servername,
 	 * after its 220 stay in its input and are read as TLS records, never
 	 * as replies (STARTTLS response injection).
 	 */
-	bufferevent_setwatermark(under, EV_WRITE, 0, IO_TLS_OUT_MAX);
-	bev = bufferevent_openssl_filter_new(event_get_base(io->deadline),
-	    under, ssl, BUFFEREVENT_SSL_CONNECTING,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (bev == NULL) {
+	if (io_tls_start(io, ssl, BUFFEREVENT_SSL_CONNECTING, done) == -1) {
 		SSL_free(ssl);
-		bufferevent_setwatermark(under, EV_WRITE, 0, 0);
 		return -1;
 	}
-	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	io->tls = true;
-	io->tls_pending = true;
-	io->done = done;
-	io->tls_error[0] = '\0';
-	io_attach(io, bev);
+	return 0;
+}
+
+int
+io_tls_server(struct io *io, struct ssl_st *ssl, io_done_cb done)
+{
+	if (io->bev == NULL || io->tls || io->connecting) {
+		SSL_free(ssl);
+		return -1;
+	}
+	/*
+	 * CVE-2011-0411 class: whatever the client sent before the
+	 * handshake (pipelined behind STARTTLS) is plaintext an attacker
+	 * could have injected. It is dropped, never read as commands nor as
+	 * TLS records. Replies already queued (the 220) still go out in
+	 * plaintext ahead of the handshake.
+	 */
+	evbuffer_drain(bufferevent_get_input(io->bev),
+	    evbuffer_get_length(bufferevent_get_input(io->bev)));
+	if (io_tls_start(io, ssl, BUFFEREVENT_SSL_ACCEPTING, done) == -1) {
+		SSL_free(ssl);
+		return -1;
+	}
 	return 0;
 }
 
@@ -421,7 +500,11 @@ io_printf(struct io *io, const char *fmt, ...)
 size_t
 io_out_len(struct io *io)
 {
-	return evbuffer_get_length(bufferevent_get_output(io->bev));
+	size_t n = evbuffer_get_length(bufferevent_get_output(io->bev));
+
+	if (io->under != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(io->under));
+	return n;
 }
 
 size_t

@@ -23,6 +23,7 @@
 struct event_base;
 struct io;
 struct ssl_ctx_st;	/* OpenSSL's SSL_CTX */
+struct ssl_st;		/* OpenSSL's SSL */
 
 enum io_event {
 	IO_DATAIN,
@@ -81,6 +82,17 @@ struct io *io_connect(struct event_base *base, const struct sockaddr *addr,
  */
 int io_tls_client(struct io *io, struct ssl_ctx_st *ctx,
     const char *servername, io_done_cb done);
+
+/*
+ * Start TLS as the server on a connected io with ssl, a server-mode SSL
+ * the io takes over (it is freed with the io, or at once on failure):
+ * implicit TLS right after accept, or STARTTLS once its 220 is queued.
+ * Input not yet consumed is discarded first (CVE-2011-0411: commands
+ * pipelined behind STARTTLS are never executed), while queued output is
+ * still sent in plaintext ahead of the handshake. Returns -1 if the
+ * filter cannot be made, else 0; done then runs as for io_tls_client().
+ */
+int io_tls_server(struct io *io, struct ssl_st *ssl, io_done_cb done);
 
 /*
  * After a completed handshake: "TLSv1.3 TLS_AES_256_GCM_SHA384" into buf

@@ -1213,6 +1213,55 @@ policy_rcpt_resolve(const struct policy_tables *t, const struct conf *c,
 	return res;
 }
 
+bool
+policy_sender_owned(const struct policy_tables *t, const struct conf *c,
+    const char *user, const char *localpart, const char *domain)
+{
+	struct policy_target *targets;
+	size_t ntargets, i;
+	char *addr, *key;
+	bool owned = false;
+
+	if (user == NULL || *localpart == '\0' || *domain == '\0')
+		return false;
+	if (strchr(user, '@') == NULL)
+		addr = xasprintf("%s@%s", user, domain);
+	else
+		addr = xstrdup(user);
+	ascii_lowercase(addr);
+	key = xasprintf("%s@%s", localpart, domain);
+	ascii_lowercase(key);
+	if (strcmp(key, addr) == 0) {
+		owned = conf_is_local_domain(c, domain) ||
+		    strchr(user, '@') != NULL;
+		goto done;
+	}
+	if (t == NULL || !conf_is_local_domain(c, domain))
+		goto done;
+	/* An alias of its own, not a catch-all: its full address, or its
+	 * local part ("local" keys never hold '@'). */
+	if (!ptab_has(&t->aliases, key)) {
+		char *lp = xstrdup(localpart);
+		bool named;
+
+		ascii_lowercase(lp);
+		named = strchr(lp, '@') == NULL && ptab_has(&t->aliases, lp);
+		free(lp);
+		if (!named)
+			goto done;
+	}
+	if (policy_rcpt_resolve(t, c, localpart, domain, &targets,
+	    &ntargets) != POLICY_RCPT_OK)
+		goto done;
+	for (i = 0; i < ntargets && !owned; i++)
+		owned = targets[i].local && strcmp(targets[i].addr, addr) == 0;
+	policy_targets_free(targets, ntargets);
+done:
+	free(key);
+	free(addr);
+	return owned;
+}
+
 void
 policy_targets_free(struct policy_target *targets, size_t n)
 {

@@ -108,6 +108,18 @@ enum policy_rcpt policy_rcpt_resolve(const struct policy_tables *t,
 void policy_targets_free(struct policy_target *targets, size_t n);
 
 /*
+ * sender_login: may the authenticated user send as localpart@domain
+ * (localpart unquoted, domain lower-case)? Yes when it is the user's own
+ * address (ASCII case ignored), or when it is an alias, named in the
+ * aliases file by its full address or by its local part (not a catch-all
+ * "@domain"), whose expansion reaches the user. A user name without '@'
+ * (an `auth dovecot` login such as "alice") owns that local part in
+ * every local domain.
+ */
+bool policy_sender_owned(const struct policy_tables *t, const struct conf *c,
+    const char *user, const char *localpart, const char *domain);
+
+/*
  * Expand c->maildir (%d domain, %u local part, lower-cased) into out.
  * Returns 0, or -1 when either part is empty, contains '/', NUL or a
  * control character, is "." or "..", starts with '.', or the result does

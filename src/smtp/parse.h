@@ -26,7 +26,8 @@
 #define SMTP_PATH_MAX		MAILADDR_PATH_MAX	/* 256 */
 #define SMTP_LINE_MAX		512	/* command line incl. CRLF */
 #define SMTP_LINE_MAX_PARAMS	2048	/* MAIL/RCPT with parameters */
-#define SMTP_LINE_MAX_AUTH	12288	/* RFC 4954 4 */
+#define SMTP_LINE_MAX_AUTH	12316	/* RFC 4954 4: "AUTH " mechanism (20) SP
+					 * and 12288 octets of response, CRLF */
 #define SMTP_XTEXT_MAX		500	/* ENVID, ORCPT, AUTH= (RFC 3461) */
 
 enum smtp_cmd_id {

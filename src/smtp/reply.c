@@ -170,6 +170,54 @@ static const struct reply replies[REPLY_MAX] = {
 	[REPLY_UNAUTH_PIPELINING] = { REPLY_UNAUTH_PIPELINING, 554, "5.5.0",
 	    "Error: SMTP protocol synchronization",
 	    "pipelined commands without having seen EHLO" },
+	[REPLY_STARTTLS_GO] = { REPLY_STARTTLS_GO, 220, "2.0.0",
+	    "Ready to start TLS", "STARTTLS (RFC 3207): the handshake follows; "
+	    "anything pipelined behind STARTTLS is discarded" },
+	[REPLY_TLS_ACTIVE] = { REPLY_TLS_ACTIVE, 503, "5.5.1",
+	    "Error: TLS already active", "STARTTLS in a TLS session" },
+	[REPLY_TLS_UNAVAILABLE] = { REPLY_TLS_UNAVAILABLE, 454, "4.7.0",
+	    "TLS not available due to temporary reason",
+	    "STARTTLS on a listener without TLS (role submissions has it "
+	    "from the start), or when OpenSSL cannot make a connection" },
+	[REPLY_IN_TXN] = { REPLY_IN_TXN, 503, "5.5.1",
+	    "Error: MAIL transaction in progress",
+	    "STARTTLS or AUTH after MAIL (RFC 4954 4)" },
+	[REPLY_AUTH_OK] = { REPLY_AUTH_OK, 235, "2.7.0",
+	    "Authentication successful", "AUTH with valid credentials" },
+	[REPLY_AUTH_NEED_TLS] = { REPLY_AUTH_NEED_TLS, 538, "5.7.11",
+	    "Encryption required for requested authentication mechanism",
+	    "AUTH before STARTTLS (unless auth_plaintext yes)" },
+	[REPLY_AUTH_ALREADY] = { REPLY_AUTH_ALREADY, 503, "5.5.1",
+	    "Error: already authenticated", "a second AUTH (RFC 4954 4)" },
+	[REPLY_AUTH_DISABLED] = { REPLY_AUTH_DISABLED, 503, "5.5.1",
+	    "Error: authentication not enabled",
+	    "AUTH on an mx listener without mx_auth yes" },
+	[REPLY_AUTH_REQUIRED] = { REPLY_AUTH_REQUIRED, 530, "5.7.0",
+	    "Authentication required",
+	    "MAIL on a submission or submissions listener before AUTH" },
+	[REPLY_AUTH_TEMPFAIL] = { REPLY_AUTH_TEMPFAIL, 454, "4.7.0",
+	    "Temporary authentication failure",
+	    "auth dovecot: Dovecot unreachable, silent or undecided" },
+	[REPLY_AUTH_TOO_MANY] = { REPLY_AUTH_TOO_MANY, 421, "4.7.0",
+	    "%s Error: too many failed authentications",
+	    "after the 535 of the auth_max_failures-th failed AUTH of a "
+	    "session; the connection is closed" },
+	[REPLY_AUTH_TOO_LONG] = { REPLY_AUTH_TOO_LONG, 500, "5.5.6",
+	    "Authentication exchange line is too long",
+	    "an AUTH line or response over 12288 octets of base64 (RFC 4954 "
+	    "4)" },
+	[REPLY_SENDER_NOT_OWNED] = { REPLY_SENDER_NOT_OWNED, 553, "5.7.1",
+	    "<%s>: Sender address rejected: not owned by the authenticated "
+	    "user", "sender_login yes: MAIL FROM is neither the user's "
+	    "address nor one of its aliases" },
+	[REPLY_FROM_NOT_OWNED] = { REPLY_FROM_NOT_OWNED, 550, "5.7.1",
+	    "From: header address <%s> not owned by the authenticated user",
+	    "sender_login yes: an address in the From: header is neither "
+	    "the user's address nor one of its aliases (after DATA)" },
+	[REPLY_FROM_BAD] = { REPLY_FROM_BAD, 550, "5.7.1",
+	    "Error: malformed From: header",
+	    "sender_login yes: a From: header that does not parse as an "
+	    "RFC 5322 address list, or more than one From: header" },
 };
 
 const struct reply *

@@ -24,6 +24,9 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "policy/policy.h"
+#include "sasl/dovecot.h"
+#include "sasl/sasl.h"
+#include "tls/tls.h"
 #include "smtp/smtp_private.h"
 
 struct smtp_runtime *
@@ -51,7 +54,59 @@ smtp_runtime_unref(struct smtp_runtime *rt)
 		return;
 	conf_free(rt->conf);
 	policy_tables_free(rt->tables);
+	tls_server_unref(rt->tls);
 	free(rt);
+}
+
+void
+smtp_runtime_set_tls(struct smtp_runtime *rt, struct tls_server *tls)
+{
+	tls_server_unref(rt->tls);
+	rt->tls = tls;
+}
+
+/* Threads that run crypt_r: a login costs tens of milliseconds. */
+#define SMTP_AUTH_THREADS	2
+#define SMTP_AUTH_DELAY_MAX_MS	10000	/* auth_fail_delay doubles to this */
+#define SMTP_DOVECOT_TIMEOUT	30	/* seconds per request */
+
+static void
+smtp_server_retire_dovecot(struct smtp_server *srv)
+{
+	srv->retired = xrealloc(srv->retired,
+	    (srv->nretired + 1) * sizeof(*srv->retired));
+	srv->retired[srv->nretired++] = srv->dovecot;
+	srv->dovecot = NULL;
+	free(srv->dovecot_path);
+	srv->dovecot_path = NULL;
+}
+
+/* Make the AUTH helpers match the runtime's configuration. */
+static void
+smtp_server_auth_setup(struct smtp_server *srv)
+{
+	const struct conf *c = srv->rt->conf;
+	uint64_t delay = c->auth_fail_delay * 1000;
+
+	if (srv->throttle == NULL || srv->throttle_delay != delay) {
+		sasl_throttle_free(srv->throttle);
+		srv->throttle = sasl_throttle_new(0, delay,
+		    delay > SMTP_AUTH_DELAY_MAX_MS ? delay :
+		    SMTP_AUTH_DELAY_MAX_MS, SASL_THROTTLE_FORGET_DEFAULT);
+		srv->throttle_delay = delay;
+	}
+	if (c->auth_backend == CONF_AUTH_DOVECOT) {
+		if (srv->dovecot != NULL &&
+		    strcmp(srv->dovecot_path, c->auth_socket) == 0)
+			return;
+		/* Requests in flight belong to sessions that cancel them
+		 * by id on the old client: keep it until the server ends. */
+		if (srv->dovecot != NULL)
+			smtp_server_retire_dovecot(srv);
+		srv->dovecot = sasl_dovecot_new(srv->base, c->auth_socket,
+		    SMTP_DOVECOT_TIMEOUT);
+		srv->dovecot_path = xstrdup(c->auth_socket);
+	}
 }
 
 struct smtp_server *
@@ -66,6 +121,8 @@ smtp_server_new(struct event_base *base, struct spool *sp,
 	srv->queued = queued;
 	srv->queued_arg = arg;
 	srv->next_id = 1;
+	srv->verifier = sasl_verifier_new(base, SMTP_AUTH_THREADS);
+	smtp_server_auth_setup(srv);
 	return srv;
 }
 
@@ -75,6 +132,7 @@ smtp_server_set_runtime(struct smtp_server *srv, struct smtp_runtime *rt)
 	smtp_runtime_ref(rt);
 	smtp_runtime_unref(srv->rt);
 	srv->rt = rt;
+	smtp_server_auth_setup(srv);
 }
 
 static unsigned int
@@ -353,6 +411,13 @@ smtp_server_free(struct smtp_server *srv)
 	}
 	if (srv->shutdown_ev != NULL)
 		event_free(srv->shutdown_ev);
+	sasl_verifier_free(srv->verifier);
+	sasl_throttle_free(srv->throttle);
+	sasl_dovecot_free(srv->dovecot);
+	for (b = 0; b < srv->nretired; b++)
+		sasl_dovecot_free(srv->retired[b]);
+	free(srv->retired);
+	free(srv->dovecot_path);
 	smtp_runtime_unref(srv->rt);
 	free(srv);
 }

@@ -41,6 +41,8 @@
 
 #include <event2/event.h>
 
+#include "mailaddr/hdraddr.h"
+
 #include "io/io.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -48,6 +50,9 @@
 #include "lib/util.h"
 #include "policy/policy.h"
 #include "queue/spool.h"
+#include "sasl/dovecot.h"
+#include "sasl/sasl.h"
+#include "tls/tls.h"
 #include "smtp/data.h"
 #include "smtp/parse.h"
 #include "smtp/reply.h"
@@ -76,6 +81,10 @@
  * counts RCPT commands; one RCPT may name a list of POLICY_MAX_TARGETS.
  */
 #define SMTP_TXN_TARGETS_MAX	10000
+/* The From: header values kept for sender_login (octets, unfolded). */
+#define SMTP_FROM_MAX		8192
+/* The longest line read: an AUTH command with its initial response. */
+#define SMTP_READ_MAX		(SASL_LINE_MAX + 2)
 
 enum smtp_state {
 	SMTP_STATE_GREETING,	/* connected, 220 not yet sent */
@@ -89,11 +98,15 @@ enum smtp_state {
 	SMTP_STATE_QUIT,	/* flushing the last reply, then close */
 	SMTP_STATE_BDAT,	/* reading (or discarding) a BDAT chunk */
 	SMTP_STATE_CHUNKING,	/* between the chunks of a BDAT message */
+	SMTP_STATE_TLS,		/* TLS handshake (STARTTLS or port 465) */
+	SMTP_STATE_AUTH,	/* reading SASL responses after 334 */
+	SMTP_STATE_AUTHWAIT,	/* checking credentials, or the failure
+				 * delay: nothing is read */
 };
 
 static const char *const smtp_state_names[] = {
 	"GREETING", "INIT", "HELO", "MAIL", "RCPT", "OPEN", "DATA", "COMMIT",
-	"QUIT", "BDAT", "CHUNKING",
+	"QUIT", "BDAT", "CHUNKING", "TLS", "AUTH", "AUTHWAIT",
 };
 
 #define ST(x)		(1u << SMTP_STATE_##x)
@@ -136,6 +149,18 @@ struct smtp_txn {
 	size_t hlen;
 	uint64_t header_size;
 	unsigned int hops;
+	bool has_date;			/* a Date: header was seen */
+	bool has_msgid;			/* a Message-ID: header was seen */
+	bool add_headers;		/* submission: add Date/Message-ID */
+	/*
+	 * sender_login: the From: headers, unfolded values one after the
+	 * other (from_count of them), kept while in_from.
+	 */
+	bool want_from;
+	bool in_from;
+	bool from_overflow;		/* longer than SMTP_FROM_MAX */
+	unsigned int from_count;
+	struct buf from;
 };
 
 struct smtp_session {
@@ -152,6 +177,8 @@ struct smtp_session {
 	char helo[SMTP_DOMAIN_MAX + 1];
 	bool esmtp;			/* EHLO (PIPELINING offered) */
 	bool skipping;			/* discarding an over-long line */
+	bool skip_quiet;		/* ... already answered */
+	bool skip_auth;			/* ... an AUTH line: 500 5.5.6 */
 	bool closing;			/* shutdown: close after this txn */
 	bool busy;			/* in smtp_session_process */
 	bool destroyed;
@@ -178,6 +205,21 @@ struct smtp_session {
 	enum reply_id chunk_refuse;
 	enum smtp_state chunk_resume;
 	bool bdat_refused;		/* the last command was a refused BDAT */
+
+	/* TLS */
+	bool tls;			/* the handshake completed */
+	enum reply_id tls_refuse;	/* port 465: the reply after it */
+	char tls_info[96];		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
+
+	/* SMTP AUTH (RFC 4954) */
+	char *auth_user;		/* authenticated as, or NULL */
+	char auth_mech[16];
+	struct sasl_exchange *sasl;	/* the exchange under way */
+	uint64_t auth_job;		/* verifier or Dovecot request id */
+	struct sasl_dovecot *auth_dovecot;	/* which client has it */
+	struct event *auth_ev;		/* the failure delay */
+	unsigned int auth_failures;	/* failed AUTH in this session */
+	bool auth_close;		/* 421 after the delayed 535 */
 };
 
 struct smtp_cmd_def {
@@ -206,6 +248,8 @@ static void smtp_cmd_quit(struct smtp_session *, const char *);
 static void smtp_cmd_vrfy(struct smtp_session *, const char *);
 static void smtp_cmd_help(struct smtp_session *, const char *);
 static void smtp_cmd_notimpl(struct smtp_session *, const char *);
+static void smtp_cmd_starttls(struct smtp_session *, const char *);
+static void smtp_cmd_auth(struct smtp_session *, const char *);
 
 static const struct smtp_cmd_def smtp_cmds[] = {
 	{ "HELO", SMTP_CMD_HELO, ST_SESSION, CMD_NEEDARGS, smtp_cmd_helo },
@@ -220,13 +264,20 @@ static const struct smtp_cmd_def smtp_cmds[] = {
 	{ "VRFY", SMTP_CMD_VRFY, ST_SESSION, CMD_NEEDARGS | CMD_JUNK, smtp_cmd_vrfy },
 	{ "HELP", SMTP_CMD_HELP, ST_SESSION, CMD_JUNK, smtp_cmd_help },
 	{ "EXPN", SMTP_CMD_EXPN, ST_SESSION, CMD_JUNK, smtp_cmd_notimpl },
-	{ "STARTTLS", SMTP_CMD_STARTTLS, ST_SESSION, 0, smtp_cmd_notimpl },
-	{ "AUTH", SMTP_CMD_AUTH, ST_SESSION, 0, smtp_cmd_notimpl },
+	{ "STARTTLS", SMTP_CMD_STARTTLS, ST(HELO), CMD_NOARGS,
+	    smtp_cmd_starttls },
+	{ "AUTH", SMTP_CMD_AUTH, ST(HELO), CMD_NEEDARGS, smtp_cmd_auth },
 	/* Every state that reads commands: a refused chunk is still read. */
 	{ "BDAT", SMTP_CMD_BDAT, ST_SESSION, 0, smtp_cmd_bdat },
 };
 
 static void smtp_session_iocb(struct io *, enum io_event, void *);
+static void smtp_session_begin(struct smtp_session *, enum reply_id);
+static int smtp_tls_start(struct smtp_session *);
+static void smtp_auth_cancel(struct smtp_session *);
+static int smtp_read_auth_line(struct smtp_session *);
+static bool smtp_sender_owned(const struct smtp_session *, const char *,
+    const char *);
 static void smtp_session_process(struct smtp_session *);
 static void smtp_session_close(struct smtp_session *);
 
@@ -253,6 +304,37 @@ smtp_session_enter_state(struct smtp_session *s, enum smtp_state st)
  * Send a reply from the table. arg replaces a "%s" in the text (the texts
  * are fixed strings, so no printf format ever comes from the network).
  */
+/*
+ * Send one reply line and account for it: error replies count toward
+ * max_errors (unless counted is false) and the first few are logged.
+ */
+static void
+smtp_reply_line(struct smtp_session *s, int code, const char *enhanced,
+    const char *text, bool counted, bool logged)
+{
+	if (enhanced != NULL)
+		io_printf(s->io, "%d %s %s\r\n", code, enhanced, text);
+	else
+		io_printf(s->io, "%d %s\r\n", code, text);
+	if (code >= 400 && counted)
+		s->errors++;
+	/*
+	 * Log error replies, but only the first few of a session: a client
+	 * must not be able to turn each bad command into a log line (the
+	 * disconnect line carries the total).
+	 */
+	if (code >= 400 && logged) {
+		if (++s->logged_errors <= SMTP_LOG_ERRORS_MAX)
+			log_info("smtp: session=%016llx client=%s "
+			    "reply=\"%d %s\"", (unsigned long long)s->id,
+			    s->addr, code, enhanced != NULL ? enhanced : "");
+		else if (s->logged_errors == SMTP_LOG_ERRORS_MAX + 1)
+			log_info("smtp: session=%016llx client=%s: further "
+			    "error replies are not logged",
+			    (unsigned long long)s->id, s->addr);
+	}
+}
+
 static void
 smtp_reply(struct smtp_session *s, enum reply_id id, const char *arg)
 {
@@ -265,35 +347,15 @@ smtp_reply(struct smtp_session *s, enum reply_id id, const char *arg)
 		    r->text, arg != NULL ? arg : "", p + 2);
 	else
 		strlcpy(text, r->text, sizeof(text));
-	if (r->enhanced != NULL)
-		io_printf(s->io, "%d %s %s\r\n", r->code, r->enhanced, text);
-	else
-		io_printf(s->io, "%d %s\r\n", r->code, text);
 	/*
 	 * RFC 3030 2: after a refused chunk a client "MUST NOT send any
 	 * additional BDAT segments", but those already pipelined arrive and
 	 * get REPLY_BDAT_DISCARDED: counted as junk (smtp_cmd_bdat), not as
 	 * errors, so a long pipeline does not end in 421.
 	 */
-	if (r->code >= 400 && id != REPLY_TOO_MANY_RCPTS &&
-	    id != REPLY_BDAT_DISCARDED)
-		s->errors++;
-	/*
-	 * Log error replies, but only the first few of a session: a client
-	 * must not be able to turn each bad command into a log line (the
-	 * disconnect line carries the total).
-	 */
-	if (r->code >= 400 && id != REPLY_UNKNOWN_USER) {
-		if (++s->logged_errors <= SMTP_LOG_ERRORS_MAX)
-			log_info("smtp: session=%016llx client=%s "
-			    "reply=\"%d %s\"", (unsigned long long)s->id,
-			    s->addr, r->code,
-			    r->enhanced != NULL ? r->enhanced : "");
-		else if (s->logged_errors == SMTP_LOG_ERRORS_MAX + 1)
-			log_info("smtp: session=%016llx client=%s: further "
-			    "error replies are not logged",
-			    (unsigned long long)s->id, s->addr);
-	}
+	smtp_reply_line(s, r->code, r->enhanced, text,
+	    id != REPLY_TOO_MANY_RCPTS && id != REPLY_BDAT_DISCARDED,
+	    id != REPLY_UNKNOWN_USER);
 	if (reply_closes(id))
 		smtp_session_close(s);
 }
@@ -306,10 +368,12 @@ smtp_txn_reset(struct smtp_session *s)
 	envelope_free(&s->txn.env);
 	strset_free(&s->txn.targets);
 	strset_free(&s->txn.resolved);
+	buf_free(&s->txn.from);
 	memset(&s->txn, 0, sizeof(s->txn));
 	envelope_init(&s->txn.env);
 	strset_init(&s->txn.targets);
 	strset_init(&s->txn.resolved);
+	buf_init(&s->txn.from, SMTP_FROM_MAX);
 }
 
 /*
@@ -395,7 +459,6 @@ smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
 	const void *src = NULL;
 	int family = sa->sa_family;
-	uint64_t delay;
 
 	s->srv = srv;
 	if (salen <= sizeof(s->peer))
@@ -419,11 +482,32 @@ smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 	envelope_init(&s->txn.env);
 	strset_init(&s->txn.targets);
 	strset_init(&s->txn.resolved);
+	buf_init(&s->txn.from, SMTP_FROM_MAX);
 	buf_init(&s->chunk, SMTP_DATA_CHUNK_MAX);
 	s->io = io_new(srv->base, fd, SMTP_IN_MAX, smtp_session_iocb, s);
 	smtp_server_register(srv, s);
 	log_info("smtp: connect session=%016llx client=%s listener=%s",
 	    (unsigned long long)s->id, s->addr, l->text);
+
+	if (l->role == CONF_ROLE_SUBMISSIONS) {
+		/* RFC 8314 3.3: TLS first, then the greeting (or refusal). */
+		s->tls_refuse = refuse;
+		if (smtp_tls_start(s) == -1) {
+			log_warn("smtp: session=%016llx client=%s: cannot "
+			    "start TLS; closing", (unsigned long long)s->id,
+			    s->addr);
+			smtp_session_destroy(s);
+		}
+		return;
+	}
+	smtp_session_begin(s, refuse);
+}
+
+/* The greeting (after greeting_delay), or the refusal. */
+static void
+smtp_session_begin(struct smtp_session *s, enum reply_id refuse)
+{
+	uint64_t delay;
 
 	if (refuse != REPLY_NONE) {
 		smtp_reply(s, refuse, smtp_conf(s)->hostname);
@@ -433,11 +517,77 @@ smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 	if (delay > 0) {
 		struct timeval tv = { .tv_sec = (time_t)delay };
 
-		s->greet_ev = evtimer_new(srv->base, smtp_session_greetcb, s);
+		smtp_session_enter_state(s, SMTP_STATE_GREETING);
+		s->greet_ev = evtimer_new(s->srv->base, smtp_session_greetcb,
+		    s);
 		evtimer_add(s->greet_ev, &tv);
 		return;
 	}
 	smtp_session_greet(s);
+}
+
+/* ---- TLS ---- */
+
+static void
+smtp_tls_done(struct io *io, int error, void *arg)
+{
+	struct smtp_session *s = arg;
+	char proto[32], *cipher;
+
+	if (error != 0) {
+		char esc[200];
+		const char *why = io_tls_error(io);
+
+		log_info("smtp: TLS handshake failed session=%016llx "
+		    "client=%s error=\"%s\"", (unsigned long long)s->id,
+		    s->addr, log_escape(esc, sizeof(esc), why, strlen(why)));
+		smtp_session_destroy(s);
+		return;
+	}
+	s->tls = true;
+	io_tls_info(io, s->tls_info, sizeof(s->tls_info));
+	strlcpy(proto, s->tls_info, sizeof(proto));
+	if ((cipher = strchr(proto, ' ')) != NULL)
+		*cipher++ = '\0';
+	log_info("smtp: tls session=%016llx client=%s protocol=%s cipher=%s",
+	    (unsigned long long)s->id, s->addr, proto,
+	    s->tls_info + (cipher != NULL ? (size_t)(cipher - proto) : 0));
+	if (s->listener.role == CONF_ROLE_SUBMISSIONS) {
+		/* Port 465: the session begins now (STARTTLS is refused
+		 * there, so this runs once). */
+		smtp_session_begin(s, s->tls_refuse);
+		return;
+	}
+	/*
+	 * RFC 3207 4.2: discard everything learned from the client before
+	 * the handshake; the session starts again from EHLO.
+	 */
+	smtp_txn_reset(s);
+	s->helo[0] = '\0';
+	s->esmtp = false;
+	smtp_session_enter_state(s, SMTP_STATE_INIT);
+	smtp_wait_command(s);
+	if (io_in_len(s->io) > 0)
+		io_reschedule(s->io);
+}
+
+/*
+ * Start the server side of a TLS handshake. Returns -1 (nothing changed)
+ * when there is no TLS server or OpenSSL cannot make the connection.
+ */
+static int
+smtp_tls_start(struct smtp_session *s)
+{
+	SSL *ssl;
+
+	if (s->rt->tls == NULL || (ssl = tls_server_ssl_new(s->rt->tls)) ==
+	    NULL)
+		return -1;
+	if (io_tls_server(s->io, ssl, smtp_tls_done) == -1)
+		return -1;	/* io_tls_server freed ssl */
+	smtp_session_enter_state(s, SMTP_STATE_TLS);
+	io_set_deadline(s->io, (unsigned int)smtp_conf(s)->timeout_command);
+	return 0;
 }
 
 void
@@ -454,8 +604,11 @@ smtp_session_destroy(struct smtp_session *s)
 	smtp_server_unregister(s->srv, s);
 	if (s->greet_ev != NULL)
 		event_free(s->greet_ev);
+	smtp_auth_cancel(s);
+	free(s->auth_user);
 	smtp_txn_reset(s);
 	envelope_free(&s->txn.env);
+	buf_free(&s->txn.from);
 	buf_free(&s->chunk);
 	io_free(s->io);
 	smtp_runtime_unref(s->rt);
@@ -533,8 +686,14 @@ smtp_session_iocb(struct io *io, enum io_event ev, void *arg)
 		    (unsigned long long)s->id, s->addr,
 		    smtp_state_names[s->state]);
 		if (s->state == SMTP_STATE_COMMIT ||
-		    s->state == SMTP_STATE_OPEN)
-			break;		/* the spool answers; not the client */
+		    s->state == SMTP_STATE_OPEN ||
+		    s->state == SMTP_STATE_AUTHWAIT)
+			break;		/* we answer; not the client */
+		if (s->state == SMTP_STATE_TLS) {
+			/* No plaintext reply into a handshake. */
+			smtp_session_destroy(s);
+			break;
+		}
 		smtp_reply(s, REPLY_TIMEOUT, smtp_conf(s)->hostname);
 		break;
 	case IO_DISCONNECTED:
@@ -598,6 +757,11 @@ smtp_bad_state_reply(const struct smtp_session *s, enum smtp_cmd_id id)
 		if (s->state == SMTP_STATE_CHUNKING)
 			return REPLY_DATA_AFTER_BDAT;	/* RFC 3030 2 */
 		return REPLY_NEED_MAIL;
+	case SMTP_CMD_STARTTLS:
+	case SMTP_CMD_AUTH:
+		if (s->state == SMTP_STATE_INIT)
+			return REPLY_NEED_HELO;
+		return REPLY_IN_TXN;
 	default:
 		return REPLY_NEED_HELO;
 	}
@@ -642,6 +806,18 @@ smtp_dispatch(struct smtp_session *s, const char *line)
 	def->handler(s, cmd.args);
 }
 
+/* Does the input start with "AUTH " (an over-long line's verb)? */
+static bool
+smtp_line_is_auth(struct smtp_session *s)
+{
+	char verb[5];
+
+	if (io_in_len(s->io) < sizeof(verb))
+		return false;
+	io_in_copy(s->io, verb, sizeof(verb));
+	return ascii_strncasecmp(verb, "AUTH ", sizeof(verb)) == 0;
+}
+
 /*
  * Read one command line. Returns 1 when a line was handled, 0 when more
  * input is needed.
@@ -649,7 +825,7 @@ smtp_dispatch(struct smtp_session *s, const char *line)
 static int
 smtp_read_command(struct smtp_session *s)
 {
-	char line[SMTP_LINE_MAX_AUTH + 1];
+	char line[SMTP_READ_MAX + 1];
 	size_t avail = io_in_len(s->io), len;
 	long lf;
 	bool bad = false;
@@ -657,20 +833,27 @@ smtp_read_command(struct smtp_session *s)
 	/* Find the line's end wherever it is: what follows an over-long
 	 * line is the next (pipelined) command, never to be dropped. */
 	lf = io_in_find_lf(s->io, avail);
-	if (s->skipping || lf >= SMTP_LINE_MAX_AUTH) {
+	if (s->skipping || lf >= SMTP_READ_MAX) {
+		if (!s->skipping)
+			s->skip_auth = smtp_line_is_auth(s);
 		if (lf < 0) {
 			io_in_drain(s->io, avail);
 			return 0;
 		}
 		io_in_drain(s->io, (size_t)lf + 1);
 		s->skipping = false;
-		smtp_reply(s, REPLY_LINE_TOO_LONG, NULL);
+		if (s->skip_quiet)
+			s->skip_quiet = false;
+		else
+			smtp_reply(s, s->skip_auth ? REPLY_AUTH_TOO_LONG :
+			    REPLY_LINE_TOO_LONG, NULL);
 		return 1;
 	}
 	if (lf < 0) {
-		if (avail < SMTP_LINE_MAX_AUTH)
+		if (avail < SMTP_READ_MAX)
 			return 0;
 		/* Longer than any command may be: drop it to its end. */
+		s->skip_auth = smtp_line_is_auth(s);
 		io_in_drain(s->io, avail);
 		s->skipping = true;
 		return 1;
@@ -730,7 +913,9 @@ smtp_session_process(struct smtp_session *s)
 		if (s->state == SMTP_STATE_COMMIT ||
 		    s->state == SMTP_STATE_OPEN ||
 		    s->state == SMTP_STATE_QUIT ||
-		    s->state == SMTP_STATE_GREETING)
+		    s->state == SMTP_STATE_GREETING ||
+		    s->state == SMTP_STATE_TLS ||
+		    s->state == SMTP_STATE_AUTHWAIT)
 			break;
 		if (io_in_len(s->io) == 0)
 			break;
@@ -741,13 +926,18 @@ smtp_session_process(struct smtp_session *s)
 			io_pause_read(s->io);
 			break;
 		}
-		if (smtp_read_command(s) == 0)
+		if (s->state == SMTP_STATE_AUTH && !s->skipping) {
+			if (smtp_read_auth_line(s) == 0)
+				break;
+		} else if (smtp_read_command(s) == 0)
 			break;
 		if (s->state != SMTP_STATE_DATA &&
 		    s->state != SMTP_STATE_BDAT &&
 		    s->state != SMTP_STATE_QUIT &&
 		    s->state != SMTP_STATE_OPEN &&
-		    s->state != SMTP_STATE_COMMIT)
+		    s->state != SMTP_STATE_COMMIT &&
+		    s->state != SMTP_STATE_TLS &&
+		    s->state != SMTP_STATE_AUTHWAIT)
 			smtp_wait_command(s);
 	}
 	s->busy = false;
@@ -758,6 +948,7 @@ smtp_session_process(struct smtp_session *s)
 	}
 	if (s->eof && io_in_len(s->io) == 0 &&
 	    (s->state == SMTP_STATE_INIT || s->state == SMTP_STATE_HELO ||
+	    s->state == SMTP_STATE_AUTH ||
 	    s->state == SMTP_STATE_MAIL || s->state == SMTP_STATE_RCPT ||
 	    s->state == SMTP_STATE_CHUNKING)) {
 		if (s->state == SMTP_STATE_CHUNKING)
@@ -771,6 +962,9 @@ smtp_session_process(struct smtp_session *s)
 }
 
 /* ---- commands ---- */
+
+static bool smtp_starttls_offered(const struct smtp_session *);
+static bool smtp_auth_offered(const struct smtp_session *);
 
 static void
 smtp_hello(struct smtp_session *s, const char *args, bool esmtp)
@@ -793,6 +987,7 @@ smtp_hello(struct smtp_session *s, const char *args, bool esmtp)
 	/*
 	 * RFC 3030: CHUNKING, and BINARYMIME which needs it. RFC 3461: DSN;
 	 * its parameters are checked (parse.c) and kept in the queue file.
+	 * RFC 3207: STARTTLS; RFC 4954: AUTH.
 	 */
 	io_printf(s->io,
 	    "250-%s\r\n"
@@ -801,10 +996,37 @@ smtp_hello(struct smtp_session *s, const char *args, bool esmtp)
 	    "250-8BITMIME\r\n"
 	    "250-BINARYMIME\r\n"
 	    "250-CHUNKING\r\n"
-	    "250-DSN\r\n"
-	    "250-ENHANCEDSTATUSCODES\r\n"
-	    "250 SMTPUTF8\r\n",
+	    "250-DSN\r\n",
 	    c->hostname, (unsigned long long)c->max_message_size);
+	if (smtp_starttls_offered(s))
+		io_printf(s->io, "250-STARTTLS\r\n");
+	if (smtp_auth_offered(s))
+		io_printf(s->io, "250-AUTH %s\r\n", sasl_mechanisms());
+	io_printf(s->io,
+	    "250-ENHANCEDSTATUSCODES\r\n"
+	    "250 SMTPUTF8\r\n");
+}
+
+/* STARTTLS: mx and submission listeners, before TLS. */
+static bool
+smtp_starttls_offered(const struct smtp_session *s)
+{
+	return !s->tls && s->rt->tls != NULL &&
+	    s->listener.role != CONF_ROLE_SUBMISSIONS;
+}
+
+/*
+ * AUTH: on submission listeners, and on mx ones with mx_auth yes; only
+ * under TLS unless auth_plaintext yes; not once authenticated.
+ */
+static bool
+smtp_auth_offered(const struct smtp_session *s)
+{
+	const struct conf *c = smtp_conf(s);
+
+	return s->auth_user == NULL &&
+	    (s->listener.role != CONF_ROLE_MX || c->mx_auth) &&
+	    (s->tls || c->auth_plaintext);
 }
 
 static void
@@ -842,8 +1064,13 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	struct envelope *env = &s->txn.env;
 	const char *rest;
 	enum reply_id reply;
-	char bad[64], esc[300];
+	char bad[64], esc[300], ue[128];
 
+	/* RFC 6409 4.3: submission is for authenticated users. */
+	if (s->listener.role != CONF_ROLE_MX && s->auth_user == NULL) {
+		smtp_reply(s, REPLY_AUTH_REQUIRED, NULL);
+		return;
+	}
 	if ((rest = smtp_skip_keyword(args, "FROM:")) == NULL) {
 		smtp_reply(s, REPLY_SYNTAX, NULL);
 		return;
@@ -873,6 +1100,21 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 		smtp_reply(s, REPLY_SIZE_EXCEEDED, NULL);
 		return;
 	}
+	/*
+	 * sender_login: an authenticated user sends as itself or one of its
+	 * aliases. <> (bounces, vacation replies) names nobody; its From:
+	 * header is still checked after DATA.
+	 */
+	if (s->auth_user != NULL && c->sender_login && !addr.null &&
+	    !smtp_sender_owned(s, addr.localpart, addr.domain)) {
+		log_info("smtp: sender refused session=%016llx client=%s "
+		    "user=%s from=<%s>", (unsigned long long)s->id, s->addr,
+		    log_escape(ue, sizeof(ue), s->auth_user,
+		    strlen(s->auth_user)), log_escape(esc, sizeof(esc),
+		    addr.text, strlen(addr.text)));
+		smtp_reply(s, REPLY_SENDER_NOT_OWNED, addr.text);
+		return;
+	}
 	smtp_txn_reset(s);
 	env->sender = xstrdup(addr.text);
 	env->body = (int)p.body;
@@ -883,6 +1125,8 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	env->auth = p.auth[0] != '\0' ? xstrdup(p.auth) : NULL;
 	env->client_addr = xstrdup(s->addr);
 	env->helo = xstrdup(s->helo);
+	env->tls = s->tls ? xstrdup(s->tls_info) : NULL;
+	env->auth_user = s->auth_user != NULL ? xstrdup(s->auth_user) : NULL;
 	s->txn.smtputf8 = p.smtputf8;
 	smtp_session_enter_state(s, SMTP_STATE_MAIL);
 	log_info("smtp: mail session=%016llx client=%s from=<%s>",
@@ -1022,7 +1266,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		strset_add(&s->txn.resolved, key);
 	} else {
 		/* RFC 5321 3.6.2: relay only for those we serve. */
-		bool trusted = conf_is_trusted(c,
+		bool trusted = s->auth_user != NULL || conf_is_trusted(c,
 		    (const struct sockaddr *)&s->peer);
 
 		if (!trusted) {
@@ -1042,35 +1286,68 @@ accepted:
 	smtp_reply(s, REPLY_RCPT_OK, NULL);
 }
 
+/*
+ * Can s go into a header comment as it is: printable ASCII or UTF-8, no
+ * parentheses or backslash, not empty? (A Dovecot user name is not ours.)
+ */
+static bool
+smtp_is_header_safe(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	if (*p == '\0')
+		return false;
+	for (; *p != '\0'; p++)
+		if (*p < 0x21 || *p == 0x7f || *p == '(' || *p == ')' ||
+		    *p == '\\')
+			return false;
+	return true;
+}
+
 /* RFC 5321 4.4 trace header, RFC 3848 "with" keywords. */
 static int
 smtp_write_received(struct smtp_session *s)
 {
 	const struct conf *c = smtp_conf(s);
 	struct envelope *env = &s->txn.env;
-	const char *proto;
+	char proto[16], tls[160], who[SMTP_PATH_MAX + 40];
 	char date[64], *hdr;
 	struct tm tm;
 	time_t now = time(NULL);
 	int r;
 
-	if (env->smtputf8)
-		proto = "UTF8SMTP";
-	else
-		proto = s->esmtp ? "ESMTP" : "SMTP";
+	/* RFC 3848 (and RFC 6531 3.7.3): S for TLS, A for AUTH. */
+	snprintf(proto, sizeof(proto), "%s%s%s",
+	    env->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP",
+	    s->tls && (s->esmtp || env->smtputf8) ? "S" : "",
+	    s->auth_user != NULL && (s->esmtp || env->smtputf8) ? "A" : "");
 	env->proto = xstrdup(proto);
 	env->arrival = (uint64_t)now;
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-	if (s->txn.rcpt_accepted == 1)
-		hdr = xasprintf("Received: from %s (unknown [%s])\r\n"
-		    "\tby %s (Petrel) with %s id %s\r\n"
-		    "\tfor <%s>; %s\r\n", s->helo, s->addr, c->hostname,
-		    proto, s->txn.id, env->rcpts[0].orig, date);
+	if (s->tls)
+		snprintf(tls, sizeof(tls), "\t(using %.*s with cipher %s)\r\n",
+		    (int)strcspn(s->tls_info, " "), s->tls_info,
+		    s->tls_info + strcspn(s->tls_info, " ") +
+		    (s->tls_info[strcspn(s->tls_info, " ")] != '\0'));
 	else
-		hdr = xasprintf("Received: from %s (unknown [%s])\r\n"
+		tls[0] = '\0';
+	/* The login name only if received_auth_name yes: it is private. */
+	if (s->auth_user != NULL && c->received_auth_name &&
+	    smtp_is_header_safe(s->auth_user))
+		snprintf(who, sizeof(who), "\t(Authenticated sender: %s)\r\n",
+		    s->auth_user);
+	else
+		who[0] = '\0';
+	if (s->txn.rcpt_accepted == 1)
+		hdr = xasprintf("Received: from %s (unknown [%s])\r\n%s%s"
+		    "\tby %s (Petrel) with %s id %s\r\n"
+		    "\tfor <%s>; %s\r\n", s->helo, s->addr, tls, who,
+		    c->hostname, proto, s->txn.id, env->rcpts[0].orig, date);
+	else
+		hdr = xasprintf("Received: from %s (unknown [%s])\r\n%s%s"
 		    "\tby %s (Petrel) with %s id %s;\r\n\t%s\r\n", s->helo,
-		    s->addr, c->hostname, proto, s->txn.id, date);
+		    s->addr, tls, who, c->hostname, proto, s->txn.id, date);
 	r = spool_writer_write(s->txn.writer, hdr, strlen(hdr));
 	free(hdr);
 	return r;
@@ -1091,6 +1368,10 @@ smtp_content_init(struct smtp_session *s)
 		smtp_data_init(&s->data, mode, (size_t)c->max_line_length);
 	s->txn.in_headers = true;
 	s->txn.line_start = true;
+	/* RFC 6409 8.2, 8.3: submission completes Date and Message-ID. */
+	s->txn.add_headers = s->listener.role != CONF_ROLE_MX ||
+	    s->auth_user != NULL;
+	s->txn.want_from = s->auth_user != NULL && c->sender_login;
 }
 
 static void smtp_bdat_read(struct smtp_session *);
@@ -1294,10 +1575,378 @@ smtp_cmd_notimpl(struct smtp_session *s, const char *args)
 	smtp_reply(s, REPLY_NOT_IMPLEMENTED, NULL);
 }
 
+/*
+ * Is localpart@domain (localpart as written, quotes and all) the
+ * authenticated user's own address or one of its aliases?
+ */
+static bool
+smtp_sender_owned(const struct smtp_session *s, const char *localpart,
+    const char *domain)
+{
+	char local[SMTP_LOCALPART_MAX + 1], dom[SMTP_DOMAIN_MAX + 1];
+
+	if (smtp_localpart_unquote(localpart, local, sizeof(local)) == -1 ||
+	    strlen(domain) >= sizeof(dom))
+		return false;
+	strlcpy(dom, domain, sizeof(dom));
+	ascii_lowercase(dom);
+	return policy_sender_owned(s->rt->tables, smtp_conf(s), s->auth_user,
+	    local, dom);
+}
+
+/* ---- STARTTLS (RFC 3207) ---- */
+
+static void
+smtp_cmd_starttls(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	if (s->tls) {
+		smtp_reply(s, REPLY_TLS_ACTIVE, NULL);
+		return;
+	}
+	if (!smtp_starttls_offered(s)) {
+		smtp_reply(s, REPLY_NOT_IMPLEMENTED, NULL);
+		return;
+	}
+	/*
+	 * The 220 is queued first and goes out in plaintext; the handshake
+	 * starts behind it. io_tls_server() drops whatever the client
+	 * pipelined behind STARTTLS (CVE-2011-0411): it is never answered.
+	 */
+	smtp_reply(s, REPLY_STARTTLS_GO, NULL);
+	if (smtp_tls_start(s) == -1) {
+		log_warn("smtp: session=%016llx client=%s: cannot start TLS; "
+		    "closing", (unsigned long long)s->id, s->addr);
+		smtp_session_close(s);
+	}
+}
+
+/* ---- AUTH (RFC 4954) ---- */
+
+static void smtp_auth_result(struct smtp_session *, enum sasl_status);
+
+/* Drop the exchange (wiping the credentials) and any request for it. */
+static void
+smtp_auth_cancel(struct smtp_session *s)
+{
+	if (s->auth_job != 0) {
+		if (s->auth_dovecot != NULL)
+			sasl_dovecot_cancel(s->auth_dovecot, s->auth_job);
+		else
+			sasl_verify_cancel(s->srv->verifier, s->auth_job);
+		s->auth_job = 0;
+	}
+	s->auth_dovecot = NULL;
+	if (s->auth_ev != NULL) {
+		event_free(s->auth_ev);
+		s->auth_ev = NULL;
+	}
+	sasl_exchange_free(s->sasl);
+	s->sasl = NULL;
+}
+
+/* The exchange is over and answered: read commands again. */
+static void
+smtp_auth_resume(struct smtp_session *s)
+{
+	if (s->state == SMTP_STATE_QUIT || s->busy)
+		return;		/* closing, or the command loop goes on */
+	if (!s->out_blocked)
+		io_resume_read(s->io);
+	smtp_wait_command(s);
+	if (s->eof)
+		smtp_session_process(s);
+	else if (io_in_len(s->io) > 0)
+		io_reschedule(s->io);
+}
+
+/* Stop reading while the result or the failure delay is awaited. */
+static void
+smtp_auth_wait(struct smtp_session *s)
+{
+	smtp_session_enter_state(s, SMTP_STATE_AUTHWAIT);
+	io_pause_read(s->io);
+	io_set_deadline(s->io, 0);
+}
+
+static void
+smtp_auth_success(struct smtp_session *s, const char *user)
+{
+	char esc[300];
+
+	sasl_throttle_success(s->srv->throttle, s->addr);
+	free(s->auth_user);
+	s->auth_user = xstrdup(user);
+	log_info("smtp: auth session=%016llx client=%s user=%s mech=%s",
+	    (unsigned long long)s->id, s->addr,
+	    log_escape(esc, sizeof(esc), user, strlen(user)), s->auth_mech);
+	smtp_auth_cancel(s);
+	smtp_session_enter_state(s, SMTP_STATE_HELO);
+	smtp_reply(s, REPLY_AUTH_OK, NULL);
+	smtp_auth_resume(s);
+}
+
+/* After the failure delay: 535, and 421 after too many. */
+static void
+smtp_auth_fail_reply(struct smtp_session *s)
+{
+	const struct sasl_reply *r = sasl_error_reply(SASL_ERR_BAD_CREDENTIALS);
+
+	smtp_auth_cancel(s);
+	smtp_session_enter_state(s, SMTP_STATE_HELO);
+	smtp_reply_line(s, r->code, r->enhanced, r->text, true, true);
+	if (smtp_conf(s)->auth_max_failures > 0 &&
+	    s->auth_failures >= smtp_conf(s)->auth_max_failures) {
+		smtp_reply(s, REPLY_AUTH_TOO_MANY, smtp_conf(s)->hostname);
+		return;
+	}
+	smtp_auth_resume(s);
+}
+
+static void
+smtp_auth_delaycb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	smtp_auth_fail_reply(arg);
+}
+
+/*
+ * Bad credentials. The 535 waits auth_fail_delay, doubled for each
+ * failure from the client's address (sasl_throttle), on a timer: this
+ * session reads nothing meanwhile, others go on.
+ */
+static void
+smtp_auth_failed(struct smtp_session *s)
+{
+	const char *user = s->sasl != NULL ? sasl_exchange_authcid(s->sasl) :
+	    NULL;
+	uint64_t delay;
+	char esc[300];
+
+	if (user == NULL)
+		user = "";
+	s->auth_failures++;
+	log_info("smtp: auth failed client=%s user=%s session=%016llx "
+	    "mech=%s failures=%u", s->addr,
+	    log_escape(esc, sizeof(esc), user, strlen(user)),
+	    (unsigned long long)s->id, s->auth_mech, s->auth_failures);
+	delay = sasl_throttle_delay(s->srv->throttle, s->addr,
+	    time_mono_usec() / 1000);
+	if (delay == 0) {
+		smtp_auth_fail_reply(s);
+		return;
+	}
+	smtp_auth_cancel(s);
+	smtp_auth_wait(s);
+	{
+		struct timeval tv = { .tv_sec = (time_t)(delay / 1000),
+		    .tv_usec = (suseconds_t)(delay % 1000) * 1000 };
+
+		s->auth_ev = evtimer_new(s->srv->base, smtp_auth_delaycb, s);
+		if (s->auth_ev == NULL)
+			fatalx("smtp: evtimer_new failed");
+		evtimer_add(s->auth_ev, &tv);
+	}
+}
+
+static void
+smtp_auth_verified(void *arg, bool ok)
+{
+	struct smtp_session *s = arg;
+	char user[SMTP_PATH_MAX + 1];
+
+	s->auth_job = 0;
+	if (!ok) {
+		smtp_auth_failed(s);
+		return;
+	}
+	/* The users file's addresses are case-insensitive: one spelling. */
+	strlcpy(user, sasl_exchange_authcid(s->sasl), sizeof(user));
+	ascii_lowercase(user);
+	smtp_auth_success(s, user);
+}
+
+static void
+smtp_auth_dovecot_done(void *arg, enum sasl_dovecot_result res,
+    const char *user)
+{
+	struct smtp_session *s = arg;
+
+	s->auth_job = 0;
+	switch (res) {
+	case SASL_DOVECOT_OK:
+		smtp_auth_success(s, user != NULL && *user != '\0' ? user :
+		    sasl_exchange_authcid(s->sasl));
+		break;
+	case SASL_DOVECOT_FAIL:
+		smtp_auth_failed(s);
+		break;
+	case SASL_DOVECOT_TEMPFAIL:
+	default:
+		smtp_auth_cancel(s);
+		smtp_session_enter_state(s, SMTP_STATE_HELO);
+		smtp_reply(s, REPLY_AUTH_TEMPFAIL, NULL);
+		smtp_auth_resume(s);
+		break;
+	}
+}
+
+/* Credentials are complete: check them off the loop. */
+static void
+smtp_auth_verify(struct smtp_session *s)
+{
+	const struct conf *c = smtp_conf(s);
+	const char *authcid = sasl_exchange_authcid(s->sasl);
+	const char *password = sasl_exchange_password(s->sasl);
+
+	smtp_auth_wait(s);
+	if (c->auth_backend == CONF_AUTH_DOVECOT &&
+	    s->srv->dovecot != NULL) {
+		struct sasl_dovecot_request req = {
+			.authzid = sasl_exchange_authzid(s->sasl),
+			.authcid = authcid,
+			.password = password,
+			.service = "smtp",
+			.local_ip = s->listener.host,
+			.remote_ip = s->addr,
+			.secured = s->tls,
+		};
+
+		s->auth_dovecot = s->srv->dovecot;
+		s->auth_job = sasl_dovecot_auth(s->srv->dovecot, &req,
+		    smtp_auth_dovecot_done, s);
+		return;
+	}
+	/* Unknown users cost a hash too (sasl_verify): no user oracle. */
+	s->auth_job = sasl_verify(s->srv->verifier,
+	    policy_user_hash(s->rt->tables, authcid), password,
+	    smtp_auth_verified, s);
+}
+
+static void
+smtp_auth_result(struct smtp_session *s, enum sasl_status st)
+{
+	const struct sasl_reply *r;
+	enum sasl_error err;
+	const char *mech;
+
+	if ((mech = sasl_exchange_mech(s->sasl)) != NULL)
+		strlcpy(s->auth_mech, mech, sizeof(s->auth_mech));
+	switch (st) {
+	case SASL_STATUS_CHALLENGE:
+		smtp_session_enter_state(s, SMTP_STATE_AUTH);
+		io_printf(s->io, "334 %s\r\n", sasl_exchange_challenge(s->sasl));
+		return;
+	case SASL_STATUS_DONE:
+		smtp_auth_verify(s);
+		return;
+	case SASL_STATUS_ERROR:
+	default:
+		err = sasl_exchange_error(s->sasl);
+		if (sasl_error_is_failure(err)) {
+			smtp_auth_failed(s);
+			return;
+		}
+		r = sasl_error_reply(err);
+		smtp_auth_cancel(s);
+		smtp_session_enter_state(s, SMTP_STATE_HELO);
+		smtp_reply_line(s, r->code, r->enhanced, r->text, true, true);
+		return;
+	}
+}
+
+static void
+smtp_cmd_auth(struct smtp_session *s, const char *args)
+{
+	const struct conf *c = smtp_conf(s);
+
+	if (s->auth_user != NULL) {
+		smtp_reply(s, REPLY_AUTH_ALREADY, NULL);
+		return;
+	}
+	if (s->listener.role == CONF_ROLE_MX && !c->mx_auth) {
+		smtp_reply(s, REPLY_AUTH_DISABLED, NULL);
+		return;
+	}
+	/* RFC 4954 4: the mechanisms need TLS; answered here, whatever the
+	 * mechanism named. */
+	if (!s->tls && !c->auth_plaintext) {
+		smtp_reply(s, REPLY_AUTH_NEED_TLS, NULL);
+		return;
+	}
+	s->auth_mech[0] = '\0';
+	s->sasl = sasl_exchange_new();
+	smtp_auth_result(s, sasl_exchange_start_args(s->sasl, args));
+}
+
+/*
+ * A response line in state AUTH. Returns 1 when a line was handled, 0
+ * when more input is needed.
+ */
+static int
+smtp_read_auth_line(struct smtp_session *s)
+{
+	char line[SMTP_READ_MAX + 1];
+	size_t avail = io_in_len(s->io), len;
+	long lf;
+
+	lf = io_in_find_lf(s->io, SMTP_READ_MAX);
+	if (lf < 0) {
+		if (avail < SMTP_READ_MAX)
+			return 0;
+		/* RFC 4954 4: too long. The rest of it is skipped quietly. */
+		io_in_drain(s->io, avail);
+		s->skipping = true;
+		s->skip_quiet = true;
+		smtp_auth_cancel(s);
+		smtp_session_enter_state(s, SMTP_STATE_HELO);
+		smtp_reply(s, REPLY_AUTH_TOO_LONG, NULL);
+		return 1;
+	}
+	len = (size_t)lf;
+	io_in_copy(s->io, line, len);
+	io_in_drain(s->io, len + 1);
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	line[len] = '\0';
+	smtp_auth_result(s, sasl_exchange_step(s->sasl, line, len));
+	explicit_bzero(line, sizeof(line));
+	return 1;
+}
+
 /* ---- DATA and BDAT content ---- */
 
-/* Count header bytes and Received: lines in content as it streams. */
+/* A header field's name ended (its colon): note the ones that matter. */
 static void
+smtp_header_name(struct smtp_txn *t)
+{
+	size_t n = t->hlen - 1;		/* without the colon */
+
+	/* RFC 5322 4.5.3 obs: white space before the colon. */
+	while (n > 0 && (t->hline[n - 1] == ' ' || t->hline[n - 1] == '\t'))
+		n--;
+	if (n == 8 && ascii_strncasecmp(t->hline, "Received", 8) == 0)
+		t->hops++;
+	else if (n == 4 && ascii_strncasecmp(t->hline, "Date", 4) == 0)
+		t->has_date = true;
+	else if (n == 10 && ascii_strncasecmp(t->hline, "Message-ID", 10) == 0)
+		t->has_msgid = true;
+	else if (n == 4 && ascii_strncasecmp(t->hline, "From", 4) == 0 &&
+	    t->want_from) {
+		t->in_from = true;
+		if (t->from_count++ > 0)
+			buf_append(&t->from, "\n", 1);	/* never parses */
+	}
+}
+
+/*
+ * Follow the header section as content streams: its size, Received:
+ * lines, whether Date: and Message-ID: are there, and the From: values
+ * (unfolded) for sender_login. Returns the offset in p where the header
+ * section ended (the empty line's first octet), or len.
+ */
+static size_t
 smtp_scan_headers(struct smtp_txn *t, const char *p, size_t len)
 {
 	size_t i;
@@ -1312,20 +1961,30 @@ smtp_scan_headers(struct smtp_txn *t, const char *p, size_t len)
 			if (ch == '\r' || ch == '\n') {
 				/* the empty line: headers end */
 				t->in_headers = false;
-				break;
+				t->in_from = false;
+				return i;
 			}
+			if (ch == ' ' || ch == '\t')
+				t->hlen = sizeof(t->hline);  /* continued */
+			else
+				t->in_from = false;
 		}
 		if (ch == '\n') {
 			t->line_start = true;
 			continue;
 		}
+		if (t->in_from && ch != '\r' &&
+		    buf_append(&t->from, &ch, 1) == -1)
+			t->from_overflow = true;
 		if (t->hlen < sizeof(t->hline)) {
 			t->hline[t->hlen++] = ch;
-			if (t->hlen == 9 &&
-			    ascii_strncasecmp(t->hline, "Received:", 9) == 0)
-				t->hops++;
+			if (ch == ':') {
+				smtp_header_name(t);
+				t->hlen = sizeof(t->hline);	/* done */
+			}
 		}
 	}
+	return i;
 }
 
 static void smtp_message_end(struct smtp_session *);
@@ -1352,18 +2011,57 @@ smtp_spool_drained(void *arg, uint64_t cookie)
  * smtp_data_verdict() says why it failed).
  */
 static void
-smtp_content_put(struct smtp_session *s, const char *p, size_t len)
+smtp_content_write(struct smtp_session *s, const char *p, size_t len)
 {
-	if (len == 0)
-		return;
-	if (s->txn.in_headers)
-		smtp_scan_headers(&s->txn, p, len);
-	if (s->txn.failed || s->data.size > smtp_conf(s)->max_message_size)
+	if (len == 0 || s->txn.failed ||
+	    s->data.size > smtp_conf(s)->max_message_size)
 		return;
 	if (spool_writer_write(s->txn.writer, p, len) == -1) {
 		s->txn.failed = true;
 		s->txn.write_errno = errno;
 	}
+}
+
+/* Date: and Message-ID: for a submitted message that lacks them. */
+static void
+smtp_add_headers(struct smtp_session *s)
+{
+	char date[64], line[SMTP_DOMAIN_MAX + QUEUE_ID_MAX + 32];
+	struct tm tm;
+	time_t now = time(NULL);
+
+	s->txn.add_headers = false;
+	if (!s->txn.has_date) {
+		localtime_r(&now, &tm);
+		strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+		snprintf(line, sizeof(line), "Date: %s\r\n", date);
+		smtp_content_write(s, line, strlen(line));
+	}
+	if (!s->txn.has_msgid) {
+		snprintf(line, sizeof(line), "Message-ID: <%s@%s>\r\n",
+		    s->txn.id, smtp_conf(s)->hostname);
+		smtp_content_write(s, line, strlen(line));
+	}
+}
+
+static void
+smtp_content_put(struct smtp_session *s, const char *p, size_t len)
+{
+	size_t end;
+
+	if (len == 0)
+		return;
+	if (s->txn.in_headers) {
+		end = smtp_scan_headers(&s->txn, p, len);
+		if (!s->txn.in_headers && s->txn.add_headers) {
+			/* Before the empty line that ends the headers. */
+			smtp_content_write(s, p, end);
+			smtp_add_headers(s);
+			p += end;
+			len -= end;
+		}
+	}
+	smtp_content_write(s, p, len);
 }
 
 /*
@@ -1459,9 +2157,19 @@ smtp_bdat_refuse(struct smtp_session *s, enum reply_id reply,
 	smtp_bdat_read(s);
 }
 
-/* A transaction failed: forget it, answer, and refuse later chunks. */
+static void smtp_message_fail_arg(struct smtp_session *, enum reply_id,
+    const char *);
+
 static void
 smtp_message_fail(struct smtp_session *s, enum reply_id verdict)
+{
+	smtp_message_fail_arg(s, verdict, NULL);
+}
+
+/* A transaction failed: forget it, answer, and refuse later chunks. */
+static void
+smtp_message_fail_arg(struct smtp_session *s, enum reply_id verdict,
+    const char *arg)
 {
 	if (verdict == REPLY_SPOOL_ERROR)
 		log_err("smtp: spool write failed session=%016llx "
@@ -1471,7 +2179,7 @@ smtp_message_fail(struct smtp_session *s, enum reply_id verdict)
 		s->bdat_refused = true;
 	smtp_txn_reset(s);
 	smtp_session_enter_state(s, SMTP_STATE_HELO);
-	smtp_reply(s, verdict, NULL);
+	smtp_reply(s, verdict, arg);
 	smtp_after_reply(s);
 }
 
@@ -1642,16 +2350,94 @@ smtp_data_verdict(const struct smtp_session *s)
 	return REPLY_NONE;
 }
 
+struct smtp_from_check {
+	const struct smtp_session *s;
+	char bad[SMTP_PATH_MAX + 1];	/* the first address not owned */
+};
+
+static int
+smtp_from_addr(void *arg, const char *addr, size_t len)
+{
+	struct smtp_from_check *fc = arg;
+	char local[SMTP_LOCALPART_MAX + 3], dom[SMTP_DOMAIN_MAX + 1];
+	size_t llen;
+	bool quoted;
+
+	if (!mailaddr_addr_split(addr, len, &llen, &quoted) ||
+	    llen >= sizeof(local) || len - llen - 1 >= sizeof(dom))
+		goto bad;
+	memcpy(local, addr, llen);
+	local[llen] = '\0';
+	memcpy(dom, addr + llen + 1, len - llen - 1);
+	dom[len - llen - 1] = '\0';
+	if (smtp_sender_owned(fc->s, local, dom))
+		return 0;
+bad:
+	snprintf(fc->bad, sizeof(fc->bad), "%.*s",
+	    (int)(len < sizeof(fc->bad) - 1 ? len : sizeof(fc->bad) - 1), addr);
+	return -1;
+}
+
+/*
+ * sender_login: every address in the From: header must be the user's.
+ * RFC 5322 3.6 allows one From: field; none at all is left alone.
+ */
+static enum reply_id
+smtp_from_verdict(struct smtp_session *s, char *bad, size_t badsize)
+{
+	struct smtp_txn *t = &s->txn;
+	struct smtp_from_check fc;
+	int n;
+
+	if (!t->want_from || t->from_count == 0)
+		return REPLY_NONE;
+	if (t->from_count > 1 || t->from_overflow)
+		return REPLY_FROM_BAD;
+	memset(&fc, 0, sizeof(fc));
+	fc.s = s;
+	n = mailaddr_header_addresses(t->from.data != NULL ? t->from.data : "",
+	    t->from.len, smtp_from_addr, &fc);
+	if (fc.bad[0] != '\0') {
+		log_escape(bad, badsize, fc.bad, strlen(fc.bad));
+		return REPLY_FROM_NOT_OWNED;
+	}
+	if (n <= 0)
+		return REPLY_FROM_BAD;
+	return REPLY_NONE;
+}
+
 /* The final dot or BDAT LAST: refuse, or commit and answer when durable. */
 static void
 smtp_message_end(struct smtp_session *s)
 {
 	struct smtp_commit *cm;
 	enum reply_id verdict = smtp_data_verdict(s);
+	char bad[SMTP_PATH_MAX + 1], ue[128];
 
+	if (verdict == REPLY_NONE &&
+	    (verdict = smtp_from_verdict(s, bad, sizeof(bad))) != REPLY_NONE) {
+		log_info("smtp: from refused session=%016llx client=%s "
+		    "user=%s from=<%s>", (unsigned long long)s->id, s->addr,
+		    log_escape(ue, sizeof(ue), s->auth_user,
+		    strlen(s->auth_user)),
+		    verdict == REPLY_FROM_BAD ? "" : bad);
+		smtp_message_fail_arg(s, verdict, bad);
+		return;
+	}
 	if (verdict != REPLY_NONE) {
 		smtp_message_fail(s, verdict);
 		return;
+	}
+	if (s->txn.add_headers) {
+		/* No empty line: the message is all headers. Add ours after
+		 * its last line (ended first if it was not). */
+		if (!s->txn.line_start)
+			smtp_content_write(s, "\r\n", 2);
+		smtp_add_headers(s);
+		if ((verdict = smtp_data_verdict(s)) != REPLY_NONE) {
+			smtp_message_fail(s, verdict);
+			return;
+		}
 	}
 	cm = xcalloc(1, sizeof(*cm));
 	cm->srv = s->srv;

@@ -21,11 +21,13 @@ struct event_base;
 struct spool;
 struct policy_tables;
 struct smtp_server;
+struct tls_server;
 
 /* Configuration and tables shared by sessions; reference-counted. */
 struct smtp_runtime {
 	struct conf *conf;
 	struct policy_tables *tables;
+	struct tls_server *tls;		/* STARTTLS and port 465, or NULL */
 	unsigned int refs;
 };
 
@@ -33,6 +35,14 @@ struct smtp_runtime {
 struct smtp_runtime *smtp_runtime_new(struct conf *conf,
     struct policy_tables *tables);
 struct smtp_runtime *smtp_runtime_ref(struct smtp_runtime *rt);
+
+/*
+ * Give rt the TLS server its sessions use (takes over one reference of
+ * tls; NULL: no TLS, STARTTLS is not offered and port 465 sessions are
+ * closed). Sessions that started before keep the runtime, so the server
+ * they began with, until they end: a reload never cuts a TLS session.
+ */
+void smtp_runtime_set_tls(struct smtp_runtime *rt, struct tls_server *tls);
 void smtp_runtime_unref(struct smtp_runtime *rt);
 
 /* Called on the loop for every message the spool made durable. */

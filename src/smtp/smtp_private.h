@@ -17,6 +17,9 @@ struct event_base;
 struct event;
 struct evconnlistener;
 struct smtp_session;
+struct sasl_verifier;
+struct sasl_throttle;
+struct sasl_dovecot;
 
 struct smtp_listener {
 	struct smtp_server *srv;
@@ -48,6 +51,17 @@ struct smtp_server {
 	size_t nsessions;
 	uint64_t next_id;
 	struct smtp_ipcount *ips[SMTP_IP_BUCKETS];
+
+	/* SMTP AUTH: shared by every session, rebuilt when the runtime's
+	 * settings for them change. */
+	struct sasl_verifier *verifier;	/* crypt_r on worker threads */
+	struct sasl_throttle *throttle;	/* failures per client address */
+	uint64_t throttle_delay;	/* the auth_fail_delay it was made for */
+	struct sasl_dovecot *dovecot;	/* `auth dovecot`, else NULL */
+	char *dovecot_path;
+	struct sasl_dovecot **retired;	/* replaced by a reload; kept for
+					 * the requests still in flight */
+	size_t nretired;
 
 	bool shutting_down;
 	void (*shutdown_done)(void *);

@@ -18,6 +18,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -165,6 +166,15 @@ class RawClient:
         finally:
             self.sock.settimeout(self.timeout)
 
+    def starttls(self, context=None, server_hostname=None):
+        """Wrap the socket in TLS (after "220 Ready to start TLS", or at
+        once for port 465). Bytes already buffered are an error: a server
+        must not send anything between its 220 and the handshake."""
+        assert self.buf == b"", "bytes before the handshake: %r" % self.buf
+        self.sock = (context or tls_context()).wrap_socket(
+            self.sock, server_hostname=server_hostname)
+        return self.sock
+
     def close(self):
         try:
             self.sock.close()
@@ -176,6 +186,19 @@ class RawClient:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def tls_context(minimum=None, maximum=None):
+    """A client context that does not check the certificate (Petrel's
+    default one is self-signed); minimum/maximum: ssl.TLSVersion."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if minimum is not None:
+        ctx.minimum_version = minimum
+    if maximum is not None:
+        ctx.maximum_version = maximum
+    return ctx
 
 
 class Petrel:
@@ -546,7 +569,8 @@ def split_delivered(file_bytes):
 
 RECEIVED_RE = re.compile(
     r"^Received: from (?P<helo>\S+) \((?P<info>[^)]*?)\[(?P<ip>[0-9A-Za-z.:]+)"
-    r"(?:\])\)\n\tby (?P<host>\S+) \(Petrel\) with (?P<proto>[A-Z0-9]+) "
+    r"(?:\])\)(?P<comments>(?:\n\t\([^\n]*\))*)"
+    r"\n\tby (?P<host>\S+) \(Petrel\) with (?P<proto>[A-Z0-9]+) "
     r"id (?P<id>[^\s;]+)(?P<rest>.*)$", re.S)
 DATE_RE = re.compile(r";\s+(?:[A-Z][a-z]{2}, )?\d{1,2} [A-Z][a-z]{2} \d{4} "
                      r"\d\d:\d\d:\d\d [+-]\d{4}")
@@ -554,7 +578,9 @@ DATE_RE = re.compile(r";\s+(?:[A-Z][a-z]{2}, )?\d{1,2} [A-Z][a-z]{2} \d{4} "
 
 def parse_received(received):
     """Parse the Received header Petrel prepends; returns a dict with helo,
-    ip, host, proto, id and for_rcpt (None when there is no "for")."""
+    ip, host, proto, id, for_rcpt (None when there is no "for") and
+    comments (the "(using TLSv1.3 with cipher ...)" and "(Authenticated
+    sender: ...)" lines between "from" and "by", "" when none)."""
     text = received.decode("utf-8")
     unfolded = text.rstrip("\n")
     m = RECEIVED_RE.match(unfolded)

@@ -153,7 +153,7 @@ test_command_line_max(void **state)
 	check_int("limits", "SMTP_LINE_MAX", SMTP_LINE_MAX, 512);
 	check_int("limits", "SMTP_LINE_MAX_PARAMS", SMTP_LINE_MAX_PARAMS,
 	    2048);
-	check_int("limits", "SMTP_LINE_MAX_AUTH", SMTP_LINE_MAX_AUTH, 12288);
+	check_int("limits", "SMTP_LINE_MAX_AUTH", SMTP_LINE_MAX_AUTH, 12316);
 	for (i = 0; i < N(linemax_cases); i++) {
 		c = &linemax_cases[i];
 		snprintf(ctx, sizeof(ctx), "line max \"%.*s\"", (int)c->len,
