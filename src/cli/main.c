@@ -70,8 +70,17 @@ cmd_check_config(const char *conf_path)
 	struct policy_tables *t;
 	const char *source, *path = conf_locate(conf_path, &source);
 
+	char err[512];
+
 	if (daemon_load_config(conf_path, &c, &t, 1) == -1)
 		return 1;
+	if (daemon_check_tls(c, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s: %s\n",
+		    path != NULL ? path : "built-in default", err);
+		policy_tables_free(t);
+		conf_free(c);
+		return 1;
+	}
 	printf("%s: configuration is valid (%s)\n",
 	    path != NULL ? path : "built-in default", source);
 	policy_tables_free(t);

@@ -239,6 +239,20 @@ daemon_tls_build(const struct conf *c, uid_t uid, gid_t gid, char *err,
 	return srv;
 }
 
+int
+daemon_check_tls(const struct conf *c, char *err, size_t errlen)
+{
+	struct tls_server *srv;
+
+	if (c->ntls == 0)
+		return 0;
+	if ((srv = daemon_tls_build(c, (uid_t)-1, (gid_t)-1, err,
+	    errlen)) == NULL)
+		return -1;
+	tls_server_unref(srv);
+	return 0;
+}
+
 /*
  * At start, as root: can the daemon's user read every certificate and
  * key? A reload after the privilege drop reads them as that user, so a

@@ -8,7 +8,17 @@
 
 #include "conf/conf.h"
 
+#include <stddef.h>
+
 struct policy_tables;
+
+/*
+ * Can c's tls_cert/tls_key pairs be loaded (files read, keys matching,
+ * tls_protocols and tls_ciphers valid) by this process? 0, or -1 with
+ * err set. Nothing to check (0) without tls_cert lines: the self-signed
+ * certificate is made by `petrel serve`.
+ */
+int daemon_check_tls(const struct conf *c, char *err, size_t errlen);
 
 /*
  * Find and load the configuration (conf_locate rules) and the tables it

@@ -622,6 +622,7 @@ smtp_session_close(struct smtp_session *s)
 	smtp_session_enter_state(s, SMTP_STATE_QUIT);
 	if (s->greet_ev != NULL)
 		evtimer_del(s->greet_ev);
+	smtp_auth_cancel(s);		/* no result, no delayed 535 */
 	io_pause_read(s->io);
 	io_set_deadline(s->io, SMTP_CLOSE_TIMEOUT);
 	if (io_out_len(s->io) == 0)
@@ -642,6 +643,10 @@ smtp_session_shutdown(struct smtp_session *s)
 		s->closing = true;
 		break;
 	case SMTP_STATE_QUIT:
+		break;
+	case SMTP_STATE_TLS:
+		/* No plaintext reply into a handshake. */
+		smtp_session_destroy(s);
 		break;
 	default:
 		smtp_reply(s, REPLY_SHUTDOWN, smtp_conf(s)->hostname);

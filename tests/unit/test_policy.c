@@ -890,6 +890,77 @@ test_resolve_unsafe(void **state)
 	test_conf_free(c);
 }
 
+/* sender_login: a user's own address and its aliases, nothing else. */
+static void
+test_sender_owned(void **state)
+{
+	static const struct {
+		const char *user, *local, *domain;
+		bool owned;
+	} cases[] = {
+		{ "alice@example.test", "alice", "example.test", true },
+		{ "alice@example.test", "ALICE", "example.test", true },
+		{ "ALICE@Example.Test", "alice", "example.test", true },
+		{ "alice@example.test", "bob", "example.test", false },
+		/* the same local part in another local domain */
+		{ "alice@example.test", "alice", "other.test", false },
+		/* full-address and local-part aliases that reach alice */
+		{ "alice@example.test", "sales", "example.test", true },
+		{ "alice@example.test", "team", "other.test", true },
+		{ "alice@example.test", "info", "example.test", true },
+		{ "alice@example.test", "info", "other.test", true },
+		/* an alias that reaches bob only */
+		{ "alice@example.test", "billing", "example.test", false },
+		{ "bob@example.test", "billing", "example.test", true },
+		/* two levels of aliases */
+		{ "alice@example.test", "all", "example.test", true },
+		/* the catch-all reaches alice but makes nothing hers */
+		{ "alice@example.test", "anything", "third.test", false },
+		{ "alice@example.test", "alice", "third.test", false },
+		/* an alias that forwards out */
+		{ "alice@example.test", "out", "example.test", false },
+		/* not ours */
+		{ "alice@example.test", "alice", "remote.test", false },
+		{ "alice@example.test", "sales", "remote.test", false },
+		/* a login without a domain (Dovecot): its local part in
+		 * each local domain, and aliases to those */
+		{ "alice", "alice", "example.test", true },
+		{ "alice", "alice", "other.test", true },
+		{ "alice", "alice", "remote.test", false },
+		{ "alice", "bob", "example.test", false },
+		{ "", "alice", "example.test", false },
+		{ "alice@example.test", "", "example.test", false },
+		{ "alice@example.test", "alice", "", false },
+	};
+	struct policy_tables *t;
+	struct errs e = { "", 0 };
+	struct conf *c;
+	size_t i;
+
+	(void)state;
+	c = test_conf("alice@example.test:h\nbob@example.test:h\n"
+	    "alice@other.test:h\n",
+	    "sales@example.test: alice@example.test\n"
+	    "team@other.test: alice@example.test, bob@example.test\n"
+	    "info: alice@example.test\n"
+	    "billing@example.test: bob\n"
+	    "all@example.test: team@other.test\n"
+	    "@third.test: alice@example.test\n"
+	    "out@example.test: someone@remote.test\n");
+	t = policy_tables_load(c, errs_cb, &e);
+	assert_non_null(t);
+	for (i = 0; i < nitems(cases); i++)
+		if (policy_sender_owned(t, c, cases[i].user, cases[i].local,
+		    cases[i].domain) != cases[i].owned)
+			fail_msg("case %zu: %s as %s@%s: want %s", i,
+			    cases[i].user, cases[i].local, cases[i].domain,
+			    cases[i].owned ? "owned" : "not owned");
+	assert_false(policy_sender_owned(t, c, NULL, "alice",
+	    "example.test"));
+	policy_tables_free(t);
+	test_conf_free(c);
+}
+
 /* A large users table loads and answers quickly (hash lookups). */
 static void
 test_users_large(void **state)
@@ -1105,6 +1176,7 @@ main(void)
 		cmocka_unit_test(test_resolve_unknown_member_logged),
 		cmocka_unit_test(test_resolve_unsafe),
 		cmocka_unit_test(test_users_large),
+		cmocka_unit_test(test_sender_owned),
 		cmocka_unit_test(test_mailbox_path_table),
 		cmocka_unit_test(test_mailbox_path_limits),
 		cmocka_unit_test(test_mailbox_path_never_escapes),
