@@ -1438,6 +1438,11 @@ conf_free(struct conf *c)
 		conf_route_clear(c->relayhost);
 	free(c->relayhost);
 	free(c->relayhost_auth_user);
+	if (c->relayhost_auth_password != NULL) {
+		explicit_bzero(c->relayhost_auth_password,
+		    strlen(c->relayhost_auth_password));
+		free(c->relayhost_auth_password);
+	}
 	free(c->relayhost_auth_file);
 	free(c->transport);
 	for (i = 0; i < c->nroutes; i++)

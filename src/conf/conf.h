@@ -124,6 +124,9 @@ struct conf {
 	struct conf_route *relayhost;	/* or NULL: MX lookup */
 	char *relayhost_auth_user;	/* or NULL */
 	char *relayhost_auth_file;	/* password file, or NULL */
+	char *relayhost_auth_password;	/* its first line, read by the
+					 * daemon after conf_load() (not by
+					 * the parser), or NULL */
 	char *transport;		/* path of the transport file or NULL */
 	struct conf_route *routes;	/* its lines, in file order */
 	size_t nroutes;

@@ -61,6 +61,44 @@ daemon_print_error(void *arg, const char *msg)
 		fprintf(stderr, "%s\n", msg);
 }
 
+/*
+ * relayhost_auth: the password is the first line of its file, read with
+ * the caller's privileges (root at start, the daemon's user on reload).
+ */
+static int
+daemon_read_relay_password(struct conf *c, void *arg)
+{
+	char line[1024], msg[1400];
+	FILE *fp;
+	size_t n;
+
+	if (c->relayhost_auth_file == NULL)
+		return 0;
+	if ((fp = fopen(c->relayhost_auth_file, "re")) == NULL) {
+		snprintf(msg, sizeof(msg), "%s: relayhost_auth: cannot read "
+		    "%s: %s", c->path != NULL ? c->path : "built-in default",
+		    c->relayhost_auth_file, strerror(errno));
+		daemon_print_error(arg, msg);
+		return -1;
+	}
+	if (fgets(line, sizeof(line), fp) == NULL)
+		line[0] = '\0';
+	fclose(fp);
+	n = strcspn(line, "\r\n");
+	line[n] = '\0';
+	if (n == 0) {
+		snprintf(msg, sizeof(msg), "%s: relayhost_auth: %s: the first "
+		    "line (the password) is empty",
+		    c->path != NULL ? c->path : "built-in default",
+		    c->relayhost_auth_file);
+		daemon_print_error(arg, msg);
+		return -1;
+	}
+	c->relayhost_auth_password = xstrdup(line);
+	explicit_bzero(line, sizeof(line));
+	return 0;
+}
+
 int
 daemon_load_config(const char *cli_path, struct conf **conf_r,
     struct policy_tables **tables_r, int quiet)
@@ -82,6 +120,10 @@ daemon_load_config(const char *cli_path, struct conf **conf_r,
 	}
 	if (c == NULL)
 		return -1;
+	if (daemon_read_relay_password(c, arg) == -1) {
+		conf_free(c);
+		return -1;
+	}
 	t = policy_tables_load(c, daemon_print_error, arg);
 	if (t == NULL) {
 		conf_free(c);
