@@ -35,6 +35,9 @@ strace
 openssl
 iproute2
 util-linux
+fail2ban
+whois
+ssl-cert
 "
 
 missing=""
@@ -84,7 +87,9 @@ if [ -n "$missing" ]; then
 	    --no-install-recommends $missing
 	# Packages may have started services despite policy-rc.d (they do not
 	# when it is present, but a pre-existing system may differ): stop them.
-	for svc in postfix dovecot; do
+	# fail2ban is here for its fail2ban-regex (the contrib/fail2ban test),
+	# not for its daemon.
+	for svc in postfix dovecot fail2ban; do
 		if command -v systemctl >/dev/null 2>&1; then
 			systemctl stop "$svc" >/dev/null 2>&1 || true
 			systemctl disable "$svc" >/dev/null 2>&1 || true

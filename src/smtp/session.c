@@ -275,6 +275,7 @@ static void smtp_session_iocb(struct io *, enum io_event, void *);
 static void smtp_session_begin(struct smtp_session *, enum reply_id);
 static int smtp_tls_start(struct smtp_session *);
 static void smtp_auth_cancel(struct smtp_session *);
+static char *smtp_log_user(char *, size_t, const char *);
 static int smtp_read_auth_line(struct smtp_session *);
 static bool smtp_sender_owned(const struct smtp_session *, const char *,
     const char *);
@@ -1114,8 +1115,8 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	    !smtp_sender_owned(s, addr.localpart, addr.domain)) {
 		log_info("smtp: sender refused session=%016llx client=%s "
 		    "user=%s from=<%s>", (unsigned long long)s->id, s->addr,
-		    log_escape(ue, sizeof(ue), s->auth_user,
-		    strlen(s->auth_user)), log_escape(esc, sizeof(esc),
+		    smtp_log_user(ue, sizeof(ue), s->auth_user),
+		    log_escape(esc, sizeof(esc),
 		    addr.text, strlen(addr.text)));
 		smtp_reply(s, REPLY_SENDER_NOT_OWNED, addr.text);
 		return;
@@ -1630,6 +1631,35 @@ smtp_cmd_starttls(struct smtp_session *s, const char *args)
 
 static void smtp_auth_result(struct smtp_session *, enum sasl_status);
 
+/*
+ * A login name for a key=value log field: log_escape() with spaces
+ * escaped too (\x20), so that a name cannot make the rest of the line
+ * look like other fields (fail2ban reads these lines).
+ */
+static char *
+smtp_log_user(char *dst, size_t size, const char *user)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	for (; *user != '\0' && o + 8 < size; user++) {
+		unsigned char c = (unsigned char)*user;
+
+		if (c <= 0x20 || c > 0x7e || c == '"' || c == '\\') {
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[c >> 4];
+			dst[o++] = hex[c & 15];
+		} else
+			dst[o++] = (char)c;
+	}
+	if (*user != '\0')
+		strlcpy(dst + o, "...", size - o);
+	else
+		dst[o] = '\0';
+	return dst;
+}
+
 /* Drop the exchange (wiping the credentials) and any request for it. */
 static void
 smtp_auth_cancel(struct smtp_session *s)
@@ -1684,7 +1714,7 @@ smtp_auth_success(struct smtp_session *s, const char *user)
 	s->auth_user = xstrdup(user);
 	log_info("smtp: auth session=%016llx client=%s user=%s mech=%s",
 	    (unsigned long long)s->id, s->addr,
-	    log_escape(esc, sizeof(esc), user, strlen(user)), s->auth_mech);
+	    smtp_log_user(esc, sizeof(esc), user), s->auth_mech);
 	smtp_auth_cancel(s);
 	smtp_session_enter_state(s, SMTP_STATE_HELO);
 	smtp_reply(s, REPLY_AUTH_OK, NULL);
@@ -1734,7 +1764,7 @@ smtp_auth_failed(struct smtp_session *s)
 	s->auth_failures++;
 	log_info("smtp: auth failed client=%s user=%s session=%016llx "
 	    "mech=%s failures=%u", s->addr,
-	    log_escape(esc, sizeof(esc), user, strlen(user)),
+	    smtp_log_user(esc, sizeof(esc), user),
 	    (unsigned long long)s->id, s->auth_mech, s->auth_failures);
 	delay = sasl_throttle_delay(s->srv->throttle, s->addr,
 	    time_mono_usec() / 1000);
@@ -2423,8 +2453,7 @@ smtp_message_end(struct smtp_session *s)
 	    (verdict = smtp_from_verdict(s, bad, sizeof(bad))) != REPLY_NONE) {
 		log_info("smtp: from refused session=%016llx client=%s "
 		    "user=%s from=<%s>", (unsigned long long)s->id, s->addr,
-		    log_escape(ue, sizeof(ue), s->auth_user,
-		    strlen(s->auth_user)),
+		    smtp_log_user(ue, sizeof(ue), s->auth_user),
 		    verdict == REPLY_FROM_BAD ? "" : bad);
 		smtp_message_fail_arg(s, verdict, bad);
 		return;
