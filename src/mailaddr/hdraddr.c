@@ -14,7 +14,9 @@
  * could otherwise be fooled by a header that other software reads
  * differently). Each pass reads every octet a bounded number of times;
  * comments nest by a counter, not by recursion, and the parser recurses
- * at most twice (list -> group -> mailbox).
+ * at most twice (list -> group -> mailbox). MAILADDR_HDR_STRICT adds a
+ * few refusals on top (hdraddr.h), nothing it accepts is read differently
+ * without it.
  *
  * SECURITY: parses untrusted client text (a submitted message's headers)
  * for an anti-spoofing check, with the daemon's privilege. Every read is
@@ -50,6 +52,7 @@ enum hdr_tok_type {
 struct hdr_tok {
 	enum hdr_tok_type type;
 	char c;
+	bool cfws_before;	/* CFWS between the previous token and this */
 	const char *start, *end;
 };
 
@@ -57,6 +60,7 @@ struct hdr_parser {
 	const char *p, *end;
 	struct hdr_tok tok;
 	const char *error;
+	unsigned int flags;
 	mailaddr_hdr_cb cb;
 	void *arg;
 	bool stopped;
@@ -65,7 +69,7 @@ struct hdr_parser {
 	char out[MAILADDR_HDR_ADDR_MAX + 1];
 	size_t olen;
 	bool overflow;
-	bool discard;		/* inside an obs-route: drop what is built */
+	bool discard;		/* in an obs-route: drop what is built */
 };
 
 /* What parse_words() saw: a local part, a display name, or neither. */
@@ -75,7 +79,8 @@ struct hdr_words {
 	bool quoted;		/* a quoted-string among the words */
 	bool adjacent;		/* two words with no '.' between them */
 	bool double_dot;	/* two '.' with no word between them */
-	bool last_word;		/* the last token was a word, not a '.' */
+	bool last_word;		/* the last token was a word */
+	bool cfws_dot;		/* CFWS before or after a '.' */
 };
 
 static int
@@ -172,6 +177,13 @@ hdr_fail_octet(struct hdr_parser *hp, const char *p)
 	return hdr_fail(hp, "unexpected character");
 }
 
+/* What a naive reader takes for an address, even inside a comment. */
+static bool
+hdr_is_addr_char(char c)
+{
+	return c == '@' || c == '<' || c == '>';
+}
+
 /*
  * RFC 5322 3.2.2 comment, hp->p at its '('. Nesting is a counter, so a
  * deep comment costs no stack.
@@ -185,6 +197,10 @@ hdr_skip_comment(struct hdr_parser *hp)
 
 	while (hp->p < hp->end) {
 		c = (unsigned char)*hp->p;
+		if ((hp->flags & MAILADDR_HDR_STRICT) != 0 &&
+		    (hdr_is_addr_char(c) || (c == '\\' &&
+		    hp->end - hp->p >= 2 && hdr_is_addr_char(hp->p[1]))))
+			return hdr_fail(hp, "'@', '<' or '>' in a comment");
 		if (c == '(') {
 			if (++depth > MAILADDR_HDR_COMMENT_DEPTH)
 				return hdr_fail(hp, "comments nested too deep");
@@ -333,11 +349,13 @@ hdr_lex_atom(struct hdr_parser *hp)
 static int
 hdr_lex(struct hdr_parser *hp)
 {
+	const char *before = hp->p;
 	unsigned char c;
 	int r;
 
 	if (hdr_skip_cfws(hp) == -1)
 		return -1;
+	hp->tok.cfws_before = hp->p != before;
 	hp->tok.start = hp->p;
 	if (hp->p == hp->end) {
 		hp->tok.type = HDR_TOK_END;
@@ -444,6 +462,8 @@ hdr_parse_words(struct hdr_parser *hp, struct hdr_words *w)
 		if (t->type == HDR_TOK_ATOM || t->type == HDR_TOK_QUOTED) {
 			if (w->last_word)
 				w->adjacent = true;
+			else if (w->nwords > 0 && t->cfws_before)
+				w->cfws_dot = true;
 			if (t->type == HDR_TOK_QUOTED)
 				w->quoted = true;
 			w->nwords++;
@@ -452,9 +472,12 @@ hdr_parse_words(struct hdr_parser *hp, struct hdr_words *w)
 		} else if (hdr_is(t, '.')) {
 			/* obs-phrase = word *(word / "." / CFWS) */
 			if (w->nwords == 0)
-				return hdr_fail(hp, "'.' before the first word");
+				return hdr_fail(hp,
+				    "'.' before the first word");
 			if (!w->last_word)
 				w->double_dot = true;
+			if (t->cfws_before)
+				w->cfws_dot = true;
 			w->ndots++;
 			w->last_word = false;
 			hdr_out_char(hp, '.');
@@ -484,6 +507,9 @@ hdr_check_local(struct hdr_parser *hp, const struct hdr_words *w)
 		return hdr_fail(hp, "local part ends with '.'");
 	if (w->quoted && (w->nwords > 1 || w->ndots > 0))
 		return hdr_fail(hp, "local part mixes quoted strings and dots");
+	if ((hp->flags & MAILADDR_HDR_STRICT) != 0 && w->cfws_dot)
+		return hdr_fail(hp,
+		    "white space or comment around '.' in a local part");
 	return 0;
 }
 
@@ -495,6 +521,7 @@ static int
 hdr_parse_domain(struct hdr_parser *hp)
 {
 	const struct hdr_tok *t;
+	bool cfws;
 
 	if ((t = hdr_peek(hp)) == NULL)
 		return -1;
@@ -512,12 +539,17 @@ hdr_parse_domain(struct hdr_parser *hp)
 			return -1;
 		if (!hdr_is(t, '.'))
 			return 0;
+		cfws = t->cfws_before;
 		hdr_consume(hp);
 		hdr_out_char(hp, '.');
 		if ((t = hdr_peek(hp)) == NULL)
 			return -1;
 		if (t->type != HDR_TOK_ATOM)
 			return hdr_fail(hp, "empty label in a domain");
+		if ((hp->flags & MAILADDR_HDR_STRICT) != 0 &&
+		    (cfws || t->cfws_before))
+			return hdr_fail(hp,
+			    "white space or comment around '.' in a domain");
 	}
 }
 
@@ -546,6 +578,8 @@ hdr_parse_route(struct hdr_parser *hp)
 {
 	const struct hdr_tok *t;
 
+	if ((hp->flags & MAILADDR_HDR_STRICT) != 0)
+		return hdr_fail(hp, "route in angle address");
 	hp->discard = true;
 	while ((t = hdr_peek(hp)) != NULL && hdr_is(t, ','))
 		hdr_consume(hp);
@@ -746,9 +780,10 @@ hdr_parse_list(struct hdr_parser *hp)
 
 static void
 hdr_parser_init(struct hdr_parser *hp, const char *value, size_t len,
-    mailaddr_hdr_cb cb, void *arg)
+    unsigned int flags, mailaddr_hdr_cb cb, void *arg)
 {
 	hp->p = value;
+	hp->flags = flags;
 	hp->end = value + len;
 	hp->tok.type = HDR_TOK_NONE;
 	hp->error = NULL;
@@ -762,12 +797,12 @@ hdr_parser_init(struct hdr_parser *hp, const char *value, size_t len,
 }
 
 int
-mailaddr_header_parse(const char *value, size_t len, mailaddr_hdr_cb cb,
-    void *arg, const char **error_r)
+mailaddr_header_parse(const char *value, size_t len, unsigned int flags,
+    mailaddr_hdr_cb cb, void *arg, const char **error_r)
 {
 	struct hdr_parser hp;
 
-	hdr_parser_init(&hp, value, len, NULL, NULL);
+	hdr_parser_init(&hp, value, len, flags, NULL, NULL);
 	if (hdr_parse_list(&hp) == -1) {
 		if (error_r != NULL)
 			*error_r = hp.error;
@@ -775,7 +810,7 @@ mailaddr_header_parse(const char *value, size_t len, mailaddr_hdr_cb cb,
 	}
 	if (cb == NULL)
 		return hp.count;
-	hdr_parser_init(&hp, value, len, cb, arg);
+	hdr_parser_init(&hp, value, len, flags, cb, arg);
 	if (hdr_parse_list(&hp) == -1) {
 		if (hp.stopped)
 			return MAILADDR_HDR_STOPPED;
@@ -789,7 +824,7 @@ int
 mailaddr_header_addresses(const char *value, size_t len, mailaddr_hdr_cb cb,
     void *arg)
 {
-	return mailaddr_header_parse(value, len, cb, arg, NULL);
+	return mailaddr_header_parse(value, len, 0, cb, arg, NULL);
 }
 
 bool

@@ -63,6 +63,22 @@
 typedef int (*mailaddr_hdr_cb)(void *arg, const char *addr, size_t len);
 
 /*
+ * Flags for mailaddr_header_parse().
+ *
+ * MAILADDR_HDR_STRICT also refuses what RFC 5322 allows but mail readers
+ * show differently from what the address is, so that an authenticated
+ * user cannot make their own address look like another's: an obs-route
+ * ("<@bank.test:me@mine.test>", which some readers show as bank.test),
+ * CFWS around the dots of a local part or domain ("me@mine (x) . test"),
+ * and a comment holding '@', '<' or '>' ("me@mine.test (ceo@bank.test)").
+ * Meant for `sender_login`; display names are not checked (a quoted
+ * "ceo@bank.test" before <me@mine.test> is the caller's policy).
+ */
+enum mailaddr_hdr_flag {
+	MAILADDR_HDR_STRICT = 1 << 0,
+};
+
+/*
  * Parse value[0..len) (need not be NUL-terminated; a NUL inside is an
  * error), the text after the colon of an address header, unfolded or not:
  * CRLF or a bare LF followed by WSP is folding white space, and one CRLF
@@ -76,7 +92,7 @@ typedef int (*mailaddr_hdr_cb)(void *arg, const char *addr, size_t len);
  * dots ("\"a\".b@x"), quoted pairs and control characters in quoted strings,
  * comments and domain literals (obs-qp, obs-qtext, obs-ctext, obs-dtext),
  * white space between the characters of a domain literal, and a group
- * inside a group.
+ * inside a group. flags is a set of enum mailaddr_hdr_flag.
  *
  * Returns the number of addresses (0 for an empty value, only empty
  * elements or only empty groups: RFC 5322 would refuse the first two, a
@@ -86,10 +102,10 @@ typedef int (*mailaddr_hdr_cb)(void *arg, const char *addr, size_t len);
  * and MAILADDR_HDR_STOPPED is returned. cb may be NULL: only check and
  * count.
  */
-int mailaddr_header_parse(const char *value, size_t len, mailaddr_hdr_cb cb,
-    void *arg, const char **error_r);
+int mailaddr_header_parse(const char *value, size_t len, unsigned int flags,
+    mailaddr_hdr_cb cb, void *arg, const char **error_r);
 
-/* mailaddr_header_parse() without the error text. */
+/* mailaddr_header_parse() without flags or error text. */
 int mailaddr_header_addresses(const char *value, size_t len,
     mailaddr_hdr_cb cb, void *arg);
 

@@ -4,9 +4,10 @@
  * (A.1.1-A.6.3), more accepted forms (quoted local parts, folds with CRLF
  * or bare LF, domain literals, routes, empty elements, UTF-8), every class
  * of refusal with its error text, the limits at and past their values,
- * 64 KiB inputs, the callback contract (stop, NULL callback, never called
- * for a refused value), mailaddr_addr_split(), and a mutation test with a
- * fixed seed checking what every reported address looks like.
+ * MAILADDR_HDR_STRICT, 64 KiB inputs, the callback contract (stop, NULL
+ * callback, never called for a refused value), mailaddr_addr_split(), and
+ * a mutation test with a fixed seed checking what every reported address
+ * looks like.
  *
  * Every input is copied into a heap buffer of its exact size with no NUL
  * after it (ASan sees any read past the end), and every prefix of every
@@ -27,17 +28,19 @@
 #include "mailaddr/hdraddr.h"
 #include "mailaddr/mailaddr.h"
 
+#include "lib/util.h"
+
 #include "testutil.h"
 
 #define N(a)		(sizeof(a) / sizeof((a)[0]))
-#define S(s)		s, sizeof(s) - 1	/* a literal with its NULs */
+#define S(s)		s, sizeof(s) - 1	/* a literal, NULs too */
 
 /* What a parse reported, addresses joined by "\n" (no address has LF). */
 struct got {
 	char addrs[1 << 17];
 	size_t alen;
 	int calls;
-	int stop_after;		/* return 1 from this call on; 0: never */
+	int stop_after;		/* return 1 from this call on (0: never) */
 	bool bad_addr;		/* an address broke the invariants */
 	char why[256];
 };
@@ -145,7 +148,8 @@ collect(void *arg, const char *addr, size_t len)
 
 /* Parse in[0..len) from an exact-size copy into a fresh got. */
 static int
-parse(const char *in, size_t len, struct got *g, const char **error_r)
+parse_flags(const char *in, size_t len, unsigned int flags, struct got *g,
+    const char **error_r)
 {
 	char *copy = dup_exact(in, len);
 	int stop_after = g->stop_after;
@@ -154,9 +158,15 @@ parse(const char *in, size_t len, struct got *g, const char **error_r)
 	memset(g, 0, sizeof(*g));
 	g->stop_after = stop_after;
 	*error_r = NULL;
-	r = mailaddr_header_parse(copy, len, collect, g, error_r);
+	r = mailaddr_header_parse(copy, len, flags, collect, g, error_r);
 	free(copy);
 	return r;
+}
+
+static int
+parse(const char *in, size_t len, struct got *g, const char **error_r)
+{
+	return parse_flags(in, len, 0, g, error_r);
 }
 
 static struct got *
@@ -346,14 +356,17 @@ static const struct bad_case bad_cases[] = {
 	    "'<' after an address (unquoted '@' in a display name?)" },
 	{ "@ @", S("a@b@x.test"), "'@' after an address" },
 	{ "@ first", S("@x.test"), "missing local part" },
-	{ "empty local in angle", S("<@x.test>"), "bad route in angle address" },
+	{ "empty local in angle", S("<@x.test>"),
+	    "bad route in angle address" },
 
 	/* Text after an address. */
 	{ "after angle", S("John <a@x.test> Smith"), "text after an address" },
-	{ "after angle addr", S("<a@x.test> b@y.test"), "text after an address" },
+	{ "after angle addr", S("<a@x.test> b@y.test"),
+	    "text after an address" },
 	{ "after angle angle", S("<a@x.test> <b@y.test>"),
 	    "'<' after an address (unquoted '@' in a display name?)" },
-	{ "after angle quoted", S("<a@x.test> \"x\""), "text after an address" },
+	{ "after angle quoted", S("<a@x.test> \"x\""),
+	    "text after an address" },
 	{ "after angle literal", S("<a@x.test> [1.2.3.4]"),
 	    "domain literal outside an address" },
 	{ "after angle >", S("<a@x.test>>"), "'>' without '<'" },
@@ -375,7 +388,8 @@ static const struct bad_case bad_cases[] = {
 	    "CR or LF not followed by white space" },
 	{ "CR then WSP", S("a@x.test,\r b@y.test"),
 	    "CR or LF not followed by white space" },
-	{ "CR at end", S("a@x.test\r"), "CR or LF not followed by white space" },
+	{ "CR at end", S("a@x.test\r"),
+	    "CR or LF not followed by white space" },
 	{ "CRLF header", S("a@x.test\r\nBcc: b@y.test"),
 	    "CR or LF not followed by white space" },
 	{ "LF header", S("a@x.test\nBcc: b@y.test"),
@@ -440,7 +454,8 @@ static const struct bad_case bad_cases[] = {
 	    "bad route in angle address" },
 	{ "route no domain", S("<@:a@x.test>"), "missing domain after '@'" },
 	{ "route no mailbox", S("<@a.test:>"), "missing local part" },
-	{ "route only commas", S("<,:a@x.test>"), "bad route in angle address" },
+	{ "route only commas", S("<,:a@x.test>"),
+	    "bad route in angle address" },
 
 	/* Groups. */
 	{ "nested group", S("A: B: a@x.test;;"), "group inside a group" },
@@ -553,6 +568,83 @@ test_stop(void **state)
 	assert_int_equal(g->calls, 1);
 	g->stop_after = 0;
 	assert_int_equal(parse(in, sizeof(in) - 1, g, &error), 3);
+	free(g);
+}
+
+/*
+ * MAILADDR_HDR_STRICT: each refused value is accepted without it, and
+ * what it accepts gives the same addresses without it.
+ */
+static void
+test_strict(void **state)
+{
+	static const struct {
+		const char *in;
+		const char *error;	/* NULL: accepted */
+		const char *want;
+	} cases[] = {
+		{ "<@bank.test:me@mine.test>", "route in angle address", NULL },
+		{ "M <,@a.test:me@mine.test>", "route in angle address", NULL },
+		{ "me@mine (x) . test",
+		    "white space or comment around '.' in a domain", NULL },
+		{ "me@mine.\r\n test",
+		    "white space or comment around '.' in a domain", NULL },
+		{ "me@mine .test",
+		    "white space or comment around '.' in a domain", NULL },
+		{ "me . you@mine.test",
+		    "white space or comment around '.' in a local part", NULL },
+		{ "<me.(c)you@mine.test>",
+		    "white space or comment around '.' in a local part", NULL },
+		{ "me@mine.test (ceo@bank.test)",
+		    "'@', '<' or '>' in a comment", NULL },
+		{ "Me (<ceo>) <me@mine.test>", "'@', '<' or '>' in a comment",
+		    NULL },
+		{ "(\\@)me@mine.test", "'@', '<' or '>' in a comment", NULL },
+		{ "(a(b>c))me@x.test", "'@', '<' or '>' in a comment", NULL },
+		{ "Me <me@mine.test>", NULL, "me@mine.test" },
+		{ " < me@mine.test > ", NULL, "me@mine.test" },
+		{ "me@mine.test (Sent from my phone)", NULL, "me@mine.test" },
+		{ "Pete(A nice \\) chap) <pete(his account)@silly.test(his "
+		    "host)>", NULL, "pete@silly.test" },
+		{ "Joe Q. Public <j@x.test>", NULL, "j@x.test" },
+		{ "\"ceo@bank.test\" <me@mine.test>", NULL, "me@mine.test" },
+		{ "G:a@x.test,,b@y.test;", NULL, "a@x.test\nb@y.test" },
+		{ "\"a b\"@[192.0.2.1]", NULL, "\"a b\"@[192.0.2.1]" },
+	};
+	struct got *g = got_new();
+	char want[256];
+	const char *error;
+	size_t i, len;
+	int r;
+
+	(void)state;
+	for (i = 0; i < N(cases); i++) {
+		len = strlen(cases[i].in);
+		r = parse_flags(cases[i].in, len, MAILADDR_HDR_STRICT, g,
+		    &error);
+		if (cases[i].error != NULL) {
+			if (r != -1 || g->calls != 0 ||
+			    strcmp(error, cases[i].error) != 0)
+				fail_msg("strict \"%s\": got %d (%s), want "
+				    "-1 (%s)", test_esc(cases[i].in), r,
+				    error ? error : "no error",
+				    cases[i].error);
+			r = parse(cases[i].in, len, g, &error);
+			if (r < 1)
+				fail_msg("\"%s\": refused without "
+				    "MAILADDR_HDR_STRICT: %s",
+				    test_esc(cases[i].in), error);
+			continue;
+		}
+		if (r < 0 || strcmp(g->addrs, cases[i].want) != 0)
+			fail_msg("strict \"%s\": got %d \"%s\" (%s), want "
+			    "\"%s\"", test_esc(cases[i].in), r,
+			    test_esc(g->addrs), error ? error : "no error",
+			    test_esc(cases[i].want));
+		strlcpy(want, g->addrs, sizeof(want));
+		assert_int_equal(parse(cases[i].in, len, g, &error), r);
+		assert_string_equal(g->addrs, want);
+	}
 	free(g);
 }
 
@@ -724,7 +816,7 @@ test_large(void **state)
 			in[n++] = '"';
 			n += (size_t)snprintf(in + n, 64, "<a@x.test>");
 			break;
-		case 6:		/* a long obs-domain, refused as too long */
+		case 6:		/* a long obs-domain: too long */
 			n += (size_t)snprintf(in + n, 64, "a@x");
 			while (n < size)
 				n += (size_t)snprintf(in + n, 64, " . x");
@@ -898,7 +990,8 @@ test_mutations(void **state)
 	enum { ROUNDS = 200000, MAXLEN = 512 };
 	struct got *g = got_new();
 	uint64_t seed = 0x9e3779b97f4a7c15ULL;
-	char buf[MAXLEN + 64];
+	char buf[MAXLEN + 64], strict_addrs[4 * MAXLEN];
+	unsigned int flags;
 	const char *error;
 	size_t len, pos, k, span, nedits;
 	int round, r, accepted = 0, refused = 0;
@@ -914,7 +1007,7 @@ test_mutations(void **state)
 		for (k = 0; k < nedits; k++) {
 			pos = rng_below(&seed, len + 1);
 			switch (rng_below(&seed, 6)) {
-			case 0:		/* replace with an interesting octet */
+			case 0:		/* replace: an interesting octet */
 				if (pos < len)
 					buf[pos] = interesting[rng_below(&seed,
 					    sizeof(interesting) - 1)];
@@ -953,7 +1046,8 @@ test_mutations(void **state)
 				break;
 			}
 		}
-		r = parse(buf, len, g, &error);
+		flags = (round & 1) != 0 ? MAILADDR_HDR_STRICT : 0;
+		r = parse_flags(buf, len, flags, g, &error);
 		if (r == -1) {
 			refused++;
 			if (g->calls != 0 || error == NULL)
@@ -970,6 +1064,14 @@ test_mutations(void **state)
 		if (g->bad_addr)
 			fail_msg("round %d \"%s\": %s", round,
 			    test_escn(buf, len), g->why);
+		if (flags == 0)
+			continue;
+		/* Strict accepted it: the default reads it the same. */
+		memcpy(strict_addrs, g->addrs, g->alen + 1);
+		if (parse(buf, len, g, &error) != r ||
+		    strcmp(g->addrs, strict_addrs) != 0)
+			fail_msg("round %d \"%s\": strict and default differ",
+			    round, test_escn(buf, len));
 	}
 	/* Both outcomes must have been exercised. */
 	print_message("mutations: %d accepted, %d refused\n", accepted,
@@ -987,6 +1089,7 @@ main(void)
 		cmocka_unit_test(test_bad_cases),
 		cmocka_unit_test(test_no_partial_report),
 		cmocka_unit_test(test_stop),
+		cmocka_unit_test(test_strict),
 		cmocka_unit_test(test_comment_depth),
 		cmocka_unit_test(test_address_count),
 		cmocka_unit_test(test_address_length),
