@@ -2422,20 +2422,33 @@ smtp_from_verdict(struct smtp_session *s, char *bad, size_t badsize)
 {
 	struct smtp_txn *t = &s->txn;
 	struct smtp_from_check fc;
+	const char *why = NULL;
 	int n;
 
 	if (!t->want_from || t->from_count == 0)
 		return REPLY_NONE;
-	if (t->from_count > 1 || t->from_overflow)
+	if (t->from_count > 1 || t->from_overflow) {
+		strlcpy(bad, t->from_overflow ? "From: longer than 8192 octets" :
+		    "more than one From: header", badsize);
 		return REPLY_FROM_BAD;
+	}
 	memset(&fc, 0, sizeof(fc));
 	fc.s = s;
-	n = mailaddr_header_addresses(t->from.data != NULL ? t->from.data : "",
-	    t->from.len, smtp_from_addr, &fc);
+	/*
+	 * Strict: no route, no comment holding '@', '<' or '>', no white
+	 * space around a dot: forms mail readers show differently from
+	 * what is checked here.
+	 */
+	n = mailaddr_header_parse(t->from.data != NULL ? t->from.data : "",
+	    t->from.len, MAILADDR_HDR_STRICT, smtp_from_addr, &fc, &why);
 	if (fc.bad[0] != '\0') {
 		log_escape(bad, badsize, fc.bad, strlen(fc.bad));
 		return REPLY_FROM_NOT_OWNED;
 	}
+	if (n < 0)
+		strlcpy(bad, why != NULL ? why : "syntax error", badsize);
+	else if (n == 0)
+		strlcpy(bad, "no address", badsize);
 	if (n <= 0)
 		return REPLY_FROM_BAD;
 	return REPLY_NONE;
@@ -2451,10 +2464,16 @@ smtp_message_end(struct smtp_session *s)
 
 	if (verdict == REPLY_NONE &&
 	    (verdict = smtp_from_verdict(s, bad, sizeof(bad))) != REPLY_NONE) {
-		log_info("smtp: from refused session=%016llx client=%s "
-		    "user=%s from=<%s>", (unsigned long long)s->id, s->addr,
-		    smtp_log_user(ue, sizeof(ue), s->auth_user),
-		    verdict == REPLY_FROM_BAD ? "" : bad);
+		if (verdict == REPLY_FROM_BAD)
+			log_info("smtp: from refused session=%016llx "
+			    "client=%s user=%s error=\"%s\"",
+			    (unsigned long long)s->id, s->addr,
+			    smtp_log_user(ue, sizeof(ue), s->auth_user), bad);
+		else
+			log_info("smtp: from refused session=%016llx "
+			    "client=%s user=%s from=<%s>",
+			    (unsigned long long)s->id, s->addr,
+			    smtp_log_user(ue, sizeof(ue), s->auth_user), bad);
 		smtp_message_fail_arg(s, verdict, bad);
 		return;
 	}
