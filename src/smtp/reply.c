@@ -30,7 +30,8 @@ static const struct reply replies[REPLY_MAX] = {
 	    "Cannot VRFY user, but will accept message and attempt delivery",
 	    "VRFY (never discloses users)" },
 	[REPLY_HELP] = { REPLY_HELP, 214, "2.0.0",
-	    "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP",
+	    "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP "
+	    "QUIT VRFY HELP",
 	    "HELP" },
 	[REPLY_NEED_HELO] = { REPLY_NEED_HELO, 503, "5.5.1",
 	    "Error: send HELO/EHLO first",
@@ -83,8 +84,10 @@ static const struct reply replies[REPLY_MAX] = {
 	    "Error: bare CR, bare LF or NUL in command",
 	    "a command line containing NUL or a bare CR/LF" },
 	[REPLY_NOT_IMPLEMENTED] = { REPLY_NOT_IMPLEMENTED, 502, "5.5.1",
-	    "Error: command not implemented", "EXPN and not yet offered "
-	    "extensions (STARTTLS, AUTH)" },
+	    "Error: command not implemented", "EXPN (Petrel never expands "
+	    "lists), and STARTTLS on a listener without TLS (never in "
+	    "practice: there is always at least a self-signed "
+	    "certificate)" },
 	[REPLY_BAD_SENDER] = { REPLY_BAD_SENDER, 501, "5.1.7",
 	    "Bad sender address syntax",
 	    "MAIL with a malformed or too long path" },
@@ -177,8 +180,8 @@ static const struct reply replies[REPLY_MAX] = {
 	    "Error: TLS already active", "STARTTLS in a TLS session" },
 	[REPLY_TLS_UNAVAILABLE] = { REPLY_TLS_UNAVAILABLE, 454, "4.7.0",
 	    "TLS not available due to temporary reason",
-	    "STARTTLS on a listener without TLS (role submissions has it "
-	    "from the start), or when OpenSSL cannot make a connection" },
+	    "STARTTLS when OpenSSL cannot make the connection's TLS object "
+	    "(out of memory)" },
 	[REPLY_IN_TXN] = { REPLY_IN_TXN, 503, "5.5.1",
 	    "Error: MAIL transaction in progress",
 	    "STARTTLS or AUTH after MAIL (RFC 4954 4)" },
@@ -203,9 +206,11 @@ static const struct reply replies[REPLY_MAX] = {
 	    "after the 535 of the auth_max_failures-th failed AUTH of a "
 	    "session; the connection is closed" },
 	[REPLY_AUTH_TOO_LONG] = { REPLY_AUTH_TOO_LONG, 500, "5.5.6",
-	    "Authentication exchange line is too long",
-	    "an AUTH line or response over 12288 octets of base64 (RFC 4954 "
-	    "4)" },
+	    "Authentication Exchange line is too long",
+	    "an AUTH command line or response line longer than 12316 "
+	    "octets, too long to read (RFC 4954 4; a shorter one whose "
+	    "response is over 12288 octets gets the same reply from the "
+	    "SASL exchange)" },
 	[REPLY_SENDER_NOT_OWNED] = { REPLY_SENDER_NOT_OWNED, 553, "5.7.1",
 	    "<%s>: Sender address rejected: not owned by the authenticated "
 	    "user", "sender_login yes: MAIL FROM is neither the user's "

@@ -273,7 +273,7 @@ static const struct smtp_cmd_def smtp_cmds[] = {
 
 static void smtp_session_iocb(struct io *, enum io_event, void *);
 static void smtp_session_begin(struct smtp_session *, enum reply_id);
-static int smtp_tls_start(struct smtp_session *);
+static int smtp_tls_start(struct smtp_session *, SSL *);
 static void smtp_auth_cancel(struct smtp_session *);
 static char *smtp_log_user(char *, size_t, const char *);
 static int smtp_read_auth_line(struct smtp_session *);
@@ -355,8 +355,8 @@ smtp_reply(struct smtp_session *s, enum reply_id id, const char *arg)
 	 * errors, so a long pipeline does not end in 421.
 	 */
 	smtp_reply_line(s, r->code, r->enhanced, text,
-	    id != REPLY_TOO_MANY_RCPTS && id != REPLY_BDAT_DISCARDED,
-	    id != REPLY_UNKNOWN_USER);
+	    id != REPLY_TOO_MANY_RCPTS && id != REPLY_BDAT_DISCARDED &&
+	    id != REPLY_AUTH_TEMPFAIL, id != REPLY_UNKNOWN_USER);
 	if (reply_closes(id))
 		smtp_session_close(s);
 }
@@ -493,7 +493,7 @@ smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 	if (l->role == CONF_ROLE_SUBMISSIONS) {
 		/* RFC 8314 3.3: TLS first, then the greeting (or refusal). */
 		s->tls_refuse = refuse;
-		if (smtp_tls_start(s) == -1) {
+		if (smtp_tls_start(s, NULL) == -1) {
 			log_warn("smtp: session=%016llx client=%s: cannot "
 			    "start TLS; closing", (unsigned long long)s->id,
 			    s->addr);
@@ -566,6 +566,8 @@ smtp_tls_done(struct io *io, int error, void *arg)
 	smtp_txn_reset(s);
 	s->helo[0] = '\0';
 	s->esmtp = false;
+	free(s->auth_user);		/* an AUTH before TLS (auth_plaintext) */
+	s->auth_user = NULL;
 	smtp_session_enter_state(s, SMTP_STATE_INIT);
 	smtp_wait_command(s);
 	if (io_in_len(s->io) > 0)
@@ -573,16 +575,15 @@ smtp_tls_done(struct io *io, int error, void *arg)
 }
 
 /*
- * Start the server side of a TLS handshake. Returns -1 (nothing changed)
- * when there is no TLS server or OpenSSL cannot make the connection.
+ * Start the server side of a TLS handshake with ssl, or with a new one
+ * when ssl is NULL. Returns -1 (nothing changed, ssl freed) when there is
+ * no TLS server or OpenSSL cannot make the connection.
  */
 static int
-smtp_tls_start(struct smtp_session *s)
+smtp_tls_start(struct smtp_session *s, SSL *ssl)
 {
-	SSL *ssl;
-
-	if (s->rt->tls == NULL || (ssl = tls_server_ssl_new(s->rt->tls)) ==
-	    NULL)
+	if (ssl == NULL && (s->rt->tls == NULL ||
+	    (ssl = tls_server_ssl_new(s->rt->tls)) == NULL))
 		return -1;
 	if (io_tls_server(s->io, ssl, smtp_tls_done) == -1)
 		return -1;	/* io_tls_server freed ssl */
@@ -1605,6 +1606,8 @@ smtp_sender_owned(const struct smtp_session *s, const char *localpart,
 static void
 smtp_cmd_starttls(struct smtp_session *s, const char *args)
 {
+	SSL *ssl;
+
 	(void)args;
 	if (s->tls) {
 		smtp_reply(s, REPLY_TLS_ACTIVE, NULL);
@@ -1614,13 +1617,17 @@ smtp_cmd_starttls(struct smtp_session *s, const char *args)
 		smtp_reply(s, REPLY_NOT_IMPLEMENTED, NULL);
 		return;
 	}
+	if ((ssl = tls_server_ssl_new(s->rt->tls)) == NULL) {
+		smtp_reply(s, REPLY_TLS_UNAVAILABLE, NULL);
+		return;
+	}
 	/*
 	 * The 220 is queued first and goes out in plaintext; the handshake
 	 * starts behind it. io_tls_server() drops whatever the client
 	 * pipelined behind STARTTLS (CVE-2011-0411): it is never answered.
 	 */
 	smtp_reply(s, REPLY_STARTTLS_GO, NULL);
-	if (smtp_tls_start(s) == -1) {
+	if (smtp_tls_start(s, ssl) == -1) {
 		log_warn("smtp: session=%016llx client=%s: cannot start TLS; "
 		    "closing", (unsigned long long)s->id, s->addr);
 		smtp_session_close(s);
@@ -1926,19 +1933,25 @@ smtp_read_auth_line(struct smtp_session *s)
 	size_t avail = io_in_len(s->io), len;
 	long lf;
 
-	lf = io_in_find_lf(s->io, SMTP_READ_MAX);
-	if (lf < 0) {
-		if (avail < SMTP_READ_MAX)
-			return 0;
-		/* RFC 4954 4: too long. The rest of it is skipped quietly. */
-		io_in_drain(s->io, avail);
-		s->skipping = true;
-		s->skip_quiet = true;
+	/* Find the line's end wherever it is: what follows is the next
+	 * command, never to be dropped. */
+	lf = io_in_find_lf(s->io, avail);
+	if (lf >= SMTP_READ_MAX || (lf < 0 && avail >= SMTP_READ_MAX)) {
+		/* RFC 4954 4: too long. What is left of it is skipped. */
+		if (lf >= 0)
+			io_in_drain(s->io, (size_t)lf + 1);
+		else {
+			io_in_drain(s->io, avail);
+			s->skipping = true;
+			s->skip_quiet = true;
+		}
 		smtp_auth_cancel(s);
 		smtp_session_enter_state(s, SMTP_STATE_HELO);
 		smtp_reply(s, REPLY_AUTH_TOO_LONG, NULL);
 		return 1;
 	}
+	if (lf < 0)
+		return 0;
 	len = (size_t)lf;
 	io_in_copy(s->io, line, len);
 	io_in_drain(s->io, len + 1);
