@@ -5,6 +5,12 @@
  * accessors, smtpc_ssl_ctx_new; the io callbacks smtpc_iocb,
  * smtpc_connected and smtpc_tls_done.
  *
+ * Set-up: greeting, EHLO, STARTTLS and EHLO again, then (with
+ * credentials) AUTH PLAIN or the LOGIN dialogue, then SMTPC_READY. A
+ * failure that leaves the peer in a known state (AUTH refused, no TLS,
+ * no usable mechanism) says QUIT and waits for the 221 before
+ * SMTPC_FAILED (quit_fail), as Postfix does.
+ *
  * Every command whose reply is awaited goes into a small ring, in the
  * order it was written; each reply pops the oldest entry and goes to the
  * handler for that command. That one mechanism serves the greeting, one
@@ -26,10 +32,16 @@
  * command. Addresses from the caller that hold control characters are
  * refused rather than sent (command injection). Runs as the daemon's
  * unprivileged user. TLS is opportunistic and unauthenticated (RFC 7435).
+ * SMTP AUTH credentials go out only under TLS; the password and the
+ * base64 forms are never logged, and every copy the client makes (the
+ * configuration's, the encoded command) is wiped with explicit_bzero()
+ * (the io layer's output buffer, which TLS encrypts, is not).
  * STANDARDS: RFC 5321 (3.1 greeting, 3.2 EHLO/HELO, 4.1.1.4 DATA and
  * dot-stuffing, 4.2 replies, 4.5.2 transparency, 4.5.3.1 limits, 4.5.3.2
  * timeouts), RFC 2033 (LMTP: LHLO, one reply per recipient), RFC 2920,
- * RFC 1870, RFC 6152, RFC 6531, RFC 3461, RFC 3030, RFC 3207, RFC 3463.
+ * RFC 1870, RFC 6152, RFC 6531, RFC 3461, RFC 3030, RFC 3207, RFC 3463,
+ * RFC 4954 (AUTH; 4: only under TLS for PLAIN/LOGIN here), RFC 4616
+ * (PLAIN), draft-murchison-sasl-login-00 (LOGIN), RFC 4648 4 (base64).
  * OWNERSHIP: the connection owns its io, its copies of the configuration
  * and a reference to the SSL_CTX; the message and its recipients are the
  * caller's, written to only between smtpc_send() and SMTPC_DONE.
@@ -50,6 +62,7 @@
 #include <event2/event.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 
 #include "io/io.h"
@@ -68,6 +81,9 @@
 #define SMTPC_SIGNALS		4
 #define SMTPC_HOST_MAX		255	/* peer name in texts */
 #define SMTPC_ADDR_TEXT_MAX	(INET6_ADDRSTRLEN + 108)	/* or a path */
+/* User name and password octets together: base64 of the PLAIN response
+ * stays well within RFC 4954 4's 12288 octets. */
+#define SMTPC_AUTH_MAX		4096
 
 /* RFC 5321 4.5.3.2 (and Postfix's 30 s connect timeout). */
 #define SMTPC_DEF_CONNECT	30
@@ -98,6 +114,9 @@ enum smtpc_cmd {
 	SMTPC_CMD_LHLO,
 	SMTPC_CMD_HELO,
 	SMTPC_CMD_STARTTLS,
+	SMTPC_CMD_AUTH,		/* AUTH PLAIN <ir> or AUTH LOGIN */
+	SMTPC_CMD_AUTH_USER,	/* LOGIN: the base64 user name */
+	SMTPC_CMD_AUTH_PASS,	/* LOGIN: the base64 password */
 	SMTPC_CMD_RSET,
 	SMTPC_CMD_MAIL,
 	SMTPC_CMD_RCPT,
@@ -114,6 +133,9 @@ static const char *const smtpc_cmd_stage[] = {
 	[SMTPC_CMD_LHLO] = "performing the LHLO handshake",
 	[SMTPC_CMD_HELO] = "performing the HELO handshake",
 	[SMTPC_CMD_STARTTLS] = "sending STARTTLS",
+	[SMTPC_CMD_AUTH] = "performing SASL authentication",
+	[SMTPC_CMD_AUTH_USER] = "performing SASL authentication",
+	[SMTPC_CMD_AUTH_PASS] = "performing SASL authentication",
 	[SMTPC_CMD_RSET] = "sending RSET",
 	[SMTPC_CMD_MAIL] = "sending MAIL FROM",
 	[SMTPC_CMD_RCPT] = "sending RCPT TO",
@@ -122,6 +144,10 @@ static const char *const smtpc_cmd_stage[] = {
 	[SMTPC_CMD_BDAT_LAST] = "sending end of data",
 	[SMTPC_CMD_QUIT] = "sending QUIT",
 };
+
+/* SASL mechanisms we can use (RFC 4954 3: the EHLO AUTH keyword). */
+#define SMTPC_MECH_PLAIN	0x01
+#define SMTPC_MECH_LOGIN	0x02
 
 /* A recipient of the current message, inside the client. */
 enum smtpc_rstate {
@@ -160,6 +186,8 @@ struct smtpc {
 	bool starttls;
 	SSL_CTX *ssl_ctx;
 	unsigned int t_connect, t_command, t_data;
+	char *auth_user;	/* NULL: no AUTH */
+	char *auth_password;	/* wiped and NULL once AUTH has ended */
 
 	/* Session. */
 	enum smtpc_state state;
@@ -168,6 +196,12 @@ struct smtpc {
 	bool tls;
 	char tls_info[128];
 	bool tls_failed;
+	int starttls_code;	/* the peer's refusal of STARTTLS, or 0 */
+	unsigned int auth_mechs;	/* SMTPC_MECH_* of the last EHLO */
+	unsigned int auth_mech;		/* the one in use */
+	bool authenticated;
+	bool auth_refused;	/* 5xx to AUTH */
+	bool quit_fail;		/* QUIT sent; FAILED after it */
 	bool need_rset;		/* a message went before: RSET first */
 	enum smtpc_status fail_status;
 	struct smtpc_reply err;
@@ -186,6 +220,7 @@ struct smtpc {
 	size_t rep_len;
 	unsigned int rep_caps;
 	uint64_t rep_size;
+	unsigned int rep_auth;	/* SMTPC_MECH_* in this EHLO reply */
 	char line[SMTPC_REPLY_LINE_MAX + 2];
 
 	/* The message. */
@@ -215,6 +250,9 @@ static void smtpc_txn_pump(struct smtpc *);
 static void smtpc_body_pump(struct smtpc *);
 static void smtpc_bdat_pump(struct smtpc *);
 static void smtpc_break(struct smtpc *, const struct smtpc_reply *);
+static void smtpc_quit_end(struct smtpc *, const struct smtpc_reply *);
+static void smtpc_setup_done(struct smtpc *);
+static void smtpc_on_auth(struct smtpc *, enum smtpc_cmd);
 
 /*
  * Small helpers.
@@ -445,9 +483,9 @@ smtpc_close(struct smtpc *c)
 	smtpc_enter_state(c, SMTPC_ST_CLOSED);
 }
 
-/* The connection could not be set up. */
+/* Why the set-up failed: for smtpc_last_error() and the log. */
 static void
-smtpc_fail(struct smtpc *c, enum smtpc_status st,
+smtpc_fail_note(struct smtpc *c, enum smtpc_status st,
     const struct smtpc_reply *r)
 {
 	char esc[512];
@@ -459,8 +497,27 @@ smtpc_fail(struct smtpc *c, enum smtpc_status st,
 	    st == SMTPC_PERM ? "perm" : "temp",
 	    c->tls_failed ? " tls_failed=yes" : "",
 	    smtpc_escape(esc, sizeof(esc), r->text));
+}
+
+/* The connection could not be set up. */
+static void
+smtpc_fail(struct smtpc *c, enum smtpc_status st,
+    const struct smtpc_reply *r)
+{
+	smtpc_fail_note(c, st, r);
 	smtpc_close(c);
 	smtpc_signal(c, SMTPC_FAILED);
+}
+
+/* Forget the password (after AUTH, or when the connection goes). */
+static void
+smtpc_wipe_password(struct smtpc *c)
+{
+	if (c->auth_password == NULL)
+		return;
+	explicit_bzero(c->auth_password, strlen(c->auth_password));
+	free(c->auth_password);
+	c->auth_password = NULL;
 }
 
 /*
@@ -541,6 +598,28 @@ static const struct {
 	{ "ENHANCEDSTATUSCODES", SMTPC_CAP_ENHANCEDSTATUSCODES },
 };
 
+/*
+ * "AUTH PLAIN LOGIN CRAM-MD5" (RFC 4954 3), or the pre-standard
+ * "AUTH=PLAIN LOGIN" some servers still send: the mechanisms we know.
+ */
+static void
+smtpc_parse_auth(struct smtpc *c, const char *s)
+{
+	size_t n;
+
+	c->rep_caps |= SMTPC_CAP_AUTH;
+	for (;;) {
+		s += strspn(s, " ");
+		if ((n = strcspn(s, " ")) == 0)
+			return;
+		if (n == 5 && ascii_strncasecmp(s, "PLAIN", 5) == 0)
+			c->rep_auth |= SMTPC_MECH_PLAIN;
+		else if (n == 5 && ascii_strncasecmp(s, "LOGIN", 5) == 0)
+			c->rep_auth |= SMTPC_MECH_LOGIN;
+		s += n;
+	}
+}
+
 /* One EHLO keyword line ("SIZE 10240000"), past "250-". */
 static void
 smtpc_parse_ext(struct smtpc *c, const char *s)
@@ -550,6 +629,11 @@ smtpc_parse_ext(struct smtpc *c, const char *s)
 	uint64_t v;
 	const char *err;
 
+	if (ascii_strncasecmp(s, "AUTH", 4) == 0 &&
+	    (s[4] == ' ' || s[4] == '=' || s[4] == '\0')) {
+		smtpc_parse_auth(c, s[4] == '\0' ? s + 4 : s + 5);
+		return;
+	}
 	n = strcspn(s, " ");
 	if (n == 0 || n >= sizeof(kw))
 		return;
@@ -680,6 +764,7 @@ smtpc_reply_read(struct smtpc *c, const char **why_r)
 			c->rep.text[0] = '\0';
 			c->rep_caps = 0;
 			c->rep_size = 0;
+			c->rep_auth = 0;
 			smtpc_parse_enhanced(&c->rep, len > 4 ? l + 4 : "",
 			    l[0]);
 		} else {
@@ -746,6 +831,209 @@ smtpc_ready(struct smtpc *c)
 	smtpc_signal(c, SMTPC_READY);
 }
 
+/*
+ * SMTP AUTH (RFC 4954) with the configured credentials.
+ */
+
+/*
+ * Set-up cannot go on, but the peer is in a known state: say QUIT, and
+ * SMTPC_FAILED (TEMP, r) follows its 221 (or the loss, or the timeout).
+ */
+static void
+smtpc_fail_quit(struct smtpc *c, const struct smtpc_reply *r)
+{
+	smtpc_wipe_password(c);
+	smtpc_fail_note(c, SMTPC_TEMP, r);
+	c->quit_fail = true;
+	io_printf(c->io, "QUIT\r\n");
+	smtpc_push(c, SMTPC_CMD_QUIT, 0);
+	smtpc_enter_state(c, SMTPC_ST_QUIT);
+	smtpc_arm(c);
+}
+
+/*
+ * Write "prefix base64(a [NUL b])\r\n" (PLAIN: a is "\0user", LOGIN: one
+ * string) and wipe every copy made on the way. The text never reaches a
+ * log.
+ */
+static void
+smtpc_send_b64(struct smtpc *c, const char *prefix, const char *a,
+    size_t alen, const char *b)
+{
+	size_t blen = b != NULL ? strlen(b) : 0;
+	size_t rawlen = alen + (b != NULL ? 1 + blen : 0);
+	size_t plen = strlen(prefix);
+	size_t enclen = 4 * ((rawlen + 2) / 3);
+	size_t linelen = plen + enclen + 2;
+	unsigned char *raw = xmalloc(rawlen + 1);
+	char *line = xmalloc(linelen + 1);
+	int n;
+
+	if (rawlen > SMTPC_AUTH_MAX + 2)
+		fatalx("client: credentials too long"); /* checked */
+	memcpy(raw, a, alen);
+	if (b != NULL) {
+		raw[alen] = '\0';
+		memcpy(raw + alen + 1, b, blen);
+	}
+	memcpy(line, prefix, plen);
+	n = EVP_EncodeBlock((unsigned char *)line + plen, raw, (int)rawlen);
+	if (n < 0 || (size_t)n != enclen)
+		fatalx("client: base64 of %zu octets", rawlen);
+	memcpy(line + plen + enclen, "\r\n", 2);
+	io_write(c->io, line, linelen);
+	explicit_bzero(raw, rawlen + 1);
+	explicit_bzero(line, linelen + 1);
+	free(raw);
+	free(line);
+}
+
+static void
+smtpc_auth_start(struct smtpc *c)
+{
+	struct smtpc_reply r;
+	char *ir;
+	size_t ulen;
+
+	if (c->auth_mechs & SMTPC_MECH_PLAIN) {
+		/*
+		 * RFC 4616 2: [authzid] NUL authcid NUL passwd, no authzid;
+		 * RFC 4954 4: as the initial response, one round trip.
+		 */
+		c->auth_mech = SMTPC_MECH_PLAIN;
+		ulen = strlen(c->auth_user);
+		ir = xmalloc(ulen + 2);
+		ir[0] = '\0';
+		memcpy(ir + 1, c->auth_user, ulen + 1);
+		smtpc_send_b64(c, "AUTH PLAIN ", ir, ulen + 1,
+		    c->auth_password);
+		explicit_bzero(ir, ulen + 2);
+		free(ir);
+		smtpc_push(c, SMTPC_CMD_AUTH, 0);
+		return;
+	}
+	if (c->auth_mechs & SMTPC_MECH_LOGIN) {
+		/* The 334 dialogue: user name, then password. */
+		c->auth_mech = SMTPC_MECH_LOGIN;
+		io_printf(c->io, "AUTH LOGIN\r\n");
+		smtpc_push(c, SMTPC_CMD_AUTH, 0);
+		return;
+	}
+	if (c->caps & SMTPC_CAP_AUTH)
+		smtpc_reply_make(&r, 454, "4.7.0", "%s offers no SASL "
+		    "mechanism we can use (PLAIN or LOGIN); credentials not "
+		    "sent", c->peer);
+	else
+		smtpc_reply_make(&r, 454, "4.7.0", "%s does not offer SMTP "
+		    "AUTH; credentials not sent", c->peer);
+	smtpc_fail_quit(c, &r);
+}
+
+/*
+ * The last EHLO is answered (and TLS is up or out of reach): AUTH when
+ * credentials are given, else ready. PLAIN and LOGIN carry the password
+ * as it is (RFC 4954 4, RFC 4616 6): without TLS they are never sent, as
+ * with Postfix's defaults (smtp_sasl_security_options noplaintext,
+ * smtp_sasl_tls_security_options noanonymous).
+ */
+static void
+smtpc_setup_done(struct smtpc *c)
+{
+	struct smtpc_reply r;
+	char code[8];
+
+	if (c->auth_user == NULL || c->authenticated) {
+		smtpc_ready(c);
+		return;
+	}
+	if (strlen(c->auth_user) + strlen(c->auth_password) >
+	    SMTPC_AUTH_MAX) {
+		smtpc_reply_make(&r, 454, "4.7.0", "SMTP AUTH user name and "
+		    "password longer than %d octets; not sent to %s",
+		    SMTPC_AUTH_MAX, c->peer);
+		smtpc_fail_quit(c, &r);
+		return;
+	}
+	if (!c->tls) {
+		if (c->starttls_code != 0) {
+			snprintf(code, sizeof(code), "%d", c->starttls_code);
+			smtpc_reply_make(&r, 454, "4.7.0", "%s offers no TLS "
+			    "(STARTTLS refused with %s); credentials are "
+			    "never sent in plaintext", c->peer, code);
+		} else if (!(c->caps & SMTPC_CAP_STARTTLS))
+			smtpc_reply_make(&r, 454, "4.7.0", "%s offers no TLS "
+			    "(no STARTTLS); credentials are never sent in "
+			    "plaintext", c->peer);
+		else
+			smtpc_reply_make(&r, 454, "4.7.0", "no TLS with %s "
+			    "(TLS unavailable here); credentials are never "
+			    "sent in plaintext", c->peer);
+		smtpc_fail_quit(c, &r);
+		return;
+	}
+	smtpc_auth_start(c);
+}
+
+static void
+smtpc_on_auth(struct smtpc *c, enum smtpc_cmd cmd)
+{
+	struct smtpc_reply r;
+	char enh[16], esc[300];
+	bool login = c->auth_mech == SMTPC_MECH_LOGIN;
+
+	if (c->rep.code == 334) {
+		/* The challenge itself (a prompt for LOGIN) is not used. */
+		if (login && cmd == SMTPC_CMD_AUTH) {
+			smtpc_send_b64(c, "", c->auth_user,
+			    strlen(c->auth_user), NULL);
+			smtpc_push(c, SMTPC_CMD_AUTH_USER, 0);
+			return;
+		}
+		if (login && cmd == SMTPC_CMD_AUTH_USER) {
+			smtpc_send_b64(c, "", c->auth_password,
+			    strlen(c->auth_password), NULL);
+			smtpc_push(c, SMTPC_CMD_AUTH_PASS, 0);
+			return;
+		}
+		/*
+		 * PLAIN had it all; LOGIN has nothing left to say. "*"
+		 * would cancel (RFC 4954 4), but a peer this confused is
+		 * better left.
+		 */
+		smtpc_reply_make(&r, 451, "4.5.0", "protocol error with %s "
+		    "while performing SASL authentication: unexpected "
+		    "challenge", c->peer);
+		smtpc_wipe_password(c);
+		smtpc_fail(c, SMTPC_TEMP, &r);
+		return;
+	}
+	smtpc_wipe_password(c);
+	if (c->rep.code == 235) {
+		c->authenticated = true;
+		log_info("client: authenticated conn=%llu peer=%s user=%s "
+		    "mech=%s", (unsigned long long)c->id, c->peer,
+		    smtpc_escape(esc, sizeof(esc), c->auth_user),
+		    login ? "LOGIN" : "PLAIN");
+		smtpc_ready(c);
+		return;
+	}
+	/*
+	 * Refused (535 5.7.8 wrong credentials, 534, 538, 454, ...). Always
+	 * TEMP, as Postfix's smtp_sasl_auth_soft_bounce: a wrong password
+	 * here is our configuration's fault, not the messages', and must
+	 * not bounce the queue. The DSN code becomes 4.X.Y.
+	 */
+	c->auth_refused = c->rep.code / 100 == 5;
+	if (c->rep.enhanced[0] != '\0') {
+		strlcpy(enh, c->rep.enhanced, sizeof(enh));
+		enh[0] = '4';
+	} else
+		strlcpy(enh, "4.7.0", sizeof(enh));
+	smtpc_reply_make(&r, 454, enh, "SASL authentication failed; server "
+	    "%s said: %s", c->peer, c->rep.text);
+	smtpc_fail_quit(c, &r);
+}
+
 static void
 smtpc_on_greeting(struct smtpc *c)
 {
@@ -789,13 +1077,14 @@ smtpc_on_hello(struct smtpc *c, enum smtpc_cmd cmd)
 		c->caps = c->rep_caps;
 		c->max_size = (c->caps & SMTPC_CAP_SIZE) ? c->rep_size : 0;
 	}
-	if (!c->tls && c->starttls && c->ssl_ctx != NULL &&
-	    (c->caps & SMTPC_CAP_STARTTLS)) {
+	c->auth_mechs = cmd == SMTPC_CMD_HELO ? 0 : c->rep_auth;
+	if (!c->tls && (c->starttls || c->auth_user != NULL) &&
+	    c->ssl_ctx != NULL && (c->caps & SMTPC_CAP_STARTTLS)) {
 		io_printf(c->io, "STARTTLS\r\n");
 		smtpc_push(c, SMTPC_CMD_STARTTLS, 0);
 		return;
 	}
-	smtpc_ready(c);
+	smtpc_setup_done(c);
 }
 
 static void
@@ -807,7 +1096,8 @@ smtpc_on_starttls(struct smtpc *c)
 		/* Opportunistic: carry on in plaintext (RFC 3207 4). */
 		log_info("client: STARTTLS refused conn=%llu peer=%s code=%d",
 		    (unsigned long long)c->id, c->peer, c->rep.code);
-		smtpc_ready(c);
+		c->starttls_code = c->rep.code;
+		smtpc_setup_done(c);
 		return;
 	}
 	if (io_tls_client(c->io, c->ssl_ctx, c->sni, smtpc_tls_done) == -1) {
@@ -844,6 +1134,7 @@ smtpc_tls_done(struct io *io, int error, void *arg)
 	/* RFC 3207 4.2: forget what we knew; say EHLO again. */
 	c->caps = 0;
 	c->max_size = 0;
+	c->auth_mechs = 0;
 	smtpc_enter_state(c, SMTPC_ST_SETUP);
 	smtpc_send_hello(c, c->proto == SMTPC_LMTP ? SMTPC_CMD_LHLO :
 	    SMTPC_CMD_EHLO);
@@ -915,6 +1206,25 @@ smtpc_txn_finish(struct smtpc *c)
 }
 
 /*
+ * The QUIT exchange is over (221, lost, timed out; why: NULL after the
+ * 221, else the reason kept for smtpc_last_error()): SMTPC_CLOSED, or
+ * SMTPC_FAILED when the QUIT ended a failed set-up (the reason noted
+ * then stays).
+ */
+static void
+smtpc_quit_end(struct smtpc *c, const struct smtpc_reply *why)
+{
+	smtpc_close(c);
+	if (c->quit_fail) {
+		smtpc_signal(c, SMTPC_FAILED);
+		return;
+	}
+	if (why != NULL)
+		c->err = *why;
+	smtpc_signal(c, SMTPC_CLOSED);
+}
+
+/*
  * The connection cannot go on (lost, timed out, protocol error, 421):
  * what is pending gets r, and the connection is closed.
  */
@@ -949,9 +1259,7 @@ smtpc_break(struct smtpc *c, const struct smtpc_reply *r)
 		log_debug("client: closed conn=%llu peer=%s reply=\"%s\"",
 		    (unsigned long long)c->id, c->peer,
 		    smtpc_escape(esc, sizeof(esc), r->text));
-		c->err = *r;
-		smtpc_close(c);
-		smtpc_signal(c, SMTPC_CLOSED);
+		smtpc_quit_end(c, r);
 		return;
 	case SMTPC_ST_CLOSED:
 		return;
@@ -976,9 +1284,7 @@ smtpc_lost(struct smtpc *c, bool timeout)
 		smtpc_reply_make(&r, 451, "4.4.2", "lost connection with %s "
 		    "while %s%s", c->peer, smtpc_stage(c), more);
 	if (c->state == SMTPC_ST_QUIT || c->state == SMTPC_ST_IDLE) {
-		c->err = r;
-		smtpc_close(c);
-		smtpc_signal(c, SMTPC_CLOSED);
+		smtpc_quit_end(c, &r);
 		return;
 	}
 	smtpc_break(c, &r);
@@ -1369,9 +1675,13 @@ smtpc_reply(struct smtpc *c)
 	case SMTPC_CMD_BDAT_LAST:
 		smtpc_on_bdat(c, p.cmd == SMTPC_CMD_BDAT_LAST);
 		break;
+	case SMTPC_CMD_AUTH:
+	case SMTPC_CMD_AUTH_USER:
+	case SMTPC_CMD_AUTH_PASS:
+		smtpc_on_auth(c, p.cmd);
+		break;
 	case SMTPC_CMD_QUIT:
-		smtpc_close(c);
-		smtpc_signal(c, SMTPC_CLOSED);
+		smtpc_quit_end(c, NULL);
 		break;
 	}
 }
@@ -1654,6 +1964,10 @@ smtpc_open(struct event_base *base, const struct smtpc_config *conf,
 	    SMTPC_DEF_COMMAND;
 	c->t_data = conf->timeout_data ? conf->timeout_data :
 	    SMTPC_DEF_DATA;
+	if (conf->auth_user != NULL && conf->auth_password != NULL) {
+		c->auth_user = xstrdup(conf->auth_user);
+		c->auth_password = xstrdup(conf->auth_password);
+	}
 	smtpc_format_peer(c, conf->peer_name);
 	c->defer = event_new(base, -1, 0, smtpc_defercb, c);
 	if (c->defer == NULL)
@@ -1800,7 +2114,10 @@ smtpc_quit(struct smtpc *c)
 		smtpc_arm(c);
 		return;
 	case SMTPC_ST_QUIT:
-		return;
+		if (!c->quit_fail)
+			return;
+		c->quit_fail = false;	/* a failed set-up: CLOSED only */
+		break;
 	case SMTPC_ST_TXN:
 	case SMTPC_ST_BODY:
 	case SMTPC_ST_BDAT:
@@ -1831,6 +2148,8 @@ smtpc_free(struct smtpc *c)
 	free(c->rst);
 	free(c->helo);
 	free(c->sni);
+	smtpc_wipe_password(c);
+	free(c->auth_user);
 	free(c);
 }
 
@@ -1844,6 +2163,18 @@ enum smtpc_status
 smtpc_failure_status(const struct smtpc *c)
 {
 	return c->fail_status;
+}
+
+bool
+smtpc_auth_refused(const struct smtpc *c)
+{
+	return c->auth_refused;
+}
+
+bool
+smtpc_authenticated(const struct smtpc *c)
+{
+	return c->authenticated;
 }
 
 bool

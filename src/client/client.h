@@ -1,8 +1,9 @@
 /*
  * client.h: one outbound SMTP/LMTP client connection (OpenSMTPD's
  * mta_session.c is the model): connect, greeting, EHLO/LHLO (HELO as the
- * fallback), opportunistic STARTTLS, then one message after another, each
- * with per-recipient results, and QUIT.
+ * fallback), opportunistic STARTTLS, SMTP AUTH when credentials are
+ * given (only over TLS), then one message after another, each with
+ * per-recipient results, and QUIT.
  *
  * The queue manager drives it:
  *
@@ -32,10 +33,15 @@
  * SMTPC_PIPELINE_MAX commands are in flight. The client never emits a bare
  * CR or LF in message content and dot-stuffs it (SMTP smuggling, outbound
  * side). TLS is opportunistic: no certificate verification (RFC 7435).
+ * Credentials (auth_user, auth_password) are sent only once TLS is up
+ * (RFC 4954 4: PLAIN and LOGIN expose the password), never logged, and
+ * the connection's copy of the password is wiped as soon as the AUTH
+ * exchange ends and when the connection is freed.
  * STANDARDS: RFC 5321 (SMTP), RFC 2033 (LMTP), RFC 2920 (PIPELINING),
  * RFC 1870 (SIZE), RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8), RFC 3461
  * (DSN), RFC 3030 (CHUNKING, BINARYMIME), RFC 3207 (STARTTLS), RFC 2034
- * (enhanced status codes), RFC 7435 (opportunistic security).
+ * (enhanced status codes), RFC 7435 (opportunistic security), RFC 4954
+ * (SMTP AUTH), RFC 4616 (PLAIN), draft-murchison-sasl-login-00 (LOGIN).
  * OWNERSHIP: the connection copies its configuration (it takes its own
  * reference to ssl_ctx). A struct smtpc_msg and everything it points to
  * (recipients, source) belong to the caller and must stay valid until
@@ -98,6 +104,7 @@ enum smtpc_ret {
 #define SMTPC_CAP_BINARYMIME	0x0040
 #define SMTPC_CAP_STARTTLS	0x0080
 #define SMTPC_CAP_ENHANCEDSTATUSCODES 0x0100
+#define SMTPC_CAP_AUTH		0x0200	/* AUTH, any mechanisms */
 
 enum smtpc_proto {
 	SMTPC_SMTP,
@@ -124,6 +131,20 @@ struct smtpc_config {
 	unsigned int timeout_connect;
 	unsigned int timeout_command;
 	unsigned int timeout_data;
+	/*
+	 * SMTP AUTH (RFC 4954) after the last EHLO, before SMTPC_READY, or
+	 * NULL: no AUTH. Both or neither. The connection then insists on
+	 * TLS (starttls and ssl_ctx must allow it): without TLS, or when the
+	 * peer offers neither PLAIN nor LOGIN, it sends QUIT and fails TEMP
+	 * without sending them. PLAIN is preferred (one round trip), LOGIN
+	 * is the fallback. A refusal (4xx or 5xx, 535 wrong password
+	 * included) fails TEMP as well, never PERM: the peer's reply stays
+	 * in the text ("454 4.7.8 SASL authentication failed; server
+	 * HOST[ADDR] said: 535 5.7.8 ..."), see smtpc_auth_refused(). The
+	 * strings are copied; the copy of the password is wiped.
+	 */
+	const char *auth_user;
+	const char *auth_password;
 };
 
 /*
@@ -194,7 +215,7 @@ struct smtpc_msg {
 };
 
 enum smtpc_event {
-	SMTPC_READY,	/* greeting, EHLO (and TLS) done: smtpc_send() */
+	SMTPC_READY,	/* greeting, EHLO (TLS, AUTH) done: smtpc_send() */
 	SMTPC_FAILED,	/* the connection could not be set up */
 	SMTPC_DONE,	/* the message given to smtpc_send() is finished */
 	SMTPC_CLOSED,	/* the connection is gone (after smtpc_quit()...) */
@@ -240,17 +261,28 @@ void smtpc_free(struct smtpc *c);
  * After SMTPC_FAILED: the peer's reply (421 or 5xx greeting, EHLO/HELO
  * refused) or a made-up one ("451 4.4.1 connect to HOST[ADDR]:PORT:
  * Connection refused", "451 4.4.2 conversation with HOST[ADDR] timed out
- * while receiving the initial server greeting", ...). After SMTPC_DONE
- * on a connection that is no longer reusable, or SMTPC_CLOSED that did
- * not follow a 221 to QUIT: why the connection ended (a 421, a lost
- * connection, a timeout, a protocol error). Code 0 when nothing went
- * wrong.
+ * while receiving the initial server greeting", "454 4.7.0 HOST[ADDR]
+ * offers no TLS: ...", "454 4.7.8 SASL authentication failed; ...").
+ * After SMTPC_DONE on a connection that is no longer reusable, or
+ * SMTPC_CLOSED that did not follow a 221 to QUIT: why the connection
+ * ended (a 421, a lost connection, a timeout, a protocol error). Code 0
+ * when nothing went wrong.
  */
 const struct smtpc_reply *smtpc_last_error(const struct smtpc *c);
 
 /* SMTPC_PERM when the peer refused us with 5xx (greeting, EHLO and HELO,
- * LHLO): no use retrying this host soon; else SMTPC_TEMP. */
+ * LHLO): no use retrying this host soon; else SMTPC_TEMP (always after
+ * an AUTH failure of any kind). */
 enum smtpc_status smtpc_failure_status(const struct smtpc *c);
+
+/* After SMTPC_FAILED: the peer answered our AUTH with 5xx (535: wrong
+ * credentials): another address of the same service would say the same,
+ * and trying them all only adds failed logins. */
+bool smtpc_auth_refused(const struct smtpc *c);
+
+/* AUTH succeeded on this connection (it stays authenticated for every
+ * message it carries: RSET does not undo it, RFC 4954 4). */
+bool smtpc_authenticated(const struct smtpc *c);
 
 /* The STARTTLS handshake itself failed (or timed out): the caller may
  * retry this host without TLS. */

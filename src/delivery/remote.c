@@ -35,7 +35,21 @@
  * not checked; when the handshake itself fails, the same address is
  * tried again in plaintext and the destination remembers it for a while.
  *
- * SECURITY: every peer text is logged escaped. The content is streamed
+ * relayhost_auth: connections to the relayhost (only that route, not the
+ * MX of a domain nor a transport line) log in with SMTP AUTH; such a
+ * destination has a key of its own ("smtp+auth:[host]:port"), so a
+ * transport line to the same host never shares its authenticated
+ * connections. TLS is then required (src/client never sends credentials
+ * in plaintext): a failed handshake is not retried in plaintext, and
+ * nothing is remembered as "plaintext only". A refused login (5xx) is
+ * not tried at the relay's other addresses: the destination backs off
+ * and its messages are deferred with the server's reply in the text
+ * (TEMP, never a bounce, as Postfix's smtp_sasl_auth_soft_bounce). An
+ * open connection is authenticated once, for every message it carries.
+ *
+ * SECURITY: every peer text is logged escaped. The relayhost password
+ * is passed to src/client, which copies it and wipes its copy; it is
+ * never logged. The content is streamed
  * from the queue file (spool_reader) with back-pressure: memory per
  * connection is bounded by the client's output buffer, not the message.
  * The queue file is read with pread() on the loop thread: it was written
@@ -43,7 +57,7 @@
  * "Departures").
  * STANDARDS: RFC 5321 5.1 (MX, implicit MX, self in the MX list), 4.5.4.1
  * (retry), RFC 7505 (null MX), RFC 3461 (relayed notices for peers
- * without DSN), RFC 7435 (opportunistic TLS).
+ * without DSN), RFC 7435 (opportunistic TLS), RFC 4954 (SMTP AUTH).
  * OWNERSHIP: remote owns destinations, groups and connections; batches
  * belong to the scheduler and are only borrowed until their done runs.
  */
@@ -110,6 +124,7 @@ struct rdest {
 				 * failed while others went on), 0: none */
 	char last_error[1024];
 	uint64_t notls_until;
+	bool auth;		/* the relayhost with relayhost_auth */
 };
 
 struct rgroup {
@@ -141,6 +156,7 @@ struct rconn {
 	unsigned int tries;
 	bool all_perm;		/* every failure so far was permanent */
 	bool plain;		/* this try without STARTTLS */
+	bool auth;		/* this try logs in (relayhost_auth) */
 	struct smtpc *c;
 	struct rgroup *g;
 	unsigned int nmsgs;
@@ -608,15 +624,23 @@ rconn_cb(struct smtpc *c, enum smtpc_event ev, void *arg)
 		if (d->cap != 0 &&
 		    ++d->cap >= d->r->conf->destination_concurrency)
 			d->cap = 0;
-		log_info("remote: connected destination=%s relay=%s tls=\"%s\"",
-		    d->key, rc->peer, smtpc_tls_info(rc->c) != NULL ?
-		    smtpc_tls_info(rc->c) : "none");
+		log_info("remote: connected destination=%s relay=%s tls=\"%s\""
+		    "%s", d->key, rc->peer, smtpc_tls_info(rc->c) != NULL ?
+		    smtpc_tls_info(rc->c) : "none",
+		    smtpc_authenticated(rc->c) ? " auth=yes" : "");
 		rconn_next(rc);
 		return;
 	case SMTPC_FAILED:
 		err = smtpc_last_error(rc->c);
 		rc->err = *err;
-		if (smtpc_tls_failed(rc->c) && !rc->plain) {
+		if (smtpc_tls_failed(rc->c) && rc->auth) {
+			/* Never plaintext with credentials: as any failure,
+			 * the next address, then defer. */
+			log_info("remote: relay=%s TLS handshake failed, not "
+			    "retrying without TLS (relayhost_auth): %s",
+			    rc->peer, log_escape(esc, sizeof(esc), err->text,
+			    strlen(err->text)));
+		} else if (smtpc_tls_failed(rc->c) && !rc->plain) {
 			/* RFC 7435: opportunistic, so plaintext next. */
 			log_info("remote: relay=%s TLS handshake failed, "
 			    "retrying without TLS: %s", rc->peer,
@@ -634,6 +658,17 @@ rconn_cb(struct smtpc *c, enum smtpc_event ev, void *arg)
 		    strlen(err->text)));
 		if (smtpc_failure_status(rc->c) != SMTPC_PERM)
 			rc->all_perm = false;
+		if (smtpc_auth_refused(rc->c)) {
+			char reply[sizeof(rc->err.text)];
+
+			/* The relay's other addresses share its accounts:
+			 * more tries would only add failed logins. */
+			strlcpy(reply, rc->err.text, sizeof(reply));
+			smtpc_free(rc->c);
+			rc->c = NULL;
+			rconn_give_up(rc, REMOTE_TEMP, reply);
+			return;
+		}
 		/* FAILED only ever comes before READY (client.h): no group
 		 * is in flight; try the next address. */
 		smtpc_free(rc->c);
@@ -748,6 +783,15 @@ rconn_try(struct rconn *rc)
 	cfg.starttls = !rc->plain && d->notls_until <= remote_now() &&
 	    cfg.proto == SMTPC_SMTP;
 	cfg.ssl_ctx = r->ssl;
+	/* The configuration may have changed since d was made (reload). */
+	rc->auth = d->auth && cfg.proto == SMTPC_SMTP &&
+	    c->relayhost_auth_user != NULL &&
+	    c->relayhost_auth_password != NULL;
+	if (rc->auth) {
+		cfg.auth_user = c->relayhost_auth_user;
+		cfg.auth_password = c->relayhost_auth_password;
+		cfg.starttls = true;
+	}
 	cfg.timeout_connect = (unsigned int)c->client_timeout_connect;
 	cfg.timeout_command = (unsigned int)c->client_timeout_command;
 	cfg.timeout_data = (unsigned int)c->client_timeout_data;
@@ -942,13 +986,15 @@ remote_pump_all(struct remote *r)
 static void
 remote_dest_for(struct remote *r, const char *addr, char *key,
     size_t keysize, enum rdest_kind *kind, char *host, size_t hostsize,
-    unsigned int *port, char *path, size_t pathsize)
+    unsigned int *port, char *path, size_t pathsize, bool *auth)
 {
 	const struct conf *c = r->conf;
 	const struct conf_route *route = NULL;
 	const char *at = strrchr(addr, '@');
 	char domain[256];
+	const char *scheme = "smtp";
 
+	*auth = false;
 	strlcpy(domain, at != NULL ? at + 1 : "", sizeof(domain));
 	ascii_lowercase(domain);
 	/* An address literal [1.2.3.4] is a host, not a domain. */
@@ -966,8 +1012,17 @@ remote_dest_for(struct remote *r, const char *addr, char *key,
 		snprintf(key, keysize, "smtp:[%s]:25", host);
 		return;
 	}
-	if ((route = conf_route_find(c, domain)) == NULL)
+	if ((route = conf_route_find(c, domain)) == NULL) {
 		route = c->relayhost;
+		/* relayhost_auth is for the relayhost only (not the MX of
+		 * a domain, not a transport line). */
+		if (route != NULL && route->kind == CONF_ROUTE_SMTP &&
+		    c->relayhost_auth_user != NULL &&
+		    c->relayhost_auth_password != NULL) {
+			*auth = true;
+			scheme = "smtp+auth";
+		}
+	}
 	if (route == NULL) {
 		*kind = RDEST_MX;
 		strlcpy(host, domain, hostsize);
@@ -989,7 +1044,7 @@ remote_dest_for(struct remote *r, const char *addr, char *key,
 		return;
 	}
 	*kind = route->mx ? RDEST_MX : RDEST_HOST;
-	snprintf(key, keysize, route->mx ? "smtp:%s:%u" : "smtp:[%s]:%u",
+	snprintf(key, keysize, route->mx ? "%s:%s:%u" : "%s:[%s]:%u", scheme,
 	    host, *port);
 }
 
@@ -1009,12 +1064,14 @@ remote_submit(struct remote *r, struct remote_batch *b)
 		enum rdest_kind kind;
 		unsigned int port;
 		struct rdest *d;
+		bool auth;
 
 		memset(b->res + i, 0, sizeof(b->res[i]));
 		host[0] = path[0] = '\0';
 		remote_dest_for(r, er->addr, key, sizeof(key), &kind, host,
-		    sizeof(host), &port, path, sizeof(path));
+		    sizeof(host), &port, path, sizeof(path), &auth);
 		d = rdest_get(r, key);
+		d->auth = auth;
 		d->kind = kind;
 		d->port = port;
 		strlcpy(d->host, host, sizeof(d->host));

@@ -5,6 +5,9 @@
  * relayhost, or the domain's MX), queues each group on its destination,
  * opens connections within the concurrency limits, drives src/client and
  * fills one result per recipient. Everything runs on the event loop.
+ * Connections to the relayhost log in with relayhost_auth's credentials
+ * (conf->relayhost_auth_user and _password), only over TLS; a refused
+ * login defers (REMOTE_TEMP), never bounces.
  */
 #ifndef PETREL_DELIVERY_REMOTE_H
 #define PETREL_DELIVERY_REMOTE_H

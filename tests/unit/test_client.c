@@ -679,6 +679,8 @@ struct drive {
 	char tls_info[128];
 	unsigned int caps;
 	uint64_t max_size;
+	bool authenticated;	/* smtpc_authenticated() at READY */
+	bool auth_refused;	/* smtpc_auth_refused() at FAILED */
 	bool idle;		/* at READY, do nothing */
 	char free_at;		/* smtpc_free() at this event ("RFDC") */
 };
@@ -709,6 +711,7 @@ drive_cb(struct smtpc *c, enum smtpc_event ev, void *arg)
 	case SMTPC_READY:
 		d->caps = smtpc_caps(c);
 		d->max_size = smtpc_max_size(c);
+		d->authenticated = smtpc_authenticated(c);
 		strlcpy(d->tls_info, smtpc_tls_info(c) != NULL ?
 		    smtpc_tls_info(c) : "", sizeof(d->tls_info));
 		if (d->idle)
@@ -737,6 +740,7 @@ drive_cb(struct smtpc *c, enum smtpc_event ev, void *arg)
 		d->err = *smtpc_last_error(c);
 		d->fstatus = smtpc_failure_status(c);
 		d->tls_failed = smtpc_tls_failed(c);
+		d->auth_refused = smtpc_auth_refused(c);
 		drive_finish(d);
 		break;
 	case SMTPC_CLOSED:
@@ -782,6 +786,9 @@ struct config_opts {
 	SSL_CTX *ssl;
 	const struct sockaddr *bind;
 	socklen_t bindlen;
+	bool no_starttls;	/* starttls false even with ssl */
+	const char *auth_user;
+	const char *auth_password;
 };
 
 static void
@@ -797,12 +804,14 @@ drive_open(struct drive *d, struct event_base *base, struct fake *f,
 		.addrlen = addr != NULL ? addrlen : f->addrlen,
 		.bind = o != NULL ? o->bind : NULL,
 		.bindlen = o != NULL ? o->bindlen : 0,
-		.starttls = o != NULL && o->ssl != NULL,
+		.starttls = o != NULL && o->ssl != NULL && !o->no_starttls,
 		.ssl_ctx = o != NULL ? o->ssl : NULL,
 		.timeout_connect = 5,
 		.timeout_command = o != NULL && o->t_command ? o->t_command :
 		    5,
 		.timeout_data = o != NULL && o->t_data ? o->t_data : 5,
+		.auth_user = o != NULL ? o->auth_user : NULL,
+		.auth_password = o != NULL ? o->auth_password : NULL,
 	};
 
 	d->base = base;
@@ -2821,6 +2830,419 @@ test_starttls_injection(void **state)
 }
 
 /*
+ * SMTP AUTH with relayhost_auth's credentials (RFC 4954): only over TLS,
+ * PLAIN preferred, LOGIN as the fallback, once per connection. The
+ * base64 strings were made with Python's base64 module:
+ * "\0relay@a.test\0s3cret pass", "relay@a.test", "s3cret pass".
+ */
+#define AUTH_USER	"relay@a.test"
+#define AUTH_PASS	"s3cret pass"
+#define AUTH_PLAIN_B64	"AHJlbGF5QGEudGVzdABzM2NyZXQgcGFzcw=="
+#define AUTH_USER_B64	"cmVsYXlAYS50ZXN0"
+#define AUTH_PASS_B64	"czNjcmV0IHBhc3M="
+#define EHLO_TLS_AUTH \
+	"250-mx.test\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME"
+
+/* Neither the password nor any base64 form of the credentials. */
+static void
+check_no_credentials(const char *what, const struct buf *rx)
+{
+	static const char *const secrets[] = {
+		AUTH_PASS, AUTH_PLAIN_B64, AUTH_USER_B64, AUTH_PASS_B64,
+		"AUTH",
+	};
+	size_t i;
+
+	for (i = 0; i < nitems(secrets); i++)
+		if (rx->len > 0 && memmem(rx->data, rx->len, secrets[i],
+		    strlen(secrets[i])) != NULL)
+			fail_msg("%s: the server got \"%s\": \"%s\"", what,
+			    secrets[i], test_escn(buf_str(rx), rx->len));
+}
+
+/*
+ * After STARTTLS and the second EHLO: AUTH PLAIN with the initial
+ * response, then the message. The EHLO before TLS offers AUTH too, and
+ * nothing is sent there; starttls off in the configuration does not
+ * matter (credentials want TLS). Mechanism lists in either form.
+ */
+static void
+test_auth_plain(void **state)
+{
+	static const char *const mechs[] = {
+		"250-AUTH PLAIN LOGIN",
+		"250-AUTH LOGIN PLAIN",		/* PLAIN preferred */
+		"250-AUTH CRAM-MD5 plain",
+		"250-AUTH=PLAIN",		/* pre-RFC 4954 form */
+	};
+	static const char *const addrs[] = { "b@y.test" };
+	char err[256], ehlo[200];
+	struct config_opts o = { .no_starttls = true,
+	    .auth_user = AUTH_USER, .auth_password = AUTH_PASS };
+	size_t i;
+
+	(void)state;
+	o.ssl = smtpc_ssl_ctx_new(err, sizeof(err));
+	assert_non_null(o.ssl);
+	for (i = 0; i < nitems(mechs); i++) {
+		struct fstep steps[] = {
+			{ "220 mx.test ESMTP", A_NONE },
+			{ EHLO_TLS_AUTH, A_NONE },
+			{ "220 2.0.0 ready to start TLS", A_TLS },
+			{ ehlo, A_NONE },
+			{ "235 2.7.0 Authentication successful", A_NONE },
+			{ "250 ok", A_NONE },
+			{ "250 ok", A_NONE },
+			{ "354 go", A_NONE },
+			{ "250 2.0.0 queued", A_NONE },
+		};
+		struct tcase t;
+
+		snprintf(ehlo, sizeof(ehlo), "250-mx.test\r\n%s\r\n"
+		    "250 PIPELINING", mechs[i]);
+		tcase_init(&t, false, steps, nitems(steps), "x\r\n", addrs,
+		    1);
+		t.f->tls = server_ctx_new();
+		tcase_run(&t, &o);
+		if (strcmp(t.d.ev, "RDC") != 0)
+			fail_msg("%s: events %s", mechs[i], t.d.ev);
+		assert_true(t.d.authenticated);
+		assert_true(t.d.tls_info[0] != '\0');
+		assert_true(t.d.caps & SMTPC_CAP_AUTH);
+		check_bytes(mechs[i], &t.f->rx,
+		    "EHLO client.test\r\nSTARTTLS\r\nEHLO client.test\r\n"
+		    "AUTH PLAIN " AUTH_PLAIN_B64 "\r\n"
+		    "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n"
+		    "DATA\r\nx\r\n.\r\nQUIT\r\n");
+		check_status("rcpt", t.r[0].status, SMTPC_OK);
+		SSL_CTX_free(t.f->tls);
+		tcase_free(&t);
+	}
+	SSL_CTX_free(o.ssl);
+}
+
+/* Only LOGIN offered: the 334 dialogue, user name then password. */
+static void
+test_auth_login(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250 STARTTLS", A_NONE },
+		{ "220 2.0.0 ready to start TLS", A_TLS },
+		{ "250-mx.test\r\n250-AUTH LOGIN\r\n250 PIPELINING", A_NONE },
+		{ "334 VXNlcm5hbWU6", A_NONE },
+		{ "334 UGFzc3dvcmQ6", A_NONE },
+		{ "235 2.7.0 Authentication successful", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 2.0.0 queued", A_NONE },
+	};
+	static const char *const addrs[] = { "b@y.test" };
+	struct tcase t;
+	char err[256];
+	struct config_opts o = { .auth_user = AUTH_USER,
+	    .auth_password = AUTH_PASS };
+
+	(void)state;
+	tcase_init(&t, false, steps, nitems(steps), "x\r\n", addrs, 1);
+	t.f->tls = server_ctx_new();
+	o.ssl = smtpc_ssl_ctx_new(err, sizeof(err));
+	assert_non_null(o.ssl);
+	tcase_run(&t, &o);
+	assert_string_equal(t.d.ev, "RDC");
+	assert_true(t.d.authenticated);
+	check_bytes("login", &t.f->rx,
+	    "EHLO client.test\r\nSTARTTLS\r\nEHLO client.test\r\n"
+	    "AUTH LOGIN\r\n" AUTH_USER_B64 "\r\n" AUTH_PASS_B64 "\r\n"
+	    "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n"
+	    "DATA\r\nx\r\n.\r\nQUIT\r\n");
+	/* (The fake keeps 8 octets of each line as its verb.) */
+	assert_string_equal(t.f->verbs, "EHLO|STARTTLS|EHLO|AUTH|"
+	    "cmVsYXlA|czNjcmV0|MAIL RCPT DATA|QUIT|");
+	check_status("rcpt", t.r[0].status, SMTPC_OK);
+	SSL_CTX_free(o.ssl);
+	SSL_CTX_free(t.f->tls);
+	tcase_free(&t);
+}
+
+/*
+ * The peer refuses the login: QUIT, then FAILED, always TEMP (a wrong
+ * password must not bounce the queue); the peer's reply is kept in the
+ * text and its DSN code made 4.X.Y. No message is touched. 5xx marks
+ * smtpc_auth_refused(); a 4xx does not; a second 334 to PLAIN is a
+ * protocol error.
+ */
+static void
+test_auth_refused(void **state)
+{
+	static const struct {
+		const char *mech, *reply;
+		bool refused;
+		int code;
+		const char *enhanced, *text;
+		const char *sent;
+	} cases[] = {
+		{ "PLAIN", "535 5.7.8 Error: authentication failed: bad pw",
+		  true, 454, "4.7.8", "SASL authentication failed; server "
+		  "mx.test[127.0.0.1] said: 535 5.7.8 Error: authentication "
+		  "failed: bad pw",
+		  "AUTH PLAIN " AUTH_PLAIN_B64 "\r\nQUIT\r\n" },
+		{ "LOGIN", "535 5.7.8 Error: authentication failed", true, 454,
+		  "4.7.8", "said: 535 5.7.8 Error: authentication failed",
+		  "AUTH LOGIN\r\n" AUTH_USER_B64 "\r\n" AUTH_PASS_B64
+		  "\r\nQUIT\r\n" },
+		{ "PLAIN", "454 4.7.0 Temporary authentication failure", false,
+		  454, "4.7.0", "said: 454 4.7.0 Temporary authentication "
+		  "failure", "AUTH PLAIN " AUTH_PLAIN_B64 "\r\nQUIT\r\n" },
+		{ "PLAIN", "504 unrecognized authentication type", true, 454,
+		  "4.7.0", "said: 504 unrecognized", "AUTH PLAIN "
+		  AUTH_PLAIN_B64 "\r\nQUIT\r\n" },
+		{ "PLAIN", "334 more please", false, 451, "4.5.0",
+		  "unexpected challenge", "AUTH PLAIN " AUTH_PLAIN_B64 "\r\n" },
+	};
+	static const char *const addrs[] = { "b@y.test" };
+	char err[256], ehlo[200], want[600];
+	struct config_opts o = { .auth_user = AUTH_USER,
+	    .auth_password = AUTH_PASS };
+	size_t i;
+
+	(void)state;
+	o.ssl = smtpc_ssl_ctx_new(err, sizeof(err));
+	assert_non_null(o.ssl);
+	for (i = 0; i < nitems(cases); i++) {
+		bool login = strcmp(cases[i].mech, "LOGIN") == 0;
+		struct fstep steps[] = {
+			{ "220 mx.test ESMTP", A_NONE },
+			{ "250-mx.test\r\n250 STARTTLS", A_NONE },
+			{ "220 2.0.0 ready to start TLS", A_TLS },
+			{ ehlo, A_NONE },
+			{ login ? "334 VXNlcm5hbWU6" : cases[i].reply, A_NONE },
+			{ "334 UGFzc3dvcmQ6", A_NONE },
+			{ cases[i].reply, A_NONE },
+		};
+		struct tcase t;
+
+		snprintf(ehlo, sizeof(ehlo), "250-mx.test\r\n250 AUTH %s",
+		    cases[i].mech);
+		tcase_init(&t, false, steps, login ? nitems(steps) : 5,
+		    "x\r\n", addrs, 1);
+		t.f->tls = server_ctx_new();
+		tcase_run(&t, &o);
+		if (strcmp(t.d.ev, "F") != 0)
+			fail_msg("%s: events %s", cases[i].reply, t.d.ev);
+		check_status(cases[i].reply, t.d.fstatus, SMTPC_TEMP);
+		check_reply(cases[i].reply, &t.d.err, cases[i].code,
+		    cases[i].enhanced, cases[i].text);
+		if (t.d.auth_refused != cases[i].refused)
+			fail_msg("%s: auth_refused %d", cases[i].reply,
+			    t.d.auth_refused);
+		assert_false(t.d.tls_failed);
+		snprintf(want, sizeof(want), "EHLO client.test\r\nSTARTTLS\r\n"
+		    "EHLO client.test\r\n%s", cases[i].sent);
+		check_bytes(cases[i].reply, &t.f->rx, want);
+		assert_int_equal(t.f->ndata, 0);
+		check_status("rcpt untouched", t.r[0].status, SMTPC_OK);
+		assert_int_equal(t.r[0].reply.code, 0);
+		SSL_CTX_free(t.f->tls);
+		tcase_free(&t);
+	}
+	SSL_CTX_free(o.ssl);
+}
+
+/*
+ * Under TLS but no usable mechanism (no AUTH at all, or only others):
+ * QUIT, FAILED TEMP, and no credential went out.
+ */
+static void
+test_auth_no_mechanism(void **state)
+{
+	static const struct {
+		const char *ehlo, *text;
+	} cases[] = {
+		{ "250-mx.test\r\n250 PIPELINING", "does not offer SMTP AUTH" },
+		{ "250-mx.test\r\n250-AUTH CRAM-MD5 XOAUTH2\r\n250 PIPELINING",
+		  "offers no SASL mechanism we can use (PLAIN or LOGIN)" },
+		{ "250-mx.test\r\n250 AUTH", "offers no SASL mechanism" },
+	};
+	char err[256];
+	struct config_opts o = { .auth_user = AUTH_USER,
+	    .auth_password = AUTH_PASS };
+	size_t i;
+
+	(void)state;
+	o.ssl = smtpc_ssl_ctx_new(err, sizeof(err));
+	assert_non_null(o.ssl);
+	for (i = 0; i < nitems(cases); i++) {
+		const struct fstep steps[] = {
+			{ "220 mx.test ESMTP", A_NONE },
+			{ EHLO_TLS_AUTH, A_NONE },
+			{ "220 2.0.0 ready to start TLS", A_TLS },
+			{ cases[i].ehlo, A_NONE },
+		};
+		struct tcase t;
+
+		tcase_init(&t, false, steps, nitems(steps), NULL, NULL, 0);
+		t.f->tls = server_ctx_new();
+		tcase_run(&t, &o);
+		assert_string_equal(t.d.ev, "F");
+		check_status(cases[i].text, t.d.fstatus, SMTPC_TEMP);
+		check_reply(cases[i].text, &t.d.err, 454, "4.7.0",
+		    cases[i].text);
+		assert_false(t.d.auth_refused);
+		check_bytes(cases[i].text, &t.f->rx, "EHLO client.test\r\n"
+		    "STARTTLS\r\nEHLO client.test\r\nQUIT\r\n");
+		check_no_credentials(cases[i].text, &t.f->rx);
+		SSL_CTX_free(t.f->tls);
+		tcase_free(&t);
+	}
+	SSL_CTX_free(o.ssl);
+}
+
+/*
+ * No TLS, whatever the reason (not offered while AUTH is, STARTTLS
+ * refused, no TLS context here, HELO only, the handshake failed): the
+ * credentials never reach the peer, in any form; FAILED, TEMP.
+ */
+static void
+test_auth_needs_tls(void **state)
+{
+	static const struct fstep no_starttls[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "250-mx.test\r\n250-AUTH PLAIN LOGIN\r\n250 PIPELINING",
+		  A_NONE },
+	};
+	static const struct fstep refused[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ EHLO_TLS_AUTH, A_NONE },
+		{ "454 4.7.0 TLS not available due to temporary reason",
+		  A_NONE },
+	};
+	static const struct fstep helo[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ "502 5.5.1 no EHLO", A_NONE },
+		{ "250 mx.test", A_NONE },
+	};
+	static const struct fstep garbage[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ EHLO_TLS_AUTH, A_NONE },
+		{ "220 2.0.0 go ahead", A_GARBAGE },
+	};
+	static const struct fstep tls_offered[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ EHLO_TLS_AUTH, A_NONE },
+	};
+	static const struct {
+		const char *name;
+		const struct fstep *steps;
+		size_t n;
+		bool ssl;
+		const char *text, *sent;
+	} cases[] = {
+		{ "no STARTTLS", no_starttls, nitems(no_starttls), true,
+		  "mx.test[127.0.0.1] offers no TLS (no STARTTLS); credentials "
+		  "are never sent in plaintext",
+		  "EHLO client.test\r\nQUIT\r\n" },
+		{ "STARTTLS refused", refused, nitems(refused), true,
+		  "offers no TLS (STARTTLS refused with 454)",
+		  "EHLO client.test\r\nSTARTTLS\r\nQUIT\r\n" },
+		/* STARTTLS offered, but we have no TLS context. */
+		{ "no TLS context", tls_offered, nitems(tls_offered), false,
+		  "no TLS with mx.test[127.0.0.1] (TLS unavailable here); "
+		  "credentials are never sent in plaintext",
+		  "EHLO client.test\r\nQUIT\r\n" },
+		{ "HELO only", helo, nitems(helo), true,
+		  "offers no TLS (no STARTTLS)",
+		  "EHLO client.test\r\nHELO client.test\r\nQUIT\r\n" },
+		{ "handshake failed", garbage, nitems(garbage), true,
+		  "TLS handshake with mx.test[127.0.0.1] failed", NULL },
+	};
+	char err[256];
+	SSL_CTX *ssl = smtpc_ssl_ctx_new(err, sizeof(err));
+	size_t i;
+
+	(void)state;
+	assert_non_null(ssl);
+	for (i = 0; i < nitems(cases); i++) {
+		struct config_opts o = { .auth_user = AUTH_USER,
+		    .auth_password = AUTH_PASS, .t_command = 2 };
+		const char *sent = cases[i].sent;
+		struct tcase t;
+
+		if (cases[i].ssl)
+			o.ssl = ssl;
+		tcase_init(&t, false, cases[i].steps, cases[i].n, NULL, NULL,
+		    0);
+		tcase_run(&t, &o);
+		if (strcmp(t.d.ev, "F") != 0)
+			fail_msg("%s: events %s", cases[i].name, t.d.ev);
+		check_status(cases[i].name, t.d.fstatus, SMTPC_TEMP);
+		check_reply(cases[i].name, &t.d.err, sent != NULL ? 454 : 451,
+		    sent != NULL ? "4.7.0" : "4.7.5", cases[i].text);
+		assert_false(t.d.auth_refused);
+		if (sent != NULL)
+			check_bytes(cases[i].name, &t.f->rx, sent);
+		check_no_credentials(cases[i].name, &t.f->rx);
+		tcase_free(&t);
+	}
+	SSL_CTX_free(ssl);
+}
+
+/*
+ * A connection that carries a second message is still authenticated: no
+ * second AUTH after RSET (RFC 4954 4), and READY came once.
+ */
+static void
+test_auth_reused(void **state)
+{
+	static const struct fstep steps[] = {
+		{ "220 mx.test ESMTP", A_NONE },
+		{ EHLO_TLS_AUTH, A_NONE },
+		{ "220 2.0.0 ready to start TLS", A_TLS },
+		{ "250-mx.test\r\n250-AUTH PLAIN LOGIN\r\n250 PIPELINING",
+		  A_NONE },
+		{ "235 2.7.0 Authentication successful", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 2.0.0 first", A_NONE },
+		{ "250 2.0.0 reset", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "250 ok", A_NONE },
+		{ "354 go", A_NONE },
+		{ "250 2.0.0 second", A_NONE },
+	};
+	static const char *const addrs[] = { "b@y.test" };
+	struct tcase t;
+	struct smtpc_msg m2;
+	struct memsrc s2;
+	struct smtpc_rcpt *r2 = rcpts_new(1, addrs);
+	char err[256];
+	struct config_opts o = { .auth_user = AUTH_USER,
+	    .auth_password = AUTH_PASS };
+
+	(void)state;
+	tcase_init(&t, false, steps, nitems(steps), "one\r\n", addrs, 1);
+	msg_init(&m2, &s2, "two\r\n", r2, 1);
+	t.d.msgs[t.d.nmsgs++] = &m2;
+	t.f->tls = server_ctx_new();
+	o.ssl = smtpc_ssl_ctx_new(err, sizeof(err));
+	assert_non_null(o.ssl);
+	tcase_run(&t, &o);
+	assert_string_equal(t.d.ev, "RDDC");
+	assert_true(t.d.reusable[0]);
+	check_reply("first", &t.r[0].reply, 250, "2.0.0", "first");
+	check_reply("second", &r2[0].reply, 250, "2.0.0", "second");
+	assert_string_equal(t.f->verbs, "EHLO|STARTTLS|EHLO|AUTH|"
+	    "MAIL RCPT DATA|RSET|MAIL RCPT DATA|QUIT|");
+	assert_false(t.f->exhausted);
+	SSL_CTX_free(o.ssl);
+	SSL_CTX_free(t.f->tls);
+	free(r2);
+	tcase_free(&t);
+}
+
+/*
  * An idle connection has no deadline of its own (timeout_command is 1 s
  * here); a 421 or a close while idle gives SMTPC_CLOSED.
  */
@@ -3017,6 +3439,12 @@ main(void)
 		cmocka_unit_test(test_starttls),
 		cmocka_unit_test(test_starttls_failures),
 		cmocka_unit_test(test_starttls_injection),
+		cmocka_unit_test(test_auth_plain),
+		cmocka_unit_test(test_auth_login),
+		cmocka_unit_test(test_auth_refused),
+		cmocka_unit_test(test_auth_no_mechanism),
+		cmocka_unit_test(test_auth_needs_tls),
+		cmocka_unit_test(test_auth_reused),
 		cmocka_unit_test(test_idle),
 		cmocka_unit_test(test_quit_and_free),
 		cmocka_unit_test(test_free_in_callbacks),
