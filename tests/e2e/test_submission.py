@@ -744,6 +744,32 @@ def test_auth_fail_delay_timer(make_petrel):
                r"session=\S+ mech=PLAIN failures=1", start=mark)
 
 
+def test_client_gone_during_auth_wait(make_petrel):
+    """Clients that hang up while their AUTH is being checked or while
+    the 535 waits on its timer (and one that sends QUIT behind the AUTH):
+    the daemon goes on serving, and the pipelined QUIT is answered after
+    the 535."""
+    p = start(make_petrel, "auth_fail_delay 1\n")
+    mark = p.log_mark()
+    for pw in ("wrong-a", ALICE_PW):
+        c = connect(p, "submission")
+        c.send("AUTH PLAIN %s\r\n" % plain(ALICE, pw))
+        c.close()
+    with connect(p, "submission", source=OTHER_ADDR) as c:
+        t0 = time.monotonic()
+        c.send("AUTH PLAIN %s\r\nQUIT\r\n" % plain(ALICE, "wrong-b"))
+        c.expect(535, "5.7.8")
+        c.expect(221)
+        c.wait_closed()
+        # The first client's timer (set before this one's) has run.
+        assert time.monotonic() - t0 >= 0.9
+    wait_until(lambda: sum(1 for l in p.log_lines[mark:]
+                           if "smtp: disconnect session=" in l) >= 3,
+               what="three disconnect lines")
+    with connect(p, "submissions") as c:
+        login(c)
+
+
 def test_auth_fail_delay_zero(make_petrel):
     p = start(make_petrel, "auth_fail_delay 0\n")
     with connect(p, "submission") as c:
