@@ -28,6 +28,8 @@ python3-pytest-timeout
 python3-dnslib
 python3-dnspython
 swaks
+libnet-ssleay-perl
+libio-socket-ssl-perl
 postfix
 dovecot-core
 dovecot-imapd

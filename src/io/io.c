@@ -68,7 +68,30 @@ struct io {
 	struct bufferevent *under;
 	struct evbuffer_cb_entry *under_cb;
 	struct event *lowat_ev;
+	bool finishing;			/* io_finish() called */
+	bool shut;			/* close_notify queued */
 };
+
+/*
+ * io_finish(): once the TLS filter has encrypted every queued byte, queue
+ * close_notify (SSL_shutdown writes it through the filter's BIO into the
+ * socket's bufferevent).
+ */
+static void
+io_tls_shutdown(struct io *io)
+{
+	SSL *ssl;
+
+	if (!io->finishing || !io->tls || io->tls_pending || io->shut ||
+	    io->bev == NULL ||
+	    evbuffer_get_length(bufferevent_get_output(io->bev)) > 0)
+		return;
+	io->shut = true;
+	if ((ssl = bufferevent_openssl_get_ssl(io->bev)) != NULL) {
+		(void)SSL_shutdown(ssl);
+		ERR_clear_error();
+	}
+}
 
 static void
 io_deliver(struct io *io, enum io_event ev)
@@ -95,8 +118,16 @@ io_writecb(struct bufferevent *bev, void *arg)
 	(void)bev;
 	if (io->tls_pending)
 		return;
+	io_tls_shutdown(io);
 	if (io_out_len(io) == 0)
 		io_deliver(io, IO_LOWAT);
+}
+
+void
+io_finish(struct io *io)
+{
+	io->finishing = true;
+	io_tls_shutdown(io);
 }
 
 /* TLS: the socket's buffer drained; IO_LOWAT if nothing is left. */

@@ -103,6 +103,13 @@ bool io_tls_info(struct io *io, char *buf, size_t size);
 /* Why the TLS handshake failed ("" if it did not). */
 const char *io_tls_error(struct io *io);
 
+/*
+ * The owner is closing: once the output queued so far is written, end
+ * TLS with a close_notify alert (RFC 8446 6.1), which IO_LOWAT then
+ * waits for too. Without TLS (or during a handshake) it changes nothing.
+ */
+void io_finish(struct io *io);
+
 /* Queue output. Returns 0 or -1. */
 int io_write(struct io *io, const void *data, size_t len);
 int io_printf(struct io *io, const char *fmt, ...)

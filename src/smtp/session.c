@@ -626,6 +626,7 @@ smtp_session_close(struct smtp_session *s)
 		evtimer_del(s->greet_ev);
 	smtp_auth_cancel(s);		/* no result, no delayed 535 */
 	io_pause_read(s->io);
+	io_finish(s->io);		/* TLS: close_notify after the reply */
 	io_set_deadline(s->io, SMTP_CLOSE_TIMEOUT);
 	if (io_out_len(s->io) == 0)
 		smtp_session_destroy(s);

@@ -471,6 +471,8 @@ tls_server_new(const struct tls_config *cfg, char *err, size_t errlen)
 	    -1)
 		return NULL;
 	ciphers = cfg->ciphers != NULL ? cfg->ciphers : TLS_CIPHERS_DEFAULT;
+	if (min < TLS1_2_VERSION && strcmp(ciphers, TLS_CIPHERS_DEFAULT) == 0)
+		ciphers = TLS_CIPHERS_LEGACY;
 
 	srv = xcalloc(1, sizeof(*srv));
 	atomic_init(&srv->refs, 1);

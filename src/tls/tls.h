@@ -74,6 +74,15 @@
 	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"	\
 	"DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:"		\
 	"DHE-RSA-CHACHA20-POLY1305"
+/*
+ * When TLS 1.0 or 1.1 is enabled and the cipher list is the default: the
+ * default plus Mozilla "old" CBC suites, since those versions have no
+ * AEAD cipher and the default alone would make enabling them a no-op.
+ */
+#define TLS_CIPHERS_LEGACY	TLS_CIPHERS_DEFAULT ":"			\
+	"ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:"			\
+	"ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA:"			\
+	"AES128-GCM-SHA256:AES256-GCM-SHA384:AES128-SHA:AES256-SHA"
 #define TLS_PROTOCOLS_DEFAULT	"TLSv1.2 TLSv1.3"
 
 /* Limits on configuration (not on network input). */
@@ -112,7 +121,11 @@ struct tls_config {
 	 * still overrides it.
 	 */
 	const char *protocols;
-	/* OpenSSL cipher list for TLS <= 1.2; NULL: TLS_CIPHERS_DEFAULT. */
+	/*
+	 * OpenSSL cipher list for TLS <= 1.2; NULL: TLS_CIPHERS_DEFAULT.
+	 * NULL or TLS_CIPHERS_DEFAULT with TLS 1.0 or 1.1 enabled:
+	 * TLS_CIPHERS_LEGACY.
+	 */
 	const char *ciphers;
 };
 
