@@ -87,8 +87,9 @@ fatalx(const char *fmt, ...)
 	abort();
 }
 
-char *
-log_escape(char *dst, size_t dstsize, const char *src, size_t len)
+static char *
+log_escape_chars(char *dst, size_t dstsize, const char *src, size_t len,
+    bool space)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t o = 0, i;
@@ -97,8 +98,8 @@ log_escape(char *dst, size_t dstsize, const char *src, size_t len)
 		return dst;
 	for (i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)src[i];
-		size_t need = (c < 0x20 || c > 0x7e || c == '"' || c == '\\')
-		    ? 4 : 1;
+		size_t need = (c < 0x20 || c > 0x7e || c == '"' || c == '\\' ||
+		    (space && c == ' ')) ? 4 : 1;
 
 		if (o + need + 4 > dstsize) {
 			if (dstsize >= 4) {
@@ -118,4 +119,16 @@ log_escape(char *dst, size_t dstsize, const char *src, size_t len)
 	}
 	dst[o] = '\0';
 	return dst;
+}
+
+char *
+log_escape(char *dst, size_t dstsize, const char *src, size_t len)
+{
+	return log_escape_chars(dst, dstsize, src, len, false);
+}
+
+char *
+log_escape_word(char *dst, size_t dstsize, const char *src, size_t len)
+{
+	return log_escape_chars(dst, dstsize, src, len, true);
 }

@@ -37,4 +37,12 @@ void fatalx(const char *fmt, ...)
  */
 char *log_escape(char *dst, size_t dstsize, const char *src, size_t len);
 
+/*
+ * log_escape() that escapes spaces too (\x20): for an untrusted value in
+ * a key=value field (a login name), so that it cannot look like further
+ * fields to a log reader such as fail2ban.
+ */
+char *log_escape_word(char *dst, size_t dstsize, const char *src,
+    size_t len);
+
 #endif

@@ -1639,33 +1639,11 @@ smtp_cmd_starttls(struct smtp_session *s, const char *args)
 
 static void smtp_auth_result(struct smtp_session *, enum sasl_status);
 
-/*
- * A login name for a key=value log field: log_escape() with spaces
- * escaped too (\x20), so that a name cannot make the rest of the line
- * look like other fields (fail2ban reads these lines).
- */
+/* A login name for a key=value log field (spaces escaped too). */
 static char *
 smtp_log_user(char *dst, size_t size, const char *user)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-
-	for (; *user != '\0' && o + 8 < size; user++) {
-		unsigned char c = (unsigned char)*user;
-
-		if (c <= 0x20 || c > 0x7e || c == '"' || c == '\\') {
-			dst[o++] = '\\';
-			dst[o++] = 'x';
-			dst[o++] = hex[c >> 4];
-			dst[o++] = hex[c & 15];
-		} else
-			dst[o++] = (char)c;
-	}
-	if (*user != '\0')
-		strlcpy(dst + o, "...", size - o);
-	else
-		dst[o] = '\0';
-	return dst;
+	return log_escape_word(dst, size, user, strlen(user));
 }
 
 /* Drop the exchange (wiping the credentials) and any request for it. */
