@@ -365,6 +365,19 @@ dc_reply_line(struct sasl_dovecot *d, char **f, size_t n)
 	return 0;
 }
 
+/* Connected: our half of the handshake. */
+static void
+dc_connected(struct sasl_dovecot *d)
+{
+	char msg[64];
+	int len;
+
+	d->state = DC_HANDSHAKE;
+	len = snprintf(msg, sizeof(msg), "VERSION\t1\t2\nCPID\t%ld\n",
+	    (long)getpid());
+	evbuffer_add(bufferevent_get_output(d->bev), msg, (size_t)len);
+}
+
 static void
 dc_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -375,6 +388,13 @@ dc_read_cb(struct bufferevent *bev, void *arg)
 	size_t len, n;
 	int rc;
 
+	/*
+	 * Dovecot speaks first, and its handshake can be read before
+	 * libevent reports the connect (both ready in one loop turn): it is
+	 * the handshake all the same.
+	 */
+	if (d->bev == bev && d->state == DC_CONNECTING)
+		dc_connected(d);
 	while (d->bev == bev &&
 	    (line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF)) != NULL) {
 		if (len > DC_LINE_MAX || strlen(line) != len) {
@@ -406,17 +426,11 @@ static void
 dc_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct sasl_dovecot *d = arg;
-	struct evbuffer *out;
-	char msg[64];
-	int len;
 
 	(void)bev;
 	if (what & BEV_EVENT_CONNECTED) {
-		d->state = DC_HANDSHAKE;
-		out = bufferevent_get_output(d->bev);
-		len = snprintf(msg, sizeof(msg), "VERSION\t1\t2\nCPID\t%ld\n",
-		    (long)getpid());
-		evbuffer_add(out, msg, (size_t)len);
+		if (d->state == DC_CONNECTING)
+			dc_connected(d);
 		return;
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))

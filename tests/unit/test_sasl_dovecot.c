@@ -410,6 +410,125 @@ test_ok_and_wire_format(void **state)
 	assert_int_equal(fx->fake.connections, 1);
 }
 
+/* ---- Dovecot's handshake already there when the loop first runs ---- */
+
+struct race_result {
+	int calls;
+	enum sasl_dovecot_result res;
+	struct event_base *base;
+};
+
+static void
+race_cb(void *arg, enum sasl_dovecot_result res, const char *user)
+{
+	struct race_result *r = arg;
+
+	(void)user;
+	r->calls++;
+	r->res = res;
+	event_base_loopbreak(r->base);
+}
+
+static void
+deadline_break(evutil_socket_t fd, short what, void *base)
+{
+	(void)fd;
+	(void)what;
+	event_base_loopbreak(base);
+}
+
+/* The child: accept, speak at once, answer the AUTH with OK. */
+static void
+race_server(int lfd)
+{
+	char buf[4096], *auth, *tab, reply[64];
+	size_t len = 0;
+	ssize_t n;
+	int fd = accept(lfd, NULL, NULL);
+
+	if (fd == -1 || write(fd, HANDSHAKE_OK, strlen(HANDSHAKE_OK)) == -1)
+		_exit(1);
+	while ((auth = strstr(buf, "AUTH\t")) == NULL ||
+	    strchr(auth, '\n') == NULL) {
+		if (len >= sizeof(buf) - 1 ||
+		    (n = read(fd, buf + len, sizeof(buf) - 1 - len)) <= 0)
+			_exit(1);
+		len += (size_t)n;
+		buf[len] = '\0';
+	}
+	if ((tab = strchr(auth + 5, '\t')) == NULL)
+		_exit(1);
+	*tab = '\0';
+	snprintf(reply, sizeof(reply), "OK\t%s\tuser=alice\n", auth + 5);
+	if (write(fd, reply, strlen(reply)) == -1)
+		_exit(1);
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	_exit(0);
+}
+
+/*
+ * Dovecot speaks first. When its handshake is in the socket before the
+ * loop runs, libevent may report "readable" before "connected"; the
+ * handshake must still count (it was once taken for replies and ignored:
+ * the request hung until its timeout under ThreadSanitizer).
+ */
+static void
+test_handshake_before_connect_event(void **state)
+{
+	struct sasl_dovecot_request req = {
+		.authzid = "", .authcid = "alice@example.test",
+		.password = "right",
+	};
+	struct timeval deadline = { 10, 0 };
+	struct race_result r = { 0 };
+	struct sockaddr_un sun;
+	struct sasl_dovecot *d;
+	struct event *dl;
+	char dir[] = "/tmp/petrel-dc-race-XXXXXX";
+	int lfd, status, round;
+	pid_t pid;
+
+	(void)state;
+	for (round = 0; round < 5; round++) {
+		assert_non_null(mkdtemp(dir));
+		memset(&sun, 0, sizeof(sun));
+		sun.sun_family = AF_UNIX;
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/auth", dir);
+		lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+		assert_true(lfd != -1);
+		assert_int_equal(bind(lfd, (struct sockaddr *)&sun,
+		    sizeof(sun)), 0);
+		assert_int_equal(listen(lfd, 4), 0);
+		pid = fork();
+		assert_true(pid != -1);
+		if (pid == 0)
+			race_server(lfd);
+		close(lfd);
+
+		memset(&r, 0, sizeof(r));
+		r.base = event_base_new();
+		assert_non_null(r.base);
+		d = sasl_dovecot_new(r.base, sun.sun_path, 5);
+		sasl_dovecot_auth(d, &req, race_cb, &r);
+		/* Let the server accept and write before the loop looks. */
+		usleep(200 * 1000);
+		dl = evtimer_new(r.base, deadline_break, r.base);
+		evtimer_add(dl, &deadline);
+		event_base_dispatch(r.base);
+		event_free(dl);
+		sasl_dovecot_free(d);
+		event_base_free(r.base);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		unlink(sun.sun_path);
+		rmdir(dir);
+		snprintf(dir, sizeof(dir), "/tmp/petrel-dc-race-XXXXXX");
+		assert_int_equal(r.calls, 1);
+		assert_int_equal(r.res, SASL_DOVECOT_OK);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+}
+
 static void
 test_fail_temp_cont(void **state)
 {
@@ -870,6 +989,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_ok_and_wire_format,
 		    setup, teardown),
+		cmocka_unit_test(test_handshake_before_connect_event),
 		cmocka_unit_test_setup_teardown(test_fail_temp_cont, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_pipelined_out_of_order,
