@@ -36,6 +36,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +133,7 @@ struct dns {
 	struct dns_route_req *routes;	/* mx.c */
 
 	struct ub_ctx *ub;
+	bool ub_started;		/* its thread exists */
 	struct event *ev_ub;
 
 	struct dns_fake_entry *fake;
@@ -737,8 +740,23 @@ dns_ub_start(struct dns *d, struct dns_query *q)
 	int r;
 
 	q->started = time_mono_usec();
-	r = ub_resolve_async(d->ub, q->name, q->type, 1 /* IN */, q,
-	    dns_ub_answer, &q->ub_id);
+	if (!d->ub_started) {
+		sigset_t all, old;
+
+		/*
+		 * The first query starts libunbound's thread, which inherits
+		 * our signal mask: block everything around it, so that the
+		 * daemon's signals only ever reach the loop thread.
+		 */
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		r = ub_resolve_async(d->ub, q->name, q->type, 1 /* IN */, q,
+		    dns_ub_answer, &q->ub_id);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		d->ub_started = true;
+	} else
+		r = ub_resolve_async(d->ub, q->name, q->type, 1 /* IN */, q,
+		    dns_ub_answer, &q->ub_id);
 	if (r != 0) {
 		q->ub_id = -1;
 		dns_result_status(q, r == UB_SYNTAX ? DNS_PERMFAIL :

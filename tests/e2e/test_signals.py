@@ -224,3 +224,42 @@ def test_sigterm_storm_exits_cleanly(make_petrel):
             time.sleep(0.00002)
         rc = p.proc.wait(timeout=30)
         assert rc == 0, "exit status %d under repeated SIGTERM" % rc
+
+
+def test_signals_reach_only_the_loop_thread(make_petrel):
+    """SIGTERM, SIGINT, SIGHUP and SIGUSR1 are blocked in every thread but
+    the event loop's, including the ones started late: libunbound's
+    resolver thread appears with the first DNS query, and used to inherit
+    the loop thread's unblocked mask (a signal it took could then wait
+    there, unseen, under ThreadSanitizer)."""
+    from dnsserver import DNSServer
+    handled = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1]
+    with DNSServer() as dns:
+        p = make_petrel(dns="127.0.0.1:%d" % dns.port,
+                        trusted=["127.0.0.1/32"])
+        c = p.raw()
+        c.read_greeting()
+        c.ehlo()
+        for line, code in (("MAIL FROM:<%s>" % SENDER, 250),
+                           ("RCPT TO:<someone@remote.test>", 250),
+                           ("DATA", 354)):
+            c.send(line + "\r\n")
+            c.expect(code)
+        c.send(message("resolver") + b".\r\n")
+        c.expect(250)
+        c.close()
+        # remote.test does not exist: the resolver thread asked.
+        p.wait_log(r"to=<someone@remote\.test>.*status=(bounced|deferred)")
+        tasks = sorted(os.listdir("/proc/%d/task" % p.proc.pid))
+        assert len(tasks) > 3, tasks
+        deliverable = []
+        for t in tasks:
+            with open("/proc/%d/task/%s/status" % (p.proc.pid, t)) as f:
+                st = dict(l.split(":\t", 1) for l in f.read().splitlines()
+                          if ":\t" in l)
+            blocked = int(st["SigBlk"].strip(), 16)
+            if any(not blocked & (1 << (s - 1)) for s in handled):
+                deliverable.append((t, st["Name"].strip()))
+        # Exactly one: the main thread (its tid is the pid).
+        assert deliverable == [(str(p.proc.pid), "petrel")], deliverable
+        assert p.stop() == 0
