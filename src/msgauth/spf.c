@@ -361,17 +361,28 @@ spf_finish(struct spf_check *c, enum spf_result r, const char *fmt, ...)
 	spf_check_free(c);
 }
 
-/* Send one query; the answer continues the machine. */
+/*
+ * Send one query for a name in presentation form (one from an answer);
+ * the answer continues the machine.
+ */
+static void
+spf_query_pres(struct spf_check *c, const char *name, uint16_t type,
+    enum spf_wait w)
+{
+	c->queries++;
+	c->wait = w;
+	c->qid = dns_query(c->d, name, type, spf_answer, c);
+}
+
+/* The same for a name of raw octets (the client's, a macro's). */
 static void
 spf_query(struct spf_check *c, const char *name, uint16_t type,
     enum spf_wait w)
 {
 	char qname[DNS_NAME_MAX * 4];
 
-	c->queries++;
 	spf_query_name(name, qname, sizeof(qname));
-	c->wait = w;
-	c->qid = dns_query(c->d, qname, type, spf_answer, c);
+	spf_query_pres(c, qname, type, w);
 }
 
 static uint16_t
@@ -663,7 +674,8 @@ static enum spf_step
 spf_explain(struct spf_check *c)
 {
 	const struct spf_term *t = spf_top(c)->rec->exp;
-	int r;
+	struct spf_macro_env env;
+	const char *why;
 
 	if (t == NULL) {
 		spf_explain_default(c);
@@ -671,9 +683,11 @@ spf_explain(struct spf_check *c)
 	}
 	if (spf_need_ptr(c, t->uses_p))
 		return SPF_STOP;
-	if ((r = spf_expand_target(c, t->spec)) == -1)
-		return SPF_STOP;
-	if (r == 0) {
+	spf_env(c, spf_top(c)->domain, &env);
+	if (spf_macro_expand(t->spec, strlen(t->spec), SPF_MACRO_DOMAIN,
+	    &env, &c->text, &why) == -1 || strlcpy(c->target,
+	    buf_str(&c->text), sizeof(c->target)) >= sizeof(c->target) ||
+	    !spf_name_ok(c->target)) {
 		spf_explain_default(c);
 		return SPF_STOP;
 	}
@@ -771,7 +785,8 @@ static void
 spf_next_host(struct spf_check *c, enum spf_wait w)
 {
 	if (c->names.i < c->names.n) {
-		spf_query(c, c->names.v[c->names.i++], spf_addr_type(c), w);
+		spf_query_pres(c, c->names.v[c->names.i++], spf_addr_type(c),
+		    w);
 		return;
 	}
 	c->matched = false;
@@ -945,8 +960,8 @@ spf_answer(void *arg, const struct dns_answer *a)
 	}
 	/* %{p}: validate the next name, or go back to what needed it. */
 	if (c->pv_names.i < c->pv_names.n) {
-		spf_query(c, c->pv_names.v[c->pv_names.i++], spf_addr_type(c),
-		    SPF_W_PV_HOST);
+		spf_query_pres(c, c->pv_names.v[c->pv_names.i++],
+		    spf_addr_type(c), SPF_W_PV_HOST);
 		return;
 	}
 	c->pv_state = 2;
