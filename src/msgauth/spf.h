@@ -76,7 +76,7 @@ struct spf_record {
 	size_t nterms;
 	const struct spf_term *redirect;
 	const struct spf_term *exp;
-	unsigned int dns_terms;	/* include, a, mx, ptr, exists, redirect */
+	unsigned int dns_terms;	/* include a mx ptr exists redirect */
 };
 
 /*
@@ -117,7 +117,7 @@ enum spf_macro_mode {
 	SPF_MACRO_DOMAIN,	/* domain-spec: c, r, t refused; the result
 				 * loses one trailing dot and is cut from
 				 * the left to 253 octets at a label */
-	SPF_MACRO_EXP,		/* explain-string: spaces, c, r, t allowed */
+	SPF_MACRO_EXP,		/* explain-string: spaces, c r t too */
 	SPF_MACRO_STRING,	/* an unknown modifier's macro-string */
 };
 
@@ -146,13 +146,15 @@ void spf_ip_dotted(const struct dns_addr *ip, bool upper, char *out,
  * check_host() (RFC 7208 section 4).
  */
 struct spf_request {
-	const char *ip;		/* the client: "192.0.2.1", "2001:db8::1",
-				 * "::ffff:192.0.2.1" (an IPv4 client) */
+	const char *ip;		/* the client: "192.0.2.1",
+				 * "2001:db8::1", "::ffff:192.0.2.1" (an
+				 * IPv4 client) */
 	const char *mail_from;	/* the reverse-path's address; NULL or ""
 				 * checks the HELO identity
 				 * (postmaster@helo) */
 	const char *helo;	/* HELO/EHLO argument ("" when none) */
-	const char *receiver;	/* %{r}: this host's name; NULL: "unknown" */
+	const char *receiver;	/* %{r}: this host's name (NULL:
+				 * "unknown") */
 	uint64_t timestamp;	/* %{t}; 0: now */
 	const char *default_exp; /* fail without a usable exp=: this
 				  * macro-string (NULL: SPF_DEFAULT_EXP) */
@@ -160,7 +162,8 @@ struct spf_request {
 				  * temperror (RFC 7208 4.6.4) */
 };
 
-#define SPF_DEFAULT_EXP	"%{d} does not designate %{c} as permitted sender"
+#define SPF_DEFAULT_EXP \
+	"%{d} does not designate %{c} as permitted sender"
 
 /* Valid during the callback only. */
 struct spf_outcome {

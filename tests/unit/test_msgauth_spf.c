@@ -324,7 +324,8 @@ test_spf_macro_rfc_examples(void **state)
 		{ "%{lr}", "strong-bad" },
 		{ "%{lr-}", "bad.strong" },
 		{ "%{l1r-}", "strong" },
-		{ "%{ir}.%{v}._spf.%{d2}", "3.2.0.192.in-addr._spf.example.com" },
+		{ "%{ir}.%{v}._spf.%{d2}",
+		    "3.2.0.192.in-addr._spf.example.com" },
 		{ "%{lr-}.lp._spf.%{d2}", "bad.strong.lp._spf.example.com" },
 		{ "%{lr-}.lp.%{ir}.%{v}._spf.%{d2}",
 		    "bad.strong.lp.3.2.0.192.in-addr._spf.example.com" },
@@ -358,7 +359,8 @@ test_spf_macro_more(void **state)
 	(void)state;
 	env_rfc(&env, false);
 	/* Escapes, exp-only letters, URL escaping of upper-case letters. */
-	expect(&env, SPF_MACRO_DOMAIN, "a%%b%_c%-d.example", "a%b c%20d.example");
+	expect(&env, SPF_MACRO_DOMAIN, "a%%b%_c%-d.example",
+	    "a%b c%20d.example");
 	expect(&env, SPF_MACRO_EXP, "%{c} %{r} %{t} %{p} %{v} %{h}",
 	    "192.0.2.3 unknown 1234567890 unknown in-addr mx.example.org");
 	env.receiver = "mx.receiver.example";
@@ -530,7 +532,8 @@ test_spf_check_basic(void **state)
 {
 	struct dns_fixture *f = *state;
 	static const struct zone z[] = {
-		T("example.test", TXT, "v=spf1 ip4:192.0.2.0/24 a:h.example.test "
+		T("example.test", TXT, "v=spf1 ip4:192.0.2.0/24 "
+		    "a:h.example.test "
 		    "-all exp=why.example.test", "unrelated text"),
 		T("h.example.test", A, "198.51.100.7"),
 		T("h.example.test", AAAA, "2001:db8::7"),
@@ -628,7 +631,8 @@ test_spf_check_include_table(void **state)
 		T("r3.test", TXT, "v=spf1 all redirect=fail.test"),
 		T("m1.test", TXT, "v=spf1 include:x.test include:y.test"),
 		T("x.test", TXT, "v=spf1 -all"),
-		T("y.test", TXT, "v=spf1 ?ip4:192.0.2.1", "v=spf1 ip4:192.0.2.1"),
+		T("y.test", TXT, "v=spf1 ?ip4:192.0.2.1",
+		    "v=spf1 ip4:192.0.2.1"),
 	};
 	struct got g;
 
@@ -669,9 +673,11 @@ test_spf_check_limits(void **state)
 	struct dns_fixture *f = *state;
 	static const struct zone z[] = {
 		/* 10 DNS-querying terms, then a match; 11 is too many. */
-		T("ten.test", TXT, "v=spf1 a a a a a mx mx exists:e.ten.test "
+		T("ten.test", TXT, "v=spf1 a a a a a mx mx "
+		    "exists:e.ten.test "
 		    "ptr include:inc.test ip4:192.0.2.1 -all"),
-		T("eleven.test", TXT, "v=spf1 a a a a a mx mx exists:e.ten.test "
+		T("eleven.test", TXT, "v=spf1 a a a a a mx mx "
+		    "exists:e.ten.test "
 		    "ptr include:inc.test a ip4:192.0.2.1 -all"),
 		T("ten.test", A, "198.51.100.1"),
 		T("ten.test", MX, "10 ten.test"),
@@ -753,6 +759,8 @@ test_spf_check_temperror(void **state)
 		{ "top.test", DNS_TYPE_TXT, DNS_TEMPFAIL, { NULL } },
 		{ "1.2.0.192.in-addr.arpa", DNS_TYPE_PTR, DNS_TEMPFAIL,
 		    { NULL } },
+		T("order1.test", TXT, "v=spf1 a:t.test ip4:192.0.2.1"),
+		T("order2.test", TXT, "v=spf1 ip4:192.0.2.1 a:t.test"),
 	};
 	struct got g;
 
@@ -765,6 +773,39 @@ test_spf_check_temperror(void **state)
 	want(&g, SPF_TEMPERROR, "the record");
 	run(f, "192.0.2.1", "u@ptr.test", "x", &g);
 	want(&g, SPF_FAIL, "ptr errors do not match (RFC 7208 5.5)");
+	/* Left to right: an error before a match wins, one after is never
+	 * looked up. */
+	run(f, "192.0.2.1", "u@order1.test", "x", &g);
+	want(&g, SPF_TEMPERROR, "error first");
+	assert_int_equal(dns_fake_count(f->d, "t.test", DNS_TYPE_A), 3);
+	run(f, "192.0.2.1", "u@order2.test", "x", &g);
+	want(&g, SPF_PASS, "match first");
+	assert_int_equal(dns_fake_count(f->d, "t.test", DNS_TYPE_A), 3);
+}
+
+/* Client bytes a macro puts into a name reach the resolver escaped. */
+static void
+test_spf_check_query_names(void **state)
+{
+	struct dns_fixture *f = *state;
+	static const struct zone z[] = {
+		T("esc.test", TXT, "v=spf1 exists:%{l}.x.esc.test -all"),
+		T("a b.x.esc.test", A, "127.0.0.2"),
+	};
+	struct got g;
+
+	load(f->d, z, nitems(z));
+	run(f, "192.0.2.1", "a\x01\\z@esc.test", "x", &g);
+	want(&g, SPF_FAIL, "no such name");
+	assert_int_equal(dns_fake_count(f->d, "a\\001\\\\z.x.esc.test",
+	    DNS_TYPE_A), 1);
+	run(f, "192.0.2.1", "a b@esc.test", "x", &g);
+	want(&g, SPF_PASS, "a space is a byte like others");
+	/* A label over 63 octets is not asked for: no match. */
+	run(f, "192.0.2.1", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@esc.test", "x", &g);
+	want(&g, SPF_FAIL, "long label");
+	assert_int_equal(g.queries, 1);
 }
 
 static void
@@ -1046,6 +1087,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_spf_check_limits,
 		    dns_fixture_setup, dns_fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_spf_check_temperror,
+		    dns_fixture_setup, dns_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_spf_check_query_names,
 		    dns_fixture_setup, dns_fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_spf_check_timer,
 		    dns_fixture_setup, dns_fixture_teardown),
