@@ -8,7 +8,7 @@
  * dmarc_lookup(), dmarc_lookup_cancel(), dmarc_lookup_cancel_all(),
  * dmarc_lookup_pending(), dmarc_policy_copy(), dmarc_policy_clear(),
  * dmarc_evaluate(), dmarc_verdict_merge(), dmarc_from_domains(),
- * dmarc_from_verdict(), and the *_name() functions.
+ * dmarc_from_verdict(), dmarc_authres(), and the *_name() functions.
  *
  * The record parser is a tag-list lexer of its own (RFC 6376 3.2, which
  * RFC 7489 6.4 reuses) and one value parser per known tag; dmarc.h says
@@ -44,6 +44,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "mailaddr/hdraddr.h"
+#include "msgauth/authres.h"
 
 /* More tags than this in one record is a syntax error. */
 #define DMARC_TAGS_MAX	64
@@ -647,8 +648,10 @@ dmarc_req_query(struct dmarc_req *r, const char *domain)
 	char name[DNS_NAME_MAX + 16];
 
 	snprintf(name, sizeof(name), "_dmarc.%s", domain);
-	/* RFC 1035 2.3.4: such a name cannot exist; the answer (an error
-	 * most likely) counts as "no record" when it comes. */
+	/* RFC 1035 2.3.4: such a name cannot exist (only when the From
+	 * domain is its own Organizational Domain, see dmarc_lookup()); ask
+	 * a name that cannot exist either (RFC 6761 6.4), so that the
+	 * answer still comes from the loop, and take it as "no record". */
 	r->too_long = strlen(name) > 253;
 	return dns_query(r->d, r->too_long ? "_dmarc.invalid" : name,
 	    DNS_TYPE_TXT, dmarc_dns_cb, r);
@@ -767,7 +770,14 @@ dmarc_lookup(struct dns *d, const char *from_domain, dmarc_lookup_cb cb,
 	r->d = d;
 	r->cb = cb;
 	r->arg = arg;
-	r->id = r->qid = dmarc_req_query(r, r->pol.from_domain);
+	/* RFC 1035 2.3.4: _dmarc.<a 247+ octet name> cannot exist; go to
+	 * the Organizational Domain at once when there is one. */
+	if (strlen(r->pol.from_domain) + strlen("_dmarc.") > 253 &&
+	    strcmp(r->pol.org_domain, r->pol.from_domain) != 0) {
+		r->pol.at_org = true;
+		r->id = r->qid = dmarc_req_query(r, r->pol.org_domain);
+	} else
+		r->id = r->qid = dmarc_req_query(r, r->pol.from_domain);
 	/* The callback never runs inside dns_query(): link now. */
 	dmarc_req_link(r);
 	return r->id;
@@ -954,6 +964,31 @@ dmarc_disposition_name(enum dmarc_disposition d)
 		return "reject";
 	}
 	return "none";
+}
+
+int
+dmarc_authres(struct authres *ar, const struct dmarc_verdict *v,
+    const char *from_domain)
+{
+	char comment[128];
+
+	if (v->result == DMARC_RESULT_PASS && v->policy != DMARC_REQ_UNSET)
+		snprintf(comment, sizeof(comment), "p=%s",
+		    dmarc_request_name(v->policy));
+	else if (v->result == DMARC_RESULT_FAIL)
+		snprintf(comment, sizeof(comment), "p=%s dis=%s%s",
+		    dmarc_request_name(v->policy),
+		    dmarc_disposition_name(v->disposition),
+		    v->sampled_out ? " pct" : "");
+	else
+		strlcpy(comment, v->reason != NULL ? v->reason : "",
+		    sizeof(comment));
+	if (authres_add(ar, "dmarc", dmarc_result_name(v->result),
+	    comment) == -1)
+		return -1;
+	if (from_domain != NULL)
+		(void)authres_prop(ar, "header", "from", from_domain);
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */

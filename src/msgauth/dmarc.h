@@ -291,6 +291,18 @@ const char *dmarc_result_name(enum dmarc_result r);
 /* "none", "quarantine", "reject". */
 const char *dmarc_disposition_name(enum dmarc_disposition d);
 
+struct authres;
+
+/*
+ * Add the dmarc result of v to an Authentication-Results field (RFC 7489
+ * 11.2): "dmarc=pass (p=reject) header.from=example.org", for a failure
+ * "dmarc=fail (p=reject dis=quarantine) header.from=...", for none and
+ * the errors "dmarc=permerror (reason) header.from=...". from_domain may
+ * be NULL (no header.from). Returns authres_add()'s result.
+ */
+int dmarc_authres(struct authres *ar, const struct dmarc_verdict *v,
+    const char *from_domain);
+
 /*
  * The author domain (RFC 7489 6.6.1) from a message's From: fields.
  */

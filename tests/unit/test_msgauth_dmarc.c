@@ -31,7 +31,9 @@
 #include "testutil.h"
 
 #include "dns/dns.h"
+#include "lib/buf.h"
 #include "lib/util.h"
+#include "msgauth/authres.h"
 #include "msgauth/dmarc.h"
 #include "msgauth/orgdomain.h"
 
@@ -842,6 +844,9 @@ test_lookup_bad_names(void **state)
 	assert_int_equal(g.pol.status, DMARC_POLICY_FOUND);
 	assert_true(g.pol.at_org);
 	assert_int_equal(g.pol.rec.p, DMARC_REQ_QUARANTINE);
+	/* Straight to the organizational domain: one query in all. */
+	assert_int_equal(dns_fake_count(f->d, "_dmarc.example.com", 0), 1);
+	assert_int_equal(dns_fake_count(f->d, "_dmarc.invalid", 0), 0);
 	dmarc_policy_clear(&g.pol);
 	assert_int_equal(g.calls, 1);
 }
@@ -1188,6 +1193,42 @@ test_verdict_merge(void **state)
 	assert_int_equal(a.result, DMARC_RESULT_NONE);
 }
 
+static void
+test_dmarc_authres(void **state)
+{
+	struct authres *ar = authres_new("mx.example.net");
+	struct dmarc_verdict v;
+	struct buf b;
+	char flat[1024];
+	size_t i, o;
+
+	(void)state;
+	memset(&v, 0, sizeof(v));
+	v.result = DMARC_RESULT_PASS;
+	v.policy = DMARC_REQ_REJECT;
+	assert_int_equal(dmarc_authres(ar, &v, "example.org"), 0);
+	v.result = DMARC_RESULT_FAIL;
+	v.disposition = DMARC_DISP_QUARANTINE;
+	v.sampled_out = true;
+	assert_int_equal(dmarc_authres(ar, &v, "example.com"), 0);
+	v.result = DMARC_RESULT_PERMERROR;
+	v.policy = DMARC_REQ_UNSET;
+	v.reason = "several From: domains";
+	assert_int_equal(dmarc_authres(ar, &v, NULL), 0);
+	buf_init(&b, 4096);
+	assert_int_equal(authres_format(ar, &b), 0);
+	for (i = o = 0; buf_str(&b)[i] != '\0'; i++)
+		if (buf_str(&b)[i] != '\r' && buf_str(&b)[i] != '\n')
+			flat[o++] = buf_str(&b)[i];
+	flat[o] = '\0';
+	assert_string_equal(flat, "Authentication-Results: mx.example.net; "
+	    "dmarc=pass (p=reject) header.from=example.org; dmarc=fail "
+	    "(p=reject dis=quarantine pct) header.from=example.com; "
+	    "dmarc=permerror (several From: domains)");
+	buf_free(&b);
+	authres_free(ar);
+}
+
 /* ------------------------------------------------------------------ */
 /* The author domain. */
 
@@ -1374,6 +1415,7 @@ main(void)
 		cmocka_unit_test(test_eval_statuses),
 		cmocka_unit_test(test_eval_pct_rolls),
 		cmocka_unit_test(test_verdict_merge),
+		cmocka_unit_test(test_dmarc_authres),
 		cmocka_unit_test(test_opendmarc_from),
 		cmocka_unit_test(test_from_domains),
 	};
