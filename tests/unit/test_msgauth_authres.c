@@ -483,7 +483,12 @@ struct parse_case {
 };
 
 static const struct parse_case parse_cases[] = {
-	/* RFC 8601 Appendix B. */
+	/*
+	 * The examples of RFC 8601 Appendix B (the same as RFC 5451 and RFC
+	 * 7601 B.2-B.6; B.4 and B.6 written folded, B.6 with reason=), of
+	 * RFC 6008 A.1 (header.b), RFC 6212 A.1 (vbr) and the comment-heavy
+	 * one of RFC 7601 B.8.
+	 */
 	{ "example.org 1; none", 0, "example.org" },
 	{ "example.com; spf=pass smtp.mailfrom=example.net", 1,
 	    "example.com" },
@@ -502,8 +507,14 @@ static const struct parse_case parse_cases[] = {
 	    "header.i=@newyork.example.com", 1, "example.net" },
 	{ "mail-router.example.net;\r\n   dkim=pass (good signature)\r\n"
 	    "     header.d=newyork.example.com header.b=oINEO8hg;\r\n"
-	    "   dkim=fail (bad signature) header.d=mail-router.example.net\r\n"
+	    "   dkim=fail (bad signature) header.d=newyork.example.com\r\n"
 	    "     header.b=EToRSuvU", 2, "mail-router.example.net" },
+	{ "mail-router.example.net; dkim=pass (good signature) "
+	    "header.d=newyork.example.com header.b=oINEO8hg; vbr=pass "
+	    "(voucher.example.net) header.md=newyork.example.com "
+	    "header.mv=voucher.example.org", 2, "mail-router.example.net" },
+	{ "example.com; sender-id=fail header.from=example.com; dkim=pass "
+	    "(good signature) header.i=sender@example.com", 2, "example.com" },
 	{ "foo.example.net (foobar) 1 (baz);\r\n    dkim (Because I like it) "
 	    "/ 1 (One yay) = (wait for it) fail\r\n      policy (A dot can go "
 	    "here) . (like that) expired\r\n      (this surprised me) = "
