@@ -12,6 +12,13 @@
  * a line format (described there) read through popen(). Prints every
  * failure and "N passed, M failed"; fails unless all passed and the
  * count is the file's own (203 for the current suite).
+ *
+ * Not yet: a-null and mx-null. Their records hold a NUL byte, which
+ * dns_fake_set() cannot take (C strings, no escapes in TXT text). Until
+ * it decodes \DDD (probed at start: probe_escapes()), a test that reads
+ * such a record is printed as NOT RUN and counted apart, never as
+ * passed: the line is then "201 passed, 0 failed (2 not run: ...)".
+ * With \DDD in the fake the suite gives "203 passed, 0 failed".
  */
 #include <setjmp.h>
 #include <stdarg.h>
