@@ -671,7 +671,10 @@ dkim_sig_parse_flags(const char *field, size_t len, unsigned int flags,
 	b = dkim_taglist_get(l, "b");
 	sig->b_start = vstart + b->span_start;
 	sig->b_end = vstart + b->span_end;
-	sig->field = xstrndup(field, len);
+	/* Not xstrndup(): the field may hold a NUL octet. */
+	sig->field = xmalloc(len + 1);
+	memcpy(sig->field, field, len);
+	sig->field[len] = '\0';
 	sig->fieldlen = len;
 	free(l);
 	*sig_r = sig;
