@@ -8,7 +8,8 @@
  * dmarc_lookup(), dmarc_lookup_cancel(), dmarc_lookup_cancel_all(),
  * dmarc_lookup_pending(), dmarc_policy_copy(), dmarc_policy_clear(),
  * dmarc_evaluate(), dmarc_verdict_merge(), dmarc_from_domains(),
- * dmarc_from_verdict(), dmarc_authres(), and the *_name() functions.
+ * dmarc_from_verdict(), dmarc_authres(), dmarc_verdict_format(), and the
+ * *_name() functions.
  *
  * The record parser is a tag-list lexer of its own (RFC 6376 3.2, which
  * RFC 7489 6.4 reuses) and one value parser per known tag; dmarc.h says
@@ -41,6 +42,7 @@
 #include <string.h>
 
 #include "dns/dns.h"
+#include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "mailaddr/hdraddr.h"
@@ -964,6 +966,53 @@ dmarc_disposition_name(enum dmarc_disposition d)
 		return "reject";
 	}
 	return "none";
+}
+
+/* A name from the message or the DNS, safe for a key=value field. */
+static const char *
+dmarc_log_name(char *dst, size_t size, const char *name)
+{
+	if (name == NULL || *name == '\0')
+		return "-";
+	return log_escape_word(dst, size, name, strlen(name));
+}
+
+int
+dmarc_verdict_format(struct buf *out, const struct dmarc_input *in,
+    const struct dmarc_verdict *v)
+{
+	const struct dmarc_policy *pol = in->policy;
+	const struct dmarc_record *rec = pol != NULL &&
+	    pol->status == DMARC_POLICY_FOUND ? &pol->rec : NULL;
+	char a[ORGDOMAIN_MAX * 4 + 8];
+	size_t i;
+	int r;
+
+	r = buf_printf(out, "dmarc from=%s",
+	    dmarc_log_name(a, sizeof(a), in->from_domain));
+	if (r == 0 && rec != NULL)
+		r = buf_printf(out, " policy_domain=%s p=%s sp=%s pct=%u "
+		    "adkim=%c aspf=%c%s",
+		    dmarc_log_name(a, sizeof(a), pol->record_domain),
+		    dmarc_request_name(rec->p), rec->sp == DMARC_REQ_UNSET ?
+		    "-" : dmarc_request_name(rec->sp), rec->pct,
+		    rec->adkim == DMARC_ALIGN_STRICT ? 's' : 'r',
+		    rec->aspf == DMARC_ALIGN_STRICT ? 's' : 'r',
+		    rec->p_fallback ? " p_fallback=1" : "");
+	if (r == 0)
+		r = buf_printf(out, " result=%s disposition=%s sampled_out=%d "
+		    "spf=%s/%s/%s", dmarc_result_name(v->result),
+		    dmarc_disposition_name(v->disposition), v->sampled_out,
+		    dmarc_log_name(a, sizeof(a), in->spf_domain),
+		    in->spf_pass ? "pass" : "fail",
+		    v->spf_aligned ? "aligned" : "unaligned");
+	for (i = 0; r == 0 && i < in->ndkim && i < DMARC_FROM_MAX; i++)
+		r = buf_printf(out, "%s%s/%s/%s", i == 0 ? " dkim=" : ",",
+		    dmarc_log_name(a, sizeof(a), in->dkim[i].domain),
+		    in->dkim[i].pass ? "pass" : "fail",
+		    v->dkim_aligned && v->dkim_index == i ? "aligned" :
+		    "unaligned");
+	return r;
 }
 
 int

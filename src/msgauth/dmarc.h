@@ -291,6 +291,21 @@ const char *dmarc_result_name(enum dmarc_result r);
 /* "none", "quarantine", "reject". */
 const char *dmarc_disposition_name(enum dmarc_disposition d);
 
+struct buf;
+
+/*
+ * One key=value line per verdict for logs and, later, aggregate reports
+ * (RFC 7489 7.2 needs the policy published, the identifiers and their
+ * results): appended to out without a newline, e.g.
+ *   dmarc from=example.com policy_domain=example.com p=reject sp=none
+ *   pct=100 adkim=r aspf=r result=fail disposition=reject sampled_out=0
+ *   spf=example.net/pass/unaligned dkim=example.com/fail/unaligned
+ * Untrusted names are escaped (log_escape_word()); at most DMARC_FROM_MAX
+ * signatures are listed. Returns 0, or -1 when out is full.
+ */
+int dmarc_verdict_format(struct buf *out, const struct dmarc_input *in,
+    const struct dmarc_verdict *v);
+
 struct authres;
 
 /*

@@ -1194,6 +1194,55 @@ test_verdict_merge(void **state)
 }
 
 static void
+test_verdict_format(void **state)
+{
+	struct dmarc_policy pol;
+	struct dmarc_dkim dk[2] = { { "evil.example", true },
+	    { "exa mple.com", false } };
+	struct dmarc_input in;
+	struct dmarc_verdict v;
+	struct buf b;
+
+	(void)state;
+	memset(&pol, 0, sizeof(pol));
+	pol.status = DMARC_POLICY_FOUND;
+	strlcpy(pol.record_domain, "example.com", sizeof(pol.record_domain));
+	assert_int_equal(parse_exact("v=DMARC1; p=reject; adkim=s; pct=50",
+	    &pol.rec, NULL), 0);
+	memset(&in, 0, sizeof(in));
+	in.from_domain = "example.com";
+	in.policy = &pol;
+	in.spf_pass = true;
+	in.spf_domain = "bounce.example.com";
+	in.dkim = dk;
+	in.ndkim = 2;
+	in.roll = 10;
+	dmarc_evaluate(&in, &v);
+	buf_init(&b, 2048);
+	assert_int_equal(dmarc_verdict_format(&b, &in, &v), 0);
+	assert_string_equal(buf_str(&b), "dmarc from=example.com "
+	    "policy_domain=example.com p=reject sp=- pct=50 adkim=s aspf=r "
+	    "result=pass disposition=none sampled_out=0 "
+	    "spf=bounce.example.com/pass/aligned "
+	    "dkim=evil.example/pass/unaligned,exa\\x20mple.com/fail/unaligned");
+	buf_free(&b);
+	/* No policy; a small buffer is refused. */
+	pol.status = DMARC_POLICY_ABSENT;
+	in.ndkim = 0;
+	in.spf_domain = NULL;
+	dmarc_evaluate(&in, &v);
+	buf_init(&b, 2048);
+	assert_int_equal(dmarc_verdict_format(&b, &in, &v), 0);
+	assert_string_equal(buf_str(&b), "dmarc from=example.com result=none "
+	    "disposition=none sampled_out=0 spf=-/pass/unaligned");
+	buf_free(&b);
+	buf_init(&b, 20);
+	assert_int_equal(dmarc_verdict_format(&b, &in, &v), -1);
+	buf_free(&b);
+	dmarc_policy_clear(&pol);
+}
+
+static void
 test_dmarc_authres(void **state)
 {
 	struct authres *ar = authres_new("mx.example.net");
@@ -1415,6 +1464,7 @@ main(void)
 		cmocka_unit_test(test_eval_statuses),
 		cmocka_unit_test(test_eval_pct_rolls),
 		cmocka_unit_test(test_verdict_merge),
+		cmocka_unit_test(test_verdict_format),
 		cmocka_unit_test(test_dmarc_authres),
 		cmocka_unit_test(test_opendmarc_from),
 		cmocka_unit_test(test_from_domains),
