@@ -1090,7 +1090,7 @@ dmarc_from_domains(const char *const *values, const size_t *lens, size_t n,
 }
 
 bool
-dmarc_from_verdict(const struct dmarc_from *f, bool reject_multiple,
+dmarc_from_verdict(const struct dmarc_from *f, unsigned int flags,
     struct dmarc_verdict *v)
 {
 	memset(v, 0, sizeof(*v));
@@ -1104,7 +1104,8 @@ dmarc_from_verdict(const struct dmarc_from *f, bool reject_multiple,
 		v->reason = "no From: domain";
 		return false;
 	case DMARC_FROM_MULTIPLE:
-		if (!reject_multiple && f->ndomains <= DMARC_FROM_MAX)
+		if (!(flags & DMARC_FROM_REJECT_MULTIPLE) &&
+		    f->ndomains <= DMARC_FROM_MAX)
 			return true;
 		v->result = DMARC_RESULT_PERMERROR;
 		v->disposition = DMARC_DISP_REJECT;
@@ -1112,8 +1113,8 @@ dmarc_from_verdict(const struct dmarc_from *f, bool reject_multiple,
 		return false;
 	case DMARC_FROM_INVALID:
 		v->result = DMARC_RESULT_PERMERROR;
-		v->disposition = reject_multiple ? DMARC_DISP_REJECT :
-		    DMARC_DISP_NONE;
+		v->disposition = flags & DMARC_FROM_REJECT_INVALID ?
+		    DMARC_DISP_REJECT : DMARC_DISP_NONE;
 		v->reason = "unreadable From:";
 		return false;
 	}

@@ -6,7 +6,7 @@
  *
  *   struct dmarc_from f;                           the author domain
  *   dmarc_from_domains(values, lens, n, &f);
- *   if (!dmarc_from_verdict(&f, true, &v)) -> v says it all
+ *   if (!dmarc_from_verdict(&f, DMARC_FROM_DEFAULT, &v)) -> v says all
  *   id = dmarc_lookup(d, f.domain, cb, arg);       later: cb(arg, pol)
  *   dmarc_policy_copy(&mine, pol);                 (to keep it)
  *   dmarc_evaluate(&in, &v);                       in.policy = &mine
@@ -182,7 +182,7 @@ typedef void (*dmarc_lookup_cb)(void *arg, const struct dmarc_policy *pol);
  * is another name; several -> ABSENT; one -> FOUND, or PERMERROR when it
  * is invalid. TEMPFAIL -> TEMPERROR (no fallback); an answer the resolver
  * could not parse (DNS_PERMFAIL) -> PERMERROR. A _dmarc name over 253
- * octets cannot exist and counts as no record.
+ * octets cannot exist: it counts as no record without being asked.
  *
  * Returns the lookup's id (never 0); cb runs later from the event loop,
  * exactly once unless cancelled, never from inside this call. Returns 0,
@@ -350,23 +350,37 @@ struct dmarc_from {
 void dmarc_from_domains(const char *const *values, const size_t *lens,
     size_t n, struct dmarc_from *f);
 
+/* Flags of dmarc_from_verdict(); DMARC_FROM_DEFAULT is both. */
+enum dmarc_from_flag {
+	DMARC_FROM_REJECT_MULTIPLE = 1 << 0,
+	DMARC_FROM_REJECT_INVALID = 1 << 1,
+};
+#define DMARC_FROM_DEFAULT \
+	(DMARC_FROM_REJECT_MULTIPLE | DMARC_FROM_REJECT_INVALID)
+
 /*
  * What to do with f. Returns true when the caller goes on: ONE (look up
- * and evaluate domains[0]), or MULTIPLE with reject_multiple false and at
- * most DMARC_FROM_MAX domains (evaluate each, fold with
- * dmarc_verdict_merge()). Returns false with *v filled otherwise:
+ * and evaluate domains[0]), or MULTIPLE without DMARC_FROM_REJECT_MULTIPLE
+ * and at most DMARC_FROM_MAX domains (evaluate each, fold with
+ * dmarc_verdict_merge(): RFC 7489 6.6.1). Returns false with *v filled
+ * otherwise:
  *   NONE: result none, disposition none. RFC 7489 6.6.1 leaves messages
  *     without a From: domain out of its scope; there is no domain whose
  *     policy could apply (RFC 5322 requires From:, which is for the
  *     session's own checks to enforce);
- *   MULTIPLE, and INVALID (a From: we cannot read may show any domain to
- *     a reader, so it is treated like several): with reject_multiple
- *     (the default, as the issue asks), result permerror, disposition
- *     reject; without it, INVALID is permerror with disposition none, and
- *     MULTIPLE with more than DMARC_FROM_MAX domains permerror and reject
- *     (evaluating them all is a denial-of-service lever).
+ *   MULTIPLE with DMARC_FROM_REJECT_MULTIPLE (as the issue asks by
+ *     default), or with more than DMARC_FROM_MAX domains (evaluating them
+ *     all is a denial-of-service lever): result permerror, disposition
+ *     reject;
+ *   INVALID: result permerror; disposition reject with
+ *     DMARC_FROM_REJECT_INVALID, else none. Rejecting is the default
+ *     because a From: we cannot read may show a reader any domain, and
+ *     letting it through unjudged would be a way around DMARC; without the
+ *     flag, mail from broken mailers (an unquoted '@' in a display name,
+ *     "a@b.example." with a dot at the end) is delivered, marked
+ *     dmarc=permerror.
  */
-bool dmarc_from_verdict(const struct dmarc_from *f, bool reject_multiple,
+bool dmarc_from_verdict(const struct dmarc_from *f, unsigned int flags,
     struct dmarc_verdict *v);
 
 #endif

@@ -1374,7 +1374,7 @@ test_from_domains(void **state)
 	from_one("Alice <alice@Example.COM>", NULL, &df);
 	assert_int_equal(df.status, DMARC_FROM_ONE);
 	assert_string_equal(df.domains[0], "example.com");
-	assert_true(dmarc_from_verdict(&df, true, &v));
+	assert_true(dmarc_from_verdict(&df, DMARC_FROM_DEFAULT, &v));
 	/* RFC 5322 3.4.1: a dot-atom does not end in '.'. */
 	from_one("alice@example.com.", NULL, &df);
 	assert_int_equal(df.status, DMARC_FROM_INVALID);
@@ -1390,10 +1390,10 @@ test_from_domains(void **state)
 	assert_int_equal(df.status, DMARC_FROM_MULTIPLE);
 	assert_int_equal(df.ndomains, 2);
 	assert_string_equal(df.domains[1], "example.net");
-	assert_false(dmarc_from_verdict(&df, true, &v));
+	assert_false(dmarc_from_verdict(&df, DMARC_FROM_DEFAULT, &v));
 	assert_int_equal(v.result, DMARC_RESULT_PERMERROR);
 	assert_int_equal(v.disposition, DMARC_DISP_REJECT);
-	assert_true(dmarc_from_verdict(&df, false, &v));
+	assert_true(dmarc_from_verdict(&df, DMARC_FROM_REJECT_INVALID, &v));
 	from_one("a@example.com, b@sub.example.com", NULL, &df);
 	assert_int_equal(df.status, DMARC_FROM_MULTIPLE);
 	/* More domains than kept: rejected even when not by default. */
@@ -1408,12 +1408,12 @@ test_from_domains(void **state)
 	from_one(many, NULL, &df);
 	assert_int_equal(df.status, DMARC_FROM_MULTIPLE);
 	assert_int_equal(df.ndomains, DMARC_FROM_MAX + 2);
-	assert_false(dmarc_from_verdict(&df, false, &v));
+	assert_false(dmarc_from_verdict(&df, DMARC_FROM_REJECT_INVALID, &v));
 	assert_int_equal(v.disposition, DMARC_DISP_REJECT);
 	/* None: no field, an empty group. */
 	from_one(NULL, NULL, &df);
 	assert_int_equal(df.status, DMARC_FROM_NONE);
-	assert_false(dmarc_from_verdict(&df, true, &v));
+	assert_false(dmarc_from_verdict(&df, DMARC_FROM_DEFAULT, &v));
 	assert_int_equal(v.result, DMARC_RESULT_NONE);
 	assert_int_equal(v.disposition, DMARC_DISP_NONE);
 	from_one("undisclosed:;", NULL, &df);
@@ -1421,10 +1421,11 @@ test_from_domains(void **state)
 	/* Unreadable: like several by default. */
 	from_one("alice@example.com <", NULL, &df);
 	assert_int_equal(df.status, DMARC_FROM_INVALID);
-	assert_false(dmarc_from_verdict(&df, true, &v));
+	assert_false(dmarc_from_verdict(&df, DMARC_FROM_DEFAULT, &v));
 	assert_int_equal(v.result, DMARC_RESULT_PERMERROR);
 	assert_int_equal(v.disposition, DMARC_DISP_REJECT);
-	assert_false(dmarc_from_verdict(&df, false, &v));
+	assert_false(dmarc_from_verdict(&df, DMARC_FROM_REJECT_MULTIPLE, &v));
+	assert_int_equal(v.result, DMARC_RESULT_PERMERROR);
 	assert_int_equal(v.disposition, DMARC_DISP_NONE);
 	from_one("alice@[192.0.2.1]", NULL, &df);
 	assert_int_equal(df.status, DMARC_FROM_INVALID);
