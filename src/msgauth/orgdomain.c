@@ -36,33 +36,44 @@
 static pthread_mutex_t orgdomain_lock = PTHREAD_MUTEX_INITIALIZER;
 static psl_ctx_t *orgdomain_psl;
 
+/* Read a list: path, or the default file with libpsl's built-in list as
+ * the fallback. NULL with a message in err. */
+static psl_ctx_t *
+orgdomain_read(const char *path, char *err, size_t errlen)
+{
+	const char *file = path != NULL ? path : ORGDOMAIN_PSL_FILE;
+	psl_ctx_t *psl;
+
+	if ((psl = psl_load_file(file)) != NULL)
+		return psl;
+	if (path != NULL) {
+		snprintf(err, errlen, "cannot load the public suffix list %s",
+		    file);
+		return NULL;
+	}
+	/* Only when the package is missing: a list from libpsl's build,
+	 * older than the system's. psl_free() ignores it. */
+	if ((psl = (psl_ctx_t *)psl_builtin()) == NULL) {
+		snprintf(err, errlen, "cannot load the public suffix list %s "
+		    "and libpsl has no built-in list", file);
+		return NULL;
+	}
+	log_warn("orgdomain: cannot read %s (package publicsuffix?), using "
+	    "libpsl's built-in list", file);
+	return psl;
+}
+
 int
 orgdomain_load(const char *path, char *err, size_t errlen)
 {
 	psl_ctx_t *psl, *old;
-	const char *file = path != NULL ? path : ORGDOMAIN_PSL_FILE;
 
-	if ((psl = psl_load_file(file)) == NULL) {
-		if (path != NULL) {
-			snprintf(err, errlen, "cannot load the public suffix "
-			    "list %s", file);
-			return -1;
-		}
-		/* Only when the package is missing: a list from libpsl's
-		 * build, older than the system's. */
-		if ((psl = (psl_ctx_t *)psl_builtin()) == NULL) {
-			snprintf(err, errlen, "cannot load the public suffix "
-			    "list %s and libpsl has no built-in list", file);
-			return -1;
-		}
-		log_warn("orgdomain: cannot read %s (package publicsuffix?), "
-		    "using libpsl's built-in list", file);
-	}
+	if ((psl = orgdomain_read(path, err, errlen)) == NULL)
+		return -1;
 	pthread_mutex_lock(&orgdomain_lock);
 	old = orgdomain_psl;
 	orgdomain_psl = psl;
 	pthread_mutex_unlock(&orgdomain_lock);
-	/* psl_free() ignores the built-in list. */
 	psl_free(old);
 	return 0;
 }
@@ -76,7 +87,11 @@ orgdomain_unload(void)
 	pthread_mutex_unlock(&orgdomain_lock);
 }
 
-/* The list in use, loading the default one the first time. */
+/*
+ * The list in use, loading the default one the first time. The load
+ * happens under the lock, so that two threads asking first cannot both
+ * load and one free the list the other is reading.
+ */
 static const psl_ctx_t *
 orgdomain_list(void)
 {
@@ -84,15 +99,9 @@ orgdomain_list(void)
 	char err[256];
 
 	pthread_mutex_lock(&orgdomain_lock);
-	psl = orgdomain_psl;
-	pthread_mutex_unlock(&orgdomain_lock);
-	if (psl != NULL)
-		return psl;
-	if (orgdomain_load(NULL, err, sizeof(err)) == -1) {
+	if (orgdomain_psl == NULL &&
+	    (orgdomain_psl = orgdomain_read(NULL, err, sizeof(err))) == NULL)
 		log_err("orgdomain: %s", err);
-		return NULL;
-	}
-	pthread_mutex_lock(&orgdomain_lock);
 	psl = orgdomain_psl;
 	pthread_mutex_unlock(&orgdomain_lock);
 	return psl;
