@@ -118,7 +118,8 @@ enum spf_macro_mode {
 				 * loses one trailing dot and is cut from
 				 * the left to 253 octets at a label */
 	SPF_MACRO_EXP,		/* explain-string: spaces, c r t too */
-	SPF_MACRO_STRING,	/* an unknown modifier's macro-string */
+	SPF_MACRO_STRING,	/* an unknown modifier's macro-string:
+				 * c, r, t refused */
 };
 
 /* Longest expansion built (before truncation); longer is an error. */

@@ -307,7 +307,9 @@ spf_macro_scan(const char *s, size_t len, enum spf_macro_mode mode,
 				*error_r = "unknown macro letter";
 				return -1;
 			}
-			if (mode == SPF_MACRO_DOMAIN && strchr("crt", lc) !=
+			/* RFC 7208 7.3: c, r, t "only in exp text", so
+			 * not in unknown modifiers either (as pyspf). */
+			if (mode != SPF_MACRO_EXP && strchr("crt", lc) !=
 			    NULL) {
 				*error_r = "macro letters c, r, t are allowed "
 				    "in exp text only";

@@ -201,6 +201,7 @@ test_spf_parse_invalid(void **state)
 		{ "v=spf1 a:%{a}.example.com", "unknown macro letter" },
 		{ "v=spf1 exists:%(ir).sbl.example.com", "'%' not followed" },
 		{ "v=spf1 exp=%{r}.example.com", "exp text only" },
+		{ "v=spf1 foo=%{t}", "exp text only" },
 		{ "v=spf1 a:%{d0}.example.com", "digit transformer of 0" },
 		{ "v=spf1 a:%{d2x}.example.com", "bad macro syntax" },
 		{ "v=spf1 a:%{", "unterminated macro" },
