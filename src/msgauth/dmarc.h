@@ -7,7 +7,7 @@
  *   struct dmarc_from f;                           the author domain
  *   dmarc_from_domains(values, lens, n, &f);
  *   if (!dmarc_from_verdict(&f, DMARC_FROM_DEFAULT, &v)) -> v says all
- *   id = dmarc_lookup(d, f.domain, cb, arg);       later: cb(arg, pol)
+ *   id = dmarc_lookup(d, f.domains[0], cb, arg);   later: cb(arg, pol)
  *   dmarc_policy_copy(&mine, pol);                 (to keep it)
  *   dmarc_evaluate(&in, &v);                       in.policy = &mine
  *   dmarc_policy_clear(&mine);
