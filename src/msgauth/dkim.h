@@ -87,6 +87,9 @@ enum dkim_reason {
 	DKIM_KEY_VERSION,		/* v= not DKIM1, or not first */
 	DKIM_KEY_MISSING_P,
 	DKIM_KEY_BAD_P,			/* p= not base64 or not a key */
+	DKIM_KEY_NOT_FOUND,		/* the caller's DNS: no record */
+	/* The caller's DNS lookup failed (temperror). */
+	DKIM_KEY_TEMPFAIL,
 	/* Verification (fail). */
 	DKIM_FAIL_KEY_TYPE,		/* k= unknown */
 	DKIM_FAIL_KEY_SERVICE,		/* s= excludes email */

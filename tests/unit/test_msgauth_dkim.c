@@ -1300,6 +1300,10 @@ test_reason_table(void **state)
 	    DKIM_RESULT_FAIL);
 	assert_int_equal(dkim_reason_result(DKIM_KEY_SYNTAX),
 	    DKIM_RESULT_PERMERROR);
+	assert_int_equal(dkim_reason_result(DKIM_KEY_NOT_FOUND),
+	    DKIM_RESULT_PERMERROR);
+	assert_int_equal(dkim_reason_result(DKIM_KEY_TEMPFAIL),
+	    DKIM_RESULT_TEMPERROR);
 	assert_string_equal(dkim_result_str(DKIM_RESULT_PERMERROR),
 	    "permerror");
 	assert_string_equal(dkim_reason_str(DKIM_FAIL_BODY_HASH),

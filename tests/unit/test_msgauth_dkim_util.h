@@ -165,8 +165,8 @@ dt_verify_all(const char *msg, size_t len, const char *dns,
 		    sizeof(qname)), 0);
 		if ((txt = dt_dns_lookup(dns, qname)) == NULL) {
 			/* No key: RFC 6376 6.1.2 PERMFAIL (no key). */
-			sr->result = DKIM_RESULT_PERMERROR;
-			sr->reason = DKIM_KEY_MISSING_P;
+			sr->reason = DKIM_KEY_NOT_FOUND;
+			sr->result = dkim_reason_result(sr->reason);
 			dkim_sig_free(sig);
 			continue;
 		}
