@@ -45,6 +45,7 @@ libmail-dkim-perl
 python3-dkim
 python3-spf
 python3-yaml
+python3-authres
 "
 
 missing=""
