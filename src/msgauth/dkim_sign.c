@@ -30,6 +30,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -62,6 +63,17 @@ static const char *const dkim_oversigned[] = {
 	"From", "Subject", "Date", "To", "Cc",
 };
 
+/* Never ask a terminal for a pass phrase: encrypted keys are refused. */
+static int
+dkim_pem_nopass(char *buf, int size, int rwflag, void *arg)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)arg;
+	return -1;
+}
+
 struct dkim_privkey *
 dkim_privkey_load(const char *text, size_t len, const char **error_r)
 {
@@ -82,10 +94,12 @@ dkim_privkey_load(const char *text, size_t len, const char **error_r)
 			*error_r = "out of memory";
 			return NULL;
 		}
-		pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+		pkey = PEM_read_bio_PrivateKey(bio, NULL, dkim_pem_nopass,
+		    NULL);
 		BIO_free(bio);
 		if (pkey == NULL) {
-			*error_r = "not a PEM private key";
+			ERR_clear_error();
+			*error_r = "not a PEM private key (or encrypted)";
 			return NULL;
 		}
 	} else if (b64_decode(text, len, &seed, &seedlen, &err) == 0) {
@@ -96,6 +110,7 @@ dkim_privkey_load(const char *text, size_t len, const char **error_r)
 		OPENSSL_cleanse(seed, seedlen);
 		free(seed);
 		if (pkey == NULL) {
+			ERR_clear_error();
 			*error_r = "not a PEM key or an Ed25519 seed";
 			return NULL;
 		}
@@ -227,6 +242,8 @@ dkim_sign_compute(const struct dkim_msg *m, const struct dkim_sig *sig,
 		b64 = b64_encode(out, outlen);
 	else
 		*error_r = "signing failed";
+	/* Leave no error behind for TLS code on this thread to misread. */
+	ERR_clear_error();
 	free(out);
 	return b64;
 }

@@ -27,6 +27,7 @@
 
 #include <string.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -835,6 +836,12 @@ dkim_key_check_tags(struct dkim_key *key, const struct dkim_taglist *l)
 		}
 	}
 	free(der);
+	/*
+	 * The SPKI attempt fails for a bare RSAPublicKey, and bad keys fail
+	 * in OpenSSL: clear its error queue, which TLS code on this thread
+	 * would otherwise misread.
+	 */
+	ERR_clear_error();
 	return r;
 }
 

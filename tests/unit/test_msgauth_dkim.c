@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -460,6 +461,20 @@ test_key_flags(void **state)
 	assert_int_equal(dkim_key_parse(rec, strlen(rec), &key, &r), 0);
 	assert_int_equal(key->hashes, DKIM_HASH_SHA1 | DKIM_HASH_SHA256);
 	dkim_key_free(key);
+
+	/* A bare RSAPublicKey: the failed SPKI try leaves no error. */
+	ERR_clear_error();
+	rec = "p=MIGJAoGBAOQeU5CgFPNZGIazlXo2k/eJ1jpaTTxrmqF1HrDLlt04pvaMt"
+	    "CJj8nXoliLRC/H9vJjMI1vdb3XLcW60AIN/PBD8EL97/y4GwJH7LPUvGP48v"
+	    "qUe+owqszesbiGy1PlCO8c70/OjFnJVgvMF87YR4Lcincb7aSvI5MgpP6X8r"
+	    "jDdAgMBAAE=";
+	assert_int_equal(dkim_key_parse(rec, strlen(rec), &key, &r), 0);
+	assert_int_equal(key->bits, 1024);
+	assert_int_equal(ERR_peek_error(), 0);
+	dkim_key_free(key);
+	rec = "p=" P1024 "AA==";
+	assert_int_equal(dkim_key_parse(rec, strlen(rec), &key, &r), -1);
+	assert_int_equal(ERR_peek_error(), 0);
 
 	dkim_key_free(NULL);
 	dkim_sig_free(NULL);
@@ -1022,8 +1037,17 @@ test_verify_key_policy(void **state)
 
 		while (kl > 0 && (k2[kl - 1] == '\n' || k2[kl - 1] == '\r'))
 			k2[--kl] = '\0';
+		ERR_clear_error();
 		expect_reason("other key", verify_with(msg, len, k2, NULL,
 		    NULL), DKIM_FAIL_SIGNATURE);
+		/* Nothing left in OpenSSL's error queue of this thread. */
+		assert_int_equal(ERR_peek_error(), 0);
+		expect_reason("raw rsa", verify_with(msg, len,
+		    "p=MIGJAoGBAOQeU5CgFPNZGIazlXo2k/eJ1jpaTTxrmqF1HrDLlt04pvaMt"
+		    "CJj8nXoliLRC/H9vJjMI1vdb3XLcW60AIN/PBD8EL97/y4GwJH7LPUvGP48v"
+		    "qUe+owqszesbiGy1PlCO8c70/OjFnJVgvMF87YR4Lcincb7aSvI5MgpP6X8r"
+		    "jDdAgMBAAE=", NULL, NULL), DKIM_OK);
+		assert_int_equal(ERR_peek_error(), 0);
 		free(k2);
 	}
 	free(msg);
@@ -1273,6 +1297,25 @@ test_sign_refusals(void **state)
 		n = BIO_get_mem_data(bio, &data);
 		assert_null(dkim_privkey_load(data, (size_t)n, &err));
 		assert_string_equal(err, "RSA key under 1024 bits");
+		BIO_free(bio);
+		EVP_PKEY_free(k);
+	}
+	/* An encrypted key is refused, never a pass phrase prompt. */
+	{
+		EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+		BIO *bio = BIO_new(BIO_s_mem());
+		char *data;
+		long n;
+
+		assert_non_null(k);
+		assert_non_null(bio);
+		assert_int_equal(PEM_write_bio_PrivateKey(bio, k,
+		    EVP_aes_128_cbc(), (unsigned char *)"secret", 6, NULL,
+		    NULL), 1);
+		n = BIO_get_mem_data(bio, &data);
+		assert_null(dkim_privkey_load(data, (size_t)n, &err));
+		assert_string_equal(err, "not a PEM private key (or encrypted)");
+		assert_int_equal(ERR_peek_error(), 0);
 		BIO_free(bio);
 		EVP_PKEY_free(k);
 	}
