@@ -49,11 +49,7 @@
 
 #include <event2/event.h>
 
-/*
- * dns_event_base(): the loop the checks start and time out on. Not yet: a
- * public accessor in dns/dns.h (dns_private.h is meant for src/dns/).
- */
-#include "dns/dns_private.h"
+#include "dns/dns.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"
