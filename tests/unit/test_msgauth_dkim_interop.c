@@ -7,6 +7,9 @@
  *     empty lines at the end, MIME) is signed here with RSA and Ed25519
  *     in all four canonicalizations; dkimpy verifies every message, and
  *     rejects a tampered copy of each (so the harness can fail).
+ *   - Mail::DKIM (Perl) verifies the same (Ed25519 only when
+ *     Crypt::PK::Ed25519 is installed); it differs from RFC 6376 3.4.3 on
+ *     a body without a final CRLF under simple, which is let through;
  *   - dkimpy signs the same corpus (RSA and Ed25519; simple, relaxed and
  *     mixed), and every message verifies here; tampered copies fail.
  * Skipped (not failed) when /usr/bin/python3 cannot import dkim.
@@ -15,6 +18,7 @@
 #include <sys/wait.h>
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -35,6 +39,7 @@
 #include "test_msgauth_dkim_util.h"
 
 #define PYTHON	"/usr/bin/python3"
+#define PERL	"/usr/bin/perl"
 
 #define P1024 "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBTzWRiGs5V6NpP3idY6Wk08" \
 	"a5qhdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y3FutACDfzwQ/BC/e/8uBsCR+" \
@@ -85,6 +90,37 @@ static const char py_script[] =
     "                    c[0].decode(), c[1].decode())\n"
     "                open(os.path.join(d, out), 'wb').write(sig + msg)\n"
     "                print('SIGNED ' + out)\n";
+
+/*
+ * Mail::DKIM (Perl), a third implementation: verifies every *.eml of the
+ * directory, keys from dns.txt through a stand-in for its DNS query.
+ */
+static const char perl_script[] =
+    "use strict; use warnings;\n"
+    "use Mail::DKIM::Verifier; use Net::DNS;\n"
+    "my ($dir) = @ARGV; my %dns;\n"
+    "open(my $fh, '<', \"$dir/dns.txt\") or die;\n"
+    "while (<$fh>) { s/\\r?\\n$//; next unless length;\n"
+    "    my ($n, $r) = split(/ /, $_, 2); $dns{lc $n} = $r; }\n"
+    "{ no warnings 'redefine';\n"
+    "  *Mail::DKIM::DNS::query = sub {\n"
+    "    my ($d, $t) = @_; my $r = $dns{lc $d};\n"
+    "    if (!defined $r) { $@ = 'NXDOMAIN'; return; }\n"
+    "    my @c; for (my $i = 0; $i < length $r; $i += 255) {\n"
+    "        push @c, substr($r, $i, 255); }\n"
+    "    $@ = 'NOERROR';\n"
+    "    return (Net::DNS::RR->new(name => $d, type => 'TXT',\n"
+    "        txtdata => [@c]));\n"
+    "  }; }\n"
+    "opendir(my $dh, $dir) or die;\n"
+    "for my $f (sort grep { /\\.eml$/ } readdir $dh) {\n"
+    "    open(my $m, '<:raw', \"$dir/$f\") or die;\n"
+    "    my $msg = do { local $/; <$m> };\n"
+    "    my $v = Mail::DKIM::Verifier->new();\n"
+    "    $v->PRINT($msg); $v->CLOSE();\n"
+    "    print(($v->result eq 'pass' ? 'PASS ' : 'FAIL ') . $f . ' '\n"
+    "        . $v->result_detail . \"\\n\");\n"
+    "}\n";
 
 struct corpus {
 	const char *name;
@@ -159,9 +195,13 @@ remove_dir(const char *dir)
 	rmdir(dir);
 }
 
-/* Run python3 -c script args...; its stdout into out. Returns exit code. */
+/*
+ * Run prog -e|-c script args...; its stdout into out. Returns the exit
+ * code.
+ */
 static int
-run_python(const char *const *args, size_t nargs, struct buf *out)
+run_prog(const char *prog, const char *flag, const char *script,
+    const char *const *args, size_t nargs, struct buf *out)
 {
 	const char *argv[16];
 	int fds[2], status;
@@ -170,9 +210,9 @@ run_python(const char *const *args, size_t nargs, struct buf *out)
 	char tmp[4096];
 	pid_t pid;
 
-	argv[n++] = PYTHON;
-	argv[n++] = "-c";
-	argv[n++] = py_script;
+	argv[n++] = prog;
+	argv[n++] = flag;
+	argv[n++] = script;
 	for (i = 0; i < nargs && n < nitems(argv) - 1; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
@@ -183,7 +223,7 @@ run_python(const char *const *args, size_t nargs, struct buf *out)
 		dup2(fds[1], 1);
 		close(fds[0]);
 		close(fds[1]);
-		execv(PYTHON, (char *const *)argv);
+		execv(prog, (char *const *)argv);
 		_exit(127);
 	}
 	close(fds[1]);
@@ -194,19 +234,30 @@ run_python(const char *const *args, size_t nargs, struct buf *out)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-static bool
-have_dkimpy(void)
+static int
+run_python(const char *const *args, size_t nargs, struct buf *out)
 {
-	const char *argv[] = { PYTHON, "-c", "import dkim", NULL };
+	return run_prog(PYTHON, "-c", py_script, args, nargs, out);
+}
+
+/* Whether prog flag code exits 0 (a module is there). */
+static bool
+have(const char *prog, const char *flag, const char *code)
+{
+	const char *argv[] = { prog, flag, code, NULL };
 	int status;
 	pid_t pid;
 
-	if (access(PYTHON, X_OK) != 0)
+	if (access(prog, X_OK) != 0)
 		return false;
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		execv(PYTHON, (char *const *)argv);
+		int null = open("/dev/null", O_WRONLY);
+
+		if (null >= 0)
+			dup2(null, 2);
+		execv(prog, (char *const *)argv);
 		_exit(127);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -259,23 +310,21 @@ fill_long_lines(void)
 	buf_free(&b);
 }
 
-/* Petrel signs, dkimpy verifies. */
-static void
-test_petrel_to_dkimpy(void **state)
+/*
+ * Sign the corpus into dir (RSA, and Ed25519 when with_ed), a tampered
+ * copy of each beside it; returns the number of signed messages.
+ */
+static size_t
+write_signed_corpus(const char *dir, bool with_ed)
 {
 	struct dkim_privkey *rsa = load_key("dkimpy-data/test.private");
 	struct dkim_privkey *ed = load_key("rfc8463/ed25519-brisbane.private.pem");
-	const char *args[2];
-	char *dir = make_tmpdir();
-	struct buf out;
-	size_t i, nfiles = 0, npass = 0, nfail = 0;
+	size_t i, nfiles = 0;
 	int k, c;
-	const char *p;
 
-	(void)state;
 	write_file(dir, "dns.txt", dns_text, sizeof(dns_text) - 1);
 	for (i = 0; i < nitems(corpus); i++) {
-		for (k = 0; k < 2; k++) {
+		for (k = 0; k < (with_ed ? 2 : 1); k++) {
 			for (c = 0; c < 4; c++) {
 				struct dkim_sign_opts o;
 				const char *err = NULL;
@@ -314,29 +363,102 @@ test_petrel_to_dkimpy(void **state)
 			}
 		}
 	}
-	buf_init(&out, 1 << 20);
-	args[0] = dir;
-	args[1] = "verify";
-	assert_int_equal(run_python(args, 2, &out), 0);
-	for (p = buf_str(&out); *p != '\0'; p = strchr(p, '\n') + 1) {
+	dkim_privkey_free(rsa);
+	dkim_privkey_free(ed);
+	return nfiles;
+}
+
+/*
+ * Every PASS line is a signed file, every FAIL a tampered one; except that
+ * a signed file whose name starts with lenient (NULL: none) may fail: a
+ * known disagreement, printed.
+ */
+static void
+check_verdicts(const char *who, const char *out, size_t nfiles,
+    const char *lenient)
+{
+	size_t npass = 0, nfail = 0, nknown = 0;
+	const char *p;
+
+	for (p = out; *p != '\0'; p = strchr(p, '\n') + 1) {
 		bool tampered = strncmp(p + 5, "tampered-", 9) == 0;
 
 		if (strncmp(p, "PASS ", 5) == 0 && !tampered)
 			npass++;
 		else if (strncmp(p, "FAIL ", 5) == 0 && tampered)
 			nfail++;
-		else
-			fail_msg("dkimpy: %.*s", (int)strcspn(p, "\n"), p);
+		else if (lenient != NULL && strncmp(p, "FAIL ", 5) == 0 &&
+		    strncmp(p + 5, lenient, strlen(lenient)) == 0) {
+			print_message("%s (known): %.*s\n", who,
+			    (int)strcspn(p, "\n"), p);
+			nknown++;
+		} else
+			fail_msg("%s: %.*s", who, (int)strcspn(p, "\n"), p);
 	}
-	print_message("dkimpy verified %zu Petrel signatures, refused %zu "
-	    "tampered copies\n", npass, nfail);
-	assert_int_equal(npass, nfiles);
+	print_message("%s verified %zu Petrel signatures (%zu known "
+	    "disagreements), refused %zu tampered copies\n", who, npass,
+	    nknown, nfail);
+	assert_int_equal(npass + nknown, nfiles);
+	assert_true(nknown <= 4);
 	assert_int_equal(nfail, nfiles);
+}
+
+/* Petrel signs, dkimpy verifies. */
+static void
+test_petrel_to_dkimpy(void **state)
+{
+	const char *args[2];
+	char *dir = make_tmpdir();
+	struct buf out;
+	size_t nfiles;
+
+	(void)state;
+	nfiles = write_signed_corpus(dir, true);
+	buf_init(&out, 1 << 20);
+	args[0] = dir;
+	args[1] = "verify";
+	assert_int_equal(run_python(args, 2, &out), 0);
+	check_verdicts("dkimpy", buf_str(&out), nfiles, NULL);
 	buf_free(&out);
 	remove_dir(dir);
 	free(dir);
-	dkim_privkey_free(rsa);
-	dkim_privkey_free(ed);
+}
+
+/*
+ * Petrel signs, Mail::DKIM verifies: RSA always, Ed25519 when its
+ * Crypt::PK::Ed25519 (libcryptx-perl) is installed.
+ */
+static void
+test_petrel_to_maildkim(void **state)
+{
+	const char *args[1];
+	char *dir;
+	struct buf out;
+	size_t nfiles;
+	bool ed = have(PERL, "-e", "use Crypt::PK::Ed25519;");
+
+	(void)state;
+	if (!have(PERL, "-e", "use Mail::DKIM::Verifier; use Net::DNS;")) {
+		print_message("skipped: no Mail::DKIM\n");
+		skip();
+	}
+	if (!ed)
+		print_message("Ed25519 not checked: no Crypt::PK::Ed25519\n");
+	dir = make_tmpdir();
+	nfiles = write_signed_corpus(dir, ed);
+	buf_init(&out, 1 << 20);
+	args[0] = dir;
+	assert_int_equal(run_prog(PERL, "-e", perl_script, args, 1, &out), 0);
+	/*
+	 * Mail::DKIM 1.20230212 adds no CRLF to a body without one under
+	 * simple body canonicalization, against RFC 6376 3.4.3 (dkimpy and
+	 * go-msgauth's "Joe." vector add it). Only SMTP-less mail can lack
+	 * it.
+	 */
+	check_verdicts("Mail::DKIM", buf_str(&out), nfiles, "nofinalcrlf.");
+	buf_free(&out);
+	remove_dir(dir);
+	free(dir);
 }
 
 /* dkimpy signs, Petrel verifies. */
@@ -416,10 +538,11 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_petrel_to_dkimpy),
+		cmocka_unit_test(test_petrel_to_maildkim),
 		cmocka_unit_test(test_dkimpy_to_petrel),
 	};
 
-	if (!have_dkimpy()) {
+	if (!have(PYTHON, "-c", "import dkim")) {
 		printf("# skipped: %s cannot import dkim (python3-dkim)\n",
 		    PYTHON);
 		return 0;
