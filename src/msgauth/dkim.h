@@ -17,7 +17,17 @@
  *   dkim_key_parse(record)              -> a key, or a reason
  *   dkim_verify(msg, sig, key, opts)    -> pass, or a reason
  * Every reason maps to a result (dkim_reason_result()) and to a short text
- * for an Authentication-Results "reason" (dkim_reason_str()).
+ * for an Authentication-Results "reason" (dkim_reason_str()). A missing
+ * key record is DKIM_KEY_NOT_FOUND, a failed lookup DKIM_KEY_TEMPFAIL.
+ *
+ * A signer's flow: dkim_privkey_load() once (start-up or reload), then
+ * dkim_sign() per message and key; prepend the returned field. Two keys
+ * (RSA and Ed25519) give two independent fields over the same message.
+ *
+ * Not yet: the optional refusal of a t= in the future (RFC 6376 3.5 "MAY");
+ * a libFuzzer target (tests/unit/test_msgauth_dkim_fuzz.c is a fixed-seed
+ * mutation test meanwhile). The daemon side (DNS lookups, the
+ * dkim_max_signatures cap, Authentication-Results) lives elsewhere.
  */
 #ifndef PETREL_MSGAUTH_DKIM_H
 #define PETREL_MSGAUTH_DKIM_H

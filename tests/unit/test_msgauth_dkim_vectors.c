@@ -442,7 +442,7 @@ test_dkimpy_sign_verify(void **state)
 		"test.message", "message.mbox", "rfc6376.msg",
 		"rfc6376.w1258.msg", "test_extra.message",
 	};
-	size_t i, j, c, len, flen;
+	size_t i, j, c, len, flen, nsigned = 0;
 
 	(void)state;
 	for (i = 0; i < nitems(cases); i++) {
@@ -485,12 +485,15 @@ test_dkimpy_sign_verify(void **state)
 				    2 : 1, 1);
 				free(signed_msg);
 				free(field);
+				nsigned++;
 			}
 			free(msg);
 		}
 		free(dns);
 		dkim_privkey_free(k);
 	}
+	print_message("signed and verified %zu messages\n", nsigned);
+	assert_int_equal(nsigned, nitems(cases) * nitems(msgs) * 4);
 }
 
 static void
