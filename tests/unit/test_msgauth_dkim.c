@@ -566,6 +566,25 @@ test_canon_body(void **state)
 		{ "\r\n\r\nx", "\r\n\r\nx\r\n", "\r\n\r\nx\r\n" },
 		{ "\t\r\nx", "\t\r\nx\r\n", "\r\nx\r\n" },
 		{ "8bit \xe9\xff\r\n", "8bit \xe9\xff\r\n", "8bit \xe9\xff\r\n" },
+		/* go-msgauth's dkim/canonical_test.go cases */
+		{ "Hey\r\nHow r u?\r\n\r\n\r\n", "Hey\r\nHow r u?\r\n",
+		    "Hey\r\nHow r u?\r\n" },
+		{ "Hey\r\n\r\nHow r u?", "Hey\r\n\r\nHow r u?\r\n",
+		    "Hey\r\n\r\nHow r u?\r\n" },
+		{ "Hey \t you!", "Hey \t you!\r\n", "Hey you!\r\n" },
+		{ "Hey \t \r\nyou!", "Hey \t \r\nyou!\r\n", "Hey\r\nyou!\r\n" },
+		{ "Hey\r\n \t you!\r\n", "Hey\r\n \t you!\r\n",
+		    "Hey\r\n you!\r\n" },
+		{ "Hey\r\n \t \r\n \r\n", "Hey\r\n \t \r\n \r\n", "Hey\r\n" },
+		{ "\r\n\r\n", "\r\n", "" },	/* "\r\n", "\r", "\n" */
+		{ "\r\n\r", "\r\n\r\r\n", "\r\n\r\r\n" },
+		{ "line 1\r\nline 2", "line 1\r\nline 2\r\n",
+		    "line 1\r\nline 2\r\n" },
+		/*
+		 * A bare LF is content here (go-msgauth turns it into CRLF):
+		 * Petrel's spool holds the CRLF wire form.
+		 */
+		{ "a\nb\n\n", "a\nb\n\n\r\n", "a\nb\n\n\r\n" },
 	};
 	size_t i;
 
@@ -652,6 +671,10 @@ test_canon_header(void **state)
 		{ "No-CRLF: v", "No-CRLF: v\r\n", "no-crlf:v\r\n" },
 		{ "Bare: a\nb\rc\r\n", "Bare: a\nb\rc\r\n", "bare:a\nb\rc\r\n" },
 		{ "8: caf\xc3\xa9\r\n", "8: caf\xc3\xa9\r\n", "8:caf\xc3\xa9\r\n" },
+		/* go-msgauth's */
+		{ "Subject \t:\t Ki \tmi \t \r\n No \t\r\n Na Wa\r\n",
+		    "Subject \t:\t Ki \tmi \t \r\n No \t\r\n Na Wa\r\n",
+		    "subject:Ki mi No Na Wa\r\n" },
 	};
 	size_t i;
 
