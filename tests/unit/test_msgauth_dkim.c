@@ -28,10 +28,14 @@
 #include <cmocka.h>
 
 #include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
 
 #include "lib/buf.h"
 #include "lib/util.h"
@@ -431,6 +435,89 @@ test_key_records(void **state)
 		dkim_key_free(key);
 		free(in);
 	}
+}
+
+/* An RSA SPKI record with an n of bits bits (not a real key: no primes). */
+static char *
+rsa_record_of_size(int bits)
+{
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+	EVP_PKEY *pkey = NULL;
+	OSSL_PARAM *params;
+	BIGNUM *n = BN_new(), *e = BN_new();
+	unsigned char *der = NULL;
+	char *b64, *rec;
+	int len;
+
+	assert_non_null(bld);
+	assert_non_null(ctx);
+	assert_int_equal(BN_rand(n, bits, BN_RAND_TOP_ONE, BN_RAND_BOTTOM_ODD),
+	    1);
+	assert_int_equal(BN_set_word(e, 65537), 1);
+	assert_int_equal(OSSL_PARAM_BLD_push_BN(bld, "n", n), 1);
+	assert_int_equal(OSSL_PARAM_BLD_push_BN(bld, "e", e), 1);
+	params = OSSL_PARAM_BLD_to_param(bld);
+	assert_non_null(params);
+	assert_int_equal(EVP_PKEY_fromdata_init(ctx), 1);
+	assert_int_equal(EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY,
+	    params), 1);
+	len = i2d_PUBKEY(pkey, &der);
+	assert_true(len > 0);
+	b64 = b64_encode(der, (size_t)len);
+	rec = xasprintf("v=DKIM1; p=%s", b64);
+	free(b64);
+	OPENSSL_free(der);
+	EVP_PKEY_free(pkey);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	EVP_PKEY_CTX_free(ctx);
+	BN_free(n);
+	BN_free(e);
+	return rec;
+}
+
+static void
+test_key_sizes_and_limits(void **state)
+{
+	static const struct {
+		int bits;
+		enum dkim_reason want;
+	} sizes[] = {
+		{ 1023, DKIM_FAIL_KEY_TOO_SMALL }, { 1024, DKIM_OK },
+		{ 4096, DKIM_OK }, { 8192, DKIM_OK },
+		{ 8193, DKIM_FAIL_KEY_TOO_LARGE },
+	};
+	struct dkim_key *key;
+	enum dkim_reason r;
+	struct buf b;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < nitems(sizes); i++) {
+		char *rec = rsa_record_of_size(sizes[i].bits);
+
+		r = DKIM_REASON_COUNT;
+		key = NULL;
+		dkim_key_parse(rec, strlen(rec), &key, &r);
+		if (r != sizes[i].want)
+			fail_msg("%d bits: got %s, want %s", sizes[i].bits,
+			    dkim_reason_str(r), dkim_reason_str(sizes[i].want));
+		if (key != NULL)
+			assert_int_equal(key->bits, sizes[i].bits);
+		dkim_key_free(key);
+		free(rec);
+	}
+	buf_init(&b, 1 << 16);
+	assert_int_equal(buf_append_str(&b, "v=DKIM1; p=" P1024), 0);
+	for (i = 2; i < DKIM_TAGS_MAX; i++)
+		assert_int_equal(buf_printf(&b, "; n%zu=x", i), 0);
+	assert_int_equal(dkim_key_parse(b.data, b.len, &key, &r), 0);
+	dkim_key_free(key);
+	assert_int_equal(buf_append_str(&b, "; z=1"), 0);
+	assert_int_equal(dkim_key_parse(b.data, b.len, &key, &r), -1);
+	assert_int_equal(r, DKIM_KEY_TOO_MANY_TAGS);
+	buf_free(&b);
 }
 
 static void
@@ -1073,6 +1160,18 @@ test_verify_key_policy(void **state)
 		assert_int_equal(ERR_peek_error(), 0);
 		free(k2);
 	}
+
+	/* A bh= of 20 octets under rsa-sha256: the body hash fails. */
+	{
+		char *t = strdup(msg), *bh = strstr(t, " bh=");
+
+		assert_non_null(bh);
+		/* 44 characters become 28 (20 octets) and 16 spaces of FWS. */
+		memcpy(bh + 4, "AAAAAAAAAAAAAAAAAAAAAAAAAAA=                ", 44);
+		expect_reason("short bh", verify_with(t, len, f->rsa_rec, NULL,
+		    NULL), DKIM_FAIL_BODY_HASH);
+		free(t);
+	}
 	free(msg);
 	free(field);
 
@@ -1387,6 +1486,7 @@ main(void)
 		cmocka_unit_test(test_sig_values),
 		cmocka_unit_test(test_key_records),
 		cmocka_unit_test(test_key_flags),
+		cmocka_unit_test(test_key_sizes_and_limits),
 		cmocka_unit_test(test_canon_body),
 		cmocka_unit_test(test_canon_body_chunking),
 		cmocka_unit_test(test_canon_header),
