@@ -54,6 +54,7 @@ dt_read(const char *rel, size_t *len_r)
 	const char *src = getenv("PETREL_SOURCE_DIR");
 	char *p = NULL;
 
+	*len_r = 0;
 	if (src != NULL) {
 		snprintf(path, sizeof(path),
 		    "%s/../shared/conformance/dkim/%s", src, rel);

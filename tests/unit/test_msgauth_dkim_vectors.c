@@ -431,6 +431,7 @@ test_dkimpy_sign_verify(void **state)
 		const char *key, *pub;
 	} cases[] = {
 		{ "test.private", "test.txt" },
+		{ "test2.private", "test2.txt" },
 		{ "1024_testkey.key", "1024_testkey_wo_markers.pub.txt" },
 		{ "1024_testkey.key", "1024_testkey_wo_markers.pub.rsa.txt" },
 		{ "2048_testkey.key", "2048_testkey_wo_markers.pub.txt" },
@@ -440,7 +441,8 @@ test_dkimpy_sign_verify(void **state)
 	};
 	static const char *const msgs[] = {
 		"test.message", "message.mbox", "rfc6376.msg",
-		"rfc6376.w1258.msg", "test_extra.message",
+		"rfc6376.w1258.msg", "test_extra.message", "ed25519test.msg",
+		"test2.message",
 	};
 	size_t i, j, c, len, flen, nsigned = 0;
 
@@ -478,10 +480,11 @@ test_dkimpy_sign_verify(void **state)
 				memcpy(signed_msg + flen, msg, len);
 				snprintf(what, sizeof(what), "%s/%s c=%zu",
 				    cases[i].key, msgs[j], c);
-				/* message.mbox carries one of its own. */
+				/* These carry one of their own. */
 				expect_pass_and_tamper_some(what, signed_msg,
 				    flen + len, dns, -1,
-				    strcmp(msgs[j], "message.mbox") == 0 ?
+				    strcmp(msgs[j], "message.mbox") == 0 ||
+				    strcmp(msgs[j], "test2.message") == 0 ?
 				    2 : 1, 1);
 				free(signed_msg);
 				free(field);
@@ -548,6 +551,43 @@ test_dkimpy_seed_is_rfc8463_key(void **state)
 	dkim_privkey_free(pem);
 }
 
+/* RFC 6376 A.1 signed with the Appendix C key verifies with its record. */
+static void
+test_rfc6376_appendix(void **state)
+{
+	struct dkim_privkey *k = load_key(
+	    "rfc6376/rfc6376-appendixC-brisbane.private.pem");
+	struct dkim_sign_opts o;
+	const char *err = NULL;
+	size_t len, dlen, flen;
+	char *msg = dt_read("rfc6376/appendixA1-unsigned.eml", &len);
+	char *dns = dt_read("rfc6376/dns.txt", &dlen);
+	char *field, *signed_msg;
+	int c;
+
+	(void)state;
+	for (c = 0; c < 4; c++) {
+		dkim_sign_opts_init(&o, "example.com", "brisbane");
+		o.hcanon = c & 1 ? DKIM_CANON_RELAXED : DKIM_CANON_SIMPLE;
+		o.bcanon = c & 2 ? DKIM_CANON_RELAXED : DKIM_CANON_SIMPLE;
+		field = dkim_sign(msg, len, k, &o, &err);
+		if (field == NULL)
+			fail_msg("A.1: %s", err);
+		flen = strlen(field);
+		signed_msg = malloc(flen + len + 1);
+		assert_non_null(signed_msg);
+		memcpy(signed_msg, field, flen);
+		memcpy(signed_msg + flen, msg, len);
+		expect_pass_and_tamper("rfc6376 A.1", signed_msg, flen + len,
+		    dns, -1, 1);
+		free(signed_msg);
+		free(field);
+	}
+	free(msg);
+	free(dns);
+	dkim_privkey_free(k);
+}
+
 /* stalwart mail-auth: DNS lines, a blank line, the message (LF). */
 static void
 test_mailauth(void **state)
@@ -590,6 +630,7 @@ main(void)
 		cmocka_unit_test(test_dkimpy_sign_verify),
 		cmocka_unit_test(test_dkimpy_nofrom),
 		cmocka_unit_test(test_dkimpy_seed_is_rfc8463_key),
+		cmocka_unit_test(test_rfc6376_appendix),
 		cmocka_unit_test(test_mailauth),
 	};
 
