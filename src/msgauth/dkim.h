@@ -44,7 +44,7 @@ struct buf;
 #define DKIM_MSG_FIELDS_MAX	4096	/* header fields in a message */
 #define DKIM_DOMAIN_MAX		253
 #define DKIM_RSA_MIN_BITS	1024	/* RFC 8301 3.2 */
-#define DKIM_RSA_MAX_BITS	8192	/* verification cost stays bounded */
+#define DKIM_RSA_MAX_BITS	8192	/* bounds the verification cost */
 
 /* RFC 8601 2.7.1 results. */
 enum dkim_result {
@@ -249,7 +249,7 @@ int dkim_key_query_name(const struct dkim_sig *sig, char *out,
 
 struct dkim_key {
 	enum dkim_keytype type;
-	unsigned int hashes;	/* DKIM_HASH_* allowed (h=; all when absent) */
+	unsigned int hashes;	/* DKIM_HASH_* allowed (h=; absent: all) */
 	bool testing;		/* t=y */
 	bool strict;		/* t=s */
 	unsigned int bits;	/* RSA modulus size; 256 for Ed25519 */
@@ -278,7 +278,7 @@ void dkim_key_free(struct dkim_key *key);
 struct dkim_hdr {
 	const char *raw;	/* the whole field, through its CRLF */
 	size_t rawlen;
-	size_t namelen;		/* raw[0..namelen): name, no WSP or colon */
+	size_t namelen;		/* raw[0..namelen): the name alone */
 };
 
 struct dkim_msg {
@@ -333,9 +333,9 @@ struct dkim_bodycanon {
 	dkim_sink_fn sink;
 	void *arg;
 	int64_t limit;
-	uint64_t total;		/* canonical length, ignoring the limit */
+	uint64_t total;		/* canonical length, limit aside */
 	uint64_t emitted;	/* octets given to sink */
-	uint64_t crlfs;		/* held back: line ends since the content */
+	uint64_t crlfs;		/* held: line ends since content */
 	bool cr;		/* a held CR */
 	bool wsp;		/* a held WSP run (relaxed) */
 	bool content;		/* anything but line ends so far */

@@ -217,7 +217,8 @@ dkim_sign_compute(const struct dkim_msg *m, const struct dkim_sig *sig,
 	if (key->type == DKIM_KEY_ED25519) {
 		/* RFC 8463 3: Ed25519 (pure) over the SHA-256 hash. */
 		if ((mctx = EVP_MD_CTX_new()) != NULL &&
-		    EVP_DigestSignInit(mctx, NULL, NULL, NULL, key->pkey) == 1 &&
+		    EVP_DigestSignInit(mctx, NULL, NULL, NULL,
+		    key->pkey) == 1 &&
 		    EVP_DigestSign(mctx, NULL, &outlen, md, mdlen) == 1) {
 			out = xmalloc(outlen);
 			ok = EVP_DigestSign(mctx, out, &outlen, md,

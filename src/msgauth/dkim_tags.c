@@ -35,7 +35,7 @@
 #include "msgauth/b64.h"
 #include "msgauth/dkim_private.h"
 
-#define DKIM_B_MAX	1024	/* decoded b= octets: an 8192-bit RSA sig */
+#define DKIM_B_MAX	1024	/* decoded b= octets: RSA-8192 */
 #define DKIM_P_TEXT_MAX	8192	/* p= characters */
 
 static const struct {
