@@ -29,7 +29,8 @@ test_rfc4648_vectors(void **state)
 	static const struct {
 		const char *plain, *b64;
 	} v[] = {
-		{ "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" }, { "foo", "Zm9v" },
+		{ "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" },
+		{ "foo", "Zm9v" },
 		{ "foob", "Zm9vYg==" }, { "fooba", "Zm9vYmE=" },
 		{ "foobar", "Zm9vYmFy" },
 	};
@@ -62,7 +63,8 @@ static void
 test_whitespace(void **state)
 {
 	static const char *const ok[] = {
-		" Zm9v YmFy ", "Zm9v\r\n YmFy", "Z\tm 9\rv\nYmFy", "Zm9vYg=\r\n =",
+		" Zm9v YmFy ", "Zm9v\r\n YmFy", "Z\tm 9\rv\nYmFy",
+		"Zm9vYg=\r\n =",
 		"\r\n\t ", "Zm9vYg= =",
 	};
 	static const char *const want[] = {

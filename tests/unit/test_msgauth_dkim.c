@@ -368,14 +368,20 @@ test_sig_values(void **state)
  * Key records
  */
 
-#define P1024 "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBTzWRiGs5V6NpP3idY6Wk08" \
-	"a5qhdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y3FutACDfzwQ/BC/e/8uBsCR+" \
-	"yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYLzBfO2EeC3Ip3G+2kryOTIKT+l/" \
-	"K4w3QIDAQAB"
+#define P1024	"MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBTzWRiGs5" \
+	"V6NpP3idY6Wk08a5qhdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y3FutAC" \
+	"DfzwQ/BC/e/8uBsCR+yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYLzBf" \
+	"O2EeC3Ip3G+2kryOTIKT+l/K4w3QIDAQAB"
 /* dkimpy's test key of 512 bits. */
-#define P512 "MFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBANmBe10IgY+u7h3enWTukkqtUD5PR52T" \
-	"b/mPfjC0QJTocVBq6Za/PlzfV+Py92VaCak19F4WrbVTK5Gg5tW220MCAwEAAQ=="
+#define P512	"MFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBANmBe10IgY+u7h3enWTukkqt" \
+	"UD5PR52Tb/mPfjC0QJTocVBq6Za/PlzfV+Py92VaCak19F4WrbVTK5Gg5tW220M" \
+	"CAwEAAQ=="
 #define PED "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+/* The same key as P1024, as a bare PKCS#1 RSAPublicKey. */
+#define RAW1024	"p=MIGJAoGBAOQeU5CgFPNZGIazlXo2k/eJ1jpaTTxrmqF1HrDLlt" \
+	"04pvaMtCJj8nXoliLRC/H9vJjMI1vdb3XLcW60AIN/PBD8EL97/y4GwJH7LPU" \
+	"vGP48vqUe+owqszesbiGy1PlCO8c70/OjFnJVgvMF87YR4Lcincb7aSvI5MgpP6" \
+	"X8rjDdAgMBAAE="
 
 static void
 test_key_records(void **state)
@@ -390,10 +396,11 @@ test_key_records(void **state)
 		{ "v=DKIM1; p=" P1024 "; s=email:*", DKIM_OK },
 		{ "v=DKIM1; p=" P1024 "; s=tlsrpt : email", DKIM_OK },
 		{ "v=DKIM1; k=ed25519; p=" PED, DKIM_OK },
-		{ "v=DKIM1;k=rsa;p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQo BTz"
-		    "WRiGs5V6NpP3idY6Wk08a5qhdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y"
-		    "3FutACDfzwQ/BC/e/8uBsCR+yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYL"
-		    "zBfO2EeC3Ip3G+2kryOTIKT+l/K4w3QIDAQAB", DKIM_OK },
+		{ "v=DKIM1;k=rsa;p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQ KBgQD"
+		    "kHlOQoBTzWRiGs5V6NpP3idY6Wk08a5qhdR6wy5bdOKb2jLQiY/J16JYi"
+		    "0Qvx/byYzCNb3W91y3FutACDfzwQ/BC/e/8uBsCR+yz1Lxj+PL6lHvqM"
+		    "KrM3rG4hstT5QjvHO9PzoxZyVYLzBfO2EeC3Ip3G+2kryOTIKT+l/K4w"
+		    "3QIDAQAB", DKIM_OK },
 		{ "k=rsa; v=DKIM1; p=" P1024, DKIM_KEY_VERSION },
 		{ "v=DKIM2; p=" P1024, DKIM_KEY_VERSION },
 		{ "v=dkim1; p=" P1024, DKIM_KEY_VERSION },
@@ -551,10 +558,7 @@ test_key_flags(void **state)
 
 	/* A bare RSAPublicKey: the failed SPKI try leaves no error. */
 	ERR_clear_error();
-	rec = "p=MIGJAoGBAOQeU5CgFPNZGIazlXo2k/eJ1jpaTTxrmqF1HrDLlt04pvaMt"
-	    "CJj8nXoliLRC/H9vJjMI1vdb3XLcW60AIN/PBD8EL97/y4GwJH7LPUvGP48v"
-	    "qUe+owqszesbiGy1PlCO8c70/OjFnJVgvMF87YR4Lcincb7aSvI5MgpP6X8r"
-	    "jDdAgMBAAE=";
+	rec = RAW1024;
 	assert_int_equal(dkim_key_parse(rec, strlen(rec), &key, &r), 0);
 	assert_int_equal(key->bits, 1024);
 	assert_int_equal(ERR_peek_error(), 0);
@@ -638,10 +642,11 @@ test_canon_body(void **state)
 		{ "\r\n", "\r\n", "" },
 		{ "\r\n\r\n\r\n", "\r\n", "" },
 		{ "Hey\r\n\r\n", "Hey\r\n", "Hey\r\n" },
-		{ "Joe.", "Joe.\r\n", "Joe.\r\n" },		/* no final CRLF */
+		{ "Joe.", "Joe.\r\n", "Joe.\r\n" },	/* no final CRLF */
 		{ "a\r\n\r\nb", "a\r\n\r\nb\r\n", "a\r\n\r\nb\r\n" },
 		{ "a  \t b\t\r\n", "a  \t b\t\r\n", "a b\r\n" },
-		{ "a\r\n \t \r\nb\r\n", "a\r\n \t \r\nb\r\n", "a\r\n\r\nb\r\n" },
+		{ "a\r\n \t \r\nb\r\n", "a\r\n \t \r\nb\r\n",
+		    "a\r\n\r\nb\r\n" },
 		{ "a\r\n  \r\n\t\r\n", "a\r\n  \r\n\t\r\n", "a\r\n" },
 		{ "  \r\n", "  \r\n", "" },
 		{ "  ", "  \r\n", " \r\n" },		/* as dkimpy */
@@ -652,7 +657,8 @@ test_canon_body(void **state)
 		{ "a \r \r\n", "a \r \r\n", "a \r\r\n" },
 		{ "\r\n\r\nx", "\r\n\r\nx\r\n", "\r\n\r\nx\r\n" },
 		{ "\t\r\nx", "\t\r\nx\r\n", "\r\nx\r\n" },
-		{ "8bit \xe9\xff\r\n", "8bit \xe9\xff\r\n", "8bit \xe9\xff\r\n" },
+		{ "8bit \xe9\xff\r\n", "8bit \xe9\xff\r\n",
+		    "8bit \xe9\xff\r\n" },
 		/* go-msgauth's dkim/canonical_test.go cases */
 		{ "Hey\r\nHow r u?\r\n\r\n\r\n", "Hey\r\nHow r u?\r\n",
 		    "Hey\r\nHow r u?\r\n" },
@@ -700,7 +706,8 @@ test_canon_body_chunking(void **state)
 	for (round = 0; round < 3000; round++) {
 		len = (size_t)rand_r(&seed) % sizeof(body);
 		for (i = 0; i < len; i++)
-			body[i] = alphabet[rand_r(&seed) % (sizeof(alphabet) - 1)];
+			body[i] = alphabet[rand_r(&seed) %
+			    (sizeof(alphabet) - 1)];
 		for (c = 0; c < 2; c++) {
 			enum dkim_canon cn = c ? DKIM_CANON_RELAXED :
 			    DKIM_CANON_SIMPLE;
@@ -719,7 +726,8 @@ test_canon_body_chunking(void **state)
 			/* Invariants of the output. */
 			if (outlen > 0) {
 				assert_true(outlen >= 2);
-				assert_memory_equal(whole + outlen - 2, "\r\n", 2);
+				assert_memory_equal(whole + outlen - 2,
+				    "\r\n", 2);
 			}
 			if (outlen >= 4)
 				assert_false(memcmp(whole + outlen - 4,
@@ -756,8 +764,10 @@ test_canon_header(void **state)
 		{ "X:\r\n", "X:\r\n", "x:\r\n" },
 		{ "X: \r\n \r\n", "X: \r\n \r\n", "x:\r\n" },
 		{ "No-CRLF: v", "No-CRLF: v\r\n", "no-crlf:v\r\n" },
-		{ "Bare: a\nb\rc\r\n", "Bare: a\nb\rc\r\n", "bare:a\nb\rc\r\n" },
-		{ "8: caf\xc3\xa9\r\n", "8: caf\xc3\xa9\r\n", "8:caf\xc3\xa9\r\n" },
+		{ "Bare: a\nb\rc\r\n", "Bare: a\nb\rc\r\n",
+		    "bare:a\nb\rc\r\n" },
+		{ "8: caf\xc3\xa9\r\n", "8: caf\xc3\xa9\r\n",
+		    "8:caf\xc3\xa9\r\n" },
 		/* go-msgauth's */
 		{ "Subject \t:\t Ki \tmi \t \r\n No \t\r\n Na Wa\r\n",
 		    "Subject \t:\t Ki \tmi \t \r\n No \t\r\n Na Wa\r\n",
@@ -1142,8 +1152,8 @@ test_verify_key_policy(void **state)
 	/* Another 1024-bit key: the signature does not verify. */
 	{
 		size_t kl;
-		char *k2 = dt_read("dkimpy-data/1024_testkey_wo_markers.pub.txt",
-		    &kl);
+		char *k2 = dt_read(
+		    "dkimpy-data/1024_testkey_wo_markers.pub.txt", &kl);
 
 		while (kl > 0 && (k2[kl - 1] == '\n' || k2[kl - 1] == '\r'))
 			k2[--kl] = '\0';
@@ -1153,10 +1163,7 @@ test_verify_key_policy(void **state)
 		/* Nothing left in OpenSSL's error queue of this thread. */
 		assert_int_equal(ERR_peek_error(), 0);
 		expect_reason("raw rsa", verify_with(msg, len,
-		    "p=MIGJAoGBAOQeU5CgFPNZGIazlXo2k/eJ1jpaTTxrmqF1HrDLlt04pvaMt"
-		    "CJj8nXoliLRC/H9vJjMI1vdb3XLcW60AIN/PBD8EL97/y4GwJH7LPUvGP48v"
-		    "qUe+owqszesbiGy1PlCO8c70/OjFnJVgvMF87YR4Lcincb7aSvI5MgpP6X8r"
-		    "jDdAgMBAAE=", NULL, NULL), DKIM_OK);
+		    RAW1024, NULL, NULL), DKIM_OK);
 		assert_int_equal(ERR_peek_error(), 0);
 		free(k2);
 	}
@@ -1167,7 +1174,8 @@ test_verify_key_policy(void **state)
 
 		assert_non_null(bh);
 		/* 44 characters become 28 (20 octets) and 16 spaces of FWS. */
-		memcpy(bh + 4, "AAAAAAAAAAAAAAAAAAAAAAAAAAA=                ", 44);
+		memcpy(bh + 4, "AAAAAAAAAAAAAAAAAAAAAAAAAAA="
+		    "                ", 44);
 		expect_reason("short bh", verify_with(t, len, f->rsa_rec, NULL,
 		    NULL), DKIM_FAIL_BODY_HASH);
 		free(t);
@@ -1336,7 +1344,8 @@ test_sign_layout(void **state)
 	static const char many[] =
 	    "From: a@example.com\r\nTo: b@example.com\r\nCc: c@example.com\r\n"
 	    "Subject: s\r\nDate: d\r\nReply-To: r@example.com\r\n"
-	    "References: <x@y>\r\nIn-Reply-To: <x@y>\r\nList-Id: <l.example>\r\n"
+	    "References: <x@y>\r\nIn-Reply-To: <x@y>\r\n"
+	    "List-Id: <l.example>\r\n"
 	    "List-Unsubscribe: <mailto:u@example.com>\r\nMessage-ID: <m@x>\r\n"
 	    "MIME-Version: 1.0\r\nContent-Type: text/plain\r\n"
 	    "Content-Transfer-Encoding: 7bit\r\nX-Other: no\r\n\r\nbody\r\n";
@@ -1436,7 +1445,8 @@ test_sign_refusals(void **state)
 		    NULL), 1);
 		n = BIO_get_mem_data(bio, &data);
 		assert_null(dkim_privkey_load(data, (size_t)n, &err));
-		assert_string_equal(err, "not a PEM private key (or encrypted)");
+		assert_string_equal(err,
+		    "not a PEM private key (or encrypted)");
 		assert_int_equal(ERR_peek_error(), 0);
 		BIO_free(bio);
 		EVP_PKEY_free(k);
@@ -1456,7 +1466,8 @@ test_reason_table(void **state)
 		assert_non_null(s);
 		assert_true(strlen(s) > 1);
 		for (k = 0; k < r; k++)
-			if (strcmp(s, dkim_reason_str((enum dkim_reason)k)) == 0)
+			if (strcmp(s,
+			    dkim_reason_str((enum dkim_reason)k)) == 0)
 				fail_msg("reasons %d and %d share \"%s\"", k, r,
 				    s);
 	}

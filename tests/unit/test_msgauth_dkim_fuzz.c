@@ -53,7 +53,8 @@ mutate(const char *in, size_t len, unsigned int *seed, size_t *out_len)
 		switch (rand_r(seed) % 6) {
 		case 0:		/* flip */
 			if (n > 0)
-				o[rand_r(seed) % n] ^= (char)(1 << (rand_r(seed) % 8));
+				o[rand_r(seed) % n] ^=
+				    (char)(1 << (rand_r(seed) % 8));
 			break;
 		case 1:		/* insert */
 			if (n < len * 2 + 32) {
@@ -176,8 +177,8 @@ check_sig(const char *in, size_t n, const struct dkim_sig *sig)
 		size_t dl = strlen(sig->domain);
 
 		assert_true(il >= dl);
-		assert_int_equal(ascii_strcasecmp(sig->identity_domain + il - dl,
-		    sig->domain), 0);
+		assert_int_equal(ascii_strcasecmp(
+		    sig->identity_domain + il - dl, sig->domain), 0);
 	}
 	assert_true(sig->blen > 0);
 	assert_true(sig->bhlen > 0 && sig->bhlen <= sizeof(sig->bh));
@@ -190,7 +191,8 @@ static size_t
 collect_fields(char ***fields_r, size_t **lens_r)
 {
 	static const char *const files[] = {
-		"rfc8463/signed-A3.eml", "go-msgauth/verified-rfc6376-A2-resigned.eml",
+		"rfc8463/signed-A3.eml",
+		"go-msgauth/verified-rfc6376-A2-resigned.eml",
 		"go-msgauth/verified-rawrsa-newengland.eml",
 		"dkimpy-data/ed25519test2.msg", "dkimpy-data/test2.message",
 		"mail-auth/003.txt", "mail-auth/004.txt", "mail-auth/005.txt",
@@ -298,7 +300,8 @@ static void
 test_fuzz_key(void **state)
 {
 	static const char *const files[] = {
-		"dkimpy-data/test.txt", "dkimpy-data/1024_testkey_wo_markers.pub.rsa.txt",
+		"dkimpy-data/test.txt",
+		"dkimpy-data/1024_testkey_wo_markers.pub.rsa.txt",
 		"dkimpy-data/2048_testkey_wo_markers.pub.txt",
 		"dkimpy-data/ed25519test.dns", "dkimpy-data/eximtest.dns",
 		"dkimpy-data/test_tlsrpt.txt",
@@ -376,8 +379,8 @@ test_fuzz_message(void **state)
 
 			assert_non_null(sep);
 			sep[1] = '\0';
-			msgs[i] = dt_crlf(sep + 2, len - (size_t)(sep + 2 - raw),
-			    &lens[i]);
+			msgs[i] = dt_crlf(sep + 2,
+			    len - (size_t)(sep + 2 - raw), &lens[i]);
 			dns[i] = raw;
 		} else {
 			msgs[i] = dt_crlf(raw, len, &lens[i]);

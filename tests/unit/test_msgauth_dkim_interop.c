@@ -41,10 +41,10 @@
 #define PYTHON	"/usr/bin/python3"
 #define PERL	"/usr/bin/perl"
 
-#define P1024 "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBTzWRiGs5V6NpP3idY6Wk08" \
-	"a5qhdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y3FutACDfzwQ/BC/e/8uBsCR+" \
-	"yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYLzBfO2EeC3Ip3G+2kryOTIKT+l/" \
-	"K4w3QIDAQAB"
+#define P1024	"MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBTzWRiGs5" \
+	"V6NpP3idY6Wk08a5qhdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y3FutAC" \
+	"DfzwQ/BC/e/8uBsCR+yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYLzBf" \
+	"O2EeC3Ip3G+2kryOTIKT+l/K4w3QIDAQAB"
 #define PED "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
 
 static const char dns_text[] =
@@ -144,7 +144,8 @@ static struct corpus corpus[] = {
 	    "Content-Transfer-Encoding: 8bit\r\n\r\n"
 	    "d\xe9j\xe0 vu \xff\xfe\r\nna\xefve\r\n"),
 	{ "longlines", long_lines, 0 },
-	C("duplicates", "Received: from a by b; Sun, 29 Nov 2026 01:00:00 +0000\r\n"
+	C("duplicates",
+	    "Received: from a by b; Sun, 29 Nov 2026 01:00:00 +0000\r\n"
 	    "Received: from c by d; Sun, 29 Nov 2026 01:00:01 +0000\r\n"
 	    "From: a@example.com\r\nTo: one@example.net\r\n"
 	    "To: two@example.net\r\nSubject: first\r\nSubject: second\r\n"
@@ -318,7 +319,8 @@ static size_t
 write_signed_corpus(const char *dir, bool with_ed)
 {
 	struct dkim_privkey *rsa = load_key("dkimpy-data/test.private");
-	struct dkim_privkey *ed = load_key("rfc8463/ed25519-brisbane.private.pem");
+	struct dkim_privkey *ed =
+	    load_key("rfc8463/ed25519-brisbane.private.pem");
 	size_t i, nfiles = 0;
 	int k, c;
 
@@ -349,7 +351,8 @@ write_signed_corpus(const char *dir, bool with_ed)
 				    corpus[i].len);
 				snprintf(name, sizeof(name), "%s.%s.%d.eml",
 				    corpus[i].name, k ? "ed" : "rsa", c);
-				write_file(dir, name, msg, flen + corpus[i].len);
+				write_file(dir, name, msg,
+				    flen + corpus[i].len);
 				/* A tampered copy: one body octet more. */
 				msg[flen + corpus[i].len] = 'Z';
 				snprintf(name, sizeof(name),
@@ -479,8 +482,8 @@ test_dkimpy_to_petrel(void **state)
 	snprintf(edkey, sizeof(edkey), "%s/../shared/conformance/dkim/"
 	    "dkimpy-data/rfc8032_7_1.key", src != NULL ? src : "/work/issue5");
 	if (access(rsakey, R_OK) != 0) {
-		snprintf(rsakey, sizeof(rsakey), "/work/shared/conformance/dkim/"
-		    "dkimpy-data/test.private");
+		snprintf(rsakey, sizeof(rsakey),
+		    "/work/shared/conformance/dkim/dkimpy-data/test.private");
 		snprintf(edkey, sizeof(edkey), "/work/shared/conformance/dkim/"
 		    "dkimpy-data/rfc8032_7_1.key");
 	}

@@ -81,8 +81,9 @@ expect_all(const char *what, const char *msg, size_t len, const char *dns,
 }
 
 /*
- * msg passes (its first ncheck signatures of n); with a signed header changed, or the body changed, every
- * signature fails (signature / body hash).
+ * msg passes (its first ncheck signatures of n); with a signed header
+ * changed, or the body changed, each of those fails (signature / body
+ * hash).
  */
 static void
 expect_pass_and_tamper_some(const char *what, const char *msg, size_t len,
@@ -107,8 +108,8 @@ expect_pass_and_tamper_some(const char *what, const char *msg, size_t len,
 	for (i = 0; i < ncheck; i++)
 		if (res[i].result != DKIM_RESULT_FAIL ||
 		    res[i].reason != DKIM_FAIL_BODY_HASH)
-			fail_msg("%s tampered body: signature %zu: got %s", what,
-			    i, dkim_reason_str(res[i].reason));
+			fail_msg("%s tampered body: signature %zu: got %s",
+			    what, i, dkim_reason_str(res[i].reason));
 	free(t);
 
 	/* Header: one letter of the From: value. */
@@ -146,7 +147,8 @@ test_rfc8463(void **state)
 	char *msg = dt_read("rfc8463/signed-A3.eml", &len);
 	char *unsigned_msg = dt_read("rfc8463/unsigned-A3-body.eml", &ulen);
 	char *dns = dt_read("rfc8463/dns.txt", &dlen);
-	struct dkim_privkey *ed = load_key("rfc8463/ed25519-brisbane.private.pem");
+	struct dkim_privkey *ed =
+	    load_key("rfc8463/ed25519-brisbane.private.pem");
 	struct dkim_privkey *rsa = load_key("rfc8463/rsa-test.private.pem");
 	struct dkim_msg m;
 	enum dkim_reason r;
@@ -379,13 +381,16 @@ test_dkimpy_keys(void **state)
 	} cases[] = {
 		{ "test.txt", DKIM_OK, DKIM_KEY_RSA, 1024 },
 		{ "test2.txt", DKIM_OK, DKIM_KEY_RSA, 1024 },
-		{ "1024_testkey_wo_markers.pub.txt", DKIM_OK, DKIM_KEY_RSA, 1024 },
+		{ "1024_testkey_wo_markers.pub.txt", DKIM_OK, DKIM_KEY_RSA,
+		    1024 },
 		{ "1024_testkey_wo_markers.pub.rsa.txt", DKIM_OK, DKIM_KEY_RSA,
 		    1024 },
-		{ "2048_testkey_wo_markers.pub.txt", DKIM_OK, DKIM_KEY_RSA, 2048 },
+		{ "2048_testkey_wo_markers.pub.txt", DKIM_OK, DKIM_KEY_RSA,
+		    2048 },
 		{ "2048_testkey_wo_markers.pub.rsa.txt", DKIM_OK, DKIM_KEY_RSA,
 		    2048 },
-		{ "2048_testkey_PKCS8.key.pub.txt", DKIM_OK, DKIM_KEY_RSA, 2048 },
+		{ "2048_testkey_PKCS8.key.pub.txt", DKIM_OK, DKIM_KEY_RSA,
+		    2048 },
 		{ "ed25519test.dns", DKIM_OK, DKIM_KEY_ED25519, 256 },
 		{ "eximtest.dns", DKIM_OK, DKIM_KEY_ED25519, 256 },
 		{ "badk.txt", DKIM_FAIL_KEY_TYPE, 0, 0 },
@@ -404,7 +409,8 @@ test_dkimpy_keys(void **state)
 
 		snprintf(rel, sizeof(rel), "dkimpy-data/%s", cases[i].file);
 		txt = dt_read(rel, &len);
-		while (len > 0 && (txt[len - 1] == '\n' || txt[len - 1] == '\r'))
+		while (len > 0 && (txt[len - 1] == '\n' ||
+		    txt[len - 1] == '\r'))
 			len--;
 		rc = dkim_key_parse(txt, len, &key, &r);
 		if (r != cases[i].want)
