@@ -42,6 +42,8 @@ fail2ban
 whois
 ssl-cert
 libmail-dkim-perl
+libcryptx-perl
+opendkim-tools
 python3-dkim
 python3-spf
 python3-yaml
