@@ -5,6 +5,8 @@
  *   petrel check-config [-c FILE]   validate a configuration file
  *   petrel resolve [-c FILE] TYPE NAME
  *                                   ask Petrel's resolver (resolve.c)
+ *   petrel dkim keygen|sign|verify ...
+ *                                   DKIM keys, signing, checks (dkim.c)
  *   petrel version
  *
  * Every command finds its configuration the same way: -c FILE, else
@@ -22,6 +24,7 @@
 
 int cmd_resolve(int argc, char **argv);
 int cmd_user(int argc, char **argv);
+int cmd_dkim(int argc, char **argv);
 
 static void
 usage(void)
@@ -33,6 +36,11 @@ usage(void)
 	    "NAME\n"
 	    "       petrel user add|passwd [-c FILE] ADDRESS [--stdin]\n"
 	    "       petrel user del [-c FILE] ADDRESS\n"
+	    "       petrel dkim keygen --domain D --selector S --out FILE\n"
+	    "                          [--type rsa|ed25519] [--bits N]\n"
+	    "       petrel dkim sign --domain D --selector S --key FILE "
+	    "[--headers h1:h2:...]\n"
+	    "       petrel dkim verify [-c FILE] [--dns HOST:PORT]...\n"
 	    "       petrel version\n");
 }
 
@@ -115,6 +123,8 @@ main(int argc, char **argv)
 		return cmd_resolve(argc - 1, argv + 1);	/* resolve.c */
 	if (strcmp(cmd, "user") == 0)
 		return cmd_user(argc - 1, argv + 1);	/* user.c */
+	if (strcmp(cmd, "dkim") == 0)
+		return cmd_dkim(argc - 1, argv + 1);	/* dkim.c */
 	if (strcmp(cmd, "check-config") == 0) {
 		if (parse_opts(argc - 1, argv + 1, &conf_path, &verbose) == -1)
 			return 2;
