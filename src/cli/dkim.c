@@ -34,11 +34,13 @@
  *	Key lookups: one TXT record (its strings joined) is the key; several
  *	records are a permerror; NXDOMAIN or no TXT record is "fail (no key
  *	for signature)"; a failed lookup is a temperror. A message without a
- *	signature prints "dkim=none".
+ *	signature prints "dkim=none". Fields past the first
+ *	DKIM_CLI_MAX_SIGS are not checked (a note on stderr says how many).
  *
  * Exit status: 0 done (verify: at least one signature passed); 1 failure
  * (verify: none passed; keygen: the file exists or cannot be written;
- * sign: no From field, bad key); 2 usage or configuration error.
+ * sign: no From field, bad key); 2 usage or configuration error (verify:
+ * also a --dns or `dns` address the resolver refuses).
  *
  * Entry point: cmd_dkim().
  * SECURITY: runs as the administrator. verify parses untrusted messages
@@ -435,6 +437,18 @@ done:
  * sign
  */
 
+/* RFC 5322 2.2 field name: printable ASCII but ':', here also not ';'. */
+static bool
+dkim_cli_field_name_ok(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if (*s <= ' ' || *s >= 0x7f || *s == ':' || *s == ';')
+			return false;
+	return true;
+}
+
 static struct dkim_privkey *
 dkim_cli_load_key(const char *path)
 {
@@ -516,7 +530,7 @@ dkim_cli_sign(int argc, char **argv)
 		for (s = hlist; ; s = colon + 1) {
 			if ((colon = strchr(s, ':')) != NULL)
 				*colon = '\0';
-			if (*s == '\0' || strpbrk(s, " \t;=") != NULL ||
+			if (!dkim_cli_field_name_ok(s) ||
 			    nnames == DKIM_SIG_HDRS_MAX) {
 				fprintf(stderr, "petrel: dkim: invalid "
 				    "--headers list\n");
@@ -628,7 +642,10 @@ dkim_cli_deadline(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(v->base);
 }
 
-/* Look up every parsed signature's key; returns 0, or -1 (printed). */
+/*
+ * Look up every parsed signature's key. Returns 0, or -1 (printed) when
+ * the resolver cannot be set up (a bad --dns or `dns` address).
+ */
 static int
 dkim_cli_lookup(struct dkim_cli_verify *v, const struct conf *c,
     const char *const *servers, size_t nservers)
@@ -745,7 +762,7 @@ dkim_cli_verify(int argc, char **argv)
 	struct conf *c = NULL;
 	struct buf msg;
 	enum dkim_reason reason;
-	size_t nservers = 0, i;
+	size_t nservers = 0, skipped = 0, i;
 	bool passed = false;
 	int ch, rc = 2;
 
@@ -787,11 +804,15 @@ dkim_cli_verify(int argc, char **argv)
 		fprintf(stderr, "petrel: dkim: %s\n", dkim_reason_str(reason));
 		goto done;
 	}
-	for (i = 0; i < m.nhdrs && v.nsigs < DKIM_CLI_MAX_SIGS; i++) {
+	for (i = 0; i < m.nhdrs; i++) {
 		struct dkim_cli_sig *s;
 
 		if (!dkim_hdr_is(&m.hdrs[i], "DKIM-Signature"))
 			continue;
+		if (v.nsigs == DKIM_CLI_MAX_SIGS) {
+			skipped++;
+			continue;
+		}
 		s = &v.sigs[v.nsigs++];
 		s->v = &v;
 		if (dkim_sig_parse(m.hdrs[i].raw, m.hdrs[i].rawlen, &s->sig,
@@ -805,8 +826,14 @@ dkim_cli_verify(int argc, char **argv)
 		printf("dkim=none\n");
 		goto done;
 	}
-	if (dkim_cli_lookup(&v, c, servers, nservers) == -1)
+	if (skipped > 0)
+		fprintf(stderr, "petrel: dkim: %zu more DKIM-Signature "
+		    "field%s not checked (at most %d)\n", skipped,
+		    skipped == 1 ? "" : "s", DKIM_CLI_MAX_SIGS);
+	if (dkim_cli_lookup(&v, c, servers, nservers) == -1) {
+		rc = 2;
 		goto done;
+	}
 	memset(&vo, 0, sizeof(vo));
 	vo.now = (int64_t)time(NULL);
 	for (i = 0; i < v.nsigs; i++) {

@@ -254,9 +254,10 @@ def test_sign_headers_option(env):
     assert re.search(rb"h=from:subject:from;", out.replace(b"\r\n ", b""))
     assert dkim.verify(out, dnsfunc=env.dnsfunc) is True
     assert verify(env, out)[0] == 0
-    r = run(["sign", "--domain", DOMAIN, "--selector", "rsa1", "--key",
-             env.rsa[0], "--headers", "from::to"], CORPUS["lf"])
-    assert r.returncode == 2
+    for bad in ("from::to", "from:to;x", "from:x y", ":from"):
+        r = run(["sign", "--domain", DOMAIN, "--selector", "rsa1", "--key",
+                 env.rsa[0], "--headers", bad], CORPUS["lf"])
+        assert r.returncode == 2 and r.stdout == b"", bad
 
 
 def test_sign_errors(env):
@@ -405,3 +406,22 @@ def test_verify_no_signature_and_usage(env):
     assert run(["frobnicate"]).returncode == 2
     r = run([])
     assert r.returncode == 2 and b"usage: petrel dkim keygen" in r.stderr
+
+
+def test_at_most_five_signatures(env):
+    msg = CORPUS["lf"]
+    for _ in range(6):
+        msg = sign(env, msg, "ed1", env.ed[0])
+    assert msg.count(b"DKIM-Signature:") == 6
+    env.server.reset_queries()
+    rc, lines, err = verify(env, msg)
+    assert rc == 0 and len(lines) == 5
+    assert all(line.startswith("dkim=pass ") for line in lines)
+    assert b"1 more DKIM-Signature field not checked" in err
+    assert env.server.count("ed1._domainkey." + DOMAIN, "TXT") <= 5
+
+
+def test_bad_dns_address_is_usage_error(env):
+    out = sign(env, CORPUS["lf"], "ed1", env.ed[0])
+    rc, lines, err = verify(env, out, dns="not an address")
+    assert rc == 2 and lines == []
