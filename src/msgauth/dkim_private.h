@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/evp.h>
 
@@ -32,5 +33,32 @@ const EVP_MD *dkim_hash_md(enum dkim_hash h);
  */
 int dkim_header_hash(const struct dkim_msg *m, const struct dkim_sig *sig,
     unsigned char *md, unsigned int *mdlen_r);
+
+/*
+ * A body hash computed elsewhere (dkim_stream.c hashes the body as it
+ * streams): the digest and the full canonical length (for l= checks).
+ */
+struct dkim_bodyhash {
+	unsigned char md[EVP_MAX_MD_SIZE];
+	size_t mdlen;
+	uint64_t total;
+};
+
+/*
+ * dkim_verify() with the body hash given: bd must be the hash of m's body
+ * with sig's body canonicalization, hash and l=; m->body is not read.
+ * bd NULL: dkim_verify() itself.
+ */
+int dkim_verify_bodyhash(const struct dkim_msg *m, const struct dkim_sig *sig,
+    const struct dkim_bodyhash *bd, const struct dkim_key *key,
+    const struct dkim_verify_opts *opts, struct dkim_verdict *v);
+
+/*
+ * dkim_sign() with the body hash given: bd must be the hash of the body
+ * with o->bcanon, SHA-256 and no limit; m->body is not read.
+ */
+char *dkim_sign_bodyhash(const struct dkim_msg *m,
+    const struct dkim_bodyhash *bd, const struct dkim_privkey *key,
+    const struct dkim_sign_opts *o, const char **error_r);
 
 #endif

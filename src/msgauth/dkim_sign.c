@@ -3,7 +3,8 @@
  *
  * Entry points: dkim_privkey_load(), dkim_privkey_free(),
  * dkim_privkey_type(), dkim_sign_opts_init(), dkim_sign_default_headers(),
- * dkim_sign(), dkim_sign_field().
+ * dkim_sign(), dkim_sign_field(); dkim_sign_bodyhash() (dkim_private.h, for
+ * dkim_stream.c: the body hash computed while the body streamed).
  *
  * The signer writes its field with an empty b=, parses it back with the
  * verifier's parser and computes the signature over exactly what a
@@ -356,39 +357,63 @@ dkim_layout_b(struct buf *out, const char *b64)
 	return rc;
 }
 
-char *
-dkim_sign(const char *msg, size_t len, const struct dkim_privkey *key,
-    const struct dkim_sign_opts *o, const char **error_r)
+static int
+dkim_sign_check_opts(const struct dkim_sign_opts *o, const char **error_r)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	char bh[EVP_MAX_MD_SIZE * 2], num[3][24], *b64 = NULL, *bhtxt, *ret;
-	const char *tags[12][2];
-	struct dkim_layout lo;
-	struct buf names, field;
-	struct dkim_msg m;
-	struct dkim_sig *sig = NULL;
-	enum dkim_reason r;
-	enum dkim_alg alg;
-	uint64_t total;
-	size_t mdlen, i, n = 0;
-	int64_t t;
-
 	if (o->domain == NULL || !dkim_is_domain(o->domain,
 	    strlen(o->domain), true)) {
 		*error_r = "invalid signing domain";
-		return NULL;
+		return -1;
 	}
 	if (o->selector == NULL || !dkim_is_selector(o->selector,
 	    strlen(o->selector))) {
 		*error_r = "invalid selector";
-		return NULL;
+		return -1;
 	}
+	return 0;
+}
+
+char *
+dkim_sign(const char *msg, size_t len, const struct dkim_privkey *key,
+    const struct dkim_sign_opts *o, const char **error_r)
+{
+	struct dkim_bodyhash bd;
+	struct dkim_msg m;
+	enum dkim_reason r;
+	char *ret;
+
+	if (dkim_sign_check_opts(o, error_r) == -1)
+		return NULL;
 	if (dkim_msg_parse(msg, len, &m, &r) == -1) {
 		*error_r = dkim_reason_str(r);
 		return NULL;
 	}
-	if (dkim_count_fields(&m, "From") == 0) {
-		dkim_msg_free(&m);
+	bd.mdlen = dkim_body_hash(o->bcanon, DKIM_HASH_SHA256, -1, m.body,
+	    m.bodylen, bd.md, &bd.total);
+	ret = dkim_sign_bodyhash(&m, &bd, key, o, error_r);
+	dkim_msg_free(&m);
+	return ret;
+}
+
+char *
+dkim_sign_bodyhash(const struct dkim_msg *m, const struct dkim_bodyhash *bd,
+    const struct dkim_privkey *key, const struct dkim_sign_opts *o,
+    const char **error_r)
+{
+	char bh[EVP_MAX_MD_SIZE * 2], num[3][24], *b64 = NULL, *bhtxt, *ret;
+	const char *tags[12][2];
+	struct dkim_layout lo;
+	struct buf names, field;
+	struct dkim_sig *sig = NULL;
+	enum dkim_reason r;
+	enum dkim_alg alg;
+	uint64_t total = bd->total;
+	size_t i, n = 0;
+	int64_t t;
+
+	if (dkim_sign_check_opts(o, error_r) == -1)
+		return NULL;
+	if (dkim_count_fields(m, "From") == 0) {
 		*error_r = "message has no From field";
 		return NULL;
 	}
@@ -396,7 +421,7 @@ dkim_sign(const char *msg, size_t len, const struct dkim_privkey *key,
 	buf_init(&field, DKIM_SIGN_FIELD_MAX);
 	ret = NULL;
 	if (o->headers == NULL) {
-		if (dkim_sign_default_headers(&m, &names) == -1)
+		if (dkim_sign_default_headers(m, &names) == -1)
 			goto toolong;
 	} else {
 		for (i = 0; i < o->nheaders; i++)
@@ -407,9 +432,7 @@ dkim_sign(const char *msg, size_t len, const struct dkim_privkey *key,
 
 	alg = key->type == DKIM_KEY_ED25519 ? DKIM_ALG_ED25519_SHA256 :
 	    DKIM_ALG_RSA_SHA256;
-	mdlen = dkim_body_hash(o->bcanon, DKIM_HASH_SHA256, -1, m.body,
-	    m.bodylen, md, &total);
-	bhtxt = b64_encode(md, mdlen);
+	bhtxt = b64_encode(bd->md, bd->mdlen);
 	strlcpy(bh, bhtxt, sizeof(bh));
 	free(bhtxt);
 
@@ -472,7 +495,7 @@ dkim_sign(const char *msg, size_t len, const struct dkim_privkey *key,
 		*error_r = dkim_reason_str(r);
 		goto done;
 	}
-	if ((b64 = dkim_sign_compute(&m, sig, key, error_r)) == NULL)
+	if ((b64 = dkim_sign_compute(m, sig, key, error_r)) == NULL)
 		goto done;
 	field.len -= strlen("\r\n b=\r\n");
 	field.data[field.len] = '\0';
@@ -487,6 +510,5 @@ done:
 	dkim_sig_free(sig);
 	buf_free(&names);
 	buf_free(&field);
-	dkim_msg_free(&m);
 	return ret;
 }

@@ -1,7 +1,8 @@
 /*
  * dkim_verify.c: one DKIM signature checked against its key.
  *
- * Entry point: dkim_verify().
+ * Entry points: dkim_verify(); dkim_verify_bodyhash() (dkim_private.h,
+ * for dkim_stream.c: the body hash computed while the body streamed).
  *
  * The checks that need no crypto come first (key type, the key's h=, t=s,
  * x=), then the body hash, then the signature over the header hash. For
@@ -59,10 +60,11 @@ dkim_verify_crypto(const struct dkim_sig *sig, const struct dkim_key *key,
 	return ok;
 }
 
+/* bd: the body hash computed by the caller (streaming), or NULL. */
 static enum dkim_reason
 dkim_verify_reason(const struct dkim_msg *m, const struct dkim_sig *sig,
-    const struct dkim_key *key, const struct dkim_verify_opts *opts,
-    struct dkim_verdict *v)
+    const struct dkim_bodyhash *bd, const struct dkim_key *key,
+    const struct dkim_verify_opts *opts, struct dkim_verdict *v)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen;
@@ -81,8 +83,13 @@ dkim_verify_reason(const struct dkim_msg *m, const struct dkim_sig *sig,
 	    opts->now > sig->expiration)
 		return DKIM_FAIL_EXPIRED;
 
-	bhlen = dkim_body_hash(sig->bcanon, dkim_alg_hash(sig->alg),
-	    sig->length, m->body, m->bodylen, md, &total);
+	if (bd != NULL) {
+		bhlen = bd->mdlen;
+		memcpy(md, bd->md, bhlen);
+		total = bd->total;
+	} else
+		bhlen = dkim_body_hash(sig->bcanon, dkim_alg_hash(sig->alg),
+		    sig->length, m->body, m->bodylen, md, &total);
 	if (sig->length >= 0) {
 		/* RFC 6376 3.5 l=: the body must be at least that long. */
 		if (total < (uint64_t)sig->length)
@@ -102,14 +109,22 @@ dkim_verify_reason(const struct dkim_msg *m, const struct dkim_sig *sig,
 }
 
 int
-dkim_verify(const struct dkim_msg *m, const struct dkim_sig *sig,
-    const struct dkim_key *key, const struct dkim_verify_opts *opts,
-    struct dkim_verdict *v)
+dkim_verify_bodyhash(const struct dkim_msg *m, const struct dkim_sig *sig,
+    const struct dkim_bodyhash *bd, const struct dkim_key *key,
+    const struct dkim_verify_opts *opts, struct dkim_verdict *v)
 {
 	memset(v, 0, sizeof(*v));
 	v->alg = sig->alg;
 	v->testing = key->testing;
-	v->reason = dkim_verify_reason(m, sig, key, opts, v);
+	v->reason = dkim_verify_reason(m, sig, bd, key, opts, v);
 	v->result = dkim_reason_result(v->reason);
 	return v->reason == DKIM_OK ? 0 : -1;
+}
+
+int
+dkim_verify(const struct dkim_msg *m, const struct dkim_sig *sig,
+    const struct dkim_key *key, const struct dkim_verify_opts *opts,
+    struct dkim_verdict *v)
+{
+	return dkim_verify_bodyhash(m, sig, NULL, key, opts, v);
 }
