@@ -24,8 +24,8 @@
  *
  *   petrel dkim verify [-c FILE] [--dns HOST:PORT]...
  *	Read a message on stdin (bare LF converted to CRLF as for sign) and
- *	check its DKIM-Signature fields, at most DKIM_CLI_MAX_SIGS of them
- *	(the first ones, top down). Every key record is looked up at once
+ *	check its DKIM-Signature fields, at most the configuration's
+ *	dkim_max_signatures (default 5) of them, the first ones top down. Every key record is looked up at once
  *	through Petrel's resolver (src/dns: the configuration's `dns`
  *	servers, or the --dns ones, which replace them). One line per
  *	signature on stdout:
@@ -34,8 +34,8 @@
  *	Key lookups: one TXT record (its strings joined) is the key; several
  *	records are a permerror; NXDOMAIN or no TXT record is "fail (no key
  *	for signature)"; a failed lookup is a temperror. A message without a
- *	signature prints "dkim=none". Fields past the first
- *	DKIM_CLI_MAX_SIGS are not checked (a note on stderr says how many).
+ *	signature prints "dkim=none". Fields past that many are not
+ *	checked (a note on stderr says how many).
  *
  * Exit status: 0 done (verify: at least one signature passed); 1 failure
  * (verify: none passed; keygen: the file exists or cannot be written;
@@ -82,7 +82,7 @@
 #include "lib/util.h"
 #include "msgauth/dkim.h"
 
-#define DKIM_CLI_MAX_SIGS	5		/* dkim_max_signatures default */
+#define DKIM_CLI_MAX_SIGS	20		/* dkim_max_signatures' maximum */
 #define DKIM_CLI_MSG_MAX	(64u << 20)	/* octets read from stdin */
 #define DKIM_CLI_KEY_MAX	(64u << 10)	/* a private key file */
 #define DKIM_CLI_DNS_MAX	16		/* --dns options */
@@ -104,9 +104,10 @@ dkim_cli_usage(void)
 }
 
 /*
- * A domain name or selector as an administrator types it: dot-separated
- * labels of letters, digits, '-' and '_', none empty, at most
- * DKIM_DOMAIN_MAX octets. A final dot is dropped (in place).
+ * A domain name or selector as `dkim_sign` accepts it (conf.c): labels of
+ * letters, digits and inner hyphens, separated by dots, at most
+ * DKIM_DOMAIN_MAX octets; a final dot is dropped (in place). A key made
+ * here is always one the configuration can name.
  */
 static bool
 dkim_cli_name_ok(char *s)
@@ -121,18 +122,20 @@ dkim_cli_name_ok(char *s)
 		char c = s[i];
 
 		if (c == '.') {
-			if (label == 0)
+			if (label == 0 || s[i - 1] == '-')
 				return false;
 			label = 0;
 			continue;
 		}
+		if (c == '-' && label == 0)
+			return false;
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '-' || c == '_'))
+		    (c >= '0' && c <= '9') || c == '-'))
 			return false;
 		if (++label > 63)
 			return false;
 	}
-	return label > 0;
+	return label > 0 && s[len - 1] != '-';
 }
 
 /* Print untrusted text with octets outside printable ASCII as '?'. */
@@ -762,7 +765,7 @@ dkim_cli_verify(int argc, char **argv)
 	struct conf *c = NULL;
 	struct buf msg;
 	enum dkim_reason reason;
-	size_t nservers = 0, skipped = 0, i;
+	size_t nservers = 0, skipped = 0, max, i;
 	bool passed = false;
 	int ch, rc = 2;
 
@@ -797,6 +800,9 @@ dkim_cli_verify(int argc, char **argv)
 	    conf_default();
 	if (c == NULL)
 		return 2;
+	max = c->dkim_max_signatures;
+	if (max < 1 || max > DKIM_CLI_MAX_SIGS)
+		max = max < 1 ? 1 : DKIM_CLI_MAX_SIGS;
 	rc = 1;
 	if (dkim_cli_read_message(&msg) == -1)
 		goto done;
@@ -809,7 +815,7 @@ dkim_cli_verify(int argc, char **argv)
 
 		if (!dkim_hdr_is(&m.hdrs[i], "DKIM-Signature"))
 			continue;
-		if (v.nsigs == DKIM_CLI_MAX_SIGS) {
+		if (v.nsigs == max) {
 			skipped++;
 			continue;
 		}
@@ -828,8 +834,8 @@ dkim_cli_verify(int argc, char **argv)
 	}
 	if (skipped > 0)
 		fprintf(stderr, "petrel: dkim: %zu more DKIM-Signature "
-		    "field%s not checked (at most %d)\n", skipped,
-		    skipped == 1 ? "" : "s", DKIM_CLI_MAX_SIGS);
+		    "field%s not checked (at most %zu)\n", skipped,
+		    skipped == 1 ? "" : "s", max);
 	if (dkim_cli_lookup(&v, c, servers, nservers) == -1) {
 		rc = 2;
 		goto done;

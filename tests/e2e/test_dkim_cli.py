@@ -425,3 +425,31 @@ def test_bad_dns_address_is_usage_error(env):
     out = sign(env, CORPUS["lf"], "ed1", env.ed[0])
     rc, lines, err = verify(env, out, dns="not an address")
     assert rc == 2 and lines == []
+
+
+def test_configuration_dns_and_max_signatures(env):
+    msg = CORPUS["crlf"]
+    for _ in range(3):
+        msg = sign(env, msg, "rsa1", env.rsa[0])
+    conf = os.path.join(env.dir, "petrel.conf")
+    with open(conf, "w") as f:
+        f.write("dns %s\ndkim_max_signatures 2\n" % env.server.addr)
+    r = run(["verify", "-c", conf], msg)
+    lines = r.stdout.decode().splitlines()
+    assert r.returncode == 0 and len(lines) == 2, r.stderr
+    assert all(line.startswith("dkim=pass ") for line in lines)
+    assert b"1 more DKIM-Signature field not checked (at most 2)" in r.stderr
+    with open(conf, "w") as f:
+        f.write("dkim_max_signatures 99\n")
+    assert run(["verify", "-c", conf], msg).returncode == 2
+
+
+def test_names_the_configuration_accepts(env):
+    # conf.c's dkim_sign refuses these, so keygen and sign do too.
+    for sel in ("s_1", "-a", "a-", "a..b", ""):
+        out = os.path.join(env.dir, "name.pem")
+        r = run(["keygen", "--domain", DOMAIN, "--selector", sel,
+                 "--out", out, "--type", "ed25519"])
+        assert r.returncode == 2, sel
+        assert not os.path.exists(out)
+    env.keygen("Mail.2026-a", ktype="ed25519", publish=False)
