@@ -25,10 +25,10 @@
  *   petrel dkim verify [-c FILE] [--dns HOST:PORT]...
  *	Read a message on stdin (bare LF converted to CRLF as for sign) and
  *	check its DKIM-Signature fields, at most the configuration's
- *	dkim_max_signatures (default 5) of them, the first ones top down. Every key record is looked up at once
- *	through Petrel's resolver (src/dns: the configuration's `dns`
- *	servers, or the --dns ones, which replace them). One line per
- *	signature on stdout:
+ *	dkim_max_signatures (default 5) of them, the first ones top down.
+ *	Every key record is looked up at once through Petrel's resolver
+ *	(src/dns: the configuration's `dns` servers, or the --dns ones,
+ *	which replace them). One line per signature on stdout:
  *	    dkim=pass header.d=example.org header.s=sel header.a=rsa-sha256
  *	    dkim=fail (body hash did not verify) header.d=... header.s=...
  *	Key lookups: one TXT record (its strings joined) is the key; several
@@ -82,7 +82,7 @@
 #include "lib/util.h"
 #include "msgauth/dkim.h"
 
-#define DKIM_CLI_MAX_SIGS	20		/* dkim_max_signatures' maximum */
+#define DKIM_CLI_MAX_SIGS	20		/* dkim_max_signatures, at most */
 #define DKIM_CLI_MSG_MAX	(64u << 20)	/* octets read from stdin */
 #define DKIM_CLI_KEY_MAX	(64u << 10)	/* a private key file */
 #define DKIM_CLI_DNS_MAX	16		/* --dns options */
@@ -617,7 +617,11 @@ dkim_cli_key_answer(void *arg, const struct dns_answer *a)
 		break;
 	case DNS_NXDOMAIN:
 	case DNS_NODATA:
-		/* RFC 6376 6.1.2 step 3: no key, the signature fails. */
+		/*
+		 * RFC 6376 6.1.2 step 3: no key, the signature fails
+		 * (PERMFAIL). Reported as "fail" here, although
+		 * dkim_reason_result(DKIM_KEY_NOT_FOUND) is permerror.
+		 */
 		s->result = DKIM_RESULT_FAIL;
 		s->reason = dkim_reason_str(DKIM_KEY_NOT_FOUND);
 		break;
