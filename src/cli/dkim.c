@@ -82,7 +82,7 @@
 #include "lib/util.h"
 #include "msgauth/dkim.h"
 
-#define DKIM_CLI_MAX_SIGS	20		/* dkim_max_signatures, at most */
+#define DKIM_CLI_MAX_SIGS	20		/* dkim_max_signatures max */
 #define DKIM_CLI_MSG_MAX	(64u << 20)	/* octets read from stdin */
 #define DKIM_CLI_KEY_MAX	(64u << 10)	/* a private key file */
 #define DKIM_CLI_DNS_MAX	16		/* --dns options */
