@@ -227,7 +227,8 @@ dkim_cli_write_key(EVP_PKEY *pkey, const char *path)
 	long pemlen;
 	int fd = -1, rc = -1;
 
-	if ((mem = BIO_new(BIO_s_mem())) == NULL ||
+	/* secmem: the buffer is wiped when it grows and when freed. */
+	if ((mem = BIO_new(BIO_s_secmem())) == NULL ||
 	    !PEM_write_bio_PrivateKey(mem, pkey, NULL, NULL, 0, NULL, NULL) ||
 	    (pemlen = BIO_get_mem_data(mem, &pem)) <= 0) {
 		fprintf(stderr, "petrel: dkim: cannot encode the key\n");
@@ -452,12 +453,18 @@ dkim_cli_field_name_ok(const char *s)
 	return true;
 }
 
+/*
+ * The key file, read into one buffer of fixed size (no realloc leaves a
+ * copy of the key behind), wiped after parsing.
+ */
 static struct dkim_privkey *
 dkim_cli_load_key(const char *path)
 {
 	struct dkim_privkey *k = NULL;
-	struct buf text;
 	const char *why;
+	char *text;
+	size_t len = 0;
+	ssize_t n;
 	int fd;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
@@ -465,16 +472,28 @@ dkim_cli_load_key(const char *path)
 		    strerror(errno));
 		return NULL;
 	}
-	buf_init(&text, DKIM_CLI_KEY_MAX);
-	if (dkim_cli_read_fd(fd, &text, path) == 0) {
-		k = dkim_privkey_load(buf_str(&text), text.len, &why);
-		if (k == NULL)
-			fprintf(stderr, "petrel: dkim: %s: %s\n", path, why);
+	text = xmalloc(DKIM_CLI_KEY_MAX + 1);
+	for (;;) {
+		n = read(fd, text + len, DKIM_CLI_KEY_MAX + 1 - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (len > DKIM_CLI_KEY_MAX)
+			break;
 	}
+	if (n == -1)
+		fprintf(stderr, "petrel: dkim: %s: %s\n", path,
+		    strerror(errno));
+	else if (len > DKIM_CLI_KEY_MAX)
+		fprintf(stderr, "petrel: dkim: %s: larger than %u octets\n",
+		    path, DKIM_CLI_KEY_MAX);
+	else if ((k = dkim_privkey_load(text, len, &why)) == NULL)
+		fprintf(stderr, "petrel: dkim: %s: %s\n", path, why);
 	close(fd);
-	if (text.data != NULL)
-		OPENSSL_cleanse(text.data, text.cap);
-	buf_free(&text);
+	OPENSSL_cleanse(text, DKIM_CLI_KEY_MAX + 1);
+	free(text);
 	return k;
 }
 
