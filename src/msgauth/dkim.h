@@ -460,4 +460,145 @@ char *dkim_sign_field(const char *msg, size_t len,
     const struct dkim_privkey *key, const char *field, size_t flen,
     const char **error_r);
 
+/*
+ * Streaming (dkim_stream.c): verify and sign a message as it arrives, in
+ * chunks, without holding its body. The SMTP session feeds the DATA
+ * content (the exact octets the spool stores, CRLF line ends) as it
+ * streams; after the final dot the verdicts need only the DNS lookups and
+ * the crypto.
+ *
+ *   s = dkim_stream_new(max_sigs, header_max);
+ *   dkim_stream_want_body(s, canon, alg);     only to sign, before feeding
+ *   dkim_stream_feed(s, data, len) ...        any chunking
+ *   dkim_stream_finish(s);
+ *   for i < dkim_stream_nsigs(s):
+ *     sig = dkim_stream_sig(s, i, &err)      err != DKIM_OK: not checked
+ *     DNS TXT of dkim_stream_key_name(s, i) -> dkim_key_parse()
+ *     dkim_stream_verify(s, i, key, opts, &v)
+ *   dkim_stream_from(s, &values, &lens)       for dmarc_from_domains()
+ *   dkim_stream_sign(s, privkey, opts, &err)  the field to prepend
+ *   dkim_stream_free(s);
+ *
+ * Only the header section is kept (at most header_max octets); the body
+ * goes through one canonicalizer and hash per distinct (body
+ * canonicalization, hash, l=) among the signatures and the signer's
+ * wants, so memory is bounded by header_max plus about 4 KiB per hash.
+ * Results are those of dkim_msg_parse() + dkim_verify() / dkim_sign() on
+ * the whole message, octet for octet.
+ */
+
+struct dkim_stream;
+
+/*
+ * max_sigs: the DKIM-Signature fields considered, in header order
+ * (dkim_max_signatures; further ones are only counted, see
+ * dkim_stream_nextra()). header_max: the octets of the header section,
+ * its empty line included, that are kept; a longer header section makes
+ * every signature a permerror (DKIM_MSG_MALFORMED, see
+ * dkim_stream_header_overflow()). Free with dkim_stream_free().
+ */
+struct dkim_stream *dkim_stream_new(unsigned int max_sigs, size_t header_max);
+void dkim_stream_free(struct dkim_stream *s);
+
+/*
+ * Also hash the body with canonicalization c and alg's hash (no l=), for
+ * dkim_stream_sign() (whose a= always uses SHA-256). Call before the body
+ * starts (before any feed is safe). Returns 0, or -1 when the header
+ * section has already ended (then signing with c will fail).
+ */
+int dkim_stream_want_body(struct dkim_stream *s, enum dkim_canon c,
+    enum dkim_alg alg);
+
+/*
+ * The next len octets of the message. Lines end in CRLF; a CRLF may be
+ * split between calls. The header section ends at the first empty line
+ * (as in dkim_msg_parse()); the signatures are parsed then. Calling after
+ * dkim_stream_finish() is a bug (fatalx).
+ */
+void dkim_stream_feed(struct dkim_stream *s, const char *data, size_t len);
+
+/*
+ * After the last octet (a message without an empty line is all header, its
+ * body empty). Finalizes the body hashes; idempotent.
+ */
+void dkim_stream_finish(struct dkim_stream *s);
+
+/*
+ * The functions below need dkim_stream_finish() first (fatalx otherwise).
+ * They only read s: once finished, s may be shared by threads (e.g. the
+ * verifications of several signatures on workers), as long as none frees
+ * it meanwhile.
+ */
+
+/* The DKIM-Signature fields considered (at most max_sigs). */
+size_t dkim_stream_nsigs(const struct dkim_stream *s);
+
+/* DKIM-Signature fields beyond max_sigs: not parsed, not checked. */
+size_t dkim_stream_nextra(const struct dkim_stream *s);
+
+/*
+ * Signature i < dkim_stream_nsigs(s), in header order. *error_r (may be
+ * NULL) is DKIM_OK when it can be verified, else why not: its
+ * dkim_sig_parse() reason, or DKIM_MSG_MALFORMED when the header section
+ * overflowed. Returns the parsed signature (owned by s; for d=, s=, a= in
+ * Authentication-Results), or NULL when it did not parse.
+ */
+const struct dkim_sig *dkim_stream_sig(const struct dkim_stream *s, size_t i,
+    enum dkim_reason *error_r);
+
+/*
+ * The DNS name of signature i's key ("<s>._domainkey.<d>", owned by s), or
+ * NULL when it cannot be verified (see dkim_stream_sig()) or the name is
+ * longer than DKIM_DOMAIN_MAX (dkim_key_query_name() fails: treat it as
+ * DKIM_KEY_NOT_FOUND).
+ */
+const char *dkim_stream_key_name(const struct dkim_stream *s, size_t i);
+
+/*
+ * Verify signature i with its key (parsed by the caller from the DNS
+ * answer) from the streamed body hash and the kept header section: the
+ * verdict dkim_verify() gives on the whole message. A signature that
+ * cannot be verified gets its dkim_stream_sig() reason (key may then be
+ * NULL). Pure CPU, touches no shared state: may run on a worker thread.
+ * Returns 0 for pass, -1 otherwise (*v says why).
+ */
+int dkim_stream_verify(const struct dkim_stream *s, size_t i,
+    const struct dkim_key *key, const struct dkim_verify_opts *opts,
+    struct dkim_verdict *v);
+
+/*
+ * The values of the From: fields of the header section (after the colon,
+ * folded as written, without the final CRLF), in order, for
+ * dmarc_from_domains(). *values_r and *lens_r are owned by s and point
+ * into its kept header section. Returns their number.
+ */
+size_t dkim_stream_from(const struct dkim_stream *s,
+    const char *const **values_r, const size_t **lens_r);
+
+/*
+ * Whether the header section was longer than header_max. Then only the
+ * complete fields of the kept part but the last (which may continue)
+ * were read: every signature among them is DKIM_MSG_MALFORMED, the From:
+ * values are those of that part, and dkim_stream_sign() fails.
+ */
+bool dkim_stream_header_overflow(const struct dkim_stream *s);
+
+/*
+ * DKIM_OK, or DKIM_MSG_MALFORMED when the header section overflowed or has
+ * more than DKIM_MSG_FIELDS_MAX fields (then no signature is found,
+ * exactly as dkim_msg_parse() refuses the whole message).
+ */
+enum dkim_reason dkim_stream_header_error(const struct dkim_stream *s);
+
+/*
+ * dkim_sign() on the streamed message: the DKIM-Signature field to
+ * prepend, byte for byte what dkim_sign() gives on the whole message with
+ * the same options. Needs dkim_stream_want_body(s, o->bcanon, a= of key)
+ * before the body started; NULL with *error_r otherwise, on overflow, or
+ * for dkim_sign()'s reasons. The caller frees the field.
+ */
+char *dkim_stream_sign(const struct dkim_stream *s,
+    const struct dkim_privkey *key, const struct dkim_sign_opts *o,
+    const char **error_r);
+
 #endif
