@@ -389,8 +389,8 @@ test_gomsgauth(void **state)
 		"go-msgauth/verified-rfc6376-A2-resigned.eml",
 		"go-msgauth/verified-rawrsa-newengland.eml",
 		"go-msgauth/sign-expected-rsa-example.org-brisbane.eml",
-		"go-msgauth/sign-expected-ed25519-football.example.com-"
-		    "brisbane.eml",
+		("go-msgauth/sign-expected-ed25519-football.example.com-"
+		    "brisbane.eml"),
 	};
 	struct dt_sigresult res[DT_MAX_SIGS];
 	size_t len, dlen, i, n;
@@ -878,8 +878,8 @@ test_odd_shapes(void **state)
 		"From: a@example.com\r\nSubject: cut",
 		"From: a@example.com\r\nSubject: cr\r\r\n\r\nbody\r",
 		"From: a@example.com\r\n\r\n\r\n\r\n",
-		"From: a@example.com\r\nX: bare\nlf\r\n\r\n \t\r\nbody \t\r\n"
-		    "\r\n",
+		("From: a@example.com\r\nX: bare\nlf\r\n\r\n \t\r\nbody \t\r\n"
+		    "\r\n"),
 		"From: a@example.com\r\n\r\r\n\r\nbody after CR line\r\n",
 		"\r\nFrom: in the body\r\n",
 	};
