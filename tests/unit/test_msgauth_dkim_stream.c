@@ -18,8 +18,11 @@
  *     within a line;
  *   - the From: values;
  *   - dkim_stream_sign() equal byte for byte to dkim_sign() (t= fixed),
- *     and its errors.
+ *     and its errors;
+ *   - a 4 MiB body in 64 KiB chunks; verifications of one finished stream
+ *     on several threads at once (run under TSan too).
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -1171,6 +1174,140 @@ test_free_null(void **state)
 	dkim_stream_free(s);
 }
 
+/* A large body, as the SMTP session feeds it (64 KiB chunks). */
+static void
+test_large_body(void **state)
+{
+	struct dkim_privkey *k = load_key("dkimpy-data/test.private");
+	char *dns = dns1_file("sel._domainkey.example.com",
+	    "dkimpy-data/test.txt");
+	static const char hdr[] = "From: a@example.com\r\nSubject: big\r\n"
+	    "\r\n";
+	struct dt_sigresult want[DT_MAX_SIGS], got[DT_MAX_SIGS];
+	size_t len = 4 * 1024 * 1024, pos, slen, n, c;
+	char *msg = malloc(len), *field, *sm;
+
+	(void)state;
+	assert_non_null(msg);
+	memcpy(msg, hdr, sizeof(hdr) - 1);
+	for (pos = sizeof(hdr) - 1; pos < len; pos++) {
+		uint32_t r = rng_next() % 80;
+
+		msg[pos] = r == 0 ? '\r' : r == 1 ? '\n' : r < 8 ? ' ' :
+		    r < 10 ? '\t' : (char)('a' + r % 26);
+		if (r == 0 && pos + 1 < len)
+			msg[++pos] = '\n';
+	}
+	for (c = 0; c < 4; c++) {
+		struct dkim_sign_opts o;
+		struct dkim_stream *s;
+		const char *err = NULL;
+		char *f2;
+
+		dkim_sign_opts_init(&o, "example.com", "sel");
+		o.hcanon = c & 1 ? DKIM_CANON_RELAXED : DKIM_CANON_SIMPLE;
+		o.bcanon = c & 2 ? DKIM_CANON_RELAXED : DKIM_CANON_SIMPLE;
+		o.timestamp = 1700000000;
+		field = sign_whole(msg, len, k, &o);
+		sm = prepend(field, msg, len, &slen);
+		n = dt_verify_all(sm, slen, dns, NULL, want);
+		assert_int_equal(n, 1);
+		assert_int_equal(want[0].result, DKIM_RESULT_PASS);
+		s = dkim_stream_new(DT_MAX_SIGS, HEADER_MAX);
+		assert_int_equal(dkim_stream_want_body(s, o.bcanon,
+		    DKIM_ALG_RSA_SHA256), 0);
+		for (pos = 0; pos < slen; pos += 65536)
+			dkim_stream_feed(s, sm + pos,
+			    slen - pos < 65536 ? slen - pos : 65536);
+		dkim_stream_finish(s);
+		same_results("large", "64k", n, want,
+		    stream_verify_all(s, dns, NULL, got), got);
+		dkim_stream_free(s);
+
+		/* Signing the unsigned message from the stream. */
+		s = dkim_stream_new(DT_MAX_SIGS, HEADER_MAX);
+		assert_int_equal(dkim_stream_want_body(s, o.bcanon,
+		    DKIM_ALG_RSA_SHA256), 0);
+		for (pos = 0; pos < len; pos += 65536)
+			dkim_stream_feed(s, msg + pos,
+			    len - pos < 65536 ? len - pos : 65536);
+		dkim_stream_finish(s);
+		f2 = dkim_stream_sign(s, k, &o, &err);
+		assert_non_null(f2);
+		assert_string_equal(f2, field);
+		free(f2);
+		dkim_stream_free(s);
+		free(sm);
+		free(field);
+	}
+	free(msg);
+	free(dns);
+	dkim_privkey_free(k);
+}
+
+struct thread_arg {
+	const struct dkim_stream *s;
+	struct dkim_key *keys[3];
+	size_t passes;
+};
+
+static void *
+thread_verify(void *p)
+{
+	struct thread_arg *a = p;
+	struct dkim_verdict v;
+	size_t round, i;
+
+	for (round = 0; round < 20; round++)
+		for (i = 0; i < 3; i++)
+			if (dkim_stream_verify(a->s, i, a->keys[i], NULL,
+			    &v) == 0)
+				a->passes++;
+	return NULL;
+}
+
+/* One finished stream, its signatures verified on threads at once. */
+static void
+test_threads(void **state)
+{
+	struct thread_arg args[4];
+	pthread_t tids[4];
+	struct dkim_key *keys[3];
+	struct dkim_stream *s;
+	size_t len, i;
+	char *dns, *msg = three_sigs(&len, &dns);
+
+	(void)state;
+	s = dkim_stream_new(DT_MAX_SIGS, HEADER_MAX);
+	feed(s, msg, len, FEED_RANDOM);
+	assert_int_equal(dkim_stream_nsigs(s), 3);
+	for (i = 0; i < 3; i++) {
+		enum dkim_reason r;
+		char *txt = dt_dns_lookup(dns, dkim_stream_key_name(s, i));
+
+		assert_non_null(txt);
+		assert_int_equal(dkim_key_parse(txt, strlen(txt), &keys[i],
+		    &r), 0);
+		free(txt);
+	}
+	for (i = 0; i < nitems(args); i++) {
+		args[i].s = s;
+		memcpy(args[i].keys, keys, sizeof(keys));
+		args[i].passes = 0;
+		assert_int_equal(pthread_create(&tids[i], NULL, thread_verify,
+		    &args[i]), 0);
+	}
+	for (i = 0; i < nitems(args); i++) {
+		assert_int_equal(pthread_join(tids[i], NULL), 0);
+		assert_int_equal(args[i].passes, 20 * 3);
+	}
+	for (i = 0; i < 3; i++)
+		dkim_key_free(keys[i]);
+	dkim_stream_free(s);
+	free(msg);
+	free(dns);
+}
+
 int
 main(void)
 {
@@ -1192,6 +1329,8 @@ main(void)
 		cmocka_unit_test(test_sign_gomsgauth),
 		cmocka_unit_test(test_sign_errors),
 		cmocka_unit_test(test_free_null),
+		cmocka_unit_test(test_large_body),
+		cmocka_unit_test(test_threads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
