@@ -495,7 +495,9 @@ struct dkim_stream;
  * dkim_stream_nextra()). header_max: the octets of the header section,
  * its empty line included, that are kept; a longer header section makes
  * every signature a permerror (DKIM_MSG_MALFORMED, see
- * dkim_stream_header_overflow()). Free with dkim_stream_free().
+ * dkim_stream_header_overflow()); a message without an empty line is all
+ * header section, so header_max bounds it whole. Free with
+ * dkim_stream_free().
  */
 struct dkim_stream *dkim_stream_new(unsigned int max_sigs, size_t header_max);
 void dkim_stream_free(struct dkim_stream *s);
