@@ -25,6 +25,7 @@
 int cmd_resolve(int argc, char **argv);
 int cmd_user(int argc, char **argv);
 int cmd_dkim(int argc, char **argv);
+int cmd_spf(int argc, char **argv);
 
 static void
 usage(void)
@@ -41,6 +42,9 @@ usage(void)
 	    "       petrel dkim sign --domain D --selector S --key FILE "
 	    "[--headers h1:h2:...]\n"
 	    "       petrel dkim verify [-c FILE] [--dns HOST:PORT]...\n"
+	    "       petrel spf check [-c FILE] [--dns HOST:PORT]... --ip IP "
+	    "--mail-from ADDR\n"
+	    "                        [--helo NAME] [--receiver NAME]\n"
 	    "       petrel version\n");
 }
 
@@ -125,6 +129,8 @@ main(int argc, char **argv)
 		return cmd_user(argc - 1, argv + 1);	/* user.c */
 	if (strcmp(cmd, "dkim") == 0)
 		return cmd_dkim(argc - 1, argv + 1);	/* dkim.c */
+	if (strcmp(cmd, "spf") == 0)
+		return cmd_spf(argc - 1, argv + 1);	/* spf.c */
 	if (strcmp(cmd, "check-config") == 0) {
 		if (parse_opts(argc - 1, argv + 1, &conf_path, &verbose) == -1)
 			return 2;
