@@ -690,6 +690,106 @@ test_spf_helo_too(void **state)
 	    " dkim=none; dmarc=fail (p=reject dis=reject) header.from=example.org\r\n");
 }
 
+/* SPF temperror: the cause as a comment; DMARC still judged by DKIM. */
+static void
+test_spf_temperror(void **state)
+{
+	struct t *t = *state;
+	const struct msgauth_result *r;
+	char *m = msg_make("From: <user@example.org>\r\n");
+
+	txt_status(t, "example.org", DNS_TEMPFAIL);
+	txt(t, "_dmarc.example.org", "v=DMARC1; p=reject");
+	r = run(t, m);
+	free(m);
+	assert_int_equal(r->spf->result, SPF_TEMPERROR);
+	assert_int_equal(r->dmarc->result, DMARC_RESULT_FAIL);
+	assert_false(r->dmarc->spf_aligned);
+	assert_authres(r,
+	    "Authentication-Results: mx.example.net; spf=temperror\r\n"
+	    " (DNS error for TXT example.org: SERVFAIL) smtp.mailfrom=user@example.org;\r\n"
+	    " dkim=none; dmarc=fail (p=reject dis=reject) header.from=example.org\r\n");
+}
+
+/* A From: domain that is no name: permerror, rejected by default. */
+static void
+test_invalid_from(void **state)
+{
+	struct t *t = *state;
+	const struct msgauth_result *r;
+	char *m = msg_make("From: <user@[192.0.2.1]>\r\n");
+
+	zone_example_org(t);
+	r = run(t, m);
+	assert_int_equal(r->dmarc->result, DMARC_RESULT_PERMERROR);
+	assert_int_equal(r->disposition, MSGAUTH_REJECT);
+	msgauth_free(t->c);
+	t->c = NULL;
+	t->p.dmarc_from_flags = 0;
+	t->done_calls = 0;
+	r = run(t, m);
+	free(m);
+	assert_int_equal(r->dmarc->result, DMARC_RESULT_PERMERROR);
+	assert_int_equal(r->disposition, MSGAUTH_ACCEPT);
+}
+
+/* A signature that does not parse, and one over the limit. */
+static void
+test_dkim_bad_signature(void **state)
+{
+	struct t *t = *state;
+	const struct msgauth_result *r;
+	char *m = sign(t, msg_make("From: <user@example.org>\r\n"),
+	    "example.org", "brisbane");
+	char *m2 = xasprintf("DKIM-Signature: v=1; a=rsa-sha256; d=x\r\n%s",
+	    m);
+
+	free(m);
+	zone_example_org(t);
+	txt(t, "brisbane._domainkey.example.org", KEY_RECORD);
+	t->p.dkim_max_signatures = 1;
+	r = run(t, m2);
+	assert_int_equal(r->ndkim, 1);
+	assert_int_equal(r->dkim_extra, 1);
+	assert_false(r->dkim[0].parsed);
+	assert_int_equal(r->dkim[0].result, DKIM_RESULT_PERMERROR);
+	assert_non_null(r->dkim[0].reason_str);
+	assert_null(strstr(r->authres, "header.d="));
+	assert_int_equal(dns_fake_count(t->f->d,
+	    "brisbane._domainkey.example.org", 0), 0);
+	msgauth_free(t->c);
+	t->c = NULL;
+
+	t->p.dkim_max_signatures = 5;
+	t->done_calls = 0;
+	r = run(t, m2);
+	free(m2);
+	assert_int_equal(r->ndkim, 2);
+	assert_int_equal(r->dkim_extra, 0);
+	assert_int_equal(r->dkim[1].result, DKIM_RESULT_PASS);
+}
+
+/* A header section over header_max: every signature permerror. */
+static void
+test_header_overflow(void **state)
+{
+	struct t *t = *state;
+	const struct msgauth_result *r;
+	char *m = sign(t, msg_make("From: <user@example.org>\r\n"),
+	    "example.org", "brisbane");
+
+	zone_example_org(t);
+	txt(t, "brisbane._domainkey.example.org", KEY_RECORD);
+	/* The signature (first) is kept whole, the section is not. */
+	assert_non_null(strstr(m, "\r\n\r\n"));
+	t->p.header_max = (size_t)(strstr(m, "\r\n\r\n") - m) - 10;
+	r = run(t, m);
+	free(m);
+	assert_int_equal(r->ndkim, 1);
+	assert_int_equal(r->dkim[0].result, DKIM_RESULT_PERMERROR);
+	assert_int_equal(r->dkim[0].reason, DKIM_MSG_MALFORMED);
+}
+
 /* msgauth_spf_wait(): later, from the loop, whether known or not. */
 static int spf_calls;
 static enum spf_result spf_seen;
@@ -928,6 +1028,10 @@ main(void)
 		T(test_dkim_keys),
 		T(test_null_sender_helo),
 		T(test_spf_helo_too),
+		T(test_spf_temperror),
+		T(test_invalid_from),
+		T(test_dkim_bad_signature),
+		T(test_header_overflow),
 		T(test_spf_wait),
 		T(test_offload_async),
 		T(test_offload_unused),
