@@ -342,11 +342,14 @@ static void
 spf_finish(struct spf_check *c, enum spf_result r, const char *fmt, ...)
 {
 	struct spf_outcome o;
+	char reason[sizeof(c->reason)];
 	va_list ap;
 
+	/* Into a copy first: callers may pass c->reason itself. */
 	va_start(ap, fmt);
-	vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
+	strlcpy(c->reason, reason, sizeof(c->reason));
 	memset(&o, 0, sizeof(o));
 	o.result = r;
 	o.identity = c->identity;

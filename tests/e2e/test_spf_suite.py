@@ -48,10 +48,7 @@ Scenarios run four at a time (a TIMEOUT costs libunbound's timeout, about
 
 Also here, the command itself: its output lines, the null reverse-path
 ("" and "<>") checking the HELO identity, exit 2 for a bad command line,
-exit 1 when the resolver cannot be made. test_spf_check_fail_reason is a
-strict xfail for a known bug in msgauth/spf.c (the reason of a fail comes
-out empty); it fails as soon as the bug is fixed, to have its mark
-removed.
+exit 1 when the resolver cannot be made, and the reason of a fail.
 """
 
 import concurrent.futures
@@ -473,12 +470,9 @@ def test_spf_check_output_lines():
             "none", "reason: no SPF record at nowhere.test"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "msgauth/spf.c passes c->reason as the argument of its own "
-    "vsnprintf into c->reason (spf_finish(c, SPF_FAIL, \"%s\", "
-    "c->reason)): overlapping buffers, the reason of every fail comes "
-    "out empty. Remove this mark when fixed."))
 def test_spf_check_fail_reason():
+    """The reason of a fail names the term (spf_finish() once formatted
+    its own reason buffer into itself, and it came out empty)."""
     with ZoneServer(_output_zone()) as server:
         rc, out, err = _cli("check", "--dns", server.addr, "--ip",
                             "192.0.2.2", "--mail-from", "u@example.test")
