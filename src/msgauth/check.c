@@ -111,7 +111,8 @@ struct msgauth_check {
 	void *done_arg;
 	bool done_fire;			/* done_cb due */
 
-	struct buf authres;
+	struct dmarc_dkim *dk;		/* DMARC's view of the signatures */
+	struct buf authres, log;
 	struct msgauth_result result;
 
 	bool in_cb;			/* inside msgauth_dispatch() */
@@ -200,7 +201,9 @@ msgauth_destroy(struct msgauth_check *c)
 	for (i = 0; i < c->ndm; i++)
 		dmarc_policy_clear(&c->dm[i].pol);
 	dkim_stream_free(c->ds);
+	free(c->dk);
 	buf_free(&c->authres);
+	buf_free(&c->log);
 	free(c->authserv_id);
 	free(c->client_ip);
 	free(c->helo);
@@ -326,6 +329,7 @@ msgauth_start(const struct msgauth_params *p)
 	c->offload = p->offload;
 	c->offload_ctx = p->offload_ctx;
 	buf_init(&c->authres, MSGAUTH_AUTHRES_MAX);
+	buf_init(&c->log, MSGAUTH_LOG_MAX);
 	max_sigs = p->dkim_max_signatures != 0 ? p->dkim_max_signatures : 5;
 	c->ds = dkim_stream_new(max_sigs,
 	    p->header_max != 0 ? p->header_max : MSGAUTH_HEADER_MAX);
@@ -553,27 +557,33 @@ msgauth_dmarc_start(struct msgauth_check *c)
 }
 
 static void
+msgauth_dmarc_input(struct msgauth_check *c, struct dmarc_input *in)
+{
+	memset(in, 0, sizeof(*in));
+	/* RFC 7489 3.1.2: the SPF identity counts only when it passed. */
+	in->spf_pass = c->spf.o.result == SPF_PASS;
+	in->spf_domain = c->spf.o.domain;
+	in->dkim = c->dk;
+	in->ndkim = c->nsigs;
+	in->roll = c->roll;
+}
+
+static void
 msgauth_dmarc_evaluate(struct msgauth_check *c)
 {
-	struct dmarc_dkim *dk = NULL;
 	struct dmarc_input in;
 	size_t i;
 
 	if (c->ndm == 0)
 		return;		/* c->verdict from dmarc_from_verdict() */
 	if (c->nsigs > 0)
-		dk = xcalloc(c->nsigs, sizeof(*dk));
+		c->dk = xcalloc(c->nsigs, sizeof(*c->dk));
+	/* RFC 7489 3.1.1: the d= of the signatures that passed. */
 	for (i = 0; i < c->nsigs; i++) {
-		dk[i].domain = c->dkim[i].domain;
-		dk[i].pass = c->dkim[i].result == DKIM_RESULT_PASS;
+		c->dk[i].domain = c->dkim[i].domain;
+		c->dk[i].pass = c->dkim[i].result == DKIM_RESULT_PASS;
 	}
-	memset(&in, 0, sizeof(in));
-	/* RFC 7489 3.1.2: the SPF identity counts only when it passed. */
-	in.spf_pass = c->spf.o.result == SPF_PASS;
-	in.spf_domain = c->spf.o.domain;
-	in.dkim = dk;
-	in.ndkim = c->nsigs;
-	in.roll = c->roll;
+	msgauth_dmarc_input(c, &in);
 	for (i = 0; i < c->ndm; i++) {
 		in.from_domain = c->from.domains[i];
 		in.policy = &c->dm[i].pol;
@@ -583,7 +593,54 @@ msgauth_dmarc_evaluate(struct msgauth_check *c)
 		else
 			dmarc_verdict_merge(&c->verdict, &c->dm[i].v);
 	}
-	free(dk);
+}
+
+static const char *
+msgauth_from_status_name(enum dmarc_from_status st)
+{
+	switch (st) {
+	case DMARC_FROM_ONE:
+		return "one";
+	case DMARC_FROM_NONE:
+		return "none";
+	case DMARC_FROM_MULTIPLE:
+		return "multiple";
+	case DMARC_FROM_INVALID:
+		return "invalid";
+	}
+	return "?";
+}
+
+/* The log line (check.h); a line cut at MSGAUTH_LOG_MAX is kept. */
+static void
+msgauth_log_line(struct msgauth_check *c)
+{
+	struct dmarc_input in;
+	size_t i;
+	int r;
+
+	r = buf_printf(&c->log, "spf=%s", spf_result_name(c->spf.o.result));
+	if (r == 0 && c->spf_helo.started)
+		r = buf_printf(&c->log, " spf_helo=%s",
+		    spf_result_name(c->spf_helo.o.result));
+	if (r == 0 && c->nsigs == 0)
+		r = buf_printf(&c->log, " dkim=none");
+	for (i = 0; r == 0 && i < c->nsigs; i++)
+		r = buf_printf(&c->log, "%s%s", i == 0 ? " dkim=" : ",",
+		    dkim_result_str(c->dkim[i].result));
+	if (r == 0 && c->ndm == 0)
+		r = buf_printf(&c->log, " dmarc from_status=%s result=%s "
+		    "disposition=%s",
+		    msgauth_from_status_name(c->from.status),
+		    dmarc_result_name(c->verdict.result),
+		    dmarc_disposition_name(c->verdict.disposition));
+	msgauth_dmarc_input(c, &in);
+	for (i = 0; r == 0 && i < c->ndm; i++) {
+		in.from_domain = c->from.domains[i];
+		in.policy = &c->dm[i].pol;
+		if ((r = buf_append_str(&c->log, " ")) == 0)
+			r = dmarc_verdict_format(&c->log, &in, &c->dm[i].v);
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -663,6 +720,7 @@ msgauth_finish(struct msgauth_check *c)
 	c->finished = true;
 	msgauth_dmarc_evaluate(c);
 	msgauth_authres(c);
+	msgauth_log_line(c);
 	r->spf = &c->spf.o;
 	r->spf_helo = c->spf_helo.started ? &c->spf_helo.o : NULL;
 	r->dkim = c->dkim;
@@ -672,6 +730,7 @@ msgauth_finish(struct msgauth_check *c)
 	r->dmarc_from = c->from.status == DMARC_FROM_ONE ?
 	    c->from.domains[0] : NULL;
 	r->authres = buf_str(&c->authres);
+	r->log = buf_str(&c->log);
 	switch (c->verdict.disposition) {
 	case DMARC_DISP_REJECT:
 		r->disposition = MSGAUTH_REJECT;

@@ -50,8 +50,9 @@ struct dns;
 
 /* Default bound on the kept header section (dkim_stream_new()). */
 #define MSGAUTH_HEADER_MAX	(256 * 1024)
-/* Bound on the Authentication-Results field built. */
+/* Bound on the Authentication-Results field built, and the log line. */
 #define MSGAUTH_AUTHRES_MAX	(16 * 1024)
+#define MSGAUTH_LOG_MAX		(4 * 1024)
 /* Characters of b= kept for header.b (RFC 6008 2: at least 8). */
 #define MSGAUTH_B_PREFIX	8
 
@@ -136,6 +137,13 @@ struct msgauth_result {
 					 * From: gave none or several */
 	/* "Authentication-Results: ...\r\n", folded (authres_format()). */
 	const char *authres;
+	/*
+	 * One key=value line for the session's log (no newline; untrusted
+	 * names escaped), e.g. "spf=fail dkim=pass dmarc from=example.org
+	 * policy_domain=example.org p=reject ... result=pass ..." (one
+	 * dmarc_verdict_format() per From: domain judged).
+	 */
+	const char *log;
 	enum msgauth_disposition disposition;	/* from dmarc */
 };
 

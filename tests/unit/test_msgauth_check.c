@@ -7,6 +7,7 @@
  * (offload NULL); some through an offload that defers to the loop, and
  * one that holds the work to free the check meanwhile.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <event2/event.h>
@@ -532,6 +534,8 @@ test_multiple_from(void **state)
 	assert_int_equal(dns_fake_count(t->f->d, "_dmarc.example.org", 0), 0);
 	assert_non_null(strstr(r->authres, "dmarc=permerror"));
 	assert_null(strstr(r->authres, "header.from"));
+	assert_string_equal(r->log, "spf=pass dkim=none dmarc "
+	    "from_status=multiple result=permerror disposition=reject");
 	msgauth_free(t->c);
 	t->c = NULL;
 
@@ -625,6 +629,11 @@ test_dkim_keys(void **state)
 	assert_non_null(strstr(r->authres,
 	    "dkim=permerror reason=\"no key for signature\""));
 	assert_non_null(strstr(r->authres, "dkim=temperror"));
+	assert_non_null(strstr(r->log, " dkim=permerror,permerror,temperror,"
+	    "pass dmarc from=example.org "));
+	assert_non_null(strstr(r->log, " dkim=example.org/fail/unaligned,"
+	    "example.org/fail/unaligned,example.org/fail/unaligned,"
+	    "example.org/pass/aligned"));
 	msgauth_free(t->c);
 	t->c = NULL;
 
@@ -688,6 +697,10 @@ test_spf_helo_too(void **state)
 	    "Authentication-Results: mx.example.net; spf=fail\r\n"
 	    " smtp.mailfrom=user@example.org; spf=pass smtp.helo=mail.example.org;\r\n"
 	    " dkim=none; dmarc=fail (p=reject dis=reject) header.from=example.org\r\n");
+	assert_string_equal(r->log, "spf=fail spf_helo=pass dkim=none "
+	    "dmarc from=example.org policy_domain=example.org p=reject sp=- "
+	    "pct=100 adkim=r aspf=r result=fail disposition=reject "
+	    "sampled_out=0 spf=example.org/fail/unaligned");
 }
 
 /* SPF temperror: the cause as a comment; DMARC still judged by DKIM. */
@@ -876,6 +889,88 @@ test_offload_async(void **state)
 	assert_int_equal(r->dmarc->result, DMARC_RESULT_PASS);
 }
 
+/* A real worker thread; its completion wakes the loop through a pipe. */
+struct thr {
+	struct t *t;
+	int fds[2];
+	struct event *ev;
+	pthread_t th;
+	void (*work)(void *);
+	void (*done)(void *);
+	void *arg;
+};
+
+static void *
+thr_main(void *p)
+{
+	struct thr *w = p;
+
+	w->work(w->arg);
+	if (write(w->fds[1], "x", 1) != 1)
+		abort();
+	return NULL;
+}
+
+static void
+thr_ready(evutil_socket_t fd, short what, void *p)
+{
+	struct thr *w = p;
+	char ch;
+
+	(void)what;
+	assert_int_equal(read(fd, &ch, 1), 1);
+	assert_int_equal(pthread_join(w->th, NULL), 0);
+	w->done(w->arg);
+}
+
+static void
+offload_thread(void *ctx, void (*work)(void *), void (*done)(void *),
+    void *arg)
+{
+	struct thr *w = ctx;
+
+	w->t->offloads++;
+	w->work = work;
+	w->done = done;
+	w->arg = arg;
+	assert_int_equal(event_add(w->ev, NULL), 0);
+	assert_int_equal(pthread_create(&w->th, NULL, thr_main, w), 0);
+}
+
+static void
+test_offload_thread(void **state)
+{
+	struct t *t = *state;
+	const struct msgauth_result *r;
+	struct thr w;
+	char *m = msg_make("From: <user@example.org>\r\n");
+
+	memset(&w, 0, sizeof(w));
+	w.t = t;
+	assert_int_equal(pipe(w.fds), 0);
+	w.ev = event_new(t->f->base, w.fds[0], EV_READ, thr_ready, &w);
+	m = sign(t, m, "example.org", "brisbane");
+	m = sign(t, m, "example.com", "brisbane");
+	t->p.offload = offload_thread;
+	t->p.offload_ctx = &w;
+	t->p.client_ip = CLIENT_BAD;
+	zone_example_org(t);
+	txt(t, "brisbane._domainkey.example.org", KEY_RECORD);
+	txt(t, "brisbane._domainkey.example.com", KEY_RECORD);
+	r = run(t, m);
+	free(m);
+	assert_int_equal(t->offloads, 1);
+	assert_int_equal(r->ndkim, 2);
+	assert_int_equal(r->dkim[0].result, DKIM_RESULT_PASS);
+	assert_int_equal(r->dkim[1].result, DKIM_RESULT_PASS);
+	assert_int_equal(r->dmarc->result, DMARC_RESULT_PASS);
+	assert_true(r->dmarc->dkim_aligned);
+	assert_int_equal(r->dmarc->dkim_index, 1);
+	event_free(w.ev);
+	close(w.fds[0]);
+	close(w.fds[1]);
+}
+
 /* No signature with a key: nothing to offload. */
 static void
 test_offload_unused(void **state)
@@ -1034,6 +1129,7 @@ main(void)
 		T(test_header_overflow),
 		T(test_spf_wait),
 		T(test_offload_async),
+		T(test_offload_thread),
 		T(test_offload_unused),
 		T(test_free_during_offload),
 		T(test_free_in_flight),
