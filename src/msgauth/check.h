@@ -21,6 +21,11 @@
  * go to the offload; once SPF, DKIM and DMARC discovery are all known,
  * DMARC is evaluated and the Authentication-Results field built.
  *
+ * Not yet: the key lookups start only after the last octet (see
+ * check.c); a passing signature of a key in testing mode (t=y) counts for
+ * DMARC like any other (RFC 6376 3.6.1 asks verifiers not to treat such
+ * mail differently from unsigned mail: a decision for the integration).
+ *
  * Time limits are the caller's: SPF bounds its own check (spf.h), DNS its
  * queries; the session's data timeout frees a check that takes too long.
  *
@@ -53,6 +58,8 @@ struct dns;
 /* Bound on the Authentication-Results field built, and the log line. */
 #define MSGAUTH_AUTHRES_MAX	(16 * 1024)
 #define MSGAUTH_LOG_MAX		(4 * 1024)
+/* msgauth_params.pct_roll: draw the roll. */
+#define MSGAUTH_ROLL_DRAW	100
 /* Characters of b= kept for header.b (RFC 6008 2: at least 8). */
 #define MSGAUTH_B_PREFIX	8
 
@@ -93,7 +100,12 @@ struct msgauth_params {
 	size_t header_max;		/* 0: MSGAUTH_HEADER_MAX */
 	uint64_t now;			/* seconds since the epoch for SPF's
 					 * %{t} and DKIM's x=; 0: the clock */
-	/* 0..99: the DMARC pct roll (tests); >= 100: draw one. */
+	/*
+	 * The DMARC pct roll (RFC 7489 6.6.4): 0..99 fixes it (tests);
+	 * MSGAUTH_ROLL_DRAW (or any value >= 100) draws one uniformly. The
+	 * daemon must pass MSGAUTH_ROLL_DRAW: 0 would apply every policy
+	 * with pct > 0 in full.
+	 */
 	unsigned int pct_roll;
 	msgauth_offload_fn offload;	/* NULL: run the work at once */
 	void *offload_ctx;

@@ -248,7 +248,8 @@ test_spf_aligned_only(void **state)
 	assert_int_equal(r->disposition, MSGAUTH_ACCEPT);
 	assert_authres(r,
 	    "Authentication-Results: mx.example.net; spf=pass\r\n"
-	    " smtp.mailfrom=user@example.org; dkim=none; dmarc=pass (p=reject)\r\n"
+	    " smtp.mailfrom=user@example.org; dkim=none; dmarc=pass "
+	    "(p=reject)\r\n"
 	    " header.from=example.org\r\n");
 }
 
@@ -313,8 +314,10 @@ test_spf_fail_dkim_pass(void **state)
 	assert_int_equal(r->disposition, MSGAUTH_ACCEPT);
 	snprintf(want, sizeof(want),
 	    "Authentication-Results: mx.example.net; spf=fail\r\n"
-	    " smtp.mailfrom=user@example.org; dkim=pass header.d=example.org\r\n"
-	    " header.s=brisbane header.a=ed25519-sha256 header.b=%s; dmarc=pass\r\n"
+	    " smtp.mailfrom=user@example.org; dkim=pass "
+	    "header.d=example.org\r\n"
+	    " header.s=brisbane header.a=ed25519-sha256 header.b=%s; "
+	    "dmarc=pass\r\n"
 	    " (p=reject) header.from=example.org\r\n",
 	    r->dkim[0].b);
 	assert_authres(r, want);
@@ -499,6 +502,7 @@ test_pct(void **state)
 	};
 	const struct msgauth_result *r;
 	char *m = msg_make("From: <user@example.org>\r\n");
+	unsigned int seen[2] = { 0, 0 };
 	size_t i;
 
 	t->p.client_ip = CLIENT_BAD;
@@ -514,6 +518,18 @@ test_pct(void **state)
 		msgauth_free(t->c);
 		t->c = NULL;
 	}
+
+	/* Drawn: pct=50 gives both (each miss has odds 2^-64). */
+	txt(t, "_dmarc.example.org", "v=DMARC1; p=reject; pct=50");
+	t->p.pct_roll = MSGAUTH_ROLL_DRAW;
+	for (i = 0; i < 64; i++) {
+		t->done_calls = 0;
+		r = run(t, m);
+		seen[r->disposition == MSGAUTH_REJECT]++;
+		msgauth_free(t->c);
+		t->c = NULL;
+	}
+	assert_true(seen[0] > 0 && seen[1] > 0);
 	free(m);
 }
 
@@ -669,7 +685,8 @@ test_null_sender_helo(void **state)
 	assert_null(r->spf_helo);
 	assert_int_equal(r->dmarc->result, DMARC_RESULT_PASS);
 	assert_authres(r,
-	    "Authentication-Results: mx.example.net; spf=pass smtp.helo=mail.example.org;\r\n"
+	    "Authentication-Results: mx.example.net; spf=pass "
+	    "smtp.helo=mail.example.org;\r\n"
 	    " dkim=none; dmarc=pass (p=reject) header.from=example.org\r\n");
 }
 
@@ -695,8 +712,10 @@ test_spf_helo_too(void **state)
 	assert_int_equal(r->disposition, MSGAUTH_REJECT);
 	assert_authres(r,
 	    "Authentication-Results: mx.example.net; spf=fail\r\n"
-	    " smtp.mailfrom=user@example.org; spf=pass smtp.helo=mail.example.org;\r\n"
-	    " dkim=none; dmarc=fail (p=reject dis=reject) header.from=example.org\r\n");
+	    " smtp.mailfrom=user@example.org; spf=pass "
+	    "smtp.helo=mail.example.org;\r\n"
+	    " dkim=none; dmarc=fail (p=reject dis=reject) "
+	    "header.from=example.org\r\n");
 	assert_string_equal(r->log, "spf=fail spf_helo=pass dkim=none "
 	    "dmarc from=example.org policy_domain=example.org p=reject sp=- "
 	    "pct=100 adkim=r aspf=r result=fail disposition=reject "
@@ -720,8 +739,10 @@ test_spf_temperror(void **state)
 	assert_false(r->dmarc->spf_aligned);
 	assert_authres(r,
 	    "Authentication-Results: mx.example.net; spf=temperror\r\n"
-	    " (DNS error for TXT example.org: SERVFAIL) smtp.mailfrom=user@example.org;\r\n"
-	    " dkim=none; dmarc=fail (p=reject dis=reject) header.from=example.org\r\n");
+	    " (DNS error for TXT example.org: SERVFAIL) "
+	    "smtp.mailfrom=user@example.org;\r\n"
+	    " dkim=none; dmarc=fail (p=reject dis=reject) "
+	    "header.from=example.org\r\n");
 }
 
 /* A From: domain that is no name: permerror, rejected by default. */
