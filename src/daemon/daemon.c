@@ -31,17 +31,22 @@
 #include "delivery/delivery.h"
 #include "dns/dns.h"
 #include "lib/log.h"
+#include "lib/workq.h"
 #include "lib/util.h"
 #include "policy/policy.h"
 #include "queue/spool.h"
 #include "smtp/smtp.h"
 #include "tls/tls.h"
 
+/* Worker threads for DKIM verification and signing. */
+#define DAEMON_MSGAUTH_THREADS	2
+
 struct daemon {
 	struct event_base *base;
 	struct spool *spool;
 	struct scheduler *sched;
 	struct dns *dns;
+	struct workq *workq;		/* DKIM crypto off the loop */
 	struct smtp_server *srv;
 	struct smtp_runtime *rt;	/* the current configuration */
 	const char *cli_path;
@@ -511,6 +516,8 @@ daemon_teardown(struct daemon *d)
 	if (d->spool != NULL)
 		spool_drain(d->spool);
 	smtp_server_free(d->srv);
+	/* After the sessions (their checks are freed), before DNS. */
+	workq_free(d->workq);
 	if (d->sched != NULL)
 		scheduler_free(d->sched);
 	dns_free(d->dns);
@@ -648,6 +655,8 @@ daemon_serve(const char *cli_path)
 		goto done;
 	}
 	d.srv = smtp_server_new(d.base, d.spool, d.rt, daemon_queued, &d);
+	d.workq = workq_new(d.base, DAEMON_MSGAUTH_THREADS);
+	smtp_server_set_msgauth(d.srv, d.dns, d.workq);
 
 	/* Signals before the readiness lines: a test may stop us at once. */
 	d.sigterm = evsignal_new(d.base, SIGTERM, daemon_sigcb, &d);

@@ -81,6 +81,7 @@ enum reply_id {
 	REPLY_SENDER_NOT_OWNED,	/* 553 5.7.1 */
 	REPLY_FROM_NOT_OWNED,	/* 550 5.7.1 */
 	REPLY_FROM_BAD,		/* 550 5.7.1 */
+	REPLY_DMARC_REJECT,	/* 550 5.7.1: DMARC p=reject, failed */
 	REPLY_MAX
 };
 

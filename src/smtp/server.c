@@ -127,6 +127,14 @@ smtp_server_new(struct event_base *base, struct spool *sp,
 }
 
 void
+smtp_server_set_msgauth(struct smtp_server *srv, struct dns *dns,
+    struct workq *workq)
+{
+	srv->dns = dns;
+	srv->workq = workq;
+}
+
+void
 smtp_server_set_runtime(struct smtp_server *srv, struct smtp_runtime *rt)
 {
 	smtp_runtime_ref(rt);

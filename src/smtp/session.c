@@ -41,7 +41,9 @@
 
 #include <event2/event.h>
 
+#include "lib/workq.h"
 #include "mailaddr/hdraddr.h"
+#include "msgauth/check.h"
 
 #include "io/io.h"
 #include "lib/buf.h"
@@ -157,6 +159,8 @@ struct smtp_txn {
 	 * other (from_count of them), kept while in_from.
 	 */
 	bool want_from;
+	/* SPF, DKIM and DMARC on this message, or NULL (not checked). */
+	struct msgauth_check *auth;
 	bool in_from;
 	bool from_overflow;		/* longer than SMTP_FROM_MAX */
 	unsigned int from_count;
@@ -366,6 +370,7 @@ smtp_txn_reset(struct smtp_session *s)
 {
 	if (s->txn.writer != NULL)
 		spool_writer_abort(s->txn.writer);
+	msgauth_free(s->txn.auth);
 	envelope_free(&s->txn.env);
 	strset_free(&s->txn.targets);
 	strset_free(&s->txn.resolved);
@@ -1063,6 +1068,41 @@ smtp_skip_keyword(const char *args, const char *kw)
 	return args;
 }
 
+/*
+ * SPF, DKIM and DMARC judge mail from unauthenticated clients outside the
+ * trusted networks only (issue 5): mail a user submitted, or a trusted
+ * host relays, is signed, not judged. SPF starts now, with MAIL.
+ */
+static void
+smtp_msgauth_start(struct smtp_session *s, const char *sender)
+{
+	const struct conf *c = smtp_conf(s);
+	struct msgauth_params p;
+
+	if (!c->msgauth || s->srv->dns == NULL || s->auth_user != NULL ||
+	    conf_is_trusted(c, (const struct sockaddr *)&s->peer))
+		return;
+	memset(&p, 0, sizeof(p));
+	p.dns = s->srv->dns;
+	p.authserv_id = c->hostname;
+	p.client_ip = s->addr;
+	p.helo = s->helo;
+	p.mail_from = sender;
+	p.spf_helo = c->spf_helo;
+	p.dkim_max_signatures = (unsigned int)c->dkim_max_signatures;
+	p.dkim_allow_sha1 = c->dkim_allow_sha1;
+	p.dmarc_from_flags = DMARC_FROM_REJECT_INVALID |
+	    (c->dmarc_multiple_from == CONF_DMARC_MULTIPLE_FROM_REJECT ?
+	    DMARC_FROM_REJECT_MULTIPLE : 0);
+	p.header_max = (size_t)c->max_header_size;
+	p.pct_roll = MSGAUTH_ROLL_DRAW;
+	if (s->srv->workq != NULL) {
+		p.offload = workq_offload;
+		p.offload_ctx = s->srv->workq;
+	}
+	s->txn.auth = msgauth_start(&p);
+}
+
 static void
 smtp_cmd_mail(struct smtp_session *s, const char *args)
 {
@@ -1135,6 +1175,7 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	env->helo = xstrdup(s->helo);
 	env->tls = s->tls ? xstrdup(s->tls_info) : NULL;
 	env->auth_user = s->auth_user != NULL ? xstrdup(s->auth_user) : NULL;
+	smtp_msgauth_start(s, addr.text);
 	s->txn.smtputf8 = p.smtputf8;
 	smtp_session_enter_state(s, SMTP_STATE_MAIL);
 	log_info("smtp: mail session=%016llx client=%s from=<%s>",
@@ -2043,6 +2084,8 @@ smtp_content_write(struct smtp_session *s, const char *p, size_t len)
 	if (len == 0 || s->txn.failed ||
 	    s->data.size > smtp_conf(s)->max_message_size)
 		return;
+	if (s->txn.auth != NULL)
+		msgauth_feed(s->txn.auth, p, len);
 	if (spool_writer_write(s->txn.writer, p, len) == -1) {
 		s->txn.failed = true;
 		s->txn.write_errno = errno;
@@ -2186,6 +2229,8 @@ smtp_bdat_refuse(struct smtp_session *s, enum reply_id reply,
 
 static void smtp_message_fail_arg(struct smtp_session *, enum reply_id,
     const char *);
+static void smtp_message_commit(struct smtp_session *);
+static void smtp_msgauth_done(void *, const struct msgauth_result *);
 
 static void
 smtp_message_fail(struct smtp_session *s, enum reply_id verdict)
@@ -2450,7 +2495,6 @@ smtp_from_verdict(struct smtp_session *s, char *bad, size_t badsize)
 static void
 smtp_message_end(struct smtp_session *s)
 {
-	struct smtp_commit *cm;
 	enum reply_id verdict = smtp_data_verdict(s);
 	char bad[SMTP_PATH_MAX + 1], ue[128];
 
@@ -2484,13 +2528,60 @@ smtp_message_end(struct smtp_session *s)
 			return;
 		}
 	}
-	cm = xcalloc(1, sizeof(*cm));
-	cm->srv = s->srv;
-	envelope_copy(&cm->env, &s->txn.env);
 	smtp_session_enter_state(s, SMTP_STATE_COMMIT);
 	io_set_deadline(s->io, 0);
 	io_pause_read(s->io);
+	if (s->txn.auth != NULL) {
+		/* DKIM keys, crypto and DMARC first: nothing is
+		 * acknowledged before the verdict (a reject is a 550). */
+		msgauth_end(s->txn.auth, smtp_msgauth_done, s);
+		return;
+	}
+	smtp_message_commit(s);
+}
+
+/* Hand the message to the spool; 250 once it is durable. */
+static void
+smtp_message_commit(struct smtp_session *s)
+{
+	struct smtp_commit *cm;
+
+	cm = xcalloc(1, sizeof(*cm));
+	cm->srv = s->srv;
+	envelope_copy(&cm->env, &s->txn.env);
 	spool_writer_commit(s->txn.writer, &s->txn.env, smtp_committed, cm,
 	    s->id);
 	s->txn.writer = NULL;
+}
+
+/*
+ * The verdicts are in (RFC 7489 6.6.2, 10.3): a failing message under
+ * p=reject is refused with dmarc_enforce; otherwise it is committed with
+ * the Authentication-Results field in front (queue format v3 PREPEND).
+ */
+static void
+smtp_msgauth_done(void *arg, const struct msgauth_result *r)
+{
+	struct smtp_session *s = arg;
+
+	log_info("msgauth: session=%016llx client=%s %s",
+	    (unsigned long long)s->id, s->addr, r->log);
+	if (r->disposition == MSGAUTH_REJECT && smtp_conf(s)->dmarc_enforce) {
+		char from[SMTP_DOMAIN_MAX + 1];
+
+		strlcpy(from, r->dmarc_from != NULL ? r->dmarc_from :
+		    "the From: domain", sizeof(from));
+		smtp_message_fail_arg(s, REPLY_DMARC_REJECT, from);
+		if (s->state == SMTP_STATE_QUIT)
+			return;
+		io_resume_read(s->io);
+		if (s->eof)
+			smtp_session_process(s);
+		else if (io_in_len(s->io) > 0)
+			io_reschedule(s->io);
+		return;
+	}
+	free(s->txn.env.prepend);
+	s->txn.env.prepend = xstrdup(r->authres);
+	smtp_message_commit(s);
 }

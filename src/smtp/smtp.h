@@ -22,6 +22,8 @@ struct spool;
 struct policy_tables;
 struct smtp_server;
 struct tls_server;
+struct dns;
+struct workq;
 
 /* Configuration and tables shared by sessions; reference-counted. */
 struct smtp_runtime {
@@ -52,6 +54,14 @@ typedef void (*smtp_queued_cb)(void *arg, const char *id,
 struct smtp_server *smtp_server_new(struct event_base *base,
     struct spool *sp, struct smtp_runtime *rt, smtp_queued_cb queued,
     void *arg);
+
+/*
+ * What message authentication (SPF, DKIM, DMARC) needs: the resolver and
+ * a worker pool for the DKIM crypto (lib/workq.h). Without a resolver,
+ * incoming mail is not checked (and gets no Authentication-Results).
+ */
+void smtp_server_set_msgauth(struct smtp_server *srv, struct dns *dns,
+    struct workq *workq);
 
 /* Install a new runtime for sessions that start from now on. */
 void smtp_server_set_runtime(struct smtp_server *srv,

@@ -207,7 +207,7 @@ class Petrel:
     def __init__(self, tmpdir=None, extra_conf="", domains=("example.test",),
                  users=None, aliases=None, user="petrel", listen=None,
                  hostname="mx.example.test", trusted=(), env=None,
-                 wrapper=None, dns="127.0.0.1:5353"):
+                 wrapper=None, dns="127.0.0.1:5353", msgauth=False):
         self.own_tmpdir = tmpdir is None
         self.tmpdir = tmpdir or workdir()
         self.hostname = hostname
@@ -232,6 +232,10 @@ class Petrel:
         self.port = int(port)
         self.trusted = list(trusted)
         self.extra_conf = extra_conf
+        # SPF/DKIM/DMARC on incoming mail: off unless a test asks for it,
+        # so that the other tests see their messages byte for byte
+        # (no Authentication-Results) and no DNS lookups at DATA.
+        self.msgauth = msgauth
         # DNS servers for the `dns` lines: tests that deliver outbound
         # pass their own loopback server (dnsserver.py).
         self.dns = [dns] if isinstance(dns, str) else list(dns or [])
@@ -269,6 +273,8 @@ class Petrel:
             out.append("aliases %s" % os.path.join(self.tmpdir, "aliases"))
         if self.user is not None:
             out.append("user %s" % self.user)
+        if not self.msgauth and "msgauth" not in self.extra_conf:
+            out.append("msgauth no")
         out.append(self.extra_conf)
         return "\n".join(out) + "\n"
 
