@@ -104,11 +104,13 @@ enum smtp_state {
 	SMTP_STATE_AUTH,	/* reading SASL responses after 334 */
 	SMTP_STATE_AUTHWAIT,	/* checking credentials, or the failure
 				 * delay: nothing is read */
+	SMTP_STATE_MAILWAIT,	/* MAIL waits for SPF (spf_reject): nothing
+				 * is read */
 };
 
 static const char *const smtp_state_names[] = {
 	"GREETING", "INIT", "HELO", "MAIL", "RCPT", "OPEN", "DATA", "COMMIT",
-	"QUIT", "BDAT", "CHUNKING", "TLS", "AUTH", "AUTHWAIT",
+	"QUIT", "BDAT", "CHUNKING", "TLS", "AUTH", "AUTHWAIT", "MAILWAIT",
 };
 
 #define ST(x)		(1u << SMTP_STATE_##x)
@@ -700,7 +702,8 @@ smtp_session_iocb(struct io *io, enum io_event ev, void *arg)
 		    smtp_state_names[s->state]);
 		if (s->state == SMTP_STATE_COMMIT ||
 		    s->state == SMTP_STATE_OPEN ||
-		    s->state == SMTP_STATE_AUTHWAIT)
+		    s->state == SMTP_STATE_AUTHWAIT ||
+		    s->state == SMTP_STATE_MAILWAIT)
 			break;		/* we answer; not the client */
 		if (s->state == SMTP_STATE_TLS) {
 			/* No plaintext reply into a handshake. */
@@ -928,7 +931,8 @@ smtp_session_process(struct smtp_session *s)
 		    s->state == SMTP_STATE_QUIT ||
 		    s->state == SMTP_STATE_GREETING ||
 		    s->state == SMTP_STATE_TLS ||
-		    s->state == SMTP_STATE_AUTHWAIT)
+		    s->state == SMTP_STATE_AUTHWAIT ||
+		    s->state == SMTP_STATE_MAILWAIT)
 			break;
 		if (io_in_len(s->io) == 0)
 			break;
@@ -950,7 +954,8 @@ smtp_session_process(struct smtp_session *s)
 		    s->state != SMTP_STATE_OPEN &&
 		    s->state != SMTP_STATE_COMMIT &&
 		    s->state != SMTP_STATE_TLS &&
-		    s->state != SMTP_STATE_AUTHWAIT)
+		    s->state != SMTP_STATE_AUTHWAIT &&
+		    s->state != SMTP_STATE_MAILWAIT)
 			smtp_wait_command(s);
 	}
 	s->busy = false;
@@ -1103,6 +1108,49 @@ smtp_msgauth_start(struct smtp_session *s, const char *sender)
 	s->txn.auth = msgauth_start(&p);
 }
 
+/*
+ * spf_reject / spf_temperror_defer: the SPF verdict decides MAIL's reply.
+ * fail → 550 5.7.23 with the domain's explanation (RFC 7208 8.4), a
+ * temperror → 451 4.7.24 (8.6); anything else → 250.
+ */
+static void
+smtp_spf_verdict(void *arg, const struct spf_outcome *o)
+{
+	struct smtp_session *s = arg;
+	const struct conf *c = smtp_conf(s);
+	char why[200];
+	size_t i, n = 0;
+
+	if (o->result == SPF_FAIL && c->spf_reject) {
+		const char *e = o->explanation != NULL ? o->explanation : "";
+
+		/* Text from DNS: printable ASCII only, bounded. */
+		for (i = 0; e[i] != '\0' && n + 1 < sizeof(why); i++)
+			if (e[i] >= 0x20 && e[i] < 0x7f)
+				why[n++] = e[i];
+		why[n] = '\0';
+		smtp_txn_reset(s);
+		smtp_session_enter_state(s, SMTP_STATE_HELO);
+		smtp_reply(s, REPLY_SPF_FAIL, why[0] != '\0' ? why :
+		    "sender not authorized");
+	} else if (o->result == SPF_TEMPERROR && c->spf_temperror_defer) {
+		smtp_txn_reset(s);
+		smtp_session_enter_state(s, SMTP_STATE_HELO);
+		smtp_reply(s, REPLY_SPF_TEMPERROR, NULL);
+	} else {
+		smtp_session_enter_state(s, SMTP_STATE_MAIL);
+		smtp_reply(s, REPLY_MAIL_OK, NULL);
+	}
+	if (s->state == SMTP_STATE_QUIT)
+		return;
+	io_resume_read(s->io);
+	smtp_wait_command(s);
+	if (s->eof)
+		smtp_session_process(s);
+	else if (io_in_len(s->io) > 0)
+		io_reschedule(s->io);
+}
+
 static void
 smtp_cmd_mail(struct smtp_session *s, const char *args)
 {
@@ -1177,6 +1225,18 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	env->auth_user = s->auth_user != NULL ? xstrdup(s->auth_user) : NULL;
 	smtp_msgauth_start(s, addr.text);
 	s->txn.smtputf8 = p.smtputf8;
+	if (s->txn.auth != NULL && (c->spf_reject || c->spf_temperror_defer)) {
+		/* The MAIL reply waits for SPF (RFC 7208 8.4, 8.6). */
+		log_info("smtp: mail session=%016llx client=%s from=<%s>",
+		    (unsigned long long)s->id, s->addr,
+		    log_escape(esc, sizeof(esc), addr.text,
+		    strlen(addr.text)));
+		smtp_session_enter_state(s, SMTP_STATE_MAILWAIT);
+		io_pause_read(s->io);
+		io_set_deadline(s->io, 0);
+		msgauth_spf_wait(s->txn.auth, smtp_spf_verdict, s);
+		return;
+	}
 	smtp_session_enter_state(s, SMTP_STATE_MAIL);
 	log_info("smtp: mail session=%016llx client=%s from=<%s>",
 	    (unsigned long long)s->id, s->addr,
