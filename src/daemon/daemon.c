@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -32,6 +33,7 @@
 #include "dns/dns.h"
 #include "lib/log.h"
 #include "lib/workq.h"
+#include "msgauth/dkim.h"
 #include "lib/util.h"
 #include "policy/policy.h"
 #include "queue/spool.h"
@@ -300,6 +302,80 @@ daemon_check_tls(const struct conf *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* A small file whole (a key), NUL-terminated; NULL with errno. */
+static char *
+daemon_read_small_file(const char *path, size_t max, size_t *len_r)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	ssize_t n;
+	int fd, saved;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return NULL;
+	buf = xmalloc(max + 1);
+	while ((n = read(fd, buf + len, max - len)) > 0) {
+		len += (size_t)n;
+		if (len == max) {
+			n = -1;
+			errno = EFBIG;
+			break;
+		}
+	}
+	saved = errno;
+	close(fd);
+	if (n < 0) {
+		explicit_bzero(buf, len);
+		free(buf);
+		errno = saved;
+		return NULL;
+	}
+	buf[len] = '\0';
+	*len_r = len;
+	return buf;
+}
+
+/*
+ * Load every dkim_sign key of c into rt (read with the caller's
+ * privileges: root at start, the daemon's user on reload). Returns 0, or
+ * -1 after logging which key failed; rt then has none.
+ */
+static int
+daemon_load_dkim_keys(const struct conf *c, struct smtp_runtime *rt)
+{
+	struct dkim_privkey **keys;
+	const char *why;
+	char *text;
+	size_t i, j, len;
+
+	if (c->ndkim_keys == 0)
+		return 0;
+	keys = xcalloc(c->ndkim_keys, sizeof(*keys));
+	for (i = 0; i < c->ndkim_keys; i++) {
+		const struct conf_dkim_key *k = &c->dkim_keys[i];
+
+		why = NULL;
+		if ((text = daemon_read_small_file(k->keyfile, 64 * 1024, &len)) == NULL)
+			why = strerror(errno);
+		else {
+			keys[i] = dkim_privkey_load(text, len, &why);
+			explicit_bzero(text, len);
+			free(text);
+		}
+		if (keys[i] == NULL) {
+			log_err("daemon: dkim_sign %s %s: %s: %s", k->domain,
+			    k->selector, k->keyfile, why != NULL ? why :
+			    "cannot load the key");
+			for (j = 0; j < i; j++)
+				dkim_privkey_free(keys[j]);
+			free(keys);
+			return -1;
+		}
+	}
+	rt->dkim_keys = keys;
+	return 0;
+}
+
 /*
  * At start, as root: can the daemon's user read every certificate and
  * key? A reload after the privilege drop reads them as that user, so a
@@ -479,6 +555,12 @@ daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 			} else
 				log_info("tls: certificates reloaded");
 			smtp_runtime_set_tls(rt, tls);
+			if (daemon_load_dkim_keys(c, rt) == -1) {
+				log_err("config: reload failed (dkim_sign); "
+				    "keeping the running configuration");
+				smtp_runtime_unref(rt);
+				return;
+			}
 			smtp_runtime_unref(d->rt);
 			d->rt = rt;
 		}
@@ -601,6 +683,8 @@ daemon_serve(const char *cli_path)
 		}
 		smtp_runtime_set_tls(d.rt, tls);
 	}
+	if (daemon_load_dkim_keys(c, d.rt) == -1)
+		goto done;
 	fds = xcalloc(c->nlisten, sizeof(*fds));
 	for (nfds = 0; nfds < c->nlisten; nfds++) {
 		fds[nfds] = daemon_bind(&c->listen[nfds]);

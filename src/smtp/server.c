@@ -27,6 +27,7 @@
 #include "sasl/dovecot.h"
 #include "sasl/sasl.h"
 #include "tls/tls.h"
+#include "msgauth/dkim.h"
 #include "smtp/smtp_private.h"
 
 struct smtp_runtime *
@@ -52,6 +53,13 @@ smtp_runtime_unref(struct smtp_runtime *rt)
 {
 	if (rt == NULL || --rt->refs > 0)
 		return;
+	if (rt->dkim_keys != NULL) {
+		size_t i;
+
+		for (i = 0; i < rt->conf->ndkim_keys; i++)
+			dkim_privkey_free(rt->dkim_keys[i]);
+		free(rt->dkim_keys);
+	}
 	conf_free(rt->conf);
 	policy_tables_free(rt->tables);
 	tls_server_unref(rt->tls);

@@ -163,6 +163,8 @@ struct smtp_txn {
 	bool want_from;
 	/* SPF, DKIM and DMARC on this message, or NULL (not checked). */
 	struct msgauth_check *auth;
+	/* DKIM signing of submitted or trusted mail, or NULL. */
+	struct dkim_stream *sign;
 	bool in_from;
 	bool from_overflow;		/* longer than SMTP_FROM_MAX */
 	unsigned int from_count;
@@ -373,6 +375,7 @@ smtp_txn_reset(struct smtp_session *s)
 	if (s->txn.writer != NULL)
 		spool_writer_abort(s->txn.writer);
 	msgauth_free(s->txn.auth);
+	dkim_stream_free(s->txn.sign);
 	envelope_free(&s->txn.env);
 	strset_free(&s->txn.targets);
 	strset_free(&s->txn.resolved);
@@ -1481,6 +1484,15 @@ smtp_content_init(struct smtp_session *s)
 	s->txn.add_headers = s->listener.role != CONF_ROLE_MX ||
 	    s->auth_user != NULL;
 	s->txn.want_from = s->auth_user != NULL && c->sender_login;
+	/* Signed, not judged: submitted mail and trusted relays. */
+	if (s->rt->dkim_keys != NULL && (s->auth_user != NULL ||
+	    conf_is_trusted(c, (const struct sockaddr *)&s->peer))) {
+		s->txn.sign = dkim_stream_new(0, (size_t)c->max_header_size);
+		(void)dkim_stream_want_body(s->txn.sign, DKIM_CANON_RELAXED,
+		    DKIM_ALG_RSA_SHA256);
+		(void)dkim_stream_want_body(s->txn.sign, DKIM_CANON_RELAXED,
+		    DKIM_ALG_ED25519_SHA256);
+	}
 }
 
 static void smtp_bdat_read(struct smtp_session *);
@@ -2146,6 +2158,8 @@ smtp_content_write(struct smtp_session *s, const char *p, size_t len)
 		return;
 	if (s->txn.auth != NULL)
 		msgauth_feed(s->txn.auth, p, len);
+	if (s->txn.sign != NULL)
+		dkim_stream_feed(s->txn.sign, p, len);
 	if (spool_writer_write(s->txn.writer, p, len) == -1) {
 		s->txn.failed = true;
 		s->txn.write_errno = errno;
@@ -2290,6 +2304,7 @@ smtp_bdat_refuse(struct smtp_session *s, enum reply_id reply,
 static void smtp_message_fail_arg(struct smtp_session *, enum reply_id,
     const char *);
 static void smtp_message_commit(struct smtp_session *);
+static int smtp_dkim_sign_start(struct smtp_session *);
 static void smtp_msgauth_done(void *, const struct msgauth_result *);
 
 static void
@@ -2591,6 +2606,8 @@ smtp_message_end(struct smtp_session *s)
 	smtp_session_enter_state(s, SMTP_STATE_COMMIT);
 	io_set_deadline(s->io, 0);
 	io_pause_read(s->io);
+	if (s->txn.sign != NULL && smtp_dkim_sign_start(s) == 0)
+		return;		/* committed once signed */
 	if (s->txn.auth != NULL) {
 		/* DKIM keys, crypto and DMARC first: nothing is
 		 * acknowledged before the verdict (a reject is a 550). */
@@ -2612,6 +2629,131 @@ smtp_message_commit(struct smtp_session *s)
 	spool_writer_commit(s->txn.writer, &s->txn.env, smtp_committed, cm,
 	    s->id);
 	s->txn.writer = NULL;
+}
+
+/* Signing on a worker: the stream and the keys travel with the job. */
+struct smtp_sign_job {
+	struct smtp_server *srv;
+	uint64_t session;
+	struct smtp_runtime *rt;	/* holds the keys */
+	struct dkim_stream *st;
+	char domain[SMTP_DOMAIN_MAX + 1];
+	size_t keys[16];		/* indexes into rt->conf->dkim_keys */
+	size_t nkeys;
+	struct buf fields;		/* the DKIM-Signature fields made */
+	char error[600];
+};
+
+static void
+smtp_sign_work(void *arg)
+{
+	struct smtp_sign_job *j = arg;
+	const struct conf *c = j->rt->conf;
+	struct dkim_sign_opts o;
+	const char *err = NULL;
+	char *field;
+	size_t i;
+
+	for (i = 0; i < j->nkeys; i++) {
+		const struct conf_dkim_key *k = &c->dkim_keys[j->keys[i]];
+
+		dkim_sign_opts_init(&o, j->domain, k->selector);
+		field = dkim_stream_sign(j->st, j->rt->dkim_keys[j->keys[i]],
+		    &o, &err);
+		if (field == NULL) {
+			snprintf(j->error, sizeof(j->error), "%.255s %.255s: %.80s",
+			    j->domain, k->selector, err != NULL ? err : "?");
+			continue;
+		}
+		(void)buf_append_str(&j->fields, field);
+		free(field);
+	}
+}
+
+static void
+smtp_sign_done(void *arg)
+{
+	struct smtp_sign_job *j = arg;
+	struct smtp_session *s = smtp_server_find(j->srv, j->session);
+
+	if (j->error[0] != '\0')
+		log_warn("smtp: dkim signing failed session=%016llx: %s",
+		    (unsigned long long)j->session, j->error);
+	if (s != NULL && s->state == SMTP_STATE_COMMIT &&
+	    s->txn.writer != NULL) {
+		if (j->fields.len > 0) {
+			log_info("smtp: dkim signed session=%016llx d=%s "
+			    "signatures=%zu", (unsigned long long)s->id,
+			    j->domain, j->nkeys);
+			free(s->txn.env.prepend);
+			s->txn.env.prepend = xstrdup(buf_str(&j->fields));
+		}
+		smtp_message_commit(s);
+	}
+	dkim_stream_free(j->st);
+	smtp_runtime_unref(j->rt);
+	buf_free(&j->fields);
+	free(j);
+}
+
+/* The From: domain of a message, lower-cased, when it names exactly one. */
+static int
+smtp_sign_from_cb(void *arg, const char *addr, size_t len)
+{
+	char *out = arg;
+	size_t llen;
+	bool quoted;
+
+	if (out[0] != '\0' || !mailaddr_addr_split(addr, len, &llen, &quoted) ||
+	    len - llen - 1 > SMTP_DOMAIN_MAX) {
+		out[0] = '\1';		/* several, or unusable */
+		return 1;
+	}
+	memcpy(out, addr + llen + 1, len - llen - 1);
+	out[len - llen - 1] = '\0';
+	return 0;
+}
+
+/*
+ * Sign with the keys of the From: domain (dkim_sign) on a worker, then
+ * commit with the DKIM-Signature fields in front. Returns -1 (nothing to
+ * sign: commit as it is) when no key applies.
+ */
+static int
+smtp_dkim_sign_start(struct smtp_session *s)
+{
+	const struct conf *c = smtp_conf(s);
+	const struct conf_dkim_key *k;
+	const char *const *values;
+	const size_t *lens;
+	struct smtp_sign_job *j;
+	char domain[SMTP_DOMAIN_MAX + 2] = "";
+	size_t iter = 0, n;
+
+	dkim_stream_finish(s->txn.sign);
+	n = dkim_stream_from(s->txn.sign, &values, &lens);
+	if (n != 1 || mailaddr_header_addresses(values[0], lens[0],
+	    smtp_sign_from_cb, domain) != 1 || domain[0] == '\1' ||
+	    domain[0] == '\0')
+		return -1;
+	ascii_lowercase(domain);
+	j = xcalloc(1, sizeof(*j));
+	while ((k = conf_dkim_key_next(c, domain, &iter)) != NULL &&
+	    j->nkeys < nitems(j->keys))
+		j->keys[j->nkeys++] = (size_t)(k - c->dkim_keys);
+	if (j->nkeys == 0 || s->srv->workq == NULL) {
+		free(j);
+		return -1;
+	}
+	j->srv = s->srv;
+	j->session = s->id;
+	j->rt = smtp_runtime_ref(s->rt);
+	j->st = s->txn.sign;
+	s->txn.sign = NULL;		/* the job's now */
+	strlcpy(j->domain, domain, sizeof(j->domain));
+	buf_init(&j->fields, 64 * 1024);
+	workq_run(s->srv->workq, smtp_sign_work, smtp_sign_done, j);
+	return 0;
 }
 
 /*

@@ -24,12 +24,15 @@ struct smtp_server;
 struct tls_server;
 struct dns;
 struct workq;
+struct dkim_privkey;
 
 /* Configuration and tables shared by sessions; reference-counted. */
 struct smtp_runtime {
 	struct conf *conf;
 	struct policy_tables *tables;
 	struct tls_server *tls;		/* STARTTLS and port 465, or NULL */
+	/* The dkim_sign keys, loaded: dkim_keys[i] is conf->dkim_keys[i]'s. */
+	struct dkim_privkey **dkim_keys;
 	unsigned int refs;
 };
 
