@@ -83,3 +83,55 @@ def test_trusted_mail_is_signed_with_every_key_of_its_domain():
             failed = False
         finally:
             p.finish(failed)
+
+
+def test_signed_mail_passes_dkim_and_dmarc_at_a_second_petrel():
+    """Issue 5: a message Petrel signs and relays to a second Petrel
+    passes DKIM and DMARC there (p=reject published): the second one
+    delivers it with dkim=pass and dmarc=pass in Authentication-Results.
+    The control: the same message unsigned is refused there (550 5.7.1)
+    and comes back to the sender as a bounce."""
+    from harness import free_port
+    d = workdir()
+    rsa_path, rsa_txt = keygen(d, "r1", "rsa")
+    with DNSServer() as dns:
+        dns.add("r1._domainkey.example.test", "TXT", rsa_txt)
+        dns.add("_dmarc.example.test", "TXT", "v=DMARC1; p=reject")
+        dnsaddr = "127.0.0.1:%d" % dns.port
+        b_port = free_port()
+        b = Petrel(listen=["127.0.0.1:%d mx" % b_port],
+                   domains=("other.test",), hostname="mx.other.test",
+                   users={"bob@other.test": ""}, dns=dnsaddr, msgauth=True)
+        a_signed = Petrel(trusted=["127.0.0.1/32"], dns=dnsaddr,
+                          extra_conf="dkim_sign example.test r1 %s\n"
+                          "relayhost [127.0.0.1]:%d\n" % (rsa_path, b_port))
+        a_plain = Petrel(trusted=["127.0.0.1/32"], dns=dnsaddr,
+                         extra_conf="relayhost [127.0.0.1]:%d\n" % b_port)
+        failed = True
+        try:
+            for p in (b, a_signed, a_plain):
+                p.start()
+            for a in (a_signed, a_plain):
+                s = smtplib.SMTP(a.host, a.port)
+                s.sendmail("alice@example.test", ["bob@other.test"],
+                           b"From: <alice@example.test>\r\n"
+                           b"To: <bob@other.test>\r\nSubject: relayed\r\n"
+                           b"Date: Sun, 29 Nov 2026 09:00:00 +0000\r\n"
+                           b"\r\nhello over there\r\n")
+                s.quit()
+            got = b.wait_delivered("bob@other.test", 1)
+            ar = re.search(rb"Authentication-Results: mx\.other\.test;"
+                           rb"[^\n]*(?:\n[ \t][^\n]*)*", got[0])
+            assert ar, got[0]
+            text = re.sub(rb"\s+", b" ", ar.group(0))
+            assert b"dkim=pass" in text and b"header.d=example.test" in text
+            assert b"dmarc=pass" in text, text
+            # The unsigned one: refused at the second, bounced at the first.
+            a_plain.wait_log(r"status=bounced")
+            assert any("550 5.7.1" in l for l in a_plain.log_lines)
+            assert any("REPLY" not in l and "dmarc" in l.lower()
+                       for l in b.log_lines)
+            failed = False
+        finally:
+            for p in (a_plain, a_signed, b):
+                p.finish(failed)
