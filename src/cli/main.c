@@ -93,6 +93,11 @@ cmd_check_config(const char *conf_path)
 		conf_free(c);
 		return 1;
 	}
+	if (daemon_check_dkim(c) == -1) {
+		policy_tables_free(t);
+		conf_free(c);
+		return 1;
+	}
 	printf("%s: configuration is valid (%s)\n",
 	    path != NULL ? path : "built-in default", source);
 	policy_tables_free(t);

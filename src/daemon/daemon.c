@@ -376,6 +376,23 @@ daemon_load_dkim_keys(const struct conf *c, struct smtp_runtime *rt)
 	return 0;
 }
 
+int
+daemon_check_dkim(const struct conf *c)
+{
+	struct smtp_runtime rt;
+	size_t i;
+
+	memset(&rt, 0, sizeof(rt));
+	if (daemon_load_dkim_keys(c, &rt) == -1)
+		return -1;
+	if (rt.dkim_keys != NULL) {
+		for (i = 0; i < c->ndkim_keys; i++)
+			dkim_privkey_free(rt.dkim_keys[i]);
+		free(rt.dkim_keys);
+	}
+	return 0;
+}
+
 /*
  * At start, as root: can the daemon's user read every certificate and
  * key? A reload after the privilege drop reads them as that user, so a

@@ -21,6 +21,12 @@ struct policy_tables;
 int daemon_check_tls(const struct conf *c, char *err, size_t errlen);
 
 /*
+ * Can every dkim_sign key of c be loaded by this process? 0, or -1 with
+ * the reason logged ("dkim_sign DOMAIN SELECTOR: FILE: reason").
+ */
+int daemon_check_dkim(const struct conf *c);
+
+/*
  * Find and load the configuration (conf_locate rules) and the tables it
  * names. Every error is printed to stderr as FILE:LINE: message. Returns
  * 0 with *conf_r and *tables_r set, or -1.

@@ -135,3 +135,27 @@ def test_signed_mail_passes_dkim_and_dmarc_at_a_second_petrel():
         finally:
             for p in (a_plain, a_signed, b):
                 p.finish(failed)
+
+
+def test_unloadable_key_refused_by_check_config_and_serve():
+    d = workdir()
+    conf = os.path.join(d, "petrel.conf")
+    with open(conf, "w") as f:
+        f.write("hostname mx.example.test\ndomain example.test\n"
+                "spool %s/spool\nmaildir %s/mail/%%d/%%u\n"
+                "listen 127.0.0.1:1 mx\n"
+                "dkim_sign example.test s1 %s/missing.key\n" % (d, d, d))
+    r = subprocess.run([PETREL_BIN, "check-config", "-c", conf],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 1, r
+    assert b"dkim_sign example.test s1" in r.stderr and \
+        b"missing.key: No such file or directory" in r.stderr, r.stderr
+    # A key file that is not a key.
+    with open(os.path.join(d, "missing.key"), "w") as f:
+        f.write("not a key\n")
+    r = subprocess.run([PETREL_BIN, "check-config", "-c", conf],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 1 and b"dkim_sign example.test s1" in r.stderr, r
+    r = subprocess.run([PETREL_BIN, "serve", "-c", conf],
+                       capture_output=True, timeout=60)
+    assert r.returncode != 0 and b"dkim_sign example.test s1" in r.stderr, r
