@@ -43,6 +43,7 @@
 
 #include "lib/workq.h"
 #include "mailaddr/hdraddr.h"
+#include "msgauth/authres.h"
 #include "msgauth/check.h"
 
 #include "io/io.h"
@@ -165,6 +166,12 @@ struct smtp_txn {
 	struct msgauth_check *auth;
 	/* DKIM signing of submitted or trusted mail, or NULL. */
 	struct dkim_stream *sign;
+	/*
+	 * The header section, held until it ends so that forged
+	 * Authentication-Results fields can be left out (RFC 8601 5); at most
+	 * max_header_size octets (a larger one fails the message anyway).
+	 */
+	struct buf hdr;
 	bool in_from;
 	bool from_overflow;		/* longer than SMTP_FROM_MAX */
 	unsigned int from_count;
@@ -380,6 +387,7 @@ smtp_txn_reset(struct smtp_session *s)
 	strset_free(&s->txn.targets);
 	strset_free(&s->txn.resolved);
 	buf_free(&s->txn.from);
+	buf_free(&s->txn.hdr);
 	memset(&s->txn, 0, sizeof(s->txn));
 	envelope_init(&s->txn.env);
 	strset_init(&s->txn.targets);
@@ -621,6 +629,7 @@ smtp_session_destroy(struct smtp_session *s)
 	smtp_txn_reset(s);
 	envelope_free(&s->txn.env);
 	buf_free(&s->txn.from);
+	buf_free(&s->txn.hdr);
 	buf_free(&s->chunk);
 	io_free(s->io);
 	smtp_runtime_unref(s->rt);
@@ -1480,6 +1489,8 @@ smtp_content_init(struct smtp_session *s)
 		smtp_data_init(&s->data, mode, (size_t)c->max_line_length);
 	s->txn.in_headers = true;
 	s->txn.line_start = true;
+	buf_free(&s->txn.hdr);
+	buf_init(&s->txn.hdr, (size_t)c->max_header_size);
 	/* RFC 6409 8.2, 8.3: submission completes Date and Message-ID. */
 	s->txn.add_headers = s->listener.role != CONF_ROLE_MX ||
 	    s->auth_user != NULL;
@@ -2188,6 +2199,58 @@ smtp_add_headers(struct smtp_session *s)
 	}
 }
 
+/* Is this header field (name: value CRLF...) a forged Authentication-
+ * Results naming our host? */
+static bool
+smtp_field_is_forged_authres(const struct smtp_session *s, const char *f,
+    size_t len)
+{
+	static const char name[] = "Authentication-Results";
+	size_t n = sizeof(name) - 1, i;
+
+	if (len <= n || ascii_strncasecmp(f, name, n) != 0)
+		return false;
+	for (i = n; i < len && (f[i] == ' ' || f[i] == '\t'); i++)
+		;
+	if (i == len || f[i] != ':')
+		return false;
+	i++;
+	return authres_claims_hostn(f + i, len - i, smtp_conf(s)->hostname);
+}
+
+/*
+ * Write the held header section: every field but forged
+ * Authentication-Results ones, then (submission) Date and Message-ID.
+ */
+static void
+smtp_headers_flush(struct smtp_session *s)
+{
+	const char *h = s->txn.hdr.data, *f;
+	size_t len = s->txn.hdr.len, i, start = 0;
+	unsigned int dropped = 0;
+
+	for (i = 0; i <= len; i++) {
+		/* A field ends where a line starts with other than WSP. */
+		if (i < len && !(i > start && h[i - 1] == '\n' &&
+		    h[i] != ' ' && h[i] != '\t'))
+			continue;
+		f = h + start;
+		if (i > start) {
+			if (smtp_field_is_forged_authres(s, f, i - start))
+				dropped++;
+			else
+				smtp_content_write(s, f, i - start);
+		}
+		start = i;
+	}
+	if (dropped > 0)
+		log_info("smtp: session=%016llx client=%s: removed %u "
+		    "Authentication-Results naming %s (RFC 8601 5)",
+		    (unsigned long long)s->id, s->addr, dropped,
+		    smtp_conf(s)->hostname);
+	buf_reset(&s->txn.hdr);
+}
+
 static void
 smtp_content_put(struct smtp_session *s, const char *p, size_t len)
 {
@@ -2197,13 +2260,16 @@ smtp_content_put(struct smtp_session *s, const char *p, size_t len)
 		return;
 	if (s->txn.in_headers) {
 		end = smtp_scan_headers(&s->txn, p, len);
-		if (!s->txn.in_headers && s->txn.add_headers) {
-			/* Before the empty line that ends the headers. */
-			smtp_content_write(s, p, end);
-			smtp_add_headers(s);
-			p += end;
-			len -= end;
-		}
+		/* Held until the section ends; past max_header_size the
+		 * message fails (smtp_data_verdict), so dropping is fine. */
+		(void)buf_append(&s->txn.hdr, p, end);
+		if (s->txn.in_headers)
+			return;
+		smtp_headers_flush(s);
+		if (s->txn.add_headers)
+			smtp_add_headers(s);	/* before the empty line */
+		p += end;
+		len -= end;
 	}
 	smtp_content_write(s, p, len);
 }
@@ -2570,7 +2636,11 @@ smtp_from_verdict(struct smtp_session *s, char *bad, size_t badsize)
 static void
 smtp_message_end(struct smtp_session *s)
 {
-	enum reply_id verdict = smtp_data_verdict(s);
+	enum reply_id verdict;
+
+	if (s->txn.in_headers)
+		smtp_headers_flush(s);	/* no empty line: all header */
+	verdict = smtp_data_verdict(s);
 	char bad[SMTP_PATH_MAX + 1], ue[128];
 
 	if (verdict == REPLY_NONE &&
