@@ -26,6 +26,7 @@ int cmd_resolve(int argc, char **argv);
 int cmd_user(int argc, char **argv);
 int cmd_dkim(int argc, char **argv);
 int cmd_spf(int argc, char **argv);
+int cmd_auth(int argc, char **argv);
 
 static void
 usage(void)
@@ -45,6 +46,9 @@ usage(void)
 	    "       petrel spf check [-c FILE] [--dns HOST:PORT]... --ip IP "
 	    "--mail-from ADDR\n"
 	    "                        [--helo NAME] [--receiver NAME]\n"
+	    "       petrel auth check [-c FILE] [--dns HOST:PORT]... --ip IP "
+	    "--helo NAME\n"
+	    "                         --mail-from ADDR < message\n"
 	    "       petrel version\n");
 }
 
@@ -136,6 +140,8 @@ main(int argc, char **argv)
 		return cmd_dkim(argc - 1, argv + 1);	/* dkim.c */
 	if (strcmp(cmd, "spf") == 0)
 		return cmd_spf(argc - 1, argv + 1);	/* spf.c */
+	if (strcmp(cmd, "auth") == 0)
+		return cmd_auth(argc - 1, argv + 1);	/* auth.c */
 	if (strcmp(cmd, "check-config") == 0) {
 		if (parse_opts(argc - 1, argv + 1, &conf_path, &verbose) == -1)
 			return 2;

@@ -52,3 +52,38 @@ def test_forged_authres_removed(make_petrel, msgauth):
         assert ours == (2 if msgauth else 1), wire
         assert any("removed 3 Authentication-Results" in l
                    for l in p.log_lines), p.log_tail()
+
+
+def test_auth_check_cli(tmp_path):
+    """`petrel auth check` prints the field Petrel would add, the
+    disposition and the log line, with --dns replacing the config's."""
+    import subprocess
+    from harness import PETREL_BIN
+    conf = tmp_path / "petrel.conf"
+    conf.write_text("hostname mx.example.test\ndns 127.0.0.1:1\n")
+    msg = (b"From: <boss@sender.test>\nTo: <a@example.test>\n"
+           b"Subject: x\n\nbody\n")
+    with DNSServer() as dns:
+        dns.add("sender.test", "TXT", "v=spf1 ip4:127.0.0.6 -all")
+        dns.add("_dmarc.sender.test", "TXT", "v=DMARC1; p=reject")
+        for ip, spf, dmarc, disp in (("127.0.0.5", "fail", "fail", "reject"),
+                                     ("127.0.0.6", "pass", "pass",
+                                      "accept")):
+            r = subprocess.run([PETREL_BIN, "auth", "check", "-c",
+                                str(conf), "--dns",
+                                "127.0.0.1:%d" % dns.port, "--ip", ip,
+                                "--helo", "client.test", "--mail-from",
+                                "boss@sender.test"], input=msg,
+                               capture_output=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+            out = re.sub(r"\r?\n[ \t]+", " ", r.stdout.decode())
+            assert out.startswith("Authentication-Results: "
+                                  "mx.example.test;"), out
+            assert "spf=%s smtp.mailfrom=boss@sender.test" % spf in out, out
+            assert "dkim=none" in out, out
+            assert "dmarc=%s" % dmarc in out and \
+                "header.from=sender.test" in out, out
+            assert "disposition: %s" % disp in out, out
+    r = subprocess.run([PETREL_BIN, "auth", "check", "--ip", "x"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 2
