@@ -2827,6 +2827,35 @@ smtp_dkim_sign_start(struct smtp_session *s)
 }
 
 /*
+ * p=quarantine (RFC 7489 6.3): delivered, marked with X-Spam-Flag (what
+ * Sieve scripts and mail programs already sort on) and a line saying
+ * why, and with quarantine_folder into that Maildir++ folder of each
+ * local mailbox ("Junk" -> MAILDIR/.Junk/).
+ */
+static void
+smtp_msgauth_quarantine(struct smtp_session *s, const struct msgauth_result *r)
+{
+	const char *folder = smtp_conf(s)->quarantine_folder;
+	size_t i;
+
+	s->txn.env.prepend = xasprintf("%sX-Spam-Flag: YES\r\n"
+	    "X-Petrel-Quarantine: DMARC policy of %s\r\n", r->authres,
+	    r->dmarc_from != NULL ? r->dmarc_from : "the From: domain");
+	if (folder == NULL)
+		return;
+	for (i = 0; i < s->txn.env.nrcpts; i++) {
+		struct envelope_rcpt *rc = &s->txn.env.rcpts[i];
+		char *box;
+
+		if (rc->kind != RCPT_KIND_LOCAL || rc->mailbox == NULL)
+			continue;
+		box = xasprintf("%s/.%s", rc->mailbox, folder);
+		free(rc->mailbox);
+		rc->mailbox = box;
+	}
+}
+
+/*
  * The verdicts are in (RFC 7489 6.6.2, 10.3): a failing message under
  * p=reject is refused with dmarc_enforce; otherwise it is committed with
  * the Authentication-Results field in front (queue format v3 PREPEND).
@@ -2854,6 +2883,10 @@ smtp_msgauth_done(void *arg, const struct msgauth_result *r)
 		return;
 	}
 	free(s->txn.env.prepend);
-	s->txn.env.prepend = xstrdup(r->authres);
+	if (r->disposition == MSGAUTH_QUARANTINE &&
+	    smtp_conf(s)->dmarc_enforce) {
+		smtp_msgauth_quarantine(s, r);
+	} else
+		s->txn.env.prepend = xstrdup(r->authres);
 	smtp_message_commit(s);
 }

@@ -87,3 +87,34 @@ def test_auth_check_cli(tmp_path):
     r = subprocess.run([PETREL_BIN, "auth", "check", "--ip", "x"],
                        capture_output=True, timeout=60)
     assert r.returncode == 2
+
+
+@pytest.mark.parametrize("folder", [None, "Junk"])
+def test_dmarc_quarantine(make_petrel, folder):
+    """p=quarantine and a failing message: delivered, marked with
+    X-Spam-Flag: YES and X-Petrel-Quarantine, and with quarantine_folder
+    Junk into the Maildir++ folder .Junk of the mailbox."""
+    import glob
+    import os
+    with DNSServer() as dns:
+        dns.add("sender.test", "TXT", "v=spf1 ip4:127.0.0.6 -all")
+        dns.add("_dmarc.sender.test", "TXT", "v=DMARC1; p=quarantine")
+        p = make_petrel(dns="127.0.0.1:%d" % dns.port, msgauth=True,
+                        extra_conf="quarantine_folder %s" % folder
+                        if folder else "")
+        s = smtplib.SMTP(p.host, p.port, source_address=("127.0.0.5", 0))
+        s.sendmail("boss@sender.test", ["alice@example.test"],
+                   b"From: <boss@sender.test>\r\nSubject: q\r\n\r\nx\r\n")
+        s.quit()
+        p.wait_queue_empty()
+        box = p.maildir_path("alice@example.test")
+        sub = os.path.join(box, "." + folder) if folder else box
+        files = glob.glob(os.path.join(sub, "new", "*"))
+        assert len(files) == 1, (sub, os.listdir(box) if
+                                 os.path.isdir(box) else None)
+        if folder:
+            assert not glob.glob(os.path.join(box, "new", "*"))
+        data = open(files[0], "rb").read()
+        assert b"\nX-Spam-Flag: YES\n" in data, data
+        assert b"X-Petrel-Quarantine: DMARC policy of sender.test" in data
+        assert b"dmarc=fail" in data
