@@ -37,11 +37,23 @@ SANITIZE = bool(os.environ.get("PETREL_SANITIZE"))
 LISTEN_RE = re.compile(r"listening addr=(\S+) port=(\d+) role=(\S+)")
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and
+    that this process has not handed out before: the kernel may give the
+    same ephemeral port to two binds in a row once the first socket is
+    closed, and two listeners of one daemon then collide (seen in CI:
+    'listen: "127.0.0.1:42419" already listed')."""
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
+    raise RuntimeError("no fresh free port after 1000 tries")
 
 
 def workdir():

@@ -27,7 +27,7 @@ import threading
 
 import pytest
 
-from harness import queue_id_from_reply, wait_until
+from harness import SANITIZE, queue_id_from_reply, wait_until
 
 STRACE = shutil.which("strace") or "/usr/bin/strace"
 SENDER = "sender@example.org"
@@ -349,4 +349,11 @@ def test_group_commit_shares_dir_fsyncs(make_petrel):
     assert st["errors"] == 0, st
     assert st["commits"] == n, st
     ratio = st["dir_fsyncs"] / st["commits"]
-    assert ratio < 0.5, "%.2f directory fsyncs per message: %s" % (ratio, st)
+    # Without sharing every message costs one fsync of queue/ (ratio 1).
+    # Under a sanitizer the loop thread is 5-15 times slower, so the 50
+    # final dots reach the spool one by one rather than together and the
+    # batches are smaller (0.54 seen once under ThreadSanitizer): there
+    # the test only asks that fsyncs are shared at all.
+    limit = 0.9 if SANITIZE else 0.5
+    assert ratio < limit, "%.2f directory fsyncs per message: %s" % (ratio,
+                                                                     st)

@@ -393,6 +393,33 @@ server_or_fail(const struct tls_pair_config *pairs, size_t n,
 
 /* --- SNI -------------------------------------------------------------- */
 
+struct sni_case {
+	const char *sni;	/* NULL: no SNI */
+	long want;		/* the serial the client must see */
+};
+
+/* A server from pairs; each case's SNI must give its serial. */
+static void
+check_sni(const struct tls_pair_config *pairs, size_t npairs,
+    const struct sni_case *cases, size_t ncases)
+{
+	struct tls_server *srv;
+	SSL_CTX *cctx = client_ctx(0, NULL);
+	size_t i;
+	long got;
+
+	srv = server_or_fail(pairs, npairs, NULL, NULL);
+	for (i = 0; i < ncases; i++) {
+		got = serial_for(srv, cctx, cases[i].sni);
+		if (got != cases[i].want)
+			fail_msg("sni %s: got serial %ld, want %ld",
+			    cases[i].sni ? cases[i].sni : "(none)", got,
+			    cases[i].want);
+	}
+	tls_server_unref(srv);
+	SSL_CTX_free(cctx);
+}
+
 static void
 test_sni_chooses_pair(void **state)
 {
@@ -403,10 +430,7 @@ test_sni_chooses_pair(void **state)
 		{ "mail.example.test", f.mail_pem, f.mail_key },
 		{ "Other.Test", f.other_pem, f.other_key },
 	};
-	static const struct {
-		const char *sni;
-		long want;
-	} cases[] = {
+	static const struct sni_case cases[] = {
 		{ NULL, SERIAL_DEFAULT },
 		{ "mail.example.test", SERIAL_MAIL },	/* exact beats * */
 		{ "MAIL.Example.TEST", SERIAL_MAIL },
@@ -421,22 +445,9 @@ test_sni_chooses_pair(void **state)
 		{ "unknown.test", SERIAL_DEFAULT },
 		{ "mail", SERIAL_DEFAULT },
 	};
-	struct tls_server *srv;
-	SSL_CTX *cctx = client_ctx(0, NULL);
-	size_t i;
-	long got;
 
 	(void)state;
-	srv = server_or_fail(pairs, nitems(pairs), NULL, NULL);
-	for (i = 0; i < nitems(cases); i++) {
-		got = serial_for(srv, cctx, cases[i].sni);
-		if (got != cases[i].want)
-			fail_msg("sni %s: got serial %ld, want %ld",
-			    cases[i].sni ? cases[i].sni : "(none)", got,
-			    cases[i].want);
-	}
-	tls_server_unref(srv);
-	SSL_CTX_free(cctx);
+	check_sni(pairs, nitems(pairs), cases, nitems(cases));
 }
 
 static void
@@ -446,30 +457,14 @@ test_sni_first_pair_is_default(void **state)
 		{ "mail.example.test", f.mail_pem, f.mail_key },
 		{ "other.test", f.other_pem, f.other_key },
 	};
-	static const struct {
-		const char *sni;
-		long want;
-	} cases[] = {
+	static const struct sni_case cases[] = {
 		{ NULL, SERIAL_MAIL },
 		{ "unknown.test", SERIAL_MAIL },
 		{ "other.test", SERIAL_OTHER },
 	};
-	struct tls_server *srv;
-	SSL_CTX *cctx = client_ctx(0, NULL);
-	size_t i;
-	long got;
 
 	(void)state;
-	srv = server_or_fail(pairs, nitems(pairs), NULL, NULL);
-	for (i = 0; i < nitems(cases); i++) {
-		got = serial_for(srv, cctx, cases[i].sni);
-		if (got != cases[i].want)
-			fail_msg("sni %s: got serial %ld, want %ld",
-			    cases[i].sni ? cases[i].sni : "(none)", got,
-			    cases[i].want);
-	}
-	tls_server_unref(srv);
-	SSL_CTX_free(cctx);
+	check_sni(pairs, nitems(pairs), cases, nitems(cases));
 }
 
 /* The whole chain goes out; one file may hold certificate and key. */
