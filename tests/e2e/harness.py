@@ -30,6 +30,12 @@ SOURCE_DIR = os.environ.get("PETREL_SOURCE_DIR",
                             os.path.dirname(os.path.dirname(_HERE)))
 PETREL_BIN = os.environ.get("PETREL_BIN",
                             os.path.join(SOURCE_DIR, "build", "petrel"))
+# Conformance material written by others: the unchanged copy of
+# ../shared/conformance kept in tests/data (CI has no ../shared beside the
+# checkout; test_conformance_copy.py keeps the two equal).
+CONFORMANCE_DIR = os.environ.get(
+    "PETREL_CONFORMANCE_DIR",
+    os.path.join(SOURCE_DIR, "tests", "data", "conformance"))
 SWAKS = "/usr/bin/swaks"
 CLIENT_HELO = "client.example.test"
 SANITIZE = bool(os.environ.get("PETREL_SANITIZE"))
@@ -671,15 +677,9 @@ SMUGGLING_VARIANTS_REL = os.path.join("conformance", "smtp",
 
 
 def smuggling_variants_path():
-    """The shared SMTP-smuggling conformance file: ../shared beside the
-    source tree first, then its unchanged copy in tests/data (a checkout
-    without ../shared, as in CI)."""
-    for base in (os.path.join(SOURCE_DIR, "..", "shared"),
-                 os.path.join(SOURCE_DIR, "tests", "data")):
-        path = os.path.join(base, SMUGGLING_VARIANTS_REL)
-        if os.path.exists(path):
-            return path
-    raise FileNotFoundError(SMUGGLING_VARIANTS_REL)
+    """The SMTP-smuggling conformance file, from CONFORMANCE_DIR."""
+    return os.path.join(CONFORMANCE_DIR, "smtp",
+                        "smuggling-eod-variants.json")
 
 
 def smuggling_variants():

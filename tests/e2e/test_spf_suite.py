@@ -1,7 +1,7 @@
 """
 test_spf_suite.py: the openspf RFC 7208 test suite
-(/work/shared/conformance/spf/rfc7208-tests.yml, read at test time with
-PyYAML, never copied or edited) through the real resolver path:
+(tests/data/conformance/spf/rfc7208-tests.yml, the unchanged copy of
+../shared/conformance, read at test time with PyYAML, never edited) through the real resolver path:
 `petrel spf check` (src/cli/spf.c) -> msgauth/spf.c -> dns/dns.c ->
 libunbound -> a loopback DNS server serving exactly one scenario's
 zonedata with TTL 0.
@@ -15,7 +15,7 @@ configuration's servers. A test passes when the result (line 1) is one of
 the allowed ones and, when the suite gives an explanation, the
 "explanation: " line is exactly it; the default explanation is set to
 "DEFAULT" with --default-exp, as in the reference driver
-(../../../shared/conformance/tools/pyspf_run_suite.py). Prints every
+(tests/data/conformance/tools/pyspf_run_suite.py). Prints every
 failure and "N passed, M failed"; fails unless M is 0 and N is the
 suite's 203.
 
@@ -69,7 +69,8 @@ from dnslib import (AAAA, CLASS, CNAME, EDNS0, MX, OPCODE, PTR, QTYPE, RCODE,
 import harness
 
 SUITE = os.environ.get(
-    "PETREL_SPF_SUITE", "/work/shared/conformance/spf/rfc7208-tests.yml")
+    "PETREL_SPF_SUITE",
+    os.path.join(harness.CONFORMANCE_DIR, "spf", "rfc7208-tests.yml"))
 SUITE_TESTS = 203
 WORKERS = 4
 UDP_MAX_EDNS = 1232

@@ -428,7 +428,6 @@ json_string(const char *p, char *out, size_t size)
 static void
 test_samples(void **state)
 {
-	const char *src = getenv("PETREL_SOURCE_DIR");
 	char path[1024], text[8192], value[1024], id[256], got[256];
 	const char *p, *err;
 	size_t len;
@@ -436,16 +435,8 @@ test_samples(void **state)
 	FILE *fp = NULL;
 
 	(void)state;
-	if (src != NULL) {
-		snprintf(path, sizeof(path), "%s/../shared/conformance/dmarc/"
-		    "authres/go-msgauth-authres-samples.json", src);
-		fp = fopen(path, "r");
-	}
-	if (fp == NULL) {
-		snprintf(path, sizeof(path), "/work/shared/conformance/dmarc/"
-		    "authres/go-msgauth-authres-samples.json");
-		fp = fopen(path, "r");
-	}
+	fp = fopen(test_conformance_path(path, sizeof(path),
+	    "dmarc/authres/go-msgauth-authres-samples.json"), "r");
 	if (fp == NULL)
 		fail_msg("cannot open %s", path);
 	len = fread(text, 1, sizeof(text) - 1, fp);

@@ -31,8 +31,7 @@
 
 #include "dns_fake_fixture.h"
 
-#define KEY_FILE	"/shared/conformance/dkim/rfc8463/" \
-			"ed25519-brisbane.private.pem"
+#define KEY_FILE	"dkim/rfc8463/ed25519-brisbane.private.pem"
 /* Its public half (conformance/dkim/rfc8463/dns.txt). */
 #define KEY_RECORD	"v=DKIM1; k=ed25519; " \
 			"p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
@@ -60,20 +59,12 @@ struct t {
 static char *
 read_key(size_t *len_r)
 {
-	const char *src = getenv("PETREL_SOURCE_DIR");
 	char path[1024];
 	char *p;
-	FILE *fp = NULL;
+	FILE *fp;
 	size_t n;
 
-	if (src != NULL) {
-		snprintf(path, sizeof(path), "%s/..%s", src, KEY_FILE);
-		fp = fopen(path, "r");
-	}
-	if (fp == NULL) {
-		snprintf(path, sizeof(path), "/work%s", KEY_FILE);
-		fp = fopen(path, "r");
-	}
+	fp = fopen(test_conformance_path(path, sizeof(path), KEY_FILE), "r");
 	if (fp == NULL)
 		fail_msg("cannot open %s", path);
 	p = xmalloc(8192);

@@ -474,23 +474,17 @@ test_dkimpy_to_petrel(void **state)
 {
 	char *dir = make_tmpdir();
 	char rsakey[1024], edkey[1024];
-	const char *args[4], *src = getenv("PETREL_SOURCE_DIR");
+	const char *args[4];
 	struct buf out;
 	size_t i, n = 0;
 	const char *p;
 
 	(void)state;
 	/* dkimpy reads the keys itself: the shared files by path. */
-	snprintf(rsakey, sizeof(rsakey), "%s/../shared/conformance/dkim/"
-	    "dkimpy-data/test.private", src != NULL ? src : "/work/issue5");
-	snprintf(edkey, sizeof(edkey), "%s/../shared/conformance/dkim/"
-	    "dkimpy-data/rfc8032_7_1.key", src != NULL ? src : "/work/issue5");
-	if (access(rsakey, R_OK) != 0) {
-		snprintf(rsakey, sizeof(rsakey),
-		    "/work/shared/conformance/dkim/dkimpy-data/test.private");
-		snprintf(edkey, sizeof(edkey), "/work/shared/conformance/dkim/"
-		    "dkimpy-data/rfc8032_7_1.key");
-	}
+	test_conformance_path(rsakey, sizeof(rsakey),
+	    "dkim/dkimpy-data/test.private");
+	test_conformance_path(edkey, sizeof(edkey),
+	    "dkim/dkimpy-data/rfc8032_7_1.key");
 	write_file(dir, "dns.txt", dns_text, sizeof(dns_text) - 1);
 	for (i = 0; i < nitems(corpus); i++) {
 		char name[128];

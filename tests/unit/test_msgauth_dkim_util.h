@@ -43,28 +43,20 @@ dt_read_path(const char *path, size_t *len_r)
 }
 
 /*
- * A file of the shared DKIM conformance set (rel is relative to
- * conformance/dkim/), from $PETREL_SOURCE_DIR/../shared or /work/shared.
- * Fails the test when missing.
+ * A file of the DKIM conformance set (rel is relative to
+ * conformance/dkim/; see test_conformance_path()). Fails the test when
+ * missing.
  */
 static inline char *
 dt_read(const char *rel, size_t *len_r)
 {
-	char path[1024];
-	const char *src = getenv("PETREL_SOURCE_DIR");
-	char *p = NULL;
+	char path[1024], sub[512];
+	char *p;
 
 	*len_r = 0;
-	if (src != NULL) {
-		snprintf(path, sizeof(path),
-		    "%s/../shared/conformance/dkim/%s", src, rel);
-		p = dt_read_path(path, len_r);
-	}
-	if (p == NULL) {
-		snprintf(path, sizeof(path), "/work/shared/conformance/dkim/%s",
-		    rel);
-		p = dt_read_path(path, len_r);
-	}
+	snprintf(sub, sizeof(sub), "dkim/%s", rel);
+	p = dt_read_path(test_conformance_path(path, sizeof(path), sub),
+	    len_r);
 	if (p == NULL)
 		fail_msg("cannot read conformance file %s", rel);
 	return p;

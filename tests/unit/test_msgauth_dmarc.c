@@ -39,22 +39,15 @@
 
 #include "dns_fake_fixture.h"
 
-#define CONF_DIR	"/shared/conformance/dmarc/"
-
-/* conformance/dmarc/NAME: via $PETREL_SOURCE_DIR/.., else /work. */
+/* conformance/dmarc/NAME (see test_conformance_path()). */
 static FILE *
 conf_open(const char *name, char *path, size_t size)
 {
-	const char *src = getenv("PETREL_SOURCE_DIR");
+	char rel[512];
 	FILE *fp;
 
-	if (src != NULL) {
-		snprintf(path, size, "%s/..%s%s", src, CONF_DIR, name);
-		if ((fp = fopen(path, "r")) != NULL)
-			return fp;
-	}
-	snprintf(path, size, "/work%s%s", CONF_DIR, name);
-	if ((fp = fopen(path, "r")) == NULL)
+	snprintf(rel, sizeof(rel), "dmarc/%s", name);
+	if ((fp = fopen(test_conformance_path(path, size, rel), "r")) == NULL)
 		fail_msg("cannot open %s", path);
 	return fp;
 }

@@ -22,23 +22,14 @@
 #include "msgauth/orgdomain.h"
 #include "testutil.h"
 
-#define PSL_DIR		"/shared/conformance/dmarc/psl/"
-
-/* conformance/dmarc/psl/NAME: via $PETREL_SOURCE_DIR/.., else /work. */
+/* conformance/dmarc/psl/NAME (see test_conformance_path()). */
 static void
 psl_path(char *path, size_t size, const char *name)
 {
-	const char *src = getenv("PETREL_SOURCE_DIR");
-	FILE *fp;
+	char rel[512];
 
-	if (src != NULL) {
-		snprintf(path, size, "%s/..%s%s", src, PSL_DIR, name);
-		if ((fp = fopen(path, "r")) != NULL) {
-			fclose(fp);
-			return;
-		}
-	}
-	snprintf(path, size, "/work%s%s", PSL_DIR, name);
+	snprintf(rel, sizeof(rel), "dmarc/psl/%s", name);
+	test_conformance_path(path, size, rel);
 }
 
 static int

@@ -1,6 +1,7 @@
 /*
  * test_msgauth_spf_suite.c: the openspf RFC 7208 test suite
- * (../shared/conformance/spf/rfc7208-tests.yml, read at test time, never
+ * (tests/data/conformance/spf/rfc7208-tests.yml, the unchanged copy of
+ * ../shared/conformance/spf/rfc7208-tests.yml, read at test time, never
  * copied) evaluated by spf_check() over the fake resolver: each
  * scenario's zonedata goes into a fresh dns_new_fake(), each test's
  * host, mailfrom and helo into one check, whose result must be one of
@@ -82,7 +83,7 @@ file_exists(const char *p)
 	return access(p, R_OK) == 0;
 }
 
-/* The suite: $PETREL_SOURCE_DIR/../shared/conformance, else beside /work. */
+/* The suite (see test_conformance_path()) and the script that dumps it. */
 static void
 suite_paths(char *yml, size_t ymlsize, char *script, size_t scriptsize)
 {
@@ -90,17 +91,7 @@ suite_paths(char *yml, size_t ymlsize, char *script, size_t scriptsize)
 	const char *here = __FILE__;
 	const char *slash = strrchr(here, '/');
 
-	yml[0] = '\0';
-	if (src != NULL)
-		snprintf(yml, ymlsize, "%s/../shared/conformance/%s", src,
-		    SUITE_FILE);
-	if (yml[0] == '\0' || !file_exists(yml))
-		snprintf(yml, ymlsize, "%.*s/../../../shared/conformance/%s",
-		    slash != NULL ? (int)(slash - here) : 1,
-		    slash != NULL ? here : ".", SUITE_FILE);
-	if (!file_exists(yml))
-		snprintf(yml, ymlsize, "/work/shared/conformance/%s",
-		    SUITE_FILE);
+	test_conformance_path(yml, ymlsize, SUITE_FILE);
 	if (src != NULL)
 		snprintf(script, scriptsize, "%s/tests/unit/spf_suite_dump.py",
 		    src);
