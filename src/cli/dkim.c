@@ -32,8 +32,9 @@
  *	    dkim=pass header.d=example.org header.s=sel header.a=rsa-sha256
  *	    dkim=fail (body hash did not verify) header.d=... header.s=...
  *	Key lookups: one TXT record (its strings joined) is the key; several
- *	records are a permerror; NXDOMAIN or no TXT record is "fail (no key
- *	for signature)"; a failed lookup is a temperror. A message without a
+ *	records are a permerror; NXDOMAIN or no TXT record is "permerror
+ *	(no key for signature)", as in the daemon's Authentication-Results;
+ *	a failed lookup is a temperror. A message without a
  *	signature prints "dkim=none". Fields past that many are not
  *	checked (a note on stderr says how many).
  *
@@ -637,11 +638,12 @@ dkim_cli_key_answer(void *arg, const struct dns_answer *a)
 	case DNS_NXDOMAIN:
 	case DNS_NODATA:
 		/*
-		 * RFC 6376 6.1.2 step 3: no key, the signature fails
-		 * (PERMFAIL). Reported as "fail" here, although
-		 * dkim_reason_result(DKIM_KEY_NOT_FOUND) is permerror.
+		 * RFC 6376 6.1.2 step 3: no key is PERMFAIL; RFC 8601
+		 * 2.7.1 calls an error that cannot be recovered from
+		 * "permerror" (a failure there means a signature that was
+		 * checked). The daemon says the same.
 		 */
-		s->result = DKIM_RESULT_FAIL;
+		s->result = dkim_reason_result(DKIM_KEY_NOT_FOUND);
 		s->reason = dkim_reason_str(DKIM_KEY_NOT_FOUND);
 		break;
 	case DNS_TEMPFAIL:

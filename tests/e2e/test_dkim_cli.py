@@ -341,12 +341,12 @@ def test_dkimpy_signed_ed25519(env):
 
 # key lookups
 
-def test_missing_key_fails(env):
+def test_missing_key_permerror(env):
     path = env.keygen("nokey", ktype="ed25519", publish=False)[0]
     out = sign(env, CORPUS["lf"], "nokey", path)
     rc, lines, _ = verify(env, out)
     assert rc == 1
-    assert lines == ["dkim=fail (no key for signature) header.d=%s "
+    assert lines == ["dkim=permerror (no key for signature) header.d=%s "
                      "header.s=nokey header.a=ed25519-sha256" % DOMAIN]
     assert env.server.count("nokey._domainkey.%s" % DOMAIN, "TXT") >= 1
 
