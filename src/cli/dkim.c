@@ -879,8 +879,7 @@ dkim_cli_verify(int argc, char **argv)
 				if (dkim_verify(&m, s->sig, key, &vo,
 				    &verdict) == 0) {
 					s->result = DKIM_RESULT_PASS;
-					s->reason = verdict.testing ?
-					    "key in testing mode" : NULL;
+					s->reason = dkim_pass_note(&verdict);
 					passed = true;
 				} else {
 					s->result = verdict.result;

@@ -451,6 +451,7 @@ msgauth_verify_done(void *arg)
 		if (c->sigs[i].key != NULL) {
 			msgauth_sig_verdict(c, i, c->sigs[i].v.reason, NULL);
 			c->dkim[i].testing = c->sigs[i].v.testing;
+			c->dkim[i].partial_body = c->sigs[i].v.partial_body;
 		}
 	msgauth_ready(c);
 }
@@ -578,10 +579,16 @@ msgauth_dmarc_evaluate(struct msgauth_check *c)
 		return;		/* c->verdict from dmarc_from_verdict() */
 	if (c->nsigs > 0)
 		c->dk = xcalloc(c->nsigs, sizeof(*c->dk));
-	/* RFC 7489 3.1.1: the d= of the signatures that passed. */
+	/*
+	 * RFC 7489 3.1.1: the d= of the signatures that passed. RFC 6376
+	 * 3.6.1: mail signed with a key in testing mode (t=y) must not be
+	 * treated differently from unsigned mail, so such a signature
+	 * does not count, pass or fail (it is reported all the same).
+	 */
 	for (i = 0; i < c->nsigs; i++) {
 		c->dk[i].domain = c->dkim[i].domain;
-		c->dk[i].pass = c->dkim[i].result == DKIM_RESULT_PASS;
+		c->dk[i].pass = c->dkim[i].result == DKIM_RESULT_PASS &&
+		    !c->dkim[i].testing;
 	}
 	msgauth_dmarc_input(c, &in);
 	for (i = 0; i < c->ndm; i++) {
@@ -626,8 +633,9 @@ msgauth_log_line(struct msgauth_check *c)
 	if (r == 0 && c->nsigs == 0)
 		r = buf_printf(&c->log, " dkim=none");
 	for (i = 0; r == 0 && i < c->nsigs; i++)
-		r = buf_printf(&c->log, "%s%s", i == 0 ? " dkim=" : ",",
-		    dkim_result_str(c->dkim[i].result));
+		r = buf_printf(&c->log, "%s%s%s", i == 0 ? " dkim=" : ",",
+		    dkim_result_str(c->dkim[i].result),
+		    c->dkim[i].testing ? "(testing)" : "");
 	if (r == 0 && c->ndm == 0)
 		r = buf_printf(&c->log, " dmarc from_status=%s result=%s "
 		    "disposition=%s",
@@ -685,6 +693,10 @@ msgauth_authres(struct msgauth_check *c)
 			continue;
 		if (k->reason_str != NULL)
 			(void)authres_reason(ar, k->reason_str);
+		else if (k->result == DKIM_RESULT_PASS &&
+		    (k->testing || k->partial_body))
+			(void)authres_reason(ar, dkim_pass_note_flags(k->testing,
+			    k->partial_body));
 		if (!k->parsed)
 			continue;
 		(void)authres_prop(ar, "header", "d", k->domain);

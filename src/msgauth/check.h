@@ -21,10 +21,11 @@
  * go to the offload; once SPF, DKIM and DMARC discovery are all known,
  * DMARC is evaluated and the Authentication-Results field built.
  *
- * Not yet: the key lookups start only after the last octet (see
- * check.c); a passing signature of a key in testing mode (t=y) counts for
- * DMARC like any other (RFC 6376 3.6.1 asks verifiers not to treat such
- * mail differently from unsigned mail: a decision for the integration).
+ * A signature whose key is in testing mode (t=y) is reported with its
+ * result (and a reason saying so) but does not count for DMARC: RFC 6376
+ * 3.6.1 says such mail must be treated as unsigned mail is.
+ *
+ * Not yet: the key lookups start only after the last octet (see check.c).
  *
  * Time limits are the caller's: SPF bounds its own check (spf.h), DNS its
  * queries; the session's data timeout frees a check that takes too long.
@@ -119,6 +120,7 @@ struct msgauth_dkim {
 	bool parsed;			/* the field parsed: the names below
 					 * are set; else all "" */
 	bool testing;			/* the key has t=y */
+	bool partial_body;		/* l= left part of the body unsigned */
 	char domain[DKIM_DOMAIN_MAX + 1];	/* d= */
 	char selector[DKIM_DOMAIN_MAX + 1];	/* s= */
 	char alg[16];				/* a= ("rsa-sha256") */

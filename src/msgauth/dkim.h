@@ -132,6 +132,16 @@ const char *dkim_reason_str(enum dkim_reason reason);
 const char *dkim_result_str(enum dkim_result result);
 
 /*
+ * What a pass should say about itself, or NULL: "key in testing mode
+ * (t=y)" (RFC 6376 3.6.1: such mail counts as unsigned), "body partly
+ * signed (l=)" (RFC 6376 8.2: content after l= octets is not covered), or
+ * both. Static text.
+ */
+const char *dkim_pass_note_flags(bool testing, bool partial_body);
+struct dkim_verdict;
+const char *dkim_pass_note(const struct dkim_verdict *v);
+
+/*
  * Tag lists (RFC 6376 3.2)
  */
 

@@ -176,6 +176,24 @@ dkim_result_str(enum dkim_result result)
 }
 
 const char *
+dkim_pass_note_flags(bool testing, bool partial_body)
+{
+	if (testing && partial_body)
+		return "key in testing mode (t=y); body partly signed (l=)";
+	if (testing)
+		return "key in testing mode (t=y)";
+	if (partial_body)
+		return "body partly signed (l=)";
+	return NULL;
+}
+
+const char *
+dkim_pass_note(const struct dkim_verdict *v)
+{
+	return dkim_pass_note_flags(v->testing, v->partial_body);
+}
+
+const char *
 dkim_alg_str(enum dkim_alg alg)
 {
 	switch (alg) {

@@ -274,6 +274,92 @@ test_dkim_aligned_only(void **state)
 	    "brisbane._domainkey.example.org", DNS_TYPE_TXT), 1);
 }
 
+/*
+ * The same signature with a key in testing mode (t=y): reported as a pass
+ * with a reason, but the mail is judged as unsigned (RFC 6376 3.6.1), so
+ * DMARC fails under p=reject; t=s alone changes nothing.
+ */
+static void
+test_dkim_testing_key(void **state)
+{
+	struct t *t = *state;
+	const struct msgauth_result *r;
+	char *m = sign(t, msg_make("From: A <user@example.org>\r\n"),
+	    "example.org", "brisbane");
+	char want[1024];
+
+	t->p.mail_from = "bounce@other.example";
+	txt(t, "_dmarc.example.org", "v=DMARC1; p=reject");
+	txt(t, "brisbane._domainkey.example.org", KEY_RECORD "; t=y:s");
+	r = run(t, m);
+	assert_int_equal(r->ndkim, 1);
+	assert_int_equal(r->dkim[0].result, DKIM_RESULT_PASS);
+	assert_true(r->dkim[0].testing);
+	assert_int_equal(r->dmarc->result, DMARC_RESULT_FAIL);
+	assert_false(r->dmarc->dkim_aligned);
+	assert_int_equal(r->disposition, MSGAUTH_REJECT);
+	snprintf(want, sizeof(want),
+	    "Authentication-Results: mx.example.net; spf=none\r\n"
+	    " smtp.mailfrom=bounce@other.example; dkim=pass\r\n"
+	    " reason=\"key in testing mode (t=y)\" header.d=example.org "
+	    "header.s=brisbane\r\n"
+	    " header.a=ed25519-sha256 header.b=%s; dmarc=fail "
+	    "(p=reject dis=reject)\r\n"
+	    " header.from=example.org\r\n",
+	    r->dkim[0].b);
+	assert_authres(r, want);
+	assert_non_null(strstr(r->log, " dkim=pass(testing) "));
+
+	/* Control: t=s only, the same message passes DMARC. */
+	msgauth_free(t->c);
+	t->c = NULL;
+	t->r = NULL;
+	t->done_calls = 0;
+	txt(t, "brisbane._domainkey.example.org", KEY_RECORD "; t=s");
+	r = run(t, m);
+	free(m);
+	assert_int_equal(r->dkim[0].result, DKIM_RESULT_PASS);
+	assert_false(r->dkim[0].testing);
+	assert_int_equal(r->dmarc->result, DMARC_RESULT_PASS);
+	assert_int_equal(r->disposition, MSGAUTH_ACCEPT);
+}
+
+/*
+ * l=: a signature covering the body as signed still passes after text is
+ * appended (RFC 6376 3.5), and Authentication-Results says the body is
+ * only partly signed; the appended text must not count as covered.
+ */
+static void
+test_dkim_partial_body(void **state)
+{
+	struct t *t = *state;
+	const struct msgauth_result *r;
+	struct dkim_sign_opts o;
+	const char *err = NULL;
+	char *m = msg_make("From: A <user@example.org>\r\n"), *field, *full;
+
+	dkim_sign_opts_init(&o, "example.org", "brisbane");
+	o.timestamp = DKIM_SIGN_TIME_NONE;
+	o.body_length = true;
+	field = dkim_sign(m, strlen(m), t->key, &o, &err);
+	if (field == NULL)
+		fail_msg("dkim_sign: %s", err);
+	assert_non_null(strstr(field, "l="));
+	full = xasprintf("%s%sAppended after signing.\r\n", field, m);
+	free(field);
+	free(m);
+	t->p.mail_from = "bounce@other.example";
+	txt(t, "_dmarc.example.org", "v=DMARC1; p=reject");
+	txt(t, "brisbane._domainkey.example.org", KEY_RECORD);
+	r = run(t, full);
+	free(full);
+	assert_int_equal(r->dkim[0].result, DKIM_RESULT_PASS);
+	assert_true(r->dkim[0].partial_body);
+	assert_non_null(strstr(r->authres,
+	    "dkim=pass\r\n reason=\"body partly signed (l=)\""));
+	assert_int_equal(r->dmarc->result, DMARC_RESULT_PASS);
+}
+
 /* SPF fails outright, the aligned signature passes: DMARC passes. */
 static void
 test_spf_fail_dkim_pass(void **state)
@@ -1123,6 +1209,8 @@ main(void)
 #define T(x) cmocka_unit_test_setup_teardown(x, setup, teardown)
 		T(test_spf_aligned_only),
 		T(test_dkim_aligned_only),
+		T(test_dkim_testing_key),
+		T(test_dkim_partial_body),
 		T(test_spf_fail_dkim_pass),
 		T(test_both_fail_policies),
 		T(test_subdomain_policy),
