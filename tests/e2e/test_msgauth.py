@@ -118,3 +118,12 @@ def test_dmarc_quarantine(make_petrel, folder):
         assert b"\nX-Spam-Flag: YES\n" in data, data
         assert b"X-Petrel-Quarantine: DMARC policy of sender.test" in data
         assert b"dmarc=fail" in data
+        # The per-message verdict line later aggregate reports (rua)
+        # need: client, From: domain, policy found, result, disposition,
+        # and SPF's domain, result and alignment.
+        line = p.wait_log(r"msgauth: session=\S+ client=127\.0\.0\.5 .*")
+        want = ("spf=fail dkim=none dmarc from=sender.test "
+                "policy_domain=sender.test p=quarantine sp=- pct=100 "
+                "adkim=r aspf=r result=fail disposition=quarantine "
+                "sampled_out=0 spf=sender.test/fail/unaligned")
+        assert line.group(0).endswith(want), line.group(0)
