@@ -33,6 +33,7 @@
 #include <event2/event.h>
 
 #include "conf/conf.h"
+#include "daemon/daemon.h"
 #include "dns/dns.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -121,7 +122,6 @@ auth_cli_run(const struct conf *c, const char *const *dns, size_t ndns,
     struct msgauth_params *p, const struct buf *msg)
 {
 	struct auth_cli a = { NULL, false, 1 };
-	struct dns_config cfg;
 	struct event *deadline = NULL;
 	struct timeval tv = { AUTH_CLI_DEADLINE_SEC, 0 };
 	struct msgauth_check *chk = NULL;
@@ -129,12 +129,8 @@ auth_cli_run(const struct conf *c, const char *const *dns, size_t ndns,
 
 	if ((a.base = event_base_new()) == NULL)
 		return 1;
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.servers = ndns > 0 ? dns : (const char *const *)c->dns;
-	cfg.nservers = ndns > 0 ? ndns : c->ndns;
-	cfg.dnssec = c->dnssec;
-	cfg.max_queries = (unsigned int)c->dns_max_queries;
-	if ((p->dns = dns_new(a.base, &cfg, err, sizeof(err))) == NULL) {
+	if ((p->dns = daemon_dns_new(a.base, c, dns, ndns, err,
+	    sizeof(err))) == NULL) {
 		fprintf(stderr, "petrel: dns: %s\n", err);
 		goto done;
 	}

@@ -77,6 +77,7 @@
 #include <openssl/x509.h>
 
 #include "conf/conf.h"
+#include "daemon/daemon.h"
 #include "dns/dns.h"
 #include "lib/base64.h"
 #include "lib/buf.h"
@@ -678,7 +679,6 @@ static int
 dkim_cli_lookup(struct dkim_cli_verify *v, const struct conf *c,
     const char *const *servers, size_t nservers)
 {
-	struct dns_config cfg;
 	struct dns *d = NULL;
 	struct event *deadline = NULL;
 	struct timeval tv = { DKIM_CLI_DEADLINE_SEC, 0 };
@@ -690,18 +690,8 @@ dkim_cli_lookup(struct dkim_cli_verify *v, const struct conf *c,
 		fprintf(stderr, "petrel: dkim: event_base_new failed\n");
 		return -1;
 	}
-	memset(&cfg, 0, sizeof(cfg));
-	if (nservers > 0) {
-		cfg.servers = servers;
-		cfg.nservers = nservers;
-	} else {
-		cfg.servers = (const char *const *)c->dns;
-		cfg.nservers = c->ndns;
-	}
-	cfg.dnssec = c->dnssec;
-	cfg.max_queries = c->dns_max_queries > 0xffffffffu ? 0xffffffffu :
-	    (unsigned int)c->dns_max_queries;
-	if ((d = dns_new(v->base, &cfg, err, sizeof(err))) == NULL) {
+	d = daemon_dns_new(v->base, c, servers, nservers, err, sizeof(err));
+	if (d == NULL) {
 		fprintf(stderr, "petrel: dkim: dns: %s\n", err);
 		goto done;
 	}

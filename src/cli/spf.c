@@ -57,6 +57,7 @@
 #include <event2/event.h>
 
 #include "conf/conf.h"
+#include "daemon/daemon.h"
 #include "dns/dns.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -148,7 +149,6 @@ spf_cli_run(const struct conf *c, const char *const *dns, size_t ndns,
     const struct spf_request *req)
 {
 	struct spf_cli s = { NULL, false, 1 };
-	struct dns_config cfg;
 	struct event *deadline = NULL;
 	struct timeval tv = { SPF_CLI_DEADLINE_SEC, 0 };
 	struct dns *d = NULL;
@@ -159,18 +159,8 @@ spf_cli_run(const struct conf *c, const char *const *dns, size_t ndns,
 		fprintf(stderr, "petrel: event_base_new failed\n");
 		return 1;
 	}
-	memset(&cfg, 0, sizeof(cfg));
-	if (ndns > 0) {
-		cfg.servers = dns;
-		cfg.nservers = ndns;
-	} else {
-		cfg.servers = (const char *const *)c->dns;
-		cfg.nservers = c->ndns;
-	}
-	cfg.dnssec = c->dnssec;
-	cfg.max_queries = c->dns_max_queries > 0xffffffffu ? 0xffffffffu :
-	    (unsigned int)c->dns_max_queries;
-	if ((d = dns_new(s.base, &cfg, err, sizeof(err))) == NULL) {
+	if ((d = daemon_dns_new(s.base, c, dns, ndns, err,
+	    sizeof(err))) == NULL) {
 		fprintf(stderr, "petrel: dns: %s\n", err);
 		goto done;
 	}

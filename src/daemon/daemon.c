@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -376,6 +377,26 @@ daemon_load_dkim_keys(const struct conf *c, struct smtp_runtime *rt)
 	return 0;
 }
 
+struct dns *
+daemon_dns_new(struct event_base *base, const struct conf *c,
+    const char *const *servers, size_t nservers, char *err, size_t errlen)
+{
+	struct dns_config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	if (nservers > 0) {
+		cfg.servers = servers;
+		cfg.nservers = nservers;
+	} else {
+		cfg.servers = (const char *const *)c->dns;
+		cfg.nservers = c->ndns;
+	}
+	cfg.dnssec = c->dnssec;
+	cfg.max_queries = c->dns_max_queries > UINT_MAX ? UINT_MAX :
+	    (unsigned int)c->dns_max_queries;
+	return dns_new(base, &cfg, err, errlen);
+}
+
 int
 daemon_check_dkim(const struct conf *c)
 {
@@ -726,16 +747,10 @@ daemon_serve(const char *cli_path)
 		goto done;
 	}
 	{
-		struct dns_config dc;
 		struct scheduler_hooks hooks = { daemon_resolve, &d };
 		char err[256];
 
-		memset(&dc, 0, sizeof(dc));
-		dc.servers = (const char *const *)c->dns;
-		dc.nservers = c->ndns;
-		dc.dnssec = c->dnssec;
-		dc.max_queries = (unsigned int)c->dns_max_queries;
-		d.dns = dns_new(d.base, &dc, err, sizeof(err));
+		d.dns = daemon_dns_new(d.base, c, NULL, 0, err, sizeof(err));
 		if (d.dns == NULL && c->ndns > 0) {
 			log_err("daemon: DNS resolver: %s", err);
 			goto done;
