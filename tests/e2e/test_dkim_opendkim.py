@@ -4,18 +4,19 @@ test_dkim_opendkim.py: Petrel's DKIM against OpenDKIM's own library
 opendkim-testmsg (opendkim-tools 2.11.0~beta2, libopendkim11).
 
 OpenDKIM verifies what Petrel signs: a corpus (LF and CRLF line ends,
-folded headers, an empty body, trailing white space and blank lines, an
-8-bit body and 8-bit header text, a 5000-octet body line and a 1500-octet
-header line, repeated header fields, no final CRLF) signed by `petrel dkim
-sign` with an RSA and an Ed25519 key from `petrel dkim keygen` verifies
-with opendkim-testmsg (verify mode: exit 0, nothing printed). Before that,
+folded headers with odd white space, an empty body, a body of blank and
+white-space lines, trailing white space, an 8-bit body and 8-bit header
+text, a 5000-octet body line and a 1500-octet header line, repeated
+header fields, no final CRLF) signed by `petrel dkim sign` with an RSA and
+an Ed25519 key from `petrel dkim keygen` verifies with opendkim-testmsg
+(verify mode: exit 0, nothing printed, one query for the key). First,
 test_opendkim_rejects_what_it_should shows that it can say no: a changed
-body or header, the wrong key under the selector or no key at all make it
-exit 70 with "dkim_eom(): Bad signature" (or the key error), an unsigned
-message with "dkim_chunk(): No signature". `petrel dkim sign` has no
-canonicalization option (always relaxed/relaxed); what it offers,
---headers (with repeated names to oversign), is covered, and so is a
-message that carries both of Petrel's signatures.
+body or header, or another key under the selector, make it exit 70 with
+"dkim_eom(): Bad signature", a selector without a key with "dkim_eom():
+Key retrieval failed", an unsigned message with "dkim_chunk(): No
+signature". `petrel dkim sign` has no canonicalization option (always
+relaxed/relaxed); what it offers, --headers (names repeated to oversign),
+is covered, and so is a message carrying two of its signatures.
 
 Petrel verifies what OpenDKIM signs, with `petrel dkim verify --dns
 127.0.0.1:PORT`. opendkim-testmsg signs only with the library default,
@@ -28,11 +29,24 @@ same library called directly (opendkim_ns.py's "libsign", ctypes:
 dkim_sign(), dkim_chunk(), dkim_eom(), dkim_getsighdr_d(), with
 opendkim-testmsg's flags); OpenDKIM verifies them too, and so does Petrel,
 with its RSA and Ed25519 keys and with a key and TXT record made by
-opendkim-genkey ("v=DKIM1; h=sha256; k=rsa; p=..."). Copies changed in a
-header and in the body fail in both directions.
+opendkim-genkey ("v=DKIM1; h=sha256; k=rsa; p=..."); and dkimpy agrees.
+Copies changed in a header and in the body fail in both directions.
+(OpenDKIM's verifier refuses a header whose line ends change from CRLF to
+LF, "dkim_chunk(): Syntax error", as opendkim-testmsg -C's output of an
+LF message does: it gets such messages as CRLF, Petrel as they are.)
 
 Ed25519: this OpenDKIM verifies ed25519-sha256 (RFC 8463) and its library
 signs it; only opendkim-testmsg cannot choose it for signing.
+
+Two disagreements, pinned by tests so that a change is noticed (neither
+is Petrel's to fix, see those tests):
+  - libopendkim signs ed25519-sha256 with "simple" header
+    canonicalization over another folding of its DKIM-Signature field than
+    the one it writes: OpenDKIM, dkimpy and Petrel all reject most of
+    those signatures (test_libopendkim_signed_verifies_with_petrel);
+  - a last line without CRLF that ends in white space: Petrel and dkimpy
+    hash "last \r\n", OpenDKIM "last" without the CRLF RFC 6376 3.4.4
+    adds (test_unterminated_last_line_with_trailing_space).
 
 OpenDKIM's strict header checks (opendkim-testmsg sets STRICTHDRS) refuse
 a message without exactly one Date and From field or with more than one
@@ -323,6 +337,11 @@ def env():
         ["--headers", "from:subject:date:received:received:received:"
          "x-tag:x-tag:x-tag:comments"])
     jobs["verify", "headers"] = verify_job(e.headers_signed)
+    e.headers_changed = {
+        "comments-added": b"Comments: zero\r\n" + e.headers_signed,
+        "x-tag-added": b"X-Tag: zero\r\n" + e.headers_signed}
+    for how, msg in e.headers_changed.items():
+        jobs["verify", "headers", how] = verify_job(msg)
     e.twice = petrel_sign(petrel_sign(CORPUS["8bit"], "ped", e.keys["ped"]),
                           "prsa", e.keys["prsa"])
     jobs["verify", "twice"] = verify_job(e.twice)
@@ -410,20 +429,24 @@ def test_opendkim_rejects_what_it_should(env):
             (EX_SOFTWARE, b"", bad), k
         assert r["queries"] == [key_query(sel)], k
     r = env.res["negative", "no-key"]
-    assert r["rc"] == EX_SOFTWARE and r["stdout"] == b""
-    assert r["stderr"].startswith("opendkim-testmsg: dkim_eom(): ")
-    assert key_query("nokey") in r["queries"]
+    assert (r["rc"], r["stdout"], r["stderr"]) == \
+        (EX_SOFTWARE, b"",
+         "opendkim-testmsg: dkim_eom(): Key retrieval failed\n")
+    assert r["queries"] == [key_query("nokey")]
     r = env.res["negative", "unsigned"]
     assert (r["rc"], r["stdout"], r["stderr"]) == \
         (EX_SOFTWARE, b"", "opendkim-testmsg: dkim_chunk(): No signature\n")
     assert r["queries"] == []
     # Petrel agrees on each.
-    assert petrel_verify(env, env.negative["valid"])[0] == 0
-    for k in ("body", "header", "ed-body", "ed-header", "wrong-key",
-              "no-key", "unsigned"):
+    assert petrel_verify(env, env.negative["valid"])[:2] == \
+        (0, [pass_line("prsa", "rsa-sha256")])
+    for k, result in (("body", "fail"), ("header", "fail"),
+                      ("ed-body", "fail"), ("ed-header", "fail"),
+                      ("wrong-key", "fail"), ("no-key", "permerror"),
+                      ("unsigned", "none")):
         rc, lines, _ = petrel_verify(env, env.negative[k])
-        assert rc == 1 and not any(x.startswith("dkim=pass")
-                                   for x in lines), (k, lines)
+        assert rc == 1 and len(lines) == 1, (k, lines)
+        assert lines[0].split()[0].split("=")[1] == result, (k, lines)
 
 
 def test_dns_stays_on_loopback(env):
@@ -434,13 +457,15 @@ def test_dns_stays_on_loopback(env):
         for k in ("net", "mnt"):
             assert res["ns"][k] != os.readlink("/proc/self/ns/%s" % k)
     assert env.host_resolv_after == env.host_resolv
-    # Every OpenDKIM verification asked the namespace's server for its key.
+    # Every OpenDKIM verification that passed got its key from the
+    # namespace's server, and nothing asked it for anything else.
     verifies = [(k, r) for k, r in env.res.items()
                 if k[0] == "verify" and r["rc"] == 0]
-    assert len(verifies) > 100
+    assert len(verifies) >= 2 * len(CORPUS)
     for k, r in verifies:
         assert r["queries"], k
-        assert all(q[0].endswith("._domainkey." + DOMAIN)
+    for k, r in env.res.items():
+        assert all(q[0].endswith("._domainkey." + DOMAIN) and q[1] == "TXT"
                    for q in r["queries"]), k
     # Signing asks nothing.
     for k, r in env.res.items():
@@ -476,10 +501,22 @@ def test_petrel_headers_option_with_opendkim(env):
     assert (r["rc"], r["stdout"], r["stderr"]) == (0, b"", "")
     assert petrel_verify(env, env.headers_signed)[:2] == \
         (0, [pass_line("prsa", "rsa-sha256")])
-    # Oversigned: another Received or X-Tag on top breaks it for both.
-    added = b"X-Tag: third\r\n" + env.headers_signed
-    rc, lines, _ = petrel_verify(env, added)
-    assert rc == 1 and lines[0].startswith("dkim=fail ")
+    # The fields signed are the last ones of each name (RFC 6376 5.4.2):
+    # a Comments field added on top (signed once) changes nothing, an
+    # X-Tag added (oversigned) breaks the signature, for both.
+    for how, ok in (("comments-added", True), ("x-tag-added", False)):
+        r = env.res["verify", "headers", how]
+        rc, lines, _ = petrel_verify(env, env.headers_changed[how])
+        if ok:
+            assert (r["rc"], r["stderr"]) == (0, ""), how
+            assert (rc, lines) == (0, [pass_line("prsa", "rsa-sha256")])
+        else:
+            assert (r["rc"], r["stderr"]) == \
+                (EX_SOFTWARE, "opendkim-testmsg: dkim_eom(): "
+                              "Bad signature\n"), how
+            assert (rc, lines) == (1, ["dkim=fail (signature did not "
+                                       "verify) header.d=%s header.s=prsa "
+                                       "header.a=rsa-sha256" % DOMAIN])
 
 
 def test_petrel_two_signatures_with_opendkim(env):
