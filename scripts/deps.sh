@@ -19,6 +19,7 @@ libevent-dev
 libunbound-dev
 dns-root-data
 libpsl-dev
+publicsuffix
 libssl-dev
 libcmocka-dev
 libcrypt-dev
@@ -40,6 +41,13 @@ util-linux
 fail2ban
 whois
 ssl-cert
+libmail-dkim-perl
+libcryptx-perl
+opendkim-tools
+python3-dkim
+python3-spf
+python3-yaml
+python3-authres
 "
 
 missing=""

@@ -5,6 +5,8 @@
  *   petrel check-config [-c FILE]   validate a configuration file
  *   petrel resolve [-c FILE] TYPE NAME
  *                                   ask Petrel's resolver (resolve.c)
+ *   petrel dkim keygen|sign|verify ...
+ *                                   DKIM keys, signing, checks (dkim.c)
  *   petrel version
  *
  * Every command finds its configuration the same way: -c FILE, else
@@ -22,6 +24,9 @@
 
 int cmd_resolve(int argc, char **argv);
 int cmd_user(int argc, char **argv);
+int cmd_dkim(int argc, char **argv);
+int cmd_spf(int argc, char **argv);
+int cmd_auth(int argc, char **argv);
 
 static void
 usage(void)
@@ -33,6 +38,17 @@ usage(void)
 	    "NAME\n"
 	    "       petrel user add|passwd [-c FILE] ADDRESS [--stdin]\n"
 	    "       petrel user del [-c FILE] ADDRESS\n"
+	    "       petrel dkim keygen --domain D --selector S --out FILE\n"
+	    "                          [--type rsa|ed25519] [--bits N]\n"
+	    "       petrel dkim sign --domain D --selector S --key FILE "
+	    "[--headers h1:h2:...]\n"
+	    "       petrel dkim verify [-c FILE] [--dns HOST:PORT]...\n"
+	    "       petrel spf check [-c FILE] [--dns HOST:PORT]... --ip IP "
+	    "--mail-from ADDR\n"
+	    "                        [--helo NAME] [--receiver NAME]\n"
+	    "       petrel auth check [-c FILE] [--dns HOST:PORT]... --ip IP "
+	    "--helo NAME\n"
+	    "                         --mail-from ADDR < message\n"
 	    "       petrel version\n");
 }
 
@@ -81,6 +97,11 @@ cmd_check_config(const char *conf_path)
 		conf_free(c);
 		return 1;
 	}
+	if (daemon_check_dkim(c) == -1) {
+		policy_tables_free(t);
+		conf_free(c);
+		return 1;
+	}
 	printf("%s: configuration is valid (%s)\n",
 	    path != NULL ? path : "built-in default", source);
 	policy_tables_free(t);
@@ -115,6 +136,12 @@ main(int argc, char **argv)
 		return cmd_resolve(argc - 1, argv + 1);	/* resolve.c */
 	if (strcmp(cmd, "user") == 0)
 		return cmd_user(argc - 1, argv + 1);	/* user.c */
+	if (strcmp(cmd, "dkim") == 0)
+		return cmd_dkim(argc - 1, argv + 1);	/* dkim.c */
+	if (strcmp(cmd, "spf") == 0)
+		return cmd_spf(argc - 1, argv + 1);	/* spf.c */
+	if (strcmp(cmd, "auth") == 0)
+		return cmd_auth(argc - 1, argv + 1);	/* auth.c */
 	if (strcmp(cmd, "check-config") == 0) {
 		if (parse_opts(argc - 1, argv + 1, &conf_path, &verbose) == -1)
 			return 2;

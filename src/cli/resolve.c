@@ -34,6 +34,7 @@
 #include <event2/event.h>
 
 #include "conf/conf.h"
+#include "daemon/daemon.h"
 #include "dns/dns.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -163,7 +164,6 @@ resolve_run(const struct conf *c, bool route, uint16_t type,
     const char *name)
 {
 	struct resolve r = { NULL, name, 1, false };
-	struct dns_config cfg;
 	struct dns_route_opts ro;
 	struct sockaddr_storage *self_addrs = NULL;
 	const char *self_names[1];
@@ -177,13 +177,8 @@ resolve_run(const struct conf *c, bool route, uint16_t type,
 		fprintf(stderr, "petrel: event_base_new failed\n");
 		return 1;
 	}
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.servers = (const char *const *)c->dns;
-	cfg.nservers = c->ndns;
-	cfg.dnssec = c->dnssec;
-	cfg.max_queries = c->dns_max_queries > 0xffffffffu ? 0xffffffffu :
-	    (unsigned int)c->dns_max_queries;
-	if ((d = dns_new(r.base, &cfg, err, sizeof(err))) == NULL) {
+	if ((d = daemon_dns_new(r.base, c, NULL, 0, err, sizeof(err))) ==
+	    NULL) {
 		fprintf(stderr, "petrel: dns: %s\n", err);
 		r.status = 1;
 		goto done;

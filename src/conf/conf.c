@@ -5,7 +5,8 @@
  * which file to read. docs/configuration.md documents every directive.
  *
  * Entry points: conf_load, conf_default, conf_free, conf_locate,
- * conf_is_local_domain, conf_is_trusted, conf_role_name.
+ * conf_is_local_domain, conf_is_trusted, conf_role_name,
+ * conf_dkim_key_next.
  *
  * The parser is table-driven: one row per directive names its argument
  * count, whether it may repeat, and its handler. The dispatcher does the
@@ -22,7 +23,9 @@
  * RFC 5321 4.5.1 (postmaster must work: without a `domain` line the host
  * name is the local domain, like Postfix's mydestination = $myhostname),
  * RFC 4291 2.5.5.2 (IPv4-mapped IPv6 addresses in conf_is_trusted),
- * RFC 4632 (CIDR notation).
+ * RFC 4632 (CIDR notation), RFC 6376 3.1 (DKIM selectors, the key's
+ * name "<selector>._domainkey.<domain>"), RFC 8301 (rsa-sha1 off by
+ * default), RFC 7489 6.6.1 (several From: domains).
  * OWNERSHIP: a struct conf owns every string and array it points to;
  * conf_free() releases them all.
  */
@@ -65,6 +68,12 @@
 	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"	\
 	"DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:"		\
 	"DHE-RSA-CHACHA20-POLY1305"
+
+/* The key record of dkim_sign's selector s and domain d is at
+ * "s._domainkey.d" (RFC 6376 3.6.2.1), a DNS name of 253 octets at most. */
+#define CONF_DKIM_KEY_INFIX		"._domainkey."
+#define CONF_DNS_NAME_MAX		253
+#define CONF_FOLDER_MAX			64	/* quarantine_folder octets */
 
 #define DNS_DEFAULT_PORT		53
 #define CONF_MAX_ARGS			16
@@ -141,6 +150,12 @@ static int conf_add_tls_file(struct conf_parser *,
 static int conf_set_tls_protocols(struct conf_parser *,
     const struct conf_directive *, char **);
 static int conf_set_auth(struct conf_parser *,
+    const struct conf_directive *, char **);
+static int conf_add_dkim_sign(struct conf_parser *,
+    const struct conf_directive *, char **);
+static int conf_set_dmarc_multiple_from(struct conf_parser *,
+    const struct conf_directive *, char **);
+static int conf_set_quarantine_folder(struct conf_parser *,
     const struct conf_directive *, char **);
 
 #define KIB	((uint64_t)1024)
@@ -232,6 +247,20 @@ static const struct conf_directive directives[] = {
 	ONOFF("sender_login", sender_login),
 	ONOFF("received_auth_name", received_auth_name),
 	{ "auth", 1, 2, false, conf_set_auth, 0, 0, 0, 0, 0 },
+	/* SPF, DKIM and DMARC. */
+	ONOFF("msgauth", msgauth),
+	ONOFF("spf_reject", spf_reject),
+	ONOFF("spf_temperror_defer", spf_temperror_defer),
+	ONOFF("spf_helo", spf_helo),
+	{ "dkim_sign", 3, 3, true, conf_add_dkim_sign, 0, 0, 0, 0, 0 },
+	/* Each signature costs a DNS lookup and a public-key operation. */
+	NUMBER(dkim_max_signatures, CONF_NUMBER_COUNT, 1, 20, 5),
+	ONOFF("dkim_allow_sha1", dkim_allow_sha1),
+	ONOFF("dmarc_enforce", dmarc_enforce),
+	{ "dmarc_multiple_from", 1, 1, false, conf_set_dmarc_multiple_from,
+	    0, 0, 0, 0, 0 },
+	{ "quarantine_folder", 1, 1, false, conf_set_quarantine_folder,
+	    0, 0, 0, 0, 0 },
 };
 
 static const struct conf_directive *
@@ -372,6 +401,9 @@ conf_new_defaults(void)
 	c->sender_login = true;
 	c->tls_protocols = xstrdup(CONF_DEFAULT_TLS_PROTOCOLS);
 	c->tls_ciphers = xstrdup(CONF_DEFAULT_TLS_CIPHERS);
+	c->msgauth = true;
+	c->dmarc_enforce = true;
+	c->dmarc_multiple_from = CONF_DMARC_MULTIPLE_FROM_REJECT;
 	for (i = 0; i < nitems(directives); i++)
 		if (directives[i].handler == conf_set_number)
 			*conf_number_field(c, &directives[i]) =
@@ -1129,6 +1161,123 @@ conf_set_auth(struct conf_parser *p, const struct conf_directive *d,
 	return -1;
 }
 
+/*
+ * dkim_sign DOMAIN SELECTOR KEYFILE. Several keys may share a domain (an
+ * RSA and an Ed25519 selector: each signs), not a selector. The key file
+ * is the daemon's to load, as tls_key is.
+ */
+static int
+conf_add_dkim_sign(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	struct conf *c = p->c;
+	struct conf_dkim_key *k;
+	char esc[CONF_ESCAPED_MAX];
+	size_t i;
+
+	if (!conf_is_valid_domain(args[0])) {
+		conf_parser_error(p, "%s: invalid domain \"%s\"", d->name,
+		    conf_escape(esc, sizeof(esc), args[0]));
+		return -1;
+	}
+	ascii_lowercase(args[0]);
+	/* RFC 6376 3.1: selector = sub-domain *( "." sub-domain ). */
+	if (!conf_is_valid_domain(args[1])) {
+		conf_parser_error(p, "%s: invalid selector \"%s\" (letters, "
+		    "digits and hyphens, labels separated by dots)", d->name,
+		    conf_escape(esc, sizeof(esc), args[1]));
+		return -1;
+	}
+	if (strlen(args[1]) + strlen(CONF_DKIM_KEY_INFIX) + strlen(args[0]) >
+	    CONF_DNS_NAME_MAX) {
+		conf_parser_error(p, "%s: selector \"%s\" too long for %s "
+		    "(SELECTOR._domainkey.DOMAIN is longer than %d octets)",
+		    d->name, conf_escape(esc, sizeof(esc), args[1]), args[0],
+		    CONF_DNS_NAME_MAX);
+		return -1;
+	}
+	/* DNS names compare without case: "S1" is the key of "s1". */
+	for (i = 0; i < c->ndkim_keys; i++) {
+		const struct conf_dkim_key *o = &c->dkim_keys[i];
+
+		if (strcmp(o->domain, args[0]) == 0 &&
+		    ascii_strcasecmp(o->selector, args[1]) == 0) {
+			conf_parser_error(p, "%s: selector \"%s\" of %s "
+			    "already listed on line %u", d->name,
+			    conf_escape(esc, sizeof(esc), args[1]), args[0],
+			    o->line);
+			return -1;
+		}
+	}
+	c->dkim_keys = xrealloc(c->dkim_keys,
+	    (c->ndkim_keys + 1) * sizeof(*c->dkim_keys));
+	k = &c->dkim_keys[c->ndkim_keys++];
+	k->domain = xstrdup(args[0]);
+	k->selector = xstrdup(args[1]);
+	k->keyfile = xstrdup(args[2]);
+	k->line = p->line;
+	return 0;
+}
+
+static int
+conf_set_dmarc_multiple_from(struct conf_parser *p,
+    const struct conf_directive *d, char **args)
+{
+	char esc[CONF_ESCAPED_MAX];
+
+	if (strcmp(args[0], "reject") == 0)
+		p->c->dmarc_multiple_from = CONF_DMARC_MULTIPLE_FROM_REJECT;
+	else if (strcmp(args[0], "evaluate") == 0)
+		p->c->dmarc_multiple_from = CONF_DMARC_MULTIPLE_FROM_EVALUATE;
+	else {
+		conf_parser_error(p, "%s: invalid value \"%s\" (reject or "
+		    "evaluate)", d->name,
+		    conf_escape(esc, sizeof(esc), args[0]));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * A Maildir++ folder name: "Junk" is the directory .Junk/ beside cur/,
+ * "Junk.DMARC" the subfolder DMARC of Junk. The name becomes part of a
+ * path: no '/', no empty component ("..", or '.' at either end), and
+ * only characters that need no IMAP modified UTF-7 (RFC 3501 5.1.3).
+ */
+static int
+conf_set_quarantine_folder(struct conf_parser *p,
+    const struct conf_directive *d, char **args)
+{
+	const char *s = args[0];
+	char esc[CONF_ESCAPED_MAX];
+	size_t i, len = strlen(s);
+
+	if (len > CONF_FOLDER_MAX) {
+		conf_parser_error(p, "%s: folder name too long (maximum %d "
+		    "octets)", d->name, CONF_FOLDER_MAX);
+		return -1;
+	}
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
+		    ch == '.'))
+			break;
+	}
+	if (i < len || s[0] == '.' || s[len - 1] == '.' ||
+	    strstr(s, "..") != NULL) {
+		conf_parser_error(p, "%s: invalid folder name \"%s\" "
+		    "(letters, digits, '-' and '_', with '.' between names, "
+		    "as in Junk or Junk.DMARC)", d->name,
+		    conf_escape(esc, sizeof(esc), s));
+		return -1;
+	}
+	free(p->c->quarantine_folder);
+	p->c->quarantine_folder = xstrdup(s);
+	return 0;
+}
+
 /* Every tls_cert has its tls_key and the other way round. */
 static void
 conf_check_tls(struct conf_parser *p)
@@ -1460,6 +1609,13 @@ conf_free(struct conf *c)
 	free(c->tls_protocols);
 	free(c->tls_ciphers);
 	free(c->auth_socket);
+	for (i = 0; i < c->ndkim_keys; i++) {
+		free(c->dkim_keys[i].domain);
+		free(c->dkim_keys[i].selector);
+		free(c->dkim_keys[i].keyfile);
+	}
+	free(c->dkim_keys);
+	free(c->quarantine_folder);
 	free(c);
 }
 
@@ -1570,6 +1726,20 @@ const char *
 conf_locate(const char *cli_path, const char **source_r)
 {
 	return conf_locate_from(cli_path, CONF_SYSTEM_PATH, source_r);
+}
+
+const struct conf_dkim_key *
+conf_dkim_key_next(const struct conf *c, const char *domain, size_t *iter)
+{
+	size_t i;
+
+	for (i = *iter; i < c->ndkim_keys; i++)
+		if (ascii_strcasecmp(c->dkim_keys[i].domain, domain) == 0) {
+			*iter = i + 1;
+			return &c->dkim_keys[i];
+		}
+	*iter = c->ndkim_keys;
+	return NULL;
 }
 
 const char *

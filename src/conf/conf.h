@@ -58,6 +58,26 @@ enum conf_auth_backend {
 };
 
 /*
+ * A DKIM signing key, one `dkim_sign DOMAIN SELECTOR KEYFILE` line. The
+ * parser checks the names only: the daemon loads keyfile (as it does
+ * TLS keys), at start, on reload and in check-config.
+ */
+struct conf_dkim_key {
+	char *domain;		/* lower case; the From: domain it signs */
+	char *selector;		/* as written: s= and the key's DNS name
+				 * "<selector>._domainkey.<domain>" */
+	char *keyfile;		/* PEM private key (RSA or Ed25519) */
+	unsigned int line;	/* for errors */
+};
+
+/* RFC 7489 6.6.1: a message whose From: has several different domains. */
+enum conf_dmarc_multiple_from {
+	CONF_DMARC_MULTIPLE_FROM_REJECT,	/* refuse it (default) */
+	CONF_DMARC_MULTIPLE_FROM_EVALUATE,	/* evaluate each domain, the
+						 * strictest policy wins */
+};
+
+/*
  * A next hop that replaces the MX lookup: `relayhost` for all non-local
  * mail, or one line of the `transport` file for a domain.
  */
@@ -160,6 +180,30 @@ struct conf {
 	bool received_auth_name;	/* login name in Received: */
 	enum conf_auth_backend auth_backend;
 	char *auth_socket;		/* dovecot: unix socket path */
+
+	/*
+	 * SPF, DKIM and DMARC (docs/configuration.md, "SPF, DKIM and
+	 * DMARC"). Verification applies to mail from clients that are
+	 * neither authenticated nor trusted; signing to mail from those that
+	 * are.
+	 */
+	bool msgauth;			/* verify incoming mail and add
+					 * Authentication-Results (default
+					 * yes); signing is dkim_sign's */
+	bool spf_reject;		/* SPF fail: 550 5.7.23 at MAIL */
+	bool spf_temperror_defer;	/* SPF temperror: 451 4.7.24 */
+	bool spf_helo;			/* check HELO also when MAIL FROM is
+					 * not <> (smtp.helo) */
+	struct conf_dkim_key *dkim_keys; /* in file order; NULL: no signing */
+	size_t ndkim_keys;
+	uint64_t dkim_max_signatures;	/* verified per message (1-20) */
+	bool dkim_allow_sha1;		/* rsa-sha1 may pass (RFC 8301: no,
+					 * the default) */
+	bool dmarc_enforce;		/* act on p=reject and p=quarantine
+					 * (default yes) */
+	enum conf_dmarc_multiple_from dmarc_multiple_from;
+	char *quarantine_folder;	/* Maildir++ folder for p=quarantine
+					 * ("Junk": .Junk/), or NULL */
 };
 
 /* Called once per error with "FILE:LINE: message" already formatted. */
@@ -205,6 +249,16 @@ const char *conf_locate_from(const char *cli_path, const char *system_path,
     const char **source_r);
 
 const char *conf_role_name(enum conf_role role);
+
+/*
+ * The dkim_sign keys for a From: domain, in file order: the next key at
+ * index *iter or after whose domain equals domain (any case, exact: a
+ * key for example.test does not sign for sub.example.test), with *iter
+ * advanced past it, or NULL when there is none left. Start with
+ * *iter = 0. Several keys for one domain (RSA and Ed25519) each sign.
+ */
+const struct conf_dkim_key *conf_dkim_key_next(const struct conf *c,
+    const char *domain, size_t *iter);
 
 /*
  * The transport line for domain (lower-case): an exact line, else the

@@ -16,7 +16,9 @@
 #include <netinet/in.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -31,17 +33,23 @@
 #include "delivery/delivery.h"
 #include "dns/dns.h"
 #include "lib/log.h"
+#include "lib/workq.h"
+#include "msgauth/dkim.h"
 #include "lib/util.h"
 #include "policy/policy.h"
 #include "queue/spool.h"
 #include "smtp/smtp.h"
 #include "tls/tls.h"
 
+/* Worker threads for DKIM verification and signing. */
+#define DAEMON_MSGAUTH_THREADS	2
+
 struct daemon {
 	struct event_base *base;
 	struct spool *spool;
 	struct scheduler *sched;
 	struct dns *dns;
+	struct workq *workq;		/* DKIM crypto off the loop */
 	struct smtp_server *srv;
 	struct smtp_runtime *rt;	/* the current configuration */
 	const char *cli_path;
@@ -295,6 +303,117 @@ daemon_check_tls(const struct conf *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* A small file whole (a key), NUL-terminated; NULL with errno. */
+static char *
+daemon_read_small_file(const char *path, size_t max, size_t *len_r)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	ssize_t n;
+	int fd, saved;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return NULL;
+	buf = xmalloc(max + 1);
+	while ((n = read(fd, buf + len, max - len)) > 0) {
+		len += (size_t)n;
+		if (len == max) {
+			n = -1;
+			errno = EFBIG;
+			break;
+		}
+	}
+	saved = errno;
+	close(fd);
+	if (n < 0) {
+		explicit_bzero(buf, len);
+		free(buf);
+		errno = saved;
+		return NULL;
+	}
+	buf[len] = '\0';
+	*len_r = len;
+	return buf;
+}
+
+/*
+ * Load every dkim_sign key of c into rt (read with the caller's
+ * privileges: root at start, the daemon's user on reload). Returns 0, or
+ * -1 after logging which key failed; rt then has none.
+ */
+static int
+daemon_load_dkim_keys(const struct conf *c, struct smtp_runtime *rt)
+{
+	struct dkim_privkey **keys;
+	const char *why;
+	char *text;
+	size_t i, j, len;
+
+	if (c->ndkim_keys == 0)
+		return 0;
+	keys = xcalloc(c->ndkim_keys, sizeof(*keys));
+	for (i = 0; i < c->ndkim_keys; i++) {
+		const struct conf_dkim_key *k = &c->dkim_keys[i];
+
+		why = NULL;
+		if ((text = daemon_read_small_file(k->keyfile, 64 * 1024, &len)) == NULL)
+			why = strerror(errno);
+		else {
+			keys[i] = dkim_privkey_load(text, len, &why);
+			explicit_bzero(text, len);
+			free(text);
+		}
+		if (keys[i] == NULL) {
+			log_err("daemon: dkim_sign %s %s: %s: %s", k->domain,
+			    k->selector, k->keyfile, why != NULL ? why :
+			    "cannot load the key");
+			for (j = 0; j < i; j++)
+				dkim_privkey_free(keys[j]);
+			free(keys);
+			return -1;
+		}
+	}
+	rt->dkim_keys = keys;
+	return 0;
+}
+
+struct dns *
+daemon_dns_new(struct event_base *base, const struct conf *c,
+    const char *const *servers, size_t nservers, char *err, size_t errlen)
+{
+	struct dns_config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	if (nservers > 0) {
+		cfg.servers = servers;
+		cfg.nservers = nservers;
+	} else {
+		cfg.servers = (const char *const *)c->dns;
+		cfg.nservers = c->ndns;
+	}
+	cfg.dnssec = c->dnssec;
+	cfg.max_queries = c->dns_max_queries > UINT_MAX ? UINT_MAX :
+	    (unsigned int)c->dns_max_queries;
+	return dns_new(base, &cfg, err, errlen);
+}
+
+int
+daemon_check_dkim(const struct conf *c)
+{
+	struct smtp_runtime rt;
+	size_t i;
+
+	memset(&rt, 0, sizeof(rt));
+	if (daemon_load_dkim_keys(c, &rt) == -1)
+		return -1;
+	if (rt.dkim_keys != NULL) {
+		for (i = 0; i < c->ndkim_keys; i++)
+			dkim_privkey_free(rt.dkim_keys[i]);
+		free(rt.dkim_keys);
+	}
+	return 0;
+}
+
 /*
  * At start, as root: can the daemon's user read every certificate and
  * key? A reload after the privilege drop reads them as that user, so a
@@ -474,6 +593,12 @@ daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 			} else
 				log_info("tls: certificates reloaded");
 			smtp_runtime_set_tls(rt, tls);
+			if (daemon_load_dkim_keys(c, rt) == -1) {
+				log_err("config: reload failed (dkim_sign); "
+				    "keeping the running configuration");
+				smtp_runtime_unref(rt);
+				return;
+			}
 			smtp_runtime_unref(d->rt);
 			d->rt = rt;
 		}
@@ -511,6 +636,8 @@ daemon_teardown(struct daemon *d)
 	if (d->spool != NULL)
 		spool_drain(d->spool);
 	smtp_server_free(d->srv);
+	/* After the sessions (their checks are freed), before DNS. */
+	workq_free(d->workq);
 	if (d->sched != NULL)
 		scheduler_free(d->sched);
 	dns_free(d->dns);
@@ -594,6 +721,8 @@ daemon_serve(const char *cli_path)
 		}
 		smtp_runtime_set_tls(d.rt, tls);
 	}
+	if (daemon_load_dkim_keys(c, d.rt) == -1)
+		goto done;
 	fds = xcalloc(c->nlisten, sizeof(*fds));
 	for (nfds = 0; nfds < c->nlisten; nfds++) {
 		fds[nfds] = daemon_bind(&c->listen[nfds]);
@@ -618,16 +747,10 @@ daemon_serve(const char *cli_path)
 		goto done;
 	}
 	{
-		struct dns_config dc;
 		struct scheduler_hooks hooks = { daemon_resolve, &d };
 		char err[256];
 
-		memset(&dc, 0, sizeof(dc));
-		dc.servers = (const char *const *)c->dns;
-		dc.nservers = c->ndns;
-		dc.dnssec = c->dnssec;
-		dc.max_queries = (unsigned int)c->dns_max_queries;
-		d.dns = dns_new(d.base, &dc, err, sizeof(err));
+		d.dns = daemon_dns_new(d.base, c, NULL, 0, err, sizeof(err));
 		if (d.dns == NULL && c->ndns > 0) {
 			log_err("daemon: DNS resolver: %s", err);
 			goto done;
@@ -648,6 +771,8 @@ daemon_serve(const char *cli_path)
 		goto done;
 	}
 	d.srv = smtp_server_new(d.base, d.spool, d.rt, daemon_queued, &d);
+	d.workq = workq_new(d.base, DAEMON_MSGAUTH_THREADS);
+	smtp_server_set_msgauth(d.srv, d.dns, d.workq);
 
 	/* Signals before the readiness lines: a test may stop us at once. */
 	d.sigterm = evsignal_new(d.base, SIGTERM, daemon_sigcb, &d);

@@ -10,7 +10,17 @@
 
 #include <stddef.h>
 
+struct dns;
+struct event_base;
 struct policy_tables;
+
+/*
+ * A resolver on base set up as c says (dns, dnssec, dns_max_queries),
+ * with servers[0..nservers) in place of c's dns lines when nservers > 0
+ * (the commands' --dns). NULL with err set when dns_new() refuses.
+ */
+struct dns *daemon_dns_new(struct event_base *base, const struct conf *c,
+    const char *const *servers, size_t nservers, char *err, size_t errlen);
 
 /*
  * Can c's tls_cert/tls_key pairs be loaded (files read, keys matching,
@@ -19,6 +29,12 @@ struct policy_tables;
  * certificate is made by `petrel serve`.
  */
 int daemon_check_tls(const struct conf *c, char *err, size_t errlen);
+
+/*
+ * Can every dkim_sign key of c be loaded by this process? 0, or -1 with
+ * the reason logged ("dkim_sign DOMAIN SELECTOR: FILE: reason").
+ */
+int daemon_check_dkim(const struct conf *c);
 
 /*
  * Find and load the configuration (conf_locate rules) and the tables it

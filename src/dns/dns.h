@@ -149,6 +149,9 @@ uint64_t dns_query(struct dns *d, const char *name, uint16_t type,
 void dns_cancel(struct dns *d, uint64_t id);
 
 /* Cancel everything (no callback runs after) and free. NULL is a no-op. */
+/* The event loop d runs on (its callbacks and timers belong there). */
+struct event_base *dns_event_base(const struct dns *d);
+
 void dns_free(struct dns *d);
 
 /* Requests sent and not yet answered (running) and waiting for a slot. */
@@ -181,7 +184,8 @@ struct dns *dns_new_fake(struct event_base *base);
  * in any case, with or without the trailing dot. st DNS_OK (n == 0 is
  * NODATA) takes values[0..n) in presentation form: "192.0.2.1",
  * "2001:db8::1", "10 mx.example.com" ("0 ." for a null MX), the TXT text
- * itself (split into 255-byte character-strings), names for PTR and
+ * itself (split into 255-byte character-strings; \DDD and \X stand for
+ * one octet, as dns_answer_format() writes them), names for PTR and
  * CNAME, "3 1 1 a0b1..." for TLSA. Other statuses ignore values. Aborts on a
  * value it cannot encode (a bug in the test).
  */

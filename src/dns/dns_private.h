@@ -9,10 +9,6 @@
 
 #include "dns/dns.h"
 
-struct event_base;
-
-struct event_base *dns_event_base(const struct dns *d);
-
 /* A fresh request id (never 0), shared by queries and route lookups. */
 uint64_t dns_next_id(struct dns *d);
 

@@ -272,13 +272,62 @@ dns_rr_number(const char **s, uint64_t max, uint64_t *v_r)
 	return 0;
 }
 
+/*
+ * TXT: the text's octets in strings of at most 255, with \DDD and \X
+ * decoded as dns_answer_format() writes them (so a test can serve a NUL
+ * or any other octet).
+ */
+static int
+dns_rr_encode_txt(const char *text, uint8_t *out, size_t outsize,
+    size_t *len_r)
+{
+	const char *s = text;
+	uint8_t *raw = xmalloc(strlen(text) + 1);
+	size_t i, n, o;
+	int rc = -1;
+
+	for (n = 0; *s != '\0'; n++) {
+		if (*s == '\\' && dns_rr_isdigit(s[1]) &&
+		    dns_rr_isdigit(s[2]) && dns_rr_isdigit(s[3])) {
+			unsigned int c = (unsigned int)((s[1] - '0') * 100 +
+			    (s[2] - '0') * 10 + (s[3] - '0'));
+
+			if (c > 255)
+				goto done;
+			raw[n] = (uint8_t)c;
+			s += 4;
+		} else if (*s == '\\' && s[1] != '\0') {
+			raw[n] = (uint8_t)s[1];
+			s += 2;
+		} else
+			raw[n] = (uint8_t)*s++;
+	}
+	o = 0;
+	i = 0;
+	do {
+		size_t chunk = n - i > 255 ? 255 : n - i;
+
+		if (o + 1 + chunk > outsize || o + 1 + chunk > 65535)
+			goto done;
+		out[o++] = (uint8_t)chunk;
+		memcpy(out + o, raw + i, chunk);
+		o += chunk;
+		i += chunk;
+	} while (i < n);
+	*len_r = o;
+	rc = 0;
+done:
+	free(raw);
+	return rc;
+}
+
 int
 dns_rr_encode(uint16_t type, const char *text, uint8_t *out,
     size_t outsize, size_t *len_r)
 {
 	const char *s = text;
 	uint64_t v[3];
-	size_t i, n, o;
+	size_t i, n;
 
 	switch (type) {
 	case DNS_TYPE_A:
@@ -305,21 +354,7 @@ dns_rr_encode(uint16_t type, const char *text, uint8_t *out,
 	case DNS_TYPE_PTR:
 		return dns_rr_encode_name(text, out, outsize, len_r);
 	case DNS_TYPE_TXT:
-		n = strlen(text);
-		o = 0;
-		i = 0;
-		do {
-			size_t chunk = n - i > 255 ? 255 : n - i;
-
-			if (o + 1 + chunk > outsize || o + 1 + chunk > 65535)
-				return -1;
-			out[o++] = (uint8_t)chunk;
-			memcpy(out + o, text + i, chunk);
-			o += chunk;
-			i += chunk;
-		} while (i < n);
-		*len_r = o;
-		return 0;
+		return dns_rr_encode_txt(text, out, outsize, len_r);
 	case DNS_TYPE_TLSA:
 		for (i = 0; i < 3; i++)
 			if (dns_rr_number(&s, 255, &v[i]) == -1)

@@ -53,6 +53,7 @@ envelope_free(struct envelope *env)
 	free(env->proto);
 	free(env->tls);
 	free(env->auth_user);
+	free(env->prepend);
 	envelope_init(env);
 }
 
@@ -100,6 +101,7 @@ envelope_copy(struct envelope *dst, const struct envelope *src)
 	dst->proto = envelope_strdup(src->proto);
 	dst->tls = envelope_strdup(src->tls);
 	dst->auth_user = envelope_strdup(src->auth_user);
+	dst->prepend = envelope_strdup(src->prepend);
 	dst->arrival = src->arrival;
 	for (i = 0; i < src->nrcpts; i++) {
 		const struct envelope_rcpt *s = &src->rcpts[i];

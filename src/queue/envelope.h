@@ -66,6 +66,12 @@ struct envelope {
 	char *proto;		/* "ESMTP", "SMTP", "UTF8SMTP", ... */
 	char *tls;		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" or NULL */
 	char *auth_user;	/* authenticated user or NULL */
+	/*
+	 * Header fields computed after the content was received
+	 * (Authentication-Results, DKIM-Signature), CRLF-terminated lines,
+	 * delivered in front of the content; or NULL.
+	 */
+	char *prepend;
 	uint64_t arrival;	/* unix seconds */
 
 	struct envelope_rcpt *rcpts;

@@ -280,6 +280,15 @@ qfile_encode_tail(struct buf *b, const struct envelope *env,
 	    qfile_record_append(b, QFILE_REC_CLIENT, p.data, p.len) == -1)
 		goto fail;
 
+	/* PREPEND: header fields delivered in front of the content. */
+	if (env->prepend != NULL) {
+		buf_reset(&p);
+		if (buf_put_str(&p, env->prepend) == -1 ||
+		    qfile_record_append(b, QFILE_REC_PREPEND, p.data,
+		    p.len) == -1)
+			goto fail;
+	}
+
 	for (i = 0; i < env->nrcpts; i++) {
 		const struct envelope_rcpt *r = &env->rcpts[i];
 
@@ -550,6 +559,19 @@ qfile_parse_client(struct qreader *rd, const struct qrec *rec,
 }
 
 static int
+qfile_parse_prepend(struct qreader *rd, const struct qrec *rec,
+    struct envelope *env, struct qfile_info *info)
+{
+	struct qcur c = { rec->payload, rec->len, false };
+
+	env->prepend = qcur_str(&c);
+	if (c.bad || c.left != 0 || env->prepend == NULL)
+		return qreader_bad(rd, "bad PREPEND record");
+	info->prepend_size = strlen(env->prepend);
+	return 0;
+}
+
+static int
 qfile_parse_rcpt(struct qreader *rd, const struct qrec *rec,
     struct envelope *env)
 {
@@ -711,7 +733,8 @@ qreader_expect(struct qreader *rd, struct qrec *rec, uint8_t want)
 
 /*
  * The grammar, strictly in this order:
- *   HEADER CONTENT* MAIL CLIENT RCPT{n} STATE{n} END <end of file>
+ *   HEADER CONTENT* MAIL CLIENT [PREPEND] RCPT{n} STATE{n} END <end of file>
+ * (PREPEND from version 3 on)
  */
 static int
 qfile_parse_records(struct qreader *rd, int flags, struct envelope *env,
@@ -748,6 +771,18 @@ qfile_parse_records(struct qreader *rd, int flags, struct envelope *env,
 	if (qreader_expect(rd, &rec, QFILE_REC_CLIENT) == -1 ||
 	    qfile_parse_client(rd, &rec, env) == -1)
 		return -1;
+	/* Version 3: an optional PREPEND. */
+	if (rd->off == rd->size)
+		return qreader_bad(rd, "no END record");
+	if (qreader_pread(rd, &type, 1, rd->off) == -1)
+		return -1;
+	if (type == QFILE_REC_PREPEND) {
+		if (info->version < 3)
+			return qreader_bad(rd, "PREPEND record before version 3");
+		if (qreader_expect(rd, &rec, QFILE_REC_PREPEND) == -1 ||
+		    qfile_parse_prepend(rd, &rec, env, info) == -1)
+			return -1;
+	}
 
 	/* RCPT*, then as many STATE as there were RCPT. */
 	for (;;) {

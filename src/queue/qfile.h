@@ -20,13 +20,14 @@
 
 #define QFILE_MAGIC		"PETRELQF"	/* 8 bytes, no NUL stored */
 #define QFILE_MAGIC_LEN		8
-#define QFILE_VERSION		2	/* written */
+#define QFILE_VERSION		3	/* written */
 #define QFILE_VERSION_MIN	1	/* oldest still read */
 
 #define QFILE_REC_HEADER	0x01
 #define QFILE_REC_CONTENT	0x10
 #define QFILE_REC_MAIL		0x20
 #define QFILE_REC_CLIENT	0x21
+#define QFILE_REC_PREPEND	0x22	/* version 3, optional */
 #define QFILE_REC_RCPT		0x30
 #define QFILE_REC_STATE		0x31
 #define QFILE_REC_END		0x7f
@@ -63,6 +64,7 @@ struct qfile_info {
 	char id[QUEUE_ID_MAX];		/* as written in HEADER */
 	uint64_t content_offset;	/* first byte after HEADER */
 	uint64_t content_size;		/* payload bytes of all CONTENT */
+	uint64_t prepend_size;		/* octets of PREPEND (version 3) */
 	uint64_t envelope_offset;	/* the MAIL record */
 	uint64_t state_offset;		/* first STATE record */
 	uint32_t nrcpts;

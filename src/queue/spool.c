@@ -1479,6 +1479,9 @@ spool_read_content(const struct spool *sp, const char *id,
 		return -1;
 	envelope_init(&env);
 	r = qfile_parse(fd, 0, &env, &info, &error);
+	/* The PREPEND header fields come first (queue format v3). */
+	if (r == 0 && env.prepend != NULL && env.prepend[0] != '\0')
+		r = cb(arg, env.prepend, strlen(env.prepend));
 	envelope_free(&env);
 	if (r == 0)
 		r = qfile_read_content(fd, &info, cb, arg);
@@ -1492,6 +1495,8 @@ struct spool_reader {
 	int fd;
 	struct qfile_info info;
 	struct qfile_content *it;
+	char *prepend;		/* returned first, then the content */
+	bool prepend_done;
 };
 
 struct spool_reader *
@@ -1517,6 +1522,8 @@ spool_reader_open(const struct spool *sp, const char *id,
 		errno = saved;
 		return NULL;
 	}
+	r->prepend = env.prepend;	/* ours now */
+	env.prepend = NULL;
 	envelope_free(&env);
 	r->it = qfile_content_open(fd, &r->info);
 	return r;
@@ -1525,13 +1532,21 @@ spool_reader_open(const struct spool *sp, const char *id,
 int
 spool_reader_next(struct spool_reader *r, const char **data, size_t *len)
 {
+	if (r->prepend != NULL && !r->prepend_done) {
+		r->prepend_done = true;
+		if (r->prepend[0] != '\0') {
+			*data = r->prepend;
+			*len = strlen(r->prepend);
+			return 1;
+		}
+	}
 	return qfile_content_next(r->it, data, len);
 }
 
 uint64_t
 spool_reader_size(const struct spool_reader *r)
 {
-	return r->info.content_size;
+	return r->info.prepend_size + r->info.content_size;
 }
 
 void
@@ -1541,6 +1556,7 @@ spool_reader_close(struct spool_reader *r)
 		return;
 	qfile_content_close(r->it);
 	close(r->fd);
+	free(r->prepend);
 	free(r);
 }
 

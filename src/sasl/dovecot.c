@@ -48,6 +48,7 @@
 #include <event2/event.h>
 #include <openssl/crypto.h>
 
+#include "lib/base64.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "sasl/sasl.h"
@@ -501,7 +502,7 @@ dc_req_line(struct dc_req *r, const struct sasl_dovecot_request *req)
 	size_t pl = strlen(req->password), mlen = zl + cl + pl + 2;
 	struct evbuffer *b = evbuffer_new();
 	unsigned char *m = xmalloc(mlen);
-	size_t elen = SASL_BASE64_ENCODED_SIZE(mlen);
+	size_t elen = BASE64_ENCODED_SIZE(mlen);
 	char *enc = xmalloc(elen), head[64];
 
 	if (b == NULL)
@@ -511,7 +512,7 @@ dc_req_line(struct dc_req *r, const struct sasl_dovecot_request *req)
 	memcpy(m + zl + 1, req->authcid, cl);
 	m[zl + 1 + cl] = '\0';
 	memcpy(m + zl + cl + 2, req->password, pl);
-	if (sasl_base64_encode(m, mlen, enc, elen) == -1)
+	if (base64_encode(m, mlen, enc, elen) == -1)
 		fatalx("sasl_dovecot: base64 of %zu octets", mlen);
 	OPENSSL_cleanse(m, mlen);
 	free(m);

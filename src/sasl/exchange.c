@@ -36,6 +36,7 @@
 
 #include <openssl/crypto.h>
 
+#include "lib/base64.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -250,9 +251,11 @@ sasl_response(struct sasl_exchange *x, const char *b64, size_t len)
 
 	if (len > SASL_RESPONSE_MAX)
 		return sasl_fail(x, SASL_ERR_TOO_LONG);
-	cap = SASL_BASE64_DECODED_MAX(len) + 1;
+	cap = BASE64_DECODED_MAX(len) + 1;
 	m = xmalloc(cap);
-	if (sasl_base64_decode(b64, len, m, cap, &mlen) == -1) {
+	/* Canonical: every credential has exactly one accepted text. */
+	if (base64_decode(b64, len, BASE64_CANONICAL, m, cap, &mlen,
+	    NULL) == -1) {
 		OPENSSL_cleanse(m, cap);
 		free(m);
 		return sasl_fail(x, SASL_ERR_BAD_BASE64);

@@ -164,32 +164,6 @@ const char *sasl_exchange_authcid(const struct sasl_exchange *x);
 const char *sasl_exchange_authzid(const struct sasl_exchange *x);
 const char *sasl_exchange_password(const struct sasl_exchange *x);
 
-/* ---- base64 (RFC 4648 4), strict ---- */
-
-/* Octets sasl_base64_decode() may write for len input octets. */
-#define SASL_BASE64_DECODED_MAX(len)	((len) / 4 * 3)
-/* Octets, NUL included, sasl_base64_encode() writes for len octets. */
-#define SASL_BASE64_ENCODED_SIZE(len)	(((len) + 2) / 3 * 4 + 1)
-
-/*
- * Decode in[0..len) into out (outsize >= SASL_BASE64_DECODED_MAX(len)).
- * Strict: a multiple of 4 characters from the base64 alphabet, '=' only
- * as one or two final pad characters, and zero bits under the padding
- * (RFC 4648 3.5), so every byte string has one accepted encoding. No
- * white space, no line breaks. "" decodes to nothing. Returns 0 and
- * *outlen_r, or -1. out is not NUL-terminated.
- */
-int sasl_base64_decode(const char *in, size_t len, unsigned char *out,
-    size_t outsize, size_t *outlen_r);
-
-/*
- * Encode in[0..len) into out (outsize >= SASL_BASE64_ENCODED_SIZE(len)),
- * NUL-terminated. Returns the length of the text, or -1 if out is too
- * small or len too large.
- */
-int sasl_base64_encode(const unsigned char *in, size_t len, char *out,
-    size_t outsize);
-
 /* ---- verification on worker threads ---- */
 
 /* ok: the password matches the hash. Runs on the event loop. */

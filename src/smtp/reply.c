@@ -219,6 +219,23 @@ static const struct reply replies[REPLY_MAX] = {
 	    "From: header address <%s> not owned by the authenticated user",
 	    "sender_login yes: an address in the From: header is neither "
 	    "the user's address nor one of its aliases (after DATA)" },
+	[REPLY_DMARC_REJECT] = { REPLY_DMARC_REJECT, 550, "5.7.1",
+	    "Message rejected by the DMARC policy of %s",
+	    "dmarc_enforce yes (the default), an unauthenticated client "
+	    "outside trusted, and a message that fails DMARC for a From: "
+	    "domain that publishes p=reject (or several From: domains, "
+	    "dmarc_multiple_from reject); after the final dot, before "
+	    "anything is acknowledged" },
+	[REPLY_SPF_FAIL] = { REPLY_SPF_FAIL, 550, "5.7.23",
+	    "SPF check failed: %s",
+	    "spf_reject yes and SPF fail for the MAIL FROM domain (or the HELO "
+	    "name with MAIL FROM:<>), from an unauthenticated client outside "
+	    "trusted; the text is the domain's explanation (exp=), printable "
+	    "ASCII only (RFC 7208 8.4)" },
+	[REPLY_SPF_TEMPERROR] = { REPLY_SPF_TEMPERROR, 451, "4.7.24",
+	    "Temporary SPF error, try again later",
+	    "spf_temperror_defer yes and an SPF temperror (a DNS failure) "
+	    "for the MAIL FROM domain (RFC 7208 8.6)" },
 	[REPLY_FROM_BAD] = { REPLY_FROM_BAD, 550, "5.7.1",
 	    "Error: malformed From: header",
 	    "sender_login yes: a From: header that does not parse as an "

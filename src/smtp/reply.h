@@ -81,6 +81,9 @@ enum reply_id {
 	REPLY_SENDER_NOT_OWNED,	/* 553 5.7.1 */
 	REPLY_FROM_NOT_OWNED,	/* 550 5.7.1 */
 	REPLY_FROM_BAD,		/* 550 5.7.1 */
+	REPLY_DMARC_REJECT,	/* 550 5.7.1: DMARC p=reject, failed */
+	REPLY_SPF_FAIL,		/* 550 5.7.23: spf_reject */
+	REPLY_SPF_TEMPERROR,	/* 451 4.7.24: spf_temperror_defer */
 	REPLY_MAX
 };
 

@@ -27,6 +27,7 @@
 #include "sasl/dovecot.h"
 #include "sasl/sasl.h"
 #include "tls/tls.h"
+#include "msgauth/dkim.h"
 #include "smtp/smtp_private.h"
 
 struct smtp_runtime *
@@ -52,6 +53,13 @@ smtp_runtime_unref(struct smtp_runtime *rt)
 {
 	if (rt == NULL || --rt->refs > 0)
 		return;
+	if (rt->dkim_keys != NULL) {
+		size_t i;
+
+		for (i = 0; i < rt->conf->ndkim_keys; i++)
+			dkim_privkey_free(rt->dkim_keys[i]);
+		free(rt->dkim_keys);
+	}
 	conf_free(rt->conf);
 	policy_tables_free(rt->tables);
 	tls_server_unref(rt->tls);
@@ -124,6 +132,14 @@ smtp_server_new(struct event_base *base, struct spool *sp,
 	srv->verifier = sasl_verifier_new(base, SMTP_AUTH_THREADS);
 	smtp_server_auth_setup(srv);
 	return srv;
+}
+
+void
+smtp_server_set_msgauth(struct smtp_server *srv, struct dns *dns,
+    struct workq *workq)
+{
+	srv->dns = dns;
+	srv->workq = workq;
 }
 
 void

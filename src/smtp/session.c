@@ -41,7 +41,10 @@
 
 #include <event2/event.h>
 
+#include "lib/workq.h"
 #include "mailaddr/hdraddr.h"
+#include "msgauth/authres.h"
+#include "msgauth/check.h"
 
 #include "io/io.h"
 #include "lib/buf.h"
@@ -102,11 +105,13 @@ enum smtp_state {
 	SMTP_STATE_AUTH,	/* reading SASL responses after 334 */
 	SMTP_STATE_AUTHWAIT,	/* checking credentials, or the failure
 				 * delay: nothing is read */
+	SMTP_STATE_MAILWAIT,	/* MAIL waits for SPF (spf_reject): nothing
+				 * is read */
 };
 
 static const char *const smtp_state_names[] = {
 	"GREETING", "INIT", "HELO", "MAIL", "RCPT", "OPEN", "DATA", "COMMIT",
-	"QUIT", "BDAT", "CHUNKING", "TLS", "AUTH", "AUTHWAIT",
+	"QUIT", "BDAT", "CHUNKING", "TLS", "AUTH", "AUTHWAIT", "MAILWAIT",
 };
 
 #define ST(x)		(1u << SMTP_STATE_##x)
@@ -157,6 +162,16 @@ struct smtp_txn {
 	 * other (from_count of them), kept while in_from.
 	 */
 	bool want_from;
+	/* SPF, DKIM and DMARC on this message, or NULL (not checked). */
+	struct msgauth_check *auth;
+	/* DKIM signing of submitted or trusted mail, or NULL. */
+	struct dkim_stream *sign;
+	/*
+	 * The header section, held until it ends so that forged
+	 * Authentication-Results fields can be left out (RFC 8601 5); at most
+	 * max_header_size octets (a larger one fails the message anyway).
+	 */
+	struct buf hdr;
 	bool in_from;
 	bool from_overflow;		/* longer than SMTP_FROM_MAX */
 	unsigned int from_count;
@@ -366,10 +381,13 @@ smtp_txn_reset(struct smtp_session *s)
 {
 	if (s->txn.writer != NULL)
 		spool_writer_abort(s->txn.writer);
+	msgauth_free(s->txn.auth);
+	dkim_stream_free(s->txn.sign);
 	envelope_free(&s->txn.env);
 	strset_free(&s->txn.targets);
 	strset_free(&s->txn.resolved);
 	buf_free(&s->txn.from);
+	buf_free(&s->txn.hdr);
 	memset(&s->txn, 0, sizeof(s->txn));
 	envelope_init(&s->txn.env);
 	strset_init(&s->txn.targets);
@@ -611,6 +629,7 @@ smtp_session_destroy(struct smtp_session *s)
 	smtp_txn_reset(s);
 	envelope_free(&s->txn.env);
 	buf_free(&s->txn.from);
+	buf_free(&s->txn.hdr);
 	buf_free(&s->chunk);
 	io_free(s->io);
 	smtp_runtime_unref(s->rt);
@@ -695,7 +714,8 @@ smtp_session_iocb(struct io *io, enum io_event ev, void *arg)
 		    smtp_state_names[s->state]);
 		if (s->state == SMTP_STATE_COMMIT ||
 		    s->state == SMTP_STATE_OPEN ||
-		    s->state == SMTP_STATE_AUTHWAIT)
+		    s->state == SMTP_STATE_AUTHWAIT ||
+		    s->state == SMTP_STATE_MAILWAIT)
 			break;		/* we answer; not the client */
 		if (s->state == SMTP_STATE_TLS) {
 			/* No plaintext reply into a handshake. */
@@ -923,7 +943,8 @@ smtp_session_process(struct smtp_session *s)
 		    s->state == SMTP_STATE_QUIT ||
 		    s->state == SMTP_STATE_GREETING ||
 		    s->state == SMTP_STATE_TLS ||
-		    s->state == SMTP_STATE_AUTHWAIT)
+		    s->state == SMTP_STATE_AUTHWAIT ||
+		    s->state == SMTP_STATE_MAILWAIT)
 			break;
 		if (io_in_len(s->io) == 0)
 			break;
@@ -945,7 +966,8 @@ smtp_session_process(struct smtp_session *s)
 		    s->state != SMTP_STATE_OPEN &&
 		    s->state != SMTP_STATE_COMMIT &&
 		    s->state != SMTP_STATE_TLS &&
-		    s->state != SMTP_STATE_AUTHWAIT)
+		    s->state != SMTP_STATE_AUTHWAIT &&
+		    s->state != SMTP_STATE_MAILWAIT)
 			smtp_wait_command(s);
 	}
 	s->busy = false;
@@ -1063,6 +1085,84 @@ smtp_skip_keyword(const char *args, const char *kw)
 	return args;
 }
 
+/*
+ * SPF, DKIM and DMARC judge mail from unauthenticated clients outside the
+ * trusted networks only (issue 5): mail a user submitted, or a trusted
+ * host relays, is signed, not judged. SPF starts now, with MAIL.
+ */
+static void
+smtp_msgauth_start(struct smtp_session *s, const char *sender)
+{
+	const struct conf *c = smtp_conf(s);
+	struct msgauth_params p;
+
+	if (!c->msgauth || s->srv->dns == NULL || s->auth_user != NULL ||
+	    conf_is_trusted(c, (const struct sockaddr *)&s->peer))
+		return;
+	memset(&p, 0, sizeof(p));
+	p.dns = s->srv->dns;
+	p.authserv_id = c->hostname;
+	p.client_ip = s->addr;
+	p.helo = s->helo;
+	p.mail_from = sender;
+	p.spf_helo = c->spf_helo;
+	p.dkim_max_signatures = (unsigned int)c->dkim_max_signatures;
+	p.dkim_allow_sha1 = c->dkim_allow_sha1;
+	p.dmarc_from_flags = DMARC_FROM_REJECT_INVALID |
+	    (c->dmarc_multiple_from == CONF_DMARC_MULTIPLE_FROM_REJECT ?
+	    DMARC_FROM_REJECT_MULTIPLE : 0);
+	p.header_max = (size_t)c->max_header_size;
+	p.pct_roll = MSGAUTH_ROLL_DRAW;
+	if (s->srv->workq != NULL) {
+		p.offload = workq_offload;
+		p.offload_ctx = s->srv->workq;
+	}
+	s->txn.auth = msgauth_start(&p);
+}
+
+/*
+ * spf_reject / spf_temperror_defer: the SPF verdict decides MAIL's reply.
+ * fail → 550 5.7.23 with the domain's explanation (RFC 7208 8.4), a
+ * temperror → 451 4.7.24 (8.6); anything else → 250.
+ */
+static void
+smtp_spf_verdict(void *arg, const struct spf_outcome *o)
+{
+	struct smtp_session *s = arg;
+	const struct conf *c = smtp_conf(s);
+	char why[200];
+	size_t i, n = 0;
+
+	if (o->result == SPF_FAIL && c->spf_reject) {
+		const char *e = o->explanation != NULL ? o->explanation : "";
+
+		/* Text from DNS: printable ASCII only, bounded. */
+		for (i = 0; e[i] != '\0' && n + 1 < sizeof(why); i++)
+			if (e[i] >= 0x20 && e[i] < 0x7f)
+				why[n++] = e[i];
+		why[n] = '\0';
+		smtp_txn_reset(s);
+		smtp_session_enter_state(s, SMTP_STATE_HELO);
+		smtp_reply(s, REPLY_SPF_FAIL, why[0] != '\0' ? why :
+		    "sender not authorized");
+	} else if (o->result == SPF_TEMPERROR && c->spf_temperror_defer) {
+		smtp_txn_reset(s);
+		smtp_session_enter_state(s, SMTP_STATE_HELO);
+		smtp_reply(s, REPLY_SPF_TEMPERROR, NULL);
+	} else {
+		smtp_session_enter_state(s, SMTP_STATE_MAIL);
+		smtp_reply(s, REPLY_MAIL_OK, NULL);
+	}
+	if (s->state == SMTP_STATE_QUIT)
+		return;
+	io_resume_read(s->io);
+	smtp_wait_command(s);
+	if (s->eof)
+		smtp_session_process(s);
+	else if (io_in_len(s->io) > 0)
+		io_reschedule(s->io);
+}
+
 static void
 smtp_cmd_mail(struct smtp_session *s, const char *args)
 {
@@ -1135,7 +1235,20 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	env->helo = xstrdup(s->helo);
 	env->tls = s->tls ? xstrdup(s->tls_info) : NULL;
 	env->auth_user = s->auth_user != NULL ? xstrdup(s->auth_user) : NULL;
+	smtp_msgauth_start(s, addr.text);
 	s->txn.smtputf8 = p.smtputf8;
+	if (s->txn.auth != NULL && (c->spf_reject || c->spf_temperror_defer)) {
+		/* The MAIL reply waits for SPF (RFC 7208 8.4, 8.6). */
+		log_info("smtp: mail session=%016llx client=%s from=<%s>",
+		    (unsigned long long)s->id, s->addr,
+		    log_escape(esc, sizeof(esc), addr.text,
+		    strlen(addr.text)));
+		smtp_session_enter_state(s, SMTP_STATE_MAILWAIT);
+		io_pause_read(s->io);
+		io_set_deadline(s->io, 0);
+		msgauth_spf_wait(s->txn.auth, smtp_spf_verdict, s);
+		return;
+	}
 	smtp_session_enter_state(s, SMTP_STATE_MAIL);
 	log_info("smtp: mail session=%016llx client=%s from=<%s>",
 	    (unsigned long long)s->id, s->addr,
@@ -1376,10 +1489,21 @@ smtp_content_init(struct smtp_session *s)
 		smtp_data_init(&s->data, mode, (size_t)c->max_line_length);
 	s->txn.in_headers = true;
 	s->txn.line_start = true;
+	buf_free(&s->txn.hdr);
+	buf_init(&s->txn.hdr, (size_t)c->max_header_size);
 	/* RFC 6409 8.2, 8.3: submission completes Date and Message-ID. */
 	s->txn.add_headers = s->listener.role != CONF_ROLE_MX ||
 	    s->auth_user != NULL;
 	s->txn.want_from = s->auth_user != NULL && c->sender_login;
+	/* Signed, not judged: submitted mail and trusted relays. */
+	if (s->rt->dkim_keys != NULL && (s->auth_user != NULL ||
+	    conf_is_trusted(c, (const struct sockaddr *)&s->peer))) {
+		s->txn.sign = dkim_stream_new(0, (size_t)c->max_header_size);
+		(void)dkim_stream_want_body(s->txn.sign, DKIM_CANON_RELAXED,
+		    DKIM_ALG_RSA_SHA256);
+		(void)dkim_stream_want_body(s->txn.sign, DKIM_CANON_RELAXED,
+		    DKIM_ALG_ED25519_SHA256);
+	}
 }
 
 static void smtp_bdat_read(struct smtp_session *);
@@ -2043,6 +2167,10 @@ smtp_content_write(struct smtp_session *s, const char *p, size_t len)
 	if (len == 0 || s->txn.failed ||
 	    s->data.size > smtp_conf(s)->max_message_size)
 		return;
+	if (s->txn.auth != NULL)
+		msgauth_feed(s->txn.auth, p, len);
+	if (s->txn.sign != NULL)
+		dkim_stream_feed(s->txn.sign, p, len);
 	if (spool_writer_write(s->txn.writer, p, len) == -1) {
 		s->txn.failed = true;
 		s->txn.write_errno = errno;
@@ -2071,6 +2199,58 @@ smtp_add_headers(struct smtp_session *s)
 	}
 }
 
+/* Is this header field (name: value CRLF...) a forged Authentication-
+ * Results naming our host? */
+static bool
+smtp_field_is_forged_authres(const struct smtp_session *s, const char *f,
+    size_t len)
+{
+	static const char name[] = "Authentication-Results";
+	size_t n = sizeof(name) - 1, i;
+
+	if (len <= n || ascii_strncasecmp(f, name, n) != 0)
+		return false;
+	for (i = n; i < len && (f[i] == ' ' || f[i] == '\t'); i++)
+		;
+	if (i == len || f[i] != ':')
+		return false;
+	i++;
+	return authres_claims_hostn(f + i, len - i, smtp_conf(s)->hostname);
+}
+
+/*
+ * Write the held header section: every field but forged
+ * Authentication-Results ones, then (submission) Date and Message-ID.
+ */
+static void
+smtp_headers_flush(struct smtp_session *s)
+{
+	const char *h = s->txn.hdr.data, *f;
+	size_t len = s->txn.hdr.len, i, start = 0;
+	unsigned int dropped = 0;
+
+	for (i = 0; i <= len; i++) {
+		/* A field ends where a line starts with other than WSP. */
+		if (i < len && !(i > start && h[i - 1] == '\n' &&
+		    h[i] != ' ' && h[i] != '\t'))
+			continue;
+		f = h + start;
+		if (i > start) {
+			if (smtp_field_is_forged_authres(s, f, i - start))
+				dropped++;
+			else
+				smtp_content_write(s, f, i - start);
+		}
+		start = i;
+	}
+	if (dropped > 0)
+		log_info("smtp: session=%016llx client=%s: removed %u "
+		    "Authentication-Results naming %s (RFC 8601 5)",
+		    (unsigned long long)s->id, s->addr, dropped,
+		    smtp_conf(s)->hostname);
+	buf_reset(&s->txn.hdr);
+}
+
 static void
 smtp_content_put(struct smtp_session *s, const char *p, size_t len)
 {
@@ -2080,13 +2260,16 @@ smtp_content_put(struct smtp_session *s, const char *p, size_t len)
 		return;
 	if (s->txn.in_headers) {
 		end = smtp_scan_headers(&s->txn, p, len);
-		if (!s->txn.in_headers && s->txn.add_headers) {
-			/* Before the empty line that ends the headers. */
-			smtp_content_write(s, p, end);
-			smtp_add_headers(s);
-			p += end;
-			len -= end;
-		}
+		/* Held until the section ends; past max_header_size the
+		 * message fails (smtp_data_verdict), so dropping is fine. */
+		(void)buf_append(&s->txn.hdr, p, end);
+		if (s->txn.in_headers)
+			return;
+		smtp_headers_flush(s);
+		if (s->txn.add_headers)
+			smtp_add_headers(s);	/* before the empty line */
+		p += end;
+		len -= end;
 	}
 	smtp_content_write(s, p, len);
 }
@@ -2186,6 +2369,9 @@ smtp_bdat_refuse(struct smtp_session *s, enum reply_id reply,
 
 static void smtp_message_fail_arg(struct smtp_session *, enum reply_id,
     const char *);
+static void smtp_message_commit(struct smtp_session *);
+static int smtp_dkim_sign_start(struct smtp_session *);
+static void smtp_msgauth_done(void *, const struct msgauth_result *);
 
 static void
 smtp_message_fail(struct smtp_session *s, enum reply_id verdict)
@@ -2450,8 +2636,11 @@ smtp_from_verdict(struct smtp_session *s, char *bad, size_t badsize)
 static void
 smtp_message_end(struct smtp_session *s)
 {
-	struct smtp_commit *cm;
-	enum reply_id verdict = smtp_data_verdict(s);
+	enum reply_id verdict;
+
+	if (s->txn.in_headers)
+		smtp_headers_flush(s);	/* no empty line: all header */
+	verdict = smtp_data_verdict(s);
 	char bad[SMTP_PATH_MAX + 1], ue[128];
 
 	if (verdict == REPLY_NONE &&
@@ -2484,13 +2673,220 @@ smtp_message_end(struct smtp_session *s)
 			return;
 		}
 	}
-	cm = xcalloc(1, sizeof(*cm));
-	cm->srv = s->srv;
-	envelope_copy(&cm->env, &s->txn.env);
 	smtp_session_enter_state(s, SMTP_STATE_COMMIT);
 	io_set_deadline(s->io, 0);
 	io_pause_read(s->io);
+	if (s->txn.sign != NULL && smtp_dkim_sign_start(s) == 0)
+		return;		/* committed once signed */
+	if (s->txn.auth != NULL) {
+		/* DKIM keys, crypto and DMARC first: nothing is
+		 * acknowledged before the verdict (a reject is a 550). */
+		msgauth_end(s->txn.auth, smtp_msgauth_done, s);
+		return;
+	}
+	smtp_message_commit(s);
+}
+
+/* Hand the message to the spool; 250 once it is durable. */
+static void
+smtp_message_commit(struct smtp_session *s)
+{
+	struct smtp_commit *cm;
+
+	cm = xcalloc(1, sizeof(*cm));
+	cm->srv = s->srv;
+	envelope_copy(&cm->env, &s->txn.env);
 	spool_writer_commit(s->txn.writer, &s->txn.env, smtp_committed, cm,
 	    s->id);
 	s->txn.writer = NULL;
+}
+
+/* Signing on a worker: the stream and the keys travel with the job. */
+struct smtp_sign_job {
+	struct smtp_server *srv;
+	uint64_t session;
+	struct smtp_runtime *rt;	/* holds the keys */
+	struct dkim_stream *st;
+	char domain[SMTP_DOMAIN_MAX + 1];
+	size_t keys[16];		/* indexes into rt->conf->dkim_keys */
+	size_t nkeys;
+	struct buf fields;		/* the DKIM-Signature fields made */
+	char error[600];
+};
+
+static void
+smtp_sign_work(void *arg)
+{
+	struct smtp_sign_job *j = arg;
+	const struct conf *c = j->rt->conf;
+	struct dkim_sign_opts o;
+	const char *err = NULL;
+	char *field;
+	size_t i;
+
+	for (i = 0; i < j->nkeys; i++) {
+		const struct conf_dkim_key *k = &c->dkim_keys[j->keys[i]];
+
+		dkim_sign_opts_init(&o, j->domain, k->selector);
+		field = dkim_stream_sign(j->st, j->rt->dkim_keys[j->keys[i]],
+		    &o, &err);
+		if (field == NULL) {
+			snprintf(j->error, sizeof(j->error), "%.255s %.255s: %.80s",
+			    j->domain, k->selector, err != NULL ? err : "?");
+			continue;
+		}
+		(void)buf_append_str(&j->fields, field);
+		free(field);
+	}
+}
+
+static void
+smtp_sign_done(void *arg)
+{
+	struct smtp_sign_job *j = arg;
+	struct smtp_session *s = smtp_server_find(j->srv, j->session);
+
+	if (j->error[0] != '\0')
+		log_warn("smtp: dkim signing failed session=%016llx: %s",
+		    (unsigned long long)j->session, j->error);
+	if (s != NULL && s->state == SMTP_STATE_COMMIT &&
+	    s->txn.writer != NULL) {
+		if (j->fields.len > 0) {
+			log_info("smtp: dkim signed session=%016llx d=%s "
+			    "signatures=%zu", (unsigned long long)s->id,
+			    j->domain, j->nkeys);
+			free(s->txn.env.prepend);
+			s->txn.env.prepend = xstrdup(buf_str(&j->fields));
+		}
+		smtp_message_commit(s);
+	}
+	dkim_stream_free(j->st);
+	smtp_runtime_unref(j->rt);
+	buf_free(&j->fields);
+	free(j);
+}
+
+/* The From: domain of a message, lower-cased, when it names exactly one. */
+static int
+smtp_sign_from_cb(void *arg, const char *addr, size_t len)
+{
+	char *out = arg;
+	size_t llen;
+	bool quoted;
+
+	if (out[0] != '\0' || !mailaddr_addr_split(addr, len, &llen, &quoted) ||
+	    len - llen - 1 > SMTP_DOMAIN_MAX) {
+		out[0] = '\1';		/* several, or unusable */
+		return 1;
+	}
+	memcpy(out, addr + llen + 1, len - llen - 1);
+	out[len - llen - 1] = '\0';
+	return 0;
+}
+
+/*
+ * Sign with the keys of the From: domain (dkim_sign) on a worker, then
+ * commit with the DKIM-Signature fields in front. Returns -1 (nothing to
+ * sign: commit as it is) when no key applies.
+ */
+static int
+smtp_dkim_sign_start(struct smtp_session *s)
+{
+	const struct conf *c = smtp_conf(s);
+	const struct conf_dkim_key *k;
+	const char *const *values;
+	const size_t *lens;
+	struct smtp_sign_job *j;
+	char domain[SMTP_DOMAIN_MAX + 2] = "";
+	size_t iter = 0, n;
+
+	dkim_stream_finish(s->txn.sign);
+	n = dkim_stream_from(s->txn.sign, &values, &lens);
+	if (n != 1 || mailaddr_header_addresses(values[0], lens[0],
+	    smtp_sign_from_cb, domain) != 1 || domain[0] == '\1' ||
+	    domain[0] == '\0')
+		return -1;
+	ascii_lowercase(domain);
+	j = xcalloc(1, sizeof(*j));
+	while ((k = conf_dkim_key_next(c, domain, &iter)) != NULL &&
+	    j->nkeys < nitems(j->keys))
+		j->keys[j->nkeys++] = (size_t)(k - c->dkim_keys);
+	if (j->nkeys == 0 || s->srv->workq == NULL) {
+		free(j);
+		return -1;
+	}
+	j->srv = s->srv;
+	j->session = s->id;
+	j->rt = smtp_runtime_ref(s->rt);
+	j->st = s->txn.sign;
+	s->txn.sign = NULL;		/* the job's now */
+	strlcpy(j->domain, domain, sizeof(j->domain));
+	buf_init(&j->fields, 64 * 1024);
+	workq_run(s->srv->workq, smtp_sign_work, smtp_sign_done, j);
+	return 0;
+}
+
+/*
+ * p=quarantine (RFC 7489 6.3): delivered, marked with X-Spam-Flag (what
+ * Sieve scripts and mail programs already sort on) and a line saying
+ * why, and with quarantine_folder into that Maildir++ folder of each
+ * local mailbox ("Junk" -> MAILDIR/.Junk/).
+ */
+static void
+smtp_msgauth_quarantine(struct smtp_session *s, const struct msgauth_result *r)
+{
+	const char *folder = smtp_conf(s)->quarantine_folder;
+	size_t i;
+
+	s->txn.env.prepend = xasprintf("%sX-Spam-Flag: YES\r\n"
+	    "X-Petrel-Quarantine: DMARC policy of %s\r\n", r->authres,
+	    r->dmarc_from != NULL ? r->dmarc_from : "the From: domain");
+	if (folder == NULL)
+		return;
+	for (i = 0; i < s->txn.env.nrcpts; i++) {
+		struct envelope_rcpt *rc = &s->txn.env.rcpts[i];
+		char *box;
+
+		if (rc->kind != RCPT_KIND_LOCAL || rc->mailbox == NULL)
+			continue;
+		box = xasprintf("%s/.%s", rc->mailbox, folder);
+		free(rc->mailbox);
+		rc->mailbox = box;
+	}
+}
+
+/*
+ * The verdicts are in (RFC 7489 6.6.2, 10.3): a failing message under
+ * p=reject is refused with dmarc_enforce; otherwise it is committed with
+ * the Authentication-Results field in front (queue format v3 PREPEND).
+ */
+static void
+smtp_msgauth_done(void *arg, const struct msgauth_result *r)
+{
+	struct smtp_session *s = arg;
+
+	log_info("msgauth: session=%016llx client=%s %s",
+	    (unsigned long long)s->id, s->addr, r->log);
+	if (r->disposition == MSGAUTH_REJECT && smtp_conf(s)->dmarc_enforce) {
+		char from[SMTP_DOMAIN_MAX + 1];
+
+		strlcpy(from, r->dmarc_from != NULL ? r->dmarc_from :
+		    "the From: domain", sizeof(from));
+		smtp_message_fail_arg(s, REPLY_DMARC_REJECT, from);
+		if (s->state == SMTP_STATE_QUIT)
+			return;
+		io_resume_read(s->io);
+		if (s->eof)
+			smtp_session_process(s);
+		else if (io_in_len(s->io) > 0)
+			io_reschedule(s->io);
+		return;
+	}
+	free(s->txn.env.prepend);
+	if (r->disposition == MSGAUTH_QUARANTINE &&
+	    smtp_conf(s)->dmarc_enforce) {
+		smtp_msgauth_quarantine(s, r);
+	} else
+		s->txn.env.prepend = xstrdup(r->authres);
+	smtp_message_commit(s);
 }

@@ -22,12 +22,17 @@ struct spool;
 struct policy_tables;
 struct smtp_server;
 struct tls_server;
+struct dns;
+struct workq;
+struct dkim_privkey;
 
 /* Configuration and tables shared by sessions; reference-counted. */
 struct smtp_runtime {
 	struct conf *conf;
 	struct policy_tables *tables;
 	struct tls_server *tls;		/* STARTTLS and port 465, or NULL */
+	/* The dkim_sign keys, loaded: dkim_keys[i] is conf->dkim_keys[i]'s. */
+	struct dkim_privkey **dkim_keys;
 	unsigned int refs;
 };
 
@@ -52,6 +57,14 @@ typedef void (*smtp_queued_cb)(void *arg, const char *id,
 struct smtp_server *smtp_server_new(struct event_base *base,
     struct spool *sp, struct smtp_runtime *rt, smtp_queued_cb queued,
     void *arg);
+
+/*
+ * What message authentication (SPF, DKIM, DMARC) needs: the resolver and
+ * a worker pool for the DKIM crypto (lib/workq.h). Without a resolver,
+ * incoming mail is not checked (and gets no Authentication-Results).
+ */
+void smtp_server_set_msgauth(struct smtp_server *srv, struct dns *dns,
+    struct workq *workq);
 
 /* Install a new runtime for sessions that start from now on. */
 void smtp_server_set_runtime(struct smtp_server *srv,

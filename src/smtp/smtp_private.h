@@ -63,6 +63,10 @@ struct smtp_server {
 					 * the requests still in flight */
 	size_t nretired;
 
+	/* SPF/DKIM/DMARC on incoming mail; NULL: not checked. */
+	struct dns *dns;
+	struct workq *workq;
+
 	bool shutting_down;
 	void (*shutdown_done)(void *);
 	void *shutdown_arg;

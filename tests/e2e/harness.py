@@ -30,6 +30,12 @@ SOURCE_DIR = os.environ.get("PETREL_SOURCE_DIR",
                             os.path.dirname(os.path.dirname(_HERE)))
 PETREL_BIN = os.environ.get("PETREL_BIN",
                             os.path.join(SOURCE_DIR, "build", "petrel"))
+# Conformance material written by others: the unchanged copy of
+# ../shared/conformance kept in tests/data (CI has no ../shared beside the
+# checkout; test_conformance_copy.py keeps the two equal).
+CONFORMANCE_DIR = os.environ.get(
+    "PETREL_CONFORMANCE_DIR",
+    os.path.join(SOURCE_DIR, "tests", "data", "conformance"))
 SWAKS = "/usr/bin/swaks"
 CLIENT_HELO = "client.example.test"
 SANITIZE = bool(os.environ.get("PETREL_SANITIZE"))
@@ -219,7 +225,7 @@ class Petrel:
     def __init__(self, tmpdir=None, extra_conf="", domains=("example.test",),
                  users=None, aliases=None, user="petrel", listen=None,
                  hostname="mx.example.test", trusted=(), env=None,
-                 wrapper=None, dns="127.0.0.1:5353"):
+                 wrapper=None, dns="127.0.0.1:5353", msgauth=False):
         self.own_tmpdir = tmpdir is None
         self.tmpdir = tmpdir or workdir()
         self.hostname = hostname
@@ -244,6 +250,10 @@ class Petrel:
         self.port = int(port)
         self.trusted = list(trusted)
         self.extra_conf = extra_conf
+        # SPF/DKIM/DMARC on incoming mail: off unless a test asks for it,
+        # so that the other tests see their messages byte for byte
+        # (no Authentication-Results) and no DNS lookups at DATA.
+        self.msgauth = msgauth
         # DNS servers for the `dns` lines: tests that deliver outbound
         # pass their own loopback server (dnsserver.py).
         self.dns = [dns] if isinstance(dns, str) else list(dns or [])
@@ -281,6 +291,8 @@ class Petrel:
             out.append("aliases %s" % os.path.join(self.tmpdir, "aliases"))
         if self.user is not None:
             out.append("user %s" % self.user)
+        if not self.msgauth and "msgauth" not in self.extra_conf:
+            out.append("msgauth no")
         out.append(self.extra_conf)
         return "\n".join(out) + "\n"
 
@@ -665,15 +677,9 @@ SMUGGLING_VARIANTS_REL = os.path.join("conformance", "smtp",
 
 
 def smuggling_variants_path():
-    """The shared SMTP-smuggling conformance file: ../shared beside the
-    source tree first, then its unchanged copy in tests/data (a checkout
-    without ../shared, as in CI)."""
-    for base in (os.path.join(SOURCE_DIR, "..", "shared"),
-                 os.path.join(SOURCE_DIR, "tests", "data")):
-        path = os.path.join(base, SMUGGLING_VARIANTS_REL)
-        if os.path.exists(path):
-            return path
-    raise FileNotFoundError(SMUGGLING_VARIANTS_REL)
+    """The SMTP-smuggling conformance file, from CONFORMANCE_DIR."""
+    return os.path.join(CONFORMANCE_DIR, "smtp",
+                        "smuggling-eod-variants.json")
 
 
 def smuggling_variants():

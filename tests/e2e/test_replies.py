@@ -1963,6 +1963,9 @@ COVERAGE = {
     "REPLY_SENDER_NOT_OWNED": ["test_sender_not_owned_553"],
     "REPLY_FROM_NOT_OWNED": ["test_from_header_not_owned_550"],
     "REPLY_FROM_BAD": ["test_from_header_malformed_550"],
+    "REPLY_DMARC_REJECT": ["test_dmarc_reject_550"],
+    "REPLY_SPF_FAIL": ["test_spf_reject_and_temperror_at_mail"],
+    "REPLY_SPF_TEMPERROR": ["test_spf_reject_and_temperror_at_mail"],
 }
 UNREACHABLE = {
     "REPLY_BAD_MAILBOX": "policy_tables_load() refuses a users entry "
@@ -1981,6 +1984,75 @@ UNREACHABLE = {
     "test_tls_unavailable_never_sent), and when OpenSSL cannot make the "
     "connection after the 220 the session is closed",
 }
+
+
+def test_dmarc_reject_550(make_petrel):
+    """Issue 5's case: port 25, a client (127.0.0.5) outside trusted, a
+    MAIL FROM and From: domain that publishes v=spf1 ip4:127.0.0.6 -all
+    and p=reject, no signature: 550 5.7.1 after the final dot, nothing
+    queued. The same message from 127.0.0.6 is accepted (the control)."""
+    from dnsserver import DNSServer
+    with DNSServer() as dns:
+        dns.add("sender.test", "TXT", "v=spf1 ip4:127.0.0.6 -all")
+        dns.add("_dmarc.sender.test", "TXT", "v=DMARC1; p=reject")
+        p = make_petrel(dns="127.0.0.1:%d" % dns.port, msgauth=True)
+        msg = ("From: <boss@sender.test>\r\nTo: <alice@example.test>\r\n"
+               "Subject: pay this\r\n\r\nnow\r\n.\r\n")
+        for source, rid in (("127.0.0.5", "REPLY_DMARC_REJECT"),
+                            ("127.0.0.6", "REPLY_QUEUED")):
+            with p.raw(source=source) as c:
+                expect_reply(c, "REPLY_GREETING", HOST)
+                greet_ehlo = c.ehlo()
+                assert greet_ehlo
+                send_expect(c, "MAIL FROM:<boss@sender.test>",
+                            "REPLY_MAIL_OK")
+                send_expect(c, "RCPT TO:<alice@example.test>",
+                            "REPLY_RCPT_OK")
+                send_expect(c, "DATA", "REPLY_DATA_GO")
+                c.send(msg)
+                if rid == "REPLY_DMARC_REJECT":
+                    expect_reply(c, "REPLY_DMARC_REJECT", "sender.test")
+                    assert_in_sync(c)
+                else:
+                    code, lines = c.reply()
+                    assert code == 250, lines
+        p.wait_delivered("alice@example.test", 1)
+        got = p.maildir_messages("alice@example.test")
+        assert len(got) == 1
+        assert b"spf=pass" in got[0] and b"dmarc=pass" in got[0], got[0]
+
+
+def test_spf_reject_and_temperror_at_mail(make_petrel):
+    """spf_reject yes: SPF fail → 550 5.7.23 at MAIL with the domain's
+    explanation; spf_temperror_defer yes: a DNS failure → 451 4.7.24;
+    a pass → 250. Trusted clients are not judged."""
+    from dnsserver import DNSServer
+    with DNSServer() as dns:
+        dns.add("sender.test", "TXT",
+                "v=spf1 ip4:127.0.0.6 -all exp=why.sender.test")
+        dns.add("why.sender.test", "TXT", "%{i} may not send for %{d}")
+        dns.add("broken.test", "TXT", "v=spf1 -all")
+        dns.fail("broken.test", "servfail")
+        p = make_petrel(dns="127.0.0.1:%d" % dns.port, msgauth=True,
+                        trusted=["127.0.0.7/32"],
+                        extra_conf="spf_reject yes\nspf_temperror_defer yes")
+        with p.raw(source="127.0.0.5") as c:
+            expect_reply(c, "REPLY_GREETING", HOST)
+            c.ehlo()
+            send_expect(c, "MAIL FROM:<boss@sender.test>", "REPLY_SPF_FAIL",
+                        "127.0.0.5 may not send for sender.test")
+            send_expect(c, "MAIL FROM:<x@broken.test>",
+                        "REPLY_SPF_TEMPERROR")
+            assert_in_sync(c)
+        for source in ("127.0.0.6", "127.0.0.7"):
+            with p.raw(source=source) as c:
+                expect_reply(c, "REPLY_GREETING", HOST)
+                c.ehlo()
+                send_expect(c, "MAIL FROM:<boss@sender.test>",
+                            "REPLY_MAIL_OK")
+                send_expect(c, "RCPT TO:<alice@example.test>",
+                            "REPLY_RCPT_OK")
+                assert_in_sync(c)
 
 
 def test_every_reply_has_a_test():

@@ -23,6 +23,7 @@ assert_envelope_equal(const struct envelope *a, const struct envelope *b)
 	test_assert_str_or_null(a->proto, b->proto);
 	test_assert_str_or_null(a->tls, b->tls);
 	test_assert_str_or_null(a->auth_user, b->auth_user);
+	test_assert_str_or_null(a->prepend, b->prepend);
 	assert_int_equal(a->arrival, b->arrival);
 	assert_int_equal(a->nrcpts, b->nrcpts);
 	for (i = 0; i < a->nrcpts; i++) {

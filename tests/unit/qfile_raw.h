@@ -74,6 +74,12 @@ raw_tail_version(struct buf *b, const struct envelope *env,
 	raw_str(&p, env->auth_user);
 	assert_int_equal(qfile_record_append(b, QFILE_REC_CLIENT, p.data,
 	    p.len), 0);
+	if (env->prepend != NULL) {
+		buf_reset(&p);
+		raw_str(&p, env->prepend);
+		assert_int_equal(qfile_record_append(b, QFILE_REC_PREPEND,
+		    p.data, p.len), 0);
+	}
 	for (i = 0; i < env->nrcpts; i++) {
 		const struct envelope_rcpt *r = &env->rcpts[i];
 

@@ -3,9 +3,8 @@
  * smuggling scanners, for the unit tests that feed them to the DATA
  * reader (test_smtp_data.c) and to the client (test_client.c). They come
  * from the shared conformance file smuggling-eod-variants.json, never
- * from a list of our own: $PETREL_SOURCE_DIR/../shared/conformance/smtp/
- * first, then the unchanged copy in $PETREL_SOURCE_DIR/tests/data/
- * conformance/smtp/ (a checkout without ../shared, as in CI).
+ * from a list of our own: the unchanged copy of ../shared/conformance in
+ * tests/data/conformance/smtp/ (CI has no ../shared).
  * Include after <cmocka.h> (and its prerequisites).
  *
  * Entry point: smuggling_variants_load().
@@ -57,27 +56,15 @@ smuggling_read_file(const char *path, size_t *len_r)
 }
 
 /*
- * The file's text: the shared conformance set first, then the copy in
- * tests/data. The path read is left in path (for the log).
+ * The file's text, from the copy in tests/data/conformance (see
+ * test_conformance_path()). The path read is left in path (for the log).
  */
 static inline char *
 smuggling_variants_text(char *path, size_t pathsize)
 {
-	static const char *const rel[] = {
-		"../shared/conformance/smtp/" SMUGGLING_VARIANTS_FILE,
-		"tests/data/conformance/smtp/" SMUGGLING_VARIANTS_FILE,
-	};
-	const char *src = getenv("PETREL_SOURCE_DIR");
-	size_t i, len;
-	char *text;
+	size_t len;
 
-	for (i = 0; src != NULL && i < sizeof(rel) / sizeof(rel[0]); i++) {
-		snprintf(path, pathsize, "%s/%s", src, rel[i]);
-		if ((text = smuggling_read_file(path, &len)) != NULL)
-			return text;
-	}
-	snprintf(path, pathsize, "%s", "/work/shared/conformance/smtp/"
-	    SMUGGLING_VARIANTS_FILE);
+	test_conformance_path(path, pathsize, "smtp/" SMUGGLING_VARIANTS_FILE);
 	return smuggling_read_file(path, &len);
 }
 

@@ -1,7 +1,8 @@
 /*
  * test_conf.c: the configuration parser (src/conf). Every directive with
  * its value, every default, the built-in default, lists, every error
- * message with its line, trusted networks and conf_locate().
+ * message with its line, trusted networks, conf_locate(), and the SPF,
+ * DKIM and DMARC directives with conf_dkim_key_next().
  *
  * Each case writes its configuration text to a temporary file (mkstemp),
  * loads it and compares; failures print "got X, want Y".
@@ -140,6 +141,26 @@ string_at(const struct conf *c, size_t offset)
 	return s;
 }
 
+static bool
+bool_at(const struct conf *c, size_t offset)
+{
+	bool v;
+
+	memcpy(&v, (const char *)c + offset, sizeof(v));
+	return v;
+}
+
+static void
+check_bool(const struct conf *c, size_t offset, const char *name,
+    bool want, const char *ctx)
+{
+	bool got = bool_at(c, offset);
+
+	if (got != want)
+		fail_msg("%s: %s: got %s, want %s", ctx, name,
+		    got ? "yes" : "no", want ? "yes" : "no");
+}
+
 static void
 check_number(const struct conf *c, size_t offset, const char *name,
     uint64_t want, const char *ctx)
@@ -198,6 +219,21 @@ static const struct {
 	{ FIELD(bounce_size_limit), 50 * 1024 },
 	{ FIELD(auth_fail_delay), 1 },
 	{ FIELD(auth_max_failures), 3 },
+	{ FIELD(dkim_max_signatures), 5 },
+};
+
+/* The SPF, DKIM and DMARC switches and their defaults. */
+static const struct {
+	size_t offset;
+	const char *name;
+	bool def;
+} msgauth_bool_defaults[] = {
+	{ FIELD(msgauth), true },
+	{ FIELD(spf_reject), false },
+	{ FIELD(spf_temperror_defer), false },
+	{ FIELD(spf_helo), false },
+	{ FIELD(dkim_allow_sha1), false },
+	{ FIELD(dmarc_enforce), true },
 };
 
 /* Defaults shared by a file that omits everything and the built-in one. */
@@ -225,6 +261,15 @@ check_number_defaults(const struct conf *c, const char *ctx)
 	assert_true(c->sender_login);
 	assert_false(c->received_auth_name);
 	assert_int_equal(c->auth_backend, CONF_AUTH_USERS);
+	for (i = 0; i < nitems(msgauth_bool_defaults); i++)
+		check_bool(c, msgauth_bool_defaults[i].offset,
+		    msgauth_bool_defaults[i].name,
+		    msgauth_bool_defaults[i].def, ctx);
+	assert_null(c->dkim_keys);
+	assert_int_equal(c->ndkim_keys, 0);
+	assert_int_equal(c->dmarc_multiple_from,
+	    CONF_DMARC_MULTIPLE_FROM_REJECT);
+	assert_null(c->quarantine_folder);
 }
 
 static void
@@ -409,6 +454,9 @@ static const struct {
 	{ "auth_fail_delay 0", FIELD(auth_fail_delay), 0 },
 	{ "auth_fail_delay 10s", FIELD(auth_fail_delay), 10 },
 	{ "auth_max_failures 5", FIELD(auth_max_failures), 5 },
+	{ "dkim_max_signatures 1", FIELD(dkim_max_signatures), 1 },
+	{ "dkim_max_signatures 20", FIELD(dkim_max_signatures), 20 },
+	{ "dkim_max_signatures 05", FIELD(dkim_max_signatures), 5 },
 };
 
 static void
@@ -466,6 +514,17 @@ static const struct {
 	{ "tls_protocols TLSv1.3", FIELD(tls_protocols), "TLSv1.3" },
 	{ "tls_protocols TLSv1.2   TLSv1.3", FIELD(tls_protocols),
 	    "TLSv1.2 TLSv1.3" },
+	{ "quarantine_folder Junk", FIELD(quarantine_folder), "Junk" },
+	{ "quarantine_folder Junk.DMARC", FIELD(quarantine_folder),
+	    "Junk.DMARC" },
+	{ "quarantine_folder spam_2-x", FIELD(quarantine_folder),
+	    "spam_2-x" },
+	{ "quarantine_folder _", FIELD(quarantine_folder), "_" },
+	/* 64 octets, the most */
+	{ "quarantine_folder "
+	  "J123456789012345678901234567890123456789012345678901234567890123",
+	    FIELD(quarantine_folder),
+	  "J123456789012345678901234567890123456789012345678901234567890123" },
 };
 
 static void
@@ -959,6 +1018,137 @@ static const struct {
 	    { "1: auth: expected \"users\" or \"dovecot unix:/path/to/"
 	      "auth-client\", not \"ldap\"" } },
 
+	/* SPF, DKIM and DMARC */
+	{ "spf_reject maybe\n",
+	    { "1: spf_reject: invalid value \"maybe\" (on or off)" } },
+	{ "spf_temperror_defer 1\n",
+	    { "1: spf_temperror_defer: invalid value \"1\" (on or off)" } },
+	{ "spf_helo YES\n",
+	    { "1: spf_helo: invalid value \"YES\" (on or off)" } },
+	{ "dkim_allow_sha1 true\n",
+	    { "1: dkim_allow_sha1: invalid value \"true\" (on or off)" } },
+	{ "dmarc_enforce quarantine\n",
+	    { "1: dmarc_enforce: invalid value \"quarantine\" (on or "
+	      "off)" } },
+	{ "msgauth off please\n",
+	    { "1: msgauth: unexpected extra value \"please\"" } },
+	{ "msgauth no\nmsgauth yes\n",
+	    { "2: duplicate directive \"msgauth\" (first on line 1)" } },
+	{ "spf_reject yes\n\nspf_reject yes\n",
+	    { "3: duplicate directive \"spf_reject\" (first on line 1)" } },
+	{ "dkim_max_signatures 0\n",
+	    { "1: dkim_max_signatures: too small (minimum 1)" } },
+	{ "dkim_max_signatures 21\n",
+	    { "1: dkim_max_signatures: too large (maximum 20)" } },
+	{ "dkim_max_signatures five\n",
+	    { "1: dkim_max_signatures: invalid number \"five\"" } },
+	{ "dmarc_multiple_from first\n",
+	    { "1: dmarc_multiple_from: invalid value \"first\" (reject or "
+	      "evaluate)" } },
+	{ "dmarc_multiple_from Reject\n",
+	    { "1: dmarc_multiple_from: invalid value \"Reject\" (reject or "
+	      "evaluate)" } },
+	{ "dmarc_multiple_from\n",
+	    { "1: dmarc_multiple_from: missing value" } },
+	{ "dkim_sign example.test s1\n",
+	    { "1: dkim_sign: missing value" } },
+	{ "dkim_sign example.test s1 /k.pem rsa\n",
+	    { "1: dkim_sign: unexpected extra value \"rsa\"" } },
+	{ "dkim_sign * s1 /k.pem\n",
+	    { "1: dkim_sign: invalid domain \"*\"" } },
+	{ "dkim_sign *.example.test s1 /k.pem\n",
+	    { "1: dkim_sign: invalid domain \"*.example.test\"" } },
+	{ "dkim_sign example.test. s1 /k.pem\n",
+	    { "1: dkim_sign: invalid domain \"example.test.\"" } },
+	{ "dkim_sign ex_ample.test s1 /k.pem\n",
+	    { "1: dkim_sign: invalid domain \"ex_ample.test\"" } },
+	{ "dkim_sign [192.0.2.1] s1 /k.pem\n",
+	    { "1: dkim_sign: invalid domain \"[192.0.2.1]\"" } },
+	{ "dkim_sign example.test s_1 /k.pem\n",
+	    { "1: dkim_sign: invalid selector \"s_1\" (letters, digits and "
+	      "hyphens, labels separated by dots)" } },
+	{ "dkim_sign example.test -s1 /k.pem\n",
+	    { "1: dkim_sign: invalid selector \"-s1\" (letters, digits and "
+	      "hyphens, labels separated by dots)" } },
+	{ "dkim_sign example.test s1- /k.pem\n",
+	    { "1: dkim_sign: invalid selector \"s1-\" (letters, digits and "
+	      "hyphens, labels separated by dots)" } },
+	{ "dkim_sign example.test a..b /k.pem\n",
+	    { "1: dkim_sign: invalid selector \"a..b\" (letters, digits and "
+	      "hyphens, labels separated by dots)" } },
+	{ "dkim_sign example.test .s1 /k.pem\n",
+	    { "1: dkim_sign: invalid selector \".s1\" (letters, digits and "
+	      "hyphens, labels separated by dots)" } },
+	{ "dkim_sign example.test s1. /k.pem\n",
+	    { "1: dkim_sign: invalid selector \"s1.\" (letters, digits and "
+	      "hyphens, labels separated by dots)" } },
+	{ "dkim_sign example.test s1._domainkey /k.pem\n",
+	    { "1: dkim_sign: invalid selector \"s1._domainkey\" (letters, "
+	      "digits and hyphens, labels separated by dots)" } },
+	{ "dkim_sign example.test "
+	  "s123456789012345678901234567890123456789012345678901234567890123"
+	  " /k.pem\n",
+	    { "1: dkim_sign: invalid selector "
+	      "\"s123456789012345678901234567890123456789012345678901234567890"
+	      "123\" (letters, digits and hyphens, labels separated by "
+	      "dots)" } },
+	{ "dkim_sign example.test s\xc3\xa9 /k.pem\n",
+	    { "1: dkim_sign: invalid selector \"s\\xc3\\xa9\" (letters, "
+	      "digits and hyphens, labels separated by dots)" } },
+	{ "dkim_sign example.test s1 /a.pem\n"
+	  "dkim_sign Example.TEST s1 /b.pem\n",
+	    { "2: dkim_sign: selector \"s1\" of example.test already listed "
+	      "on line 1" } },
+	{ "dkim_sign example.test s1 /a.pem\n"
+	  "dkim_sign example.test s2 /b.pem\n"
+	  "# x\n"
+	  "dkim_sign example.test S2 /a.pem\n",
+	    { "4: dkim_sign: selector \"S2\" of example.test already listed "
+	      "on line 2" } },
+	{ "quarantine_folder .Junk\n",
+	    { "1: quarantine_folder: invalid folder name \".Junk\" (letters, "
+	      "digits, '-' and '_', with '.' between names, as in Junk or "
+	      "Junk.DMARC)" } },
+	{ "quarantine_folder Junk.\n",
+	    { "1: quarantine_folder: invalid folder name \"Junk.\" (letters, "
+	      "digits, '-' and '_', with '.' between names, as in Junk or "
+	      "Junk.DMARC)" } },
+	{ "quarantine_folder ..\n",
+	    { "1: quarantine_folder: invalid folder name \"..\" (letters, "
+	      "digits, '-' and '_', with '.' between names, as in Junk or "
+	      "Junk.DMARC)" } },
+	{ "quarantine_folder .\n",
+	    { "1: quarantine_folder: invalid folder name \".\" (letters, "
+	      "digits, '-' and '_', with '.' between names, as in Junk or "
+	      "Junk.DMARC)" } },
+	{ "quarantine_folder Junk..Spam\n",
+	    { "1: quarantine_folder: invalid folder name \"Junk..Spam\" "
+	      "(letters, digits, '-' and '_', with '.' between names, as in "
+	      "Junk or Junk.DMARC)" } },
+	{ "quarantine_folder Junk/../../etc\n",
+	    { "1: quarantine_folder: invalid folder name \"Junk/../../etc\" "
+	      "(letters, digits, '-' and '_', with '.' between names, as in "
+	      "Junk or Junk.DMARC)" } },
+	{ "quarantine_folder /var/mail/junk\n",
+	    { "1: quarantine_folder: invalid folder name \"/var/mail/junk\" "
+	      "(letters, digits, '-' and '_', with '.' between names, as in "
+	      "Junk or Junk.DMARC)" } },
+	{ "quarantine_folder J\xc3\xbcnk\n",
+	    { "1: quarantine_folder: invalid folder name \"J\\xc3\\xbcnk\" "
+	      "(letters, digits, '-' and '_', with '.' between names, as in "
+	      "Junk or Junk.DMARC)" } },
+	{ "quarantine_folder Junk&AOQ-\n",
+	    { "1: quarantine_folder: invalid folder name \"Junk&AOQ-\" "
+	      "(letters, digits, '-' and '_', with '.' between names, as in "
+	      "Junk or Junk.DMARC)" } },
+	{ "quarantine_folder "
+	  "J1234567890123456789012345678901234567890123456789012345678901234\n",
+	    { "1: quarantine_folder: folder name too long (maximum 64 "
+	      "octets)" } },
+	{ "quarantine_folder Junk\nquarantine_folder Spam\n",
+	    { "2: duplicate directive \"quarantine_folder\" (first on line "
+	      "1)" } },
+
 	/* several errors in one file: all reported, right lines */
 	{ "# petrel.conf\n"
 	  "hostname mx.example.test\n"
@@ -1152,6 +1342,190 @@ test_tls_and_auth(void **state)
 	assert_int_equal(c->auth_backend, CONF_AUTH_DOVECOT);
 	assert_string_equal(c->auth_socket, "/run/dovecot/auth-client");
 	conf_free(c);
+}
+
+/* One switch per row: the line and the value it must give. */
+static const struct {
+	const char *line;
+	size_t offset;
+	const char *name;
+	bool want;
+} msgauth_bool_cases[] = {
+	{ "msgauth no", FIELD(msgauth), false },
+	{ "msgauth off", FIELD(msgauth), false },
+	{ "msgauth yes", FIELD(msgauth), true },
+	{ "spf_reject yes", FIELD(spf_reject), true },
+	{ "spf_reject on", FIELD(spf_reject), true },
+	{ "spf_reject no", FIELD(spf_reject), false },
+	{ "spf_temperror_defer yes", FIELD(spf_temperror_defer), true },
+	{ "spf_temperror_defer no", FIELD(spf_temperror_defer), false },
+	{ "spf_helo yes", FIELD(spf_helo), true },
+	{ "spf_helo no", FIELD(spf_helo), false },
+	{ "dkim_allow_sha1 yes", FIELD(dkim_allow_sha1), true },
+	{ "dkim_allow_sha1 no", FIELD(dkim_allow_sha1), false },
+	{ "dmarc_enforce no", FIELD(dmarc_enforce), false },
+	{ "dmarc_enforce yes", FIELD(dmarc_enforce), true },
+};
+
+/* Each switch sets its own field and no other. */
+static void
+test_msgauth_switches(void **state)
+{
+	size_t i, j;
+
+	(void)state;
+	for (i = 0; i < nitems(msgauth_bool_cases); i++) {
+		char *text = xasprintf("%s\n", msgauth_bool_cases[i].line);
+		struct conf *c = load_ok(text);
+
+		check_bool(c, msgauth_bool_cases[i].offset,
+		    msgauth_bool_cases[i].name, msgauth_bool_cases[i].want,
+		    msgauth_bool_cases[i].line);
+		for (j = 0; j < nitems(msgauth_bool_defaults); j++)
+			if (msgauth_bool_defaults[j].offset !=
+			    msgauth_bool_cases[i].offset)
+				check_bool(c, msgauth_bool_defaults[j].offset,
+				    msgauth_bool_defaults[j].name,
+				    msgauth_bool_defaults[j].def,
+				    msgauth_bool_cases[i].line);
+		assert_int_equal(c->dmarc_multiple_from,
+		    CONF_DMARC_MULTIPLE_FROM_REJECT);
+		conf_free(c);
+		free(text);
+	}
+}
+
+static void
+test_dmarc_multiple_from(void **state)
+{
+	struct conf *c;
+
+	(void)state;
+	c = load_ok("dmarc_multiple_from evaluate\n");
+	assert_int_equal(c->dmarc_multiple_from,
+	    CONF_DMARC_MULTIPLE_FROM_EVALUATE);
+	conf_free(c);
+	c = load_ok("dmarc_multiple_from reject\n");
+	assert_int_equal(c->dmarc_multiple_from,
+	    CONF_DMARC_MULTIPLE_FROM_REJECT);
+	conf_free(c);
+}
+
+/* A domain name of exactly len octets: labels of 62 'a's and dots. */
+static char *
+long_domain(size_t len)
+{
+	char *s = xmalloc(len + 1);
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		s[i] = i % 63 == 62 ? '.' : 'a';
+	s[len] = '\0';
+	assert_true(len > 0 && s[len - 1] != '.');
+	return s;
+}
+
+static void
+check_dkim_key(const struct conf_dkim_key *k, const char *domain,
+    const char *selector, const char *keyfile, unsigned int line)
+{
+	assert_non_null(k);
+	assert_string_equal(k->domain, domain);
+	assert_string_equal(k->selector, selector);
+	assert_string_equal(k->keyfile, keyfile);
+	assert_int_equal(k->line, line);
+}
+
+/* dkim_sign lines, in order, and conf_dkim_key_next() over them. */
+static void
+test_dkim_sign(void **state)
+{
+	const struct conf_dkim_key *k;
+	struct errors e = { .n = 0 };
+	char path[256], *text, *dom, *want;
+	struct conf *c;
+	size_t it;
+
+	(void)state;
+	c = load_ok("dkim_sign Example.TEST rsa2026 /etc/petrel/dkim/rsa.pem\n"
+	    "# an Ed25519 key beside it: both sign\n"
+	    "dkim_sign example.test ed2026 /etc/petrel/dkim/ed.pem\n"
+	    "dkim_sign other.test Mail.2026-a ./keys/other.key\n"
+	    "dkim_sign sub.example.test s1 /k/sub.pem\n"
+	    "dkim_sign other.test 1 /k/one.pem\n");
+	assert_int_equal(c->ndkim_keys, 5);
+	check_dkim_key(&c->dkim_keys[0], "example.test", "rsa2026",
+	    "/etc/petrel/dkim/rsa.pem", 1);
+	check_dkim_key(&c->dkim_keys[1], "example.test", "ed2026",
+	    "/etc/petrel/dkim/ed.pem", 3);
+	/* the selector keeps its case: it is written into s= */
+	check_dkim_key(&c->dkim_keys[2], "other.test", "Mail.2026-a",
+	    "./keys/other.key", 4);
+	check_dkim_key(&c->dkim_keys[3], "sub.example.test", "s1",
+	    "/k/sub.pem", 5);
+	check_dkim_key(&c->dkim_keys[4], "other.test", "1", "/k/one.pem", 6);
+
+	/* Both keys of example.test, in file order, any case. */
+	it = 0;
+	k = conf_dkim_key_next(c, "EXAMPLE.test", &it);
+	assert_ptr_equal(k, &c->dkim_keys[0]);
+	k = conf_dkim_key_next(c, "EXAMPLE.test", &it);
+	assert_ptr_equal(k, &c->dkim_keys[1]);
+	assert_null(conf_dkim_key_next(c, "EXAMPLE.test", &it));
+	assert_null(conf_dkim_key_next(c, "EXAMPLE.test", &it));
+	/* other.test's two keys are not adjacent */
+	it = 0;
+	assert_ptr_equal(conf_dkim_key_next(c, "other.test", &it),
+	    &c->dkim_keys[2]);
+	assert_ptr_equal(conf_dkim_key_next(c, "other.test", &it),
+	    &c->dkim_keys[4]);
+	assert_null(conf_dkim_key_next(c, "other.test", &it));
+	/* Exact domains only: no parent, no child, no suffix. */
+	it = 0;
+	assert_ptr_equal(conf_dkim_key_next(c, "sub.example.test", &it),
+	    &c->dkim_keys[3]);
+	assert_null(conf_dkim_key_next(c, "sub.example.test", &it));
+	it = 0;
+	assert_null(conf_dkim_key_next(c, "a.sub.example.test", &it));
+	it = 0;
+	assert_null(conf_dkim_key_next(c, "xexample.test", &it));
+	it = 0;
+	assert_null(conf_dkim_key_next(c, "test", &it));
+	it = 0;
+	assert_null(conf_dkim_key_next(c, "", &it));
+	conf_free(c);
+
+	/* No dkim_sign: nothing signs. */
+	c = load_ok("");
+	it = 0;
+	assert_null(conf_dkim_key_next(c, "example.test", &it));
+	conf_free(c);
+
+	/*
+	 * "s._domainkey.DOMAIN" may have 253 octets, not 254: with a
+	 * one-octet selector the domain may have 253 - 1 - 12 = 240.
+	 */
+	dom = long_domain(240);
+	text = xasprintf("dkim_sign %s s /k.pem\n", dom);
+	c = load_ok(text);
+	assert_int_equal(c->ndkim_keys, 1);
+	assert_string_equal(c->dkim_keys[0].domain, dom);
+	conf_free(c);
+	free(text);
+	text = xasprintf("dkim_sign %s s2 /k.pem\n", dom);
+	c = load_text(text, path, sizeof(path), &e);
+	unlink(path);
+	assert_null(c);
+	assert_int_equal(e.n, 1);
+	want = xasprintf("%s:1: dkim_sign: selector \"s2\" too long for %s "
+	    "(SELECTOR._domainkey.DOMAIN is longer than 253 octets)", path,
+	    dom);
+	if (strcmp(e.msg[0], want) != 0)
+		fail_msg("got \"%s\", want \"%s\"", e.msg[0], want);
+	free(want);
+	errors_clear(&e);
+	free(text);
+	free(dom);
 }
 
 static void
@@ -1459,6 +1833,9 @@ main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_tls_and_auth),
+		cmocka_unit_test(test_msgauth_switches),
+		cmocka_unit_test(test_dmarc_multiple_from),
+		cmocka_unit_test(test_dkim_sign),
 		cmocka_unit_test(test_nul_byte),
 		cmocka_unit_test(test_cannot_open),
 		cmocka_unit_test(test_null_callback),

@@ -604,10 +604,41 @@ test_type_names(void **state)
 	assert_string_equal(dns_status_name(DNS_TEMPFAIL), "TEMPFAIL");
 }
 
+/* TXT values: \DDD and \X give one octet, so tests can serve any byte. */
+static void
+test_encode_txt_escapes(void **state)
+{
+	uint8_t wire[600];
+	size_t len;
+	char big[700];
+
+	(void)state;
+	assert_int_equal(dns_rr_encode(DNS_TYPE_TXT, "a\\000b\\\\c\\;d", wire,
+	    sizeof(wire), &len), 0);
+	assert_int_equal(len, 8);
+	assert_memory_equal(wire, "\x07" "a\0b\\c;d", 8);
+	/* a value out of range, and a plain text split at 255 */
+	assert_int_equal(dns_rr_encode(DNS_TYPE_TXT, "x\\256", wire,
+	    sizeof(wire), &len), -1);
+	memset(big, 'q', 300);
+	big[300] = '\0';
+	assert_int_equal(dns_rr_encode(DNS_TYPE_TXT, big, wire, sizeof(wire),
+	    &len), 0);
+	assert_int_equal(len, 302);
+	assert_int_equal(wire[0], 255);
+	assert_int_equal(wire[256], 45);
+	/* the empty string is one empty character-string */
+	assert_int_equal(dns_rr_encode(DNS_TYPE_TXT, "", wire, sizeof(wire),
+	    &len), 0);
+	assert_int_equal(len, 1);
+	assert_int_equal(wire[0], 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_encode_txt_escapes),
 		cmocka_unit_test(test_parse_name),
 		cmocka_unit_test(test_parse_name_limits),
 		cmocka_unit_test(test_parse_addr),

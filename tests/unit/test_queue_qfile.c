@@ -197,6 +197,75 @@ test_roundtrip(void **state)
 }
 
 /*
+ * Version 3: header fields computed after the content (PREPEND) round
+ * trip, count in prepend_size, and are refused in an older version's
+ * file; a file without them is still read.
+ */
+static void
+test_prepend(void **state)
+{
+	static const char hdr[] = "Authentication-Results: mx.example.test;"
+	    "\r\n\tspf=pass smtp.mailfrom=example.org\r\n";
+	struct envelope env, got;
+	struct qfile_info info;
+	struct buf b;
+	const char *error = NULL;
+	uint64_t content;
+
+	(void)state;
+	fill_envelope(&env);
+	env.prepend = xstrdup(hdr);
+	build_file(&b, &env, &content);
+	assert_int_equal(parse_bytes(b.data, b.len, QFILE_VERIFY_CONTENT,
+	    &got, &info, &error), 0);
+	assert_envelope_equal(&got, &env);
+	assert_string_equal(got.prepend, hdr);
+	assert_int_equal(info.prepend_size, sizeof(hdr) - 1);
+	assert_int_equal(info.content_size, content);
+	envelope_free(&got);
+	buf_free(&b);
+
+	/* The encoder and the format description agree. */
+	buf_init(&b, 8 << 20);
+	{
+		struct buf raw;
+
+		buf_init(&raw, 8 << 20);
+		assert_int_equal(qfile_encode_tail(&b, &env, 0, 3), 0);
+		raw_tail(&raw, &env, 3);
+		assert_int_equal(b.len, raw.len);
+		assert_memory_equal(b.data, raw.data, b.len);
+		buf_free(&raw);
+	}
+	buf_free(&b);
+
+	/* A PREPEND in a version 2 file is corrupt, never guessed at. */
+	buf_init(&b, 8 << 20);
+	assert_int_equal(qfile_encode_header(&b, "0123456789ABCDEF", 77), 0);
+	b.data[QFILE_REC_HDRLEN + QFILE_MAGIC_LEN + 3] = 2;
+	qfile_record_seal((unsigned char *)b.data, QFILE_REC_HEADER,
+	    b.len - QFILE_REC_OVERHEAD);
+	raw_tail_version(&b, &env, 0, 2);
+	assert_int_equal(parse_bytes(b.data, b.len, 0, &got, &info, &error),
+	    -1);
+	assert_string_equal(error, "PREPEND record before version 3");
+	envelope_free(&got);
+	buf_free(&b);
+
+	/* Without PREPEND a version 3 file reads as before. */
+	free(env.prepend);
+	env.prepend = NULL;
+	build_file(&b, &env, &content);
+	assert_int_equal(parse_bytes(b.data, b.len, 0, &got, &info, &error),
+	    0);
+	assert_null(got.prepend);
+	assert_int_equal(info.prepend_size, 0);
+	envelope_free(&got);
+	envelope_free(&env);
+	buf_free(&b);
+}
+
+/*
  * A version 1 file (Petrel before outbound delivery) still parses: its
  * STATE records are shorter and have no flags, last attempt or remote
  * host; replies are at most 255 bytes.
@@ -482,6 +551,9 @@ test_every_byte_flip(void **state)
 
 	(void)state;
 	fill_envelope(&env);
+	/* A PREPEND record too (version 3): every byte of it is checked. */
+	env.prepend = xstrdup("Authentication-Results: mx.example.test; "
+	    "dkim=pass header.d=example.org\r\n");
 	build_file(&b, &env, &content);
 	assert_int_equal(parse_bytes(b.data, b.len, 0, &got, &info, &error),
 	    0);
@@ -651,6 +723,7 @@ main(void)
 		cmocka_unit_test(test_crc32),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_raw_tail_matches_encoder),
+		cmocka_unit_test(test_prepend),
 		cmocka_unit_test(test_version1),
 		cmocka_unit_test(test_null_mandatory_field),
 		cmocka_unit_test(test_rcpt_bomb),

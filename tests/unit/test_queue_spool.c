@@ -339,6 +339,50 @@ test_commit_roundtrip(void **state)
 	envelope_free(&env);
 }
 
+/*
+ * Queue format v3: header fields decided after the content (PREPEND) come
+ * first from both readers, and count in spool_reader_size().
+ */
+static void
+test_prepend_read_first(void **state)
+{
+	static const char hdr[] = "Authentication-Results: mx.example.test; "
+	    "spf=pass smtp.mailfrom=example.org\r\n";
+	static const char body[] = "Subject: x\r\n\r\nbody\r\n";
+	struct fixture *fx = *state;
+	struct spool_reader *rd;
+	struct envelope env, got;
+	const char *error, *data;
+	struct buf b;
+	char id[QUEUE_ID_MAX], want[256];
+	size_t len;
+	int k, r;
+
+	fill_envelope(&env);
+	env.prepend = xstrdup(hdr);
+	k = commit_message(fx, body, sizeof(body) - 1, 0, &env, 77, id);
+	assert_int_equal(fx->results[k].error, 0);
+	assert_int_equal(spool_read_envelope(fx->sp, id, &got, &error), 0);
+	assert_string_equal(got.prepend, hdr);
+	envelope_free(&got);
+
+	snprintf(want, sizeof(want), "%s%s", hdr, body);
+	assert_content(fx, id, want, strlen(want));
+
+	rd = spool_reader_open(fx->sp, id, &error);
+	assert_non_null(rd);
+	assert_int_equal(spool_reader_size(rd), strlen(want));
+	buf_init(&b, 1 << 20);
+	while ((r = spool_reader_next(rd, &data, &len)) == 1)
+		assert_int_equal(buf_append(&b, data, len), 0);
+	assert_int_equal(r, 0);
+	assert_int_equal(b.len, strlen(want));
+	assert_memory_equal(b.data, want, b.len);
+	buf_free(&b);
+	spool_reader_close(rd);
+	envelope_free(&env);
+}
+
 static void
 test_null_fields(void **state)
 {
@@ -1792,6 +1836,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_writer_open_async, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_commit_roundtrip, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_prepend_read_first, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_null_fields, setup,
 		    teardown),

@@ -45,6 +45,25 @@ test_esc(const char *s)
 	return test_escn(s, strlen(s));
 }
 
+#ifdef PETREL_CONFORMANCE_DIR
+/*
+ * The path of a conformance file, rel relative to conformance/ (as in
+ * ../shared/conformance): the unchanged copy in tests/data/conformance,
+ * which is what CI has. $PETREL_CONFORMANCE_DIR overrides the built-in
+ * directory.
+ */
+static inline const char *
+test_conformance_path(char *buf, size_t size, const char *rel)
+{
+	const char *dir = getenv("PETREL_CONFORMANCE_DIR");
+
+	if (dir == NULL || *dir == '\0')
+		dir = PETREL_CONFORMANCE_DIR;
+	snprintf(buf, size, "%s/%s", dir, rel);
+	return buf;
+}
+#endif
+
 /*
  * An exact-size heap copy of s[0..n) plus NUL: a parser that reads one
  * byte too far then trips ASan or valgrind.

@@ -1,0 +1,161 @@
+"""
+test_dkim_sign.py: Petrel signs mail from trusted clients with the
+dkim_sign keys of the From: domain (issue 5): both an RSA and an Ed25519
+signature, put in front of the message (queue format v3 PREPEND) and
+delivered with it; dkimpy and `petrel dkim verify` verify the delivered
+message against the published keys; a From: of another domain is not
+signed; an untrusted client's mail is not signed.
+"""
+import os
+import re
+import smtplib
+import subprocess
+
+import dkim
+
+from dnsserver import DNSServer
+from harness import PETREL_BIN, Petrel, workdir
+
+
+def keygen(d, selector, ktype):
+    path = os.path.join(d, "%s.key" % selector)
+    r = subprocess.run([PETREL_BIN, "dkim", "keygen", "--domain",
+                        "example.test", "--selector", selector, "--out", path,
+                        "--type", ktype], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    line = r.stdout.decode().splitlines()[0]
+    text = "".join(re.findall(r'"([^"]*)"', line))
+    return path, text
+
+
+def send(p, sender, from_hdr, source="127.0.0.1"):
+    s = smtplib.SMTP(p.host, p.port, source_address=(source, 0))
+    s.sendmail(sender, ["alice@example.test"],
+               ("From: <%s>\r\nTo: <alice@example.test>\r\n"
+                "Subject: signed?\r\nDate: Sun, 29 Nov 2026 09:00:00 +0000\r\n"
+                "\r\nhello\r\n" % from_hdr).encode())
+    s.quit()
+
+
+def test_trusted_mail_is_signed_with_every_key_of_its_domain():
+    d = workdir()
+    rsa_path, rsa_txt = keygen(d, "r1", "rsa")
+    ed_path, ed_txt = keygen(d, "e1", "ed25519")
+    records = {b"r1._domainkey.example.test.": rsa_txt.encode(),
+               b"e1._domainkey.example.test.": ed_txt.encode()}
+    with DNSServer() as dns:
+        dns.add("r1._domainkey.example.test", "TXT", rsa_txt)
+        dns.add("e1._domainkey.example.test", "TXT", ed_txt)
+        p = Petrel(trusted=["127.0.0.1/32"], dns="127.0.0.1:%d" % dns.port,
+                   extra_conf="dkim_sign example.test r1 %s\n"
+                   "dkim_sign example.test e1 %s\n" % (rsa_path, ed_path))
+        failed = True
+        try:
+            p.start()
+            send(p, "bob@example.test", "bob@example.test")
+            send(p, "x@other.test", "x@other.test")
+            send(p, "bob@example.test", "bob@example.test",
+                 source="127.0.0.2")
+            got = p.wait_delivered("alice@example.test", 3)
+            signed = [m for m in got if b"DKIM-Signature:" in m]
+            assert len(signed) == 1, got
+            msg = signed[0]
+            assert msg.count(b"DKIM-Signature:") == 2, msg
+            assert b"a=rsa-sha256" in msg and b"a=ed25519-sha256" in msg
+            # Maildir files have LF ends; verifiers want the wire form.
+            wire = msg.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            # Return-Path: and Received: added by delivery are not signed.
+            def dnsfunc(name, timeout=5):
+                return records.get(name if isinstance(name, bytes)
+                                   else name.encode())
+
+            for i in range(2):
+                assert dkim.DKIM(wire).verify(idx=i, dnsfunc=dnsfunc), \
+                    "dkimpy: signature %d" % i
+            r = subprocess.run([PETREL_BIN, "dkim", "verify", "--dns",
+                                "127.0.0.1:%d" % dns.port], input=wire,
+                               capture_output=True, timeout=60)
+            out = r.stdout.decode()
+            assert r.returncode == 0, (out, r.stderr)
+            assert out.count("dkim=pass") == 2, out
+            assert any("dkim signed" in l and "signatures=2" in l
+                       for l in p.log_lines), p.log_tail()
+            failed = False
+        finally:
+            p.finish(failed)
+
+
+def test_signed_mail_passes_dkim_and_dmarc_at_a_second_petrel():
+    """Issue 5: a message Petrel signs and relays to a second Petrel
+    passes DKIM and DMARC there (p=reject published): the second one
+    delivers it with dkim=pass and dmarc=pass in Authentication-Results.
+    The control: the same message unsigned is refused there (550 5.7.1)
+    and comes back to the sender as a bounce."""
+    from harness import free_port
+    d = workdir()
+    rsa_path, rsa_txt = keygen(d, "r1", "rsa")
+    with DNSServer() as dns:
+        dns.add("r1._domainkey.example.test", "TXT", rsa_txt)
+        dns.add("_dmarc.example.test", "TXT", "v=DMARC1; p=reject")
+        dnsaddr = "127.0.0.1:%d" % dns.port
+        b_port = free_port()
+        b = Petrel(listen=["127.0.0.1:%d mx" % b_port],
+                   domains=("other.test",), hostname="mx.other.test",
+                   users={"bob@other.test": ""}, dns=dnsaddr, msgauth=True)
+        a_signed = Petrel(trusted=["127.0.0.1/32"], dns=dnsaddr,
+                          extra_conf="dkim_sign example.test r1 %s\n"
+                          "relayhost [127.0.0.1]:%d\n" % (rsa_path, b_port))
+        a_plain = Petrel(trusted=["127.0.0.1/32"], dns=dnsaddr,
+                         extra_conf="relayhost [127.0.0.1]:%d\n" % b_port)
+        failed = True
+        try:
+            for p in (b, a_signed, a_plain):
+                p.start()
+            for a in (a_signed, a_plain):
+                s = smtplib.SMTP(a.host, a.port)
+                s.sendmail("alice@example.test", ["bob@other.test"],
+                           b"From: <alice@example.test>\r\n"
+                           b"To: <bob@other.test>\r\nSubject: relayed\r\n"
+                           b"Date: Sun, 29 Nov 2026 09:00:00 +0000\r\n"
+                           b"\r\nhello over there\r\n")
+                s.quit()
+            got = b.wait_delivered("bob@other.test", 1)
+            ar = re.search(rb"Authentication-Results: mx\.other\.test;"
+                           rb"[^\n]*(?:\n[ \t][^\n]*)*", got[0])
+            assert ar, got[0]
+            text = re.sub(rb"\s+", b" ", ar.group(0))
+            assert b"dkim=pass" in text and b"header.d=example.test" in text
+            assert b"dmarc=pass" in text, text
+            # The unsigned one: refused at the second, bounced at the first.
+            a_plain.wait_log(r"status=bounced")
+            assert any("550 5.7.1" in l for l in a_plain.log_lines)
+            assert any("REPLY" not in l and "dmarc" in l.lower()
+                       for l in b.log_lines)
+            failed = False
+        finally:
+            for p in (a_plain, a_signed, b):
+                p.finish(failed)
+
+
+def test_unloadable_key_refused_by_check_config_and_serve():
+    d = workdir()
+    conf = os.path.join(d, "petrel.conf")
+    with open(conf, "w") as f:
+        f.write("hostname mx.example.test\ndomain example.test\n"
+                "spool %s/spool\nmaildir %s/mail/%%d/%%u\n"
+                "listen 127.0.0.1:1 mx\n"
+                "dkim_sign example.test s1 %s/missing.key\n" % (d, d, d))
+    r = subprocess.run([PETREL_BIN, "check-config", "-c", conf],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 1, r
+    assert b"dkim_sign example.test s1" in r.stderr and \
+        b"missing.key: No such file or directory" in r.stderr, r.stderr
+    # A key file that is not a key.
+    with open(os.path.join(d, "missing.key"), "w") as f:
+        f.write("not a key\n")
+    r = subprocess.run([PETREL_BIN, "check-config", "-c", conf],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 1 and b"dkim_sign example.test s1" in r.stderr, r
+    r = subprocess.run([PETREL_BIN, "serve", "-c", conf],
+                       capture_output=True, timeout=60)
+    assert r.returncode != 0 and b"dkim_sign example.test s1" in r.stderr, r
