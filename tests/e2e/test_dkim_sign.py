@@ -159,3 +159,53 @@ def test_unloadable_key_refused_by_check_config_and_serve():
     r = subprocess.run([PETREL_BIN, "serve", "-c", conf],
                        capture_output=True, timeout=60)
     assert r.returncode != 0 and b"dkim_sign example.test s1" in r.stderr, r
+
+
+def test_signed_8bit_mail_to_a_7bit_peer_bounces_unchanged():
+    """Issue 5, order with outbound delivery: Petrel never rewrites a
+    message after signing it. A signed 8-bit message for a peer that does
+    not offer 8BITMIME is not converted (that would break the signature):
+    it bounces, and the peer never sees it. The control: the same message
+    to a peer with 8BITMIME arrives byte for byte and its signature
+    verifies."""
+    from smtppeer import SMTPPeer
+    d = workdir()
+    key, txt = keygen(d, "e1", "ed25519")
+    body = "caf\u00e9 na\u00efve\r\n".encode()
+    msg = (b"From: <alice@example.test>\r\nTo: <bob@remote.test>\r\n"
+           b"Subject: 8-bit\r\nDate: Sun, 29 Nov 2026 09:00:00 +0000\r\n"
+           b"MIME-Version: 1.0\r\n"
+           b"Content-Type: text/plain; charset=utf-8\r\n"
+           b"Content-Transfer-Encoding: 8bit\r\n\r\n" + body)
+    with DNSServer() as dns:
+        dns.add("e1._domainkey.example.test", "TXT", txt)
+        for eight in (False, True):
+            with SMTPPeer(port=0, eightbitmime=eight) as peer:
+                p = Petrel(trusted=["127.0.0.1/32"],
+                           dns="127.0.0.1:%d" % dns.port,
+                           extra_conf="dkim_sign example.test e1 %s\n"
+                           "relayhost [%s]:%d\n" % (key, peer.addr,
+                                                    peer.port))
+                failed = True
+                try:
+                    p.start()
+                    s = smtplib.SMTP(p.host, p.port)
+                    s.sendmail("alice@example.test", ["bob@remote.test"],
+                               msg, mail_options=["BODY=8BITMIME"])
+                    s.quit()
+                    if eight:
+                        [m] = peer.wait_messages(1)
+                        # The peer keeps the data without its last CRLF.
+                        data = m.data + b"\r\n"
+                        assert data.endswith(msg), data
+                        assert dkim.verify(
+                            data, dnsfunc=lambda name, timeout=5:
+                            txt.encode() if name.startswith(b"e1.")
+                            else None)
+                    else:
+                        p.wait_log(r"status=bounced")
+                        assert any("8BITMIME" in l for l in p.log_lines)
+                        assert peer.messages == []
+                    failed = False
+                finally:
+                    p.finish(failed)
