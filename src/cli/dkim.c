@@ -2,12 +2,15 @@
  * dkim.c: `petrel dkim`, the administrator's DKIM tools (RFC 6376, RFC
  * 8463) over the library in src/msgauth.
  *
- *   petrel dkim keygen --domain D --selector S --out FILE
+ *   petrel dkim keygen [-c FILE] --domain D --selector S --out FILE
  *                      [--type rsa|ed25519] [--bits N]
  *	Generate a signing key (RSA, 2048 bits by default, at least 1024;
  *	or Ed25519), write it as a PKCS#8 PEM file created 0600 (never over
  *	an existing file or through a symbolic link; fsync'd, and its
- *	directory too), and print on stdout the DNS record to publish:
+ *	directory too). Run as root, the file is given to the daemon's
+ *	user (the configuration's `user`, petrel by default), which must
+ *	read it again at every SIGHUP; a note on stderr says so. It prints
+ *	on stdout the DNS record to publish:
  *	    S._domainkey.D. IN TXT "v=DKIM1; k=rsa; p=MIIB..." "..."
  *	(the text cut into quoted character-strings of at most 255 octets,
  *	as zone files need; for Ed25519 k=ed25519 and p= the raw 32-octet
@@ -61,6 +64,7 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,9 +101,9 @@ static void
 dkim_cli_usage(void)
 {
 	fprintf(stderr,
-	    "usage: petrel dkim keygen --domain D --selector S --out FILE "
-	    "[--type rsa|ed25519]\n"
-	    "                          [--bits N]\n"
+	    "usage: petrel dkim keygen [-c FILE] --domain D --selector S "
+	    "--out FILE\n"
+	    "                          [--type rsa|ed25519] [--bits N]\n"
 	    "       petrel dkim sign --domain D --selector S --key FILE "
 	    "[--headers h1:h2:...] < msg\n"
 	    "       petrel dkim verify [-c FILE] [--dns HOST:PORT]... < msg\n");
@@ -222,7 +226,7 @@ done:
 
 /* Write the PEM of pkey to a new file path, 0600. Returns 0 or -1. */
 static int
-dkim_cli_write_key(EVP_PKEY *pkey, const char *path)
+dkim_cli_write_key(EVP_PKEY *pkey, const char *path, const struct passwd *owner)
 {
 	BIO *mem = NULL;
 	char *pem, *copy = NULL;
@@ -249,8 +253,9 @@ dkim_cli_write_key(EVP_PKEY *pkey, const char *path)
 		goto done;
 	}
 	/* The umask may only have removed bits; make it exactly 0600. */
-	if (fchmod(fd, 0600) == -1 || write_all(fd, pem, (size_t)pemlen) ==
-	    -1 || fsync(fd) == -1) {
+	if (fchmod(fd, 0600) == -1 || (owner != NULL &&
+	    fchown(fd, owner->pw_uid, owner->pw_gid) == -1) ||
+	    write_all(fd, pem, (size_t)pemlen) == -1 || fsync(fd) == -1) {
 		fprintf(stderr, "petrel: dkim: writing %s: %s\n", path,
 		    strerror(errno));
 		close(fd);
@@ -322,6 +327,37 @@ dkim_cli_generate(bool ed25519, unsigned int bits)
 	return pkey;
 }
 
+static void dkim_cli_conf_error(void *, const char *);
+
+/*
+ * As root: the daemon's user, from the configuration (conf_locate rules),
+ * into *owner_r; NULL (the key stays root's, with a warning) when that
+ * user does not exist or is root. -1 when the configuration is broken.
+ */
+static int
+dkim_cli_key_owner(const char *conf_path, struct passwd **owner_r)
+{
+	const char *source, *path;
+	struct conf *c;
+	struct passwd *pw;
+
+	*owner_r = NULL;
+	path = conf_locate(conf_path, &source);
+	c = path != NULL ? conf_load(path, dkim_cli_conf_error, NULL) :
+	    conf_default();
+	if (c == NULL)
+		return -1;
+	pw = getpwnam(c->user);
+	if (pw == NULL)
+		fprintf(stderr, "petrel: dkim: warning: the daemon's user %s "
+		    "does not exist: the key stays root's; the daemon's user "
+		    "must be able to read it\n", c->user);
+	else if (pw->pw_uid != 0)
+		*owner_r = pw;
+	conf_free(c);
+	return 0;
+}
+
 static int
 dkim_cli_keygen(int argc, char **argv)
 {
@@ -335,6 +371,8 @@ dkim_cli_keygen(int argc, char **argv)
 	};
 	char *domain = NULL, *selector = NULL;
 	const char *out = NULL, *type = "rsa", *bits_arg = NULL, *why;
+	const char *conf_path = NULL;
+	struct passwd *owner = NULL;
 	char record[1024 + 8192], real[PATH_MAX];
 	uint64_t bits = 2048;
 	EVP_PKEY *pkey = NULL;
@@ -344,8 +382,11 @@ dkim_cli_keygen(int argc, char **argv)
 	int ch, rc = 2;
 
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:", longopts, NULL)) != -1) {
 		switch (ch) {
+		case 'c':
+			conf_path = optarg;
+			break;
 		case 'd':
 			domain = optarg;
 			break;
@@ -400,6 +441,8 @@ dkim_cli_keygen(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (geteuid() == 0 && dkim_cli_key_owner(conf_path, &owner) == -1)
+		return 2;
 	if ((pkey = dkim_cli_generate(ed25519, (unsigned int)bits)) == NULL) {
 		fprintf(stderr, "petrel: dkim: key generation failed\n");
 		return 1;
@@ -410,8 +453,12 @@ dkim_cli_keygen(int argc, char **argv)
 		    "key\n");
 		goto done;
 	}
-	if (dkim_cli_write_key(pkey, out) == -1)
+	if (dkim_cli_write_key(pkey, out, owner) == -1)
 		goto done;
+	if (owner != NULL)
+		fprintf(stderr, "petrel: dkim: %s belongs to user %s (the "
+		    "daemon's user, who reads it at start and at every "
+		    "reload), mode 0600\n", out, owner->pw_name);
 	if ((size_t)snprintf(record, sizeof(record), "v=DKIM1; k=%s; p=%s",
 	    ed25519 ? "ed25519" : "rsa", p) >= sizeof(record)) {
 		fprintf(stderr, "petrel: dkim: record too long\n");

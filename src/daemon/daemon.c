@@ -416,11 +416,12 @@ daemon_check_dkim(const struct conf *c)
 
 /*
  * At start, as root: can the daemon's user read every certificate and
- * key? A reload after the privilege drop reads them as that user, so a
- * file only root can read would fail certbot's first renewal.
+ * key, and every dkim_sign key? A reload after the privilege drop reads
+ * them as that user, so a file only root can read would fail certbot's
+ * first renewal, or the first SIGHUP after a DKIM key rotation.
  */
 static int
-daemon_tls_check_access(const struct conf *c, const struct passwd *pw)
+daemon_check_key_access(const struct conf *c, const struct passwd *pw)
 {
 	gid_t groups[256];
 	int ngroups = (int)nitems(groups);
@@ -444,6 +445,18 @@ daemon_tls_check_access(const struct conf *c, const struct passwd *pw)
 			    pw->pw_name, pw->pw_name, pw->pw_name);
 			rc = -1;
 		}
+	}
+	for (i = 0; i < c->ndkim_keys; i++) {
+		const struct conf_dkim_key *k = &c->dkim_keys[i];
+
+		if (tls_file_readable_by(k->keyfile, pw->pw_uid, pw->pw_gid,
+		    groups, (size_t)ngroups))
+			continue;
+		log_err("daemon: dkim_sign %s %s: %s is not readable by user "
+		    "%s: chown %s FILE (keep it mode 0600), or make it "
+		    "readable by a group %s is in", k->domain, k->selector,
+		    k->keyfile, pw->pw_name, pw->pw_name, pw->pw_name);
+		rc = -1;
 	}
 	return rc;
 }
@@ -707,7 +720,7 @@ daemon_serve(const char *cli_path)
 	    pw ? pw->pw_gid : 0, as_root) == -1)
 		goto done;
 
-	if (as_root && daemon_tls_check_access(c, pw) == -1)
+	if (as_root && daemon_check_key_access(c, pw) == -1)
 		goto done;
 	{
 		struct tls_server *tls;

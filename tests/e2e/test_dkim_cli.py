@@ -201,6 +201,36 @@ def test_keygen_bits_and_type(env):
     assert r.returncode == 2
 
 
+def test_keygen_as_root_gives_the_key_to_the_daemon_user(env):
+    """Run as root (as the tests are), keygen gives the new key to the
+    configuration's `user` (it reads the key again at every SIGHUP, after
+    dropping root), keeps it 0600 and says so; with a `user` that does
+    not exist, the key stays root's and a warning says what to do."""
+    import pwd
+    assert os.geteuid() == 0, "the e2e tests run as root"
+    petrel = pwd.getpwnam("petrel")
+    conf = os.path.join(env.dir, "owner.conf")
+    with open(conf, "w") as f:
+        f.write("user petrel\n")
+    path = os.path.join(env.dir, "owned.pem")
+    r = run(["keygen", "-c", conf, "--domain", DOMAIN, "--selector", "own",
+             "--out", path, "--type", "ed25519"])
+    assert r.returncode == 0, r.stderr
+    st = os.lstat(path)
+    assert (st.st_uid, st.st_gid) == (petrel.pw_uid, petrel.pw_gid)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    assert b"belongs to user petrel" in r.stderr, r.stderr
+
+    with open(conf, "w") as f:
+        f.write("user no-such-user-here\n")
+    path = os.path.join(env.dir, "rootkey.pem")
+    r = run(["keygen", "-c", conf, "--domain", DOMAIN, "--selector", "rk",
+             "--out", path, "--type", "ed25519"])
+    assert r.returncode == 0, r.stderr
+    assert os.lstat(path).st_uid == 0
+    assert b"no-such-user-here does not exist" in r.stderr, r.stderr
+
+
 def test_keygen_refuses_to_overwrite(env):
     path = env.rsa[0]
     with open(path, "rb") as f:

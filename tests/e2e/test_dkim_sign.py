@@ -159,6 +159,24 @@ def test_unloadable_key_refused_by_check_config_and_serve():
     r = subprocess.run([PETREL_BIN, "serve", "-c", conf],
                        capture_output=True, timeout=60)
     assert r.returncode != 0 and b"dkim_sign example.test s1" in r.stderr, r
+    # A good key that only root can read: `petrel serve`, started as
+    # root, refuses it, because a reload (SIGHUP, after the privilege
+    # drop) would have to read it as the daemon's user.
+    key, _ = keygen(d, "s2", "ed25519")
+    os.chown(key, 0, 0)
+    with open(conf, "w") as f:
+        f.write("hostname mx.example.test\ndomain example.test\n"
+                "spool %s/spool\nmaildir %s/mail/%%d/%%u\n"
+                "listen 127.0.0.1:1 mx\n"
+                "dkim_sign example.test s2 %s\n" % (d, d, key))
+    r = subprocess.run([PETREL_BIN, "check-config", "-c", conf],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r     # root can load it
+    r = subprocess.run([PETREL_BIN, "serve", "-c", conf],
+                       capture_output=True, timeout=60)
+    assert r.returncode != 0, r
+    assert ("dkim_sign example.test s2: %s is not readable by user petrel"
+            % key).encode() in r.stderr, r.stderr
 
 
 def test_signed_8bit_mail_to_a_7bit_peer_bounces_unchanged():
