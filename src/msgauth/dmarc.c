@@ -1006,12 +1006,15 @@ dmarc_verdict_format(struct buf *out, const struct dmarc_input *in,
 		    dmarc_log_name(a, sizeof(a), in->spf_domain),
 		    in->spf_pass ? "pass" : "fail",
 		    v->spf_aligned ? "aligned" : "unaligned");
-	for (i = 0; r == 0 && i < in->ndkim && i < DMARC_FROM_MAX; i++)
+	/* Each signature's own alignment (RFC 7489 appendix C records
+	 * them one by one), not only the one the verdict used. */
+	for (i = 0; r == 0 && i < in->ndkim; i++)
 		r = buf_printf(out, "%s%s/%s/%s", i == 0 ? " dkim=" : ",",
 		    dmarc_log_name(a, sizeof(a), in->dkim[i].domain),
 		    in->dkim[i].pass ? "pass" : "fail",
-		    v->dkim_aligned && v->dkim_index == i ? "aligned" :
-		    "unaligned");
+		    rec != NULL && in->dkim[i].pass &&
+		    dmarc_aligned(in->from_domain, in->dkim[i].domain,
+		    rec->adkim) ? "aligned" : "unaligned");
 	return r;
 }
 

@@ -1219,6 +1219,22 @@ test_verdict_format(void **state)
 	    "spf=bounce.example.com/pass/aligned "
 	    "dkim=evil.example/pass/unaligned,exa\\x20mple.com/fail/unaligned");
 	buf_free(&b);
+	/* Every aligned pass is logged as aligned, not only the first. */
+	{
+		struct dmarc_dkim two[3] = { { "example.com", true },
+		    { "example.com", true }, { "sub.example.com", true } };
+
+		in.dkim = two;
+		in.ndkim = 3;
+		dmarc_evaluate(&in, &v);
+		buf_init(&b, 2048);
+		assert_int_equal(dmarc_verdict_format(&b, &in, &v), 0);
+		assert_non_null(strstr(buf_str(&b), " dkim=example.com/pass/"
+		    "aligned,example.com/pass/aligned,"
+		    "sub.example.com/pass/unaligned"));	/* adkim=s */
+		buf_free(&b);
+		in.dkim = dk;
+	}
 	/* No policy; a small buffer is refused. */
 	pol.status = DMARC_POLICY_ABSENT;
 	in.ndkim = 0;
