@@ -12,7 +12,8 @@
  * hostname as the authserv-id and its dns servers (or --dns). Prints the
  * field, then the disposition ("disposition: accept|quarantine|reject")
  * and the log line. Exit status: 0 when a result was printed, 1 when the
- * check could not run (resolver, deadline), 2 on usage errors.
+ * check could not run (deadline), 2 on usage errors (a --dns or `dns`
+ * address the resolver refuses included).
  *
  * Entry point: cmd_auth().
  * SECURITY: the message and the DNS answers are untrusted; the libraries
@@ -70,8 +71,13 @@ static void
 auth_cli_done(void *arg, const struct msgauth_result *r)
 {
 	struct auth_cli *a = arg;
+	const char *l, *e;
 
-	fputs(r->authres, stdout);
+	/* The field as a header would carry it, with the terminal's line
+	 * ends: CRLF becomes LF, as on the two lines after it. */
+	for (l = r->authres; (e = strstr(l, "\r\n")) != NULL; l = e + 2)
+		printf("%.*s\n", (int)(e - l), l);
+	fputs(l, stdout);
 	printf("disposition: %s\n", msgauth_disposition_name(r->disposition));
 	printf("log: %s\n", r->log);
 	a->status = 0;
@@ -131,7 +137,9 @@ auth_cli_run(const struct conf *c, const char *const *dns, size_t ndns,
 		return 1;
 	if ((p->dns = daemon_dns_new(a.base, c, dns, ndns, err,
 	    sizeof(err))) == NULL) {
+		/* A --dns or `dns` address refused: a usage error. */
 		fprintf(stderr, "petrel: dns: %s\n", err);
+		a.status = 2;
 		goto done;
 	}
 	deadline = evtimer_new(a.base, auth_cli_deadline, &a);
@@ -175,6 +183,13 @@ cmd_auth(int argc, char **argv)
 	int ch, status;
 
 	if (argc < 2 || strcmp(argv[1], "check") != 0) {
+		if (argc >= 2) {
+			char e[128];
+
+			fprintf(stderr, "petrel: unknown auth command \"%s\"\n",
+			    log_escape(e, sizeof(e), argv[1],
+			    strlen(argv[1])));
+		}
 		auth_cli_usage();
 		return 2;
 	}

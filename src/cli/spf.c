@@ -36,10 +36,9 @@
  * Exit status: 0 whenever a result was obtained, whatever it is (fail,
  * temperror and permerror included: the result is the output, not an
  * error of the command); 1 when the check could not run (no event base,
- * the resolver could not be made, e.g. a bad --dns address; the loop
- * failed); 2 for a bad command line (an unknown option, a missing --ip
- * or --mail-from, --ip not an IP address) or a bad configuration, as for
- * the other commands.
+ * the loop failed); 2 for a bad command line (an unknown option, a missing --ip
+ * or --mail-from, --ip not an IP address, a --dns address the resolver
+ * refuses) or a bad configuration, as for the other commands.
  *
  * Entry point: cmd_spf().
  * SECURITY: runs as the caller; prints DNS-derived text (explanations,
@@ -161,7 +160,10 @@ spf_cli_run(const struct conf *c, const char *const *dns, size_t ndns,
 	}
 	if ((d = daemon_dns_new(s.base, c, dns, ndns, err,
 	    sizeof(err))) == NULL) {
+		/* A --dns or `dns` address refused: a usage error (2), as
+		 * for `petrel dkim verify` and `petrel auth check`. */
 		fprintf(stderr, "petrel: dns: %s\n", err);
+		s.status = 2;
 		goto done;
 	}
 	deadline = evtimer_new(s.base, spf_cli_deadline, &s);

@@ -76,6 +76,7 @@ def test_auth_check_cli(tmp_path):
                                 "boss@sender.test"], input=msg,
                                capture_output=True, timeout=60)
             assert r.returncode == 0, r.stderr
+            assert b"\r" not in r.stdout, r.stdout   # LF line ends only
             out = re.sub(r"\r?\n[ \t]+", " ", r.stdout.decode())
             assert out.startswith("Authentication-Results: "
                                   "mx.example.test;"), out
@@ -87,6 +88,42 @@ def test_auth_check_cli(tmp_path):
     r = subprocess.run([PETREL_BIN, "auth", "check", "--ip", "x"],
                        capture_output=True, timeout=60)
     assert r.returncode == 2
+    r = subprocess.run([PETREL_BIN, "auth", "frob"], capture_output=True,
+                       timeout=60)
+    assert r.returncode == 2
+    assert b'unknown auth command "frob"' in r.stderr, r.stderr
+
+
+def test_dns_commands_refuse_a_bad_dns_address_alike(tmp_path):
+    """A --dns address the resolver refuses is a usage error (exit 2) for
+    every command that looks up DNS, with the resolver's reason."""
+    import subprocess
+    from harness import PETREL_BIN
+    conf = tmp_path / "petrel.conf"
+    conf.write_text("hostname mx.example.test\n")
+    msg = b"From: <boss@sender.test>\nSubject: x\n\nbody\n"
+    # Signed, so that `dkim verify` has a key to look up.
+    key = str(tmp_path / "k.pem")
+    r = subprocess.run([PETREL_BIN, "dkim", "keygen", "-c", str(conf),
+                        "--domain", "sender.test", "--selector", "s",
+                        "--out", key, "--type", "ed25519"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([PETREL_BIN, "dkim", "sign", "--domain",
+                        "sender.test", "--selector", "s", "--key", key],
+                       input=msg, capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    msg = r.stdout
+    for args in (["spf", "check", "--ip", "192.0.2.1", "--mail-from",
+                  "a@sender.test"],
+                 ["auth", "check", "--ip", "192.0.2.1", "--helo", "h.test",
+                  "--mail-from", "a@sender.test"],
+                 ["dkim", "verify"]):
+        r = subprocess.run([PETREL_BIN] + args + ["-c", str(conf), "--dns",
+                                                  "not-an-address"],
+                           input=msg, capture_output=True, timeout=60)
+        assert r.returncode == 2, (args, r)
+        assert b"dns" in r.stderr, (args, r.stderr)
 
 
 @pytest.mark.parametrize("folder", [None, "Junk"])
