@@ -89,26 +89,27 @@ cmd_check_config(const char *conf_path)
 	const char *source, *path = conf_locate(conf_path, &source);
 
 	char err[512];
+	int rc = 0;
 
 	if (daemon_load_config(conf_path, &c, &t, 1) == -1)
 		return 1;
+	/* Every check runs, so that one run reports every problem. */
 	if (daemon_check_tls(c, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s: %s\n",
 		    path != NULL ? path : "built-in default", err);
-		policy_tables_free(t);
-		conf_free(c);
-		return 1;
+		rc = 1;
 	}
-	if (daemon_check_dkim(c) == -1) {
-		policy_tables_free(t);
-		conf_free(c);
-		return 1;
-	}
-	printf("%s: configuration is valid (%s)\n",
-	    path != NULL ? path : "built-in default", source);
+	if (daemon_check_dkim(c) == -1)
+		rc = 1;
+	/* As root: what `petrel serve` refuses, check-config refuses. */
+	if (daemon_check_access(c) == -1)
+		rc = 1;
+	if (rc == 0)
+		printf("%s: configuration is valid (%s)\n",
+		    path != NULL ? path : "built-in default", source);
 	policy_tables_free(t);
 	conf_free(c);
-	return 0;
+	return rc;
 }
 
 int

@@ -339,7 +339,7 @@ daemon_read_small_file(const char *path, size_t max, size_t *len_r)
 /*
  * Load every dkim_sign key of c into rt (read with the caller's
  * privileges: root at start, the daemon's user on reload). Returns 0, or
- * -1 after logging which key failed; rt then has none.
+ * -1 after logging every key that failed; rt then has none.
  */
 static int
 daemon_load_dkim_keys(const struct conf *c, struct smtp_runtime *rt)
@@ -347,7 +347,8 @@ daemon_load_dkim_keys(const struct conf *c, struct smtp_runtime *rt)
 	struct dkim_privkey **keys;
 	const char *why;
 	char *text;
-	size_t i, j, len;
+	size_t i, len;
+	int rc = 0;
 
 	if (c->ndkim_keys == 0)
 		return 0;
@@ -367,11 +368,14 @@ daemon_load_dkim_keys(const struct conf *c, struct smtp_runtime *rt)
 			log_err("daemon: dkim_sign %s %s: %s: %s", k->domain,
 			    k->selector, k->keyfile, why != NULL ? why :
 			    "cannot load the key");
-			for (j = 0; j < i; j++)
-				dkim_privkey_free(keys[j]);
-			free(keys);
-			return -1;
+			rc = -1;
 		}
+	}
+	if (rc == -1) {
+		for (i = 0; i < c->ndkim_keys; i++)
+			dkim_privkey_free(keys[i]);
+		free(keys);
+		return -1;
 	}
 	rt->dkim_keys = keys;
 	return 0;
@@ -459,6 +463,17 @@ daemon_check_key_access(const struct conf *c, const struct passwd *pw)
 		rc = -1;
 	}
 	return rc;
+}
+
+int
+daemon_check_access(const struct conf *c)
+{
+	const struct passwd *pw;
+
+	if (geteuid() != 0 || (pw = getpwnam(c->user)) == NULL ||
+	    pw->pw_uid == 0)
+		return 0;
+	return daemon_check_key_access(c, pw);
 }
 
 static void

@@ -37,6 +37,14 @@ int daemon_check_tls(const struct conf *c, char *err, size_t errlen);
 int daemon_check_dkim(const struct conf *c);
 
 /*
+ * Run as root: can the daemon's user (c's `user`) read every tls_cert,
+ * tls_key and dkim_sign file, as `petrel serve` requires? 0 (also when
+ * not root, or when that user is root or does not exist: serve reports
+ * those itself), or -1 with each file that user cannot read logged.
+ */
+int daemon_check_access(const struct conf *c);
+
+/*
  * Find and load the configuration (conf_locate rules) and the tables it
  * names. Every error is printed to stderr as FILE:LINE: message. Returns
  * 0 with *conf_r and *tables_r set, or -1.

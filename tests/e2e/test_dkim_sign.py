@@ -169,14 +169,31 @@ def test_unloadable_key_refused_by_check_config_and_serve():
                 "spool %s/spool\nmaildir %s/mail/%%d/%%u\n"
                 "listen 127.0.0.1:1 mx\n"
                 "dkim_sign example.test s2 %s\n" % (d, d, key))
+    want = ("dkim_sign example.test s2: %s is not readable by user petrel"
+            % key).encode()
+    # check-config, run as root, refuses what serve would refuse.
     r = subprocess.run([PETREL_BIN, "check-config", "-c", conf],
                        capture_output=True, timeout=60)
-    assert r.returncode == 0, r     # root can load it
+    assert r.returncode == 1 and want in r.stderr, r
     r = subprocess.run([PETREL_BIN, "serve", "-c", conf],
                        capture_output=True, timeout=60)
-    assert r.returncode != 0, r
-    assert ("dkim_sign example.test s2: %s is not readable by user petrel"
-            % key).encode() in r.stderr, r.stderr
+    assert r.returncode != 0 and want in r.stderr, r
+    # Once the daemon's user owns it, both accept it.
+    import pwd
+    pw = pwd.getpwnam("petrel")
+    os.chown(key, pw.pw_uid, pw.pw_gid)
+    r = subprocess.run([PETREL_BIN, "check-config", "-c", conf],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r
+    # Several bad keys: check-config names every one in one run.
+    with open(conf, "a") as f:
+        f.write("dkim_sign example.test s3 %s/none3.key\n"
+                "dkim_sign example.test s4 %s/none4.key\n" % (d, d))
+    r = subprocess.run([PETREL_BIN, "check-config", "-c", conf],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 1, r
+    assert b"dkim_sign example.test s3" in r.stderr and \
+        b"dkim_sign example.test s4" in r.stderr, r.stderr
 
 
 def test_signed_8bit_mail_to_a_7bit_peer_bounces_unchanged():

@@ -27,8 +27,9 @@ import time
 
 import pytest
 
-from harness import (CLIENT_HELO, RawClient, free_port, parse_received,
-                     split_delivered, tls_context, wait_until)
+from harness import (CLIENT_HELO, PETREL_BIN, RawClient, free_port,
+                     parse_received, split_delivered, tls_context,
+                     wait_until)
 from tls_certs import (SClient, brief_protocol, cert_info, make_pair,
                        pem_to_der, petrel_ids, replace_pair, s_client)
 
@@ -434,6 +435,12 @@ def test_startup_refuses_key_unreadable_by_daemon_user(make_petrel):
     p.wait_log(r"daemon: tls_key %s is not readable by user petrel: "
                r"make it readable by a group petrel is in"
                % re.escape(key))
+    # check-config, run as root, refuses it too.
+    r = subprocess.run([PETREL_BIN, "check-config", "-c", p.conf_path],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 1, r
+    assert ("tls_key %s is not readable by user petrel" % key).encode() \
+        in r.stderr, r.stderr
 
     # A directory petrel cannot search hides a readable file too.
     sub = os.path.join(d, "private")
