@@ -49,6 +49,8 @@
 
 /* Defaults for directives a file omits (docs/configuration.md). */
 #define CONF_DEFAULT_SPOOL		"/var/spool/petrel"
+#define CONF_DEFAULT_RUN_DIR		"/run/petrel"
+#define CONF_DEFAULT_MAILDROP		"/var/spool/petrel-maildrop"
 #define CONF_DEFAULT_MAILDIR		"/var/mail/%d/%u"
 #define CONF_DEFAULT_USER		"petrel"
 #define CONF_DEFAULT_LISTEN		"127.0.0.1:25"
@@ -56,6 +58,8 @@
 /* The built-in default, used when no file exists. */
 #define CONF_BUILTIN_LISTEN		"127.0.0.1:2525"
 #define CONF_BUILTIN_SPOOL		"./var/spool"
+#define CONF_BUILTIN_RUN_DIR		"./var/run"
+#define CONF_BUILTIN_MAILDROP		"./var/maildrop"
 #define CONF_BUILTIN_MAILDIR		"./var/mail/%d/%u"
 #define CONF_BUILTIN_DOMAIN		"localhost"
 
@@ -178,6 +182,8 @@ static int conf_set_quarantine_folder(struct conf_parser *,
 static const struct conf_directive directives[] = {
 	{ "hostname", 1, 1, false, conf_set_hostname, 0, 0, 0, 0, 0 },
 	STRING("spool", spool),
+	STRING("run_dir", run_dir),
+	STRING("maildrop", maildrop),
 	{ "listen", 1, 2, true, conf_add_listen, 0, 0, 0, 0, 0 },
 	{ "domain", 1, 1, true, conf_add_domain, 0, 0, 0, 0, 0 },
 	{ "maildir", 1, 1, false, conf_set_maildir, 0, 0, 0, 0, 0 },
@@ -394,6 +400,8 @@ conf_new_defaults(void)
 	c = xcalloc(1, sizeof(*c));
 	c->hostname = conf_default_hostname();
 	c->spool = xstrdup(CONF_DEFAULT_SPOOL);
+	c->run_dir = xstrdup(CONF_DEFAULT_RUN_DIR);
+	c->maildrop = xstrdup(CONF_DEFAULT_MAILDROP);
 	c->maildir = xstrdup(CONF_DEFAULT_MAILDIR);
 	c->user = xstrdup(CONF_DEFAULT_USER);
 	c->bare_lf = CONF_BARE_LF_REJECT;
@@ -1555,6 +1563,10 @@ conf_default(void)
 	free(p.listen_lines);
 	free(c->spool);
 	c->spool = xstrdup(CONF_BUILTIN_SPOOL);
+	free(c->run_dir);
+	c->run_dir = xstrdup(CONF_BUILTIN_RUN_DIR);
+	free(c->maildrop);
+	c->maildrop = xstrdup(CONF_BUILTIN_MAILDROP);
 	free(c->maildir);
 	c->maildir = xstrdup(CONF_BUILTIN_MAILDIR);
 	conf_push_string(&c->domains, &c->ndomains, CONF_BUILTIN_DOMAIN);
@@ -1571,6 +1583,8 @@ conf_free(struct conf *c)
 	free(c->path);
 	free(c->hostname);
 	free(c->spool);
+	free(c->run_dir);
+	free(c->maildrop);
 	free(c->maildir);
 	free(c->users);
 	free(c->aliases);

@@ -104,6 +104,9 @@ struct conf {
 
 	char *hostname;
 	char *spool;
+	char *run_dir;		/* sockets: control, sendmail */
+	char *maildrop;		/* sendmail's drop box when the daemon
+				 * is down (petrel-postdrop writes it) */
 	char *maildir;		/* template with %d and %u */
 	char *users;		/* path or NULL */
 	char *aliases;		/* path or NULL */

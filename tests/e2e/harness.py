@@ -276,6 +276,8 @@ class Petrel:
         out = ["# written by tests/e2e/harness.py",
                "hostname %s" % self.hostname,
                "spool %s" % self.spool,
+               "run_dir %s/run" % self.tmpdir,
+               "maildrop %s/maildrop" % self.tmpdir,
                "maildir %s/%%d/%%u" % self.maildir_root]
         for d in self.dns:
             out.append("dns %s" % d)
