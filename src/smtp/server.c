@@ -129,6 +129,7 @@ smtp_server_new(struct event_base *base, struct spool *sp,
 	srv->queued = queued;
 	srv->queued_arg = arg;
 	srv->next_id = 1;
+	LIST_INIT(&srv->sign_jobs);
 	srv->verifier = sasl_verifier_new(base, SMTP_AUTH_THREADS);
 	smtp_server_auth_setup(srv);
 	return srv;
@@ -417,6 +418,7 @@ smtp_server_free(struct smtp_server *srv)
 		return;
 	smtp_server_close_listeners(srv);
 	smtp_server_close_all(srv);
+	smtp_sign_orphan_all(srv);
 	for (b = 0; b < SMTP_IP_BUCKETS; b++) {
 		while (srv->ips[b] != NULL) {
 			struct smtp_ipcount *n = srv->ips[b]->next;

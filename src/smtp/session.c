@@ -2703,7 +2703,8 @@ smtp_message_commit(struct smtp_session *s)
 
 /* Signing on a worker: the stream and the keys travel with the job. */
 struct smtp_sign_job {
-	struct smtp_server *srv;
+	LIST_ENTRY(smtp_sign_job) entry;	/* srv->sign_jobs */
+	struct smtp_server *srv;	/* NULL: the server is gone */
 	uint64_t session;
 	struct smtp_runtime *rt;	/* holds the keys */
 	struct dkim_stream *st;
@@ -2744,8 +2745,12 @@ static void
 smtp_sign_done(void *arg)
 {
 	struct smtp_sign_job *j = arg;
-	struct smtp_session *s = smtp_server_find(j->srv, j->session);
+	struct smtp_session *s = NULL;
 
+	if (j->srv != NULL) {
+		LIST_REMOVE(j, entry);
+		s = smtp_server_find(j->srv, j->session);
+	}
 	if (j->error[0] != '\0')
 		log_warn("smtp: dkim signing failed session=%016llx: %s",
 		    (unsigned long long)j->session, j->error);
@@ -2822,8 +2827,25 @@ smtp_dkim_sign_start(struct smtp_session *s)
 	s->txn.sign = NULL;		/* the job's now */
 	strlcpy(j->domain, domain, sizeof(j->domain));
 	buf_init(&j->fields, 64 * 1024);
+	LIST_INSERT_HEAD(&s->srv->sign_jobs, j, entry);
 	workq_run(s->srv->workq, smtp_sign_work, smtp_sign_done, j);
 	return 0;
+}
+
+/*
+ * The server is being freed while signing jobs are still owed their done
+ * (workq_free() runs them later, on this thread): they must not look it
+ * up then. Their sessions are gone already; the jobs only free themselves.
+ */
+void
+smtp_sign_orphan_all(struct smtp_server *srv)
+{
+	struct smtp_sign_job *j;
+
+	while ((j = LIST_FIRST(&srv->sign_jobs)) != NULL) {
+		LIST_REMOVE(j, entry);
+		j->srv = NULL;
+	}
 }
 
 /*

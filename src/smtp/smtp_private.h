@@ -5,6 +5,7 @@
 #ifndef PETREL_SMTP_PRIVATE_H
 #define PETREL_SMTP_PRIVATE_H
 
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <stdbool.h>
@@ -66,6 +67,9 @@ struct smtp_server {
 	/* SPF/DKIM/DMARC on incoming mail; NULL: not checked. */
 	struct dns *dns;
 	struct workq *workq;
+	/* DKIM signing jobs on workq whose done has not run: orphaned by
+	 * smtp_server_free(), since workq_free() runs them afterwards. */
+	LIST_HEAD(, smtp_sign_job) sign_jobs;
 
 	bool shutting_down;
 	void (*shutdown_done)(void *);
@@ -78,6 +82,7 @@ void smtp_session_start(struct smtp_server *srv, int fd,
     const struct sockaddr *sa, socklen_t salen,
     const struct conf_listen *l, enum reply_id refuse);
 void smtp_session_shutdown(struct smtp_session *s);
+void smtp_sign_orphan_all(struct smtp_server *srv);
 void smtp_session_destroy(struct smtp_session *s);
 uint64_t smtp_session_id(const struct smtp_session *s);
 struct smtp_session *smtp_session_next(struct smtp_session *s);

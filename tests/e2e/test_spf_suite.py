@@ -419,11 +419,12 @@ def test_spf_check_usage_errors():
         assert "usage: petrel spf check" in err or "--ip" in err, (args, err)
 
 
-def test_spf_check_cannot_run():
-    """Exit 1 when the resolver cannot be made (a bad --dns address)."""
+def test_spf_check_bad_dns_address():
+    """Exit 2, a usage error as for the other commands, when the resolver
+    refuses the --dns address."""
     rc, out, err = _cli("check", "--dns", "not-an-address", "--ip",
                         "192.0.2.1", "--mail-from", "a@example.com")
-    assert rc == 1, (rc, out, err)
+    assert rc == 2, (rc, out, err)
     assert out == ""
     assert "bad DNS server address" in err
 

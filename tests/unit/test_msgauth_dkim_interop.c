@@ -276,21 +276,6 @@ make_tmpdir(void)
 	return dir;
 }
 
-static struct dkim_privkey *
-load_key(const char *rel)
-{
-	struct dkim_privkey *k;
-	const char *err = NULL;
-	size_t len;
-	char *text = dt_read(rel, &len);
-
-	k = dkim_privkey_load(text, len, &err);
-	if (k == NULL)
-		fail_msg("%s: %s", rel, err);
-	free(text);
-	return k;
-}
-
 static void
 fill_long_lines(void)
 {
@@ -318,9 +303,9 @@ fill_long_lines(void)
 static size_t
 write_signed_corpus(const char *dir, bool with_ed)
 {
-	struct dkim_privkey *rsa = load_key("dkimpy-data/test.private");
+	struct dkim_privkey *rsa = dt_load_key("dkimpy-data/test.private");
 	struct dkim_privkey *ed =
-	    load_key("rfc8463/ed25519-brisbane.private.pem");
+	    dt_load_key("rfc8463/ed25519-brisbane.private.pem");
 	size_t i, nfiles = 0;
 	int k, c;
 

@@ -285,57 +285,6 @@ check_vector(const char *what, const char *msg, size_t len, const char *dns,
 	free(t);
 }
 
-static struct dkim_privkey *
-load_key(const char *rel)
-{
-	struct dkim_privkey *k;
-	const char *err = NULL;
-	size_t len;
-	char *text = dt_read(rel, &len);
-
-	k = dkim_privkey_load(text, len, &err);
-	if (k == NULL)
-		fail_msg("%s: %s", rel, err);
-	free(text);
-	return k;
-}
-
-static char *
-read_crlf(const char *rel, size_t *len_r)
-{
-	size_t len;
-	char *lf = dt_read(rel, &len), *c;
-
-	c = dt_crlf(lf, len, len_r);
-	free(lf);
-	return c;
-}
-
-/* A DNS file text of "name rdata" for one record. */
-static char *
-dns1(const char *name, const char *rdata)
-{
-	size_t n = strlen(name) + strlen(rdata) + 3;
-	char *p = malloc(n);
-
-	assert_non_null(p);
-	snprintf(p, n, "%s %s\n", name, rdata);
-	return p;
-}
-
-static char *
-dns1_file(const char *name, const char *rel)
-{
-	size_t len;
-	char *txt = dt_read(rel, &len), *p;
-
-	while (len > 0 && (txt[len - 1] == '\n' || txt[len - 1] == '\r'))
-		txt[--len] = '\0';
-	p = dns1(name, txt);
-	free(txt);
-	return p;
-}
-
 /* field + msg, a malloc'd message. */
 static char *
 prepend(const char *field, const char *msg, size_t len, size_t *len_r)
@@ -378,10 +327,10 @@ test_rfc8463(void **state)
 	msg = dt_read("rfc8463/signed-A3.eml", &len);
 	check_vector("rfc8463 A.3", msg, len, dns, -1, 2);
 	free(msg);
-	msg = read_crlf("dkimpy-data/rfc6376.signed.msg", &len);
+	msg = dt_read_crlf("dkimpy-data/rfc6376.signed.msg", &len);
 	check_vector("dkimpy rfc6376.signed.msg", msg, len, dns, -1, 2);
 	free(msg);
-	msg = read_crlf("dkimpy-data/rfc6376.signed.rsa.msg", &len);
+	msg = dt_read_crlf("dkimpy-data/rfc6376.signed.rsa.msg", &len);
 	check_vector("dkimpy rfc6376.signed.rsa.msg", msg, len, dns, -1, 1);
 	free(msg);
 	free(dns);
@@ -433,19 +382,19 @@ test_dkimpy_signed(void **state)
 
 	(void)state;
 	msg = dt_read("dkimpy-data/ed25519test2.msg", &len);
-	dns = dns1_file("sed._domainkey.test.ex", "dkimpy-data/eximtest.dns");
+	dns = dt_dns1_file("sed._domainkey.test.ex", "dkimpy-data/eximtest.dns");
 	check_vector("exim ed25519test2.msg", msg, len, dns, -1, 1);
 	free(msg);
 	free(dns);
 
-	msg = read_crlf("dkimpy-data/test2.message", &len);
-	dns = dns1("20120113._domainkey.gmail.com", gmail);
+	msg = dt_read_crlf("dkimpy-data/test2.message", &len);
+	dns = dt_dns1("20120113._domainkey.gmail.com", gmail);
 	check_vector("test2.message", msg, len, dns, -1, 1);
 	free(msg);
 	free(dns);
 
-	msg = read_crlf("dkimpy-data/test.message.baddomain", &len);
-	dns = dns1_file("test._domainkey.legitimate.com(.attacker.com",
+	msg = dt_read_crlf("dkimpy-data/test.message.baddomain", &len);
+	dns = dt_dns1_file("test._domainkey.legitimate.com(.attacker.com",
 	    "dkimpy-data/test.txt");
 	assert_int_equal(check_same("baddomain", msg, len, dns, -1, &n, res),
 	    0);
@@ -523,14 +472,14 @@ test_signed_here(void **state)
 		struct dkim_privkey *k;
 
 		snprintf(rel, sizeof(rel), "dkimpy-data/%s", keys[i].key);
-		k = load_key(rel);
+		k = dt_load_key(rel);
 		snprintf(rel, sizeof(rel), "dkimpy-data/%s", keys[i].pub);
-		dns = dns1_file("sel._domainkey.example.com", rel);
+		dns = dt_dns1_file("sel._domainkey.example.com", rel);
 		for (j = 0; j < nitems(msgs); j++) {
 			char *msg;
 
 			snprintf(rel, sizeof(rel), "dkimpy-data/%s", msgs[j]);
-			msg = read_crlf(rel, &len);
+			msg = dt_read_crlf(rel, &len);
 			for (c = 0; c < 8; c++) {
 				struct dkim_sign_opts o;
 				char *field, *sm, what[512];
@@ -564,12 +513,12 @@ static void
 test_length(void **state)
 {
 	static const char body_more[] = "An unsigned tail.\r\n";
-	struct dkim_privkey *k = load_key("dkimpy-data/test.private");
-	char *dns = dns1_file("sel._domainkey.example.com",
+	struct dkim_privkey *k = dt_load_key("dkimpy-data/test.private");
+	char *dns = dt_dns1_file("sel._domainkey.example.com",
 	    "dkimpy-data/test.txt");
 	struct dt_sigresult res[DT_MAX_SIGS];
 	size_t len, slen, n, c;
-	char *msg = read_crlf("dkimpy-data/test.message", &len);
+	char *msg = dt_read_crlf("dkimpy-data/test.message", &len);
 
 	(void)state;
 	for (c = 0; c < 2; c++) {
@@ -621,15 +570,15 @@ test_length(void **state)
 static void
 test_wrong_key(void **state)
 {
-	struct dkim_privkey *k = load_key("dkimpy-data/test.private");
-	char *wrong = dns1_file("sel._domainkey.example.com",
+	struct dkim_privkey *k = dt_load_key("dkimpy-data/test.private");
+	char *wrong = dt_dns1_file("sel._domainkey.example.com",
 	    "dkimpy-data/2048_testkey_wo_markers.pub.txt");
-	char *other = dns1_file("sel._domainkey.example.com",
+	char *other = dt_dns1_file("sel._domainkey.example.com",
 	    "dkimpy-data/ed25519test.dns");
 	struct dt_sigresult res[DT_MAX_SIGS];
 	struct dkim_sign_opts o;
 	size_t len, slen, n;
-	char *msg = read_crlf("dkimpy-data/test.message", &len);
+	char *msg = dt_read_crlf("dkimpy-data/test.message", &len);
 	char *field, *sm;
 
 	(void)state;
@@ -691,11 +640,11 @@ test_every_split(void **state)
 static char *
 three_sigs(size_t *len_r, char **dns_r)
 {
-	struct dkim_privkey *rsa = load_key("dkimpy-data/test.private");
-	struct dkim_privkey *ed = load_key("dkimpy-data/ed25519test.key");
+	struct dkim_privkey *rsa = dt_load_key("dkimpy-data/test.private");
+	struct dkim_privkey *ed = dt_load_key("dkimpy-data/ed25519test.key");
 	struct dkim_sign_opts o;
 	size_t len, l2;
-	char *msg = read_crlf("dkimpy-data/test.message", &len);
+	char *msg = dt_read_crlf("dkimpy-data/test.message", &len);
 	char *f, *m2, *dns, *a, *b;
 
 	dkim_sign_opts_init(&o, "example.com", "rsa");
@@ -714,8 +663,8 @@ three_sigs(size_t *len_r, char **dns_r)
 	m2 = prepend(f, msg, len, &l2);
 	free(f);
 	free(msg);
-	a = dns1_file("rsa._domainkey.example.com", "dkimpy-data/test.txt");
-	b = dns1_file("ed._domainkey.example.com",
+	a = dt_dns1_file("rsa._domainkey.example.com", "dkimpy-data/test.txt");
+	b = dt_dns1_file("ed._domainkey.example.com",
 	    "dkimpy-data/ed25519test.dns");
 	dns = malloc(strlen(a) + strlen(b) + 1);
 	assert_non_null(dns);
@@ -760,7 +709,7 @@ static void
 test_header_max(void **state)
 {
 	struct dt_sigresult got[DT_MAX_SIGS];
-	struct dkim_privkey *k = load_key("dkimpy-data/test.private");
+	struct dkim_privkey *k = dt_load_key("dkimpy-data/test.private");
 	struct dkim_sign_opts o;
 	size_t len, hlen, i, n;
 	char *dns, *msg = three_sigs(&len, &dns);
@@ -888,8 +837,8 @@ test_odd_shapes(void **state)
 		"From: a@example.com\r\n\r\r\n\r\nbody after CR line\r\n",
 		"\r\nFrom: in the body\r\n",
 	};
-	struct dkim_privkey *k = load_key("dkimpy-data/test.private");
-	char *dns = dns1_file("sel._domainkey.example.com",
+	struct dkim_privkey *k = dt_load_key("dkimpy-data/test.private");
+	char *dns = dt_dns1_file("sel._domainkey.example.com",
 	    "dkimpy-data/test.txt");
 	struct dt_sigresult res[DT_MAX_SIGS];
 	size_t i, c, len, n;
@@ -1023,10 +972,10 @@ test_sign(void **state)
 
 	(void)state;
 	for (i = 0; i < nitems(keys); i++) {
-		struct dkim_privkey *k = load_key(keys[i]);
+		struct dkim_privkey *k = dt_load_key(keys[i]);
 
 		for (j = 0; j < nitems(msgs); j++) {
-			char *msg = read_crlf(msgs[j], &len);
+			char *msg = dt_read_crlf(msgs[j], &len);
 
 			for (c = 0; c < 16; c++) {
 				struct dkim_sign_opts o;
@@ -1062,7 +1011,7 @@ test_sign_gomsgauth(void **state)
 	static const char *const hdrs[] = {
 		"From", "To", "Subject", "Date", "Message-ID",
 	};
-	struct dkim_privkey *k = load_key(
+	struct dkim_privkey *k = dt_load_key(
 	    "rfc6376/rfc6376-appendixC-brisbane.private.pem");
 	struct dkim_stream *s = dkim_stream_new(0, HEADER_MAX);
 	struct dkim_sign_opts o;
@@ -1098,12 +1047,12 @@ test_sign_gomsgauth(void **state)
 static void
 test_sign_errors(void **state)
 {
-	struct dkim_privkey *k = load_key("dkimpy-data/test.private");
+	struct dkim_privkey *k = dt_load_key("dkimpy-data/test.private");
 	struct dkim_sign_opts o;
 	struct dkim_stream *s;
 	const char *err;
 	size_t len;
-	char *msg = read_crlf("dkimpy-data/test.message", &len);
+	char *msg = dt_read_crlf("dkimpy-data/test.message", &len);
 
 	(void)state;
 	dkim_sign_opts_init(&o, "example.com", "sel");
@@ -1143,7 +1092,7 @@ test_sign_errors(void **state)
 	dkim_stream_free(s);
 	free(msg);
 
-	msg = read_crlf("dkimpy-data/test_nofrom.message", &len);
+	msg = dt_read_crlf("dkimpy-data/test_nofrom.message", &len);
 	dkim_sign_opts_init(&o, "example.com", "sel");
 	s = dkim_stream_new(DT_MAX_SIGS, HEADER_MAX);
 	assert_int_equal(dkim_stream_want_body(s, DKIM_CANON_RELAXED,
@@ -1179,8 +1128,8 @@ test_free_null(void **state)
 static void
 test_large_body(void **state)
 {
-	struct dkim_privkey *k = load_key("dkimpy-data/test.private");
-	char *dns = dns1_file("sel._domainkey.example.com",
+	struct dkim_privkey *k = dt_load_key("dkimpy-data/test.private");
+	char *dns = dt_dns1_file("sel._domainkey.example.com",
 	    "dkimpy-data/test.txt");
 	static const char hdr[] = "From: a@example.com\r\nSubject: big\r\n"
 	    "\r\n";

@@ -208,4 +208,58 @@ dt_b_value(const char *field, size_t len)
 	return o;
 }
 
+/* A private key of the conformance set; fails the test when unusable. */
+static inline struct dkim_privkey *
+dt_load_key(const char *rel)
+{
+	struct dkim_privkey *k;
+	const char *err = NULL;
+	size_t len;
+	char *text = dt_read(rel, &len);
+
+	k = dkim_privkey_load(text, len, &err);
+	if (k == NULL)
+		fail_msg("%s: %s", rel, err);
+	free(text);
+	return k;
+}
+
+/* A conformance file with every bare LF turned into CRLF. */
+static inline char *
+dt_read_crlf(const char *rel, size_t *len_r)
+{
+	size_t len;
+	char *lf = dt_read(rel, &len), *c;
+
+	c = dt_crlf(lf, len, len_r);
+	free(lf);
+	return c;
+}
+
+/* A DNS file text of "name rdata" for one record. */
+static inline char *
+dt_dns1(const char *name, const char *rdata)
+{
+	size_t n = strlen(name) + strlen(rdata) + 3;
+	char *p = malloc(n);
+
+	assert_non_null(p);
+	snprintf(p, n, "%s %s\n", name, rdata);
+	return p;
+}
+
+/* dt_dns1() with the rdata of a conformance file (its last line end cut). */
+static inline char *
+dt_dns1_file(const char *name, const char *rel)
+{
+	size_t len;
+	char *txt = dt_read(rel, &len), *p;
+
+	while (len > 0 && (txt[len - 1] == '\n' || txt[len - 1] == '\r'))
+		txt[--len] = '\0';
+	p = dt_dns1(name, txt);
+	free(txt);
+	return p;
+}
+
 #endif

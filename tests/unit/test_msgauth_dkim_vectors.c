@@ -37,21 +37,6 @@
 
 #define MAILAUTH_NOW	1667843664
 
-static struct dkim_privkey *
-load_key(const char *rel)
-{
-	struct dkim_privkey *k;
-	const char *err = NULL;
-	size_t len;
-	char *text = dt_read(rel, &len);
-
-	k = dkim_privkey_load(text, len, &err);
-	if (k == NULL)
-		fail_msg("%s: %s", rel, err);
-	free(text);
-	return k;
-}
-
 /* Expect n signatures, all with result want. */
 static void
 expect_some(const char *what, const char *msg, size_t len, const char *dns,
@@ -148,8 +133,8 @@ test_rfc8463(void **state)
 	char *unsigned_msg = dt_read("rfc8463/unsigned-A3-body.eml", &ulen);
 	char *dns = dt_read("rfc8463/dns.txt", &dlen);
 	struct dkim_privkey *ed =
-	    load_key("rfc8463/ed25519-brisbane.private.pem");
-	struct dkim_privkey *rsa = load_key("rfc8463/rsa-test.private.pem");
+	    dt_load_key("rfc8463/ed25519-brisbane.private.pem");
+	struct dkim_privkey *rsa = dt_load_key("rfc8463/rsa-test.private.pem");
 	struct dkim_msg m;
 	enum dkim_reason r;
 	size_t i, nsig = 0;
@@ -235,7 +220,7 @@ test_gomsgauth_sign(void **state)
 
 	(void)state;
 	for (i = 0; i < nitems(cases); i++) {
-		struct dkim_privkey *k = load_key(cases[i].key);
+		struct dkim_privkey *k = dt_load_key(cases[i].key);
 		char *want = dt_read(cases[i].expected, &elen);
 		struct dkim_sign_opts o;
 		const char *err = NULL;
@@ -292,42 +277,6 @@ test_gomsgauth_verify(void **state)
 	free(dns);
 }
 
-/* A DNS file text of "name rdata" for one record. */
-static char *
-dns1(const char *name, const char *rdata)
-{
-	size_t n = strlen(name) + strlen(rdata) + 3;
-	char *p = malloc(n);
-
-	assert_non_null(p);
-	snprintf(p, n, "%s %s\n", name, rdata);
-	return p;
-}
-
-static char *
-dns1_file(const char *name, const char *rel)
-{
-	size_t len;
-	char *txt = dt_read(rel, &len), *p;
-
-	while (len > 0 && (txt[len - 1] == '\n' || txt[len - 1] == '\r'))
-		txt[--len] = '\0';
-	p = dns1(name, txt);
-	free(txt);
-	return p;
-}
-
-static char *
-read_crlf(const char *rel, size_t *len_r)
-{
-	size_t len;
-	char *lf = dt_read(rel, &len), *c;
-
-	c = dt_crlf(lf, len, len_r);
-	free(lf);
-	return c;
-}
-
 static void
 test_dkimpy_signed(void **state)
 {
@@ -346,21 +295,21 @@ test_dkimpy_signed(void **state)
 	(void)state;
 	/* Exim's Ed25519 signature (an independent implementation). */
 	msg = dt_read("dkimpy-data/ed25519test2.msg", &len);
-	dns = dns1_file("sed._domainkey.test.ex", "dkimpy-data/eximtest.dns");
+	dns = dt_dns1_file("sed._domainkey.test.ex", "dkimpy-data/eximtest.dns");
 	expect_pass_and_tamper("exim ed25519test2.msg", msg, len, dns, -1, 1);
 	free(msg);
 	free(dns);
 
 	/* Degenerate folding (Debian bug #711751), relaxed/relaxed. */
-	msg = read_crlf("dkimpy-data/test2.message", &len);
-	dns = dns1("20120113._domainkey.gmail.com", gmail);
+	msg = dt_read_crlf("dkimpy-data/test2.message", &len);
+	dns = dt_dns1("20120113._domainkey.gmail.com", gmail);
 	expect_pass_and_tamper("test2.message", msg, len, dns, -1, 1);
 	free(msg);
 	free(dns);
 
 	/* d=legitimate.com(.attacker.com is no domain name. */
-	msg = read_crlf("dkimpy-data/test.message.baddomain", &len);
-	dns = dns1_file("test._domainkey.legitimate.com(.attacker.com",
+	msg = dt_read_crlf("dkimpy-data/test.message.baddomain", &len);
+	dns = dt_dns1_file("test._domainkey.legitimate.com(.attacker.com",
 	    "dkimpy-data/test.txt");
 	assert_int_equal(dt_verify_all(msg, len, dns, NULL, res), 1);
 	assert_int_equal(res[0].result, DKIM_RESULT_PERMERROR);
@@ -458,14 +407,14 @@ test_dkimpy_sign_verify(void **state)
 		struct dkim_privkey *k;
 
 		snprintf(rel, sizeof(rel), "dkimpy-data/%s", cases[i].key);
-		k = load_key(rel);
+		k = dt_load_key(rel);
 		snprintf(rel, sizeof(rel), "dkimpy-data/%s", cases[i].pub);
-		dns = dns1_file("sel._domainkey.example.com", rel);
+		dns = dt_dns1_file("sel._domainkey.example.com", rel);
 		for (j = 0; j < nitems(msgs); j++) {
 			char *msg;
 
 			snprintf(rel, sizeof(rel), "dkimpy-data/%s", msgs[j]);
-			msg = read_crlf(rel, &len);
+			msg = dt_read_crlf(rel, &len);
 			for (c = 0; c < 4; c++) {
 				struct dkim_sign_opts o;
 				const char *err = NULL;
@@ -508,11 +457,11 @@ test_dkimpy_sign_verify(void **state)
 static void
 test_dkimpy_nofrom(void **state)
 {
-	struct dkim_privkey *k = load_key("dkimpy-data/test.private");
+	struct dkim_privkey *k = dt_load_key("dkimpy-data/test.private");
 	struct dkim_sign_opts o;
 	const char *err = NULL;
 	size_t len;
-	char *msg = read_crlf("dkimpy-data/test_nofrom.message", &len);
+	char *msg = dt_read_crlf("dkimpy-data/test_nofrom.message", &len);
 
 	(void)state;
 	dkim_sign_opts_init(&o, "example.com", "test");
@@ -526,8 +475,8 @@ test_dkimpy_nofrom(void **state)
 static void
 test_dkimpy_seed_is_rfc8463_key(void **state)
 {
-	struct dkim_privkey *seed = load_key("dkimpy-data/rfc8032_7_1.key");
-	struct dkim_privkey *pem = load_key(
+	struct dkim_privkey *seed = dt_load_key("dkimpy-data/rfc8032_7_1.key");
+	struct dkim_privkey *pem = dt_load_key(
 	    "rfc8463/ed25519-brisbane.private.pem");
 	size_t len, ulen;
 	char *msg = dt_read("rfc8463/signed-A3.eml", &len);
@@ -561,7 +510,7 @@ test_dkimpy_seed_is_rfc8463_key(void **state)
 static void
 test_rfc6376_appendix(void **state)
 {
-	struct dkim_privkey *k = load_key(
+	struct dkim_privkey *k = dt_load_key(
 	    "rfc6376/rfc6376-appendixC-brisbane.private.pem");
 	struct dkim_sign_opts o;
 	const char *err = NULL;
