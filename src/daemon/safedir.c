@@ -42,8 +42,7 @@
 
 /* One directory above the spool (dir is one of its ancestors). */
 static int
-safedir_check_ancestor(const char *dir, uid_t owner, char *err,
-    size_t errlen)
+safedir_check_ancestor(const char *dir, uid_t owner, char *err, size_t errlen)
 {
 	struct stat st;
 
