@@ -480,6 +480,26 @@ daemon_check_access(const struct conf *c)
 	return daemon_check_key_access(c, pw);
 }
 
+int
+daemon_check_spool(const struct conf *c)
+{
+	const struct passwd *pw;
+	char err[PATH_MAX + 256];
+	uid_t owner = geteuid();
+	int rc;
+
+	if (owner == 0 && (pw = getpwnam(c->user)) != NULL)
+		owner = pw->pw_uid;
+	if (access(c->spool, F_OK) == 0)
+		rc = safedir_check(c->spool, owner, false, err, sizeof(err));
+	else
+		rc = safedir_check_parents(c->spool, owner, err, sizeof(err));
+	if (rc == -1)
+		log_err("daemon: serve would refuse to run: spool %s: %s",
+		    c->spool, err);
+	return rc;
+}
+
 static void
 daemon_queued(void *arg, const char *id, const struct envelope *env)
 {
@@ -758,7 +778,8 @@ daemon_serve(const char *cli_path)
 		if (daemon_make_dir(c->spool, 0700, pw ? pw->pw_uid : 0,
 		    pw ? pw->pw_gid : 0, as_root) == -1)
 			goto done;
-		if (safedir_check(c->spool, owner, err, sizeof(err)) == -1) {
+		if (safedir_check(c->spool, owner, true, err,
+		    sizeof(err)) == -1) {
 			log_err("daemon: refusing to run: spool %s: %s",
 			    c->spool, err);
 			goto done;

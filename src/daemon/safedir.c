@@ -1,7 +1,8 @@
 /*
  * safedir.c: the spool's safety check at start-up (`petrel serve`).
  *
- * Entry points: safedir_check_parents(), safedir_check().
+ * Entry points: safedir_check_parents(), safedir_check(); daemon.c calls
+ * them from `petrel serve` and `petrel check-config`.
  *
  * Whoever can write to a directory above the spool can rename the spool
  * away and put a directory, or a symbolic link, of their own in its
@@ -148,7 +149,8 @@ safedir_check_parents(const char *path, uid_t owner, char *err,
 }
 
 int
-safedir_check(const char *path, uid_t owner, char *err, size_t errlen)
+safedir_check(const char *path, uid_t owner, bool check_owner, char *err,
+    size_t errlen)
 {
 	struct stat st;
 
@@ -162,7 +164,7 @@ safedir_check(const char *path, uid_t owner, char *err, size_t errlen)
 		snprintf(err, errlen, "%s is not a directory", path);
 		return -1;
 	}
-	if (st.st_uid != owner) {
+	if (check_owner && st.st_uid != owner) {
 		snprintf(err, errlen, "%s belongs to uid %u, not to the "
 		    "daemon's user (uid %u)", path, (unsigned int)st.st_uid,
 		    (unsigned int)owner);

@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /*
@@ -23,10 +24,12 @@ int safedir_check_parents(const char *path, uid_t owner, char *err,
     size_t errlen);
 
 /*
- * safedir_check_parents(), then path itself: a directory owned by owner
- * and not writable by every user (the sticky bit does not help here).
+ * safedir_check_parents(), then path itself: a directory, not writable by
+ * every user (the sticky bit does not help here) and, with check_owner,
+ * owned by owner (without: check-config, before serve has chowned it).
  * Returns 0, or -1 with err set.
  */
-int safedir_check(const char *path, uid_t owner, char *err, size_t errlen);
+int safedir_check(const char *path, uid_t owner, bool check_owner, char *err,
+    size_t errlen);
 
 #endif

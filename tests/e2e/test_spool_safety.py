@@ -9,12 +9,16 @@ before it creates or chowns anything, and runs where the rules allow:
 - a world-writable spool: refused;
 - a directory above the spool owned by another user: refused;
 - a spool reached through a symbolic link into a world-writable
-  directory: refused (the link is followed).
+  directory: refused (the link is followed);
+- `petrel check-config` reports what serve would refuse (exit 1).
 """
 import os
 import pwd
+import re
 import stat
 import subprocess
+
+from harness import PETREL_BIN
 
 
 def refused(p, regex):
@@ -86,3 +90,33 @@ def test_link_into_world_writable_directory_refused(make_petrel):
     p.spool = os.path.join(p.tmpdir, "link", "spool")
     p.write_conf()
     refused(p, r"\S+: %s is writable by every user" % open_dir)
+
+
+def check_config(p):
+    r = subprocess.run([PETREL_BIN, "check-config", "-c", p.conf_path],
+                       capture_output=True, text=True, timeout=60)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_check_config_refuses_what_serve_refuses(make_petrel):
+    p = make_petrel(start=False)
+    rc, out, err = check_config(p)
+    assert rc == 0 and "configuration is valid" in out, (rc, out, err)
+
+    os.chmod(p.tmpdir, 0o777)
+    rc, out, err = check_config(p)
+    assert rc == 1 and out == "", (rc, out, err)
+    assert re.search(r"error: daemon: serve would refuse to run: spool "
+                     r"\S+: %s is writable by every user \(mode 0777\)"
+                     % re.escape(p.tmpdir), err), err
+    os.chmod(p.tmpdir, 0o755)
+
+    # A spool root made (as systemd's ExecStartPre does): serve gives it
+    # to its user, so check-config does not hold the owner against it.
+    os.mkdir(p.spool, 0o700)
+    rc, out, err = check_config(p)
+    assert rc == 0, (rc, out, err)
+    os.chmod(p.spool, 0o777)
+    rc, out, err = check_config(p)
+    assert rc == 1, (rc, out, err)
+    assert "%s is writable by every user (mode 0777)" % p.spool in err, err

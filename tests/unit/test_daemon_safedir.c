@@ -156,7 +156,8 @@ test_cases(void **state)
 		}
 		if (rc == 0) {
 			err[0] = '\0';
-			rc = safedir_check(path, OWNER, err, sizeof(err));
+			rc = safedir_check(path, OWNER, true, err,
+			    sizeof(err));
 			if (rc != tc->want_check) {
 				print_error("%s: safedir_check: got %d (%s), "
 				    "want %d\n", tc->name, rc, err,
@@ -191,7 +192,8 @@ test_root_and_top_level(void **state)
 	assert_int_equal(safedir_check_parents("/petrel-no-such-spool", 0,
 	    err, sizeof(err)), 0);
 	/* /tmp is 1777: fine as a parent, never as the spool itself. */
-	assert_int_equal(safedir_check("/tmp", 0, err, sizeof(err)), -1);
+	assert_int_equal(safedir_check("/tmp", 0, true, err, sizeof(err)),
+	    -1);
 	assert_non_null(strstr(err, "writable by every user"));
 }
 
