@@ -1,4 +1,5 @@
-# A thin wrapper over CMake and CTest: `make`, `make check`, `make run`.
+# A thin wrapper over CMake and CTest: `make`, `make check`, `make run`,
+# `make install`.
 #   make check SANITIZE=address,undefined   ASan+UBSan (build-san-cc-address-undefined/)
 #   make check SANITIZE=thread CC=clang     TSan (build-san-clang-thread/)
 #   make check CC=clang                     another compiler (build-clang/)
@@ -7,6 +8,8 @@ CC ?= cc
 SANITIZE ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
+PREFIX ?= /usr/local
+DESTDIR ?=
 
 comma := ,
 ifeq ($(CC),clang)
@@ -46,8 +49,10 @@ check-unit: all
 run: all
 	./$(BUILD)/petrel serve
 
+# make install [PREFIX=/usr/local] [DESTDIR=/tmp/stage]: what goes where is
+# in cmake/PetrelInstall.cmake and README.md ("Installing").
 install: all
-	cmake --install $(BUILD) --prefix $(or $(PREFIX),/usr/local)
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 bench: all
 	sh bench/accept.sh

@@ -48,6 +48,10 @@ python3-dkim
 python3-spf
 python3-yaml
 python3-authres
+groff-base
+man-db
+logrotate
+systemd
 "
 
 missing=""

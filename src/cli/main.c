@@ -104,6 +104,9 @@ cmd_check_config(const char *conf_path)
 	/* As root: what `petrel serve` refuses, check-config refuses. */
 	if (daemon_check_access(c) == -1)
 		rc = 1;
+	/* A spool serve would refuse as unsafe (issue 6). */
+	if (daemon_check_spool(c) == -1)
+		rc = 1;
 	if (rc == 0)
 		printf("%s: configuration is valid (%s)\n",
 		    path != NULL ? path : "built-in default", source);

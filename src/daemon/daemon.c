@@ -3,6 +3,8 @@
  * as root, creates the spool and Maildir root for the daemon's user, drops
  * privileges before reading any network input, recovers the spool and runs
  * the event loop until SIGTERM or SIGINT. SIGHUP reloads the configuration.
+ * Refuses a spool that others could write to or replace (safedir.c), and
+ * tells systemd when it is ready, reloading or stopping (sdnotify.c).
  *
  * SECURITY: runs as root only until the listeners are bound; afterwards as
  * conf->user (default petrel). Staying root needs an explicit `user root`.
@@ -30,6 +32,8 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "daemon/safedir.h"
+#include "daemon/sdnotify.h"
 #include "delivery/delivery.h"
 #include "dns/dns.h"
 #include "lib/log.h"
@@ -476,6 +480,26 @@ daemon_check_access(const struct conf *c)
 	return daemon_check_key_access(c, pw);
 }
 
+int
+daemon_check_spool(const struct conf *c)
+{
+	const struct passwd *pw;
+	char err[PATH_MAX + 256];
+	uid_t owner = geteuid();
+	int rc;
+
+	if (owner == 0 && (pw = getpwnam(c->user)) != NULL)
+		owner = pw->pw_uid;
+	if (access(c->spool, F_OK) == 0)
+		rc = safedir_check(c->spool, owner, false, err, sizeof(err));
+	else
+		rc = safedir_check_parents(c->spool, owner, err, sizeof(err));
+	if (rc == -1)
+		log_err("daemon: serve would refuse to run: spool %s: %s",
+		    c->spool, err);
+	return rc;
+}
+
 static void
 daemon_queued(void *arg, const char *id, const struct envelope *env)
 {
@@ -646,6 +670,7 @@ daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 	}
 	log_info("daemon: signal=%d: stopping; sessions=%zu", (int)sig,
 	    smtp_server_sessions(d->srv));
+	sdnotify_send("STOPPING=1");
 	{
 		struct timeval tv = {
 			.tv_sec = (time_t)d->rt->conf->timeout_shutdown };
@@ -654,6 +679,15 @@ daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 		evtimer_add(d->deadline, &tv);
 	}
 	smtp_server_shutdown(d->srv, daemon_stopped, d);
+}
+
+/* SIGHUP, framed for systemd (Type=notify): reloading, then ready. */
+static void
+daemon_hupcb(evutil_socket_t sig, short what, void *arg)
+{
+	sdnotify_reloading();
+	daemon_sigcb(sig, what, arg);
+	sdnotify_send("READY=1");
 }
 
 /* Release whatever daemon_serve() built, in reverse order. */
@@ -729,9 +763,29 @@ daemon_serve(const char *cli_path)
 			    "bug is then a root bug");
 	}
 	daemon_maildir_root(c->maildir, root, sizeof(root));
-	if (daemon_make_dir(c->spool, 0700, pw ? pw->pw_uid : 0,
-	    pw ? pw->pw_gid : 0, as_root) == -1 ||
-	    daemon_make_dir(root, 0755, pw ? pw->pw_uid : 0,
+	/* Spool safety (safedir.c): the tree above it before anything is
+	 * made or chowned, then the spool as it will be used. */
+	{
+		uid_t owner = pw != NULL ? pw->pw_uid : geteuid();
+		char err[PATH_MAX + 256];
+
+		if (safedir_check_parents(c->spool, owner, err,
+		    sizeof(err)) == -1) {
+			log_err("daemon: refusing to run: spool %s: %s",
+			    c->spool, err);
+			goto done;
+		}
+		if (daemon_make_dir(c->spool, 0700, pw ? pw->pw_uid : 0,
+		    pw ? pw->pw_gid : 0, as_root) == -1)
+			goto done;
+		if (safedir_check(c->spool, owner, true, err,
+		    sizeof(err)) == -1) {
+			log_err("daemon: refusing to run: spool %s: %s",
+			    c->spool, err);
+			goto done;
+		}
+	}
+	if (daemon_make_dir(root, 0755, pw ? pw->pw_uid : 0,
 	    pw ? pw->pw_gid : 0, as_root) == -1)
 		goto done;
 
@@ -805,7 +859,7 @@ daemon_serve(const char *cli_path)
 	/* Signals before the readiness lines: a test may stop us at once. */
 	d.sigterm = evsignal_new(d.base, SIGTERM, daemon_sigcb, &d);
 	d.sigint = evsignal_new(d.base, SIGINT, daemon_sigcb, &d);
-	d.sighup = evsignal_new(d.base, SIGHUP, daemon_sigcb, &d);
+	d.sighup = evsignal_new(d.base, SIGHUP, daemon_hupcb, &d);
 	evsignal_add(d.sigterm, NULL);
 	evsignal_add(d.sigint, NULL);
 	evsignal_add(d.sighup, NULL);
@@ -824,6 +878,7 @@ daemon_serve(const char *cli_path)
 		    c->listen[i].host, c->listen[i].port,
 		    conf_role_name(c->listen[i].role));
 	}
+	sdnotify_send("READY=1");	/* systemd: accepting connections */
 
 	event_base_dispatch(d.base);
 	/*

@@ -45,6 +45,15 @@ int daemon_check_dkim(const struct conf *c);
 int daemon_check_access(const struct conf *c);
 
 /*
+ * Would `petrel serve` refuse c's spool as unsafe (src/daemon/safedir.c)?
+ * The directories above it, and the spool itself when it exists (its
+ * owner is not checked: serve, as root, gives it to `user` first). The
+ * daemon's user is c's `user` when run as root, else the caller. 0, or -1
+ * with the reason logged.
+ */
+int daemon_check_spool(const struct conf *c);
+
+/*
  * Find and load the configuration (conf_locate rules) and the tables it
  * names. Every error is printed to stderr as FILE:LINE: message. Returns
  * 0 with *conf_r and *tables_r set, or -1.
