@@ -407,7 +407,7 @@ sendmail_postdrop(struct sendmail *sm, int connect_errno)
 #define PUT(...) do { \
 	int n_ = snprintf(line, sizeof(line), __VA_ARGS__); \
 	if (n_ < 0 || (size_t)n_ >= sizeof(line) || \
-	    local_client_data(&c, line, (size_t)n_) == -1) \
+	    write_all(pfd[1], line, (size_t)n_) == -1) \
 		bad = true; \
 } while (0)
 	PUT("sender <%s>\n", sm->sender);
@@ -422,8 +422,7 @@ sendmail_postdrop(struct sendmail *sm, int connect_errno)
 	PUT("data\n");
 #undef PUT
 	/* The envelope lines are LF-ended; the message is CRLF from here. */
-	if (!bad && (local_client_flush(&c) == -1 ||
-	    local_client_data(&c, sm->out.data, sm->out.len) == -1 ||
+	if (!bad && (local_client_data(&c, sm->out.data, sm->out.len) == -1 ||
 	    sendmail_copy_body(sm, &c, &ioerr) == -1 ||
 	    (c.bol ? 0 : local_client_data(&c, "\n", 1)) == -1 ||
 	    local_client_flush(&c) == -1))

@@ -415,20 +415,21 @@ pickup_feed_work(void *arg)
 	}
 	if ((code = local_client_data_end(&c)) != 250)
 		goto fail;
+	strlcpy(why, c.reply, sizeof(why));	/* "250 2.0.0 queued as ..." */
 	(void)local_client_cmd(&c, "QUIT");
 	/* On disk in the spool: only now does the maildrop file go. */
 	if (unlink(j->path) == -1 && errno != ENOENT) {
 		j->level = LOG_LEVEL_ERR;
 		snprintf(j->msg, sizeof(j->msg), "pickup: file=%s queued "
 		    "(%.300s) but cannot be removed: %s: it will be sent again",
-		    j->name, c.reply, strerror(errno));
+		    j->name, why, strerror(errno));
 	} else {
 		(void)fsync_dir(j->p->dir);
 		j->level = LOG_LEVEL_INFO;
 		snprintf(j->msg, sizeof(j->msg), "pickup: file=%s uid=%u "
 		    "user=%s nrcpt=%zu size=%llu: %.300s", j->name,
 		    (unsigned int)j->uid, j->has_user ? j->user : "unknown",
-		    accepted, (unsigned long long)j->env.size, c.reply);
+		    accepted, (unsigned long long)j->env.size, why);
 	}
 	j->result = PICKUP_QUEUED;
 	return;

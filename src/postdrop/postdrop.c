@@ -89,6 +89,18 @@ postdrop_conf(const char *cli_path)
 	return conf_load(path, postdrop_conf_error, NULL);
 }
 
+static int
+postdrop_syncfs(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), r;
+
+	if (fd == -1)
+		return -1;
+	r = syncfs(fd);
+	close(fd);
+	return r;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -170,7 +182,7 @@ main(int argc, char **argv)
 		rc = LOCAL_EX_CONFIG;
 		goto done;
 	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 	    0600);
 	if (fd == -1) {
 		fprintf(stderr, "petrel-postdrop: cannot create a file in the "
@@ -214,7 +226,15 @@ main(int argc, char **argv)
 	fd = -1;
 	if (rename(tmp, final) == -1)
 		goto writefail;
-	if (fsync_dir(c->maildrop) == -1) {
+	/*
+	 * The new name must be durable too. The caller's group gives no read
+	 * permission on the maildrop (1730), so it cannot be opened to fsync
+	 * it: then syncfs() through the file, which commits the directory
+	 * with everything else on that file system (the fallback is rare:
+	 * the daemon is down).
+	 */
+	if (fsync_dir(c->maildrop) == -1 && (errno != EACCES ||
+	    postdrop_syncfs(final) == -1)) {
 		/* In place but maybe not durable: report, keep the file. */
 		fprintf(stderr, "petrel-postdrop: fsync %s: %s\n", c->maildrop,
 		    strerror(errno));
