@@ -50,6 +50,28 @@
 #include "lib/util.h"
 #include "local/local.h"
 
+/*
+ * Sanitizer builds only: LeakSanitizer cannot run in a setgid process
+ * (not dumpable, so it cannot stop the threads it inspects) and would
+ * fail every drop; AddressSanitizer itself stays on.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define POSTDROP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POSTDROP_ASAN 1
+#endif
+#endif
+#ifdef POSTDROP_ASAN
+const char *__asan_default_options(void);
+
+const char *
+__asan_default_options(void)
+{
+	return "detect_leaks=0";
+}
+#endif
+
 static void
 postdrop_conf_error(void *arg, const char *msg)
 {

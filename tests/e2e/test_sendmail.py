@@ -39,7 +39,8 @@ HOST = "mx.example.test"
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
-def sendmail(p, args, data=b"", user=None, argv0=None, binary=None):
+def sendmail(p, args, data=b"", user=None, argv0=None, binary=None,
+             env=None):
     """Run `petrel sendmail -C CONF ARGS` (or binary, e.g. a symlink
     named sendmail) with data on stdin; returns the CompletedProcess."""
     binary = binary or PETREL_BIN
@@ -47,7 +48,8 @@ def sendmail(p, args, data=b"", user=None, argv0=None, binary=None):
     cmd += ["-C", p.conf_path] + list(args)
     if user == "nobody":
         cmd = NOBODY + cmd
-    return subprocess.run(cmd, input=data, capture_output=True, timeout=60)
+    return subprocess.run(cmd, input=data, capture_output=True, timeout=60,
+                          env=env)
 
 
 def headers(msg):
