@@ -307,6 +307,7 @@ sendmail_smtp(struct sendmail *sm, int fd)
 	char params[300];
 	size_t i;
 	int code, ioerr;
+	bool utf8;
 
 	local_client_init(&c, fd);
 	if ((code = local_client_reply(&c)) != 220)
@@ -314,8 +315,11 @@ sendmail_smtp(struct sendmail *sm, int fd)
 		    "the connection");
 	if ((code = local_client_cmd(&c, "EHLO localhost")) != 250)
 		return sendmail_refused(&c, code, 'E', "EHLO");
+	utf8 = local_is_8bit(sm->sender);
+	for (i = 0; i < sm->nrcpts; i++)
+		utf8 = utf8 || local_is_8bit(sm->rcpts[i]);
 	local_mail_params(params, sizeof(params), sm->a.ret, sm->a.envid,
-	    local_is_8bit(sm->sender));
+	    utf8);
 	if ((code = local_client_cmd(&c, "MAIL FROM:<%s>%s", sm->sender,
 	    params)) != 250)
 		return sendmail_refused(&c, code, 'M', "sender refused");
