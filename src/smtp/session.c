@@ -24,6 +24,11 @@
  * RFC 1870 (SIZE), RFC 6152 (8BITMIME), RFC 2034 (ENHANCEDSTATUSCODES),
  * RFC 6531 (SMTPUTF8), RFC 3848 (with keywords), RFC 3030 (CHUNKING,
  * BINARYMIME), RFC 3461 (DSN: parameters advertised, parsed and queued).
+ * Local sessions (role local, issue 6: the RUN_DIR/sendmail socket and
+ * maildrop pickup, local.c) relay like trusted clients, offer neither TLS
+ * nor AUTH, skip greeting_delay and SPF/DKIM/DMARC, add Date and
+ * Message-ID, name the caller's uid in Received:, and mark a sender that
+ * is not the caller's own login@hostname with X-Authentication-Warning.
  * OWNERSHIP: the session owns its io, its transaction (envelope, spool
  * writer) and a reference to the runtime configuration it started with.
  */
