@@ -70,6 +70,7 @@ struct pickup {
 	struct workq *wq;
 	struct event *timer;
 	char *dir;
+	char *hostname;			/* for the notices it sends */
 	uint64_t max_size;
 	bool stopping;
 	bool busy;			/* a round is under way */
@@ -84,7 +85,14 @@ enum pickup_result {
 	PICKUP_QUEUED,			/* 250: removed */
 	PICKUP_RETRY,			/* 4xx or broken: left in place */
 	PICKUP_REFUSED,			/* 5xx: moved to corrupt/ */
+	PICKUP_RETURNED,		/* 5xx: returned to the sender */
 };
+
+/* The refusals a notice to the sender lists, at most this long. */
+#define PICKUP_NOTICE_MAX	(16 * 1024)
+/* The original header section quoted in a notice, at most. */
+#define PICKUP_NOTICE_HEADER	(32 * 1024)
+#define PICKUP_NOTICE_QUOTE	"\r\n-- The header of your message --\r\n\r\n"
 
 struct pickup_job {
 	struct pickup *p;
@@ -98,7 +106,7 @@ struct pickup_job {
 	bool has_user;
 	int fd;				/* the worker's end of the pair */
 	enum pickup_result result;
-	char msg[700];			/* logged on the loop */
+	char msg[1200];			/* logged on the loop */
 	enum log_level level;
 };
 
@@ -347,6 +355,58 @@ pickup_prepare_work(void *arg)
 	j->result = PICKUP_READY;
 }
 
+/*
+ * Worker: tell the sender, in a new transaction on the same session
+ * (sender <>), which recipients were refused and why, quoting the
+ * header section of the message. The sender never saw these refusals:
+ * `sendmail` exited 0 once petrel-postdrop had the file. Returns the
+ * reply code to the final dot, or -1.
+ */
+static int
+pickup_notice(struct pickup_job *j, struct local_client *c,
+    const struct buf *refused)
+{
+	char buf[PICKUP_NOTICE_HEADER + 1], *end;
+	size_t n;
+	int code;
+
+	if (j->env.sender[0] == '\0')
+		return -1;		/* <>: nobody to tell */
+	if ((code = local_client_cmd(c, "MAIL FROM:<>%s",
+	    local_is_8bit(j->env.sender) ? " SMTPUTF8" : "")) != 250 ||
+	    (code = local_client_cmd(c, "RCPT TO:<%s>",
+	    j->env.sender)) != 250 ||
+	    (code = local_client_cmd(c, "DATA")) != 354)
+		return code == -1 ? -1 : code;
+	snprintf(buf, sizeof(buf),
+	    "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n"
+	    "To: <%s>\r\n"
+	    "Subject: Undelivered Mail Returned to Sender\r\n"
+	    "Auto-Submitted: auto-replied\r\n"
+	    "MIME-Version: 1.0\r\n"
+	    "Content-Type: text/plain; charset=utf-8\r\n"
+	    "\r\n"
+	    "This is the mail system at host %s.\r\n\r\n"
+	    "A message you sent (sendmail, while the mail system was\r\n"
+	    "stopped) could not be delivered to the recipients below.\r\n"
+	    "\r\n", j->p->hostname, j->env.sender, j->p->hostname);
+	if (local_client_data(c, buf, strlen(buf)) == -1 ||
+	    local_client_data(c, refused->data, refused->len) == -1)
+		return -1;
+	n = 0;
+	if (fseeko(j->fp, (off_t)j->offset, SEEK_SET) == 0)
+		n = fread(buf, 1, j->env.size < PICKUP_NOTICE_HEADER ?
+		    (size_t)j->env.size : PICKUP_NOTICE_HEADER, j->fp);
+	buf[n] = '\0';
+	if ((end = strstr(buf, "\r\n\r\n")) != NULL)
+		n = (size_t)(end - buf) + 2;
+	if (local_client_data(c, PICKUP_NOTICE_QUOTE,
+	    sizeof(PICKUP_NOTICE_QUOTE) - 1) == -1 ||
+	    local_client_data(c, buf, n) == -1)
+		return -1;
+	return local_client_data_end(c);
+}
+
 /* Worker: one SMTP transaction with the local session. */
 static void
 pickup_feed_work(void *arg)
@@ -357,9 +417,11 @@ pickup_feed_work(void *arg)
 	char params[300], buf[65536], why[400];
 	uint64_t left = j->env.size;
 	size_t i, n, accepted = 0;
+	struct buf refused;
 	bool utf8;
 	int code;
 
+	buf_init(&refused, PICKUP_NOTICE_MAX);
 	(void)setsockopt(j->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	(void)setsockopt(j->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	local_client_init(&c, j->fd);
@@ -386,13 +448,17 @@ pickup_feed_work(void *arg)
 		}
 		if (code < 500)
 			goto fail;	/* all again later: no duplicates */
-		/* Not yet: a bounce to the sender for this recipient. */
+		/* The others get the message, the sender a notice. */
 		log_warn("pickup: file=%s uid=%u to=<%s> refused: %s",
 		    j->name, (unsigned int)j->uid, j->env.rcpts[i], c.reply);
+		(void)buf_printf(&refused, "<%s>: %s\r\n", j->env.rcpts[i],
+		    c.reply);
 	}
 	if (accepted == 0) {
-		code = 550;
-		goto fail;
+		strlcpy(why, "refused for good (no recipient accepted)",
+		    sizeof(why));
+		(void)local_client_cmd(&c, "RSET");
+		goto refused;
 	}
 	if ((code = local_client_cmd(&c, "DATA")) != 354)
 		goto fail;
@@ -416,6 +482,10 @@ pickup_feed_work(void *arg)
 	if ((code = local_client_data_end(&c)) != 250)
 		goto fail;
 	strlcpy(why, c.reply, sizeof(why));	/* "250 2.0.0 queued as ..." */
+	if (refused.len > 0 && pickup_notice(j, &c, &refused) != 250)
+		log_warn("pickup: file=%s: no notice of the refused "
+		    "recipients to <%s>: %s", j->name, j->env.sender,
+		    j->env.sender[0] == '\0' ? "null sender" : c.reply);
 	(void)local_client_cmd(&c, "QUIT");
 	/* On disk in the spool: only now does the maildrop file go. */
 	if (unlink(j->path) == -1 && errno != ENOENT) {
@@ -432,18 +502,35 @@ pickup_feed_work(void *arg)
 		    accepted, (unsigned long long)j->env.size, why);
 	}
 	j->result = PICKUP_QUEUED;
+	buf_free(&refused);
 	return;
 fail:
-	if (code >= 500) {
-		(void)local_client_cmd(&c, "QUIT");
-		snprintf(why, sizeof(why), "refused for good (%.300s)",
-		    accepted == 0 && code == 550 && c.reply[0] == '\0' ?
-		    "no recipient accepted" : c.reply);
-		pickup_move_aside(j, PICKUP_REFUSED, why);
+	if (code < 500) {
+		snprintf(j->msg, sizeof(j->msg), "pickup: file=%s not queued "
+		    "(%.300s): left for the next round", j->name, c.reply);
+		buf_free(&refused);
 		return;
 	}
-	snprintf(j->msg, sizeof(j->msg), "pickup: file=%s not queued (%.300s): "
-	    "left for the next round", j->name, c.reply);
+	/* Refused for good (MAIL, DATA, the final dot): every recipient. */
+	(void)buf_printf(&refused, "%s: %s\r\n", accepted > 0 ?
+	    "the other recipients" : "every recipient", c.reply);
+	snprintf(why, sizeof(why), "refused for good (%.300s)", c.reply);
+	(void)local_client_cmd(&c, "RSET");
+refused:
+	if (pickup_notice(j, &c, &refused) == 250) {
+		(void)local_client_cmd(&c, "QUIT");
+		if (unlink(j->path) == 0)
+			(void)fsync_dir(j->p->dir);
+		j->result = PICKUP_RETURNED;
+		j->level = LOG_LEVEL_WARN;
+		snprintf(j->msg, sizeof(j->msg), "pickup: file=%s uid=%u %s: "
+		    "returned to <%.300s>", j->name, (unsigned int)j->uid,
+		    why, j->env.sender);
+	} else {
+		(void)local_client_cmd(&c, "QUIT");
+		pickup_move_aside(j, PICKUP_REFUSED, why);
+	}
+	buf_free(&refused);
 }
 
 static void
@@ -541,6 +628,7 @@ pickup_new(struct event_base *base, struct smtp_server *srv,
 	p->base = base;
 	p->srv = srv;
 	p->dir = xstrdup(c->maildrop);
+	p->hostname = xstrdup(c->hostname);
 	p->max_size = c->max_message_size;
 	p->wq = workq_new(base, 1);
 	p->timer = event_new(base, -1, EV_PERSIST, pickup_timercb, p);
@@ -568,5 +656,6 @@ pickup_free(struct pickup *p)
 	pickup_free_names(p);
 	event_free(p->timer);
 	free(p->dir);
+	free(p->hostname);
 	free(p);
 }

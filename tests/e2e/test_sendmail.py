@@ -359,3 +359,44 @@ def test_corrupt_maildrop_files_moved_aside():
         r = sendmail(p, [ALICE], b"Subject: after\n\nx\n")
         assert r.returncode == 0, r.stderr
         p.wait_delivered(ALICE, 1)
+
+
+def test_pickup_returns_refusals_to_the_sender():
+    """The sender of a dropped message had its exit 0: a recipient the
+    daemon refuses at pickup is reported back to it, the others get the
+    message; a message no recipient takes is returned and removed; one
+    from <> that nobody takes goes to corrupt/."""
+    with Petrel() as p:
+        p.stop()
+        md = os.path.join(p.tmpdir, "maildrop")
+        # As root, who may write the maildrop with the build's
+        # petrel-postdrop (not setgid).
+        drops = [
+            (["-f", BOB, ALICE, "nosuch@example.test"], b"Subject: one\n\n1\n"),
+            (["-f", BOB, "nobody2@example.test"], b"Subject: two\n\n2\n"),
+            (["-f", "<>", "nobody3@example.test"], b"Subject: three\n\n3\n"),
+        ]
+        for args, msg in drops:
+            r = sendmail(p, args, msg)
+            assert r.returncode == 0, r.stderr
+        mark = p.log_mark()
+        p.start()
+        a = p.wait_delivered(ALICE, 1)[0]
+        assert body(a) == b"1\n"
+        notices = p.wait_delivered(BOB, 2)
+        first = [m for m in notices if b"Subject: one" in m]
+        second = [m for m in notices if b"Subject: two" in m]
+        assert len(first) == 1 and len(second) == 1, notices
+        for m, who in ((first[0], b"nosuch"), (second[0], b"nobody2")):
+            assert m.startswith(b"Return-Path: <>"), m[:60]
+            assert b"Subject: Undelivered Mail Returned to Sender" in m
+            assert b"<" + who + b"@example.test>: 550 5.1.1" in m, m
+            assert b"alice@example.test>: 550" not in m
+        p.wait_log(r"pickup: file=m\S+ uid=0 refused for good \(no "
+                   r"recipient accepted\): returned to <bob@example.test>",
+                   start=mark)
+        p.wait_log(r"pickup: file=m\S+ refused for good .*moved to",
+                   start=mark)
+        wait_until(lambda: len(os.listdir(os.path.join(md, "corrupt"))) == 1
+                   and [f for f in os.listdir(md) if f != "corrupt"] == [],
+                   what="one file in corrupt/, none left")
