@@ -292,6 +292,9 @@ def test_daemon_down_maildrop_then_pickup():
         # Started once (by `with`) so that it makes the maildrop (1730
         # petrel:petreldrop), then stopped.
         p.stop()
+        # -bs with the daemon down: a 421 on stdout, exit 75.
+        r = sendmail(p, ["-bs"], b"EHLO x\r\n")
+        assert r.returncode == 75 and r.stdout.startswith(b"421 4.3.0 "), r
         petrel_copy = setgid_copies(p.tmpdir)
         md = os.path.join(p.tmpdir, "maildrop")
         st = os.stat(md)
