@@ -120,4 +120,9 @@ if [ "$(id -u)" -eq 0 ] && ! getent passwd petrel >/dev/null; then
 	    --no-create-home --shell /usr/sbin/nologin petrel
 	echo "deps.sh: created system user petrel"
 fi
+# issue 6: the group of the maildrop (1730 petrel:petreldrop) and of the
+# setgid petrel-postdrop that writes it while the daemon is down.
+if [ "$(id -u)" -eq 0 ] && ! getent group petreldrop >/dev/null; then
+	groupadd --system petreldrop
+fi
 exit 0

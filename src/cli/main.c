@@ -7,6 +7,9 @@
  *                                   ask Petrel's resolver (resolve.c)
  *   petrel dkim keygen|sign|verify ...
  *                                   DKIM keys, signing, checks (dkim.c)
+ *   petrel sendmail [-t] [-i] [-f sender] ... [recipient ...]
+ *                                   local mail injection (sendmail.c); also
+ *                                   as argv[0] sendmail, newaliases, mailq
  *   petrel version
  *
  * Every command finds its configuration the same way: -c FILE, else
@@ -27,6 +30,7 @@ int cmd_user(int argc, char **argv);
 int cmd_dkim(int argc, char **argv);
 int cmd_spf(int argc, char **argv);
 int cmd_auth(int argc, char **argv);
+int cmd_sendmail(int argc, char **argv);
 
 static void
 usage(void)
@@ -51,6 +55,8 @@ usage(void)
 	    "       petrel auth check [-c FILE] [--dns HOST:PORT]... --ip IP "
 	    "--helo NAME\n"
 	    "                         --mail-from ADDR < message\n"
+	    "       petrel sendmail [-t] [-i] [-f sender] [-F name] [-C FILE] "
+	    "[recipient ...]\n"
 	    "       petrel version\n");
 }
 
@@ -122,6 +128,16 @@ main(int argc, char **argv)
 	int verbose = 0;
 
 	log_init("petrel", LOG_LEVEL_INFO);
+	/* issue 6: the sendmail command line under its usual names. */
+	if (argc > 0) {
+		const char *base = strrchr(argv[0], '/');
+
+		base = base != NULL ? base + 1 : argv[0];
+		if (strcmp(base, "sendmail") == 0 ||
+		    strcmp(base, "newaliases") == 0 ||
+		    strcmp(base, "mailq") == 0)
+			return cmd_sendmail(argc, argv);
+	}
 	if (argc < 2) {
 		usage();
 		return 2;
@@ -148,6 +164,8 @@ main(int argc, char **argv)
 		return cmd_spf(argc - 1, argv + 1);	/* spf.c */
 	if (strcmp(cmd, "auth") == 0)
 		return cmd_auth(argc - 1, argv + 1);	/* auth.c */
+	if (strcmp(cmd, "sendmail") == 0)
+		return cmd_sendmail(argc - 1, argv + 1);	/* sendmail.c */
 	if (strcmp(cmd, "check-config") == 0) {
 		if (parse_opts(argc - 1, argv + 1, &conf_path, &verbose) == -1)
 			return 2;

@@ -1761,5 +1761,7 @@ conf_role_name(enum conf_role role)
 {
 	if ((size_t)role < nitems(role_names))
 		return role_names[role];
+	if (role == CONF_ROLE_LOCAL)
+		return "local";	/* not in role_names: `listen` refuses it */
 	return "unknown";
 }

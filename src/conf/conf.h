@@ -21,6 +21,9 @@ enum conf_role {
 	CONF_ROLE_MX,
 	CONF_ROLE_SUBMISSION,
 	CONF_ROLE_SUBMISSIONS,
+	/* issue 6: the daemon's own RUN_DIR/sendmail socket and maildrop
+	 * pickup (src/smtp/local.c); never from `listen`. */
+	CONF_ROLE_LOCAL,
 };
 
 enum conf_bare_lf {

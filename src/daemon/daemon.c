@@ -11,6 +11,7 @@
  * OWNERSHIP: owns the event base, spool, scheduler and SMTP server.
  */
 #include "daemon/daemon.h"
+#include "daemon/pickup.h"
 
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -56,6 +57,7 @@ struct daemon {
 	struct workq *workq;		/* DKIM crypto off the loop */
 	struct smtp_server *srv;
 	struct smtp_runtime *rt;	/* the current configuration */
+	struct pickup *pickup;		/* issue 6: maildrop pickup */
 	const char *cli_path;
 	struct event *sigterm, *sigint, *sighup, *sigusr1;
 	struct event *deadline;
@@ -694,10 +696,12 @@ daemon_hupcb(evutil_socket_t sig, short what, void *arg)
 static void
 daemon_teardown(struct daemon *d)
 {
+	pickup_stop(d->pickup);		/* issue 6 */
 	scheduler_stop(d->sched);
 	if (d->spool != NULL)
 		spool_drain(d->spool);
 	smtp_server_free(d->srv);
+	pickup_free(d->pickup);		/* issue 6: after the sessions */
 	/* After the sessions (their checks are freed), before DNS. */
 	workq_free(d->workq);
 	if (d->sched != NULL)
@@ -730,7 +734,7 @@ daemon_serve(const char *cli_path)
 	struct spool_stats st;
 	const char *error;
 	char root[4096];
-	int *fds = NULL;
+	int *fds = NULL, sendmail_fd = -1;
 	size_t i, nfds = 0;
 	bool as_root = geteuid() == 0;
 	int status = 1;
@@ -814,6 +818,11 @@ daemon_serve(const char *cli_path)
 			goto done;
 		}
 	}
+	/* issue 6: run_dir, the maildrop and the sendmail socket. */
+	sendmail_fd = pickup_prepare(c, pw ? pw->pw_uid : 0,
+	    pw ? pw->pw_gid : 0, as_root);
+	if (sendmail_fd == -1)
+		goto done;
 	if (as_root && pw->pw_uid != 0 && daemon_drop(pw) == -1)
 		goto done;
 
@@ -880,6 +889,16 @@ daemon_serve(const char *cli_path)
 	}
 	sdnotify_send("READY=1");	/* systemd: accepting connections */
 
+	/* issue 6: local injection (sendmail socket, maildrop pickup). */
+	if (smtp_server_listen_local(d.srv, sendmail_fd) == -1) {
+		log_err("daemon: cannot accept on %s/sendmail", c->run_dir);
+		goto done;
+	}
+	sendmail_fd = -1;	/* the listener owns it */
+	log_info("listening sendmail=%s/sendmail maildrop=%s", c->run_dir,
+	    c->maildrop);
+	d.pickup = pickup_new(d.base, d.srv, c);
+
 	event_base_dispatch(d.base);
 	/*
 	 * Already stopping: freeing the signal events below restores the
@@ -895,6 +914,8 @@ done:
 		if (fds[i] != -1)
 			close(fds[i]);
 	free(fds);
+	if (sendmail_fd != -1)
+		close(sendmail_fd);
 	memset(&st, 0, sizeof(st));
 	if (d.spool != NULL)
 		spool_get_stats(d.spool, &st);

@@ -322,7 +322,8 @@ smtp_server_listen(struct smtp_server *srv, int fd,
 	l->srv = srv;
 	l->conf = *cl;
 	evutil_make_socket_nonblocking(fd);
-	l->evl = evconnlistener_new(srv->base, smtp_acceptcb, l,
+	l->evl = evconnlistener_new(srv->base,
+	    cl->role == CONF_ROLE_LOCAL ? smtp_local_acceptcb : smtp_acceptcb, l,
 	    LEV_OPT_CLOSE_ON_FREE, 0, fd);	/* 0: already listening */
 	if (l->evl == NULL) {
 		free(l);
@@ -416,6 +417,7 @@ smtp_server_free(struct smtp_server *srv)
 
 	if (srv == NULL)
 		return;
+	smtp_local_detach(srv);
 	smtp_server_close_listeners(srv);
 	smtp_server_close_all(srv);
 	smtp_sign_orphan_all(srv);

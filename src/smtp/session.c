@@ -24,6 +24,11 @@
  * RFC 1870 (SIZE), RFC 6152 (8BITMIME), RFC 2034 (ENHANCEDSTATUSCODES),
  * RFC 6531 (SMTPUTF8), RFC 3848 (with keywords), RFC 3030 (CHUNKING,
  * BINARYMIME), RFC 3461 (DSN: parameters advertised, parsed and queued).
+ * Local sessions (role local, issue 6: the RUN_DIR/sendmail socket and
+ * maildrop pickup, local.c) relay like trusted clients, offer neither TLS
+ * nor AUTH, skip greeting_delay and SPF/DKIM/DMARC, add Date and
+ * Message-ID, name the caller's uid in Received:, and mark a sender that
+ * is not the caller's own login@hostname with X-Authentication-Warning.
  * OWNERSHIP: the session owns its io, its transaction (envelope, spool
  * writer) and a reference to the runtime configuration it started with.
  */
@@ -157,6 +162,8 @@ struct smtp_txn {
 	bool has_date;			/* a Date: header was seen */
 	bool has_msgid;			/* a Message-ID: header was seen */
 	bool add_headers;		/* submission: add Date/Message-ID */
+	char *warn_sender;		/* local: MAIL FROM not the user's own:
+					 * X-Authentication-Warning */
 	/*
 	 * sender_login: the From: headers, unfolded values one after the
 	 * other (from_count of them), kept while in_from.
@@ -235,6 +242,12 @@ struct smtp_session {
 	struct event *auth_ev;		/* the failure delay */
 	unsigned int auth_failures;	/* failed AUTH in this session */
 	bool auth_close;		/* 421 after the delayed 535 */
+
+	/* Local injection (role local, issue 6): who the caller is. */
+	bool local;
+	uid_t local_uid;		/* SO_PEERCRED, or the maildrop
+					 * file's owner */
+	char local_user[64];		/* login name, "" if none */
 };
 
 struct smtp_cmd_def {
@@ -296,6 +309,9 @@ static bool smtp_sender_owned(const struct smtp_session *, const char *,
     const char *);
 static void smtp_session_process(struct smtp_session *);
 static void smtp_session_close(struct smtp_session *);
+static bool smtp_is_header_safe(const char *);
+static void smtp_local_sender_check(struct smtp_session *,
+    const struct smtp_address *);
 
 /* ---- small helpers ---- */
 
@@ -388,6 +404,7 @@ smtp_txn_reset(struct smtp_session *s)
 	strset_free(&s->txn.resolved);
 	buf_free(&s->txn.from);
 	buf_free(&s->txn.hdr);
+	free(s->txn.warn_sender);
 	memset(&s->txn, 0, sizeof(s->txn));
 	envelope_init(&s->txn.env);
 	strset_init(&s->txn.targets);
@@ -471,9 +488,10 @@ smtp_session_greetcb(evutil_socket_t fd, short what, void *arg)
 	smtp_session_greet(s);
 }
 
-void
-smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *sa,
-    socklen_t salen, const struct conf_listen *l, enum reply_id refuse)
+/* A new session on fd, registered; the caller logs and greets. */
+static struct smtp_session *
+smtp_session_new(struct smtp_server *srv, int fd, const struct sockaddr *sa,
+    socklen_t salen, const struct conf_listen *l)
 {
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
 	const void *src = NULL;
@@ -504,7 +522,20 @@ smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 	buf_init(&s->txn.from, SMTP_FROM_MAX);
 	buf_init(&s->chunk, SMTP_DATA_CHUNK_MAX);
 	s->io = io_new(srv->base, fd, SMTP_IN_MAX, smtp_session_iocb, s);
+	if (l->role == CONF_ROLE_LOCAL) {
+		s->local = true;
+		strlcpy(s->addr, "local", sizeof(s->addr));
+	}
 	smtp_server_register(srv, s);
+	return s;
+}
+
+void
+smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *sa,
+    socklen_t salen, const struct conf_listen *l, enum reply_id refuse)
+{
+	struct smtp_session *s = smtp_session_new(srv, fd, sa, salen, l);
+
 	log_info("smtp: connect session=%016llx client=%s listener=%s",
 	    (unsigned long long)s->id, s->addr, l->text);
 
@@ -522,6 +553,39 @@ smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 	smtp_session_begin(s, refuse);
 }
 
+/*
+ * A local session (the sendmail socket or maildrop pickup) for uid, whose
+ * login name is user (NULL: none). Relay is allowed, as for trusted
+ * clients; no TLS, no AUTH, no greeting delay.
+ */
+void
+smtp_session_start_local(struct smtp_server *srv, int fd, uid_t uid,
+    const char *user, const char *via, enum reply_id refuse)
+{
+	struct conf_listen l;
+	struct sockaddr_storage ss;
+	struct smtp_session *s;
+	char esc[100];
+
+	memset(&l, 0, sizeof(l));
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = AF_UNIX;
+	l.role = CONF_ROLE_LOCAL;
+	strlcpy(l.text, via, sizeof(l.text));
+	strlcpy(l.host, "local", sizeof(l.host));
+	s = smtp_session_new(srv, fd, (const struct sockaddr *)&ss,
+	    sizeof(ss), &l);
+	s->local_uid = uid;
+	if (user != NULL)
+		strlcpy(s->local_user, user, sizeof(s->local_user));
+	log_info("smtp: connect session=%016llx client=local listener=%s "
+	    "uid=%u user=%s", (unsigned long long)s->id, via,
+	    (unsigned int)uid, s->local_user[0] != '\0' ?
+	    log_escape(esc, sizeof(esc), s->local_user,
+	    strlen(s->local_user)) : "unknown");
+	smtp_session_begin(s, refuse);
+}
+
 /* The greeting (after greeting_delay), or the refusal. */
 static void
 smtp_session_begin(struct smtp_session *s, enum reply_id refuse)
@@ -532,7 +596,7 @@ smtp_session_begin(struct smtp_session *s, enum reply_id refuse)
 		smtp_reply(s, refuse, smtp_conf(s)->hostname);
 		return;
 	}
-	delay = smtp_conf(s)->greeting_delay;
+	delay = s->local ? 0 : smtp_conf(s)->greeting_delay;
 	if (delay > 0) {
 		struct timeval tv = { .tv_sec = (time_t)delay };
 
@@ -1041,7 +1105,7 @@ smtp_hello(struct smtp_session *s, const char *args, bool esmtp)
 static bool
 smtp_starttls_offered(const struct smtp_session *s)
 {
-	return !s->tls && s->rt->tls != NULL &&
+	return !s->tls && s->rt->tls != NULL && !s->local &&
 	    s->listener.role != CONF_ROLE_SUBMISSIONS;
 }
 
@@ -1054,7 +1118,7 @@ smtp_auth_offered(const struct smtp_session *s)
 {
 	const struct conf *c = smtp_conf(s);
 
-	return s->auth_user == NULL &&
+	return s->auth_user == NULL && !s->local &&
 	    (s->listener.role != CONF_ROLE_MX || c->mx_auth) &&
 	    (s->tls || c->auth_plaintext);
 }
@@ -1097,7 +1161,7 @@ smtp_msgauth_start(struct smtp_session *s, const char *sender)
 	struct msgauth_params p;
 
 	if (!c->msgauth || s->srv->dns == NULL || s->auth_user != NULL ||
-	    conf_is_trusted(c, (const struct sockaddr *)&s->peer))
+	    s->local || conf_is_trusted(c, (const struct sockaddr *)&s->peer))
 		return;
 	memset(&p, 0, sizeof(p));
 	p.dns = s->srv->dns;
@@ -1175,7 +1239,8 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	char bad[64], esc[300], ue[128];
 
 	/* RFC 6409 4.3: submission is for authenticated users. */
-	if (s->listener.role != CONF_ROLE_MX && s->auth_user == NULL) {
+	if (s->listener.role != CONF_ROLE_MX && !s->local &&
+	    s->auth_user == NULL) {
 		smtp_reply(s, REPLY_AUTH_REQUIRED, NULL);
 		return;
 	}
@@ -1235,6 +1300,8 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	env->helo = xstrdup(s->helo);
 	env->tls = s->tls ? xstrdup(s->tls_info) : NULL;
 	env->auth_user = s->auth_user != NULL ? xstrdup(s->auth_user) : NULL;
+	if (s->local)
+		smtp_local_sender_check(s, &addr);
 	smtp_msgauth_start(s, addr.text);
 	s->txn.smtputf8 = p.smtputf8;
 	if (s->txn.auth != NULL && (c->spf_reject || c->spf_temperror_defer)) {
@@ -1387,7 +1454,8 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		strset_add(&s->txn.resolved, key);
 	} else {
 		/* RFC 5321 3.6.2: relay only for those we serve. */
-		bool trusted = s->auth_user != NULL || conf_is_trusted(c,
+		bool trusted = s->auth_user != NULL || s->local ||
+		    conf_is_trusted(c,
 		    (const struct sockaddr *)&s->peer);
 
 		if (!trusted) {
@@ -1460,7 +1528,15 @@ smtp_write_received(struct smtp_session *s)
 		    s->auth_user);
 	else
 		who[0] = '\0';
-	if (s->txn.rcpt_accepted == 1)
+	if (s->local)
+		/* Postfix's pickup form: "by HOST (Postfix, from userid N)". */
+		hdr = xasprintf("Received: by %s (Petrel, from userid %u)\r\n"
+		    "\tid %s%s%s%s; %s\r\n", c->hostname,
+		    (unsigned int)s->local_uid, s->txn.id,
+		    s->txn.rcpt_accepted == 1 ? "\r\n\tfor <" : "",
+		    s->txn.rcpt_accepted == 1 ? env->rcpts[0].orig : "",
+		    s->txn.rcpt_accepted == 1 ? ">" : "", date);
+	else if (s->txn.rcpt_accepted == 1)
 		hdr = xasprintf("Received: from %s (unknown [%s])\r\n%s%s"
 		    "\tby %s (Petrel) with %s id %s\r\n"
 		    "\tfor <%s>; %s\r\n", s->helo, s->addr, tls, who,
@@ -1493,10 +1569,10 @@ smtp_content_init(struct smtp_session *s)
 	buf_init(&s->txn.hdr, (size_t)c->max_header_size);
 	/* RFC 6409 8.2, 8.3: submission completes Date and Message-ID. */
 	s->txn.add_headers = s->listener.role != CONF_ROLE_MX ||
-	    s->auth_user != NULL;
+	    s->auth_user != NULL;	/* and role local */
 	s->txn.want_from = s->auth_user != NULL && c->sender_login;
 	/* Signed, not judged: submitted mail and trusted relays. */
-	if (s->rt->dkim_keys != NULL && (s->auth_user != NULL ||
+	if (s->rt->dkim_keys != NULL && (s->auth_user != NULL || s->local ||
 	    conf_is_trusted(c, (const struct sockaddr *)&s->peer))) {
 		s->txn.sign = dkim_stream_new(0, (size_t)c->max_header_size);
 		(void)dkim_stream_want_body(s->txn.sign, DKIM_CANON_RELAXED,
@@ -1724,6 +1800,38 @@ smtp_sender_owned(const struct smtp_session *s, const char *localpart,
 	ascii_lowercase(dom);
 	return policy_sender_owned(s->rt->tables, smtp_conf(s), s->auth_user,
 	    local, dom);
+}
+
+/*
+ * Local injection: a caller other than root or the daemon's own user may
+ * set any envelope sender (sendmail -f), as with Postfix and sendmail,
+ * but one that is not its own login@hostname is logged and recorded in
+ * an X-Authentication-Warning: header (sendmail's wording).
+ */
+static void
+smtp_local_sender_check(struct smtp_session *s, const struct smtp_address *a)
+{
+	const struct conf *c = smtp_conf(s);
+	char local[SMTP_LOCALPART_MAX + 1], esc[300];
+	const char *shown;
+
+	if (s->local_uid == 0 || s->local_uid == getuid())
+		return;
+	if (!a->null && s->local_user[0] != '\0' &&
+	    smtp_localpart_unquote(a->localpart, local, sizeof(local)) == 0 &&
+	    strcmp(local, s->local_user) == 0 &&
+	    ascii_strcasecmp(a->domain, c->hostname) == 0)
+		return;
+	shown = a->null ? "<>" : a->text;
+	log_info("smtp: sender set session=%016llx client=local uid=%u "
+	    "user=%s from=<%s>", (unsigned long long)s->id,
+	    (unsigned int)s->local_uid, s->local_user[0] != '\0' ?
+	    s->local_user : "unknown", log_escape(esc, sizeof(esc),
+	    a->text, strlen(a->text)));
+	/* Into a header: printable text only (a quoted local part may hold
+	 * anything the parser allows). */
+	s->txn.warn_sender = xstrdup(smtp_is_header_safe(shown) ? shown :
+	    "(unprintable)");
 }
 
 /* ---- STARTTLS (RFC 3207) ---- */
@@ -2010,7 +2118,7 @@ smtp_cmd_auth(struct smtp_session *s, const char *args)
 		smtp_reply(s, REPLY_AUTH_ALREADY, NULL);
 		return;
 	}
-	if (s->listener.role == CONF_ROLE_MX && !c->mx_auth) {
+	if ((s->listener.role == CONF_ROLE_MX && !c->mx_auth) || s->local) {
 		smtp_reply(s, REPLY_AUTH_DISABLED, NULL);
 		return;
 	}
@@ -2196,6 +2304,15 @@ smtp_add_headers(struct smtp_session *s)
 		snprintf(line, sizeof(line), "Message-ID: <%s@%s>\r\n",
 		    s->txn.id, smtp_conf(s)->hostname);
 		smtp_content_write(s, line, strlen(line));
+	}
+	if (s->txn.warn_sender != NULL) {
+		char *w = xasprintf("X-Authentication-Warning: %s: %s set "
+		    "sender to %s using -f\r\n", smtp_conf(s)->hostname,
+		    s->local_user[0] != '\0' ? s->local_user : "unknown",
+		    s->txn.warn_sender);
+
+		smtp_content_write(s, w, strlen(w));
+		free(w);
 	}
 }
 

@@ -82,6 +82,22 @@ int smtp_server_listen(struct smtp_server *srv, int fd,
 void smtp_server_shutdown(struct smtp_server *srv, void (*done)(void *),
     void *arg);
 
+/*
+ * Local injection (local.c, issue 6). smtp_server_listen_local: accept on
+ * the bound, listening RUN_DIR/sendmail Unix socket; each caller's uid
+ * comes from SO_PEERCRED and its login name from a lookup on the msgauth
+ * worker pool (smtp_server_set_msgauth), so the loop never reads
+ * /etc/passwd. smtp_server_local_session: a session (role local) on fd,
+ * one end of a socketpair, for uid whose login name is user (NULL: none),
+ * as maildrop pickup gives it; the server owns fd from the call on
+ * (closed at once when the server is shutting down). Both sessions relay
+ * like trusted clients, offer no TLS or AUTH, add Date, Message-ID and
+ * the X-Authentication-Warning of a foreign -f sender.
+ */
+int smtp_server_listen_local(struct smtp_server *srv, int fd);
+void smtp_server_local_session(struct smtp_server *srv, int fd,
+    unsigned int uid, const char *user);
+
 size_t smtp_server_sessions(const struct smtp_server *srv);
 
 /* Close every remaining session at once (after the shutdown deadline). */

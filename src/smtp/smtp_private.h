@@ -7,6 +7,7 @@
 
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -75,12 +76,17 @@ struct smtp_server {
 	void (*shutdown_done)(void *);
 	void *shutdown_arg;
 	struct event *shutdown_ev;
+
+	/* issue 6: the sendmail socket's identity lookups (local.c). */
+	struct smtp_local_ctl *local;
 };
 
 /* session.c */
 void smtp_session_start(struct smtp_server *srv, int fd,
     const struct sockaddr *sa, socklen_t salen,
     const struct conf_listen *l, enum reply_id refuse);
+void smtp_session_start_local(struct smtp_server *srv, int fd, uid_t uid,
+    const char *user, const char *via, enum reply_id refuse);
 void smtp_session_shutdown(struct smtp_session *s);
 void smtp_sign_orphan_all(struct smtp_server *srv);
 void smtp_session_destroy(struct smtp_session *s);
@@ -93,5 +99,11 @@ const char *smtp_session_addr(const struct smtp_session *s);
 void smtp_server_register(struct smtp_server *srv, struct smtp_session *s);
 void smtp_server_unregister(struct smtp_server *srv, struct smtp_session *s);
 struct smtp_session *smtp_server_find(struct smtp_server *srv, uint64_t id);
+
+/* local.c: the accept callback of the sendmail socket's listener. */
+void smtp_local_acceptcb(struct evconnlistener *evl, int fd,
+    struct sockaddr *sa, int salen, void *arg);
+/* local.c: forget the server (jobs still running close their socket). */
+void smtp_local_detach(struct smtp_server *srv);
 
 #endif
