@@ -119,8 +119,11 @@ pickup_dir(const char *path, mode_t mode, uid_t uid, gid_t gid, bool chown_it)
 		log_err("daemon: cannot create %s: %s", path, strerror(errno));
 		return -1;
 	}
-	if ((chown_it && chown(path, uid, gid) == -1) ||
-	    chmod(path, mode) == -1) {
+	/* The mode first: once the directory is the daemon user's, root
+	 * needs CAP_FOWNER to chmod it, which the systemd unit does not
+	 * grant (contrib/petrel.service). chown keeps the sticky bit. */
+	if (chmod(path, mode) == -1 ||
+	    (chown_it && chown(path, uid, gid) == -1)) {
 		log_err("daemon: cannot set the owner or mode of %s: %s", path,
 		    strerror(errno));
 		return -1;
