@@ -34,6 +34,8 @@ libio-socket-ssl-perl
 postfix
 dovecot-core
 dovecot-imapd
+dovecot-lmtpd
+dovecot-pop3d
 strace
 openssl
 iproute2

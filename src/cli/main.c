@@ -19,6 +19,7 @@
 
 #include "conf/conf.h"
 #include "daemon/daemon.h"
+#include "delivery/lmtp.h"
 #include "lib/log.h"
 #include "policy/policy.h"
 
@@ -89,6 +90,7 @@ cmd_check_config(const char *conf_path)
 	const char *source, *path = conf_locate(conf_path, &source);
 
 	char err[512];
+	enum lmtp_check lc;
 	int rc = 0;
 
 	if (daemon_load_config(conf_path, &c, &t, 1) == -1)
@@ -103,6 +105,13 @@ cmd_check_config(const char *conf_path)
 		rc = 1;
 	/* As root: what `petrel serve` refuses, check-config refuses. */
 	if (daemon_check_access(c) == -1)
+		rc = 1;
+	/* deliver lmtp: the target (src/delivery/lmtp.h). */
+	if ((lc = lmtp_check_target(c, err, sizeof(err))) != LMTP_CHECK_OK)
+		fprintf(stderr, "%s: %s%s\n",
+		    path != NULL ? path : "built-in default",
+		    lc == LMTP_CHECK_WARN ? "warning: " : "", err);
+	if (lc == LMTP_CHECK_ERROR)
 		rc = 1;
 	if (rc == 0)
 		printf("%s: configuration is valid (%s)\n",
