@@ -11,8 +11,9 @@ LMTP on a unix socket (base_dir/lmtp, owner petrel, mode 0600: only
 Petrel's daemon, after it dropped root, and root can connect) and on a
 TCP port on 127.0.0.1; with quota=True it loads the quota plugin
 (Maildir++ quota) and sets quota_full_tempfail from the argument, so a
-user given a quota_rule (users = {"bob@example.test": "*:storage=1K"})
-is over quota with the first message.
+user given a quota_rule (users = {"bob@example.test":
+"userdb_quota_rule=*:storage=1K"}) is over quota with the first message
+larger than 1 KiB.
 
 Everything listens on loopback only. The log (stderr) is kept in .log.
 """
@@ -24,6 +25,7 @@ import poplib
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -47,8 +49,10 @@ def existing_user(*names):
 
 
 class Dovecot:
-    """users: a list of addresses, or a dict address -> quota_rule (or
-    None for no quota)."""
+    """users: a list of addresses, or a dict address -> the passwd-file's
+    extra fields for it (None: none), e.g. "userdb_quota_rule=*:storage=1K"
+    (a quota) and "userdb_quota_full_tempfail=yes" (that setting for this
+    user only: Dovecot applies userdb fields over the configuration)."""
 
     def __init__(self, mail_root, users, pop3=False, lmtp=False,
                  quota=False, quota_full_tempfail=False):
@@ -74,9 +78,9 @@ class Dovecot:
             os.mkdir(os.path.join(self.dir, d), 0o755)
         self.passwd = os.path.join(self.dir, "passwd")
         with open(self.passwd, "w") as f:
-            for u, rule in users.items():
-                extra = "userdb_quota_rule=%s" % rule if rule else ""
-                f.write("%s:{PLAIN}%s::::::%s\n" % (u, PASSWORD, extra))
+            for u, extra in users.items():
+                f.write("%s:{PLAIN}%s::::::%s\n" % (u, PASSWORD,
+                                                     extra or ""))
         os.chmod(self.passwd, 0o644)
         self.write_conf()
 
@@ -190,8 +194,16 @@ plugin {{
             m.logout()
         except OSError:
             return False
-        if self.with_lmtp and not os.path.exists(self.lmtp_socket):
-            return False
+        if self.with_lmtp:
+            # Connectable, not only there: a stopped Dovecot leaves its
+            # socket files behind.
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(self.lmtp_socket)
+            except OSError:
+                return False
+            finally:
+                s.close()
         return True
 
     def start(self, timeout=20):
@@ -213,6 +225,7 @@ plugin {{
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self):
+        """SIGTERM and wait. Dovecot leaves its socket files behind."""
         if self.running():
             self.proc.send_signal(signal.SIGTERM)
             try:
