@@ -31,6 +31,12 @@
  * forgotten by a sweep from the loop (never from inside a pump: a done
  * callback may outlast a back-off).
  *
+ * `deliver lmtp` (lmtp.h): a local recipient's next hop is
+ * conf->deliver_lmtp, whatever its domain; its address goes quoted where
+ * it is not a Dot-string (local addresses are kept unquoted), and a group
+ * of local recipients only is not refused for lines over 998 octets
+ * (final delivery, as Maildir; the server stores, it does not relay).
+ *
  * STARTTLS is opportunistic (RFC 7435): used when offered, certificate
  * not checked; when the handshake itself fails, the same address is
  * tried again in plaintext and the destination remembers it for a while.
@@ -56,7 +62,7 @@
  * moments ago, so it comes from the page cache (docs/architecture.md,
  * "Departures").
  * STANDARDS: RFC 5321 5.1 (MX, implicit MX, self in the MX list), 4.5.4.1
- * (retry), RFC 7505 (null MX), RFC 3461 (relayed notices for peers
+ * (retry), RFC 7505 (null MX), RFC 2033 (LMTP), RFC 3461 (relayed notices for peers
  * without DSN), RFC 7435 (opportunistic TLS), RFC 4954 (SMTP AUTH).
  * OWNERSHIP: remote owns destinations, groups and connections; batches
  * belong to the scheduler and are only borrowed until their done runs.

@@ -16,6 +16,8 @@
  *            content: 8-bit bytes, longest line, Received: count
  *   DELIVER  local recipients on a worker (maildir_deliver), remote ones
  *            through remote.c (MX, SMTP client) on the loop, in parallel;
+ *            with `deliver lmtp` the local ones go through remote.c too,
+ *            to the LMTP server (lmtp.h), and SCAN runs for them;
  *            a destination that finishes while others go on has its
  *            results written at once (worker, from a copy of the states)
  *   WRITE    (worker) the new states into the queue file (fdatasync)
