@@ -8,10 +8,19 @@ quota plugin). Each test starts its own Petrel with `deliver lmtp
 unix:SOCKET` (or inet:127.0.0.1:PORT) and sends to it on its SMTP port:
 
 - a message comes back byte for byte over IMAP (BODY.PEEK[]) and over
-  POP3 (RETR): Dovecot's three header fields (Return-Path, Delivered-To,
-  its own Received), then exactly what Petrel had (its Received and the
-  message as sent, with an 8-bit line, a leading dot and a 2000-octet
-  line); an alias arrives as the final address;
+  POP3 (RETR): exactly three header fields Dovecot 2.3 adds on top,
+
+    Return-Path: <SENDER>
+    Delivered-To: FINAL-ADDRESS
+    Received: from PETREL-HOSTNAME[ ([127.0.0.1]) over TCP]
+    \tby DOVECOT-HOST with LMTP
+    \tid ID
+    \t(envelope-from <SENDER>)
+    \tfor <FINAL-ADDRESS>; DATE
+
+  then exactly what Petrel had (its own Received and the message as
+  sent, with an 8-bit line, a leading dot and a 2000-octet line); an
+  alias (info@) arrives as its final address (alice@);
 - quota: bob is over quota with quota_full_tempfail = no: his copy
   bounces quoting Dovecot's "552 5.2.2" while alice's copy of the same
   message is delivered; carol is over quota with quota_full_tempfail =
