@@ -62,8 +62,9 @@
  * moments ago, so it comes from the page cache (docs/architecture.md,
  * "Departures").
  * STANDARDS: RFC 5321 5.1 (MX, implicit MX, self in the MX list), 4.5.4.1
- * (retry), RFC 7505 (null MX), RFC 2033 (LMTP), RFC 3461 (relayed notices for peers
- * without DSN), RFC 7435 (opportunistic TLS), RFC 4954 (SMTP AUTH).
+ * (retry), RFC 7505 (null MX), RFC 2033 (LMTP), RFC 3461 (relayed
+ * notices for peers without DSN), RFC 7435 (opportunistic TLS), RFC 4954
+ * (SMTP AUTH).
  * OWNERSHIP: remote owns destinations, groups and connections; batches
  * belong to the scheduler and are only borrowed until their done runs.
  */
@@ -1114,13 +1115,15 @@ remote_submit(struct remote *r, struct remote_batch *b)
 		host[0] = path[0] = '\0';
 		auth = false;
 		/* deliver lmtp (lmtp.h): local recipients go to that server. */
-		if (er->kind == RCPT_KIND_LOCAL && r->conf->deliver_lmtp != NULL)
+		if (er->kind == RCPT_KIND_LOCAL &&
+		    r->conf->deliver_lmtp != NULL)
 			remote_dest_route(r->conf->deliver_lmtp, "lmtp", key,
 			    sizeof(key), &kind, host, sizeof(host), &port, path,
 			    sizeof(path));
 		else
 			remote_dest_for(r, er->addr, key, sizeof(key), &kind,
-			    host, sizeof(host), &port, path, sizeof(path), &auth);
+			    host, sizeof(host), &port, path, sizeof(path),
+			    &auth);
 		d = rdest_get(r, key);
 		d->auth = auth;
 		d->kind = kind;

@@ -322,8 +322,8 @@ test_check_target(void **state)
 	assert_int_equal(check_text(text, msg, sizeof(msg)), LMTP_CHECK_WARN);
 	{
 		char *want = xasprintf("deliver lmtp inet:127.0.0.1:%u: cannot "
-		    "connect: Connection refused (mail waits in the queue until "
-		    "it can)", (unsigned int)ntohs(sin.sin_port));
+		    "connect: Connection refused (mail waits in the queue "
+		    "until it can)", (unsigned int)ntohs(sin.sin_port));
 
 		assert_string_equal(msg, want);
 		free(want);
