@@ -29,7 +29,9 @@ unix:SOCKET` (or inet:127.0.0.1:PORT) and sends to it on its SMTP port:
 - Dovecot down (its stale socket refuses, then no socket at all):
   deferred; delivered by a retry once Dovecot is back;
 - a reload switches `deliver maildir` to `deliver lmtp inet:...`;
-- check-config on the target.
+- check-config on the target;
+- client_timeout_data applies (a fake LMTP server, smtppeer.py, that
+  does not answer the final dot): deferred, kept in the queue.
 Nothing leaves 127.0.0.1.
 """
 
@@ -421,3 +423,37 @@ def test_lmtp_check_config(make_petrel, dv):
     assert r.returncode == 1
     assert ("deliver: bad LMTP target \"127.0.0.1:24\": expected "
             "unix:/PATH or inet:HOST:PORT") in r.stderr.decode()
+
+
+def test_lmtp_timeout_defers(make_petrel):
+    """The client's timeouts apply: an LMTP server that does not answer
+    the final dot within client_timeout_data defers the recipient, and
+    the queue keeps the message (a fake LMTP server: Dovecot always
+    answers)."""
+    from smtppeer import SMTPPeer
+
+    d = workdir()
+    sock = os.path.join(d, "lmtp")
+    with SMTPPeer(lmtp=True, unix_path=sock,
+                  delay_reply={"data": 30}) as peer:
+        p = make_petrel(users=PETREL_USERS, aliases=ALIASES,
+                        extra_conf="deliver lmtp unix:%s\n"
+                        "client_timeout_data 1s\n" % sock)
+        msg = b"Subject: slow\r\n\r\nhello\r\n"
+        qid = send(p, ["info@example.test"], msg)
+        m = wait_status(p, qid, "alice@example.test", "deferred")
+        assert m.group(1) == sock, m.group(0)
+        assert m.group(3).startswith("451 4.4.2 conversation with "), \
+            m.group(0)
+        assert "timed out while sending end of data" in m.group(3), \
+            m.group(0)
+        assert p.queue_ids() == [qid]
+        # What the server was sent: LHLO, then the final address.
+        cmds = [c for _, c in peer.commands]
+        assert cmds[0].startswith("LHLO mx.example.test"), cmds
+        assert "RCPT TO:<alice@example.test>" in cmds, cmds
+        [a] = peer.attempts
+        assert a.content.endswith(b"\r\n" + msg), a.content
+        peer.assert_clean()
+    import shutil
+    shutil.rmtree(d, ignore_errors=True)
