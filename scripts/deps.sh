@@ -34,6 +34,8 @@ libio-socket-ssl-perl
 postfix
 dovecot-core
 dovecot-imapd
+dovecot-lmtpd
+dovecot-pop3d
 strace
 openssl
 iproute2
@@ -102,7 +104,8 @@ if [ -n "$missing" ]; then
 	# Packages may have started services despite policy-rc.d (they do not
 	# when it is present, but a pre-existing system may differ): stop them.
 	# fail2ban is here for its fail2ban-regex (the contrib/fail2ban test),
-	# not for its daemon.
+	# not for its daemon. dovecot-imapd, -lmtpd and -pop3d have no service
+	# of their own: they run under "dovecot".
 	for svc in postfix dovecot fail2ban; do
 		if command -v systemctl >/dev/null 2>&1; then
 			systemctl stop "$svc" >/dev/null 2>&1 || true

@@ -22,6 +22,7 @@
 
 #include "conf/conf.h"
 #include "daemon/daemon.h"
+#include "delivery/lmtp.h"
 #include "lib/log.h"
 #include "policy/policy.h"
 
@@ -95,6 +96,7 @@ cmd_check_config(const char *conf_path)
 	const char *source, *path = conf_locate(conf_path, &source);
 
 	char err[512];
+	enum lmtp_check lc;
 	int rc = 0;
 
 	if (daemon_load_config(conf_path, &c, &t, 1) == -1)
@@ -112,6 +114,13 @@ cmd_check_config(const char *conf_path)
 		rc = 1;
 	/* A spool serve would refuse as unsafe (issue 6). */
 	if (daemon_check_spool(c) == -1)
+		rc = 1;
+	/* deliver lmtp: the target (src/delivery/lmtp.h). */
+	if ((lc = lmtp_check_target(c, err, sizeof(err))) != LMTP_CHECK_OK)
+		fprintf(stderr, "%s: %s%s\n",
+		    path != NULL ? path : "built-in default",
+		    lc == LMTP_CHECK_WARN ? "warning: " : "", err);
+	if (lc == LMTP_CHECK_ERROR)
 		rc = 1;
 	if (rc == 0)
 		printf("%s: configuration is valid (%s)\n",

@@ -161,6 +161,8 @@ static int conf_set_dmarc_multiple_from(struct conf_parser *,
     const struct conf_directive *, char **);
 static int conf_set_quarantine_folder(struct conf_parser *,
     const struct conf_directive *, char **);
+static int conf_set_deliver(struct conf_parser *,
+    const struct conf_directive *, char **);
 
 #define KIB	((uint64_t)1024)
 #define MIB	(KIB * 1024)
@@ -187,6 +189,7 @@ static const struct conf_directive directives[] = {
 	{ "listen", 1, 2, true, conf_add_listen, 0, 0, 0, 0, 0 },
 	{ "domain", 1, 1, true, conf_add_domain, 0, 0, 0, 0, 0 },
 	{ "maildir", 1, 1, false, conf_set_maildir, 0, 0, 0, 0, 0 },
+	{ "deliver", 1, 2, false, conf_set_deliver, 0, 0, 0, 0, 0 },
 	STRING("users", users),
 	STRING("aliases", aliases),
 	{ "trusted", 1, 1, true, conf_add_trusted, 0, 0, 0, 0, 0 },
@@ -1286,6 +1289,52 @@ conf_set_quarantine_folder(struct conf_parser *p,
 	return 0;
 }
 
+/*
+ * deliver maildir | deliver lmtp unix:/path | deliver lmtp inet:host:port
+ * (issue 6): where local recipients go. The target is parsed as a
+ * transport file's "lmtp:" next hop, so both accept the same forms.
+ */
+static int
+conf_set_deliver(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	char esc[CONF_ESCAPED_MAX], *hop;
+	const char *error;
+	struct conf_route r;
+
+	if (strcmp(args[0], "maildir") == 0 && args[1] == NULL) {
+		if (p->c->deliver_lmtp != NULL)
+			conf_route_clear(p->c->deliver_lmtp);
+		free(p->c->deliver_lmtp);
+		p->c->deliver_lmtp = NULL;
+		return 0;
+	}
+	if (strcmp(args[0], "lmtp") != 0 || args[1] == NULL) {
+		conf_parser_error(p, "%s: expected \"maildir\", \"lmtp "
+		    "unix:/PATH\" or \"lmtp inet:HOST:PORT\"", d->name);
+		return -1;
+	}
+	if (strncmp(args[1], "unix:", 5) != 0 &&
+	    strncmp(args[1], "inet:", 5) != 0) {
+		conf_parser_error(p, "%s: bad LMTP target \"%s\": expected "
+		    "unix:/PATH or inet:HOST:PORT", d->name,
+		    conf_escape(esc, sizeof(esc), args[1]));
+		return -1;
+	}
+	hop = xasprintf("lmtp:%s", args[1]);
+	if (conf_route_parse(hop, true, &r, &error) == -1) {
+		conf_parser_error(p, "%s: bad LMTP target \"%s\": %s",
+		    d->name, conf_escape(esc, sizeof(esc), args[1]), error);
+		conf_route_clear(&r);
+		free(hop);
+		return -1;
+	}
+	free(hop);
+	p->c->deliver_lmtp = xmalloc(sizeof(r));
+	*p->c->deliver_lmtp = r;
+	return 0;
+}
+
 /* Every tls_cert has its tls_key and the other way round. */
 static void
 conf_check_tls(struct conf_parser *p)
@@ -1600,6 +1649,9 @@ conf_free(struct conf *c)
 	if (c->relayhost != NULL)
 		conf_route_clear(c->relayhost);
 	free(c->relayhost);
+	if (c->deliver_lmtp != NULL)
+		conf_route_clear(c->deliver_lmtp);
+	free(c->deliver_lmtp);
 	free(c->relayhost_auth_user);
 	if (c->relayhost_auth_password != NULL) {
 		explicit_bzero(c->relayhost_auth_password,

@@ -111,6 +111,9 @@ struct conf {
 	char *maildrop;		/* sendmail's drop box when the daemon
 				 * is down (petrel-postdrop writes it) */
 	char *maildir;		/* template with %d and %u */
+	struct conf_route *deliver_lmtp; /* `deliver lmtp TARGET`: local
+					 * recipients over LMTP; NULL:
+					 * `deliver maildir` (default) */
 	char *users;		/* path or NULL */
 	char *aliases;		/* path or NULL */
 	char *user;		/* user to drop to when started as root */

@@ -9,6 +9,9 @@
  * that could overwrite), fsyncs new/, unlinks the tmp/ name. It creates the
  * Maildir (and its parents) if absent.
  *
+ * With `deliver lmtp` (lmtp.h), local recipients go to an LMTP server
+ * through remote.c instead of maildir_deliver.
+ *
  * The scheduler holds every queued message in memory with its pending
  * recipients and next attempt time, runs deliveries on a pool of worker
  * threads, writes each result back to the queue file before trusting it,

@@ -31,6 +31,12 @@
  * forgotten by a sweep from the loop (never from inside a pump: a done
  * callback may outlast a back-off).
  *
+ * `deliver lmtp` (lmtp.h): a local recipient's next hop is
+ * conf->deliver_lmtp, whatever its domain; its address goes quoted where
+ * it is not a Dot-string (local addresses are kept unquoted), and a group
+ * of local recipients only is not refused for lines over 998 octets
+ * (final delivery, as Maildir; the server stores, it does not relay).
+ *
  * STARTTLS is opportunistic (RFC 7435): used when offered, certificate
  * not checked; when the handshake itself fails, the same address is
  * tried again in plaintext and the destination remembers it for a while.
@@ -56,8 +62,9 @@
  * moments ago, so it comes from the page cache (docs/architecture.md,
  * "Departures").
  * STANDARDS: RFC 5321 5.1 (MX, implicit MX, self in the MX list), 4.5.4.1
- * (retry), RFC 7505 (null MX), RFC 3461 (relayed notices for peers
- * without DSN), RFC 7435 (opportunistic TLS), RFC 4954 (SMTP AUTH).
+ * (retry), RFC 7505 (null MX), RFC 2033 (LMTP), RFC 3461 (relayed
+ * notices for peers without DSN), RFC 7435 (opportunistic TLS), RFC 4954
+ * (SMTP AUTH).
  * OWNERSHIP: remote owns destinations, groups and connections; batches
  * belong to the scheduler and are only borrowed until their done runs.
  */
@@ -79,6 +86,7 @@
 
 #include "client/client.h"
 #include "conf/conf.h"
+#include "delivery/lmtp.h"
 #include "dns/dns.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -133,6 +141,7 @@ struct rgroup {
 	size_t *k;		/* indexes into b->idx and b->res */
 	size_t n;
 	struct smtpc_rcpt *rcpts;
+	char **quoted;		/* deliver lmtp: RCPT TO forms made, or NULL */
 	struct smtpc_msg m;
 	struct spool_reader *rd;
 };
@@ -194,7 +203,13 @@ remote_now(void)
 static void
 rgroup_free(struct rgroup *g)
 {
+	size_t i;
+
 	spool_reader_close(g->rd);
+	if (g->quoted != NULL)
+		for (i = 0; i < g->n; i++)
+			free(g->quoted[i]);
+	free(g->quoted);
 	free(g->k);
 	free(g->rcpts);
 	free(g);
@@ -450,6 +465,7 @@ rgroup_prepare(struct rgroup *g, char *reply, size_t replysize)
 {
 	const struct envelope *env = g->b->env;
 	const char *error;
+	bool all_local = true;
 	size_t i;
 
 	if (env->sender == NULL) {
@@ -472,6 +488,15 @@ rgroup_prepare(struct rgroup *g, char *reply, size_t replysize)
 		g->rcpts[i].addr = er->addr;
 		g->rcpts[i].notify = er->notify;
 		g->rcpts[i].orcpt = er->orcpt;
+		if (er->kind != RCPT_KIND_LOCAL) {
+			all_local = false;
+			continue;
+		}
+		/* Local addresses are kept unquoted (lmtp.h). */
+		if (g->quoted == NULL)
+			g->quoted = xcalloc(g->n, sizeof(*g->quoted));
+		if ((g->quoted[i] = lmtp_rcpt_addr(er->addr)) != NULL)
+			g->rcpts[i].addr = g->quoted[i];
 	}
 	memset(&g->m, 0, sizeof(g->m));
 	g->m.sender = env->sender;
@@ -482,7 +507,12 @@ rgroup_prepare(struct rgroup *g, char *reply, size_t replysize)
 	g->m.envid = env->envid;
 	g->m.dsn = true;
 	g->m.eight_bit = g->b->eight_bit;
-	g->m.longest_line = g->b->longest_line;
+	/*
+	 * deliver lmtp: the server stores the message, it does not relay
+	 * it, and Maildir delivery takes lines of any length: so does this
+	 * (no 554 5.6.0 for a line over 998 octets).
+	 */
+	g->m.longest_line = all_local ? 0 : g->b->longest_line;
 	g->m.rcpts = g->rcpts;
 	g->m.nrcpts = g->n;
 	g->m.src.next = rgroup_source_next;
@@ -983,6 +1013,11 @@ remote_pump_all(struct remote *r)
 
 /* ---- routing: which destination a recipient goes to ---- */
 
+static void remote_dest_route(const struct conf_route *route,
+    const char *scheme, char *key, size_t keysize, enum rdest_kind *kind,
+    char *host, size_t hostsize, unsigned int *port, char *path,
+    size_t pathsize);
+
 static void
 remote_dest_for(struct remote *r, const char *addr, char *key,
     size_t keysize, enum rdest_kind *kind, char *host, size_t hostsize,
@@ -1030,6 +1065,16 @@ remote_dest_for(struct remote *r, const char *addr, char *key,
 		snprintf(key, keysize, "mx:%s", domain);
 		return;
 	}
+	remote_dest_route(route, scheme, key, keysize, kind, host, hostsize,
+	    port, path, pathsize);
+}
+
+/* The destination of a next hop (a relayhost, transport or deliver line). */
+static void
+remote_dest_route(const struct conf_route *route, const char *scheme,
+    char *key, size_t keysize, enum rdest_kind *kind, char *host,
+    size_t hostsize, unsigned int *port, char *path, size_t pathsize)
+{
 	*port = route->port;
 	if (route->kind == CONF_ROUTE_LMTP_UNIX) {
 		*kind = RDEST_LMTP_UNIX;
@@ -1068,8 +1113,17 @@ remote_submit(struct remote *r, struct remote_batch *b)
 
 		memset(b->res + i, 0, sizeof(b->res[i]));
 		host[0] = path[0] = '\0';
-		remote_dest_for(r, er->addr, key, sizeof(key), &kind, host,
-		    sizeof(host), &port, path, sizeof(path), &auth);
+		auth = false;
+		/* deliver lmtp (lmtp.h): local recipients go to that server. */
+		if (er->kind == RCPT_KIND_LOCAL &&
+		    r->conf->deliver_lmtp != NULL)
+			remote_dest_route(r->conf->deliver_lmtp, "lmtp", key,
+			    sizeof(key), &kind, host, sizeof(host), &port, path,
+			    sizeof(path));
+		else
+			remote_dest_for(r, er->addr, key, sizeof(key), &kind,
+			    host, sizeof(host), &port, path, sizeof(path),
+			    &auth);
 		d = rdest_get(r, key);
 		d->auth = auth;
 		d->kind = kind;

@@ -5,6 +5,9 @@
  * relayhost, or the domain's MX), queues each group on its destination,
  * opens connections within the concurrency limits, drives src/client and
  * fills one result per recipient. Everything runs on the event loop.
+ * Local recipients in a batch (the scheduler sends them only with
+ * `deliver lmtp`, lmtp.h) go to the LMTP destination conf->deliver_lmtp
+ * names, the same one as a transport line to that server would use.
  * Connections to the relayhost log in with relayhost_auth's credentials
  * (conf->relayhost_auth_user and _password), only over TLS; a refused
  * login defers (REMOTE_TEMP), never bounces.

@@ -16,6 +16,8 @@
  *            content: 8-bit bytes, longest line, Received: count
  *   DELIVER  local recipients on a worker (maildir_deliver), remote ones
  *            through remote.c (MX, SMTP client) on the loop, in parallel;
+ *            with `deliver lmtp` the local ones go through remote.c too,
+ *            to the LMTP server (lmtp.h), and SCAN runs for them;
  *            a destination that finishes while others go on has its
  *            results written at once (worker, from a copy of the states)
  *   WRITE    (worker) the new states into the queue file (fdatasync)
@@ -59,6 +61,7 @@
 #include <event2/event.h>
 
 #include "conf/conf.h"
+#include "delivery/lmtp.h"
 #include "delivery/remote.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -241,16 +244,22 @@ static void
 sched_log(const struct sched_msg *msg, const struct envelope_rcpt *r,
     const char *relay_addr, const char *status)
 {
+	const struct conf_route *lmtp = msg->s->conf->deliver_lmtp;
 	char addr[512], mbox[1024], reply[2048], relay[500], dsn[16];
 
 	log_escape(addr, sizeof(addr), r->addr, strlen(r->addr));
-	if (r->mailbox != NULL)
+	if (r->mailbox != NULL && lmtp == NULL)
 		log_escape(mbox, sizeof(mbox), r->mailbox,
 		    strlen(r->mailbox));
 	else
 		strlcpy(mbox, "-", sizeof(mbox));
-	if (r->kind == RCPT_KIND_LOCAL)
+	if (r->kind == RCPT_KIND_LOCAL && lmtp == NULL)
 		strlcpy(relay, "local", sizeof(relay));
+	else if (r->kind == RCPT_KIND_LOCAL && (relay_addr == NULL ||
+	    relay_addr[0] == '\0'))
+		/* deliver lmtp, server not reached: name the target. */
+		log_escape(relay, sizeof(relay), lmtp->text,
+		    strlen(lmtp->text));
 	else if (relay_addr != NULL && relay_addr[0] != '\0')
 		log_escape(relay, sizeof(relay), relay_addr,
 		    strlen(relay_addr));
@@ -520,7 +529,7 @@ sched_defer_due(struct sched_msg *msg, const char *reply, bool remote_only)
 
 		if (r->status == RCPT_STATUS_PENDING &&
 		    r->next_attempt <= now &&
-		    (!remote_only || r->kind == RCPT_KIND_REMOTE))
+		    (!remote_only || lmtp_via_client(msg->s->conf, r)))
 			sched_apply(msg, i, &res);
 	}
 }
@@ -1254,8 +1263,10 @@ sched_deliver(struct sched_msg *msg)
 
 		if (r->status != RCPT_STATUS_PENDING || r->next_attempt > now)
 			continue;
-		if (r->kind == RCPT_KIND_REMOTE) {
-			if (msg->hops > c->max_hops) {
+		/* Remote, or local with `deliver lmtp` (lmtp.h). */
+		if (lmtp_via_client(c, r)) {
+			if (r->kind == RCPT_KIND_REMOTE &&
+			    msg->hops > c->max_hops) {
 				struct remote_result res;
 
 				/* RFC 5321 6.3: a loop; never send it on. */
@@ -1416,7 +1427,7 @@ sched_round(struct sched_msg *msg)
 		const struct envelope_rcpt *r = &msg->env.rcpts[i];
 
 		if (r->status == RCPT_STATUS_PENDING &&
-		    r->next_attempt <= now && r->kind == RCPT_KIND_REMOTE)
+		    r->next_attempt <= now && lmtp_via_client(msg->s->conf, r))
 			remote_due = true;
 	}
 	if (remote_due && !msg->scanned) {
