@@ -7,11 +7,14 @@
  *                                   ask Petrel's resolver (resolve.c)
  *   petrel dkim keygen|sign|verify ...
  *                                   DKIM keys, signing, checks (dkim.c)
+ *   petrel queue list|show|flush|delete|hold|release|bounce ...
+ *   petrel mailq                    the queue (queue.c); also as `mailq`
  *   petrel version
  *
  * Every command finds its configuration the same way: -c FILE, else
  * $PETREL_CONFIG, else /etc/petrel/petrel.conf, else the built-in default.
  */
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +30,8 @@ int cmd_user(int argc, char **argv);
 int cmd_dkim(int argc, char **argv);
 int cmd_spf(int argc, char **argv);
 int cmd_auth(int argc, char **argv);
+int cmd_queue(int argc, char **argv);
+int cmd_mailq(int argc, char **argv);
 
 static void
 usage(void)
@@ -51,6 +56,12 @@ usage(void)
 	    "       petrel auth check [-c FILE] [--dns HOST:PORT]... --ip IP "
 	    "--helo NAME\n"
 	    "                         --mail-from ADDR < message\n"
+	    "       petrel queue list [-c FILE] [--json]\n"
+	    "       petrel queue show|hold|release|bounce [-c FILE] ID\n"
+	    "       petrel queue flush [-c FILE] [ID | --domain DOMAIN]\n"
+	    "       petrel queue delete [-c FILE] ID | --all | --sender ADDR"
+	    " | --recipient ADDR\n"
+	    "       petrel mailq [-c FILE] [--json]\n"
 	    "       petrel version\n");
 }
 
@@ -119,6 +130,9 @@ main(int argc, char **argv)
 	int verbose = 0;
 
 	log_init("petrel", LOG_LEVEL_INFO);
+	/* Invoked as `mailq` (a link to petrel): the queue listing. */
+	if (argc >= 1 && strcmp(basename(argv[0]), "mailq") == 0)
+		return cmd_mailq(argc, argv);	/* queue.c */
 	if (argc < 2) {
 		usage();
 		return 2;
@@ -145,6 +159,10 @@ main(int argc, char **argv)
 		return cmd_spf(argc - 1, argv + 1);	/* spf.c */
 	if (strcmp(cmd, "auth") == 0)
 		return cmd_auth(argc - 1, argv + 1);	/* auth.c */
+	if (strcmp(cmd, "queue") == 0)
+		return cmd_queue(argc - 1, argv + 1);	/* queue.c */
+	if (strcmp(cmd, "mailq") == 0)
+		return cmd_mailq(argc - 1, argv + 1);	/* queue.c */
 	if (strcmp(cmd, "check-config") == 0) {
 		if (parse_opts(argc - 1, argv + 1, &conf_path, &verbose) == -1)
 			return 2;

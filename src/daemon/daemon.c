@@ -30,6 +30,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "daemon/control.h"
 #include "delivery/delivery.h"
 #include "dns/dns.h"
 #include "lib/log.h"
@@ -38,6 +39,7 @@
 #include "lib/util.h"
 #include "policy/policy.h"
 #include "queue/spool.h"
+#include "queue/spool_admin.h"
 #include "smtp/smtp.h"
 #include "tls/tls.h"
 
@@ -56,6 +58,11 @@ struct daemon {
 	struct event *sigterm, *sigint, *sighup, *sigusr1;
 	struct event *deadline;
 	int stopping;
+	/* queue control (issue 6): the spool lock and the control socket */
+	int lock_fd;
+	int control_fd;
+	char control_path[256];
+	struct control *control;
 };
 
 static void
@@ -476,6 +483,36 @@ daemon_check_access(const struct conf *c)
 	return daemon_check_key_access(c, pw);
 }
 
+/*
+ * queue control: take SPOOL/lock for the daemon's life. A queue command
+ * working on the spool is waited for (30 s); another daemon is refused.
+ */
+static int
+daemon_lock_spool(struct daemon *d, const struct conf *c,
+    const struct passwd *pw)
+{
+	char role[32];
+	pid_t pid;
+
+	d->lock_fd = spool_admin_lock(c->spool, SPOOL_LOCK_SERVE, 30000,
+	    pw != NULL ? pw->pw_uid : (uid_t)-1,
+	    pw != NULL ? pw->pw_gid : (gid_t)-1, &pid, role, sizeof(role));
+	if (d->lock_fd != -1)
+		return 0;
+	if (errno == EWOULDBLOCK && strcmp(role, SPOOL_LOCK_SERVE) == 0)
+		log_err("daemon: spool %s is in use by another petrel serve "
+		    "(pid %ld); stop it first, or give this one its own "
+		    "spool", c->spool, (long)pid);
+	else if (errno == EWOULDBLOCK)
+		log_err("daemon: spool %s is locked by pid %ld (%s) for more "
+		    "than 30 seconds", c->spool, (long)pid,
+		    role[0] != '\0' ? role : "unknown");
+	else
+		log_err("daemon: cannot lock %s/%s: %s", c->spool,
+		    SPOOL_LOCK_FILE, strerror(errno));
+	return -1;
+}
+
 static void
 daemon_queued(void *arg, const char *id, const struct envelope *env)
 {
@@ -681,6 +718,16 @@ daemon_teardown(struct daemon *d)
 		event_free(d->sigusr1);
 	if (d->deadline != NULL)
 		event_free(d->deadline);
+	/* queue control: after the work queue and the scheduler, whose
+	 * callbacks may still answer a client */
+	if (d->control != NULL)
+		control_free(d->control);
+	else if (d->control_fd != -1) {
+		close(d->control_fd);
+		unlink(d->control_path);
+	}
+	if (d->lock_fd != -1)
+		close(d->lock_fd);
 	smtp_runtime_unref(d->rt);
 	if (d->base != NULL)
 		event_base_free(d->base);
@@ -703,6 +750,7 @@ daemon_serve(const char *cli_path)
 
 	memset(&d, 0, sizeof(d));
 	d.cli_path = cli_path;
+	d.lock_fd = d.control_fd = -1;
 	if (daemon_load_config(cli_path, &c, &t, 0) == -1)
 		return 1;
 	/* From here on the runtime owns c and t. */
@@ -734,6 +782,11 @@ daemon_serve(const char *cli_path)
 	    daemon_make_dir(root, 0755, pw ? pw->pw_uid : 0,
 	    pw ? pw->pw_gid : 0, as_root) == -1)
 		goto done;
+	/* queue control: run_dir, and the spool lock for our whole life */
+	if (daemon_make_dir(c->run_dir, 0755, pw ? pw->pw_uid : 0,
+	    pw ? pw->pw_gid : 0, as_root) == -1 ||
+	    daemon_lock_spool(&d, c, pw) == -1)
+		goto done;
 
 	if (as_root && daemon_check_key_access(c, pw) == -1)
 		goto done;
@@ -757,6 +810,18 @@ daemon_serve(const char *cli_path)
 		if (fds[nfds] == -1) {
 			log_err("daemon: cannot listen on %s: %s",
 			    c->listen[nfds].text, strerror(errno));
+			goto done;
+		}
+	}
+	/* queue control: the control socket, bound as root */
+	{
+		char err[512];
+
+		d.control_fd = control_bind(c->run_dir, pw ? pw->pw_uid : 0,
+		    pw ? pw->pw_gid : 0, as_root, d.control_path,
+		    sizeof(d.control_path), err, sizeof(err));
+		if (d.control_fd == -1) {
+			log_err("daemon: control socket: %s", err);
 			goto done;
 		}
 	}
@@ -801,6 +866,9 @@ daemon_serve(const char *cli_path)
 	d.srv = smtp_server_new(d.base, d.spool, d.rt, daemon_queued, &d);
 	d.workq = workq_new(d.base, DAEMON_MSGAUTH_THREADS);
 	smtp_server_set_msgauth(d.srv, d.dns, d.workq);
+	/* queue control: serve the control socket (owns control_fd) */
+	d.control = control_new(d.base, d.control_fd, d.control_path, d.sched,
+	    d.spool, d.workq, getuid(), pw != NULL ? pw->pw_gid : getgid());
 
 	/* Signals before the readiness lines: a test may stop us at once. */
 	d.sigterm = evsignal_new(d.base, SIGTERM, daemon_sigcb, &d);
