@@ -30,6 +30,7 @@
 
 #include <errno.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,8 +233,11 @@ queue_exchange(int fd, const struct ctlproto_request *req,
 	const char *error, *t;
 
 	buf_init(&b, CTLPROTO_LINE_MAX);
+	/* A refusal may be sent, and the socket closed, before the request
+	 * is written (EPIPE): read it all the same. */
 	if (ctlproto_request_format(req, &b) == -1 ||
-	    write_all(fd, b.data, b.len) == -1) {
+	    (write_all(fd, b.data, b.len) == -1 && errno != EPIPE &&
+	    errno != ECONNRESET)) {
 		snprintf(text, textsize, "cannot send the request: %s",
 		    strerror(errno));
 		buf_free(&b);
@@ -475,6 +479,7 @@ queue_run(const struct queue_cmd *qc)
 
 	if ((c = queue_load_conf(qc->conf_path)) == NULL)
 		return QUEUE_EXIT_USAGE;
+	signal(SIGPIPE, SIG_IGN);
 	text[0] = '\0';
 	fd = queue_connect(c, path, sizeof(path));
 	if (fd != -1)
