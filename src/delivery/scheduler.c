@@ -184,7 +184,6 @@ struct sched_job {
 	int error;		/* errno of the job, 0 if fine */
 	bool remove;		/* FINAL: unlink instead of update */
 	bool check_held;	/* ADMIN: read the hold back */
-	char *qdir;		/* ADMIN delete: spool/queue, to fsync */
 	uint64_t delivered, deferred, failed;
 };
 
@@ -209,7 +208,6 @@ struct scheduler {
 
 	TAILQ_HEAD(, sched_msg) msgs;
 	struct scheduler_stats stats;
-	char *spool_dir;	/* for the fsync of queue/ after a delete */
 };
 
 static void sched_round(struct sched_msg *msg);
@@ -406,7 +404,6 @@ sched_job_free(struct sched_job *job)
 		free(job->env);
 	}
 	free(job->hostname);
-	free(job->qdir);
 	free(job->idx);
 	free(job->res);
 	free(job);
@@ -1500,7 +1497,6 @@ scheduler_new(struct event_base *base, struct spool *sp,
 	s->base = base;
 	s->sp = sp;
 	s->conf = c;
-	s->spool_dir = xstrdup(c->spool);
 	if (hooks != NULL)
 		s->hooks = *hooks;
 	TAILQ_INIT(&s->jobs);
@@ -1685,7 +1681,6 @@ scheduler_free(struct scheduler *s)
 	event_free(s->done_ev);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mtx);
-	free(s->spool_dir);
 	free(s);
 }
 
@@ -1814,9 +1809,7 @@ sched_admin_run(struct sched_job *job)
 		/* Durably: the name gone from queue/ (spool_remove()
 		 * alone leaves that to chance, which suits delivered
 		 * mail, not a deletion). */
-		if (spool_remove(sp, msg->id) == -1 && errno != ENOENT)
-			job->error = errno;
-		else if (fsync_dir(job->qdir) == -1)
+		if (spool_remove_sync(sp, msg->id) == -1)
 			job->error = errno;
 		return;
 	}
@@ -1933,7 +1926,6 @@ sched_admin_job(struct sched_msg *msg, bool remove, bool check_held)
 	job = sched_job_new(msg, sched_admin_run, sched_admin_done);
 	job->remove = remove;
 	job->check_held = check_held;
-	job->qdir = xasprintf("%s/queue", msg->s->spool_dir);
 	sched_job_submit(msg->s, job);
 }
 
