@@ -299,7 +299,7 @@ ctl_job_work(void *arg)
 		    (job->show && ctl_show_content(job, e, rd) == -1)) {
 			spool_reader_close(rd);
 			buf_free(&job->out);
-			buf_init(&job->out, 0);
+			buf_init(&job->out, 1024);
 			buf_printf(&job->out, "err failed cannot read the "
 			    "queue file of %s\n", e->id);
 			ctlproto_list_free(&l);

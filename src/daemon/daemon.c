@@ -494,9 +494,18 @@ daemon_lock_spool(struct daemon *d, const struct conf *c,
 	char role[32];
 	pid_t pid;
 
-	d->lock_fd = spool_admin_lock(c->spool, SPOOL_LOCK_SERVE, 30000,
-	    pw != NULL ? pw->pw_uid : (uid_t)-1,
-	    pw != NULL ? pw->pw_gid : (gid_t)-1, &pid, role, sizeof(role));
+	uid_t uid = pw != NULL ? pw->pw_uid : (uid_t)-1;
+	gid_t gid = pw != NULL ? pw->pw_gid : (gid_t)-1;
+
+	d->lock_fd = spool_admin_lock(c->spool, SPOOL_LOCK_SERVE, 0, uid, gid,
+	    &pid, role, sizeof(role));
+	if (d->lock_fd == -1 && errno == EWOULDBLOCK &&
+	    strcmp(role, SPOOL_LOCK_SERVE) != 0) {
+		log_info("daemon: waiting for the spool lock held by pid %ld "
+		    "(%s)", (long)pid, role[0] != '\0' ? role : "unknown");
+		d->lock_fd = spool_admin_lock(c->spool, SPOOL_LOCK_SERVE,
+		    30000, uid, gid, &pid, role, sizeof(role));
+	}
 	if (d->lock_fd != -1)
 		return 0;
 	if (errno == EWOULDBLOCK && strcmp(role, SPOOL_LOCK_SERVE) == 0)

@@ -184,7 +184,8 @@ mailq_format_json(const struct ctlproto_list *l, struct buf *out)
 		    mailq_queue_name(m->state), m->id,
 		    (unsigned long long)m->arrival,
 		    (unsigned long long)m->size) == -1 ||
-		    mailq_json_string(out, m->sender) == -1 ||
+		    mailq_json_string(out, m->sender[0] != '\0' ? m->sender :
+		    "MAILER-DAEMON") == -1 ||
 		    buf_append_str(out, ", \"recipients\": [") == -1)
 			return -1;
 		for (j = 0; j < m->nrcpts; j++) {

@@ -24,7 +24,8 @@ int mailq_format_text(const struct ctlproto_list *l, struct buf *out);
 /*
  * One JSON object per message and line (as Postfix's `postqueue -j`),
  * with Petrel's fields added: queue_name, queue_id, arrival_time,
- * message_size, forced_expire, sender, recipients [{address,
+ * message_size, forced_expire, sender (MAILER-DAEMON for <>, as
+ * Postfix), recipients [{address,
  * original_address, delay_reason, remote_mta, attempts, last_attempt,
  * next_attempt, waiting}]. Appends to out; 0 or -1.
  */

@@ -1248,6 +1248,10 @@ sched_round_end(struct sched_msg *msg)
 		    "the new states could not be written (retried)");
 	}
 	if (msg->removed) {
+		/* A command that waited for this round finds it gone. */
+		if (msg->admin != NULL)
+			sched_admin_finish(msg, ENOENT, "left the queue "
+			    "meanwhile (delivered, bounced or corrupt)");
 		TAILQ_REMOVE(&s->msgs, msg, entry);
 		s->stats.queued--;
 		sched_msg_free(msg);

@@ -385,3 +385,143 @@ def test_two_daemons_one_spool(make_petrel, peer):
                 % (re.escape(p.spool), p.proc.pid), start=mark)
     assert p.alive()
     assert mailq(p) == "Mail queue is empty\n"
+
+
+def test_active_message_waits_for_its_round(make_petrel, peer):
+    """A message in a delivery round is listed with "*" (queue_name
+    active); a delete waits for the round to end, then removes it."""
+    p = start(make_petrel, peer)
+    qid = send(p, ["bob@remote.test"])
+    wait_deferred(p, qid)
+    peer.delay_reply = {"rcpt": 4}
+    assert queue(p, "flush", qid).returncode == 0
+    wait_until(lambda: listing(p).get(qid, {}).get("queue_name") ==
+               "active", what="an active round")
+    got = parse_mailq(mailq(p))
+    assert got[qid][0] == "*"
+    r = queue(p, "delete", qid)
+    assert r.returncode == 0, r.stderr
+    assert qid not in p.queue_ids()
+    # The round ran to its end (the delayed RCPT answered, the deferral
+    # recorded) before the deletion.
+    deferred = p.wait_log(r"id=%s .*attempts=2 .*status=deferred" % qid)
+    deleted = p.wait_log(r"queue: id=%s status=deleted" % qid)
+    lines = p.log_lines
+    assert lines.index(deferred.string) < lines.index(deleted.string)
+
+
+def raw_control(p):
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(os.path.join(p.tmpdir, "run", "control"))
+    return s
+
+
+def read_all(s):
+    out = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            return out
+        out += b
+
+
+def test_control_protocol_limits(make_petrel, peer):
+    """A silent client does not stall the others and is dropped after its
+    timeout; an endless line and an unknown command get clear errors."""
+    p = start(make_petrel, peer)
+    mark = p.log_mark()
+    idle = raw_control(p)
+    assert mailq(p) == "Mail queue is empty\n"
+    with raw_control(p) as s:
+        s.sendall(b"x" * 1024)
+        assert read_all(s) == b"err bad request too long\n"
+    with raw_control(p) as s:
+        s.sendall(b"frobnicate\n")
+        assert read_all(s) == b"err bad unknown command\n"
+    with raw_control(p) as s:
+        s.sendall(b"hold ../../etc/passwd\n")
+        assert read_all(s) == b"err bad bad queue ID\n"
+    with raw_control(p) as s:
+        s.sendall(b"list\n")
+        assert read_all(s) == b"ok 0 listed\n"
+    # The idle one is cut off by the daemon (10 s), not by us.
+    assert read_all(idle) == b""
+    idle.close()
+    p.wait_log(r"control: uid=0 pid=\d+ timed out", start=mark)
+
+
+def test_live_postfix_same_shapes(make_petrel, peer, tmp_path):
+    """Run a real Postfix (in its own network namespace) on a queue of
+    the same shape as ours, and compare the two mailq outputs line kind
+    by line kind, message by message."""
+    import shutil
+    import tempfile
+    if os.geteuid() != 0 or not shutil.which("postfix") or \
+            not shutil.which("unshare"):
+        pytest.skip("needs root, unshare and Postfix")
+    d = tempfile.mkdtemp(dir="/tmp", prefix="petrel-pfx-")
+    os.chmod(d, 0o755)
+    try:
+        r = subprocess.run(["unshare", "-n", "env", "D=" + d, "LONG=yes",
+                            "sh", os.path.join(POSTFIX_DIR, "capture.sh")],
+                           capture_output=True, timeout=120)
+        out = os.path.join(d, "out-yes.txt")
+        if not os.path.exists(out) or os.path.getsize(out) == 0:
+            pytest.skip("Postfix did not run here: %s" % r.stderr[-500:])
+        with open(out) as f:
+            theirs = f.read()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+    peer.rcpt_reply = {"dave@other.test": "451 4.4.1 other reason"}
+    p = start(make_petrel, peer)
+    a = send(p, ["bob@remote.test"])
+    b = send(p, ["carol@remote.test", "dave@other.test"], sender="")
+    c = send(p, ["erin@remote.test"], sender="held@example.test")
+    for qid, n in ((a, 1), (b, 2), (c, 1)):
+        wait_deferred(p, qid, n)
+    assert queue(p, "hold", c).returncode == 0
+    ours = mailq(p)
+
+    def kinds(text):
+        """Per message, the kinds of its lines; plus the heading."""
+        lines = text.splitlines()
+        msgs, cur = [], None
+        for line in lines[1:]:
+            if ID_LINE.match(line):
+                cur = [("id", ID_LINE.match(line).group("st"))]
+                msgs.append(cur)
+            elif REASON_LINE.match(line):
+                cur.append(("reason", len(line) if len(line) <= 78
+                            else "long"))
+            elif RCPT_LINE.match(line):
+                cur.append(("rcpt",))
+            elif line == "":
+                cur = None
+            else:
+                assert TOTAL_LINE.match(line), line
+        return lines[0], sorted(map(tuple, msgs))
+
+    assert parse_mailq(theirs) and parse_mailq(ours)
+    assert kinds(ours) == kinds(theirs), (ours, theirs)
+
+
+def test_daemon_waits_for_a_queue_command(make_petrel, peer):
+    """While a queue command holds the spool lock, a starting daemon
+    waits for it (and then starts); a daemon's lock is not waited for."""
+    import fcntl
+    p = start(make_petrel, peer, start=False)
+    os.makedirs(p.spool, exist_ok=True)
+    with open(os.path.join(p.spool, "lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write("%d queue\n" % os.getpid())
+        f.flush()
+        mark = p.log_mark()
+        p.start(wait=False)
+        p.wait_log(r"waiting for the spool lock held by pid %d \(queue\)"
+                   % os.getpid(), start=mark)
+        assert p.alive()
+    p.wait_listening(start=mark)
+    assert mailq(p) == "Mail queue is empty\n"

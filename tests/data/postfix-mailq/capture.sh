@@ -1,7 +1,15 @@
 #!/bin/sh
+# capture.sh: run a throwaway Postfix (3.7, Debian's) in its own network
+# namespace and print its mailq for a queue like test_queue_cli.py's:
+# three deferred messages ("Network is unreachable": the namespace has
+# only loopback), one from <> with two recipients, one on hold.
+#   unshare -n env D=/tmp/pfx LONG=yes sh capture.sh
+# writes $D/out-$LONG.txt (then empties the queue: $D/empty.txt). Root
+# only; Postfix never listens beyond the namespace's loopback. The files
+# beside this script came from LONG=yes, LONG=no and the empty queue.
 set +e
 ip link set lo up
-D=/tmp/pfx
+D=${D:-/tmp/pfx}
 rm -rf $D/etc $D/spool $D/data
 mkdir -p $D/etc $D/spool $D/data; chown postfix $D/data; touch $D/maillog; chmod 666 $D/maillog
 cp /etc/postfix/master.cf $D/etc/ 2>/dev/null || cp /usr/share/postfix/master.cf.dist $D/etc/master.cf
