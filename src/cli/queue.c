@@ -151,11 +151,25 @@ queue_status(const char *line, const char **text_r)
 	return QUEUE_EXIT_FAIL;
 }
 
+/* s with control characters as '?' (remote text: a reply, an address). */
+static const char *
+queue_safe(const char *s, char *out, size_t size)
+{
+	size_t i;
+
+	strlcpy(out, s, size);
+	for (i = 0; out[i] != '\0'; i++)
+		if ((unsigned char)out[i] < ' ' || out[i] == 0x7f)
+			out[i] = '?';
+	return out;
+}
+
 /* What `queue show` prints before the message. */
 static void
-queue_print_msg_head(const struct ctlproto_msg *m, FILE *out)
+queue_print_msg_head(const struct ctlproto_msg *m, const char *info,
+    FILE *out)
 {
-	char when[64];
+	char when[64], s1[2048], s2[2048];
 	time_t t;
 	size_t i;
 
@@ -168,13 +182,17 @@ queue_print_msg_head(const struct ctlproto_msg *m, FILE *out)
 	fprintf(out, "Arrival:    %s (%llu)\n", when,
 	    (unsigned long long)m->arrival);
 	fprintf(out, "Size:       %llu\n", (unsigned long long)m->size);
-	fprintf(out, "Sender:     <%s>\n", m->sender);
+	fprintf(out, "Sender:     <%s>\n", queue_safe(m->sender, s1,
+	    sizeof(s1)));
+	fputs(info, out);
 	for (i = 0; i < m->nrcpts; i++) {
 		const struct ctlproto_rcpt *r = &m->rcpts[i];
 
-		fprintf(out, "Recipient:  <%s>", r->addr);
+		fprintf(out, "Recipient:  <%s>", queue_safe(r->addr, s1,
+		    sizeof(s1)));
 		if (strcmp(r->addr, r->orig) != 0)
-			fprintf(out, " (for <%s>)", r->orig);
+			fprintf(out, " (for <%s>)", queue_safe(r->orig, s1,
+			    sizeof(s1)));
 		fprintf(out, "\n  waiting: %s; attempts: %u",
 		    ctlproto_wait_name(r->wait), r->attempts);
 		if (r->last_attempt != 0) {
@@ -192,10 +210,45 @@ queue_print_msg_head(const struct ctlproto_msg *m, FILE *out)
 		}
 		fprintf(out, "\n");
 		if (r->reply[0] != '\0')
-			fprintf(out, "  last reply: %s%s%s%s\n", r->reply,
-			    r->remote[0] != '\0' ? " (from " : "", r->remote,
+			fprintf(out, "  last reply: %s%s%s%s\n",
+			    queue_safe(r->reply, s1, sizeof(s1)),
+			    r->remote[0] != '\0' ? " (from " : "",
+			    queue_safe(r->remote, s2, sizeof(s2)),
 			    r->remote[0] != '\0' ? ")" : "");
 	}
+}
+
+/* "info KEY VALUE" of `show`: one line of the envelope, into out. */
+static int
+queue_info(struct buf *out, const char *kv)
+{
+	static const struct {
+		const char *key, *label;
+	} labels[] = {
+		{ "client_addr", "Client:" }, { "client_name", "Client DNS:" },
+		{ "helo", "HELO:" }, { "proto", "Protocol:" }, { "tls", "TLS:" },
+		{ "auth_user", "Logged in:" }, { "envid", "ENVID:" },
+		{ "ret", "RET:" }, { "body", "BODY:" },
+		{ "smtputf8", "SMTPUTF8:" },
+	};
+	const char *sp = strchr(kv, ' ');
+	char value[1024];
+	size_t i, n;
+
+	if (sp == NULL || ctlproto_word_decode(sp + 1, strlen(sp + 1), value,
+	    sizeof(value)) == -1)
+		return -1;
+	n = (size_t)(sp - kv);
+	for (i = 0; i < nitems(labels); i++)
+		if (strlen(labels[i].key) == n &&
+		    memcmp(labels[i].key, kv, n) == 0)
+			break;
+	if (i == nitems(labels))
+		return 0;	/* a newer daemon's: not ours to show */
+	for (n = 0; value[n] != '\0'; n++)
+		if ((unsigned char)value[n] < ' ' || value[n] == 0x7f)
+			value[n] = '?';
+	return buf_printf(out, "%-11s %s\n", labels[i].label, value);
 }
 
 /* Control bytes other than TAB and LF as '?'; CR LF as LF. */
@@ -224,7 +277,7 @@ static int
 queue_exchange(int fd, const struct ctlproto_request *req,
     struct ctlproto_list *l, char *text, size_t textsize)
 {
-	struct buf b;
+	struct buf b, info;
 	FILE *fp;
 	char *line = NULL;
 	size_t cap = 0;
@@ -232,6 +285,7 @@ queue_exchange(int fd, const struct ctlproto_request *req,
 	int rc = -1;
 	const char *error, *t;
 
+	buf_init(&info, 64 * 1024);
 	buf_init(&b, CTLPROTO_LINE_MAX);
 	/* A refusal may be sent, and the socket closed, before the request
 	 * is written (EPIPE): read it all the same. */
@@ -240,12 +294,14 @@ queue_exchange(int fd, const struct ctlproto_request *req,
 	    errno != ECONNRESET)) {
 		snprintf(text, textsize, "cannot send the request: %s",
 		    strerror(errno));
+		buf_free(&info);
 		buf_free(&b);
 		close(fd);
 		return QUEUE_EXIT_FAIL;
 	}
 	buf_free(&b);
 	if ((fp = fdopen(fd, "r")) == NULL) {
+		buf_free(&info);
 		close(fd);
 		snprintf(text, textsize, "fdopen: %s", strerror(errno));
 		return QUEUE_EXIT_FAIL;
@@ -260,8 +316,11 @@ queue_exchange(int fd, const struct ctlproto_request *req,
 			strlcpy(text, t, textsize);
 			break;
 		}
-		if (strncmp(line, "info ", 5) == 0)
-			continue;	/* shown by the envelope lines */
+		if (strncmp(line, "info ", 5) == 0) {
+			if (queue_info(&info, line + 5) == -1)
+				break;
+			continue;
+		}
 		if (strncmp(line, "data ", 5) == 0) {
 			uint64_t len;
 			char *content;
@@ -275,7 +334,8 @@ queue_exchange(int fd, const struct ctlproto_request *req,
 				free(content);
 				break;
 			}
-			queue_print_msg_head(&l->msgs[l->n - 1], stdout);
+			queue_print_msg_head(&l->msgs[l->n - 1], buf_str(&info),
+			    stdout);
 			printf("\n");
 			queue_print_content(content, (size_t)len, stdout);
 			free(content);
@@ -291,6 +351,7 @@ queue_exchange(int fd, const struct ctlproto_request *req,
 		rc = QUEUE_EXIT_FAIL;
 	}
 	free(line);
+	buf_free(&info);
 	fclose(fp);
 	return rc;
 }

@@ -232,6 +232,7 @@ def test_json_and_show(make_petrel, peer):
     assert "Queue ID:   %s" % qid in out
     assert "Sender:     <%s>" % SENDER in out
     assert "Recipient:  <bob@remote.test>" in out
+    assert "Client:     127.0.0.1\n" in out and "HELO:       " in out
     assert "waiting: retry" in out and DEFER in out
     assert "\nSubject: show me\n\nthe body\n" in out
     bad = queue(p, "show", "NOSUCHMESSAGE00")
