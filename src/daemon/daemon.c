@@ -4,9 +4,14 @@
  * privileges before reading any network input, recovers the spool and runs
  * the event loop until SIGTERM or SIGINT. SIGHUP reloads the configuration.
  *
+ * Queue control (issue 6): serve takes the spool lock (SPOOL/lock, for
+ * its whole life: a second daemon on the spool is refused) and binds the
+ * control socket RUN_DIR/control as root (src/daemon/control.c).
+ *
  * SECURITY: runs as root only until the listeners are bound; afterwards as
  * conf->user (default petrel). Staying root needs an explicit `user root`.
- * OWNERSHIP: owns the event base, spool, scheduler and SMTP server.
+ * OWNERSHIP: owns the event base, spool, scheduler, SMTP server, spool
+ * lock and control socket.
  */
 #include "daemon/daemon.h"
 
