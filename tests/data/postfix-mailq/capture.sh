@@ -40,7 +40,12 @@ sleep 2
 printf 'Subject: one\n\nhello\n' | sendmail -C $D/etc -f alice@example.org bob@[192.0.2.1]
 printf 'Subject: two\n\nhello there this is a longer message\n' | sendmail -C $D/etc -f '' carol@[192.0.2.1] dave@[192.0.2.2]
 printf 'Subject: three\n\nhello\n' | sendmail -C $D/etc -f held@example.org erin@[192.0.2.1]
-sleep 4
+# Until all four recipients have their deferral reason (at most 30 s).
+for i in $(seq 60); do
+	n=$(postqueue -c $D/etc -p | grep -c '^ *(')
+	[ "$n" -ge 4 ] && break
+	sleep 0.5
+done
 ID3=$(postqueue -c $D/etc -j | python3 -c 'import sys,json; [print(j["queue_id"]) for j in map(json.loads,sys.stdin) if j["sender"]=="held@example.org"]')
 postsuper -c $D/etc -h $ID3
 sleep 1
