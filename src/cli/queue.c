@@ -226,7 +226,8 @@ queue_info(struct buf *out, const char *kv)
 		const char *key, *label;
 	} labels[] = {
 		{ "client_addr", "Client:" }, { "client_name", "Client DNS:" },
-		{ "helo", "HELO:" }, { "proto", "Protocol:" }, { "tls", "TLS:" },
+		{ "helo", "HELO:" }, { "proto", "Protocol:" },
+		{ "tls", "TLS:" },
 		{ "auth_user", "Logged in:" }, { "envid", "ENVID:" },
 		{ "ret", "RET:" }, { "body", "BODY:" },
 		{ "smtputf8", "SMTPUTF8:" },
@@ -502,8 +503,8 @@ queue_offline(const struct conf *c, const struct queue_cmd *qc,
 	*l = q.list;
 	if (qc->req.cmd == CTL_CMD_LIST) {
 		if (qc->req.has_arg && l->n == 0) {
-			snprintf(text, textsize, "no message %.64s in the queue",
-			    qc->req.arg);
+			snprintf(text, textsize, "no message %.64s in the "
+			    "queue", qc->req.arg);
 			return QUEUE_EXIT_FAIL;
 		}
 		return QUEUE_EXIT_OK;
@@ -534,7 +535,8 @@ queue_run(const struct queue_cmd *qc)
 	char path[256], text[512];
 	int fd, rc;
 	bool offline_ok = qc->req.cmd == CTL_CMD_LIST ||
-	    qc->req.cmd == CTL_CMD_DELETE || qc->req.cmd == CTL_CMD_DELETE_ALL ||
+	    qc->req.cmd == CTL_CMD_DELETE ||
+	    qc->req.cmd == CTL_CMD_DELETE_ALL ||
 	    qc->req.cmd == CTL_CMD_DELETE_SENDER ||
 	    qc->req.cmd == CTL_CMD_DELETE_RCPT;
 
