@@ -297,8 +297,13 @@ def test_delete(make_petrel, peer):
     assert a not in p.queue_ids()
     r = queue(p, "delete", "--sender", "other@example.test")
     assert r.returncode == 0, r.stderr
-    r = queue(p, "delete", "--recipient", "dave@remote.test")
+    r = queue(p, "delete", "--recipient", "DAVE@remote.test")
     assert r.returncode == 0, r.stderr
+    assert p.queue_ids() == [d]
+    e = send(p, ["fred@remote.test"], sender="")
+    wait_deferred(p, e)
+    r = queue(p, "delete", "--sender", "<>")
+    assert r.returncode == 0 and b"1 message deleted" in r.stdout, r
     assert p.queue_ids() == [d]
     p.restart()
     assert set(parse_mailq(mailq(p))) == {d}
