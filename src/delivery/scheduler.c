@@ -1785,16 +1785,18 @@ sched_admin_flush(struct sched_msg *msg, const char *domain)
 	struct timeval tv = { 0, 0 };
 	size_t i;
 
+	if (msg->phase != PHASE_IDLE) {
+		/* A worker may be reading the envelope: only the flag (the
+		 * round's end then retries every pending recipient). */
+		msg->flush = true;
+		return;
+	}
 	for (i = 0; i < msg->env.nrcpts; i++) {
 		struct envelope_rcpt *r = &msg->env.rcpts[i];
 
 		if (r->status == RCPT_STATUS_PENDING && (domain == NULL ||
 		    sched_addr_in_domain(r->addr, domain)))
 			r->next_attempt = 0;
-	}
-	if (msg->phase != PHASE_IDLE) {
-		msg->flush = true;
-		return;
 	}
 	/* Through the timer: a round may free msg. */
 	evtimer_del(msg->timer);
