@@ -10,11 +10,14 @@
  *   petrel sendmail [-t] [-i] [-f sender] ... [recipient ...]
  *                                   local mail injection (sendmail.c); also
  *                                   as argv[0] sendmail, newaliases, mailq
+ *   petrel queue list|show|flush|delete|hold|release|bounce ...
+ *   petrel mailq                    the queue (queue.c); also as `mailq`
  *   petrel version
  *
  * Every command finds its configuration the same way: -c FILE, else
  * $PETREL_CONFIG, else /etc/petrel/petrel.conf, else the built-in default.
  */
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +35,8 @@ int cmd_dkim(int argc, char **argv);
 int cmd_spf(int argc, char **argv);
 int cmd_auth(int argc, char **argv);
 int cmd_sendmail(int argc, char **argv);
+int cmd_queue(int argc, char **argv);
+int cmd_mailq(int argc, char **argv);
 
 static void
 usage(void)
@@ -58,6 +63,12 @@ usage(void)
 	    "                         --mail-from ADDR < message\n"
 	    "       petrel sendmail [-t] [-i] [-f sender] [-F name] [-C FILE] "
 	    "[recipient ...]\n"
+	    "       petrel queue list [-c FILE] [--json]\n"
+	    "       petrel queue show|hold|release|bounce [-c FILE] ID\n"
+	    "       petrel queue flush [-c FILE] [ID | --domain DOMAIN]\n"
+	    "       petrel queue delete [-c FILE] ID | --all | --sender ADDR"
+	    " | --recipient ADDR\n"
+	    "       petrel mailq [-c FILE] [--json]\n"
 	    "       petrel version\n");
 }
 
@@ -137,14 +148,19 @@ main(int argc, char **argv)
 	int verbose = 0;
 
 	log_init("petrel", LOG_LEVEL_INFO);
-	/* issue 6: the sendmail command line under its usual names. */
+	/*
+	 * issue 6: the usual names of a mailer's commands (links to
+	 * petrel): `mailq` lists the queue (queue.c), `sendmail` and
+	 * `newaliases` are the sendmail command line (sendmail.c).
+	 */
 	if (argc > 0) {
 		const char *base = strrchr(argv[0], '/');
 
 		base = base != NULL ? base + 1 : argv[0];
+		if (strcmp(base, "mailq") == 0)
+			return cmd_mailq(argc, argv);
 		if (strcmp(base, "sendmail") == 0 ||
-		    strcmp(base, "newaliases") == 0 ||
-		    strcmp(base, "mailq") == 0)
+		    strcmp(base, "newaliases") == 0)
 			return cmd_sendmail(argc, argv);
 	}
 	if (argc < 2) {
@@ -175,6 +191,10 @@ main(int argc, char **argv)
 		return cmd_auth(argc - 1, argv + 1);	/* auth.c */
 	if (strcmp(cmd, "sendmail") == 0)
 		return cmd_sendmail(argc - 1, argv + 1);	/* sendmail.c */
+	if (strcmp(cmd, "queue") == 0)
+		return cmd_queue(argc - 1, argv + 1);	/* queue.c */
+	if (strcmp(cmd, "mailq") == 0)
+		return cmd_mailq(argc - 1, argv + 1);	/* queue.c */
 	if (strcmp(cmd, "check-config") == 0) {
 		if (parse_opts(argc - 1, argv + 1, &conf_path, &verbose) == -1)
 			return 2;

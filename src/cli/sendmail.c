@@ -14,7 +14,7 @@
  *
  * Exit statuses (sysexits.h, as sendmail): 0 sent; 64 usage; 65 the
  * message was refused (size, header limits, bad address list); 67 a
- * recipient is unknown; 69 refused otherwise, or -bp/-q (not yet); 70
+ * recipient is unknown; 69 refused otherwise, or -bp/-q failed; 70
  * internal error; 71 cannot start petrel-postdrop; 74 stdin read error;
  * 75 temporary failure (try again); 78 configuration error.
  *
@@ -22,8 +22,7 @@
  * learns the uid from the kernel (SO_PEERCRED), postdrop from getuid().
  * STANDARDS: RFC 5321 (the session), RFC 5322 (header fields),
  * sendmail(8) and Postfix's sendmail(1) for the command line.
- * Not yet: -bp/mailq and -q (the queue control helper's functions, when
- * merged).
+ * -bp and -q are the queue commands' (queue.c): the listing and a flush.
  */
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -47,6 +46,8 @@
 #include "local/local.h"
 
 int cmd_sendmail(int argc, char **argv);
+int queue_cli_mailq(const char *conf_path);	/* queue.c */
+int queue_cli_flush(const char *conf_path);	/* queue.c */
 
 struct sendmail {
 	struct sendmail_args a;
@@ -552,13 +553,13 @@ cmd_sendmail(int argc, char **argv)
 		 * call this and want 0. */
 		return LOCAL_EX_OK;
 	case SENDMAIL_MODE_QUEUE:
-		fprintf(stderr, "sendmail: mailq (-bp): not yet available "
-		    "in this Petrel build\n");
-		return LOCAL_EX_UNAVAILABLE;
+		/* -bp: mailq (queue.c prints any error itself). */
+		return queue_cli_mailq(sm.a.conf) == 0 ? LOCAL_EX_OK :
+		    LOCAL_EX_UNAVAILABLE;
 	case SENDMAIL_MODE_FLUSH:
-		fprintf(stderr, "sendmail: queue flush (-q): not yet "
-		    "available in this Petrel build\n");
-		return LOCAL_EX_UNAVAILABLE;
+		/* -q: flush, through the daemon's control socket. */
+		return queue_cli_flush(sm.a.conf) == 0 ? LOCAL_EX_OK :
+		    LOCAL_EX_UNAVAILABLE;
 	default:
 		break;
 	}

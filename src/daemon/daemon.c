@@ -6,9 +6,14 @@
  * Refuses a spool that others could write to or replace (safedir.c), and
  * tells systemd when it is ready, reloading or stopping (sdnotify.c).
  *
+ * Queue control (issue 6): serve takes the spool lock (SPOOL/lock, for
+ * its whole life: a second daemon on the spool is refused) and binds the
+ * control socket RUN_DIR/control as root (src/daemon/control.c).
+ *
  * SECURITY: runs as root only until the listeners are bound; afterwards as
  * conf->user (default petrel). Staying root needs an explicit `user root`.
- * OWNERSHIP: owns the event base, spool, scheduler and SMTP server.
+ * OWNERSHIP: owns the event base, spool, scheduler, SMTP server, spool
+ * lock and control socket.
  */
 #include "daemon/daemon.h"
 #include "daemon/pickup.h"
@@ -35,6 +40,7 @@
 
 #include "daemon/safedir.h"
 #include "daemon/sdnotify.h"
+#include "daemon/control.h"
 #include "delivery/delivery.h"
 #include "dns/dns.h"
 #include "lib/log.h"
@@ -43,6 +49,7 @@
 #include "lib/util.h"
 #include "policy/policy.h"
 #include "queue/spool.h"
+#include "queue/spool_admin.h"
 #include "smtp/smtp.h"
 #include "tls/tls.h"
 
@@ -62,6 +69,11 @@ struct daemon {
 	struct event *sigterm, *sigint, *sighup, *sigusr1;
 	struct event *deadline;
 	int stopping;
+	/* queue control (issue 6): the spool lock and the control socket */
+	int lock_fd;
+	int control_fd;
+	char control_path[256];
+	struct control *control;
 };
 
 static void
@@ -502,6 +514,45 @@ daemon_check_spool(const struct conf *c)
 	return rc;
 }
 
+/*
+ * queue control: take SPOOL/lock for the daemon's life. A queue command
+ * working on the spool is waited for (30 s); another daemon is refused.
+ */
+static int
+daemon_lock_spool(struct daemon *d, const struct conf *c,
+    const struct passwd *pw)
+{
+	char role[32];
+	pid_t pid;
+
+	uid_t uid = pw != NULL ? pw->pw_uid : (uid_t)-1;
+	gid_t gid = pw != NULL ? pw->pw_gid : (gid_t)-1;
+
+	d->lock_fd = spool_admin_lock(c->spool, SPOOL_LOCK_SERVE, 0, uid, gid,
+	    &pid, role, sizeof(role));
+	if (d->lock_fd == -1 && errno == EWOULDBLOCK &&
+	    strcmp(role, SPOOL_LOCK_SERVE) != 0) {
+		log_info("daemon: waiting for the spool lock held by pid %ld "
+		    "(%s)", (long)pid, role[0] != '\0' ? role : "unknown");
+		d->lock_fd = spool_admin_lock(c->spool, SPOOL_LOCK_SERVE,
+		    30000, uid, gid, &pid, role, sizeof(role));
+	}
+	if (d->lock_fd != -1)
+		return 0;
+	if (errno == EWOULDBLOCK && strcmp(role, SPOOL_LOCK_SERVE) == 0)
+		log_err("daemon: spool %s is in use by another petrel serve "
+		    "(pid %ld); stop it first, or give this one its own "
+		    "spool", c->spool, (long)pid);
+	else if (errno == EWOULDBLOCK)
+		log_err("daemon: spool %s is locked by pid %ld (%s) for more "
+		    "than 30 seconds", c->spool, (long)pid,
+		    role[0] != '\0' ? role : "unknown");
+	else
+		log_err("daemon: cannot lock %s/%s: %s", c->spool,
+		    SPOOL_LOCK_FILE, strerror(errno));
+	return -1;
+}
+
 static void
 daemon_queued(void *arg, const char *id, const struct envelope *env)
 {
@@ -719,6 +770,16 @@ daemon_teardown(struct daemon *d)
 		event_free(d->sigusr1);
 	if (d->deadline != NULL)
 		event_free(d->deadline);
+	/* queue control: after the work queue and the scheduler, whose
+	 * callbacks may still answer a client */
+	if (d->control != NULL)
+		control_free(d->control);
+	else if (d->control_fd != -1) {
+		close(d->control_fd);
+		unlink(d->control_path);
+	}
+	if (d->lock_fd != -1)
+		close(d->lock_fd);
 	smtp_runtime_unref(d->rt);
 	if (d->base != NULL)
 		event_base_free(d->base);
@@ -741,6 +802,7 @@ daemon_serve(const char *cli_path)
 
 	memset(&d, 0, sizeof(d));
 	d.cli_path = cli_path;
+	d.lock_fd = d.control_fd = -1;
 	if (daemon_load_config(cli_path, &c, &t, 0) == -1)
 		return 1;
 	/* From here on the runtime owns c and t. */
@@ -792,6 +854,11 @@ daemon_serve(const char *cli_path)
 	if (daemon_make_dir(root, 0755, pw ? pw->pw_uid : 0,
 	    pw ? pw->pw_gid : 0, as_root) == -1)
 		goto done;
+	/* queue control: run_dir, and the spool lock for our whole life */
+	if (daemon_make_dir(c->run_dir, 0755, pw ? pw->pw_uid : 0,
+	    pw ? pw->pw_gid : 0, as_root) == -1 ||
+	    daemon_lock_spool(&d, c, pw) == -1)
+		goto done;
 
 	if (as_root && daemon_check_key_access(c, pw) == -1)
 		goto done;
@@ -823,6 +890,18 @@ daemon_serve(const char *cli_path)
 	    pw ? pw->pw_gid : 0, as_root);
 	if (sendmail_fd == -1)
 		goto done;
+	/* queue control: the control socket, bound as root */
+	{
+		char err[512];
+
+		d.control_fd = control_bind(c->run_dir, pw ? pw->pw_uid : 0,
+		    pw ? pw->pw_gid : 0, as_root, d.control_path,
+		    sizeof(d.control_path), err, sizeof(err));
+		if (d.control_fd == -1) {
+			log_err("daemon: control socket: %s", err);
+			goto done;
+		}
+	}
 	if (as_root && pw->pw_uid != 0 && daemon_drop(pw) == -1)
 		goto done;
 
@@ -864,6 +943,9 @@ daemon_serve(const char *cli_path)
 	d.srv = smtp_server_new(d.base, d.spool, d.rt, daemon_queued, &d);
 	d.workq = workq_new(d.base, DAEMON_MSGAUTH_THREADS);
 	smtp_server_set_msgauth(d.srv, d.dns, d.workq);
+	/* queue control: serve the control socket (owns control_fd) */
+	d.control = control_new(d.base, d.control_fd, d.control_path, d.sched,
+	    d.spool, d.workq, getuid(), pw != NULL ? pw->pw_gid : getgid());
 
 	/* Signals before the readiness lines: a test may stop us at once. */
 	d.sigterm = evsignal_new(d.base, SIGTERM, daemon_sigcb, &d);

@@ -17,8 +17,9 @@
  * threads, writes each result back to the queue file before trusting it,
  * retries temporary failures with exponential backoff, and removes the
  * queue file once every recipient is delivered. A message with a failed
- * recipient is kept in the spool's failed/ (bounces come later); one whose
- * content turns out corrupt goes to corrupt/ at once.
+ * recipient gets a bounce; one whose content turns out corrupt goes to
+ * corrupt/ at once. The queue commands (scheduler_admin) list, flush,
+ * hold, release, delete and bounce messages.
  */
 #ifndef PETREL_DELIVERY_DELIVERY_H
 #define PETREL_DELIVERY_DELIVERY_H
@@ -132,5 +133,68 @@ void scheduler_free(struct scheduler *s);
 
 void scheduler_get_stats(const struct scheduler *s,
     struct scheduler_stats *st);
+
+/* ---- Queue commands (src/daemon/control.c), on the loop thread ---- */
+
+enum scheduler_admin_op {
+	SCHED_ADMIN_FLUSH,	/* retry now (recipients at domain, if set) */
+	SCHED_ADMIN_DELETE,	/* queue file removed durably, forgotten */
+	SCHED_ADMIN_HOLD,	/* never attempted until released; durable */
+	SCHED_ADMIN_RELEASE,	/* the hold lifted; retried now */
+	SCHED_ADMIN_BOUNCE,	/* every pending recipient fails: a DSN */
+};
+
+/* Which messages: every field set must match; none set: all of them. */
+struct scheduler_select {
+	const char *id;		/* this queue ID */
+	const char *domain;	/* a pending recipient at this domain */
+	const char *sender;	/* this envelope sender ("" for <>) */
+	const char *rcpt;	/* this pending recipient (as given or final) */
+};
+
+struct scheduler_admin_result {
+	size_t matched;		/* messages selected */
+	size_t done;		/* the operation succeeded */
+	size_t failed;
+	char error[256];	/* "ID: why" of the first failure */
+};
+
+typedef void (*scheduler_admin_cb)(void *arg, uint64_t cookie,
+    const struct scheduler_admin_result *res);
+
+/*
+ * Apply op to every message sel matches; cb(arg, cookie, result) runs once
+ * every one is done, possibly during this call. A message in a delivery
+ * round is not touched until the round ends (the command waits), so a
+ * deletion never overlaps a delivery. File updates run on the workers:
+ * delete unlinks queue/ID and fsyncs queue/; hold sets RCPT_FLAG_HELD on
+ * every recipient in the queue file (a version 1 file cannot hold it:
+ * that fails); release clears it and retries now; bounce fails every
+ * pending recipient with "554 5.0.0 delivery cancelled by the
+ * administrator" and sends the report as queue_lifetime expiry does.
+ * Flush skips held messages (one named by id fails). A message another
+ * command is working on fails ("try again"). Each command logs
+ * "queue: OP requested: matched=N" and each change "queue: id=ID
+ * status=...".
+ */
+void scheduler_admin(struct scheduler *s, enum scheduler_admin_op op,
+    const struct scheduler_select *sel, scheduler_admin_cb cb, void *arg,
+    uint64_t cookie);
+
+/* A queued message as the scheduler holds it now (for listings). */
+struct scheduler_entry {
+	char id[QUEUE_ID_MAX];
+	struct envelope env;	/* a copy; arrival set */
+	bool active;		/* a delivery round runs */
+	bool held;
+};
+
+/*
+ * Copies of every queued message (only id, if not NULL), in queue order,
+ * into *entries_r; returns the count. Free with scheduler_entries_free().
+ */
+size_t scheduler_snapshot(const struct scheduler *s, const char *id,
+    struct scheduler_entry **entries_r);
+void scheduler_entries_free(struct scheduler_entry *e, size_t n);
 
 #endif

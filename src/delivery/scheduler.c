@@ -6,7 +6,16 @@
  * and "relayed" notices).
  *
  * Entry points: scheduler_new, scheduler_set_conf, scheduler_add,
- * scheduler_flush, scheduler_get_stats, scheduler_free.
+ * scheduler_flush, scheduler_get_stats, scheduler_free; for the queue
+ * commands scheduler_admin, scheduler_snapshot, scheduler_entries_free.
+ *
+ * Queue commands (control socket): a command waits for a message's round
+ * to end before it touches it (PHASE_ADMIN while its file update runs on
+ * a worker), so a deletion never races a delivery. A hold is the
+ * RCPT_FLAG_HELD bit on every recipient's STATE record (queue format
+ * v4): no round starts for a held message, now or after a restart. A
+ * bounce fails the pending recipients and finishes the round as a
+ * delivery round would (states, failure report, removal).
  *
  * A message lives on the loop thread; at most one round runs for it at a
  * time. A round moves through phases, each finished by a worker job or a
@@ -87,6 +96,7 @@ enum sched_phase {
 	PHASE_NOTIFY,
 	PHASE_INJECT,
 	PHASE_FINAL,
+	PHASE_ADMIN,	/* a queue command's file update (hold, delete) */
 };
 
 /*
@@ -127,6 +137,20 @@ struct sched_msg {
 	size_t nreports;
 	size_t reports_done;
 	struct remote_batch batch;
+	/* Queue commands (scheduler_admin) */
+	bool held;		/* on hold: no round starts */
+	struct sched_admin *admin;	/* a command waiting or running */
+	bool admin_running;	/* its bounce round runs now */
+};
+
+/* One scheduler_admin() call: its messages, and the answer owed. */
+struct sched_admin {
+	enum scheduler_admin_op op;
+	scheduler_admin_cb cb;
+	void *arg;
+	uint64_t cookie;
+	size_t outstanding;	/* messages not finished, +1 while starting */
+	struct scheduler_admin_result res;
 };
 
 /* One composed DSN waiting to be queued. */
@@ -162,6 +186,7 @@ struct sched_job {
 	struct envelope *env;	/* interim WRITE: the states to write */
 	int error;		/* errno of the job, 0 if fine */
 	bool remove;		/* FINAL: unlink instead of update */
+	bool check_held;	/* ADMIN: read the hold back */
 	uint64_t delivered, deferred, failed;
 };
 
@@ -190,6 +215,9 @@ struct scheduler {
 
 static void sched_round(struct sched_msg *msg);
 static void sched_advance(struct sched_msg *msg);
+static void sched_admin_start(struct sched_msg *msg);
+static void sched_admin_finish(struct sched_msg *msg, int error,
+    const char *why);
 
 /* ---- helpers ---- */
 
@@ -1222,10 +1250,29 @@ sched_round_end(struct sched_msg *msg)
 	struct scheduler *s = msg->s;
 
 	msg->phase = PHASE_IDLE;
+	if (msg->admin != NULL && msg->admin_running) {
+		/* A bounce's round: the states are written (or not). */
+		msg->admin_running = false;
+		sched_admin_finish(msg, msg->dirty && !msg->removed ? EIO : 0,
+		    "the new states could not be written (retried)");
+	}
 	if (msg->removed) {
+		/* A command that waited for this round finds it gone. */
+		if (msg->admin != NULL)
+			sched_admin_finish(msg, ENOENT, "left the queue "
+			    "meanwhile (delivered, bounced or corrupt)");
 		TAILQ_REMOVE(&s->msgs, msg, entry);
 		s->stats.queued--;
 		sched_msg_free(msg);
+		return;
+	}
+	if (msg->admin != NULL) {
+		/* A queue command waited for this round to end. */
+		sched_admin_start(msg);
+		return;
+	}
+	if (msg->held) {
+		msg->flush = false;
 		return;
 	}
 	if (msg->flush) {
@@ -1405,6 +1452,9 @@ sched_advance(struct sched_msg *msg)
 	case PHASE_IDLE:
 		sched_round_end(msg);
 		return;
+	case PHASE_ADMIN:
+		/* Only sched_admin_done() ends this phase. */
+		return;
 	}
 }
 
@@ -1416,7 +1466,7 @@ sched_round(struct sched_msg *msg)
 	bool remote_due = false;
 	size_t i;
 
-	if (msg->s->closing)
+	if (msg->s->closing || msg->held)
 		return;
 	if (msg->phase != PHASE_IDLE) {
 		msg->flush = true;
@@ -1533,6 +1583,16 @@ scheduler_add(struct scheduler *s, const char *id,
 		fatalx("scheduler: evtimer_new failed");
 	TAILQ_INSERT_TAIL(&s->msgs, msg, entry);
 	s->stats.queued++;
+	/* On hold (`petrel queue hold`, recorded in the queue file): kept,
+	 * never tried until released. */
+	for (i = 0; i < msg->env.nrcpts; i++)
+		if ((msg->env.rcpts[i].flags & RCPT_FLAG_HELD) != 0)
+			msg->held = true;
+	if (msg->held) {
+		log_info("queue: id=%s status=held (on hold since before the "
+		    "start)", msg->id);
+		return;
+	}
 	sched_round(msg);
 }
 
@@ -1546,6 +1606,8 @@ scheduler_flush(struct scheduler *s)
 		return;
 	remote_flush(s->remote);
 	TAILQ_FOREACH_SAFE(msg, &s->msgs, entry, next) {
+		if (msg->held)
+			continue;	/* held mail waits for a release */
 		n++;
 		if (msg->phase != PHASE_IDLE) {
 			msg->flush = true;
@@ -1609,6 +1671,11 @@ scheduler_free(struct scheduler *s)
 	}
 	while ((msg = TAILQ_FIRST(&s->msgs)) != NULL) {
 		TAILQ_REMOVE(&s->msgs, msg, entry);
+		if (msg->admin != NULL) {
+			msg->admin_running = false;
+			sched_admin_finish(msg, ESHUTDOWN,
+			    "the daemon is stopping");
+		}
 		/*
 		 * States applied but not written (a WRITE or FINAL job that
 		 * never started, a batch cut short): record them now, or
@@ -1636,4 +1703,416 @@ void
 scheduler_get_stats(const struct scheduler *s, struct scheduler_stats *st)
 {
 	*st = s->stats;
+}
+
+/* ---- queue commands (the control socket) ---- */
+
+#define SCHED_ADMIN_REPLY	"554 5.0.0 delivery cancelled by the " \
+				"administrator"
+
+static const char *const sched_admin_names[] = {
+	[SCHED_ADMIN_FLUSH] = "flush", [SCHED_ADMIN_DELETE] = "delete",
+	[SCHED_ADMIN_HOLD] = "hold", [SCHED_ADMIN_RELEASE] = "release",
+	[SCHED_ADMIN_BOUNCE] = "bounce",
+};
+
+/* One message fewer to wait for; the answer once none is left. */
+static void
+sched_admin_put(struct sched_admin *a)
+{
+	if (--a->outstanding > 0)
+		return;
+	a->cb(a->arg, a->cookie, &a->res);
+	free(a);
+}
+
+static void
+sched_admin_fail(struct sched_admin *a, const char *id, const char *why)
+{
+	a->res.failed++;
+	if (a->res.error[0] == '\0')
+		snprintf(a->res.error, sizeof(a->res.error), "%s: %s", id, why);
+}
+
+/* The command is done with msg: count it, detach it. */
+static void
+sched_admin_finish(struct sched_msg *msg, int error, const char *why)
+{
+	struct sched_admin *a = msg->admin;
+
+	msg->admin = NULL;
+	if (error == 0)
+		a->res.done++;
+	else
+		sched_admin_fail(a, msg->id, why);
+	sched_admin_put(a);
+}
+
+/* Is addr at domain (the part after the last '@', ASCII case)? */
+static bool
+sched_addr_in_domain(const char *addr, const char *domain)
+{
+	const char *at = addr != NULL ? strrchr(addr, '@') : NULL;
+
+	return at != NULL && ascii_strcasecmp(at + 1, domain) == 0;
+}
+
+static bool
+sched_admin_match(const struct sched_msg *msg,
+    const struct scheduler_select *sel)
+{
+	size_t i;
+	bool any;
+
+	if (sel->id != NULL && strcmp(msg->id, sel->id) != 0)
+		return false;
+	if (sel->sender != NULL && (msg->env.sender == NULL ||
+	    ascii_strcasecmp(msg->env.sender, sel->sender) != 0))
+		return false;
+	if (sel->rcpt != NULL) {
+		for (i = 0, any = false; i < msg->env.nrcpts; i++)
+			if (msg->env.rcpts[i].status == RCPT_STATUS_PENDING &&
+			    sched_is_addr(&msg->env.rcpts[i], sel->rcpt))
+				any = true;
+		if (!any)
+			return false;
+	}
+	if (sel->domain != NULL) {
+		for (i = 0, any = false; i < msg->env.nrcpts; i++)
+			if (msg->env.rcpts[i].status == RCPT_STATUS_PENDING &&
+			    sched_addr_in_domain(msg->env.rcpts[i].addr,
+			    sel->domain))
+				any = true;
+		if (!any)
+			return false;
+	}
+	return true;
+}
+
+/* Retry now: the pending recipients (at domain, if given). */
+static void
+sched_admin_flush(struct sched_msg *msg, const char *domain)
+{
+	struct timeval tv = { 0, 0 };
+	size_t i;
+
+	if (msg->phase != PHASE_IDLE) {
+		/* A worker may be reading the envelope: only the flag (the
+		 * round's end then retries every pending recipient). */
+		msg->flush = true;
+		return;
+	}
+	for (i = 0; i < msg->env.nrcpts; i++) {
+		struct envelope_rcpt *r = &msg->env.rcpts[i];
+
+		if (r->status == RCPT_STATUS_PENDING && (domain == NULL ||
+		    sched_addr_in_domain(r->addr, domain)))
+			r->next_attempt = 0;
+	}
+	/* Through the timer: a round may free msg. */
+	evtimer_del(msg->timer);
+	evtimer_add(msg->timer, &tv);
+}
+
+static void
+sched_admin_run(struct sched_job *job)
+{
+	struct sched_msg *msg = job->msg;
+	const struct spool *sp = msg->s->sp;
+	struct envelope disk;
+	const char *error;
+
+	if (job->remove) {
+		/* Durably: the name gone from queue/ (spool_remove()
+		 * alone leaves that to chance, which suits delivered
+		 * mail, not a deletion). */
+		if (spool_remove_sync(sp, msg->id) == -1)
+			job->error = errno;
+		return;
+	}
+	if (spool_update_rcpts(sp, msg->id, &msg->env) == -1) {
+		job->error = errno;
+		return;
+	}
+	if (!job->check_held)
+		return;
+	/* A version 1 file has no flags field: the hold would not stick. */
+	if (spool_read_envelope(sp, msg->id, &disk, &error) == -1) {
+		job->error = errno;
+		return;
+	}
+	if (disk.nrcpts > 0 && (disk.rcpts[0].flags & RCPT_FLAG_HELD) == 0)
+		job->error = ENOTSUP;
+	envelope_free(&disk);
+}
+
+static void
+sched_admin_set_held(struct sched_msg *msg, bool held)
+{
+	size_t i;
+
+	for (i = 0; i < msg->env.nrcpts; i++)
+		if (held)
+			msg->env.rcpts[i].flags |= RCPT_FLAG_HELD;
+		else
+			msg->env.rcpts[i].flags &= ~(uint32_t)RCPT_FLAG_HELD;
+	msg->held = held;
+}
+
+static void
+sched_admin_done(struct sched_job *job)
+{
+	struct sched_msg *msg = job->msg;
+	struct scheduler *s = msg->s;
+	enum scheduler_admin_op op = msg->admin->op;
+	char eb[128], why[200];
+	size_t i;
+
+	msg->phase = PHASE_IDLE;
+	if (job->error == ENOTSUP)
+		strlcpy(why, "its queue file (format version 1) cannot record "
+		    "a hold", sizeof(why));
+	else if (job->error != 0)
+		snprintf(why, sizeof(why), "cannot %s the queue file: %s",
+		    op == SCHED_ADMIN_DELETE ? "remove" : "update",
+		    strerror_r(job->error, eb, sizeof(eb)));
+	switch (op) {
+	case SCHED_ADMIN_DELETE:
+		if (job->error == 0) {
+			msg->removed = true;
+			log_info("queue: id=%s status=deleted by the "
+			    "administrator", msg->id);
+		}
+		break;
+	case SCHED_ADMIN_HOLD:
+		if (job->error == 0)
+			log_info("queue: id=%s status=held by the "
+			    "administrator", msg->id);
+		else
+			sched_admin_set_held(msg, false);
+		break;
+	case SCHED_ADMIN_RELEASE:
+		if (job->error == 0) {
+			log_info("queue: id=%s status=released by the "
+			    "administrator", msg->id);
+			for (i = 0; i < msg->env.nrcpts; i++)
+				if (msg->env.rcpts[i].status ==
+				    RCPT_STATUS_PENDING)
+					msg->env.rcpts[i].next_attempt = 0;
+			msg->flush = true;
+		} else
+			sched_admin_set_held(msg, true);
+		break;
+	case SCHED_ADMIN_FLUSH:
+	case SCHED_ADMIN_BOUNCE:
+		break;
+	}
+	if (job->error == 0)
+		msg->dirty = false;
+	else if (job->error != ENOTSUP)
+		log_err("queue: id=%s %s failed: %s", msg->id,
+		    sched_admin_names[op], why);
+	sched_admin_finish(msg, job->error, why);
+	if (s->closing)
+		return;		/* scheduler_free() frees the messages */
+	if (msg->removed) {
+		TAILQ_REMOVE(&s->msgs, msg, entry);
+		s->stats.queued--;
+		sched_msg_free(msg);
+		return;
+	}
+	if (msg->held) {
+		msg->flush = false;
+		return;
+	}
+	if (msg->flush) {
+		msg->flush = false;
+		sched_round(msg);
+		return;
+	}
+	sched_arm(msg);
+}
+
+static void
+sched_admin_job(struct sched_msg *msg, bool remove, bool check_held)
+{
+	struct sched_job *job;
+
+	msg->phase = PHASE_ADMIN;
+	evtimer_del(msg->timer);
+	job = sched_job_new(msg, sched_admin_run, sched_admin_done);
+	job->remove = remove;
+	job->check_held = check_held;
+	sched_job_submit(msg->s, job);
+}
+
+/* Give up now: every pending recipient fails, and a bounce goes out. */
+static void
+sched_admin_bounce(struct sched_msg *msg)
+{
+	struct scheduler *s = msg->s;
+	uint64_t now = sched_now();
+	size_t i, n = 0;
+
+	for (i = 0; i < msg->env.nrcpts; i++) {
+		struct envelope_rcpt *r = &msg->env.rcpts[i];
+
+		if (r->status != RCPT_STATUS_PENDING)
+			continue;
+		r->status = RCPT_STATUS_FAILED;
+		r->last_attempt = now;
+		r->remote_mta[0] = '\0';
+		strlcpy(r->last_reply, SCHED_ADMIN_REPLY,
+		    sizeof(r->last_reply));
+		s->stats.failed++;
+		sched_log(msg, r, NULL, "bounced");
+		n++;
+	}
+	if (n == 0) {
+		sched_admin_finish(msg, EINVAL, "no recipient is pending");
+		if (!msg->held)
+			sched_arm(msg);
+		return;
+	}
+	log_info("queue: id=%s status=bounced by the administrator "
+	    "recipients=%zu", msg->id, n);
+	/* Nothing is pending any more: the hold has nothing left to do. */
+	sched_admin_set_held(msg, false);
+	msg->dirty = true;
+	msg->admin_running = true;
+	/* The end of a delivery round: states, report, removal. */
+	evtimer_del(msg->timer);
+	msg->phase = PHASE_DELIVER;
+	msg->inflight = 0;
+	sched_advance(msg);
+}
+
+/* msg is idle and its command waits: start it. */
+static void
+sched_admin_start(struct sched_msg *msg)
+{
+	switch (msg->admin->op) {
+	case SCHED_ADMIN_DELETE:
+		sched_admin_job(msg, true, false);
+		return;
+	case SCHED_ADMIN_HOLD:
+		if (msg->held) {
+			sched_admin_finish(msg, 0, "");
+			return;
+		}
+		sched_admin_set_held(msg, true);
+		sched_admin_job(msg, false, true);
+		return;
+	case SCHED_ADMIN_RELEASE:
+		if (!msg->held) {
+			sched_admin_finish(msg, EINVAL, "not on hold");
+			sched_arm(msg);
+			return;
+		}
+		sched_admin_set_held(msg, false);
+		sched_admin_job(msg, false, false);
+		return;
+	case SCHED_ADMIN_BOUNCE:
+		sched_admin_bounce(msg);
+		return;
+	case SCHED_ADMIN_FLUSH:
+		break;
+	}
+	fatalx("scheduler: admin op %d started on a message", msg->admin->op);
+}
+
+void
+scheduler_admin(struct scheduler *s, enum scheduler_admin_op op,
+    const struct scheduler_select *sel, scheduler_admin_cb cb, void *arg,
+    uint64_t cookie)
+{
+	struct sched_admin *a = xcalloc(1, sizeof(*a));
+	struct sched_msg *msg, *next;
+
+	a->op = op;
+	a->cb = cb;
+	a->arg = arg;
+	a->cookie = cookie;
+	a->outstanding = 1;	/* ours, while starting */
+	if (s->closing) {
+		strlcpy(a->res.error, "the daemon is stopping",
+		    sizeof(a->res.error));
+		a->res.failed++;
+		sched_admin_put(a);
+		return;
+	}
+	TAILQ_FOREACH_SAFE(msg, &s->msgs, entry, next) {
+		if (msg->removed || !sched_admin_match(msg, sel))
+			continue;
+		if (op == SCHED_ADMIN_FLUSH) {
+			if (msg->held) {
+				/* Held mail waits for a release; named, it
+				 * is an error, else it is left alone. */
+				if (sel->id != NULL) {
+					a->res.matched++;
+					sched_admin_fail(a, msg->id, "on hold "
+					    "(release it first)");
+				}
+				continue;
+			}
+			a->res.matched++;
+			sched_admin_flush(msg, sel->domain);
+			a->res.done++;
+			continue;
+		}
+		a->res.matched++;
+		if (msg->admin != NULL) {
+			sched_admin_fail(a, msg->id, "another queue command "
+			    "is working on it; try again");
+			continue;
+		}
+		msg->admin = a;
+		a->outstanding++;
+		/* A delivery round runs: the command waits for its end
+		 * (sched_round_end), so that a delivery and a deletion
+		 * never overlap. */
+		if (msg->phase == PHASE_IDLE)
+			sched_admin_start(msg);
+	}
+	if (op == SCHED_ADMIN_FLUSH && a->res.done > 0 && s->remote != NULL)
+		remote_flush(s->remote);	/* destinations' back-offs */
+	log_info("queue: %s requested: matched=%zu", sched_admin_names[op],
+	    a->res.matched);
+	sched_admin_put(a);
+}
+
+size_t
+scheduler_snapshot(const struct scheduler *s, const char *id,
+    struct scheduler_entry **entries_r)
+{
+	struct scheduler_entry *e = NULL;
+	const struct sched_msg *msg;
+	size_t n = 0;
+
+	TAILQ_FOREACH(msg, &s->msgs, entry) {
+		if (msg->removed || (id != NULL && strcmp(msg->id, id) != 0))
+			continue;
+		e = xrealloc(e, (n + 1) * sizeof(*e));
+		memset(&e[n], 0, sizeof(e[n]));
+		strlcpy(e[n].id, msg->id, sizeof(e[n].id));
+		envelope_copy(&e[n].env, &msg->env);
+		if (e[n].env.arrival == 0)
+			e[n].env.arrival = msg->added;
+		e[n].held = msg->held;
+		e[n].active = msg->phase != PHASE_IDLE &&
+		    msg->phase != PHASE_ADMIN;
+		n++;
+	}
+	*entries_r = e;
+	return n;
+}
+
+void
+scheduler_entries_free(struct scheduler_entry *e, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		envelope_free(&e[i].env);
+	free(e);
 }

@@ -31,7 +31,10 @@ enum rcpt_kind {
 #define RCPT_FLAG_DELAYED	0x02	/* delay DSN queued */
 #define RCPT_FLAG_NOTIFIED	0x04	/* success or relayed DSN queued, or
 					 * none owed (a DSN peer reports) */
-#define RCPT_FLAGS_ALL		0x07
+#define RCPT_FLAG_HELD		0x08	/* message on hold (`petrel queue
+					 * hold`): set on every recipient;
+					 * queue format v4 */
+#define RCPT_FLAGS_ALL		0x0f
 
 struct envelope_rcpt {
 	char *orig;		/* address as given in RCPT TO (no <>) */

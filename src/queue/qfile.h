@@ -20,7 +20,7 @@
 
 #define QFILE_MAGIC		"PETRELQF"	/* 8 bytes, no NUL stored */
 #define QFILE_MAGIC_LEN		8
-#define QFILE_VERSION		3	/* written */
+#define QFILE_VERSION		4	/* written */
 #define QFILE_VERSION_MIN	1	/* oldest still read */
 
 #define QFILE_REC_HEADER	0x01

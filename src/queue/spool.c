@@ -1633,6 +1633,14 @@ spool_remove(const struct spool *sp, const char *id)
 	return unlinkat(sp->queue_fd, id, 0);
 }
 
+int
+spool_remove_sync(const struct spool *sp, const char *id)
+{
+	if (spool_remove(sp, id) == -1 && errno != ENOENT)
+		return -1;
+	return fsync(sp->queue_fd);
+}
+
 /* The new name in dfd durable first, then the old one gone from queue/. */
 static int
 spool_sync_move(const struct spool *sp, int dfd)

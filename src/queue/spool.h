@@ -251,6 +251,13 @@ int spool_update_rcpts(const struct spool *sp, const char *id,
 int spool_remove(const struct spool *sp, const char *id);
 
 /*
+ * spool_remove(), then fsync queue/: for a deletion that must not come
+ * back after a crash (`petrel queue delete`). A missing file counts as
+ * removed (queue/ is still fsync'd). Returns 0 or -1 with errno.
+ */
+int spool_remove_sync(const struct spool *sp, const char *id);
+
+/*
  * Move queue/ID to failed/ID (failed/ID.N if taken; logged) and fsync
  * both directories. Call it after spool_update_rcpts() so that the final
  * states and replies are in the file. Returns 0 or -1 with errno (EINVAL:
