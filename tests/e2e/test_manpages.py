@@ -62,7 +62,7 @@ def man_commands(text):
 def doc_commands():
     """The commands of the table at the top of docs/commands.md."""
     text = read(os.path.join(SOURCE, "docs", "commands.md"))
-    return set(re.findall(r"^\| \[`(petrel [^`]+)`\]", text, re.M))
+    return set(re.findall(r"^\| \[`(petrel [^`]+)`", text, re.M))
 
 
 @pytest.mark.parametrize("page", [MAN8, MAN5])
