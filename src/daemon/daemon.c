@@ -30,6 +30,8 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "daemon/daemon_log.h"	/* issue 6: log, log_file, trace */
+#include "daemon/trace.h"
 #include "delivery/delivery.h"
 #include "dns/dns.h"
 #include "lib/log.h"
@@ -56,6 +58,7 @@ struct daemon {
 	struct event *sigterm, *sigint, *sighup, *sigusr1;
 	struct event *deadline;
 	int stopping;
+	struct trace *trace;		/* issue 6: recent per-message lines */
 };
 
 static void
@@ -592,6 +595,7 @@ daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	if (sig == SIGHUP) {
+		daemon_log_reopen();	/* issue 6: logrotate moved it */
 		log_info("config: reload requested");
 		if (daemon_load_config(d->cli_path, &c, &t, 2) == -1) {
 			log_err("config: reload failed; keeping the running "
@@ -627,6 +631,7 @@ daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 				smtp_runtime_unref(rt);
 				return;
 			}
+			daemon_log_reload(d->rt->conf, c);	/* issue 6 */
 			smtp_runtime_unref(d->rt);
 			d->rt = rt;
 		}
@@ -728,6 +733,10 @@ daemon_serve(const char *cli_path)
 			log_warn("daemon: staying root (`user root`): every "
 			    "bug is then a root bug");
 	}
+	/* issue 6: log, log_file (created for the daemon's user), trace. */
+	if ((d.trace = daemon_log_start(c, pw ? pw->pw_uid : (uid_t)-1,
+	    pw ? pw->pw_gid : (gid_t)-1)) == NULL)
+		goto done;
 	daemon_maildir_root(c->maildir, root, sizeof(root));
 	if (daemon_make_dir(c->spool, 0700, pw ? pw->pw_uid : 0,
 	    pw ? pw->pw_gid : 0, as_root) == -1 ||
@@ -847,5 +856,6 @@ done:
 	if (status == 0)
 		log_info("daemon: stopped commits=%llu",
 		    (unsigned long long)st.commits);
+	daemon_log_stop(d.trace);	/* issue 6 */
 	return status;
 }
