@@ -88,7 +88,7 @@ def test_sigterm_records_finished_groups(make_petrel, dns):
         send(p, ["a@fast.test", "b@slow.test"],
              b"Subject: two\r\n\r\nhi\r\n")
         fast.wait_messages(1)
-        p.wait_log(r"remote: id=\S+ relay=mx.fast.test\S* .*accepted=1/1")
+        p.wait_log(r"remote: transaction queue=\S+ relay=mx.fast.test\S* .*accepted=1/1")
         slow.wait_for(lambda pp: any(c.upper().startswith("DATA")
                                      for _cid, c in pp.commands),
                       what="DATA at the slow peer")
