@@ -7,6 +7,8 @@
  *                                   ask Petrel's resolver (resolve.c)
  *   petrel dkim keygen|sign|verify ...
  *                                   DKIM keys, signing, checks (dkim.c)
+ *   petrel trace [-c FILE] [-f LOGFILE] ID|MESSAGE-ID
+ *                                   a message's story (trace.c)
  *   petrel version
  *
  * Every command finds its configuration the same way: -c FILE, else
@@ -27,6 +29,7 @@ int cmd_user(int argc, char **argv);
 int cmd_dkim(int argc, char **argv);
 int cmd_spf(int argc, char **argv);
 int cmd_auth(int argc, char **argv);
+int cmd_trace(int argc, char **argv);	/* issue 6 */
 
 static void
 usage(void)
@@ -51,6 +54,7 @@ usage(void)
 	    "       petrel auth check [-c FILE] [--dns HOST:PORT]... --ip IP "
 	    "--helo NAME\n"
 	    "                         --mail-from ADDR < message\n"
+	    "       petrel trace [-c FILE] [-f LOGFILE] QUEUE-ID|MESSAGE-ID\n"
 	    "       petrel version\n");
 }
 
@@ -145,6 +149,8 @@ main(int argc, char **argv)
 		return cmd_spf(argc - 1, argv + 1);	/* spf.c */
 	if (strcmp(cmd, "auth") == 0)
 		return cmd_auth(argc - 1, argv + 1);	/* auth.c */
+	if (strcmp(cmd, "trace") == 0)
+		return cmd_trace(argc - 1, argv + 1);	/* trace.c: issue 6 */
 	if (strcmp(cmd, "check-config") == 0) {
 		if (parse_opts(argc - 1, argv + 1, &conf_path, &verbose) == -1)
 			return 2;
