@@ -27,7 +27,8 @@
 
 static const char *log_progname = "petrel";
 static enum log_level log_min = LOG_LEVEL_INFO;
-static enum log_dest log_dest = LOG_DEST_STDERR;
+/* Read by every thread, changed by the loop's reload: atomic. */
+static _Atomic int log_dest = LOG_DEST_STDERR;
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static int log_fd = -1;			/* log_file, or -1 */
@@ -173,7 +174,7 @@ log_vwrite(enum log_level level, const char *fmt, va_list ap)
 	log_tap_cb tap;
 	void *tap_arg;
 	size_t n, body;
-	int r;
+	int r, dest = log_dest;
 
 	if (level < log_min)
 		return;
@@ -196,10 +197,10 @@ log_vwrite(enum log_level level, const char *fmt, va_list ap)
 	else
 		n += (size_t)r;
 	line[n] = '\0';
-	if (log_dest == LOG_DEST_SYSLOG)
+	if (dest == LOG_DEST_SYSLOG)
 		syslog(prio[level], "%s", line + body);
 	line[n++] = '\n';
-	if (log_dest != LOG_DEST_SYSLOG &&
+	if (dest != LOG_DEST_SYSLOG &&
 	    write(STDERR_FILENO, line, n) == -1) {
 		/* Nowhere left to report it. */
 	}
