@@ -156,7 +156,8 @@ cmd_trace(int argc, char **argv)
 	if (c == NULL)
 		goto done;
 	if (file == NULL) {
-		n = trace_cli_ask_daemon(c, argv[optind], &out, err, sizeof(err));
+		n = trace_cli_ask_daemon(c, argv[optind], &out, err,
+		    sizeof(err));
 		if (n > 0) {
 			fwrite(out.data, 1, out.len, stdout);
 			status = 0;

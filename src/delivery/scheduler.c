@@ -264,8 +264,8 @@ sched_log(const struct sched_msg *msg, const struct envelope_rcpt *r,
 	    strlen(r->last_reply));
 	sched_status_code(r->last_reply, dsn, sizeof(dsn));
 	log_info("delivery: rcpt queue=%s to=<%s> relay=%s mailbox=%s "
-	    "delay=%llu attempts=%u dsn=%s status=%s (%s)", msg->id, addr, relay,
-	    mbox, (unsigned long long)(sched_now() - sched_arrival(msg)),
+	    "delay=%llu attempts=%u dsn=%s status=%s (%s)", msg->id, addr,
+	    relay, mbox, (unsigned long long)(sched_now() - sched_arrival(msg)),
 	    r->attempts, dsn, status, reply);
 }
 
@@ -537,8 +537,8 @@ sched_scan_done(struct sched_job *job)
 		msg->corrupt = true;
 	else if (job->error != 0) {
 		why = strerror_r(job->error, eb, sizeof(eb));
-		log_err("delivery: error queue=%s cannot read queue file: %s", msg->id,
-		    why);
+		log_err("delivery: error queue=%s cannot read queue file: %s",
+		    msg->id, why);
 		/* Remote delivery cannot start unscanned. */
 		snprintf(reply, sizeof(reply), "451 4.3.0 cannot read queue "
 		    "file: %s", why);
@@ -760,8 +760,8 @@ sched_write_done(struct sched_job *job)
 	} else if (job->error == EBADMSG)
 		msg->corrupt = true;
 	else
-		log_err("delivery: error queue=%s cannot %s queue file: %s", msg->id,
-		    job->remove ? "remove" : "update",
+		log_err("delivery: error queue=%s cannot %s queue file: %s",
+		    msg->id, job->remove ? "remove" : "update",
 		    strerror_r(job->error, eb, sizeof(eb)));
 	sched_advance(msg);
 }
@@ -1041,8 +1041,8 @@ sched_inject_committed(void *arg, uint64_t cookie, const char *id, int error)
 		return;
 	}
 	if (error != 0) {
-		log_err("delivery: error queue=%s cannot queue %s report to <%s>: %s "
-		    "(retried later)", msg->id, names[rep->action], to,
+		log_err("delivery: error queue=%s cannot queue %s report to "
+		    "<%s>: %s (retried later)", msg->id, names[rep->action], to,
 		    strerror_r(error, eb, sizeof(eb)));
 	} else {
 		rep->queued = true;
@@ -1072,8 +1072,9 @@ sched_inject_opened(void *arg, uint64_t cookie, struct spool_writer *w,
 		return;
 	}
 	if (error != 0) {
-		log_err("delivery: error queue=%s cannot create a report: %s (retried "
-		    "later)", msg->id, strerror_r(error, eb, sizeof(eb)));
+		log_err("delivery: error queue=%s cannot create a report: %s "
+		    "(retried later)", msg->id,
+		    strerror_r(error, eb, sizeof(eb)));
 		msg->reports_done++;
 		sched_inject_next(msg);
 		return;
@@ -1107,8 +1108,8 @@ sched_inject_opened(void *arg, uint64_t cookie, struct spool_writer *w,
 		return;
 	}
 	if (spool_writer_write(w, rep->text.data, rep->text.len) == -1) {
-		log_err("delivery: error queue=%s cannot write a report: %s", msg->id,
-		    strerror_r(errno, eb, sizeof(eb)));
+		log_err("delivery: error queue=%s cannot write a report: %s",
+		    msg->id, strerror_r(errno, eb, sizeof(eb)));
 		spool_writer_abort(w);
 		envelope_free(benv);
 		msg->reports_done++;
@@ -1150,8 +1151,9 @@ sched_quarantine(struct sched_msg *msg)
 		(void)spool_update_rcpts(msg->s->sp, msg->id, &msg->env);
 	if (spool_quarantine(msg->s->sp, msg->id,
 	    "content unreadable at delivery") == -1) {
-		log_err("delivery: error queue=%s queue file is corrupt and stays in "
-		    "queue/: %s", msg->id, strerror_r(errno, eb, sizeof(eb)));
+		log_err("delivery: error queue=%s queue file is corrupt and "
+		    "stays in queue/: %s", msg->id,
+		    strerror_r(errno, eb, sizeof(eb)));
 		return;
 	}
 	msg->removed = true;
@@ -1625,8 +1627,8 @@ scheduler_free(struct scheduler *s)
 		    errno != ENOENT) {
 			char eb[128];
 
-			log_err("delivery: error queue=%s cannot update queue file at "
-			    "shutdown: %s", msg->id,
+			log_err("delivery: error queue=%s cannot update queue "
+			    "file at shutdown: %s", msg->id,
 			    strerror_r(errno, eb, sizeof(eb)));
 		}
 		sched_msg_free(msg);

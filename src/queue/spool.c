@@ -661,8 +661,8 @@ spool_commit_batch(struct spool *sp, struct spool_jobq *batch)
 		if (renameat(sp->incoming_fd, job->id, sp->queue_fd,
 		    job->id) == -1) {
 			job->error = errno;
-			log_err("spool: error queue=%s rename into queue/ failed: %s",
-			    job->id, strerror(job->error));
+			log_err("spool: error queue=%s rename into queue/ "
+			    "failed: %s", job->id, strerror(job->error));
 			unlinkat(sp->incoming_fd, job->id, 0);
 			continue;
 		}
@@ -1152,11 +1152,12 @@ spool_writer_commit(struct spool_writer *w, const struct envelope *env,
 		if (qfile_encode_tail(&tail, env, w->offset, w->size) == -1) {
 			error = errno;
 			if (error == EINVAL)
-				log_err("spool: error queue=%s not queued: the envelope "
-				    "lacks a mandatory field (a bug)", w->id);
+				log_err("spool: error queue=%s not queued: the "
+				    "envelope lacks a mandatory field (a bug)",
+				    w->id);
 			else
-				log_err("spool: error queue=%s not queued: %s", w->id,
-				    strerror(error));
+				log_err("spool: error queue=%s not queued: %s",
+				    w->id, strerror(error));
 		} else {
 			rec = xmalloc(sizeof(*rec) + tail.len);
 			memcpy(rec->data, tail.data, tail.len);
@@ -1321,8 +1322,8 @@ spool_move_corrupt(const struct spool *sp, const char *name,
 			    reason);
 		else
 			log_err("spool: error queue=%s corrupt queue file could "
-			    "not be moved to corrupt/: %s (%s)", esc, strerror(saved),
-			    reason);
+			    "not be moved to corrupt/: %s (%s)", esc,
+			    strerror(saved), reason);
 		errno = saved;
 		return -1;
 	}
@@ -1656,8 +1657,8 @@ spool_quarantine(const struct spool *sp, const char *id, const char *reason)
 	if (spool_sync_move(sp, sp->corrupt_fd) == -1) {
 		/* Moved; only its durability is in doubt (see below). */
 		saved = errno;
-		log_err("spool: error queue=%s fsync after moving to corrupt/: %s", id,
-		    strerror(saved));
+		log_err("spool: error queue=%s fsync after moving to "
+		    "corrupt/: %s", id, strerror(saved));
 	}
 	return 0;
 }
@@ -1684,8 +1685,8 @@ spool_move_failed(const struct spool *sp, const char *id)
 	 */
 	if (spool_sync_move(sp, sp->failed_fd) == -1) {
 		saved = errno;
-		log_err("spool: error queue=%s fsync after moving to failed/: %s", id,
-		    strerror(saved));
+		log_err("spool: error queue=%s fsync after moving to "
+		    "failed/: %s", id, strerror(saved));
 	}
 	return 0;
 }
