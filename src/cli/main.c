@@ -12,6 +12,8 @@
  *                                   as argv[0] sendmail, newaliases, mailq
  *   petrel queue list|show|flush|delete|hold|release|bounce ...
  *   petrel mailq                    the queue (queue.c); also as `mailq`
+ *   petrel trace [-c FILE] [-f LOGFILE] ID|MESSAGE-ID
+ *                                   a message's story (trace.c)
  *   petrel version
  *
  * Every command finds its configuration the same way: -c FILE, else
@@ -37,6 +39,7 @@ int cmd_auth(int argc, char **argv);
 int cmd_sendmail(int argc, char **argv);
 int cmd_queue(int argc, char **argv);
 int cmd_mailq(int argc, char **argv);
+int cmd_trace(int argc, char **argv);	/* issue 6 */
 
 static void
 usage(void)
@@ -69,6 +72,7 @@ usage(void)
 	    "       petrel queue delete [-c FILE] ID | --all | --sender ADDR"
 	    " | --recipient ADDR\n"
 	    "       petrel mailq [-c FILE] [--json]\n"
+	    "       petrel trace [-c FILE] [-f LOGFILE] QUEUE-ID|MESSAGE-ID\n"
 	    "       petrel version\n");
 }
 
@@ -195,6 +199,8 @@ main(int argc, char **argv)
 		return cmd_queue(argc - 1, argv + 1);	/* queue.c */
 	if (strcmp(cmd, "mailq") == 0)
 		return cmd_mailq(argc - 1, argv + 1);	/* queue.c */
+	if (strcmp(cmd, "trace") == 0)
+		return cmd_trace(argc - 1, argv + 1);	/* trace.c: issue 6 */
 	if (strcmp(cmd, "check-config") == 0) {
 		if (parse_opts(argc - 1, argv + 1, &conf_path, &verbose) == -1)
 			return 2;

@@ -163,6 +163,8 @@ static int conf_set_quarantine_folder(struct conf_parser *,
     const struct conf_directive *, char **);
 static int conf_set_deliver(struct conf_parser *,
     const struct conf_directive *, char **);
+static int conf_set_log(struct conf_parser *,
+    const struct conf_directive *, char **);
 
 #define KIB	((uint64_t)1024)
 #define MIB	(KIB * 1024)
@@ -186,6 +188,9 @@ static const struct conf_directive directives[] = {
 	STRING("spool", spool),
 	STRING("run_dir", run_dir),
 	STRING("maildrop", maildrop),
+	/* issue 6, logging (docs/logging.md) */
+	{ "log", 1, 1, false, conf_set_log, 0, 0, 0, 0, 0 },
+	STRING("log_file", log_file),
 	{ "listen", 1, 2, true, conf_add_listen, 0, 0, 0, 0, 0 },
 	{ "domain", 1, 1, true, conf_add_domain, 0, 0, 0, 0, 0 },
 	{ "maildir", 1, 1, false, conf_set_maildir, 0, 0, 0, 0, 0 },
@@ -834,6 +839,26 @@ conf_set_bare_lf(struct conf_parser *p, const struct conf_directive *d,
 	else {
 		conf_parser_error(p, "%s: invalid value \"%s\" (reject or "
 		    "normalize)", d->name,
+		    conf_escape(esc, sizeof(esc), args[0]));
+		return -1;
+	}
+	return 0;
+}
+
+/* issue 6: `log stderr|syslog`. */
+static int
+conf_set_log(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	char esc[CONF_ESCAPED_MAX];
+
+	if (strcmp(args[0], "stderr") == 0)
+		p->c->log_syslog = false;
+	else if (strcmp(args[0], "syslog") == 0)
+		p->c->log_syslog = true;
+	else {
+		conf_parser_error(p, "%s: invalid value \"%s\" (stderr or "
+		    "syslog)", d->name,
 		    conf_escape(esc, sizeof(esc), args[0]));
 		return -1;
 	}
@@ -1634,6 +1659,7 @@ conf_free(struct conf *c)
 	free(c->spool);
 	free(c->run_dir);
 	free(c->maildrop);
+	free(c->log_file);
 	free(c->maildir);
 	free(c->users);
 	free(c->aliases);

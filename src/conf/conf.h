@@ -117,6 +117,9 @@ struct conf {
 	char *users;		/* path or NULL */
 	char *aliases;		/* path or NULL */
 	char *user;		/* user to drop to when started as root */
+	/* issue 6, logging: `log stderr|syslog`, `log_file PATH` */
+	bool log_syslog;	/* log syslog: lines to syslog, not stderr */
+	char *log_file;		/* also appended here, or NULL */
 
 	struct conf_listen *listen;
 	size_t nlisten;

@@ -41,6 +41,8 @@
 #include "daemon/safedir.h"
 #include "daemon/sdnotify.h"
 #include "daemon/control.h"
+#include "daemon/daemon_log.h"	/* issue 6: log, log_file, trace */
+#include "daemon/trace.h"
 #include "delivery/delivery.h"
 #include "dns/dns.h"
 #include "lib/log.h"
@@ -74,6 +76,7 @@ struct daemon {
 	int control_fd;
 	char control_path[256];
 	struct control *control;
+	struct trace *trace;		/* issue 6: recent per-message lines */
 };
 
 static void
@@ -669,6 +672,7 @@ daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	if (sig == SIGHUP) {
+		daemon_log_reopen();	/* issue 6: logrotate moved it */
 		log_info("config: reload requested");
 		if (daemon_load_config(d->cli_path, &c, &t, 2) == -1) {
 			log_err("config: reload failed; keeping the running "
@@ -704,6 +708,7 @@ daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 				smtp_runtime_unref(rt);
 				return;
 			}
+			daemon_log_reload(d->rt->conf, c);	/* issue 6 */
 			smtp_runtime_unref(d->rt);
 			d->rt = rt;
 		}
@@ -828,6 +833,10 @@ daemon_serve(const char *cli_path)
 			log_warn("daemon: staying root (`user root`): every "
 			    "bug is then a root bug");
 	}
+	/* issue 6: log, log_file (created for the daemon's user), trace. */
+	if ((d.trace = daemon_log_start(c, pw ? pw->pw_uid : (uid_t)-1,
+	    pw ? pw->pw_gid : (gid_t)-1)) == NULL)
+		goto done;
 	daemon_maildir_root(c->maildir, root, sizeof(root));
 	/* Spool safety (safedir.c): the tree above it before anything is
 	 * made or chowned, then the spool as it will be used. */
@@ -1005,5 +1014,6 @@ done:
 	if (status == 0)
 		log_info("daemon: stopped commits=%llu",
 		    (unsigned long long)st.commits);
+	daemon_log_stop(d.trace);	/* issue 6 */
 	return status;
 }

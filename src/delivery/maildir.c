@@ -383,8 +383,8 @@ maildir_deliver(const struct spool *sp, const char *id, const char *sender,
 			goto fail_out;
 		}
 		e = errno != 0 ? errno : EIO;
-		log_warn("delivery: id=%s cannot read queue file: %s", id,
-		    strerror_r(e, dir, sizeof(dir)));
+		log_warn("delivery: error queue=%s cannot read queue file: "
+		    "%s", id, strerror_r(e, dir, sizeof(dir)));
 		goto fail;
 	}
 	what = "write";

@@ -549,8 +549,8 @@ rconn_group_done(struct rconn *rc)
 		if (res->status == REMOTE_OK)
 			ok++;
 	}
-	log_info("remote: id=%s relay=%s tls=\"%s\" accepted=%zu/%zu "
-	    "conn_msgs=%u reply=\"%s\"", g->b->id, rc->peer,
+	log_info("remote: transaction queue=%s relay=%s tls=\"%s\" "
+	    "accepted=%zu/%zu conn_msgs=%u reply=\"%s\"", g->b->id, rc->peer,
 	    tls != NULL ? tls : "none", ok, g->n, rc->nmsgs,
 	    log_escape(esc, sizeof(esc), g->m.reply.text,
 	    strlen(g->m.reply.text)));

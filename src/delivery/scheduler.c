@@ -275,9 +275,10 @@ sched_log(const struct sched_msg *msg, const struct envelope_rcpt *r,
 	const struct conf_route *lmtp = msg->s->conf->deliver_lmtp;
 	char addr[512], mbox[1024], reply[2048], relay[500], dsn[16];
 
-	log_escape(addr, sizeof(addr), r->addr, strlen(r->addr));
+	/* issue 6: docs/logging.md, "delivery: rcpt"; no space in values. */
+	log_escape_word(addr, sizeof(addr), r->addr, strlen(r->addr));
 	if (r->mailbox != NULL && lmtp == NULL)
-		log_escape(mbox, sizeof(mbox), r->mailbox,
+		log_escape_word(mbox, sizeof(mbox), r->mailbox,
 		    strlen(r->mailbox));
 	else
 		strlcpy(mbox, "-", sizeof(mbox));
@@ -286,22 +287,22 @@ sched_log(const struct sched_msg *msg, const struct envelope_rcpt *r,
 	else if (r->kind == RCPT_KIND_LOCAL && (relay_addr == NULL ||
 	    relay_addr[0] == '\0'))
 		/* deliver lmtp, server not reached: name the target. */
-		log_escape(relay, sizeof(relay), lmtp->text,
+		log_escape_word(relay, sizeof(relay), lmtp->text,
 		    strlen(lmtp->text));
 	else if (relay_addr != NULL && relay_addr[0] != '\0')
-		log_escape(relay, sizeof(relay), relay_addr,
+		log_escape_word(relay, sizeof(relay), relay_addr,
 		    strlen(relay_addr));
 	else if (r->remote_mta[0] != '\0')
-		log_escape(relay, sizeof(relay), r->remote_mta,
+		log_escape_word(relay, sizeof(relay), r->remote_mta,
 		    strlen(r->remote_mta));
 	else
 		strlcpy(relay, "none", sizeof(relay));
 	log_escape(reply, sizeof(reply), r->last_reply,
 	    strlen(r->last_reply));
 	sched_status_code(r->last_reply, dsn, sizeof(dsn));
-	log_info("delivery: id=%s to=<%s> relay=%s mailbox=%s delay=%llu "
-	    "attempts=%u dsn=%s status=%s reply=\"%s\"", msg->id, addr, relay,
-	    mbox, (unsigned long long)(sched_now() - sched_arrival(msg)),
+	log_info("delivery: rcpt queue=%s to=<%s> relay=%s mailbox=%s "
+	    "delay=%llu attempts=%u dsn=%s status=%s (%s)", msg->id, addr,
+	    relay, mbox, (unsigned long long)(sched_now() - sched_arrival(msg)),
 	    r->attempts, dsn, status, reply);
 }
 
@@ -573,8 +574,8 @@ sched_scan_done(struct sched_job *job)
 		msg->corrupt = true;
 	else if (job->error != 0) {
 		why = strerror_r(job->error, eb, sizeof(eb));
-		log_err("delivery: id=%s cannot read queue file: %s", msg->id,
-		    why);
+		log_err("delivery: error queue=%s cannot read queue file: %s",
+		    msg->id, why);
 		/* Remote delivery cannot start unscanned. */
 		snprintf(reply, sizeof(reply), "451 4.3.0 cannot read queue "
 		    "file: %s", why);
@@ -790,14 +791,14 @@ sched_write_done(struct sched_job *job)
 		msg->dirty = false;
 		if (job->remove) {
 			msg->removed = true;
-			log_info("delivery: id=%s status=done (queue file "
-			    "removed)", msg->id);
+			log_info("delivery: removed queue=%s (every "
+			    "recipient done)", msg->id);
 		}
 	} else if (job->error == EBADMSG)
 		msg->corrupt = true;
 	else
-		log_err("delivery: id=%s cannot %s queue file: %s", msg->id,
-		    job->remove ? "remove" : "update",
+		log_err("delivery: error queue=%s cannot %s queue file: %s",
+		    msg->id, job->remove ? "remove" : "update",
 		    strerror_r(job->error, eb, sizeof(eb)));
 	sched_advance(msg);
 }
@@ -889,9 +890,10 @@ sched_reports_plan(struct sched_msg *msg)
 				 * report; and a double bounce that fails
 				 * is not reported to the address that just
 				 * refused it (it would loop). */
-				log_info("delivery: id=%s to=<%s> status=dropped"
-				    " undeliverable mail from <> (%s)",
-				    msg->id, log_escape(addr, sizeof(addr),
+				log_info("delivery: rcpt queue=%s to=<%s> "
+				    "status=dropped (undeliverable mail from "
+				    "<>: %s)", msg->id,
+				    log_escape_word(addr, sizeof(addr),
 				    r->addr, strlen(r->addr)), dbl == NULL ?
 				    "no double_bounce address" :
 				    "a failed double bounce");
@@ -1027,7 +1029,7 @@ sched_compose_done(struct sched_job *job)
 		if (job->error == EBADMSG)
 			msg->corrupt = true;
 		else
-			log_err("delivery: id=%s cannot compose delivery "
+			log_err("delivery: error queue=%s cannot compose delivery "
 			    "report: %s (retried later)", msg->id,
 			    strerror_r(job->error, eb, sizeof(eb)));
 		sched_reports_free(msg);
@@ -1053,6 +1055,21 @@ sched_inject_committed(void *arg, uint64_t cookie, const char *id, int error)
 	size_t i;
 
 	log_escape(to, sizeof(to), rep->rcpt, strlen(rep->rcpt));
+	if (error == 0) {
+		char mid[256], esc[300];
+
+		/* issue 6: docs/logging.md, "delivery: report" and the
+		 * report's own "delivery: queued". */
+		dsn_find_msgid(rep->text.data, rep->text.len, mid,
+		    sizeof(mid));
+		log_escape_word(to, sizeof(to), rep->rcpt, strlen(rep->rcpt));
+		log_info("delivery: report queue=%s report_queue=%s report=%s "
+		    "to=<%s>", msg->id, id, names[rep->action], to);
+		log_info("delivery: queued queue=%s report_of=%s from=<> "
+		    "size=%zu nrcpt=%zu%s%s", id, msg->id, rep->text.len,
+		    rep->env.nrcpts, mid[0] != '\0' ? " message-id=" : "",
+		    log_escape_word(esc, sizeof(esc), mid, strlen(mid)));
+	}
 	if (msg->s->closing) {
 		/* Durable or not, start-up recovery takes it from here: a
 		 * queued report is found in queue/, and the flag not
@@ -1061,12 +1078,10 @@ sched_inject_committed(void *arg, uint64_t cookie, const char *id, int error)
 		return;
 	}
 	if (error != 0) {
-		log_err("delivery: id=%s cannot queue %s report to <%s>: %s "
-		    "(retried later)", msg->id, names[rep->action], to,
+		log_err("delivery: error queue=%s cannot queue %s report to "
+		    "<%s>: %s (retried later)", msg->id, names[rep->action], to,
 		    strerror_r(error, eb, sizeof(eb)));
 	} else {
-		log_info("delivery: id=%s report=%s to=<%s> dsn_id=%s",
-		    msg->id, names[rep->action], to, id);
 		rep->queued = true;
 		for (i = 0; i < rep->n; i++)
 			msg->env.rcpts[rep->idx[i]].flags |= rep->flag;
@@ -1094,8 +1109,9 @@ sched_inject_opened(void *arg, uint64_t cookie, struct spool_writer *w,
 		return;
 	}
 	if (error != 0) {
-		log_err("delivery: id=%s cannot create a report: %s (retried "
-		    "later)", msg->id, strerror_r(error, eb, sizeof(eb)));
+		log_err("delivery: error queue=%s cannot create a report: %s "
+		    "(retried later)", msg->id,
+		    strerror_r(error, eb, sizeof(eb)));
 		msg->reports_done++;
 		sched_inject_next(msg);
 		return;
@@ -1113,8 +1129,9 @@ sched_inject_opened(void *arg, uint64_t cookie, struct spool_writer *w,
 	    benv->nrcpts == 0) {
 		char to[512];
 
-		log_warn("delivery: id=%s report to <%s> dropped: the address "
-		    "cannot receive mail", msg->id, log_escape(to, sizeof(to),
+		log_warn("delivery: report dropped queue=%s to=<%s> (the "
+		    "address cannot receive mail)", msg->id,
+		    log_escape_word(to, sizeof(to),
 		    rep->rcpt, strlen(rep->rcpt)));
 		spool_writer_abort(w);
 		envelope_free(benv);
@@ -1128,8 +1145,8 @@ sched_inject_opened(void *arg, uint64_t cookie, struct spool_writer *w,
 		return;
 	}
 	if (spool_writer_write(w, rep->text.data, rep->text.len) == -1) {
-		log_err("delivery: id=%s cannot write a report: %s", msg->id,
-		    strerror_r(errno, eb, sizeof(eb)));
+		log_err("delivery: error queue=%s cannot write a report: %s",
+		    msg->id, strerror_r(errno, eb, sizeof(eb)));
 		spool_writer_abort(w);
 		envelope_free(benv);
 		msg->reports_done++;
@@ -1171,14 +1188,15 @@ sched_quarantine(struct sched_msg *msg)
 		(void)spool_update_rcpts(msg->s->sp, msg->id, &msg->env);
 	if (spool_quarantine(msg->s->sp, msg->id,
 	    "content unreadable at delivery") == -1) {
-		log_err("delivery: id=%s queue file is corrupt and stays in "
-		    "queue/: %s", msg->id, strerror_r(errno, eb, sizeof(eb)));
+		log_err("delivery: error queue=%s queue file is corrupt and "
+		    "stays in queue/: %s", msg->id,
+		    strerror_r(errno, eb, sizeof(eb)));
 		return;
 	}
 	msg->removed = true;
-	log_warn("delivery: id=%s status=corrupt queue file moved to "
-	    "corrupt/, pending recipients not delivered (content unreadable "
-	    "at delivery)", msg->id);
+	log_warn("delivery: corrupt queue=%s status=corrupt (queue file "
+	    "moved to corrupt/, pending recipients not delivered: content "
+	    "unreadable at delivery)", msg->id);
 }
 
 static void
@@ -1687,8 +1705,8 @@ scheduler_free(struct scheduler *s)
 		    errno != ENOENT) {
 			char eb[128];
 
-			log_err("delivery: id=%s cannot update queue file at "
-			    "shutdown: %s", msg->id,
+			log_err("delivery: error queue=%s cannot update queue "
+			    "file at shutdown: %s", msg->id,
 			    strerror_r(errno, eb, sizeof(eb)));
 		}
 		sched_msg_free(msg);

@@ -1035,11 +1035,8 @@ dsn_content_read(struct dsn_content *c, const struct dsn_source *src)
 	return 0;
 }
 
-/*
- * The original's Message-ID ("<...>", printable ASCII) from the header
- * block h[0..n), or "".
- */
-static void
+/* Also the Message-ID of the "smtp: queued" log line (issue 6). */
+void
 dsn_find_msgid(const char *h, size_t n, char *dst, size_t size)
 {
 	static const char name[] = "message-id";

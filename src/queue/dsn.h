@@ -174,4 +174,11 @@ int dsn_xtext_decode(const char *in, char *out, size_t outlen);
 typedef void (*dsn_random_fn)(unsigned char *buf, size_t len);
 void dsn_set_random(dsn_random_fn fn);
 
+/*
+ * The Message-ID ("<...>", printable ASCII without spaces) of the header
+ * section h[0..n) (CRLF lines), or "" in dst (size octets) when it has
+ * none or a longer or malformed one. Used for reports and the log.
+ */
+void dsn_find_msgid(const char *h, size_t n, char *dst, size_t size);
+
 #endif

@@ -582,13 +582,13 @@ spool_sync_file(struct spool *sp, struct spool_job *job)
 
 	if (error == 0 && fsync(job->fd) == -1) {
 		error = errno;
-		log_err("spool: id=%s fsync failed: %s", job->id,
+		log_err("spool: error queue=%s fsync failed: %s", job->id,
 		    strerror(error));
 	}
 	/* close() can report a write-back error (NFS): check it. */
 	if (close(job->fd) == -1 && error == 0) {
 		error = errno;
-		log_err("spool: id=%s fsync failed: %s", job->id,
+		log_err("spool: error queue=%s fsync failed: %s", job->id,
 		    strerror(error));
 	}
 	job->fd = -1;
@@ -661,8 +661,8 @@ spool_commit_batch(struct spool *sp, struct spool_jobq *batch)
 		if (renameat(sp->incoming_fd, job->id, sp->queue_fd,
 		    job->id) == -1) {
 			job->error = errno;
-			log_err("spool: id=%s rename into queue/ failed: %s",
-			    job->id, strerror(job->error));
+			log_err("spool: error queue=%s rename into queue/ "
+			    "failed: %s", job->id, strerror(job->error));
 			unlinkat(sp->incoming_fd, job->id, 0);
 			continue;
 		}
@@ -970,7 +970,7 @@ spool_write_job(struct spool *sp, struct spool_writer *w)
 
 		spool_recq_free(&dropped);
 		if (error != 0)
-			log_err("spool: id=%s write failed: %s", w->id,
+			log_err("spool: error queue=%s write failed: %s", w->id,
 			    strerror(error));
 		if (fire)
 			spool_notify(sp);
@@ -1152,11 +1152,12 @@ spool_writer_commit(struct spool_writer *w, const struct envelope *env,
 		if (qfile_encode_tail(&tail, env, w->offset, w->size) == -1) {
 			error = errno;
 			if (error == EINVAL)
-				log_err("spool: id=%s not queued: the envelope "
-				    "lacks a mandatory field (a bug)", w->id);
+				log_err("spool: error queue=%s not queued: the "
+				    "envelope lacks a mandatory field (a bug)",
+				    w->id);
 			else
-				log_err("spool: id=%s not queued: %s", w->id,
-				    strerror(error));
+				log_err("spool: error queue=%s not queued: %s",
+				    w->id, strerror(error));
 		} else {
 			rec = xmalloc(sizeof(*rec) + tail.len);
 			memcpy(rec->data, tail.data, tail.len);
@@ -1316,17 +1317,17 @@ spool_move_corrupt(const struct spool *sp, const char *name,
 	    sizeof(target)) == -1) {
 		saved = errno;
 		if (saved == EEXIST)
-			log_err("spool: corrupt queue file id=%s left in "
-			    "queue/: no free name in corrupt/ (%s)", esc,
+			log_err("spool: error queue=%s corrupt queue file left "
+			    "in queue/: no free name in corrupt/ (%s)", esc,
 			    reason);
 		else
-			log_err("spool: corrupt queue file id=%s could not be "
-			    "moved to corrupt/: %s (%s)", esc, strerror(saved),
-			    reason);
+			log_err("spool: error queue=%s corrupt queue file could "
+			    "not be moved to corrupt/: %s (%s)", esc,
+			    strerror(saved), reason);
 		errno = saved;
 		return -1;
 	}
-	log_warn("spool: corrupt queue file id=%s moved to corrupt/: %s", esc,
+	log_warn("spool: corrupt queue=%s moved to corrupt/: %s", esc,
 	    reason);
 	if (strcmp(target, name) != 0) {
 		log_escape(esc, sizeof(esc), target, strlen(target));
@@ -1353,8 +1354,8 @@ spool_recover_incoming(struct spool *sp)
 			log_err("spool: cannot remove incoming/%s: %s", esc,
 			    strerror(errno));
 		else
-			log_info("spool: removed unfinished incoming file "
-			    "id=%s", esc);
+			log_info("spool: removed queue=%s (an unfinished "
+			    "incoming file, never acknowledged)", esc);
 	}
 	spool_free_names(names, n);
 }
@@ -1393,8 +1394,8 @@ spool_recover(struct spool *sp, spool_recover_cb cb, void *arg)
 				moved += spool_move_corrupt(sp, name,
 				    "symbolic link") == 0;
 			else
-				log_err("spool: cannot open queue file id=%s: "
-				    "%s", esc, strerror(errno));
+				log_err("spool: error queue=%s cannot open "
+				    "queue file: %s", esc, strerror(errno));
 			continue;
 		}
 		if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
@@ -1413,14 +1414,14 @@ spool_recover(struct spool *sp, spool_recover_cb cb, void *arg)
 				moved += spool_move_corrupt(sp, name,
 				    error) == 0;
 			else
-				log_err("spool: cannot read queue file id=%s: "
-				    "%s", esc, strerror(saved));
+				log_err("spool: error queue=%s cannot read "
+				    "queue file: %s", esc, strerror(saved));
 			continue;
 		}
 		close(fd);
 		if (info.torn_states > 0)
-			log_warn("spool: id=%s torn recipient state, "
-			    "delivering again rcpts=%u", esc,
+			log_warn("spool: torn queue=%s rcpts=%u (recipient "
+			    "state torn: delivering again)", esc,
 			    info.torn_states);
 		found++;
 		cb(arg, name, &env);
@@ -1664,8 +1665,8 @@ spool_quarantine(const struct spool *sp, const char *id, const char *reason)
 	if (spool_sync_move(sp, sp->corrupt_fd) == -1) {
 		/* Moved; only its durability is in doubt (see below). */
 		saved = errno;
-		log_err("spool: id=%s fsync after moving to corrupt/: %s", id,
-		    strerror(saved));
+		log_err("spool: error queue=%s fsync after moving to "
+		    "corrupt/: %s", id, strerror(saved));
 	}
 	return 0;
 }
@@ -1684,7 +1685,7 @@ spool_move_failed(const struct spool *sp, const char *id)
 	    sizeof(target)) == -1)
 		return -1;
 	if (strcmp(target, id) != 0)
-		log_warn("spool: id=%s stored as failed/%s", id, target);
+		log_warn("spool: failed queue=%s file=failed/%s", id, target);
 	/*
 	 * Should the rename be lost in a crash, the file is back in queue/
 	 * with every state final and the scheduler moves it again: kept
@@ -1692,8 +1693,8 @@ spool_move_failed(const struct spool *sp, const char *id)
 	 */
 	if (spool_sync_move(sp, sp->failed_fd) == -1) {
 		saved = errno;
-		log_err("spool: id=%s fsync after moving to failed/: %s", id,
-		    strerror(saved));
+		log_err("spool: error queue=%s fsync after moving to "
+		    "failed/: %s", id, strerror(saved));
 	}
 	return 0;
 }

@@ -57,6 +57,7 @@
 #include "lib/strset.h"
 #include "lib/util.h"
 #include "policy/policy.h"
+#include "queue/dsn.h"		/* dsn_find_msgid: issue 6 log */
 #include "queue/spool.h"
 #include "sasl/dovecot.h"
 #include "sasl/sasl.h"
@@ -161,6 +162,7 @@ struct smtp_txn {
 	unsigned int hops;
 	bool has_date;			/* a Date: header was seen */
 	bool has_msgid;			/* a Message-ID: header was seen */
+	char msgid[256];		/* issue 6: its "<...>", for the log */
 	bool add_headers;		/* submission: add Date/Message-ID */
 	char *warn_sender;		/* local: MAIL FROM not the user's own:
 					 * X-Authentication-Warning */
@@ -262,6 +264,8 @@ struct smtp_cmd_def {
 struct smtp_commit {
 	struct smtp_server *srv;
 	struct envelope env;
+	uint64_t size;			/* issue 6: for the log */
+	char msgid[256];
 };
 
 static void smtp_cmd_helo(struct smtp_session *, const char *);
@@ -2304,6 +2308,8 @@ smtp_add_headers(struct smtp_session *s)
 		snprintf(line, sizeof(line), "Message-ID: <%s@%s>\r\n",
 		    s->txn.id, smtp_conf(s)->hostname);
 		smtp_content_write(s, line, strlen(line));
+		snprintf(s->txn.msgid, sizeof(s->txn.msgid), "<%s@%s>",
+		    s->txn.id, smtp_conf(s)->hostname);	/* issue 6 */
 	}
 	if (s->txn.warn_sender != NULL) {
 		char *w = xasprintf("X-Authentication-Warning: %s: %s set "
@@ -2360,6 +2366,8 @@ smtp_headers_flush(struct smtp_session *s)
 		}
 		start = i;
 	}
+	/* issue 6: the Message-ID for the "queued" log line. */
+	dsn_find_msgid(h, len, s->txn.msgid, sizeof(s->txn.msgid));
 	if (dropped > 0)
 		log_info("smtp: session=%016llx client=%s: removed %u "
 		    "Authentication-Results naming %s (RFC 8601 5)",
@@ -2608,20 +2616,27 @@ smtp_committed(void *arg, uint64_t cookie, const char *id, int error)
 	struct smtp_commit *cm = arg;
 	struct smtp_server *srv = cm->srv;
 	struct smtp_session *s;
-	char esc[300];
+	char esc[300], mid[300];
 
 	if (error == 0 && srv->queued != NULL)
 		srv->queued(srv->queued_arg, id, &cm->env);
 	s = smtp_server_find(srv, cookie);
+	/* issue 6: docs/logging.md, "smtp: queued". */
 	if (error != 0)
-		log_err("smtp: spool commit failed id=%s error=\"%s\"", id,
+		log_err("smtp: commit failed queue=%s session=%016llx "
+		    "error=\"%s\"", id, (unsigned long long)cookie,
 		    strerror(error));
 	else
-		log_info("smtp: queued id=%s session=%016llx from=<%s> "
-		    "nrcpt=%zu%s", id, (unsigned long long)cookie,
-		    log_escape(esc, sizeof(esc), cm->env.sender,
-		    strlen(cm->env.sender)), cm->env.nrcpts,
-		    s == NULL ? " (client gone before the reply)" : "");
+		log_info("smtp: queued queue=%s session=%016llx client=%s "
+		    "from=<%s> size=%llu nrcpt=%zu%s%s%s", id,
+		    (unsigned long long)cookie, cm->env.client_addr != NULL ?
+		    cm->env.client_addr : "-",
+		    log_escape_word(esc, sizeof(esc), cm->env.sender,
+		    strlen(cm->env.sender)), (unsigned long long)cm->size,
+		    cm->env.nrcpts, cm->msgid[0] != '\0' ? " message-id=" : "",
+		    log_escape_word(mid, sizeof(mid), cm->msgid,
+		    strlen(cm->msgid)), s == NULL ? " (client gone before the "
+		    "reply)" : "");
 	envelope_free(&cm->env);
 	free(cm);
 	if (s == NULL)
@@ -2813,6 +2828,8 @@ smtp_message_commit(struct smtp_session *s)
 	cm = xcalloc(1, sizeof(*cm));
 	cm->srv = s->srv;
 	envelope_copy(&cm->env, &s->txn.env);
+	cm->size = spool_writer_size(s->txn.writer);	/* issue 6: log */
+	strlcpy(cm->msgid, s->txn.msgid, sizeof(cm->msgid));
 	spool_writer_commit(s->txn.writer, &s->txn.env, smtp_committed, cm,
 	    s->id);
 	s->txn.writer = NULL;
@@ -2874,8 +2891,9 @@ smtp_sign_done(void *arg)
 	if (s != NULL && s->state == SMTP_STATE_COMMIT &&
 	    s->txn.writer != NULL) {
 		if (j->fields.len > 0) {
-			log_info("smtp: dkim signed session=%016llx d=%s "
-			    "signatures=%zu", (unsigned long long)s->id,
+			log_info("smtp: dkim signed queue=%s session=%016llx "
+			    "d=%s signatures=%zu", s->txn.id,
+			    (unsigned long long)s->id,
 			    j->domain, j->nkeys);
 			free(s->txn.env.prepend);
 			s->txn.env.prepend = xstrdup(buf_str(&j->fields));
@@ -3004,8 +3022,8 @@ smtp_msgauth_done(void *arg, const struct msgauth_result *r)
 {
 	struct smtp_session *s = arg;
 
-	log_info("msgauth: session=%016llx client=%s %s",
-	    (unsigned long long)s->id, s->addr, r->log);
+	log_info("msgauth: queue=%s session=%016llx client=%s %s",
+	    s->txn.id, (unsigned long long)s->id, s->addr, r->log);
 	if (r->disposition == MSGAUTH_REJECT && smtp_conf(s)->dmarc_enforce) {
 		char from[SMTP_DOMAIN_MAX + 1];
 

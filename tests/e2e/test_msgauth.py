@@ -158,7 +158,7 @@ def test_dmarc_quarantine(make_petrel, folder):
         # The per-message verdict line later aggregate reports (rua)
         # need: client, From: domain, policy found, result, disposition,
         # and SPF's domain, result and alignment.
-        line = p.wait_log(r"msgauth: session=\S+ client=127\.0\.0\.5 .*")
+        line = p.wait_log(r"msgauth: queue=\S+ session=\S+ client=127\.0\.0\.5 .*")
         want = ("spf=fail dkim=none dmarc from=sender.test "
                 "policy_domain=sender.test p=quarantine sp=- pct=100 "
                 "adkim=r aspf=r result=fail disposition=quarantine "

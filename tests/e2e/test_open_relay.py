@@ -285,7 +285,7 @@ def test_untrusted_whole_battery_one_session(world):
     assert f.endswith(b"\n\nrelay me\n"), f
     # One delivery, the local one.
     deliveries = [l for l in p.log_lines
-                  if "delivery: id=" in l and " to=<" in l]
+                  if "delivery: rcpt queue=" in l and " to=<" in l]
     assert len(deliveries) == 1 and re.search(
         r"to=<bob@example\.test> relay=local .*status=sent", deliveries[0]), \
         deliveries

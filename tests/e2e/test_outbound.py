@@ -410,7 +410,7 @@ def test_451_then_success(make_petrel, dns):
         peer.wait_messages(1, timeout=30)
         p.wait_queue_empty()
         p.wait_log(r"to=<bob@remote.test>.*dsn=4\.3\.0 status=deferred "
-                   r"reply=\"451 4\.3\.0 try again later\"")
+                   r"\(451 4\.3\.0 try again later\)")
         p.wait_log(r"to=<bob@remote.test>.*attempts=2 .*status=sent")
         assert len(peer.messages) == 1
         assert p.maildir_files(SENDER) == []
@@ -730,7 +730,7 @@ def test_bounce_of_bounce_dropped(make_petrel, dns):
         p = start(make_petrel, dns)
         send(p, ["bad@remote.test"], b"Subject: dbl\r\n\r\nhi\r\n",
              sender="")
-        p.wait_log(r"status=dropped undeliverable mail from <>")
+        p.wait_log(r"status=dropped \(undeliverable mail from <>")
         p.wait_queue_empty()
 
 
@@ -797,4 +797,4 @@ def test_starts_without_a_resolver(make_petrel, tmp_path):
     wait_until(lambda: p.maildir_files("bob@example.test"), timeout=30,
                what="local delivery")
     p.wait_log(r"to=<carol@remote.test>.*status=deferred "
-               r"reply=\"451 4.4.3 no DNS resolver configured\"")
+               r"\(451 4.4.3 no DNS resolver configured\)")

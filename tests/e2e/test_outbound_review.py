@@ -64,7 +64,8 @@ def test_failed_double_bounce_not_reported_again(make_petrel, dns):
         send(p, ["bad@remote.test"], b"Subject: dbl\r\n\r\nhi\r\n",
              sender="")
         p.wait_log(r"to=<postmaster@remote.test>.*status=dropped "
-                   r"undeliverable mail from <> \(a failed double bounce\)")
+                   r"\(undeliverable mail from <>: a failed double "
+                   r"bounce\)")
         p.wait_queue_empty()
         # Give a storm time to show itself.
         time.sleep(2)
@@ -88,7 +89,7 @@ def test_sigterm_records_finished_groups(make_petrel, dns):
         send(p, ["a@fast.test", "b@slow.test"],
              b"Subject: two\r\n\r\nhi\r\n")
         fast.wait_messages(1)
-        p.wait_log(r"remote: id=\S+ relay=mx.fast.test\S* .*accepted=1/1")
+        p.wait_log(r"remote: transaction queue=\S+ relay=mx.fast.test\S* .*accepted=1/1")
         slow.wait_for(lambda pp: any(c.upper().startswith("DATA")
                                      for _cid, c in pp.commands),
                       what="DATA at the slow peer")

@@ -152,7 +152,7 @@ def test_relayhost_auth_delivers(make_petrel, dns):
     c = p.wait_log(r"remote: connected destination=(\S+) relay=\S+ "
                    r"tls=\"(TLSv1\.[23]) [^\"]+\" auth=yes")
     assert c.group(1) == "smtp+auth:[%s]:%d" % (RELAY_ADDR, relay.port)
-    p.wait_log(r"delivery: id=\S+ to=<%s> .* status=sent" % re.escape(BOB))
+    p.wait_log(r"delivery: rcpt queue=\S+ to=<%s> .* status=sent" % re.escape(BOB))
     # The relay's Received: says the message came with TLS and AUTH.
     assert re.search(rb"with ESMTPSA id", got), got[:600]
     assert_no_secret_logged(p)
@@ -180,12 +180,12 @@ def test_relayhost_auth_reuses_the_login(make_petrel, dns):
     # As many logins as connections: never one per message on a reused
     # connection.
     assert len(auths) == len(connects) >= 1, (auths, connects)
-    sent = re.findall(r"delivery: id=\S+ to=<%s> .* status=sent"
+    sent = re.findall(r"delivery: rcpt queue=\S+ to=<%s> .* status=sent"
                       % re.escape(BOB), "\n".join(p.log_lines))
     assert len(sent) == 2, sent
     # Normally the second message rides the first one's connection
     # (conn_msgs=2): then one login served both.
-    if re.search(r"remote: id=\S+ relay=\S+ .*conn_msgs=2 ",
+    if re.search(r"remote: transaction queue=\S+ relay=\S+ .*conn_msgs=2 ",
                  "\n".join(p.log_lines)):
         assert len(connects) == 1 and len(auths) == 1, (auths, connects)
 
@@ -200,8 +200,8 @@ def test_relayhost_auth_wrong_password_defers(make_petrel, dns):
                     password="not the password")
     p.start()
     submit(p, [BOB])
-    m = p.wait_log(r"delivery: id=(\S+) to=<%s> .* dsn=(\S+) "
-                   r"status=deferred reply=\"(.*)\"" % re.escape(BOB))
+    m = p.wait_log(r"delivery: rcpt queue=(\S+) to=<%s> .* dsn=(\S+) "
+                   r"status=deferred \((.*)\)$" % re.escape(BOB))
     assert m.group(2) == "4.7.8", m.group(0)
     assert "535 5.7.8" in m.group(3), m.group(0)
     assert "SASL authentication failed" in m.group(3), m.group(0)
@@ -230,8 +230,8 @@ def test_relayhost_auth_needs_tls(make_petrel, dns):
         p = make_sender(make_petrel, dns, fake.addr, fake.port)
         p.start()
         submit(p, [BOB])
-        m = p.wait_log(r"delivery: id=\S+ to=<%s> .* status=deferred "
-                       r"reply=\"(.*)\"" % re.escape(BOB))
+        m = p.wait_log(r"delivery: rcpt queue=\S+ to=<%s> .* status=deferred "
+                       r"\((.*)\)$" % re.escape(BOB))
         assert "offers no TLS" in m.group(1), m.group(0)
         assert "credentials are never sent in plaintext" in m.group(1)
         fake.wait_for(lambda f: any(c.startswith("QUIT")
@@ -256,8 +256,8 @@ def test_relayhost_auth_no_plaintext_retry(make_petrel, dns):
         submit(p, [BOB])
         p.wait_log(r"TLS handshake failed, not retrying without TLS "
                    r"\(relayhost_auth\)")
-        m = p.wait_log(r"delivery: id=\S+ to=<%s> .* status=deferred "
-                       r"reply=\"(.*)\"" % re.escape(BOB))
+        m = p.wait_log(r"delivery: rcpt queue=\S+ to=<%s> .* status=deferred "
+                       r"\((.*)\)$" % re.escape(BOB))
         assert "TLS handshake" in m.group(1), m.group(0)
         cmds = [c for _, c in fake.commands]
         assert cmds and all(c.split()[0].upper() in ("EHLO", "STARTTLS")

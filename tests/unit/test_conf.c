@@ -544,6 +544,26 @@ test_string_directives(void **state)
 	}
 }
 
+/* issue 6: `log stderr|syslog`, `log_file PATH`. */
+static void
+test_log(void **state)
+{
+	struct conf *c;
+
+	(void)state;
+	c = load_ok("hostname a.example\n");
+	assert_false(c->log_syslog);
+	assert_null(c->log_file);
+	conf_free(c);
+	c = load_ok("log syslog\nlog_file /var/log/petrel/petrel.log\n");
+	assert_true(c->log_syslog);
+	assert_string_equal(c->log_file, "/var/log/petrel/petrel.log");
+	conf_free(c);
+	c = load_ok("log stderr\n");
+	assert_false(c->log_syslog);
+	conf_free(c);
+}
+
 static void
 test_bare_lf(void **state)
 {
@@ -977,6 +997,8 @@ static const struct {
 	    { "1: domain: invalid domain \"[127.0.0.1]\"" } },
 	{ "bare_lf maybe\n",
 	    { "1: bare_lf: invalid value \"maybe\" (reject or normalize)" } },
+	{ "log file\n",
+	    { "1: log: invalid value \"file\" (stderr or syslog)" } },
 	{ "dnssec maybe\n",
 	    { "1: dnssec: invalid value \"maybe\" (on or off)" } },
 	{ "relayhost [2001:db8::1\n",
@@ -1824,6 +1846,7 @@ main(void)
 		cmocka_unit_test(test_builtin_default),
 		cmocka_unit_test(test_number_directives),
 		cmocka_unit_test(test_string_directives),
+		cmocka_unit_test(test_log),
 		cmocka_unit_test(test_bare_lf),
 		cmocka_unit_test(test_listen),
 		cmocka_unit_test(test_lists_accumulate),

@@ -1019,8 +1019,8 @@ test_scheduler_bounce(void **state)
 	log = capture_end(saved, logpath);
 	if (!ok)
 		fail_msg("not done in 10 s:\n%s", log);
-	snprintf(want, sizeof(want), "delivery: id=%s report to "
-	    "<nobody@example.test> dropped", id);
+	snprintf(want, sizeof(want), "delivery: report dropped "
+	    "queue=%s to=<nobody@example.test>", id);
 	if (strstr(log, want) == NULL)
 		fail_msg("log lacks \"%s\":\n%s", want, log);
 	free(log);
@@ -1038,7 +1038,7 @@ test_scheduler_bounce(void **state)
 	log = capture_end(saved, logpath);
 	if (!ok)
 		fail_msg("not done in 10 s:\n%s", log);
-	if (strstr(log, "status=dropped undeliverable mail from <>") == NULL)
+	if (strstr(log, "status=dropped (undeliverable mail from <>") == NULL)
 		fail_msg("log lacks the dropped line:\n%s", log);
 	free(log);
 	assert_false(queue_file_exists(f, id));
@@ -1218,15 +1218,15 @@ test_scheduler_scan_failure_backs_off(void **state)
 		event_base_loop(f->base, EVLOOP_ONCE);
 	scheduler_free(w.s);
 	log = capture_end(saved, logpath);
-	snprintf(want, sizeof(want), "error: delivery: id=%s cannot read "
-	    "queue file", id);
+	snprintf(want, sizeof(want), "error: delivery: error queue=%s "
+	    "cannot read queue file", id);
 	scans = count_str(log, want);
 	if (scans != 1)
 		fail_msg("the scan ran %zu times in 1 s (retry_initial 60 s):"
 		    "\n%.2000s", scans, log);
 	if (strstr(log, "to=<x@remote.test> relay=none") == NULL ||
-	    strstr(log, "status=deferred reply=\"451 4.3.0 cannot read "
-	    "queue file: No such file or directory\"") == NULL)
+	    strstr(log, "status=deferred (451 4.3.0 cannot read "
+	    "queue file: No such file or directory)") == NULL)
 		fail_msg("no deferral logged:\n%.2000s", log);
 	free(log);
 	free(path);
@@ -1280,8 +1280,8 @@ test_scheduler_quarantine_failure_backs_off(void **state)
 		event_base_loop(f->base, EVLOOP_ONCE);
 	scheduler_free(w.s);
 	log = capture_end(saved, logpath);
-	snprintf(want, sizeof(want), "delivery: id=%s queue file is corrupt "
-	    "and stays in queue/", id);
+	snprintf(want, sizeof(want), "delivery: error queue=%s queue file "
+	    "is corrupt and stays in queue/", id);
 	tries = count_str(log, want);
 	if (tries != 1)
 		fail_msg("tried %zu times in 1 s (retry_initial 60 s):"
@@ -1344,7 +1344,7 @@ test_scheduler_corrupt_content(void **state)
 	assert_true(spool_file_exists(f, "corrupt", id));
 	assert_int_equal(count_dir(m, "new"), 0);
 	assert_int_equal(count_dir(m, "tmp"), 0);
-	snprintf(want, sizeof(want), "spool: corrupt queue file id=%s moved "
+	snprintf(want, sizeof(want), "spool: corrupt queue=%s moved "
 	    "to corrupt/: ", id);
 	if (strstr(log, want) == NULL)
 		fail_msg("log lacks \"%s\":\n%s", want, log);

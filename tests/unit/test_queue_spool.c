@@ -750,7 +750,7 @@ test_recover(void **state)
 		else if (i != 3)
 			assert_memory_equal(got, bytes, glen2);
 		free(got);
-		snprintf(want, sizeof(want), "spool: corrupt queue file id=%s "
+		snprintf(want, sizeof(want), "spool: corrupt queue=%s "
 		    "moved to corrupt/: ", bad[i]);
 		if (strstr(log, want) == NULL)
 			fail_msg("log lacks \"%s\":\n%s", want, log);
@@ -852,7 +852,7 @@ test_recover_null_fields(void **state)
 	    (int)nitems(mandatory_fields));
 	for (i = 0; i < nitems(mandatory_fields); i++) {
 		assert_true(file_exists(fx, "corrupt", ids[i]));
-		snprintf(want, sizeof(want), "spool: corrupt queue file id=%s "
+		snprintf(want, sizeof(want), "spool: corrupt queue=%s "
 		    "moved to corrupt/: bad ", ids[i]);
 		if (strstr(log, want) == NULL)
 			fail_msg("%s absent: log lacks \"%s\":\n%s",
