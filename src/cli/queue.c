@@ -8,8 +8,8 @@
  *   petrel queue delete [-c FILE] ID | --all | --sender X | --recipient X
  *   petrel queue hold|release|bounce [-c FILE] ID
  *
- * The configuration gives run_dir (the socket is RUN_DIR/control), spool
- * and user. With no daemon running (no socket answers and SPOOL/lock is
+ * The configuration gives run_dir (the socket is RUN_DIR/control, spoken
+ * to through cli/ctlclient.c), spool and user. With no daemon running (no socket answers and SPOOL/lock is
  * free), list and delete work on the spool directly, holding the spool
  * lock so that a daemon starting meanwhile waits; the other commands say
  * that the daemon is not running.
@@ -25,12 +25,8 @@
  * the daemon's answer no further than its grammar (ctlproto.c) and
  * prints addresses and replies with control bytes made harmless.
  */
-#include <sys/socket.h>
-#include <sys/un.h>
-
 #include <errno.h>
 #include <pwd.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,8 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/ctlclient.h"
 #include "conf/conf.h"
-#include "daemon/control.h"
 #include "daemon/ctlproto.h"
 #include "daemon/mailq.h"
 #include "lib/buf.h"
@@ -98,59 +94,7 @@ queue_load_conf(const char *cli_path)
 	    conf_default();
 }
 
-/* ---- talking to the daemon ---- */
-
-/*
- * Connect to RUN_DIR/control. Returns the socket, or -1 with errno
- * (ENOENT, ECONNREFUSED: no daemon there; EACCES: not allowed).
- */
-static int
-queue_connect(const struct conf *c, char *path, size_t pathsize)
-{
-	struct sockaddr_un sun;
-	struct timeval tv = { QUEUE_ANSWER_TIMEOUT, 0 };
-	int fd, saved;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/%s",
-	    c->run_dir, CONTROL_SOCKET_NAME) >= sizeof(sun.sun_path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	strlcpy(path, sun.sun_path, pathsize);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		saved = errno;
-		close(fd);
-		errno = saved;
-		return -1;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
-/* The status line "ok N TEXT" / "err CODE TEXT": exit status, text. */
-static int
-queue_status(const char *line, const char **text_r)
-{
-	const char *sp;
-
-	if (strncmp(line, "ok ", 3) == 0) {
-		sp = strchr(line + 3, ' ');
-		*text_r = sp != NULL ? sp + 1 : "";
-		return QUEUE_EXIT_OK;
-	}
-	if (strncmp(line, "err ", 4) == 0) {
-		sp = strchr(line + 4, ' ');
-		*text_r = sp != NULL ? sp + 1 : line + 4;
-		return strncmp(line + 4, "denied ", 7) == 0 ?
-		    QUEUE_EXIT_DENIED : QUEUE_EXIT_FAIL;
-	}
-	*text_r = "malformed answer from the daemon";
-	return QUEUE_EXIT_FAIL;
-}
+/* ---- talking to the daemon (cli/ctlclient.c) ---- */
 
 /* s with control characters as '?' (remote text: a reply, an address). */
 static const char *
@@ -270,92 +214,47 @@ queue_print_content(const char *p, size_t len, FILE *out)
 	}
 }
 
+/* What a listing or a show collects while the answer is read. */
+struct queue_answer {
+	struct ctlproto_list *l;
+	struct buf info;	/* a show's "info" lines, as printed */
+};
+
 /*
- * Send the request, read the answer: list lines into l, a show's info
- * lines and content printed; returns the exit status (the status line's
- * text in text, of textsize bytes).
+ * A data line of the answer (ctlclient_line_cb): list lines into l, a
+ * show's info lines collected and its content printed.
  */
 static int
-queue_exchange(int fd, const struct ctlproto_request *req,
-    struct ctlproto_list *l, char *text, size_t textsize)
+queue_answer_line(void *arg, char *line, size_t len, FILE *fp)
 {
-	struct buf b, info;
-	FILE *fp;
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	int rc = -1;
-	const char *error, *t;
+	struct queue_answer *qa = arg;
+	struct ctlproto_list *l = qa->l;
+	const char *error;
 
-	buf_init(&info, 64 * 1024);
-	buf_init(&b, CTLPROTO_LINE_MAX);
-	/* A refusal may be sent, and the socket closed, before the request
-	 * is written (EPIPE): read it all the same. */
-	if (ctlproto_request_format(req, &b) == -1 ||
-	    (write_all(fd, b.data, b.len) == -1 && errno != EPIPE &&
-	    errno != ECONNRESET)) {
-		snprintf(text, textsize, "cannot send the request: %s",
-		    strerror(errno));
-		buf_free(&info);
-		buf_free(&b);
-		close(fd);
-		return QUEUE_EXIT_FAIL;
-	}
-	buf_free(&b);
-	if ((fp = fdopen(fd, "r")) == NULL) {
-		buf_free(&info);
-		close(fd);
-		snprintf(text, textsize, "fdopen: %s", strerror(errno));
-		return QUEUE_EXIT_FAIL;
-	}
-	while ((n = getline(&line, &cap, fp)) > 0) {
-		if (line[n - 1] != '\n' || (size_t)n > CTLPROTO_REPLY_LINE_MAX)
-			break;
-		line[--n] = '\0';
-		if (strncmp(line, "ok ", 3) == 0 ||
-		    strncmp(line, "err ", 4) == 0) {
-			rc = queue_status(line, &t);
-			strlcpy(text, t, textsize);
-			break;
-		}
-		if (strncmp(line, "info ", 5) == 0) {
-			if (queue_info(&info, line + 5) == -1)
-				break;
-			continue;
-		}
-		if (strncmp(line, "data ", 5) == 0) {
-			uint64_t len;
-			char *content;
+	(void)len;
+	if (strncmp(line, "info ", 5) == 0)
+		return queue_info(&qa->info, line + 5) == -1 ? -1 : 0;
+	if (strncmp(line, "data ", 5) == 0) {
+		uint64_t clen;
+		char *content;
 
-			if (parse_u64(line + 5, 0, SIZE_MAX / 2, &len,
-			    &error) == -1 || l->n == 0)
-				break;
-			content = xmalloc((size_t)len + 1);
-			if (fread(content, 1, (size_t)len, fp) != len ||
-			    getc(fp) != '\n') {
-				free(content);
-				break;
-			}
-			queue_print_msg_head(&l->msgs[l->n - 1], buf_str(&info),
-			    stdout);
-			printf("\n");
-			queue_print_content(content, (size_t)len, stdout);
+		if (parse_u64(line + 5, 0, SIZE_MAX / 2, &clen, &error) ==
+		    -1 || l->n == 0)
+			return -1;
+		content = xmalloc((size_t)clen + 1);
+		if (fread(content, 1, (size_t)clen, fp) != clen ||
+		    getc(fp) != '\n') {
 			free(content);
-			continue;
+			return -1;
 		}
-		if (ctlproto_list_decode(l, line, &error) != 1)
-			break;
+		queue_print_msg_head(&l->msgs[l->n - 1], buf_str(&qa->info),
+		    stdout);
+		printf("\n");
+		queue_print_content(content, (size_t)clen, stdout);
+		free(content);
+		return 0;
 	}
-	if (rc == -1) {
-		snprintf(text, textsize, "%s", ferror(fp) && errno == EAGAIN ?
-		    "no answer from the daemon in time" :
-		    "malformed or incomplete answer from the daemon");
-		rc = QUEUE_EXIT_FAIL;
-	}
-	free(line);
-	buf_free(&info);
-	fclose(fp);
-	return rc;
+	return ctlproto_list_decode(l, line, &error) == 1 ? 0 : -1;
 }
 
 /* ---- without a daemon: the spool itself ---- */
@@ -531,10 +430,12 @@ static int
 queue_run(const struct queue_cmd *qc)
 {
 	struct ctlproto_list l = { NULL, 0 };
+	struct queue_answer qa;
+	struct ctlclient_answer ans;
 	struct conf *c;
 	struct buf out;
-	char path[256], text[512];
-	int fd, rc;
+	char text[1024];
+	int rc;
 	bool offline_ok = qc->req.cmd == CTL_CMD_LIST ||
 	    qc->req.cmd == CTL_CMD_DELETE ||
 	    qc->req.cmd == CTL_CMD_DELETE_ALL ||
@@ -543,30 +444,42 @@ queue_run(const struct queue_cmd *qc)
 
 	if ((c = queue_load_conf(qc->conf_path)) == NULL)
 		return QUEUE_EXIT_USAGE;
-	signal(SIGPIPE, SIG_IGN);
 	text[0] = '\0';
-	fd = queue_connect(c, path, sizeof(path));
-	if (fd != -1)
-		rc = queue_exchange(fd, &qc->req, &l, text, sizeof(text));
-	else if (errno == EACCES || errno == EPERM) {
-		snprintf(text, sizeof(text), "%s: %s (only root, the user %s "
-		    "and members of its group may use it)", path,
-		    strerror(errno), c->user);
+	qa.l = &l;
+	buf_init(&qa.info, 64 * 1024);
+	switch (ctlclient_request(c, &qc->req, QUEUE_ANSWER_TIMEOUT,
+	    queue_answer_line, &qa, &ans)) {
+	case CTLCLIENT_OK:
+		strlcpy(text, ans.text, sizeof(text));
+		rc = QUEUE_EXIT_OK;
+		break;
+	case CTLCLIENT_DENIED:
+		if (ans.error != 0)
+			snprintf(text, sizeof(text), "%s (only root, the user "
+			    "%s and members of its group may use it)",
+			    ans.text, c->user);
+		else
+			strlcpy(text, ans.text, sizeof(text));
 		rc = QUEUE_EXIT_DENIED;
-	} else if (errno == ENOENT || errno == ECONNREFUSED ||
-	    errno == ENOTDIR) {
+		break;
+	case CTLCLIENT_DOWN:
 		if (offline_ok)
 			rc = queue_offline(c, qc, &l, text, sizeof(text));
 		else {
 			snprintf(text, sizeof(text), "the daemon is not "
 			    "running (no answer on %s); `%s` needs it",
-			    path, qc->what);
+			    ans.path, qc->what);
 			rc = QUEUE_EXIT_DOWN;
 		}
-	} else {
-		snprintf(text, sizeof(text), "%s: %s", path, strerror(errno));
+		break;
+	case CTLCLIENT_ERR:
+	case CTLCLIENT_FAIL:
+	default:
+		strlcpy(text, ans.text, sizeof(text));
 		rc = QUEUE_EXIT_FAIL;
+		break;
 	}
+	buf_free(&qa.info);
 	if (rc == QUEUE_EXIT_OK && qc->req.cmd == CTL_CMD_LIST) {
 		buf_init(&out, SIZE_MAX / 2);
 		if ((qc->json ? mailq_format_json(&l, &out) :

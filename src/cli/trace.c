@@ -4,9 +4,11 @@
  * checked, every delivery attempt with the remote reply, the reports it
  * caused and its removal (docs/logging.md).
  *
- * It asks the running daemon, which keeps the recent per-message lines
- * in a ring (daemon/trace.c); when the daemon cannot answer or no longer
- * has them, it reads log_file (or -f LOGFILE) with the same rules: every
+ * It asks the running daemon over its control socket ("trace QUERY",
+ * cli/ctlclient.c), which keeps the recent per-message lines in a ring
+ * (daemon/trace.c); when the daemon cannot answer (not running, refusing
+ * the caller, no answer in time) or no longer has them, it reads log_file
+ * (or -f LOGFILE, which skips the daemon) with the same rules: every
  * line with queue=ID; for a Message-ID, the queue IDs of the "queued"
  * lines with that message-id=; the session= lines of the SMTP session
  * that handed the message over; and the story of each report the message
@@ -14,29 +16,46 @@
  *
  * Exit status: 0 lines printed; 1 nothing known about the message; 2 a
  * bad command line or configuration, or nowhere to look (no daemon
- * answer and no readable log file).
- *
- * not yet: asking the daemon. trace_cli_ask_daemon() is the one place the
- * control socket (issue 6, src/daemon/control.c, built on another branch)
- * plugs in; until then it answers "unavailable" and the log file is read.
+ * answer and no readable log file); 4 the daemon refused the caller (not
+ * root, the daemon's user or in its group) and there is no log file the
+ * caller can read.
  *
  * Entry point: cmd_trace().
  * SECURITY: runs as the caller and reads only files the caller can read;
- * the lines were escaped by the daemon when it logged them.
+ * the daemon checks the caller's credentials as for `petrel queue`. The
+ * lines were escaped by the daemon when it logged them; the daemon's
+ * answer is printed with control bytes other than TAB as '?'.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/ctlclient.h"
 #include "conf/conf.h"
+#include "daemon/ctlproto.h"
 #include "daemon/trace.h"
 #include "lib/buf.h"
 #include "lib/util.h"
 
-/* The most a daemon's answer may hold. */
-#define TRACE_REPLY_MAX		(4u * 1024 * 1024)
+/* The most a daemon's answer may hold: its lines, and an LF each. */
+#define TRACE_REPLY_MAX		(CTLPROTO_TRACE_MAX + 64 * 1024)
+#define TRACE_ANSWER_TIMEOUT	30	/* seconds */
+
+#define TRACE_EXIT_OK		0
+#define TRACE_EXIT_NOTHING	1
+#define TRACE_EXIT_USAGE	2
+#define TRACE_EXIT_DENIED	4
+
+/* How the daemon answered. */
+enum trace_daemon {
+	TRACE_DAEMON_LINES,	/* lines in out */
+	TRACE_DAEMON_NOTHING,	/* it answered, knowing nothing of it */
+	TRACE_DAEMON_DENIED,	/* it refused the caller */
+	TRACE_DAEMON_NONE,	/* no answer: down, failed, malformed */
+};
 
 int cmd_trace(int argc, char **argv);
 
@@ -54,25 +73,85 @@ trace_cli_conf_error(void *arg, const char *msg)
 	fprintf(stderr, "petrel: %s\n", msg);
 }
 
+/* A "line TEXT" of the answer into out (a struct buf), LF-terminated. */
+static int
+trace_cli_answer_line(void *arg, char *line, size_t len, FILE *fp)
+{
+	struct buf *out = arg;
+	const char *text;
+	size_t i, start = out->len;
+
+	(void)len;
+	(void)fp;
+	if ((text = ctlproto_trace_line_decode(line, &len)) == NULL ||
+	    buf_append(out, text, len) == -1 || buf_append(out, "\n", 1) ==
+	    -1)
+		return -1;
+	/* Whatever the daemon sent, nothing that moves a terminal. */
+	for (i = start; i + 1 < out->len; i++)
+		if (((unsigned char)out->data[i] < ' ' &&
+		    out->data[i] != '\t') || out->data[i] == 0x7f)
+			out->data[i] = '?';
+	return 0;
+}
+
 /*
  * Ask the daemon over its control socket (c->run_dir/control) for the
- * lines of query still in its ring (trace_lookup()). Returns the number
- * of lines appended to out, or -1 with err set when the daemon cannot
- * answer.
- *
- * not yet: the control socket lands with issue 6's queue control (branch
- * i6-queue); it needs a request "trace QUERY" answered with the text
- * trace_lookup(d->trace, QUERY, out, &error) appends.
+ * lines of query still in its ring ("trace QUERY", daemon/control.c).
+ * Lines go to out; err (errlen bytes) says why there are none.
  */
-static int
+static enum trace_daemon
 trace_cli_ask_daemon(const struct conf *c, const char *query, struct buf *out,
     char *err, size_t errlen)
 {
-	(void)c;
-	(void)query;
-	(void)out;
-	snprintf(err, errlen, "the daemon's control socket is not there yet");
-	return -1;
+	struct ctlproto_request req;
+	struct ctlclient_answer ans;
+
+	memset(&req, 0, sizeof(req));
+	req.cmd = CTL_CMD_TRACE;
+	req.has_arg = true;
+	if (strlcpy(req.arg, query, sizeof(req.arg)) >= sizeof(req.arg) ||
+	    strlen(query) >= CTLPROTO_QUERY_MAX) {
+		snprintf(err, errlen, "the query is too long for the daemon");
+		return TRACE_DAEMON_NONE;
+	}
+	switch (ctlclient_request(c, &req, TRACE_ANSWER_TIMEOUT,
+	    trace_cli_answer_line, out, &ans)) {
+	case CTLCLIENT_OK:
+		if (strncmp(ans.text, "truncated", 9) == 0)
+			fprintf(stderr, "petrel: trace: the daemon sent only "
+			    "the first %llu lines (%s)\n", ans.n, ans.text);
+		if (out->len > 0)
+			return TRACE_DAEMON_LINES;
+		snprintf(err, errlen, "the daemon knows nothing of it");
+		return TRACE_DAEMON_NOTHING;
+	case CTLCLIENT_ERR:
+		buf_reset(out);
+		if (strcmp(ans.code, "notfound") == 0) {
+			snprintf(err, errlen, "the daemon knows nothing of it");
+			return TRACE_DAEMON_NOTHING;
+		}
+		snprintf(err, errlen, "the daemon: %s", ans.text);
+		return TRACE_DAEMON_NONE;
+	case CTLCLIENT_DENIED:
+		buf_reset(out);
+		if (ans.error != 0)
+			snprintf(err, errlen, "%s (only root, the user %s and "
+			    "members of its group may ask the daemon)",
+			    ans.text, c->user);
+		else
+			snprintf(err, errlen, "the daemon: %s", ans.text);
+		return TRACE_DAEMON_DENIED;
+	case CTLCLIENT_DOWN:
+		snprintf(err, errlen, "the daemon is not running (no answer "
+		    "on %s)", ans.path);
+		return TRACE_DAEMON_NONE;
+	case CTLCLIENT_FAIL:
+	default:
+		buf_reset(out);
+		snprintf(err, errlen, "the daemon: %s", ans.text);
+		return TRACE_DAEMON_NONE;
+	}
 }
 
 /* Both passes over path; lines printed as they are. -1: cannot read. */
@@ -121,9 +200,11 @@ cmd_trace(int argc, char **argv)
 	struct trace_query *q;
 	struct conf *c = NULL;
 	struct buf out;
-	char err[256];
+	enum trace_daemon asked = TRACE_DAEMON_NONE;
+	char err[1024];
+	bool asked_daemon = false;
 	size_t found = 0;
-	int ch, n, status = 2;
+	int ch, status = TRACE_EXIT_USAGE, saved;
 
 	optind = 1;
 	while ((ch = getopt(argc, argv, "c:f:")) != -1) {
@@ -136,12 +217,12 @@ cmd_trace(int argc, char **argv)
 			break;
 		default:
 			trace_cli_usage();
-			return 2;
+			return TRACE_EXIT_USAGE;
 		}
 	}
 	if (argc - optind != 1) {
 		trace_cli_usage();
-		return 2;
+		return TRACE_EXIT_USAGE;
 	}
 	q = xmalloc(sizeof(*q));
 	buf_init(&out, TRACE_REPLY_MAX);
@@ -156,30 +237,48 @@ cmd_trace(int argc, char **argv)
 	if (c == NULL)
 		goto done;
 	if (file == NULL) {
-		n = trace_cli_ask_daemon(c, argv[optind], &out, err,
+		asked_daemon = true;
+		asked = trace_cli_ask_daemon(c, argv[optind], &out, err,
 		    sizeof(err));
-		if (n > 0) {
-			fwrite(out.data, 1, out.len, stdout);
-			status = 0;
+		if (asked == TRACE_DAEMON_LINES) {
+			if (fwrite(out.data, 1, out.len, stdout) != out.len ||
+			    fflush(stdout) == EOF) {
+				fprintf(stderr, "petrel: trace: cannot write "
+				    "the lines\n");
+				status = 1;
+			} else
+				status = TRACE_EXIT_OK;
 			goto done;
 		}
 		file = c->log_file;
 		if (file == NULL) {
-			fprintf(stderr, "petrel: trace: %s, and no log_file is "
-			    "configured to read instead\n", n == -1 ? err :
-			    "the daemon knows nothing of it");
+			fprintf(stderr, "petrel: trace: %s: %s, and no "
+			    "log_file is configured to read instead\n",
+			    argv[optind], err);
+			status = asked == TRACE_DAEMON_NOTHING ?
+			    TRACE_EXIT_NOTHING : asked == TRACE_DAEMON_DENIED ?
+			    TRACE_EXIT_DENIED : TRACE_EXIT_USAGE;
 			goto done;
 		}
 	}
 	if (trace_cli_read_file(file, q, &found) == -1) {
+		saved = errno;
+		/* Why the daemon did not answer first, if it was asked. */
+		if (asked_daemon)
+			fprintf(stderr, "petrel: trace: %s: %s\n",
+			    argv[optind], err);
 		fprintf(stderr, "petrel: trace: %s: %s\n", file,
-		    strerror(errno));
+		    strerror(saved));
+		status = !asked_daemon ? TRACE_EXIT_USAGE :
+		    asked == TRACE_DAEMON_NOTHING ? TRACE_EXIT_NOTHING :
+		    asked == TRACE_DAEMON_DENIED ? TRACE_EXIT_DENIED :
+		    TRACE_EXIT_USAGE;
 		goto done;
 	}
 	if (found == 0)
 		fprintf(stderr, "petrel: trace: %s: nothing in %s\n",
 		    argv[optind], file);
-	status = found > 0 ? 0 : 1;
+	status = found > 0 ? TRACE_EXIT_OK : TRACE_EXIT_NOTHING;
 done:
 	fflush(stdout);
 	buf_free(&out);

@@ -1,6 +1,6 @@
 /*
  * control.c: the control socket RUN_DIR/control, served on the event loop
- * for `petrel queue ...` and `mailq`.
+ * for `petrel queue ...`, `mailq` and `petrel trace`.
  *
  * Entry points: control_bind (as root, before the privilege drop),
  * control_new, control_free.
@@ -15,6 +15,9 @@
  *   flush-domain DOMAIN        retry now the recipients at DOMAIN
  *   delete ID | delete-all | delete-sender ADDR | delete-recipient ADDR
  *   hold ID | release ID | bounce ID
+ *   trace QUERY                a message's recent log lines, QUERY a
+ *                              queue ID or a Message-ID (with or without
+ *                              its <>), fewer than 256 bytes
  *
  * Arguments are words: "-" is the empty string (delete-sender - selects
  * the null sender <>), any byte outside '!'..'~', '%', and a word that
@@ -26,7 +29,9 @@
  *   info KEY VALUE                             (show: client, helo...)
  *   data LEN                                   (show: LEN octets of the
  *                                              message follow, then LF)
+ *   line TEXT                                  (trace: one log line)
  *   ok N TEXT                                  N messages listed or changed
+ *                                              (trace: N lines sent)
  *   err CODE TEXT                              CODE: denied, bad, notfound,
  *                                              failed, busy, shutdown
  *
@@ -34,6 +39,14 @@
  * is due, retry, active or hold; times are Unix seconds (LAST 0: never
  * tried); SENDER, ADDR, ORIG, REMOTE, REPLY and VALUE are words. Only
  * pending recipients are listed. TEXT is printable ASCII.
+ *
+ * A trace answer has the lines of the message still in the daemon's
+ * ring (daemon/trace.h: its lines, its SMTP session's, its reports'), in
+ * time order, as logged but for control bytes written '?'; then
+ * "ok N lines", or "ok N truncated ..." when the lines passed
+ * CTLPROTO_TRACE_MAX (4 MiB) bytes and only the first N were sent, or
+ * "err notfound" (nothing in the ring), or "err bad" (QUERY is neither
+ * form). The ring is searched on the work queue, not the loop.
  *
  * SECURITY: local clients only, and only those SO_PEERCRED (and
  * SO_PEERGROUPS) show to be root, the daemon's user, or in its group;
@@ -67,6 +80,7 @@
 #include <event2/event.h>
 
 #include "daemon/ctlproto.h"
+#include "daemon/trace.h"
 #include "delivery/delivery.h"
 #include "io/io.h"
 #include "lib/buf.h"
@@ -100,6 +114,7 @@ struct control {
 	struct scheduler *sched;
 	struct spool *sp;
 	struct workq *wq;
+	struct trace *trace;	/* NULL: trace requests get err failed */
 	uid_t uid;
 	gid_t gid;
 	uint64_t next_id;
@@ -114,6 +129,14 @@ struct ctl_job {
 	bool show;
 	struct scheduler_entry *entries;
 	size_t n;
+	struct buf out;		/* the answer, written by the worker */
+};
+
+/* A trace lookup, on the work queue. */
+struct ctl_trace_job {
+	struct control *ctl;
+	uint64_t conn_id;
+	char query[CTLPROTO_QUERY_MAX];
 	struct buf out;		/* the answer, written by the worker */
 };
 
@@ -171,8 +194,12 @@ control_bind(const char *run_dir, uid_t uid, gid_t gid, bool chown_it,
 		return -1;
 	}
 	umask(old);
-	if ((chown_it && chown(sun.sun_path, uid, gid) == -1) ||
-	    chmod(sun.sun_path, 0660) == -1 || listen(fd, 64) == -1) {
+	/* The mode before the owner: once the socket is the daemon user's,
+	 * root needs CAP_FOWNER to chmod it, which the systemd unit does not
+	 * grant (contrib/petrel.service). */
+	if (chmod(sun.sun_path, 0660) == -1 ||
+	    (chown_it && chown(sun.sun_path, uid, gid) == -1) ||
+	    listen(fd, 64) == -1) {
 		saved = errno;
 		close(fd);
 		unlink(sun.sun_path);
@@ -316,20 +343,27 @@ ctl_job_work(void *arg)
 		buf_printf(&job->out, "ok %zu listed\n", listed);
 }
 
+/* A whole answer made on the work queue: send it, then close. */
+static void
+ctl_send_answer(struct control *ctl, uint64_t conn_id, const struct buf *out)
+{
+	struct ctl_conn *cc = ctl_conn_find(ctl, conn_id);
+
+	if (cc == NULL)
+		return;		/* the client is gone */
+	io_write(cc->io, out->data != NULL ? out->data : "", out->len);
+	cc->closing = true;
+	io_set_deadline(cc->io, CONTROL_WRITE_TIMEOUT);
+	if (io_out_len(cc->io) == 0)
+		io_reschedule(cc->io);
+}
+
 static void
 ctl_job_done(void *arg)
 {
 	struct ctl_job *job = arg;
-	struct ctl_conn *cc = ctl_conn_find(job->ctl, job->conn_id);
 
-	if (cc != NULL) {
-		io_write(cc->io, job->out.data != NULL ? job->out.data : "",
-		    job->out.len);
-		cc->closing = true;
-		io_set_deadline(cc->io, CONTROL_WRITE_TIMEOUT);
-		if (io_out_len(cc->io) == 0)
-			io_reschedule(cc->io);
-	}
+	ctl_send_answer(job->ctl, job->conn_id, &job->out);
 	scheduler_entries_free(job->entries, job->n);
 	buf_free(&job->out);
 	free(job);
@@ -353,6 +387,84 @@ ctl_list(struct ctl_conn *cc, const char *id, bool show)
 		return;
 	}
 	workq_run(cc->ctl->wq, ctl_job_work, ctl_job_done, job);
+}
+
+/* ---- trace, on the work queue ---- */
+
+/*
+ * The ring's lines for the query, each as a "line" line, then the status.
+ * On the work queue: a full ring (20000 lines) takes some milliseconds,
+ * and trace_lookup() holds the ring's mutex only, never the loop.
+ */
+static void
+ctl_trace_work(void *arg)
+{
+	struct ctl_trace_job *job = arg;
+	struct buf lines;
+	const char *error = "", *p, *end, *nl;
+	size_t sent = 0;
+	int n;
+
+	buf_init(&lines, CTLPROTO_TRACE_MAX);
+	n = trace_lookup(job->ctl->trace, job->query, &lines, &error);
+	if (n == -1 && errno != EMSGSIZE) {
+		buf_printf(&job->out, "err bad %s\n", error);
+		buf_free(&lines);
+		return;
+	}
+	/* Each line ends in LF (a line holding an LF itself becomes two:
+	 * the answer stays one log line per "line" line). */
+	p = lines.data;
+	end = p != NULL ? p + lines.len : NULL;
+	while (p != NULL && p < end) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			nl = end;
+		if (ctlproto_trace_line_encode(&job->out, p, (size_t)(nl - p))
+		    == -1)
+			break;
+		sent++;
+		p = nl + 1;
+	}
+	buf_free(&lines);
+	if (n == -1)
+		buf_printf(&job->out, "ok %zu truncated: the answer stops at "
+		    "%u MiB; read log_file for the rest\n", sent,
+		    CTLPROTO_TRACE_MAX / (1024 * 1024));
+	else if (n == 0)
+		buf_printf(&job->out, "err notfound the daemon has no recent "
+		    "line about it\n");
+	else
+		buf_printf(&job->out, "ok %zu lines\n", sent);
+}
+
+static void
+ctl_trace_done(void *arg)
+{
+	struct ctl_trace_job *job = arg;
+
+	ctl_send_answer(job->ctl, job->conn_id, &job->out);
+	buf_free(&job->out);
+	free(job);
+}
+
+static void
+ctl_trace(struct ctl_conn *cc, const char *query)
+{
+	struct ctl_trace_job *job;
+
+	if (cc->ctl->trace == NULL) {
+		ctl_finish(cc, "err failed this daemon keeps no trace");
+		return;
+	}
+	job = xcalloc(1, sizeof(*job));
+	job->ctl = cc->ctl;
+	job->conn_id = cc->id;
+	strlcpy(job->query, query, sizeof(job->query));
+	/* The lines (CTLPROTO_TRACE_MAX), their "line " prefixes, the
+	 * status line: bounded by construction. */
+	buf_init(&job->out, SIZE_MAX / 2);
+	workq_run(cc->ctl->wq, ctl_trace_work, ctl_trace_done, job);
 }
 
 /* ---- queue changes, through the scheduler ---- */
@@ -436,6 +548,7 @@ ctl_admin(struct ctl_conn *cc, const struct ctlproto_request *req)
 		break;
 	case CTL_CMD_LIST:
 	case CTL_CMD_SHOW:
+	case CTL_CMD_TRACE:
 		fatalx("control: %d is not a queue change", req->cmd);
 	}
 	/* The answer may come during this call (ctl_finish only queues). */
@@ -467,6 +580,9 @@ ctl_request(struct ctl_conn *cc, const char *line, size_t len)
 		return;
 	case CTL_CMD_SHOW:
 		ctl_list(cc, req.arg, true);
+		return;
+	case CTL_CMD_TRACE:
+		ctl_trace(cc, req.arg);
 		return;
 	default:
 		ctl_admin(cc, &req);
@@ -612,8 +728,8 @@ ctl_accept_cb(evutil_socket_t lfd, short what, void *arg)
 
 struct control *
 control_new(struct event_base *base, int fd, const char *path,
-    struct scheduler *sched, struct spool *sp, struct workq *wq, uid_t uid,
-    gid_t gid)
+    struct scheduler *sched, struct spool *sp, struct workq *wq,
+    struct trace *trace, uid_t uid, gid_t gid)
 {
 	struct control *ctl = xcalloc(1, sizeof(*ctl));
 
@@ -623,6 +739,7 @@ control_new(struct event_base *base, int fd, const char *path,
 	ctl->sched = sched;
 	ctl->sp = sp;
 	ctl->wq = wq;
+	ctl->trace = trace;
 	ctl->uid = uid;
 	ctl->gid = gid;
 	TAILQ_INIT(&ctl->conns);

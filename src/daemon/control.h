@@ -1,6 +1,6 @@
 /*
  * control.h: the daemon's control socket, RUN_DIR/control, that the
- * `petrel queue` commands and `mailq` talk to. The protocol is described
+ * `petrel queue` commands, `mailq` and `petrel trace` talk to. The protocol is described
  * in control.c; ctlproto.h has its parser and encoders.
  */
 #ifndef PETREL_DAEMON_CONTROL_H
@@ -17,6 +17,7 @@ struct control;
 struct event_base;
 struct scheduler;
 struct spool;
+struct trace;
 struct workq;
 
 /*
@@ -34,12 +35,14 @@ int control_bind(const char *run_dir, uid_t uid, gid_t gid, bool chown_it,
  * Serve requests on fd (from control_bind(); the control owns it from
  * now on) on base. Clients are served when SO_PEERCRED says they are
  * root, uid, or in group gid (primary or supplementary); others are
- * refused and logged. Listings and message reads run on wq; queue
- * changes go through sched. path is unlinked by control_free().
+ * refused and logged. Listings, message reads and trace lookups (in
+ * trace, the daemon's ring; NULL: trace requests are refused) run on wq;
+ * queue changes go through sched. path is unlinked by control_free().
+ * trace must outlive the control.
  */
 struct control *control_new(struct event_base *base, int fd,
     const char *path, struct scheduler *sched, struct spool *sp,
-    struct workq *wq, uid_t uid, gid_t gid);
+    struct workq *wq, struct trace *trace, uid_t uid, gid_t gid);
 
 /*
  * Close the socket and every connection and remove the socket file.

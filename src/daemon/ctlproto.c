@@ -4,7 +4,8 @@
  *
  * Entry points: ctlproto_request_parse, ctlproto_request_format,
  * ctlproto_word_encode, ctlproto_word_decode, ctlproto_list_add,
- * ctlproto_msg_encode, ctlproto_list_decode, ctlproto_list_free.
+ * ctlproto_msg_encode, ctlproto_list_decode, ctlproto_list_free,
+ * ctlproto_trace_line_encode, ctlproto_trace_line_decode.
  *
  * SECURITY: ctlproto_request_parse() reads what a local client sent (the
  * daemon has checked the client's credentials, but the bytes are still
@@ -27,6 +28,7 @@ enum ctl_arg {
 	CTL_ARG_OPT_ID,		/* a queue ID, optional */
 	CTL_ARG_DOMAIN,
 	CTL_ARG_ADDR,		/* may be "" (the null sender) */
+	CTL_ARG_QUERY,		/* a trace query: not empty, bounded */
 };
 
 static const struct {
@@ -45,6 +47,7 @@ static const struct {
 	{ "hold", CTL_CMD_HOLD, CTL_ARG_ID },
 	{ "release", CTL_CMD_RELEASE, CTL_ARG_ID },
 	{ "bounce", CTL_CMD_BOUNCE, CTL_ARG_ID },
+	{ "trace", CTL_CMD_TRACE, CTL_ARG_QUERY },
 };
 
 static const char ctl_hex[] = "0123456789ABCDEF";
@@ -206,11 +209,46 @@ ctlproto_request_parse(const char *line, size_t len,
 			return -1;
 		}
 		break;
+	case CTL_ARG_QUERY:
+		if (req->arg[0] == '\0' ||
+		    strlen(req->arg) >= CTLPROTO_QUERY_MAX) {
+			*error_r = "bad trace query";
+			return -1;
+		}
+		break;
 	case CTL_ARG_ADDR:
 	case CTL_ARG_NONE:
 		break;
 	}
 	return 0;
+}
+
+int
+ctlproto_trace_line_encode(struct buf *out, const char *text, size_t len)
+{
+	size_t i, start;
+
+	if (buf_append(out, "line ", 5) == -1)
+		return -1;
+	start = out->len;
+	if (buf_append(out, text, len) == -1)
+		return -1;
+	for (i = start; i < out->len; i++) {
+		unsigned char ch = (unsigned char)out->data[i];
+
+		if ((ch < ' ' && ch != '\t') || ch == 0x7f)
+			out->data[i] = '?';
+	}
+	return buf_append(out, "\n", 1);
+}
+
+const char *
+ctlproto_trace_line_decode(const char *line, size_t *len_r)
+{
+	if (strncmp(line, "line ", 5) != 0)
+		return NULL;
+	*len_r = strlen(line + 5);
+	return line + 5;
 }
 
 int

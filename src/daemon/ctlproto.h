@@ -1,7 +1,8 @@
 /*
  * ctlproto.h: the control socket's protocol (the requests and replies that
- * src/daemon/control.c serves and `petrel queue` sends; the grammar is in
- * control.c's header), and the queue listing both sides share.
+ * src/daemon/control.c serves and `petrel queue` and `petrel trace` send;
+ * the grammar is in control.c's header), and the queue listing both sides
+ * share.
  *
  * Pure functions: no I/O, no global state; every string is bounded.
  * OWNERSHIP: a struct ctlproto_list owns its messages and their strings;
@@ -20,6 +21,9 @@
 #define CTLPROTO_LINE_MAX	1024	/* a request line, LF included */
 #define CTLPROTO_ARG_MAX	512	/* a decoded argument, NUL included */
 #define CTLPROTO_REPLY_LINE_MAX	(16 * 1024)	/* a reply line (client) */
+#define CTLPROTO_QUERY_MAX	256	/* a trace query, NUL included */
+#define CTLPROTO_TRACE_MAX	(4u * 1024 * 1024)	/* a trace answer's
+						 * log lines, at most */
 
 enum ctlproto_cmd {
 	CTL_CMD_LIST,		/* list [ID] */
@@ -33,6 +37,7 @@ enum ctlproto_cmd {
 	CTL_CMD_HOLD,		/* hold ID */
 	CTL_CMD_RELEASE,	/* release ID */
 	CTL_CMD_BOUNCE,		/* bounce ID */
+	CTL_CMD_TRACE,		/* trace QUEUE-ID|MESSAGE-ID */
 };
 
 struct ctlproto_request {
@@ -45,7 +50,9 @@ struct ctlproto_request {
  * Parse one request line (len bytes, without its LF; a CR before it is
  * refused). Returns 0, or -1 with *error_r (static text) for an unknown
  * command, a missing, extra or bad argument (a queue ID that the spool
- * could not hold, an empty domain, an encoding error).
+ * could not hold, an empty domain, a trace query of CTLPROTO_QUERY_MAX
+ * bytes or more, an encoding error). A trace query's form (queue ID or
+ * Message-ID) is checked by trace_lookup(), not here.
  */
 int ctlproto_request_parse(const char *line, size_t len,
     struct ctlproto_request *req, const char **error_r);
@@ -56,6 +63,18 @@ int ctlproto_request_format(const struct ctlproto_request *req,
 
 /* The name of a command as sent ("delete-sender"). */
 const char *ctlproto_cmd_name(enum ctlproto_cmd cmd);
+
+/*
+ * A trace answer's data line: "line TEXT", TEXT one log line as logged.
+ * ctlproto_trace_line_encode appends it for the len bytes of text (no
+ * LF), each byte below ' ' other than TAB, and DEL, written '?' so that
+ * the line stays one line. ctlproto_trace_line_decode returns the TEXT
+ * of a reply line (without its LF) and its length in *len_r, or NULL if
+ * line is not a "line" line.
+ */
+int ctlproto_trace_line_encode(struct buf *out, const char *text,
+    size_t len);
+const char *ctlproto_trace_line_decode(const char *line, size_t *len_r);
 
 /*
  * A word on the wire: "-" for the empty string; else every byte outside

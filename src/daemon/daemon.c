@@ -863,10 +863,10 @@ daemon_serve(const char *cli_path)
 	if (daemon_make_dir(root, 0755, pw ? pw->pw_uid : 0,
 	    pw ? pw->pw_gid : 0, as_root) == -1)
 		goto done;
-	/* queue control: run_dir, and the spool lock for our whole life */
-	if (daemon_make_dir(c->run_dir, 0755, pw ? pw->pw_uid : 0,
-	    pw ? pw->pw_gid : 0, as_root) == -1 ||
-	    daemon_lock_spool(&d, c, pw) == -1)
+	/* queue control: the spool lock for our whole life (run_dir, for
+	 * the control socket, is made by pickup_prepare below: mode first,
+	 * then owner, which the unit's capabilities allow in that order) */
+	if (daemon_lock_spool(&d, c, pw) == -1)
 		goto done;
 
 	if (as_root && daemon_check_key_access(c, pw) == -1)
@@ -954,7 +954,8 @@ daemon_serve(const char *cli_path)
 	smtp_server_set_msgauth(d.srv, d.dns, d.workq);
 	/* queue control: serve the control socket (owns control_fd) */
 	d.control = control_new(d.base, d.control_fd, d.control_path, d.sched,
-	    d.spool, d.workq, getuid(), pw != NULL ? pw->pw_gid : getgid());
+	    d.spool, d.workq, d.trace, getuid(),
+	    pw != NULL ? pw->pw_gid : getgid());
 
 	/* Signals before the readiness lines: a test may stop us at once. */
 	d.sigterm = evsignal_new(d.base, SIGTERM, daemon_sigcb, &d);

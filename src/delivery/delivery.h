@@ -174,8 +174,9 @@ typedef void (*scheduler_admin_cb)(void *arg, uint64_t cookie,
  * administrator" and sends the report as queue_lifetime expiry does.
  * Flush skips held messages (one named by id fails). A message another
  * command is working on fails ("try again"). Each command logs
- * "queue: OP requested: matched=N" and each change "queue: id=ID
- * status=...".
+ * "queue: OP requested matched=N" and each change "queue: deleted
+ * queue=ID (by the administrator)" (held, released, bounced), a failure
+ * "queue: OP failed queue=ID (WHY)" (docs/logging.md).
  */
 void scheduler_admin(struct scheduler *s, enum scheduler_admin_op op,
     const struct scheduler_select *sel, scheduler_admin_cb cb, void *arg,

@@ -1607,7 +1607,7 @@ scheduler_add(struct scheduler *s, const char *id,
 		if ((msg->env.rcpts[i].flags & RCPT_FLAG_HELD) != 0)
 			msg->held = true;
 	if (msg->held) {
-		log_info("queue: id=%s status=held (on hold since before the "
+		log_info("queue: held queue=%s (on hold since before the "
 		    "start)", msg->id);
 		return;
 	}
@@ -1898,21 +1898,21 @@ sched_admin_done(struct sched_job *job)
 	case SCHED_ADMIN_DELETE:
 		if (job->error == 0) {
 			msg->removed = true;
-			log_info("queue: id=%s status=deleted by the "
-			    "administrator", msg->id);
+			log_info("queue: deleted queue=%s (by the "
+			    "administrator)", msg->id);
 		}
 		break;
 	case SCHED_ADMIN_HOLD:
 		if (job->error == 0)
-			log_info("queue: id=%s status=held by the "
-			    "administrator", msg->id);
+			log_info("queue: held queue=%s (by the "
+			    "administrator)", msg->id);
 		else
 			sched_admin_set_held(msg, false);
 		break;
 	case SCHED_ADMIN_RELEASE:
 		if (job->error == 0) {
-			log_info("queue: id=%s status=released by the "
-			    "administrator", msg->id);
+			log_info("queue: released queue=%s (by the "
+			    "administrator)", msg->id);
 			for (i = 0; i < msg->env.nrcpts; i++)
 				if (msg->env.rcpts[i].status ==
 				    RCPT_STATUS_PENDING)
@@ -1928,8 +1928,8 @@ sched_admin_done(struct sched_job *job)
 	if (job->error == 0)
 		msg->dirty = false;
 	else if (job->error != ENOTSUP)
-		log_err("queue: id=%s %s failed: %s", msg->id,
-		    sched_admin_names[op], why);
+		log_err("queue: %s failed queue=%s (%s)",
+		    sched_admin_names[op], msg->id, why);
 	sched_admin_finish(msg, job->error, why);
 	if (s->closing)
 		return;		/* scheduler_free() frees the messages */
@@ -1992,8 +1992,8 @@ sched_admin_bounce(struct sched_msg *msg)
 			sched_arm(msg);
 		return;
 	}
-	log_info("queue: id=%s status=bounced by the administrator "
-	    "recipients=%zu", msg->id, n);
+	log_info("queue: bounced queue=%s recipients=%zu (by the "
+	    "administrator)", msg->id, n);
 	/* Nothing is pending any more: the hold has nothing left to do. */
 	sched_admin_set_held(msg, false);
 	msg->dirty = true;
@@ -2094,7 +2094,7 @@ scheduler_admin(struct scheduler *s, enum scheduler_admin_op op,
 	}
 	if (op == SCHED_ADMIN_FLUSH && a->res.done > 0 && s->remote != NULL)
 		remote_flush(s->remote);	/* destinations' back-offs */
-	log_info("queue: %s requested: matched=%zu", sched_admin_names[op],
+	log_info("queue: %s requested matched=%zu", sched_admin_names[op],
 	    a->res.matched);
 	sched_admin_put(a);
 }

@@ -74,8 +74,9 @@ def send(p, rcpts, body=b"Subject: queued\r\n\r\nhello\r\n", sender=SENDER):
 
 def wait_deferred(p, qid, n=1):
     wait_until(lambda: sum(1 for l in p.log_lines
-                           if "id=%s " % qid in l and "status=deferred" in l)
-               >= n, what="%s deferred" % qid)
+                           if "queue=%s " % qid in l and
+                           "status=deferred" in l) >= n,
+               what="%s deferred" % qid)
 
 
 def queue(p, *args, user=None, conf=True):
@@ -267,10 +268,14 @@ def test_hold_release_across_restart(make_petrel, peer):
     assert r.returncode == 0, r.stderr
     assert listing(p)[qid]["queue_name"] == "hold"
     assert listing(p)[qid]["recipients"][0]["waiting"] == "hold"
+    p.wait_log(r"info: queue: held queue=%s \(by the administrator\)$" %
+               qid)
     peer.rcpt_default_reply = "250 2.1.5 ok"
+    mark = p.log_mark()
     p.restart()
     # Held: not tried at start-up, nor by a flush.
-    p.wait_log(r"queue: id=%s status=held" % qid)
+    p.wait_log(r"queue: held queue=%s \(on hold since before the start\)"
+               % qid, start=mark)
     assert queue(p, "flush").returncode == 0
     r = queue(p, "flush", qid)
     assert r.returncode == 1 and b"on hold" in r.stderr
@@ -278,6 +283,8 @@ def test_hold_release_across_restart(make_petrel, peer):
     assert peer.messages == []
     r = queue(p, "release", qid)
     assert r.returncode == 0, r.stderr
+    p.wait_log(r"info: queue: released queue=%s \(by the administrator\)$"
+               % qid)
     peer.wait_messages(1)
     p.wait_queue_empty()
     r = queue(p, "release", qid)
@@ -323,6 +330,8 @@ def test_bounce(make_petrel, peer):
     wait_deferred(p, qid)
     r = queue(p, "bounce", qid)
     assert r.returncode == 0, r.stderr
+    p.wait_log(r"info: queue: bounced queue=%s recipients=1 \(by the "
+               r"administrator\)$" % qid)
     p.wait_delivered(SENDER, 1)
     [raw] = p.maildir_messages(SENDER)
     assert b"delivery cancelled by the administrator" in raw
@@ -410,8 +419,9 @@ def test_active_message_waits_for_its_round(make_petrel, peer):
     assert qid not in p.queue_ids()
     # The round ran to its end (the delayed RCPT answered, the deferral
     # recorded) before the deletion.
-    deferred = p.wait_log(r"id=%s .*attempts=2 .*status=deferred" % qid)
-    deleted = p.wait_log(r"queue: id=%s status=deleted" % qid)
+    deferred = p.wait_log(r"queue=%s .*attempts=2 .*status=deferred" % qid)
+    deleted = p.wait_log(r"queue: deleted queue=%s \(by the administrator\)"
+                         % qid)
     lines = p.log_lines
     assert lines.index(deferred.string) < lines.index(deleted.string)
 

@@ -228,7 +228,8 @@ NEEDED = {
     "setgid": r"daemon: cannot drop privileges to petrel: "
               r"Operation not permitted",
     "chown": r"daemon: cannot chown \S+/spool: Operation not permitted",
-    "dac_override": r"daemon: TLS: \S+/spool: Permission denied",
+    # root opening the spool lock in the daemon user's 0700 spool
+    "dac_override": r"daemon: cannot lock \S+/spool/lock: Permission denied",
 }
 
 

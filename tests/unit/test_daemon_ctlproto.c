@@ -1,6 +1,7 @@
 /*
  * test_daemon_ctlproto.c: the control protocol (requests, words, listing
- * lines) and the mailq formatters (Postfix's text layout, JSON lines).
+ * lines, trace lines) and the mailq formatters (Postfix's text layout,
+ * JSON lines).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -49,6 +50,14 @@ static const struct {
 	{ "list\r", -1, 0, NULL, "bad byte in request" },
 	{ "delete 0123456789ABCDEF", 0, CTL_CMD_DELETE, "0123456789ABCDEF",
 	    NULL },
+	{ "trace 0123456789ABCDEF", 0, CTL_CMD_TRACE, "0123456789ABCDEF",
+	    NULL },
+	{ "trace <a%25b@example.org>", 0, CTL_CMD_TRACE, "<a%b@example.org>",
+	    NULL },
+	{ "trace", -1, 0, NULL, "missing argument" },
+	{ "trace -", -1, 0, NULL, "bad trace query" },
+	{ "trace a b", -1, 0, NULL, "bad argument" },
+	{ "trace %0A", 0, CTL_CMD_TRACE, "\n", NULL },	/* trace_lookup's */
 };
 
 static void
@@ -129,6 +138,85 @@ test_request_round_trip(void **state)
 			fail_msg("got \"%s\", want \"%s\"", back.arg, args[i]);
 		buf_free(&b);
 	}
+}
+
+/* A query of CTLPROTO_QUERY_MAX - 1 bytes goes; one byte more does not. */
+static void
+test_request_trace_bound(void **state)
+{
+	char line[CTLPROTO_QUERY_MAX + 16];
+	struct ctlproto_request req, back;
+	struct buf b;
+	const char *error;
+
+	(void)state;
+	memcpy(line, "trace ", 6);
+	memset(line + 6, 'A', CTLPROTO_QUERY_MAX);
+	assert_int_equal(ctlproto_request_parse(line,
+	    6 + CTLPROTO_QUERY_MAX - 1, &req, &error), 0);
+	assert_int_equal(req.cmd, CTL_CMD_TRACE);
+	assert_int_equal(strlen(req.arg), CTLPROTO_QUERY_MAX - 1);
+	assert_int_equal(ctlproto_request_parse(line, 6 + CTLPROTO_QUERY_MAX,
+	    &req, &error), -1);
+	assert_string_equal(error, "bad trace query");
+
+	/* What `petrel trace` sends comes back as it was. */
+	memset(&req, 0, sizeof(req));
+	req.cmd = CTL_CMD_TRACE;
+	req.has_arg = true;
+	strlcpy(req.arg, "<50% off@example.org>", sizeof(req.arg));
+	buf_init(&b, CTLPROTO_LINE_MAX);
+	assert_int_equal(ctlproto_request_format(&req, &b), 0);
+	assert_string_equal(b.data, "trace <50%25%20off@example.org>\n");
+	assert_int_equal(ctlproto_request_parse(b.data, b.len - 1, &back,
+	    &error), 0);
+	assert_int_equal(back.cmd, CTL_CMD_TRACE);
+	assert_string_equal(back.arg, req.arg);
+	assert_string_equal(ctlproto_cmd_name(CTL_CMD_TRACE), "trace");
+	buf_free(&b);
+}
+
+/* The answer's "line TEXT" lines: one line each, control bytes '?'. */
+static void
+test_trace_lines(void **state)
+{
+	static const char logged[] = "2026-11-29T10:24:35.184Z petrel[1]: "
+	    "info: smtp: queued queue=1K1CYSJ5AGPA5Z9J reply=\"250 ok\"";
+	struct buf b;
+	const char *text;
+	size_t len;
+
+	(void)state;
+	buf_init(&b, 4096);
+	assert_int_equal(ctlproto_trace_line_encode(&b, logged,
+	    strlen(logged)), 0);
+	assert_int_equal(b.len, 5 + strlen(logged) + 1);
+	assert_int_equal(b.data[b.len - 1], '\n');
+	b.data[--b.len] = '\0';
+	text = ctlproto_trace_line_decode(b.data, &len);
+	assert_non_null(text);
+	assert_int_equal(len, strlen(logged));
+	assert_memory_equal(text, logged, len);
+	buf_free(&b);
+
+	/* An LF, CR, NUL or DEL inside cannot split or spoil the line. */
+	buf_init(&b, 4096);
+	assert_int_equal(ctlproto_trace_line_encode(&b, "a\nb\rc\0d\x7f\te",
+	    10), 0);
+	assert_string_equal(b.data, "line a?b?c?d?\te\n");
+	buf_free(&b);
+
+	/* A bounded buffer: -1, never a cut line. */
+	buf_init(&b, 8);
+	assert_int_equal(ctlproto_trace_line_encode(&b, logged,
+	    strlen(logged)), -1);
+	buf_free(&b);
+
+	assert_null(ctlproto_trace_line_decode("ok 1 lines", &len));
+	assert_null(ctlproto_trace_line_decode("lines x", &len));
+	text = ctlproto_trace_line_decode("line ", &len);
+	assert_non_null(text);
+	assert_int_equal(len, 0);
 }
 
 static void
@@ -353,6 +441,8 @@ main(void)
 		cmocka_unit_test(test_request_parse),
 		cmocka_unit_test(test_request_too_long),
 		cmocka_unit_test(test_request_round_trip),
+		cmocka_unit_test(test_request_trace_bound),
+		cmocka_unit_test(test_trace_lines),
 		cmocka_unit_test(test_mailq_text),
 		cmocka_unit_test(test_mailq_control_bytes),
 		cmocka_unit_test(test_json),
