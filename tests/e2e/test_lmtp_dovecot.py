@@ -207,8 +207,10 @@ def mail_files(dv, user):
 
 
 def wait_status(p, qid, rcpt, status, start=0):
-    return p.wait_log(r"delivery: id=%s to=<%s> relay=(\S+) mailbox=(\S+) "
-                      r".*status=%s reply=\"([^\"]*)\"" %
+    """A recipient's result line (docs/logging.md, delivery: rcpt): the
+    groups are the relay, the mailbox and the reply."""
+    return p.wait_log(r"delivery: rcpt queue=%s to=<%s> relay=(\S+) "
+                      r"mailbox=(\S+) .*status=%s \((.*)\)$" %
                       (re.escape(qid), re.escape(rcpt), status),
                       timeout=60, start=start)
 
@@ -269,12 +271,14 @@ def test_lmtp_quota_full_bounces_552(make_petrel, dv):
         ok.group(0)
     assert bad.group(3) == ("552 5.2.2 <bob@example.test> Quota exceeded "
                             "(mailbox for user is full)"), bad.group(0)
-    tx = p.wait_log(r"remote: id=%s relay=%s tls=\"none\" accepted=1/2 "
-                    % (re.escape(qid), re.escape(dv.lmtp_socket)))
+    tx = p.wait_log(r"remote: transaction queue=%s relay=%s tls=\"none\" "
+                    r"accepted=1/2 " % (re.escape(qid),
+                                        re.escape(dv.lmtp_socket)))
     assert tx
     # The bounce goes to alice, over LMTP too.
-    rep = p.wait_log(r"delivery: id=%s report=failure to=<alice@example."
-                     r"test> dsn_id=(\S+)" % re.escape(qid), timeout=60)
+    rep = p.wait_log(r"delivery: report queue=%s report_queue=(\S+) "
+                     r"report=failure to=<alice@example\.test>"
+                     % re.escape(qid), timeout=60)
     wait_status(p, rep.group(1), "alice@example.test", "sent")
     p.wait_queue_empty()
     assert mail_files(dv, "bob@example.test") == []
@@ -310,8 +314,8 @@ def test_lmtp_quota_full_tempfail_defers_452(make_petrel, dv):
         later.group(0)
     # The queue keeps the message for carol (alice's copy recorded as
     # delivered: the file is updated, not removed).
-    p.wait_log(r"remote: id=%s relay=%s tls=\"none\" accepted=1/2 "
-               % (re.escape(qid), re.escape(dv.lmtp_socket)))
+    p.wait_log(r"remote: transaction queue=%s relay=%s tls=\"none\" "
+               r"accepted=1/2 " % (re.escape(qid), re.escape(dv.lmtp_socket)))
     assert p.queue_ids() == [qid]
     path = os.path.join(p.spool, "queue", qid)
     wait_until(lambda: b"452 4.2.2 <carol@example.test>" in
@@ -339,10 +343,9 @@ def test_lmtp_dovecot_down_then_back(make_petrel, dv):
     # No socket at all (as after a reboot, /run being empty).
     mark = p.log_mark()
     os.unlink(dv.lmtp_socket)
-    m = p.wait_log(r"delivery: id=%s to=<alice@example.test> .*"
-                   r"status=deferred reply=\"451 4\.4\.1 [^\"]*No such "
-                   r"file or directory" % re.escape(qid), timeout=60,
-                   start=mark)
+    m = p.wait_log(r"delivery: rcpt queue=%s to=<alice@example.test> .*"
+                   r"status=deferred \(451 4\.4\.1 .*No such file or "
+                   r"directory" % re.escape(qid), timeout=60, start=mark)
     assert dv.lmtp_socket in m.group(0)
     assert p.queue_ids() == [qid]
     for fn in mail_files(dv, "alice@example.test"):
