@@ -9,10 +9,11 @@
  *   petrel queue hold|release|bounce [-c FILE] ID
  *
  * The configuration gives run_dir (the socket is RUN_DIR/control, spoken
- * to through cli/ctlclient.c), spool and user. With no daemon running (no socket answers and SPOOL/lock is
- * free), list and delete work on the spool directly, holding the spool
- * lock so that a daemon starting meanwhile waits; the other commands say
- * that the daemon is not running.
+ * to through cli/ctlclient.c), spool and user. With no daemon running
+ * (no socket answers and SPOOL/lock is free), list and delete work on the
+ * spool directly, holding the spool lock so that a daemon starting
+ * meanwhile waits; the other commands say that the daemon is not
+ * running.
  *
  * Exit status: 0 done; 1 refused or failed (no such message, on hold,
  * I/O error, a malformed answer); 2 usage or configuration error; 3 the

@@ -1,7 +1,8 @@
 /*
  * control.h: the daemon's control socket, RUN_DIR/control, that the
- * `petrel queue` commands, `mailq` and `petrel trace` talk to. The protocol is described
- * in control.c; ctlproto.h has its parser and encoders.
+ * `petrel queue` commands, `mailq` and `petrel trace` talk to. The
+ * protocol is described in control.c; ctlproto.h has its parser and
+ * encoders.
  */
 #ifndef PETREL_DAEMON_CONTROL_H
 #define PETREL_DAEMON_CONTROL_H
