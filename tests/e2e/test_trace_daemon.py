@@ -13,6 +13,7 @@ daemon's user or in its group are refused, as for `petrel queue`.
 import os
 import pwd
 import re
+import socket
 import subprocess
 
 from harness import PETREL_BIN
@@ -192,3 +193,39 @@ def test_trace_refused(make_petrel):
     r = trace(p, q, user="petrel")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == want
+
+
+def control(p, request):
+    """One raw request on the control socket: the whole answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect(os.path.join(p.tmpdir, "run", "control"))
+        s.sendall(request)
+        out = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return out
+            out += b
+
+
+def test_trace_wire(make_petrel):
+    """The answer as sent (control.c): a "line" line per log line, then
+    "ok N lines"; a query of neither form and nothing known are errors."""
+    p = make_petrel()
+    q = send(p, ["bob@example.test"], body("wire.1@example.test"))
+    p.wait_log(r"delivery: removed queue=%s " % q)
+    want = story(p.log_lines, q)
+    got = control(p, b"trace %s\n" % q.encode()).decode().split("\n")
+    assert got[-1] == ""
+    assert got[-2] == "ok %d lines" % len(want), got[-3:]
+    assert got[:-2] == ["line " + l for l in want]
+    got = control(p, b"trace %3Cwire.1@example.test%3E\n").decode()
+    assert got.endswith("\nok %d lines\n" % len(want)), got[-200:]
+    assert control(p, b"trace %0A\n") == (
+        b"err bad not a queue ID (letters and digits) or a Message-ID "
+        b"(<local@domain>)\n")
+    assert control(p, b"trace -\n") == b"err bad bad trace query\n"
+    assert control(p, b"trace\n") == b"err bad missing argument\n"
+    assert control(p, b"trace 1K1CWTRB6T0BBCEX\n") == \
+        b"err notfound the daemon has no recent line about it\n"
