@@ -146,7 +146,7 @@ metrics_is_name(const char *s, bool colon)
 	return true;
 }
 
-/* UTF-8 without control characters. */
+/* UTF-8 without control characters but newline (which is escaped). */
 static bool
 metrics_is_text(const char *s)
 {
@@ -154,7 +154,8 @@ metrics_is_text(const char *s)
 
 	while (*s != '\0') {
 		if ((unsigned char)*s < 0x80) {
-			if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			if (((unsigned char)*s < 0x20 && *s != '\n') ||
+			    *s == 0x7f)
 				return false;
 			s++;
 		} else if ((n = utf8_seq_len(s)) == 0)

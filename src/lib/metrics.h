@@ -71,8 +71,9 @@ double metrics_get_sum(const struct metric *m, size_t series);
  * Is m well defined: a valid metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), a
  * counter's ending in _total, a valid label name (not reserved: "__*",
  * and "le" on a histogram), at most METRICS_SERIES_MAX distinct values
- * that are valid UTF-8 without control characters, ascending finite
- * bounds? Returns true, or false with *error_r set (static text).
+ * that are valid UTF-8 without control characters other than newline,
+ * ascending finite bounds? Returns true, or false with *error_r set
+ * (static text). metrics_format() leaves out a metric that fails.
  */
 bool metrics_check(const struct metric *m, const char **error_r);
 
