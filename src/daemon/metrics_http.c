@@ -75,6 +75,8 @@
 #define METRICS_HTTP_HEAD_MAX		8192	/* request line + fields */
 #define METRICS_HTTP_READ_TIMEOUT	10	/* seconds to send the head */
 #define METRICS_HTTP_WRITE_TIMEOUT	30	/* seconds to read the answer */
+#define METRICS_HTTP_LINGER		2	/* seconds to drain after an
+						 * error answer */
 #define METRICS_HTTP_BODY_MAX		(4 * 1024 * 1024)
 #define METRICS_HTTP_PATH		"/metrics"
 #define METRICS_HTTP_CONTENT_TYPE	"text/plain; version=0.0.4; " \
@@ -88,6 +90,8 @@ struct mh_conn {
 	bool head_request;	/* HEAD: no body */
 	int status;		/* decided by the request line, 0 before */
 	bool closing;		/* answered: free once written */
+	bool linger;		/* an error: drain the input before closing */
+	bool lingering;		/* answer written: draining until EOF */
 };
 
 struct metrics_http {
@@ -405,10 +409,33 @@ mh_answer(struct mh_conn *cc, int status)
 		io_write(cc->io, body.data, body.len);
 	buf_free(&body);
 	cc->closing = true;
-	io_pause_read(cc->io);
+	cc->linger = status != 200;
+	io_in_drain(cc->io, io_in_len(cc->io));
 	io_set_deadline(cc->io, METRICS_HTTP_WRITE_TIMEOUT);
 	if (io_out_len(cc->io) == 0)
 		io_reschedule(cc->io);
+}
+
+/*
+ * The answer is written: close. After an error the client may still be
+ * sending (an oversized head): a close with unread input makes the kernel
+ * send a reset, which can destroy the answer before the client reads it.
+ * So drain until the client closes, at most METRICS_HTTP_LINGER seconds
+ * (RFC 9112 9.6, "lingering close").
+ */
+static void
+mh_written(struct mh_conn *cc)
+{
+	if (io_out_len(cc->io) != 0)
+		return;
+	if (!cc->linger) {
+		mh_conn_free(cc);
+		return;
+	}
+	if (!cc->lingering) {
+		cc->lingering = true;
+		io_set_deadline(cc->io, METRICS_HTTP_LINGER);
+	}
 }
 
 /*
@@ -492,18 +519,15 @@ mh_conn_cb(struct io *io, enum io_event ev, void *arg)
 	switch (ev) {
 	case IO_DATAIN:
 		if (cc->closing) {
-			if (io_out_len(cc->io) == 0) {
-				mh_conn_free(cc);
-				return;
-			}
 			io_in_drain(cc->io, io_in_len(cc->io));
+			mh_written(cc);
 			return;
 		}
 		mh_read(cc);
 		return;
 	case IO_LOWAT:
-		if (cc->closing && io_out_len(cc->io) == 0)
-			mh_conn_free(cc);
+		if (cc->closing)
+			mh_written(cc);
 		return;
 	case IO_TIMEOUT:
 	case IO_DISCONNECTED:
