@@ -10,6 +10,9 @@
  * its whole life: a second daemon on the spool is refused) and binds the
  * control socket RUN_DIR/control as root (src/daemon/control.c).
  *
+ * Metrics (issue 6): with `metrics ADDR:PORT`, serve binds that port as
+ * root too and serves GET /metrics on the loop (src/daemon/metrics_http.c).
+ *
  * SECURITY: runs as root only until the listeners are bound; afterwards as
  * conf->user (default petrel). Staying root needs an explicit `user root`.
  * OWNERSHIP: owns the event base, spool, scheduler, SMTP server, spool
