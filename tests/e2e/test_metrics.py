@@ -9,10 +9,13 @@ and after the traffic and compared: exact differences, never absolute
 values (and never timings).
 """
 
+import base64
 import http.client
-import os
+import smtplib
 import socket
+import ssl
 import subprocess
+import warnings
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -134,7 +137,7 @@ def test_queue_gauges_and_tls(make_petrel):
                                "client_timeout_connect 2s\n" % dead)
     before, _ = samples(port)
     with p.smtp() as s:
-        s.starttls(context=__import__("ssl")._create_unverified_context())
+        s.starttls(context=ssl._create_unverified_context())
         s.ehlo()
         s.sendmail("alice@example.test",
                    ["x@remote.example", "y@remote.example"], BODY)
@@ -148,6 +151,46 @@ def test_queue_gauges_and_tls(make_petrel):
     assert (val(after, "petrel_smtp_tls_handshakes_total", result="ok") -
             val(before, "petrel_smtp_tls_handshakes_total",
                 result="ok")) == 1
+
+
+def _sha512(password):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
+
+
+def _plain(password):
+    return base64.b64encode(b"\0alice@example.test\0" +
+                            password.encode()).decode()
+
+
+def test_auth_results(make_petrel):
+    sub = free_port()
+    p, port = start(make_petrel,
+                    listen=["127.0.0.1:%d mx" % free_port(),
+                            "127.0.0.1:%d submission" % sub],
+                    users={"alice@example.test": _sha512("right-pw")},
+                    extra_conf="auth_fail_delay 0\n")
+    before, _ = samples(port)
+    s = smtplib.SMTP("127.0.0.1", sub, timeout=30)
+    try:
+        s.starttls(context=ssl._create_unverified_context())
+        s.ehlo()
+        # One AUTH each (smtplib's login() would try every mechanism).
+        assert s.docmd("AUTH", "PLAIN " + _plain("wrong-pw"))[0] == 535
+        assert s.docmd("AUTH", "PLAIN " + _plain("right-pw"))[0] == 235
+    finally:
+        s.quit()
+    after, _ = samples(port)
+
+    def rose(name, **labels):
+        return val(after, name, **labels) - val(before, name, **labels)
+
+    assert rose("petrel_smtp_auth_total", result="success") == 1
+    assert rose("petrel_smtp_auth_total", result="failure") == 1
+    assert rose("petrel_smtp_connections_total", role="submission") == 1
+    assert rose("petrel_smtp_tls_handshakes_total", result="ok") == 1
 
 
 def test_msgauth_verdicts(make_petrel):
