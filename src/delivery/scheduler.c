@@ -347,10 +347,10 @@ sched_apply(struct sched_msg *msg, size_t i, const struct remote_result *res)
 			/* Nothing from us: the file must say so, or a
 			 * restart takes the notice as owed (scheduler_add). */
 			r->flags |= RCPT_FLAG_NOTIFIED;
-		s->stats.delivered++;
 		/* issue 6: metrics */
 		delivery_metrics_delivered(r->kind == RCPT_KIND_LOCAL,
 		    now > sched_arrival(msg) ? now - sched_arrival(msg) : 0);
+		s->stats.delivered++;
 		sched_log(msg, r, res->relay, "sent");
 		return;
 	}

@@ -1983,8 +1983,8 @@ smtp_auth_failed(struct smtp_session *s)
 
 	if (user == NULL)
 		user = "";
-	s->auth_failures++;
 	smtp_metrics_auth_failed();	/* issue 6: metrics */
+	s->auth_failures++;
 	log_info("smtp: auth failed client=%s user=%s session=%016llx "
 	    "mech=%s failures=%u", s->addr,
 	    smtp_log_user(esc, sizeof(esc), user),
