@@ -50,6 +50,7 @@ python3-dkim
 python3-spf
 python3-yaml
 python3-authres
+python3-prometheus-client
 groff-base
 man-db
 logrotate

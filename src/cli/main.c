@@ -27,6 +27,7 @@
 
 #include "conf/conf.h"
 #include "daemon/daemon.h"
+#include "daemon/metrics_http.h"
 #include "delivery/lmtp.h"
 #include "lib/log.h"
 #include "policy/policy.h"
@@ -137,6 +138,13 @@ cmd_check_config(const char *conf_path)
 		    lc == LMTP_CHECK_WARN ? "warning: " : "", err);
 	if (lc == LMTP_CHECK_ERROR)
 		rc = 1;
+	/* issue 6: a metrics endpoint off loopback has no authentication */
+	if (c->metrics != NULL && !metrics_http_is_loopback(c->metrics))
+		fprintf(stderr, "%s: warning: metrics %s is not a loopback "
+		    "address: anyone who can reach it reads the counters; "
+		    "keep it on a private network or firewall it\n",
+		    path != NULL ? path : "built-in default",
+		    c->metrics->text);
 	if (rc == 0)
 		printf("%s: configuration is valid (%s)\n",
 		    path != NULL ? path : "built-in default", source);

@@ -165,6 +165,8 @@ static int conf_set_deliver(struct conf_parser *,
     const struct conf_directive *, char **);
 static int conf_set_log(struct conf_parser *,
     const struct conf_directive *, char **);
+static int conf_set_metrics(struct conf_parser *,
+    const struct conf_directive *, char **);
 
 #define KIB	((uint64_t)1024)
 #define MIB	(KIB * 1024)
@@ -275,6 +277,8 @@ static const struct conf_directive directives[] = {
 	    0, 0, 0, 0, 0 },
 	{ "quarantine_folder", 1, 1, false, conf_set_quarantine_folder,
 	    0, 0, 0, 0, 0 },
+	/* issue 6: the Prometheus endpoint (src/daemon/metrics_http.c). */
+	{ "metrics", 1, 1, false, conf_set_metrics, 0, 0, 0, 0, 0 },
 };
 
 static const struct conf_directive *
@@ -613,6 +617,55 @@ conf_add_listen(struct conf_parser *p, const struct conf_directive *d,
 	c->listen[c->nlisten] = l;
 	p->listen_lines[c->nlisten] = p->line;
 	c->nlisten++;
+	return 0;
+}
+
+/*
+ * issue 6: `metrics ADDR:PORT`, a numeric address as `listen` takes
+ * (IPv6 in brackets). Served over plain HTTP without authentication:
+ * docs/configuration.md says to keep it on loopback or a private network.
+ */
+static int
+conf_set_metrics(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	struct conf_listen l;
+	char esc[CONF_ESCAPED_MAX];
+	const char *error;
+	uint8_t addr[16];
+	int family;
+
+	memset(&l, 0, sizeof(l));
+	if (strlcpy(l.text, args[0], sizeof(l.text)) >= sizeof(l.text)) {
+		conf_parser_error(p, "%s: address too long \"%s\"", d->name,
+		    conf_escape(esc, sizeof(esc), args[0]));
+		return -1;
+	}
+	if (conf_parse_hostport(args[0], false, l.host, sizeof(l.host),
+	    &family, addr, &l.port, &error) == -1) {
+		conf_parser_error(p, "%s: bad address \"%s\": %s", d->name,
+		    conf_escape(esc, sizeof(esc), args[0]), error);
+		return -1;
+	}
+	if (family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&l.addr;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)l.port);
+		memcpy(&sin->sin_addr, addr, 4);
+		l.addrlen = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&l.addr;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)l.port);
+		memcpy(&sin6->sin6_addr, addr, 16);
+		l.addrlen = sizeof(*sin6);
+	}
+	l.role = CONF_ROLE_MX;	/* unused */
+	free(p->c->metrics);
+	p->c->metrics = xmalloc(sizeof(l));
+	*p->c->metrics = l;
 	return 0;
 }
 
@@ -1665,6 +1718,7 @@ conf_free(struct conf *c)
 	free(c->aliases);
 	free(c->user);
 	free(c->listen);
+	free(c->metrics);
 	for (i = 0; i < c->ndomains; i++)
 		free(c->domains[i]);
 	free(c->domains);

@@ -123,6 +123,8 @@ struct conf {
 
 	struct conf_listen *listen;
 	size_t nlisten;
+	struct conf_listen *metrics;	/* issue 6: `metrics ADDR:PORT`, the
+					 * Prometheus endpoint; NULL: off */
 	char **domains;		/* lower-case; never empty after
 				 * conf_load(): the host name if the file
 				 * has no `domain` line */

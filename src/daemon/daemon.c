@@ -10,6 +10,9 @@
  * its whole life: a second daemon on the spool is refused) and binds the
  * control socket RUN_DIR/control as root (src/daemon/control.c).
  *
+ * Metrics (issue 6): with `metrics ADDR:PORT`, serve binds that port as
+ * root too and serves GET /metrics on the loop (src/daemon/metrics_http.c).
+ *
  * SECURITY: runs as root only until the listeners are bound; afterwards as
  * conf->user (default petrel). Staying root needs an explicit `user root`.
  * OWNERSHIP: owns the event base, spool, scheduler, SMTP server, spool
@@ -43,6 +46,7 @@
 #include "daemon/control.h"
 #include "daemon/daemon_log.h"	/* issue 6: log, log_file, trace */
 #include "daemon/trace.h"
+#include "daemon/metrics_http.h"
 #include "delivery/delivery.h"
 #include "dns/dns.h"
 #include "lib/log.h"
@@ -77,6 +81,9 @@ struct daemon {
 	char control_path[256];
 	struct control *control;
 	struct trace *trace;		/* issue 6: recent per-message lines */
+	/* issue 6: the Prometheus endpoint (`metrics`), bound as root */
+	int metrics_fd;
+	struct metrics_http *metrics;
 };
 
 static void
@@ -682,6 +689,11 @@ daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 		if (!daemon_same_listeners(d->rt->conf, c))
 			log_warn("config: listen changed; the listeners stay "
 			    "as they are until a restart");
+		if ((d->rt->conf->metrics == NULL) != (c->metrics == NULL) ||
+		    (c->metrics != NULL && strcmp(d->rt->conf->metrics->text,
+		    c->metrics->text) != 0))	/* issue 6: metrics */
+			log_warn("config: metrics changed; the endpoint stays "
+			    "as it is until a restart");
 		if (!daemon_same_dns(d->rt->conf, c))
 			log_warn("config: dns or dnssec changed; the resolver "
 			    "keeps its settings until a restart");
@@ -752,6 +764,11 @@ daemon_hupcb(evutil_socket_t sig, short what, void *arg)
 static void
 daemon_teardown(struct daemon *d)
 {
+	/* issue 6: metrics, first: it reads the server and scheduler */
+	if (d->metrics != NULL)
+		metrics_http_free(d->metrics);
+	else if (d->metrics_fd != -1)
+		close(d->metrics_fd);
 	pickup_stop(d->pickup);		/* issue 6 */
 	scheduler_stop(d->sched);
 	if (d->spool != NULL)
@@ -808,6 +825,7 @@ daemon_serve(const char *cli_path)
 	memset(&d, 0, sizeof(d));
 	d.cli_path = cli_path;
 	d.lock_fd = d.control_fd = -1;
+	d.metrics_fd = -1;	/* issue 6: metrics */
 	if (daemon_load_config(cli_path, &c, &t, 0) == -1)
 		return 1;
 	/* From here on the runtime owns c and t. */
@@ -911,6 +929,21 @@ daemon_serve(const char *cli_path)
 			goto done;
 		}
 	}
+	/* issue 6: the metrics endpoint, bound as root like the others */
+	if (c->metrics != NULL) {
+		char err[512];
+
+		if ((d.metrics_fd = metrics_http_bind(c->metrics, err,
+		    sizeof(err))) == -1) {
+			log_err("daemon: %s", err);
+			goto done;
+		}
+		if (!metrics_http_is_loopback(c->metrics))
+			log_warn("daemon: metrics %s is not a loopback "
+			    "address: anyone who reaches it reads the "
+			    "counters (keep it on a private network)",
+			    c->metrics->text);
+	}
 	if (as_root && pw->pw_uid != 0 && daemon_drop(pw) == -1)
 		goto done;
 
@@ -956,6 +989,19 @@ daemon_serve(const char *cli_path)
 	d.control = control_new(d.base, d.control_fd, d.control_path, d.sched,
 	    d.spool, d.workq, d.trace, getuid(),
 	    pw != NULL ? pw->pw_gid : getgid());
+	/* issue 6: serve the metrics endpoint (owns metrics_fd) */
+	if (d.metrics_fd != -1) {
+		struct metrics_sources ms = { d.spool, d.sched, d.srv };
+		const char *mname, *merr;
+
+		if (!metrics_http_check_all(&mname, &merr))
+			log_err("daemon: metric %s is badly defined (%s): "
+			    "left out", mname, merr);
+		d.metrics = metrics_http_new(d.base, d.metrics_fd,
+		    c->metrics->text, &ms);
+		log_info("listening metrics=%s path=/metrics",
+		    c->metrics->text);
+	}
 
 	/* Signals before the readiness lines: a test may stop us at once. */
 	d.sigterm = evsignal_new(d.base, SIGTERM, daemon_sigcb, &d);

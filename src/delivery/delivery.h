@@ -134,6 +134,19 @@ void scheduler_free(struct scheduler *s);
 void scheduler_get_stats(const struct scheduler *s,
     struct scheduler_stats *st);
 
+/*
+ * issue 6 (metrics): the queue now, walked on the loop thread (one pass
+ * over the messages in memory; no file is read).
+ */
+struct scheduler_queue {
+	uint64_t messages;	/* queued messages, held ones included */
+	uint64_t held;
+	uint64_t recipients;	/* pending recipients */
+	uint64_t oldest_arrival;	/* unix seconds; 0 when empty */
+};
+void scheduler_get_queue(const struct scheduler *s,
+    struct scheduler_queue *q);
+
 /* ---- Queue commands (src/daemon/control.c), on the loop thread ---- */
 
 enum scheduler_admin_op {

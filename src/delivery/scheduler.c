@@ -71,6 +71,7 @@
 
 #include "conf/conf.h"
 #include "delivery/lmtp.h"
+#include "delivery/metrics.h"
 #include "delivery/remote.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -347,6 +348,9 @@ sched_apply(struct sched_msg *msg, size_t i, const struct remote_result *res)
 			/* Nothing from us: the file must say so, or a
 			 * restart takes the notice as owed (scheduler_add). */
 			r->flags |= RCPT_FLAG_NOTIFIED;
+		/* issue 6: metrics */
+		delivery_metrics_delivered(r->kind == RCPT_KIND_LOCAL,
+		    now > sched_arrival(msg) ? now - sched_arrival(msg) : 0);
 		s->stats.delivered++;
 		sched_log(msg, r, res->relay, "sent");
 		return;
@@ -1721,6 +1725,29 @@ void
 scheduler_get_stats(const struct scheduler *s, struct scheduler_stats *st)
 {
 	*st = s->stats;
+}
+
+/* issue 6: metrics (the petrel_queue_* gauges). */
+void
+scheduler_get_queue(const struct scheduler *s, struct scheduler_queue *q)
+{
+	const struct sched_msg *msg;
+	size_t i;
+
+	memset(q, 0, sizeof(*q));
+	TAILQ_FOREACH(msg, &s->msgs, entry) {
+		if (msg->removed)
+			continue;
+		q->messages++;
+		if (msg->held)
+			q->held++;
+		if (q->oldest_arrival == 0 ||
+		    sched_arrival(msg) < q->oldest_arrival)
+			q->oldest_arrival = sched_arrival(msg);
+		for (i = 0; i < msg->env.nrcpts; i++)
+			if (msg->env.rcpts[i].status == RCPT_STATUS_PENDING)
+				q->recipients++;
+	}
 }
 
 /* ---- queue commands (the control socket) ---- */

@@ -44,6 +44,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "msgauth/authres.h"
+#include "msgauth/metrics.h"
 
 /* One SPF check and its outcome, kept. */
 struct msgauth_spf {
@@ -755,6 +756,7 @@ msgauth_finish(struct msgauth_check *c)
 		r->disposition = MSGAUTH_ACCEPT;
 		break;
 	}
+	msgauth_metrics_count(r);	/* issue 6: metrics */
 	c->done_fire = true;
 	msgauth_wake(c);
 }

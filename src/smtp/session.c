@@ -63,6 +63,7 @@
 #include "sasl/sasl.h"
 #include "tls/tls.h"
 #include "smtp/data.h"
+#include "smtp/metrics.h"
 #include "smtp/parse.h"
 #include "smtp/reply.h"
 #include "smtp/smtp_private.h"
@@ -378,6 +379,7 @@ smtp_reply(struct smtp_session *s, enum reply_id id, const char *arg)
 	const char *p = strstr(r->text, "%s");
 	char text[600];
 
+	smtp_metrics_reply(s->listener.role, id);	/* issue 6: metrics */
 	if (p != NULL)
 		snprintf(text, sizeof(text), "%.*s%s%s", (int)(p - r->text),
 		    r->text, arg != NULL ? arg : "", p + 2);
@@ -507,6 +509,7 @@ smtp_session_new(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 	s->rt = smtp_runtime_ref(srv->rt);
 	s->id = srv->next_id++;
 	s->listener = *l;
+	smtp_metrics_connection(l->role);	/* issue 6: metrics */
 	if (family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const void *)sa;
 
@@ -621,6 +624,7 @@ smtp_tls_done(struct io *io, int error, void *arg)
 	struct smtp_session *s = arg;
 	char proto[32], *cipher;
 
+	smtp_metrics_tls(error == 0);	/* issue 6: metrics */
 	if (error != 0) {
 		char esc[200];
 		const char *why = io_tls_error(io);
@@ -1983,6 +1987,7 @@ smtp_auth_failed(struct smtp_session *s)
 
 	if (user == NULL)
 		user = "";
+	smtp_metrics_auth_failed();	/* issue 6: metrics */
 	s->auth_failures++;
 	log_info("smtp: auth failed client=%s user=%s session=%016llx "
 	    "mech=%s failures=%u", s->addr,
