@@ -507,7 +507,11 @@ def test_live_postfix_same_shapes(make_petrel, peer, tmp_path):
         msgs, cur = [], None
         for line in lines[1:]:
             if ID_LINE.match(line):
-                cur = [("id", ID_LINE.match(line).group("st"))]
+                # "*" (a delivery running now) is a moment in Postfix's
+                # retry cycle, not a shape: seen once in CI, where the
+                # capture caught Postfix retrying. Held ("!") stays.
+                st = ID_LINE.match(line).group("st").replace("*", "")
+                cur = [("id", st)]
                 msgs.append(cur)
             elif REASON_LINE.match(line):
                 cur.append(("reason", len(line) if len(line) <= 78
