@@ -879,22 +879,34 @@ conf_set_number(struct conf_parser *p, const struct conf_directive *d,
 	return 0;
 }
 
+/*
+ * A directive that takes one of two words: 0 for first, 1 for second, or
+ * -1 after the error "NAME: invalid value "X" (FIRST or SECOND)".
+ */
+static int
+conf_choice(struct conf_parser *p, const struct conf_directive *d,
+    const char *arg, const char *first, const char *second)
+{
+	char esc[CONF_ESCAPED_MAX];
+
+	if (strcmp(arg, first) == 0)
+		return 0;
+	if (strcmp(arg, second) == 0)
+		return 1;
+	conf_parser_error(p, "%s: invalid value \"%s\" (%s or %s)", d->name,
+	    conf_escape(esc, sizeof(esc), arg), first, second);
+	return -1;
+}
+
 static int
 conf_set_bare_lf(struct conf_parser *p, const struct conf_directive *d,
     char **args)
 {
-	char esc[CONF_ESCAPED_MAX];
+	int v = conf_choice(p, d, args[0], "reject", "normalize");
 
-	if (strcmp(args[0], "reject") == 0)
-		p->c->bare_lf = CONF_BARE_LF_REJECT;
-	else if (strcmp(args[0], "normalize") == 0)
-		p->c->bare_lf = CONF_BARE_LF_NORMALIZE;
-	else {
-		conf_parser_error(p, "%s: invalid value \"%s\" (reject or "
-		    "normalize)", d->name,
-		    conf_escape(esc, sizeof(esc), args[0]));
+	if (v == -1)
 		return -1;
-	}
+	p->c->bare_lf = v == 0 ? CONF_BARE_LF_REJECT : CONF_BARE_LF_NORMALIZE;
 	return 0;
 }
 
@@ -903,18 +915,11 @@ static int
 conf_set_log(struct conf_parser *p, const struct conf_directive *d,
     char **args)
 {
-	char esc[CONF_ESCAPED_MAX];
+	int v = conf_choice(p, d, args[0], "stderr", "syslog");
 
-	if (strcmp(args[0], "stderr") == 0)
-		p->c->log_syslog = false;
-	else if (strcmp(args[0], "syslog") == 0)
-		p->c->log_syslog = true;
-	else {
-		conf_parser_error(p, "%s: invalid value \"%s\" (stderr or "
-		    "syslog)", d->name,
-		    conf_escape(esc, sizeof(esc), args[0]));
+	if (v == -1)
 		return -1;
-	}
+	p->c->log_syslog = v == 1;
 	return 0;
 }
 
@@ -1312,18 +1317,12 @@ static int
 conf_set_dmarc_multiple_from(struct conf_parser *p,
     const struct conf_directive *d, char **args)
 {
-	char esc[CONF_ESCAPED_MAX];
+	int v = conf_choice(p, d, args[0], "reject", "evaluate");
 
-	if (strcmp(args[0], "reject") == 0)
-		p->c->dmarc_multiple_from = CONF_DMARC_MULTIPLE_FROM_REJECT;
-	else if (strcmp(args[0], "evaluate") == 0)
-		p->c->dmarc_multiple_from = CONF_DMARC_MULTIPLE_FROM_EVALUATE;
-	else {
-		conf_parser_error(p, "%s: invalid value \"%s\" (reject or "
-		    "evaluate)", d->name,
-		    conf_escape(esc, sizeof(esc), args[0]));
+	if (v == -1)
 		return -1;
-	}
+	p->c->dmarc_multiple_from = v == 0 ?
+	    CONF_DMARC_MULTIPLE_FROM_REJECT : CONF_DMARC_MULTIPLE_FROM_EVALUATE;
 	return 0;
 }
 

@@ -90,18 +90,6 @@ ctlproto_word_encode(struct buf *out, const char *s)
 	return buf_append(out, s + start, n - start);
 }
 
-static int
-ctl_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 int
 ctlproto_word_decode(const char *w, size_t len, char *out, size_t size)
 {
@@ -121,8 +109,8 @@ ctlproto_word_decode(const char *w, size_t len, char *out, size_t size)
 
 			if (i + 2 >= len)
 				return -1;
-			hi = ctl_hexval(w[i + 1]);
-			lo = ctl_hexval(w[i + 2]);
+			hi = hex_value(w[i + 1]);
+			lo = hex_value(w[i + 2]);
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
 				return -1;
 			ch = (unsigned char)(hi << 4 | lo);

@@ -238,18 +238,6 @@ dns_rr_encode_name(const char *name, uint8_t *out, size_t outsize,
 	return 0;
 }
 
-static int
-dns_rr_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* A number in [0, max] followed by one space; moves *s past both. */
 static int
 dns_rr_number(const char **s, uint64_t max, uint64_t *v_r)
@@ -365,8 +353,8 @@ dns_rr_encode(uint16_t type, const char *text, uint8_t *out,
 		for (i = 0; i < 3; i++)
 			out[i] = (uint8_t)v[i];
 		for (i = 0; i < n / 2; i++) {
-			int hi = dns_rr_hexval(s[2 * i]);
-			int lo = dns_rr_hexval(s[2 * i + 1]);
+			int hi = hex_value(s[2 * i]);
+			int lo = hex_value(s[2 * i + 1]);
 
 			if (hi < 0 || lo < 0)
 				return -1;

@@ -49,6 +49,9 @@ int ascii_strcasecmp(const char *a, const char *b);
 int ascii_strncasecmp(const char *a, const char *b, size_t n);
 void ascii_lowercase(char *s);
 
+/* The value of a hexadecimal digit (either case), or -1. */
+int hex_value(char c);
+
 /* Monotonic and wall-clock time. */
 uint64_t time_mono_usec(void);
 uint64_t time_real_usec(void);

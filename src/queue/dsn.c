@@ -481,18 +481,6 @@ dsn_w_line(struct dsn_w *w, const char *indent, const char *s, size_t n)
 
 /* ---- xtext, addresses, status codes ---- */
 
-static int
-dsn_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 int
 dsn_xtext_decode(const char *in, char *out, size_t outlen)
 {
@@ -511,8 +499,8 @@ dsn_xtext_decode(const char *in, char *out, size_t outlen)
 			return -1;
 		}
 		if (c == '+') {
-			if ((hi = dsn_hexval(in[1])) == -1 ||
-			    (lo = dsn_hexval(in[2])) == -1 ||
+			if ((hi = hex_value(in[1])) == -1 ||
+			    (lo = hex_value(in[2])) == -1 ||
 			    (hi == 0 && lo == 0)) {
 				if (outlen > 0)
 					out[0] = '\0';
@@ -636,7 +624,7 @@ dsn_uxtext_decode(const char *s)
 			continue;
 		}
 		s += 3;
-		for (cp = 0, digits = 0; (h = dsn_hexval(*s)) != -1; s++)
+		for (cp = 0, digits = 0; (h = hex_value(*s)) != -1; s++)
 			if (++digits <= 6)
 				cp = cp << 4 | (unsigned long)h;
 		if (*s != '}' || digits == 0 || digits > 6 || cp == 0 ||
