@@ -22,6 +22,7 @@
 #include "daemon/pickup.h"
 
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <netinet/in.h>
@@ -72,7 +73,8 @@ struct daemon {
 	struct smtp_runtime *rt;	/* the current configuration */
 	struct pickup *pickup;		/* issue 6: maildrop pickup */
 	const char *cli_path;
-	struct event *sigterm, *sigint, *sighup, *sigusr1;
+	int sig_fd;			/* signalfd for the signals below */
+	struct event *sig_ev;
 	struct event *deadline;
 	int stopping;
 	/* queue control (issue 6): the spool lock and the control socket */
@@ -170,18 +172,32 @@ daemon_load_config(const char *cli_path, struct conf **conf_r,
 	return 0;
 }
 
-/* Block or unblock the signals the daemon handles, in this thread. */
+/*
+ * The signals the daemon handles. They stay blocked in every thread for
+ * the daemon's whole life and are read from a signalfd on the loop: no
+ * asynchronous handler runs anywhere. (Under ThreadSanitizer, whose
+ * handler defers the user's one, a SIGTERM was lost twice in CI with
+ * libevent's evsignal; with a signalfd the kernel keeps it pending until
+ * the loop reads it.)
+ */
 static void
-daemon_mask_signals(int how)
+daemon_signal_set(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGUSR1);
+}
+
+/* Block the daemon's signals in this thread (and the ones it starts). */
+static void
+daemon_block_signals(void)
 {
 	sigset_t set;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGUSR1);
-	if (pthread_sigmask(how, &set, NULL) != 0)
+	daemon_signal_set(&set);
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
 		fatalx("pthread_sigmask failed");
 }
 
@@ -760,6 +776,25 @@ daemon_hupcb(evutil_socket_t sig, short what, void *arg)
 	sdnotify_send("READY=1");
 }
 
+/* The loop's view of the signals: read each one from the signalfd. */
+static void
+daemon_sigfdcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct signalfd_siginfo si;
+	ssize_t n;
+
+	(void)what;
+	while ((n = read(fd, &si, sizeof(si))) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGHUP)
+			daemon_hupcb(SIGHUP, EV_SIGNAL, arg);
+		else
+			daemon_sigcb((evutil_socket_t)si.ssi_signo, EV_SIGNAL,
+			    arg);
+	}
+	if (n == -1 && errno != EAGAIN && errno != EINTR)
+		log_warn("daemon: reading signals: %s", strerror(errno));
+}
+
 /* Release whatever daemon_serve() built, in reverse order. */
 static void
 daemon_teardown(struct daemon *d)
@@ -782,14 +817,10 @@ daemon_teardown(struct daemon *d)
 	dns_free(d->dns);
 	if (d->spool != NULL)
 		spool_close(d->spool);
-	if (d->sigterm != NULL)
-		event_free(d->sigterm);
-	if (d->sigint != NULL)
-		event_free(d->sigint);
-	if (d->sighup != NULL)
-		event_free(d->sighup);
-	if (d->sigusr1 != NULL)
-		event_free(d->sigusr1);
+	if (d->sig_ev != NULL)
+		event_free(d->sig_ev);
+	if (d->sig_fd != -1)
+		close(d->sig_fd);
 	if (d->deadline != NULL)
 		event_free(d->deadline);
 	/* queue control: after the work queue and the scheduler, whose
@@ -825,6 +856,7 @@ daemon_serve(const char *cli_path)
 	memset(&d, 0, sizeof(d));
 	d.cli_path = cli_path;
 	d.lock_fd = d.control_fd = -1;
+	d.sig_fd = -1;
 	d.metrics_fd = -1;	/* issue 6: metrics */
 	if (daemon_load_config(cli_path, &c, &t, 0) == -1)
 		return 1;
@@ -833,11 +865,11 @@ daemon_serve(const char *cli_path)
 	daemon_raise_nofile();
 	signal(SIGPIPE, SIG_IGN);
 	/*
-	 * SIGTERM, SIGINT and SIGHUP stay blocked in every thread but the
-	 * loop's: the threads started below inherit the blocked mask, and
-	 * the loop thread unblocks them once libevent handles them.
+	 * SIGTERM, SIGINT, SIGHUP and SIGUSR1 stay blocked in every thread
+	 * (the threads started below inherit the mask); the loop reads them
+	 * from a signalfd. One that comes before the loop runs waits.
 	 */
-	daemon_mask_signals(SIG_BLOCK);
+	daemon_block_signals();
 
 	if (as_root) {
 		pw = getpwnam(c->user);
@@ -1004,15 +1036,18 @@ daemon_serve(const char *cli_path)
 	}
 
 	/* Signals before the readiness lines: a test may stop us at once. */
-	d.sigterm = evsignal_new(d.base, SIGTERM, daemon_sigcb, &d);
-	d.sigint = evsignal_new(d.base, SIGINT, daemon_sigcb, &d);
-	d.sighup = evsignal_new(d.base, SIGHUP, daemon_hupcb, &d);
-	evsignal_add(d.sigterm, NULL);
-	evsignal_add(d.sigint, NULL);
-	evsignal_add(d.sighup, NULL);
-	d.sigusr1 = evsignal_new(d.base, SIGUSR1, daemon_sigcb, &d);
-	evsignal_add(d.sigusr1, NULL);
-	daemon_mask_signals(SIG_UNBLOCK);
+	{
+		sigset_t set;
+
+		daemon_signal_set(&set);
+		d.sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+		if (d.sig_fd == -1)
+			fatalx("signalfd: %s", strerror(errno));
+		d.sig_ev = event_new(d.base, d.sig_fd, EV_READ | EV_PERSIST,
+		    daemon_sigfdcb, &d);
+		if (d.sig_ev == NULL || event_add(d.sig_ev, NULL) == -1)
+			fatalx("daemon: cannot watch signals");
+	}
 
 	for (i = 0; i < nfds; i++) {
 		if (smtp_server_listen(d.srv, fds[i], &c->listen[i]) == -1) {
@@ -1039,12 +1074,10 @@ daemon_serve(const char *cli_path)
 
 	event_base_dispatch(d.base);
 	/*
-	 * Already stopping: freeing the signal events below restores the
-	 * default action, and a further SIGTERM (an init system's retry)
-	 * would then kill us before the spool drains. Blocked in every
-	 * thread, it stays pending and dies with the process.
+	 * Already stopping. A further SIGTERM (an init system's retry) stays
+	 * blocked, so it cannot kill us before the spool drains: it stays
+	 * pending and dies with the process.
 	 */
-	daemon_mask_signals(SIG_BLOCK);
 	log_info("daemon: finishing commits and deliveries in progress");
 	status = 0;
 done:

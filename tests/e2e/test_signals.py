@@ -226,12 +226,15 @@ def test_sigterm_storm_exits_cleanly(make_petrel):
         assert rc == 0, "exit status %d under repeated SIGTERM" % rc
 
 
-def test_signals_reach_only_the_loop_thread(make_petrel):
-    """SIGTERM, SIGINT, SIGHUP and SIGUSR1 are blocked in every thread but
-    the event loop's, including the ones started late: libunbound's
-    resolver thread appears with the first DNS query, and used to inherit
-    the loop thread's unblocked mask (a signal it took could then wait
-    there, unseen, under ThreadSanitizer)."""
+def test_signals_are_blocked_in_every_thread(make_petrel):
+    """SIGTERM, SIGINT, SIGHUP and SIGUSR1 are blocked in every thread,
+    the event loop's too, including the ones started late (libunbound's
+    resolver thread appears with the first DNS query): the loop reads them
+    from a signalfd, so no asynchronous handler runs anywhere. A thread
+    with one of them unblocked would take it from the signalfd, and with
+    no handler installed SIGTERM would then kill the daemon outright. (With
+    libevent's evsignal handler, ThreadSanitizer lost a SIGTERM twice in
+    CI.) The daemon still stops cleanly on SIGTERM."""
     from dnsserver import DNSServer
     handled = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1]
     with DNSServer() as dns:
@@ -260,6 +263,6 @@ def test_signals_reach_only_the_loop_thread(make_petrel):
             blocked = int(st["SigBlk"].strip(), 16)
             if any(not blocked & (1 << (s - 1)) for s in handled):
                 deliverable.append((t, st["Name"].strip()))
-        # Exactly one: the main thread (its tid is the pid).
-        assert deliverable == [(str(p.proc.pid), "petrel")], deliverable
+        assert str(p.proc.pid) in tasks
+        assert deliverable == [], deliverable
         assert p.stop() == 0
