@@ -1061,7 +1061,17 @@ conf_route_parse(const char *s, bool with_scheme, struct conf_route *r,
 		}
 		return 0;
 	}
-	*error_r = "expected smtp:, lmtp:unix: or lmtp:inet:";
+	if (strncmp(s, "discard:", 8) == 0) {
+		/* Postfix's discard(8): "discard:" or "discard:TEXT". */
+		r->kind = CONF_ROUTE_DISCARD;
+		if (strlen(s + 8) > 200) {
+			*error_r = "discard: text too long (200 octets at most)";
+			return -1;
+		}
+		r->path = xstrdup(s + 8);
+		return 0;
+	}
+	*error_r = "expected smtp:, lmtp:unix:, lmtp:inet: or discard:";
 	return -1;
 }
 

@@ -88,6 +88,7 @@ enum conf_route_kind {
 	CONF_ROUTE_SMTP,
 	CONF_ROUTE_LMTP_UNIX,
 	CONF_ROUTE_LMTP_INET,
+	CONF_ROUTE_DISCARD,	/* transport only: accept, then drop */
 };
 
 struct conf_route {
@@ -98,7 +99,8 @@ struct conf_route {
 				 * NULL for lmtp:unix: */
 	unsigned int port;
 	bool mx;		/* smtp:host without brackets: host's MX */
-	char *path;		/* lmtp:unix: socket path, else NULL */
+	char *path;		/* lmtp:unix: socket path; discard: its
+				 * text (maybe ""); else NULL */
 	char *text;		/* the next hop as written, for logs */
 };
 

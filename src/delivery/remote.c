@@ -1093,6 +1093,26 @@ remote_dest_route(const struct conf_route *route, const char *scheme,
 	    host, *port);
 }
 
+/*
+ * The transport's discard: next hop for addr's domain, or NULL. An address
+ * literal never matches (it names a host).
+ */
+static const struct conf_route *
+remote_discard_for(const struct remote *r, const char *addr)
+{
+	const struct conf_route *route;
+	const char *at = strrchr(addr, '@');
+	char domain[256];
+
+	if (at == NULL || at[1] == '[' || r->conf->nroutes == 0)
+		return NULL;
+	strlcpy(domain, at + 1, sizeof(domain));
+	ascii_lowercase(domain);
+	route = conf_route_find(r->conf, domain);
+	return route != NULL && route->kind == CONF_ROUTE_DISCARD ? route :
+	    NULL;
+}
+
 void
 remote_submit(struct remote *r, struct remote_batch *b)
 {
@@ -1111,9 +1131,22 @@ remote_submit(struct remote *r, struct remote_batch *b)
 		struct rdest *d;
 		bool auth;
 
+		const struct conf_route *discard;
+
 		memset(b->res + i, 0, sizeof(b->res[i]));
 		host[0] = path[0] = '\0';
 		auth = false;
+		/* transport discard: (Postfix's discard(8)): done here. */
+		if (er->kind != RCPT_KIND_LOCAL &&
+		    (discard = remote_discard_for(r, er->addr)) != NULL) {
+			b->res[i].status = REMOTE_OK;
+			snprintf(b->res[i].reply, sizeof(b->res[i].reply),
+			    "250 2.0.0 discarded%s%s", discard->path[0] != '\0'
+			    ? ": " : "", discard->path);
+			strlcpy(b->res[i].relay, "discard",
+			    sizeof(b->res[i].relay));
+			continue;
+		}
 		/* deliver lmtp (lmtp.h): local recipients go to that server. */
 		if (er->kind == RCPT_KIND_LOCAL &&
 		    r->conf->deliver_lmtp != NULL)

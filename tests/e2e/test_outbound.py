@@ -292,6 +292,35 @@ def test_transport_file(make_petrel, dns):
         assert dns.count("routed.test") == 0
 
 
+def test_transport_discard(make_petrel, dns):
+    """transport discard: (Postfix's discard(8)): the message is accepted
+    and queued, then dropped for that domain's recipients only (logged
+    status=sent relay=discard with the line's text); the other recipient
+    of the same message is still delivered, and no DNS is asked for the
+    discarded domain."""
+    p = make_petrel(start=False, dns=dns.addr, trusted=("127.0.0.0/8",))
+    tfile = os.path.join(p.tmpdir, "transport")
+    with SMTPPeer(port=0) as routed:
+        with open(tfile, "w", encoding="utf-8") as f:
+            f.write("sink.test discard:bench-sink\n"
+                    "routed.test smtp:[%s]:%d\n" % (routed.addr, routed.port))
+        os.chmod(tfile, 0o644)
+        p.extra_conf = conf_with("transport %s\n" % tfile)
+        p.write_conf()
+        p.start()
+        send(p, ["a@sink.test", "b@Sub.Sink.test", "c@routed.test"],
+             b"Subject: discard\r\n\r\nhi\r\n")
+        routed.wait_messages(1)
+        p.wait_queue_empty()
+        assert [a for a, _ in routed.messages[0].rcpts] == ["c@routed.test"]
+        p.wait_log(r"to=<a@sink\.test>.*relay=discard.*status=sent.*"
+                   r"discarded: bench-sink")
+        assert dns.count("sink.test") == 0
+        # Sub.Sink.test is not sink.test (no ".sink.test" line): by MX,
+        # which does not exist here.
+        p.wait_log(r"to=<b@Sub\.Sink\.test>.*status=(deferred|bounced)")
+
+
 def test_backup_mx_drops_self_and_worse(make_petrel, dns):
     """We are MX 20 for backup.test: MX 30 (worse) is never tried, MX 10
     gets the mail. For selfonly.test we are the best MX: 5.4.6."""

@@ -1270,6 +1270,8 @@ test_routes(void **state)
 		    ".example.org  smtp:relay.example.net\n"
 		    "Lists.Example.COM lmtp:unix:/run/dovecot/lmtp   # x\n"
 		    "archive.test  lmtp:inet:127.0.0.1:24\n"
+		    "sink.test     discard:\n"
+		    "void.test     discard:benchmark-sink\n"
 		    "*             smtp:[smarthost.test]\n";
 
 		write_file(tpath, sizeof(tpath), routes, sizeof(routes) - 1);
@@ -1277,7 +1279,7 @@ test_routes(void **state)
 	text = xasprintf("transport %s\n", tpath);
 	c = load_ok(text);
 	free(text);
-	assert_int_equal(c->nroutes, 5);
+	assert_int_equal(c->nroutes, 7);
 	r = conf_route_find(c, "example.org");
 	assert_string_equal(r->host, "10.0.0.5");
 	assert_int_equal(r->port, 2525);
@@ -1291,6 +1293,12 @@ test_routes(void **state)
 	r = conf_route_find(c, "archive.test");
 	assert_int_equal(r->kind, CONF_ROUTE_LMTP_INET);
 	assert_int_equal(r->port, 24);
+	r = conf_route_find(c, "sink.test");
+	assert_int_equal(r->kind, CONF_ROUTE_DISCARD);
+	assert_string_equal(r->path, "");
+	r = conf_route_find(c, "void.test");
+	assert_int_equal(r->kind, CONF_ROUTE_DISCARD);
+	assert_string_equal(r->path, "benchmark-sink");
 	r = conf_route_find(c, "elsewhere.test");
 	assert_string_equal(r->domain, "*");
 	assert_string_equal(r->host, "smarthost.test");
@@ -1320,7 +1328,7 @@ test_routes(void **state)
 		want[0] = xasprintf("%s:2: expected \"domain next-hop\", as in "
 		    "\"example.com smtp:[10.0.0.1]:25\"", tpath);
 		want[1] = xasprintf("%s:3: bad next hop \"ftp:host\": expected "
-		    "smtp:, lmtp:unix: or lmtp:inet:", tpath);
+		    "smtp:, lmtp:unix:, lmtp:inet: or discard:", tpath);
 		want[2] = xasprintf("%s:4: duplicate domain \"ok.test\"",
 		    tpath);
 		want[3] = xasprintf("%s:5: bad next hop \"lmtp:inet:127.0.0.1\""
