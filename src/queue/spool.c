@@ -30,6 +30,12 @@
  * A job fails with the errno of the first step that failed; its file is
  * unlinked wherever it is, so a failed commit can never be delivered.
  *
+ * Spare files (struct spool_spares): spool_remove() renames a finished
+ * message's file to spare/ instead of unlinking it, and the next writer
+ * renames a spare to incoming/ID and writes over it (cut to length before
+ * its fsync): no inode is created or freed per message. A spare becomes
+ * usable only after a fsync of queue/ began after its removal.
+ *
  * Write jobs share sync_q with open jobs (at the head: a client waits for
  * its 354) and go at its tail; a job that has written SPOOL_WRITE_TURN
  * bytes while others wait goes back to the tail, so one large message
@@ -89,6 +95,8 @@
 #define SPOOL_WRITE_TURN	(1024 * 1024)
 #define SPOOL_TAIL_MAX		(256 * 1024 * 1024)
 #define SPOOL_CORRUPT_TRIES	100
+/* Emptied queue files kept in spare/ for reuse (spool_spare_put()). */
+#define SPOOL_SPARES_MAX	1024
 
 enum spool_job_kind {
 	SPOOL_JOB_COMMIT,	/* fsync, rename into queue/, fsync queue/ */
@@ -103,6 +111,7 @@ struct spool_job {
 	enum spool_job_kind kind;
 	char id[QUEUE_ID_MAX];
 	int fd;
+	bool reused;		/* fd is a spare: cut its old tail */
 	int error;
 	spool_commit_cb cb;
 	spool_open_cb open_cb;
@@ -132,6 +141,7 @@ struct spool_writer {
 	struct spool *sp;
 	char id[QUEUE_ID_MAX];
 	int fd;			/* written by the write job only */
+	bool reused;		/* a spare file, not a new one */
 	struct spool_job wjob;	/* SPOOL_JOB_WRITE, on sync_q when queued */
 
 	/* Loop thread only. */
@@ -158,6 +168,33 @@ struct spool_writer {
 };
 TAILQ_HEAD(spool_writerq, spool_writer);
 
+/*
+ * Spare files: instead of unlinking a delivered message's file, its name
+ * moves from queue/ID to spare/NUMBER, and a new message renames a spare
+ * into incoming/ID and writes over it. Creating and deleting a file per
+ * message is what bounds a spool on ext4 (its inode allocator scans every
+ * recently freed inode while holding the directory lock); a rename is
+ * cheap. A spare may be reused only once a fsync of queue/ has STARTED
+ * after its rename out of queue/ (its ticket): before that, a crash could
+ * bring the old name back pointing at the new content. Any thread.
+ */
+struct spool_spare {
+	uint64_t num;
+	uint64_t ticket;	/* usable when qsync_done >= ticket */
+};
+
+struct spool_spares {
+	pthread_mutex_t lock;
+	uint64_t next;			/* the next spare's number */
+	uint64_t qsync_started;		/* queue/ fsyncs begun */
+	uint64_t qsync_done;		/* the last one that succeeded */
+	struct spool_spare ring[SPOOL_SPARES_MAX];	/* FIFO: tickets */
+	size_t head, count;		/* ... grow in this order */
+	uint64_t ready[SPOOL_SPARES_MAX];	/* usable now (LIFO) */
+	size_t nready;
+	uint64_t reused, kept;		/* stats */
+};
+
 struct spool {
 	char *dir;
 	struct event_base *base;
@@ -166,6 +203,8 @@ struct spool {
 	int queue_fd;
 	int corrupt_fd;
 	int failed_fd;
+	int spare_fd;
+	struct spool_spares *spares;	/* mutable through a const spool */
 
 	pthread_mutex_t lock;		/* everything down to stats */
 	pthread_cond_t sync_cond;	/* sync_q non-empty, or stopping */
@@ -205,6 +244,13 @@ static void spool_post_locked(struct spool *, struct spool_job *);
 static void spool_notify(struct spool *);
 static void spool_write_job(struct spool *, struct spool_writer *);
 static void spool_writer_destroy(struct spool_writer *);
+static void spool_spares_clear(struct spool *);
+static int spool_spare_put(const struct spool *, const char *);
+static ssize_t spool_list_dir(int, char ***);
+static void spool_free_names(char **, ssize_t);
+static int spool_spare_take(struct spool *, const char *);
+static uint64_t spool_qsync_begin(struct spool *);
+static void spool_qsync_end(struct spool *, uint64_t);
 
 /* ---- Queue IDs ---- */
 
@@ -329,6 +375,12 @@ spool_free(struct spool *sp)
 		close(sp->corrupt_fd);
 	if (sp->failed_fd != -1)
 		close(sp->failed_fd);
+	if (sp->spare_fd != -1)
+		close(sp->spare_fd);
+	if (sp->spares != NULL) {
+		pthread_mutex_destroy(&sp->spares->lock);
+		free(sp->spares);
+	}
 	pthread_cond_destroy(&sp->sync_cond);
 	pthread_cond_destroy(&sp->commit_cond);
 	pthread_cond_destroy(&sp->drain_cond);
@@ -369,6 +421,9 @@ spool_open(const char *dir, struct event_base *base, unsigned int nsync,
 	sp->dir = xstrdup(dir);
 	sp->base = base;
 	sp->incoming_fd = sp->queue_fd = sp->corrupt_fd = sp->failed_fd = -1;
+	sp->spare_fd = -1;
+	sp->spares = xcalloc(1, sizeof(*sp->spares));
+	pthread_mutex_init(&sp->spares->lock, NULL);
 	sp->nsync = nsync == 0 ? SPOOL_NSYNC_DEFAULT : nsync;
 	if (sp->nsync > SPOOL_NSYNC_MAX)
 		sp->nsync = SPOOL_NSYNC_MAX;
@@ -392,10 +447,12 @@ spool_open(const char *dir, struct event_base *base, unsigned int nsync,
 	    (sp->queue_fd = spool_open_subdir(sp, "queue")) == -1 ||
 	    (sp->corrupt_fd = spool_open_subdir(sp, "corrupt")) == -1 ||
 	    (sp->failed_fd = spool_open_subdir(sp, "failed")) == -1 ||
+	    (sp->spare_fd = spool_open_subdir(sp, "spare")) == -1 ||
 	    fsync_dir(dir) == -1) {
 		*error_r = strerror(errno);
 		goto fail;
 	}
+	spool_spares_clear(sp);
 	sp->done_ev = event_new(base, -1, 0, spool_done_cb, sp);
 	if (sp->done_ev == NULL) {
 		*error_r = "event_new failed";
@@ -420,6 +477,9 @@ spool_get_stats(const struct spool *sp, struct spool_stats *st)
 	pthread_mutex_lock(&msp->lock);
 	*st = sp->stats;
 	pthread_mutex_unlock(&msp->lock);
+	pthread_mutex_lock(&sp->spares->lock);
+	st->files_reused = sp->spares->reused;
+	pthread_mutex_unlock(&sp->spares->lock);
 }
 
 /* Run the callbacks of finished jobs. Loop thread. */
@@ -544,10 +604,12 @@ spool_close(struct spool *sp)
 
 	spool_get_stats(sp, &st);
 	log_info("spool: stats file_fsyncs=%llu dir_fsyncs=%llu commits=%llu "
-	    "errors=%llu batches=%llu", (unsigned long long)st.file_fsyncs,
+	    "errors=%llu batches=%llu files_reused=%llu",
+	    (unsigned long long)st.file_fsyncs,
 	    (unsigned long long)st.dir_fsyncs, (unsigned long long)st.commits,
 	    (unsigned long long)st.commit_errors,
-	    (unsigned long long)st.batches);
+	    (unsigned long long)st.batches,
+	    (unsigned long long)st.files_reused);
 	spool_free(sp);
 }
 
@@ -579,7 +641,16 @@ static void
 spool_sync_file(struct spool *sp, struct spool_job *job)
 {
 	int error = job->error;
+	off_t end;
 
+	/* A spare's old bytes beyond ours must not reach queue/. */
+	if (error == 0 && job->reused &&
+	    ((end = lseek(job->fd, 0, SEEK_CUR)) == -1 ||
+	    ftruncate(job->fd, end) == -1)) {
+		error = errno;
+		log_err("spool: error queue=%s truncating a reused file "
+		    "failed: %s", job->id, strerror(error));
+	}
 	if (error == 0 && fsync(job->fd) == -1) {
 		error = errno;
 		log_err("spool: error queue=%s fsync failed: %s", job->id,
@@ -655,6 +726,7 @@ spool_commit_batch(struct spool *sp, struct spool_jobq *batch)
 {
 	struct spool_job *job;
 	unsigned int renamed = 0;
+	uint64_t ticket;
 	int error;
 
 	TAILQ_FOREACH(job, batch, entry) {
@@ -670,8 +742,11 @@ spool_commit_batch(struct spool *sp, struct spool_jobq *batch)
 	}
 	if (renamed == 0)
 		return 0;
-	if (fsync(sp->queue_fd) == 0)
+	ticket = spool_qsync_begin(sp);
+	if (fsync(sp->queue_fd) == 0) {
+		spool_qsync_end(sp, ticket);
 		return 1;
+	}
 	/*
 	 * The names may or may not be on disk. We answer 4xx, so remove
 	 * them: should one survive a crash anyway, it is delivered once
@@ -773,6 +848,10 @@ spool_writer_create(struct spool *sp, int *error_r)
 		if (faccessat(sp->queue_fd, w->id, F_OK, 0) == 0) {
 			errno = EEXIST;
 			continue;
+		}
+		if ((fd = spool_spare_take(sp, w->id)) != -1) {
+			w->reused = true;
+			break;
 		}
 		fd = openat(sp->incoming_fd, w->id,
 		    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -984,6 +1063,7 @@ spool_write_job(struct spool *sp, struct spool_writer *w)
 	}
 	/* Committed and drained: the job takes the fd, the writer goes. */
 	job->fd = w->fd;
+	job->reused = w->reused;
 	if (job->error == 0)
 		job->error = w->error;
 	pthread_mutex_unlock(&sp->lock);
@@ -1214,6 +1294,148 @@ spool_writer_abort(struct spool_writer *w)
 	close(w->fd);
 	unlinkat(sp->incoming_fd, w->id, 0);
 	spool_writer_destroy(w);
+}
+
+/* ---- Spare files (struct spool_spares) ---- */
+
+static void
+spool_spare_name(char *name, size_t size, uint64_t num)
+{
+	snprintf(name, size, "s%016llx", (unsigned long long)num);
+}
+
+/*
+ * At open: a spare left by a previous run is deleted, not reused. After a
+ * crash on a file system without a journal, fsck may leave a file linked
+ * both in queue/ and in spare/; reusing it would overwrite a message.
+ */
+static void
+spool_spares_clear(struct spool *sp)
+{
+	char **names = NULL;
+	ssize_t n, i;
+
+	if ((n = spool_list_dir(sp->spare_fd, &names)) == -1) {
+		log_err("spool: cannot read spare/: %s", strerror(errno));
+		return;
+	}
+	for (i = 0; i < n; i++)
+		if (unlinkat(sp->spare_fd, names[i], 0) == -1)
+			log_err("spool: cannot remove spare/%s: %s", names[i],
+			    strerror(errno));
+	spool_free_names(names, n);
+}
+
+/* The commit thread starts a fsync of queue/: returns its ticket. */
+static uint64_t
+spool_qsync_begin(struct spool *sp)
+{
+	uint64_t t;
+
+	pthread_mutex_lock(&sp->spares->lock);
+	t = ++sp->spares->qsync_started;
+	pthread_mutex_unlock(&sp->spares->lock);
+	return t;
+}
+
+/* That fsync succeeded: the spares it covers become usable. */
+static void
+spool_qsync_end(struct spool *sp, uint64_t ticket)
+{
+	struct spool_spares *ss = sp->spares;
+
+	pthread_mutex_lock(&ss->lock);
+	if (ticket > ss->qsync_done)
+		ss->qsync_done = ticket;
+	while (ss->count > 0 && ss->ring[ss->head].ticket <= ss->qsync_done) {
+		ss->ready[ss->nready++] = ss->ring[ss->head].num;
+		ss->head = (ss->head + 1) % SPOOL_SPARES_MAX;
+		ss->count--;
+	}
+	pthread_mutex_unlock(&ss->lock);
+}
+
+/*
+ * Move queue/id to spare/ instead of unlinking it. Returns 0, or -1 when
+ * the pool is full or the rename failed (the caller unlinks).
+ */
+static int
+spool_spare_put(const struct spool *sp, const char *id)
+{
+	struct spool_spares *ss = sp->spares;
+	char name[32];
+	uint64_t num;
+	size_t slot;
+
+	pthread_mutex_lock(&ss->lock);
+	if (ss->count + ss->nready >= SPOOL_SPARES_MAX) {
+		pthread_mutex_unlock(&ss->lock);
+		errno = ENOSPC;
+		return -1;
+	}
+	num = ss->next++;
+	pthread_mutex_unlock(&ss->lock);
+	spool_spare_name(name, sizeof(name), num);
+	if (renameat2(sp->queue_fd, id, sp->spare_fd, name,
+	    RENAME_NOREPLACE) == -1)
+		return -1;
+	pthread_mutex_lock(&ss->lock);
+	if (ss->count + ss->nready >= SPOOL_SPARES_MAX) {
+		/* Others filled the pool meanwhile. */
+		pthread_mutex_unlock(&ss->lock);
+		unlinkat(sp->spare_fd, name, 0);
+		return 0;
+	}
+	/* Only a fsync of queue/ that starts after the rename covers it. */
+	slot = (ss->head + ss->count) % SPOOL_SPARES_MAX;
+	ss->ring[slot].num = num;
+	ss->ring[slot].ticket = ss->qsync_started + 1;
+	ss->count++;
+	ss->kept++;
+	pthread_mutex_unlock(&ss->lock);
+	return 0;
+}
+
+/*
+ * Rename a usable spare to incoming/id and open it for writing (at offset
+ * 0; spool_sync_file() cuts what is left of the old content). Returns the
+ * fd, or -1 when there is none or it failed (the caller creates a file).
+ */
+static int
+spool_spare_take(struct spool *sp, const char *id)
+{
+	struct spool_spares *ss = sp->spares;
+	struct stat st;
+	char name[32];
+	uint64_t num;
+	int fd;
+
+	pthread_mutex_lock(&ss->lock);
+	if (ss->nready == 0) {
+		pthread_mutex_unlock(&ss->lock);
+		return -1;
+	}
+	num = ss->ready[--ss->nready];
+	pthread_mutex_unlock(&ss->lock);
+	spool_spare_name(name, sizeof(name), num);
+	if (renameat2(sp->spare_fd, name, sp->incoming_fd, id,
+	    RENAME_NOREPLACE) == -1) {
+		if (errno == EEXIST)
+			unlinkat(sp->spare_fd, name, 0);
+		return -1;
+	}
+	fd = openat(sp->incoming_fd, id, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd == -1 || fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
+	    st.st_nlink != 1) {
+		if (fd != -1)
+			close(fd);
+		unlinkat(sp->incoming_fd, id, 0);
+		return -1;
+	}
+	pthread_mutex_lock(&ss->lock);
+	ss->reused++;
+	pthread_mutex_unlock(&ss->lock);
+	return fd;
 }
 
 /* ---- Recovery ---- */
@@ -1629,8 +1851,10 @@ spool_remove(const struct spool *sp, const char *id)
 	/*
 	 * No directory fsync: should the name come back after a crash,
 	 * every recipient state in it is final and the scheduler removes
-	 * it again.
+	 * it again. The file is kept as a spare when there is room.
 	 */
+	if (spool_spare_put(sp, id) == 0)
+		return 0;
 	return unlinkat(sp->queue_fd, id, 0);
 }
 

@@ -47,6 +47,7 @@ struct spool_stats {
 	uint64_t commits;	/* messages made durable */
 	uint64_t commit_errors;
 	uint64_t batches;
+	uint64_t files_reused;	/* messages written over a spare file */
 };
 
 /*

@@ -203,7 +203,12 @@ def check_durable_before_reply(trace, spool, qid):
     opens = [c for c in trace.calls if c.name == "openat" and
              c.paths and c.paths[0] == incoming and (c.ret or -1) >= 0]
     assert opens, "no openat of %s" % incoming
-    opened = min(c.start for c in opens)
+    first = min(opens, key=lambda c: c.start)
+    opened = first.start
+    # A spare file (spare/NUMBER renamed to incoming/ID, opened without
+    # O_CREAT) still holds an old message: it must be cut to the new
+    # length before the fsync.
+    reused = "O_CREAT" not in first.text
     renames = [c for c in trace.calls if c.name in RENAMES and
                c.ret == 0 and c.paths == [incoming, queued]]
     assert renames, "no rename %s -> %s" % (incoming, queued)
@@ -214,6 +219,19 @@ def check_durable_before_reply(trace, spool, qid):
     assert file_syncs, (
         "%s: no fsync of the incoming file between its open (line %d) and "
         "the rename (line %d)" % (qid, opened + 1, rn.start + 1))
+    if reused:
+        spare = os.path.join(spool, "spare")
+        taken = [c for c in trace.calls if c.name in RENAMES and
+                 c.ret == 0 and c.paths and c.paths[1] == incoming and
+                 os.path.dirname(c.paths[0]) == spare and
+                 c.end < opened]
+        assert taken, "%s: opened without O_CREAT, but not a spare" % qid
+        last_sync = max(c.start for c in file_syncs)
+        cuts = [c for c in trace.calls if c.name == "ftruncate" and
+                c.ret == 0 and c.fdpath == incoming and
+                opened < c.start and c.end < last_sync]
+        assert cuts, "%s: a reused file fsync'd without ftruncate" % qid
+    return reused
     assert rn.end < reply.start, (
         "%s: the rename (line %d) ends after the reply (line %d)"
         % (qid, rn.end + 1, reply.start + 1))
@@ -286,12 +304,17 @@ def test_fsync_before_250(make_petrel, tmp_path):
     tracefile = str(tmp_path / "petrel.strace")
     wrapper = [STRACE, "-f", "-tt", "-s", "256", "-o", tracefile, "-e",
                "trace=openat,write,fsync,fdatasync,rename,renameat,"
-               "renameat2,sendto,sendmsg,writev,close,chdir"]
+               "renameat2,sendto,sendmsg,writev,close,chdir,ftruncate"]
     p = make_petrel(wrapper=wrapper)
     ids, lock = [], threading.Lock()
     run_threads(lambda i: send_some(p, i, 5, ids, lock), 4)
     assert len(ids) == 20 and len(set(ids)) == 20, ids
     p.wait_delivered(ALICE, 20)
+    # Delivered files become spares; a second wave is written over them.
+    p.wait_queue_empty()
+    run_threads(lambda i: send_some(p, 10 + i, 5, ids, lock), 4)
+    assert len(ids) == 40 and len(set(ids)) == 40, ids
+    p.wait_delivered(ALICE, 40)
     # Stop the daemon itself; strace exits with it and flushes its log.
     os.kill(traced_child(p), signal.SIGTERM)
     try:
@@ -302,8 +325,9 @@ def test_fsync_before_250(make_petrel, tmp_path):
     assert rc == 0, rc
     trace = Trace(tracefile, p.tmpdir)
     assert len(trace.calls) > 100, "trace looks empty"
-    for qid in ids:
-        check_durable_before_reply(trace, os.path.realpath(p.spool), qid)
+    reused = [check_durable_before_reply(trace, os.path.realpath(p.spool),
+                                         qid) for qid in ids]
+    assert any(reused[20:]), "no message of the second wave reused a file"
 
 
 def stats_line(p):

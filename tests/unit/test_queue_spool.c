@@ -1485,6 +1485,83 @@ test_abort_and_remove(void **state)
 	envelope_free(&env);
 }
 
+/*
+ * Spare files: a removed message's file goes to spare/ and a later message
+ * is written over it, but only once a fsync of queue/ has begun after the
+ * removal; the new file in queue/ holds exactly the new message (none of
+ * the old, longer content's tail); a restart deletes leftover spares.
+ */
+static void
+test_spare_reuse(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_stats st;
+	struct envelope env, got;
+	const char *error;
+	char a[QUEUE_ID_MAX], b[QUEUE_ID_MAX], c[QUEUE_ID_MAX], path[256];
+	struct spool_writer *w;
+	struct stat sa, sc;
+	char *big;
+	int k;
+
+	fill_envelope(&env);
+	big = xmalloc(200000);
+	memset(big, 'x', 200000);
+	k = commit_message(fx, big, 200000, 0, &env, 1, a);
+	assert_int_equal(fx->results[k].error, 0);
+	path_of(path, sizeof(path), fx, "queue", a);
+	assert_int_equal(stat(path, &sa), 0);
+	assert_int_equal(spool_remove(fx->sp, a), 0);
+	assert_false(file_exists(fx, "queue", a));
+	assert_int_equal(count_files(fx, "spare"), 1);
+
+	/* No fsync of queue/ since: the spare must wait. */
+	w = spool_writer_new(fx->sp, b);
+	assert_non_null(w);
+	spool_get_stats(fx->sp, &st);
+	assert_int_equal(st.files_reused, 0);
+	assert_int_equal(count_files(fx, "spare"), 1);
+	assert_int_equal(spool_writer_write(w, "b\r\n", 3), 0);
+	spool_writer_commit(w, &env, commit_cb, fx, 2);
+	run_until(fx, k + 2);
+	assert_int_equal(fx->results[k + 1].error, 0);
+
+	/* That commit fsync'd queue/: now the spare is used. */
+	k = commit_message(fx, "short\r\n", 7, 0, &env, 3, c);
+	assert_int_equal(fx->results[k].error, 0);
+	spool_get_stats(fx->sp, &st);
+	assert_int_equal(st.files_reused, 1);
+	assert_int_equal(count_files(fx, "spare"), 0);
+	path_of(path, sizeof(path), fx, "queue", c);
+	assert_int_equal(stat(path, &sc), 0);
+	assert_int_equal(sc.st_ino, sa.st_ino);		/* the same file */
+	{
+		struct stat sb;
+
+		/* Its tail cut: as long as b's, a new file, give or take
+		 * the content's 4 bytes more. */
+		path_of(path, sizeof(path), fx, "queue", b);
+		assert_int_equal(stat(path, &sb), 0);
+		assert_int_equal(sc.st_size, sb.st_size + 4);
+		path_of(path, sizeof(path), fx, "queue", c);
+	}
+	assert_int_equal(sc.st_mode & 0777, 0600);
+	assert_content(fx, c, "short\r\n", 7);
+	assert_int_equal(spool_read_envelope(fx->sp, c, &got, &error), 0);
+	assert_envelope_equal(&got, &env);
+	envelope_free(&got);
+	assert_content(fx, b, "b\r\n", 3);
+
+	/* A restart deletes spares instead of trusting them. */
+	assert_int_equal(spool_remove(fx->sp, b), 0);
+	assert_int_equal(count_files(fx, "spare"), 1);
+	spool_close(fx->sp);
+	open_spool(fx);
+	assert_int_equal(count_files(fx, "spare"), 0);
+	assert_true(file_exists(fx, "queue", c));
+	free(big);
+	envelope_free(&env);
+}
 
 /* spool_writer_open: the file is made on a spool thread, cb on the loop. */
 static struct spool_writer *opened_w[4];
@@ -1852,6 +1929,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_commit_error_rename, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_write_error, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_spare_reuse, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_abort_and_remove, setup,
 		    teardown),
