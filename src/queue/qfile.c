@@ -26,7 +26,12 @@
 
 #include "lib/util.h"
 
-static uint32_t qfile_crc_table[256];
+/*
+ * CRC-32 by slicing-by-8 (eight bytes per step through eight tables):
+ * several times faster than a byte at a time, and every message's bytes
+ * pass through it when written and when read back.
+ */
+static uint32_t qfile_crc_table[8][256];
 static pthread_once_t qfile_crc_once = PTHREAD_ONCE_INIT;
 
 static void
@@ -39,7 +44,14 @@ qfile_crc_init(void)
 		c = n;
 		for (k = 0; k < 8; k++)
 			c = (c & 1) ? 0xedb88320U ^ (c >> 1) : c >> 1;
-		qfile_crc_table[n] = c;
+		qfile_crc_table[0][n] = c;
+	}
+	for (n = 0; n < 256; n++) {
+		c = qfile_crc_table[0][n];
+		for (k = 1; k < 8; k++) {
+			c = qfile_crc_table[0][c & 0xff] ^ (c >> 8);
+			qfile_crc_table[k][n] = c;
+		}
 	}
 }
 
@@ -47,11 +59,27 @@ uint32_t
 qfile_crc32(uint32_t crc, const void *data, size_t len)
 {
 	const unsigned char *p = data;
+	uint32_t lo, hi;
 
 	pthread_once(&qfile_crc_once, qfile_crc_init);
 	crc = ~crc;
+	for (; len >= 8; p += 8, len -= 8) {
+		/* Little-endian words whatever the host's byte order. */
+		lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 |
+		    (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+		hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 |
+		    (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+		crc = qfile_crc_table[7][lo & 0xff] ^
+		    qfile_crc_table[6][(lo >> 8) & 0xff] ^
+		    qfile_crc_table[5][(lo >> 16) & 0xff] ^
+		    qfile_crc_table[4][lo >> 24] ^
+		    qfile_crc_table[3][hi & 0xff] ^
+		    qfile_crc_table[2][(hi >> 8) & 0xff] ^
+		    qfile_crc_table[1][(hi >> 16) & 0xff] ^
+		    qfile_crc_table[0][hi >> 24];
+	}
 	while (len-- > 0)
-		crc = qfile_crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+		crc = qfile_crc_table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
 	return ~crc;
 }
 

@@ -145,6 +145,40 @@ test_crc32(void **state)
 	/* Incremental equals one shot. */
 	assert_int_equal(qfile_crc32(qfile_crc32(0, "1234", 4), "56789", 5),
 	    0xcbf43926U);
+	/* "The quick brown fox..." (43 octets: 5 steps of 8 and a tail). */
+	assert_int_equal(qfile_crc32(0, "The quick brown fox jumps over the "
+	    "lazy dog", 43), 0x414fa339U);
+	/* Eight at a time agrees with a bit at a time, at every length and
+	 * alignment, and split anywhere. */
+	{
+		unsigned char data[300];
+		size_t off, len, cut;
+		uint32_t want, c;
+		unsigned int i, k;
+
+		srandom(7);
+		for (i = 0; i < sizeof(data); i++)
+			data[i] = (unsigned char)random();
+		for (off = 0; off < 8; off++) {
+			for (len = 0; len + off <= sizeof(data); len += 7) {
+				c = 0xffffffffU;
+				for (i = 0; i < len; i++) {
+					c ^= data[off + i];
+					for (k = 0; k < 8; k++)
+						c = (c & 1) ?
+						    0xedb88320U ^ (c >> 1) :
+						    c >> 1;
+				}
+				want = ~c;
+				assert_int_equal(qfile_crc32(0, data + off,
+				    len), want);
+				cut = len / 3;
+				assert_int_equal(qfile_crc32(qfile_crc32(0,
+				    data + off, cut), data + off + cut,
+				    len - cut), want);
+			}
+		}
+	}
 }
 
 static void
