@@ -981,7 +981,22 @@ daemon_serve(const char *cli_path)
 
 	if (evthread_use_pthreads() == -1)
 		fatalx("evthread_use_pthreads failed");
-	d.base = event_base_new();
+	{
+		/*
+		 * epoll's changelist: enabling and disabling reads and
+		 * writes within one loop pass costs one epoll_ctl at most
+		 * (libevent warns only about dup()ed fds, which the daemon
+		 * never makes).
+		 */
+		struct event_config *cfg = event_config_new();
+
+		if (cfg == NULL)
+			fatalx("event_config_new failed");
+		event_config_set_flag(cfg,
+		    EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+		d.base = event_base_new_with_config(cfg);
+		event_config_free(cfg);
+	}
 	if (d.base == NULL)
 		fatalx("event_base_new failed");
 	d.spool = spool_open(c->spool, d.base,
