@@ -218,8 +218,8 @@ static const struct conf_directive directives[] = {
 	NUMBER(greeting_delay, CONF_NUMBER_DURATION, 0, MINUTE, 0),
 	{ "bare_lf", 1, 1, false, conf_set_bare_lf, 0, 0, 0, 0, 0 },
 	STRING("user", user),
-	NUMBER(delivery_workers, CONF_NUMBER_COUNT, 1, 256, 4),
-	NUMBER(spool_sync_workers, CONF_NUMBER_COUNT, 1, 256, 4),
+	NUMBER(delivery_workers, CONF_NUMBER_COUNT, 1, 256, 16),
+	NUMBER(spool_sync_workers, CONF_NUMBER_COUNT, 1, 256, 8),
 	NUMBER(queue_lifetime, CONF_NUMBER_DURATION, 1, 365 * DAY, 5 * DAY),
 	/* Sending mail. */
 	ONOFF("dnssec", dnssec),
