@@ -42,8 +42,11 @@ def run_load(*args, timeout=120):
     assert os.access(SMTPLOAD, os.X_OK), \
         "no petrel-smtpload at %s (make builds it; or set " \
         "PETREL_SMTPLOAD)" % SMTPLOAD
-    return subprocess.run([SMTPLOAD] + [str(a) for a in args],
-                          capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run([SMTPLOAD] + [str(a) for a in args],
+                       capture_output=True, text=True, timeout=timeout)
+    assert "Sanitizer" not in r.stderr and \
+        "runtime error:" not in r.stderr, r.stderr
+    return r
 
 
 def parse_line(stdout):
