@@ -432,6 +432,9 @@ smtpload_epoll(struct smtpload_session *s, uint32_t events)
 static void
 smtpload_session_close(struct smtpload_session *s)
 {
+	/* A reply or EOF while waiting for the slot: out of the queue. */
+	if (s->state == SMTPLOAD_STATE_WAIT_MAIL)
+		STAILQ_REMOVE(&load.waiting, s, smtpload_session, entry);
 	if (s->fd != -1)
 		close(s->fd);	/* leaves the epoll set with it */
 	s->fd = -1;
@@ -769,6 +772,7 @@ smtpload_session_reply(struct smtpload_session *s, int code, size_t len)
 static void
 smtpload_session_read(struct smtpload_session *s)
 {
+	char text[256];
 	ssize_t n;
 	size_t len;
 	int code, rc;
@@ -784,28 +788,32 @@ smtpload_session_read(struct smtpload_session *s)
 		return;
 	}
 	s->inlen += (size_t)n;
-	rc = smtpload_reply_parse(s, &code, &len);
-	if (rc == -1) {
-		char text[256];
-
-		smtpload_escape(text, sizeof(text), s->in,
-		    s->inlen < 200 ? s->inlen : 200);
-		smtpload_session_fail(s, "malformed reply: %s", text);
-		return;
-	}
-	if (rc == 0) {
-		if (s->inlen == sizeof(s->in))
-			smtpload_session_fail(s, "reply over %zu bytes",
-			    sizeof(s->in));
-		return;
-	}
-	smtpload_session_reply(s, code, len);
-	/* No pipelining: whatever follows is a reply nothing asked for. */
-	if (s->fd != -1 && s->inlen > len) {
+	for (;;) {
+		rc = smtpload_reply_parse(s, &code, &len);
+		if (rc == -1) {
+			smtpload_escape(text, sizeof(text), s->in,
+			    s->inlen < 200 ? s->inlen : 200);
+			smtpload_session_fail(s, "malformed reply: %s", text);
+			return;
+		}
+		if (rc == 0) {
+			if (s->inlen == sizeof(s->in))
+				smtpload_session_fail(s, "reply over %zu bytes",
+				    sizeof(s->in));
+			return;
+		}
+		smtpload_session_reply(s, code, len);
+		if (s->fd == -1 || s->inlen <= len) {
+			s->inlen = 0;
+			return;
+		}
+		/*
+		 * No pipelining, so more is a reply nothing asked for (a 421
+		 * after the 250): it is handled as such, in the new state.
+		 */
 		memmove(s->in, s->in + len, s->inlen - len);
 		s->inlen -= len;
-	} else
-		s->inlen = 0;
+	}
 }
 
 static void

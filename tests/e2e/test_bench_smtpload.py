@@ -184,3 +184,43 @@ def test_usage_errors(args):
                                                       r.stderr)
     assert r.stdout == "", r.stdout
     assert "usage:" in r.stderr or "petrel-smtpload:" in r.stderr, r.stderr
+
+
+def test_server_closes_while_waiting_for_the_slot():
+    """-r: after its first 250 the session waits on its open connection
+    for the second message's time; the server says 421 and closes then.
+    The message it was waiting for fails, the run ends (exit 1)."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(8)
+    ls.settimeout(30)
+
+    def serve():
+        c, _ = ls.accept()
+        with c:
+            f = c.makefile("rwb")
+            f.write(b"220 fake\r\n")
+            f.flush()
+            for reply in (b"250-fake\r\n250 OK\r\n", b"250 ok\r\n",
+                          b"250 ok\r\n", b"354 go\r\n"):
+                f.readline()
+                f.write(reply)
+                f.flush()
+            while f.readline() != b".\r\n":
+                pass
+            f.write(b"250 queued\r\n421 4.3.2 going away\r\n")
+            f.flush()
+
+    import threading
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        r = run_load("-q", "-m", 2, "-M", 2, "-r", 2, "-T", 30,
+                     "127.0.0.1:%d" % ls.getsockname()[1])
+    finally:
+        t.join(30)
+        ls.close()
+    assert r.returncode == 1, r
+    d = parse_line(r.stdout)
+    assert (d["sent"], d["failed"], d["connections"]) == (1, 1, 1), d
+    assert "421 4.3.2 going away" in r.stderr, r.stderr
