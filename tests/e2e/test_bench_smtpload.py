@@ -18,6 +18,8 @@ import os
 import re
 import socket
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -186,41 +188,91 @@ def test_usage_errors(args):
     assert "usage:" in r.stderr or "petrel-smtpload:" in r.stderr, r.stderr
 
 
+
+def fake_transaction(f):
+    """Answer EHLO, MAIL, RCPT, DATA and the message (to its dot)."""
+    for reply in (b"250-fake\r\n250 OK\r\n", b"250 ok\r\n", b"250 ok\r\n",
+                  b"354 go\r\n"):
+        f.readline()
+        f.write(reply)
+        f.flush()
+    while f.readline() not in (b".\r\n", b""):
+        pass
+
+
 def test_server_closes_while_waiting_for_the_slot():
-    """-r: after its first 250 the session waits on its open connection
-    for the second message's time; the server says 421 and closes then.
-    The message it was waiting for fails, the run ends (exit 1)."""
+    """-r 2, two sessions, two messages per connection. Message 0 goes at
+    once on connection A, message 1 at 0.5 s on B; then A waits for
+    message 2 (1.0 s) and B for message 3 (1.5 s), A first in the queue.
+    Once B has had its first 250, a fake server sends A a 421 and closes
+    it: message 2 fails, and B must still send message 3 (a session closed
+    while it waits must leave the wait queue whole; a broken queue loses B
+    and the run ends by -T, exit 2). B's last 250 comes with a 421 in the
+    same write: the second reply a read brings is parsed too (the QUIT
+    then gets a 421: an error, but no message lost)."""
     ls = socket.socket()
     ls.bind(("127.0.0.1", 0))
     ls.listen(8)
     ls.settimeout(30)
+    b_done = threading.Event()
 
-    def serve():
-        c, _ = ls.accept()
+    def conn_a(c):
         with c:
             f = c.makefile("rwb")
-            f.write(b"220 fake\r\n")
+            f.write(b"220 fake A\r\n")
             f.flush()
-            for reply in (b"250-fake\r\n250 OK\r\n", b"250 ok\r\n",
-                          b"250 ok\r\n", b"354 go\r\n"):
+            fake_transaction(f)
+            f.write(b"250 queued\r\n")
+            f.flush()
+            b_done.wait(30)
+            time.sleep(0.2)  # order only: B back in the queue behind A
+            f.write(b"421 4.3.2 going away\r\n")
+            f.flush()
+
+    def conn_b(c):
+        with c:
+            f = c.makefile("rwb")
+            f.write(b"220 fake B\r\n")
+            f.flush()
+            fake_transaction(f)
+            f.write(b"250 queued\r\n")
+            f.flush()
+            b_done.set()
+            for reply in (b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n"):
                 f.readline()
                 f.write(reply)
                 f.flush()
-            while f.readline() != b".\r\n":
+            while f.readline() not in (b".\r\n", b""):
                 pass
-            f.write(b"250 queued\r\n421 4.3.2 going away\r\n")
+            # A 421 in the same write as the 250: parsed, in state QUIT.
+            f.write(b"250 queued\r\n421 4.3.2 B going away\r\n")
             f.flush()
+            f.readline()
 
-    import threading
+    def serve():
+        threads = []
+        for handler in (conn_a, conn_b):
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            t = threading.Thread(target=handler, args=(c,), daemon=True)
+            t.start()
+            threads.append(t)
+        for t in threads:
+            t.join(30)
+
     t = threading.Thread(target=serve, daemon=True)
     t.start()
     try:
-        r = run_load("-q", "-m", 2, "-M", 2, "-r", 2, "-T", 30,
+        r = run_load("-q", "-s", 2, "-m", 4, "-M", 2, "-r", 2, "-T", 10,
                      "127.0.0.1:%d" % ls.getsockname()[1])
     finally:
-        t.join(30)
         ls.close()
+        t.join(30)
     assert r.returncode == 1, r
     d = parse_line(r.stdout)
-    assert (d["sent"], d["failed"], d["connections"]) == (1, 1, 1), d
-    assert "421 4.3.2 going away" in r.stderr, r.stderr
+    assert (d["sent"], d["failed"], d["connections"]) == (3, 1, 2), d
+    assert "after (message and final \".\"): 421 4.3.2 going away" in \
+        r.stderr, r.stderr
+    assert "2 errors in all" in r.stderr, r.stderr
