@@ -78,7 +78,7 @@ enum smtpload_state {
 	SMTPLOAD_STATE_CONNECTING,
 	SMTPLOAD_STATE_GREETING,
 	SMTPLOAD_STATE_EHLO,
-	SMTPLOAD_STATE_WAIT_MAIL,	/* -r: connected, waiting for its slot */
+	SMTPLOAD_STATE_WAIT_MAIL,	/* -r: connected, awaiting its slot */
 	SMTPLOAD_STATE_MAIL,
 	SMTPLOAD_STATE_RCPT,
 	SMTPLOAD_STATE_DATA,
@@ -97,11 +97,11 @@ struct smtpload_session {
 						   this connection */
 	int64_t			 msg;		/* message in progress, or -1 */
 	uint64_t		 slot_ns;	/* WAIT_*: when to go on */
-	uint64_t		 dot_ns;	/* when the final "." went out */
+	uint64_t		 dot_ns;	/* when the final "." left */
 	const char		*last_cmd;	/* for error messages */
 	struct iovec		 out[2];	/* what is left to write */
 	int			 outfirst, outcnt;
-	char			*hdr;		/* own copy of the header block */
+	char			*hdr;		/* own copy of the headers */
 	char			 in[SMTPLOAD_REPLY_MAX];
 	size_t			 inlen;
 	STAILQ_ENTRY(smtpload_session) entry;	/* waiting or runnable */
@@ -126,7 +126,7 @@ struct smtpload {
 	struct smtpload_cmd	 ehlo, mail, rcpt, data, rset, quit;
 	char			*hdr;		/* header block template */
 	size_t			 hdr_len, hdr_digits;
-	char			*body;		/* rest of the message + ".\r\n" */
+	char			*body;		/* the rest, then ".\r\n" */
 	size_t			 body_len;
 
 	/* the run */
@@ -330,8 +330,7 @@ smtpload_message_build(void)
 		if (at - p > SMTPLOAD_LINE_MAX + 1)
 			smtpload_usage("-f/-t: too long for a header line of "
 			    "%d characters", SMTPLOAD_LINE_MAX);
-	smtpload_text_check("header", load.hdr,
-	    load.hdr_len);
+	smtpload_text_check("header", load.hdr, load.hdr_len);
 	at = strstr(load.hdr, "@smtpload.test>");
 	if (at == NULL)
 		abort();
@@ -384,11 +383,9 @@ smtpload_escape(char *dst, size_t size, const char *src, size_t len)
 			continue;
 		if (c == '\n') {
 			if (i + 1 < len)
-				o += (size_t)snprintf(dst + o, size - o,
-				    " | ");
+				o += (size_t)snprintf(dst + o, size - o, " | ");
 		} else if (c < ' ' || c >= 0x7f)
-			o += (size_t)snprintf(dst + o, size - o, "\\x%02x",
-			    c);
+			o += (size_t)snprintf(dst + o, size - o, "\\x%02x", c);
 		else
 			dst[o++] = (char)c;
 	}
@@ -911,8 +908,8 @@ smtpload_report(uint64_t end)
 		fprintf(stderr, "%s: %llu errors in all (the first above)\n",
 		    SMTPLOAD_NAME, (unsigned long long)load.errors);
 	if (load.rate > 0 && !load.quiet)
-		fprintf(stderr, "%s: open loop at %.1f/s: %llu messages started "
-		    "over 1 ms late, at most %.3f ms (not in lat_*)\n",
+		fprintf(stderr, "%s: open loop at %.1f/s: %llu messages "
+		    "started over 1 ms late, at most %.3f ms (not in lat_*)\n",
 		    SMTPLOAD_NAME, load.rate, (unsigned long long)load.late,
 		    (double)load.late_max / 1e6);
 }
