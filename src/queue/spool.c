@@ -1866,7 +1866,13 @@ spool_remove(const struct spool *sp, const char *id)
 int
 spool_remove_sync(const struct spool *sp, const char *id)
 {
-	if (spool_remove(sp, id) == -1 && errno != ENOENT)
+	if (!spool_is_valid_id(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	/* Unlinked, never kept as a spare: an administrator who deletes a
+	 * message expects its bytes gone from the spool. */
+	if (unlinkat(sp->queue_fd, id, 0) == -1 && errno != ENOENT)
 		return -1;
 	return fsync(sp->queue_fd);
 }

@@ -245,16 +245,18 @@ int spool_update_rcpts(const struct spool *sp, const char *id,
     const struct envelope *env);
 
 /*
- * Remove a message whose every recipient is DELIVERED. Returns 0 or -1.
- * A message with a FAILED recipient goes to spool_move_failed() instead:
- * until bounces exist, the file is the only trace of mail we accepted.
+ * Remove a message whose every recipient is done. Its file is kept in
+ * spare/ for a later message to be written over when there is room
+ * (docs/queue-format.md, "Spare files"), else unlinked; no directory
+ * fsync. Returns 0 or -1 with errno. Thread-safe.
  */
 int spool_remove(const struct spool *sp, const char *id);
 
 /*
- * spool_remove(), then fsync queue/: for a deletion that must not come
- * back after a crash (`petrel queue delete`). A missing file counts as
- * removed (queue/ is still fsync'd). Returns 0 or -1 with errno.
+ * Unlink queue/ID (never kept as a spare file), then fsync queue/: for a
+ * deletion that must not come back after a crash (`petrel queue delete`).
+ * A missing file counts as removed (queue/ is still fsync'd). Returns 0
+ * or -1 with errno.
  */
 int spool_remove_sync(const struct spool *sp, const char *id);
 
