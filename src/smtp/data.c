@@ -110,16 +110,40 @@ data_bare(struct smtp_data *d, struct buf *out, char c)
 		data_emit(d, out, &c, 1);
 }
 
+/* Count the NULs of p[0..n) (memchr: fast when there are none). */
+static void
+data_count_nul(struct smtp_data *d, const char *p, size_t n)
+{
+	const char *end = p + n, *z;
+
+	while (p < end && (z = memchr(p, '\0', (size_t)(end - p))) != NULL) {
+		d->nul++;
+		p = z + 1;
+	}
+}
+
 /* Ordinary line octets: no CR, no LF. */
 static void
 data_text(struct smtp_data *d, struct buf *out, const char *p, size_t n)
 {
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (p[i] == '\0')
-			d->nul++;
+	data_count_nul(d, p, n);
 	data_emit(d, out, p, data_line_keep(d, n));
+}
+
+/*
+ * The index of the first CR or LF in in[i..len), or len. Two memchr()
+ * passes (vectorized in libc) instead of a loop over every octet.
+ */
+static size_t
+data_span(const char *in, size_t i, size_t len)
+{
+	const char *lf, *cr;
+	size_t end;
+
+	lf = memchr(in + i, '\n', len - i);
+	end = lf != NULL ? (size_t)(lf - in) : len;
+	cr = memchr(in + i, '\r', end - i);
+	return cr != NULL ? (size_t)(cr - in) : end;
 }
 
 size_t
@@ -181,9 +205,28 @@ smtp_data_feed(struct smtp_data *d, const char *in, size_t len,
 				data_bare(d, out, '\n');
 				i++;
 			} else {
-				for (j = i; j < len && in[j] != '\r' &&
-				    in[j] != '\n'; j++)
-					;
+				j = data_span(in, i, len);
+				if (j + 1 < len && in[j] == '\r' &&
+				    in[j + 1] == '\n') {
+					/* The common case, a whole line and
+					 * its CRLF: one append. */
+					size_t n = j - i, keep;
+
+					data_count_nul(d, in + i, n);
+					keep = data_line_keep(d, n);
+					if (keep == n)
+						data_emit(d, out, in + i,
+						    n + 2);
+					else {
+						data_emit(d, out, in + i,
+						    keep);
+						data_emit(d, out, "\r\n", 2);
+					}
+					d->line_len = 0;
+					d->state = DATA_BOL;
+					i = j + 2;
+					break;
+				}
 				data_text(d, out, in + i, j - i);
 				i = j;
 			}

@@ -548,6 +548,199 @@ test_chunked_smuggling(void **state)
 }
 
 /* smtp_data_finish() does nothing to a DATA machine after its dot. */
+/*
+ * The reference: the byte-at-a-time machine data.c had before it learnt
+ * to skip through lines with memchr(). The fast one must agree with it on
+ * every input, however split.
+ */
+struct ref_data {
+	int mode;
+	size_t max_line;
+	uint64_t size, bare_cr, bare_lf, nul, long_lines;
+	bool done, chunked;
+	int state;
+	size_t line_len;
+};
+
+enum { R_BOL, R_DOT, R_DOT_CR, R_LINE, R_CR };
+
+static void
+ref_emit(struct ref_data *d, struct buf *out, const char *p, size_t n)
+{
+	size_t room;
+
+	d->size += n;
+	room = out->max > out->len ? out->max - out->len : 0;
+	if (n > room)
+		n = room;
+	if (n > 0)
+		(void)buf_append(out, p, n);
+}
+
+static size_t
+ref_keep(struct ref_data *d, size_t n)
+{
+	size_t keep;
+
+	if (d->max_line == 0)
+		return n;
+	if (d->line_len > d->max_line)
+		return 0;
+	if (n <= d->max_line - d->line_len) {
+		d->line_len += n;
+		return n;
+	}
+	keep = d->max_line - d->line_len;
+	d->long_lines++;
+	d->line_len = d->max_line + 1;
+	return keep;
+}
+
+static void
+ref_bare(struct ref_data *d, struct buf *out, char c)
+{
+	if (c == '\r')
+		d->bare_cr++;
+	else
+		d->bare_lf++;
+	if (ref_keep(d, 1) == 0)
+		return;
+	if (d->mode == SMTP_DATA_NORMALIZE)
+		ref_emit(d, out, "\r\n", 2);
+	else
+		ref_emit(d, out, &c, 1);
+}
+
+static size_t
+ref_feed(struct ref_data *d, const char *in, size_t len, struct buf *out)
+{
+	size_t i = 0, j, k;
+	char c;
+
+	while (i < len && !d->done) {
+		c = in[i];
+		switch (d->state) {
+		case R_BOL:
+			if (c == '.' && !d->chunked) {
+				d->state = R_DOT;
+				i++;
+			} else
+				d->state = R_LINE;
+			break;
+		case R_DOT:
+			if (c == '\r') {
+				d->state = R_DOT_CR;
+				i++;
+			} else
+				d->state = R_LINE;
+			break;
+		case R_DOT_CR:
+			if (c == '\n') {
+				d->done = true;
+				i++;
+				break;
+			}
+			ref_bare(d, out, '\r');
+			d->state = R_LINE;
+			break;
+		case R_CR:
+			if (c == '\n') {
+				ref_emit(d, out, "\r\n", 2);
+				d->line_len = 0;
+				d->state = R_BOL;
+				i++;
+				break;
+			}
+			ref_bare(d, out, '\r');
+			d->state = R_LINE;
+			break;
+		case R_LINE:
+			if (c == '\r') {
+				d->state = R_CR;
+				i++;
+			} else if (c == '\n') {
+				ref_bare(d, out, '\n');
+				i++;
+			} else {
+				for (j = i; j < len && in[j] != '\r' &&
+				    in[j] != '\n'; j++)
+					;
+				for (k = i; k < j; k++)
+					if (in[k] == '\0')
+						d->nul++;
+				ref_emit(d, out, in + i, ref_keep(d, j - i));
+				i = j;
+			}
+			break;
+		}
+	}
+	return i;
+}
+
+/* Random inputs of CR, LF, ".", NUL and letters, split at random. */
+static void
+test_data_matches_reference(void **state)
+{
+	static const char alphabet[] = "\r\n.\r\n.\0abcdefgh";
+	static const size_t max_lines[] = { 0, 1, 3, 8, 1000 };
+	static const size_t outmaxes[] = { 5, 64, BIG };
+	char in[600];
+	unsigned int round;
+
+	(void)state;
+	srandom(2026);
+	for (round = 0; round < 20000; round++) {
+		struct smtp_data d;
+		struct ref_data r;
+		struct buf out, rout;
+		size_t len = (size_t)random() % sizeof(in), i, off, got, rgot;
+		int mode = random() % 2 ? SMTP_DATA_STRICT :
+		    SMTP_DATA_NORMALIZE;
+		bool chunk_mode = random() % 4 == 0;
+		size_t max_line = max_lines[random() % 5];
+		size_t outmax = outmaxes[random() % 3];
+
+		for (i = 0; i < len; i++)
+			in[i] = alphabet[random() % (sizeof(alphabet) - 1)];
+		if (chunk_mode)
+			smtp_data_init_chunked(&d, mode, max_line);
+		else
+			smtp_data_init(&d, mode, max_line);
+		memset(&r, 0, sizeof(r));
+		r.mode = mode;
+		r.max_line = max_line;
+		r.chunked = chunk_mode;
+		r.state = R_BOL;
+		buf_init(&out, outmax);
+		buf_init(&rout, outmax);
+		for (off = 0; off < len && !d.done; off += got) {
+			size_t n = 1 + (size_t)random() % (len - off);
+
+			got = smtp_data_feed(&d, in + off, n, &out);
+			rgot = ref_feed(&r, in + off, n, &rout);
+			if (got != rgot)
+				fail_msg("round %u: consumed %zu, reference "
+				    "%zu (\"%s\")", round, got, rgot,
+				    test_escn(in, len));
+			if (d.done != r.done)
+				fail_msg("round %u: done differs", round);
+		}
+		smtp_data_finish(&d, &out);
+		if (!r.done && r.state == R_CR) {
+			ref_bare(&r, &rout, '\r');
+			r.state = R_LINE;
+		}
+		if (d.size != r.size || d.bare_cr != r.bare_cr ||
+		    d.bare_lf != r.bare_lf || d.nul != r.nul ||
+		    d.long_lines != r.long_lines || out.len != rout.len ||
+		    (out.len > 0 && memcmp(out.data, rout.data, out.len) != 0))
+			fail_msg("round %u: results differ (\"%s\")", round,
+			    test_escn(in, len));
+		buf_free(&out);
+		buf_free(&rout);
+	}
+}
+
 static void
 test_finish_after_dot(void **state)
 {
@@ -579,6 +772,7 @@ main(void)
 		cmocka_unit_test(test_chunked_cases),
 		cmocka_unit_test(test_chunked_smuggling),
 		cmocka_unit_test(test_finish_after_dot),
+		cmocka_unit_test(test_data_matches_reference),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
