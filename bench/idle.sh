@@ -24,8 +24,9 @@
 #                           (default 5)
 #   BENCH_TIMEOUT           seconds for opening every connection (default
 #                           300)
-#   BENCH_IDLE_USER         user Petrel runs as (default: petrel if it
-#                           exists and we are root; "" for none)
+#   BENCH_IDLE_USER         the `user` line of Petrel's configuration
+#                           (default: petrel if that user exists and we
+#                           are root; "" leaves the line out)
 #   BUILD                   build directory for make (default build)
 #   PETREL_BIN              use this binary and skip the build
 #
@@ -113,6 +114,9 @@ printf 'user@example.test:\n' >"$WORK/users"
 	echo "maildir $WORK/mail/%d/%u"
 	echo "users $WORK/users"
 	echo "dns 127.0.0.1:5353"
+	# Its own sockets and maildrop: never the system's /run/petrel.
+	echo "run_dir $WORK/run"
+	echo "maildrop $WORK/maildrop"
 	echo "max_connections $MAXCONN"
 	echo "max_connections_per_ip $MAXCONN"
 	# Longer than any run: no idle connection may time out.
