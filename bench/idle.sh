@@ -66,13 +66,18 @@ done
 petrel_binary "$ROOT" "$BUILD"
 
 # Descriptors: the client holds COUNT sockets, Petrel COUNT plus its own.
-# Petrel raises its soft limit to the hard one itself.
+# Petrel raises its soft limit to the hard one itself. (`ulimit -n` is
+# not POSIX, but dash, bash, busybox sh and ksh all have it.)
 NEED=$((COUNT + PROBES + 512))
+# shellcheck disable=SC3045
 cur=$(ulimit -n)
 if [ "$cur" != unlimited ] && [ "$cur" -lt "$NEED" ]; then
+	# shellcheck disable=SC3045
 	ulimit -n "$NEED" 2>/dev/null ||
 	    die "cannot raise the fd limit to $NEED (ulimit -n is $cur)"
 fi
+# shellcheck disable=SC3045
+FDLIMIT=$(ulimit -n)
 
 WORK=$(mktemp -d /tmp/petrel-idle.XXXXXX)
 PETREL_PID=""
@@ -102,7 +107,7 @@ else
 fi
 
 # ---- Petrel ----
-PORT=$(free_port)
+PORT=$(free_port 127.0.0.1)
 MAXCONN=$((COUNT + PROBES + 100))
 mkdir -p "$WORK/mail"
 printf 'user@example.test:\n' >"$WORK/users"
@@ -134,6 +139,7 @@ alive() {
 }
 
 # status_kb FIELD: a field of /proc/PID/status, in kB ("?" if gone).
+# shellcheck disable=SC2317 # called from snapshot
 status_kb() {
 	awk -v f="$1:" '$1 == f { print $2 }' "/proc/$PETREL_PID/status" \
 	    2>/dev/null || echo "?"
@@ -152,12 +158,15 @@ cpu_ms() {
 	}' "/proc/$PETREL_PID/stat"
 }
 
-# snapshot NAME: RSS, HWM, threads, fds into NAME_rss etc.
+# snapshot: "RSS HWM threads fds" (kB for the first two).
 snapshot() {
-	eval "$1_rss=\$(status_kb VmRSS)"
-	eval "$1_hwm=\$(status_kb VmHWM)"
-	eval "$1_thr=\$(status_kb Threads)"
-	eval "$1_fds=\$(fds)"
+	echo "$(status_kb VmRSS) $(status_kb VmHWM) $(status_kb Threads)" \
+	    "$(fds)"
+}
+
+# word N WORDS: the Nth word of WORDS.
+word() {
+	echo "$2" | cut -d' ' -f"$1"
 }
 
 # probe NAME: run the probes; prints their summary line into NAME.probe.
@@ -182,12 +191,12 @@ row() {
 
 status=0
 echo "idle.sh: $COUNT idle connections, sources=$SOURCES," \
-    "petrel=$PETREL_BIN, user=${RUN_USER:-self}, $(nproc) cpus," \
-    "fd limit $(ulimit -n), work dir $WORK"
+    "petrel=$PETREL_BIN, user=${RUN_USER:-default}, $(nproc) cpus," \
+    "fd limit $FDLIMIT, work dir $WORK"
 echo "idle.sh: load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 sleep "$SETTLE"
-snapshot before
+before=$(snapshot)
 probe before
 
 # ---- the idle connections ----
@@ -220,7 +229,7 @@ sleep 1
 cpu0=$(cpu_ms)
 sleep "$SETTLE"
 cpu1=$(cpu_ms)
-snapshot with
+with=$(snapshot)
 probe with
 alive || die "petrel died with $COUNT connections open"
 
@@ -239,26 +248,32 @@ esac
 
 # Wait (at most 60 s) for Petrel to have closed them all.
 end=$(($(date +%s) + 60))
-while [ "$(fds)" -gt "$before_fds" ] && [ "$(date +%s)" -lt "$end" ]; do
+while [ "$(fds)" -gt "$(word 4 "$before")" ] && [ "$(date +%s)" -lt "$end" ]; do
 	sleep 0.2
 done
 sleep "$SETTLE"
-snapshot after
+# shellcheck disable=SC2034 # read by eval in the report
+after=$(snapshot)
 alive || die "petrel died after the connections closed"
 stop_petrel
 
 # ---- report ----
 echo
 row "" VmRSS VmHWM threads fds
-row before "$before_rss kB" "$before_hwm kB" "$before_thr" "$before_fds"
-row "with $COUNT idle" "$with_rss kB" "$with_hwm kB" "$with_thr" \
-    "$with_fds"
-row "after closing" "$after_rss kB" "$after_hwm kB" "$after_thr" \
-    "$after_fds"
+for w in before with after; do
+	eval "v=\$$w"
+	case $w in
+	before) name=before ;;
+	with) name="with $COUNT idle" ;;
+	after) name="after closing" ;;
+	esac
+	row "$name" "$(word 1 "$v") kB" "$(word 2 "$v") kB" \
+	    "$(word 3 "$v")" "$(word 4 "$v")"
+done
 echo
 echo "opened:      $opened"
 echo "at the end:  $held"
-echo "$with_rss $before_rss $COUNT" | awk '{
+echo "$(word 1 "$with") $(word 1 "$before") $COUNT" | awk '{
 	printf "per connection: (%d - %d) kB / %d = %.0f bytes\n",
 	    $1, $2, $3, ($1 - $2) * 1024 / $3 }'
 echo "open rate: $COUNT connections greeted in $secs s"
@@ -272,7 +287,7 @@ for p in before with; do
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "$with_rss $RSS_TARGET_MIB $COUNT" | awk '{
+echo "$(word 1 "$with") $RSS_TARGET_MIB $COUNT" | awk '{
 	v = ($1 / 1024 < $2) ? "PASS" : "MISS"
 	printf "target RSS < %d MiB with %d idle connections: %s (%.1f MiB)",
 	    $2, $3, v, $1 / 1024
