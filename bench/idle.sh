@@ -158,10 +158,10 @@ cpu_ms() {
 	}' "/proc/$PETREL_PID/stat"
 }
 
-# snapshot: "RSS HWM threads fds" (kB for the first two).
+# snapshot: "RSS HWM threads fds RssAnon" (kB but for threads and fds).
 snapshot() {
 	echo "$(status_kb VmRSS) $(status_kb VmHWM) $(status_kb Threads)" \
-	    "$(fds)"
+	    "$(fds) $(status_kb RssAnon)"
 }
 
 # word N WORDS: the Nth word of WORDS.
@@ -186,7 +186,7 @@ field() {
 }
 
 row() {
-	printf '%-22s %-12s %-12s %-8s %-8s\n' "$@"
+	printf '%-22s %-12s %-12s %-12s %-8s %-8s\n' "$@"
 }
 
 status=0
@@ -259,7 +259,7 @@ stop_petrel
 
 # ---- report ----
 echo
-row "" VmRSS VmHWM threads fds
+row "" VmRSS VmHWM RssAnon threads fds
 for w in before with after; do
 	eval "v=\$$w"
 	case $w in
@@ -268,7 +268,7 @@ for w in before with after; do
 	after) name="after closing" ;;
 	esac
 	row "$name" "$(word 1 "$v") kB" "$(word 2 "$v") kB" \
-	    "$(word 3 "$v")" "$(word 4 "$v")"
+	    "$(word 5 "$v") kB" "$(word 3 "$v")" "$(word 4 "$v")"
 done
 echo
 echo "opened:      $opened"

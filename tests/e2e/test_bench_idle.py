@@ -110,7 +110,7 @@ def test_script_reports_and_exits_0():
     r = run_script(BENCH_IDLE_CONNECTIONS="50")
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
-    assert re.search(r"^with 50 idle +\d+ kB +\d+ kB +\d+ +\d+ *$", out,
+    assert re.search(r"^with 50 idle +\d+ kB +\d+ kB +\d+ kB +\d+ +\d+ *$", out,
                      re.M), out
     assert "opened:      connections=50 greeted=50 refused=0 failed=0" \
         in out, out
