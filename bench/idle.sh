@@ -25,8 +25,8 @@
 #   BENCH_TIMEOUT           seconds for opening every connection (default
 #                           300)
 #   BENCH_IDLE_USER         the `user` line of Petrel's configuration
-#                           (default: petrel if that user exists and we
-#                           are root; "" leaves the line out)
+#                           (default, as root: petrel if that user
+#                           exists, else root; "" leaves the line out)
 #   BUILD                   build directory for make (default build)
 #   PETREL_BIN              use this binary and skip the build
 #
@@ -102,6 +102,8 @@ if [ -n "${BENCH_IDLE_USER+set}" ]; then
 	RUN_USER=$BENCH_IDLE_USER
 elif [ "$(id -u)" -eq 0 ] && getent passwd petrel >/dev/null; then
 	RUN_USER=petrel
+elif [ "$(id -u)" -eq 0 ]; then
+	RUN_USER=root
 else
 	RUN_USER=""
 fi
