@@ -136,8 +136,12 @@ fi
 chmod 755 "$WORK"
 launch_petrel "$WORK" "$PORT"
 
+# alive: Petrel runs (kill -0 alone would accept a zombie not yet
+# waited for).
 alive() {
-	kill -0 "$PETREL_PID" 2>/dev/null
+	kill -0 "$PETREL_PID" 2>/dev/null &&
+	    ! grep -Eq '^State:[[:space:]]+[ZX]' "/proc/$PETREL_PID/status" \
+	    2>/dev/null
 }
 
 # status_kb FIELD: a field of /proc/PID/status, in kB ("?" if gone).
@@ -250,7 +254,8 @@ esac
 
 # Wait (at most 60 s) for Petrel to have closed them all.
 end=$(($(date +%s) + 60))
-while [ "$(fds)" -gt "$(word 4 "$before")" ] && [ "$(date +%s)" -lt "$end" ]; do
+while [ "$(fds)" -gt "$(word 4 "$before")" ] &&
+    [ "$(date +%s)" -lt "$end" ]; do
 	sleep 0.2
 done
 sleep "$SETTLE"
