@@ -115,6 +115,8 @@ start_petrel() {
 	{
 		echo "hostname mx.example.test"
 		echo "spool $_d/spool"
+		echo "run_dir $_d/run"
+		echo "maildrop $_d/maildrop"
 		echo "listen 127.0.0.1:$PETREL_PORT mx"
 		echo "domain example.test"
 		echo "maildir $_d/mail/%d/%u"

@@ -322,6 +322,8 @@ start_petrel() {
 	cat >"$_d/petrel.conf" <<EOF
 hostname relay.petrel.bench.test
 spool $_d/spool
+run_dir $_d/run
+maildrop $_d/maildrop
 listen 127.0.0.1:$PETREL_PORT mx
 domain local.bench.test
 maildir $_d/mail/%d/%u
