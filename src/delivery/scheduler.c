@@ -57,6 +57,7 @@
  * OWNERSHIP: the scheduler owns its messages (envelope copies) and jobs.
  */
 #include "delivery/delivery.h"
+#include "delivery/scan.h"
 
 #include <sys/queue.h>
 
@@ -470,71 +471,26 @@ sched_done_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- SCAN: facts about the content that outbound delivery needs ---- */
 
-struct sched_scan {
-	bool eight_bit;
-	size_t line, longest;
-	bool in_headers, at_bol;
-	unsigned int hops;
-	char name[10];		/* start of the current header line */
-	size_t namelen;
-};
-
-static void
-sched_scan_bytes(struct sched_scan *sc, const char *p, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)p[i];
-
-		if (ch >= 0x80)
-			sc->eight_bit = true;
-		if (ch == '\n') {
-			/* line excludes its CR */
-			size_t l = sc->line > 0 && i > 0 && p[i - 1] == '\r' ?
-			    sc->line - 1 : sc->line;
-
-			if (l > sc->longest)
-				sc->longest = l;
-			if (sc->in_headers && l == 0)
-				sc->in_headers = false;
-			sc->line = 0;
-			sc->namelen = 0;
-			continue;
-		}
-		if (sc->in_headers && sc->line < sizeof(sc->name)) {
-			sc->name[sc->line] = (char)ch;
-			sc->namelen = sc->line + 1;
-			if (sc->namelen == 9 && strncasecmp(sc->name,
-			    "received:", 9) == 0)
-				sc->hops++;
-		}
-		sc->line++;
-	}
-}
-
 static void
 sched_scan_run(struct sched_job *job)
 {
 	struct sched_msg *msg = job->msg;
-	struct sched_scan sc;
+	struct content_scan sc;
 	struct spool_reader *rd;
 	const char *error, *data;
 	size_t len;
 	int r;
 
-	memset(&sc, 0, sizeof(sc));
-	sc.in_headers = true;
+	content_scan_init(&sc);
 	if ((rd = spool_reader_open(msg->s->sp, msg->id, &error)) == NULL) {
 		job->error = errno;
 		return;
 	}
 	while ((r = spool_reader_next(rd, &data, &len)) == 1)
-		sched_scan_bytes(&sc, data, len);
+		content_scan_feed(&sc, data, len);
 	if (r == -1)
 		job->error = errno;
-	if (sc.line > sc.longest)
-		sc.longest = sc.line;
+	content_scan_finish(&sc);
 	spool_reader_close(rd);
 	msg->eight_bit = sc.eight_bit;
 	msg->longest_line = sc.longest;
