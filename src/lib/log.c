@@ -162,6 +162,10 @@ log_set_tap(log_tap_cb cb, void *arg)
 static void log_vwrite(enum log_level, const char *, va_list)
     __attribute__((format(printf, 2, 0)));
 
+static _Thread_local time_t log_stamp_sec;
+static _Thread_local char log_stamp[32];
+static _Thread_local size_t log_stamp_len;
+
 static void
 log_vwrite(enum log_level level, const char *fmt, va_list ap)
 {
@@ -179,8 +183,16 @@ log_vwrite(enum log_level level, const char *fmt, va_list ap)
 	if (level < log_min)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+	/* The date and time to the second, formatted once a second per
+	 * thread: a busy daemon logs thousands of lines a second. */
+	if (ts.tv_sec != log_stamp_sec || log_stamp_len == 0) {
+		gmtime_r(&ts.tv_sec, &tm);
+		log_stamp_len = strftime(log_stamp, sizeof(log_stamp),
+		    "%Y-%m-%dT%H:%M:%S", &tm);
+		log_stamp_sec = ts.tv_sec;
+	}
+	memcpy(line, log_stamp, log_stamp_len);
+	n = log_stamp_len;
 	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s[%d]: ",
 	    ts.tv_nsec / 1000000, log_progname, (int)getpid());
 	if (r > 0)
