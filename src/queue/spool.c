@@ -112,6 +112,8 @@ struct spool_job {
 	char id[QUEUE_ID_MAX];
 	int fd;
 	bool reused;		/* fd is a spare: cut its old tail */
+	uint64_t size;		/* COMMIT: the file's final length */
+	uint64_t old_size;	/* COMMIT: a spare's length before */
 	int error;
 	spool_commit_cb cb;
 	spool_open_cb open_cb;
@@ -142,6 +144,7 @@ struct spool_writer {
 	char id[QUEUE_ID_MAX];
 	int fd;			/* written by the write job only */
 	bool reused;		/* a spare file, not a new one */
+	uint64_t old_size;	/* its length when taken */
 	struct spool_job wjob;	/* SPOOL_JOB_WRITE, on sync_q when queued */
 
 	/* Loop thread only. */
@@ -248,7 +251,7 @@ static void spool_spares_clear(struct spool *);
 static int spool_spare_put(const struct spool *, const char *);
 static ssize_t spool_list_dir(int, char ***);
 static void spool_free_names(char **, ssize_t);
-static int spool_spare_take(struct spool *, const char *);
+static int spool_spare_take(struct spool *, const char *, uint64_t *);
 static uint64_t spool_qsync_begin(struct spool *);
 static void spool_qsync_end(struct spool *, uint64_t);
 
@@ -641,12 +644,11 @@ static void
 spool_sync_file(struct spool *sp, struct spool_job *job)
 {
 	int error = job->error;
-	off_t end;
 
-	/* A spare's old bytes beyond ours must not reach queue/. */
-	if (error == 0 && job->reused &&
-	    ((end = lseek(job->fd, 0, SEEK_CUR)) == -1 ||
-	    ftruncate(job->fd, end) == -1)) {
+	/* A spare's old bytes beyond ours must not reach queue/ (a
+	 * steady load's files keep their length: no call at all). */
+	if (error == 0 && job->reused && job->size != job->old_size &&
+	    ftruncate(job->fd, (off_t)job->size) == -1) {
 		error = errno;
 		log_err("spool: error queue=%s truncating a reused file "
 		    "failed: %s", job->id, strerror(error));
@@ -854,7 +856,7 @@ spool_writer_create(struct spool *sp, int *error_r)
 			errno = EEXIST;
 			continue;
 		}
-		if ((fd = spool_spare_take(sp, w->id)) != -1) {
+		if ((fd = spool_spare_take(sp, w->id, &w->old_size)) != -1) {
 			w->reused = true;
 			break;
 		}
@@ -1069,6 +1071,7 @@ spool_write_job(struct spool *sp, struct spool_writer *w)
 	/* Committed and drained: the job takes the fd, the writer goes. */
 	job->fd = w->fd;
 	job->reused = w->reused;
+	job->old_size = w->old_size;
 	if (job->error == 0)
 		job->error = w->error;
 	pthread_mutex_unlock(&sp->lock);
@@ -1249,6 +1252,7 @@ spool_writer_commit(struct spool_writer *w, const struct envelope *env,
 			rec->len = rec->cap = tail.len;
 			rec->content = 0;
 			STAILQ_INSERT_TAIL(&last, rec, entry);
+			job->size = w->offset + tail.len;
 		}
 		buf_free(&tail);
 	}
@@ -1407,7 +1411,7 @@ spool_spare_put(const struct spool *sp, const char *id)
  * fd, or -1 when there is none or it failed (the caller creates a file).
  */
 static int
-spool_spare_take(struct spool *sp, const char *id)
+spool_spare_take(struct spool *sp, const char *id, uint64_t *size_r)
 {
 	struct spool_spares *ss = sp->spares;
 	struct stat st;
@@ -1440,6 +1444,7 @@ spool_spare_take(struct spool *sp, const char *id)
 	pthread_mutex_lock(&ss->lock);
 	ss->reused++;
 	pthread_mutex_unlock(&ss->lock);
+	*size_r = (uint64_t)st.st_size;
 	return fd;
 }
 
