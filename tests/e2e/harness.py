@@ -13,6 +13,7 @@ Tests run as root; the daemon drops to user petrel, so the work directory is
 
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -44,6 +45,8 @@ LISTEN_RE = re.compile(r"listening addr=(\S+) port=(\d+) role=(\S+)")
 
 
 _PORTS_GIVEN = set()
+# Seeded per process (pid, time): parallel test processes pick apart.
+_PORT_RANDOM = random.Random(os.getpid() ^ time.time_ns())
 
 
 def free_port():
@@ -52,13 +55,30 @@ def free_port():
     same ephemeral port to two binds in a row once the first socket is
     closed, and two listeners of one daemon then collide (seen in CI:
     'listen: "127.0.0.1:42419" already listed')."""
+    # Below the kernel's ephemeral range (ip_local_port_range, 32768 and
+    # up by default): a port bound with 0 and closed again is handed to
+    # the next outgoing connection, and a test's clients make many (seen
+    # in a CI rehearsal: "cannot listen on 127.0.0.1:43141: Address
+    # already in use").
+    lo, hi = 20000, 32767
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            first = int(f.read().split()[0])
+        if first - 1 > lo + 1000:
+            hi = first - 1
+    except (OSError, ValueError, IndexError):
+        pass
     for _ in range(1000):
+        port = _PORT_RANDOM.randint(lo, hi)
+        if port in _PORTS_GIVEN:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _PORTS_GIVEN:
-            _PORTS_GIVEN.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
     raise RuntimeError("no fresh free port after 1000 tries")
 
 
