@@ -988,22 +988,13 @@ daemon_serve(const char *cli_path)
 
 	if (evthread_use_pthreads() == -1)
 		fatalx("evthread_use_pthreads failed");
-	{
-		/*
-		 * epoll's changelist: enabling and disabling reads and
-		 * writes within one loop pass costs one epoll_ctl at most
-		 * (libevent warns only about dup()ed fds, which the daemon
-		 * never makes).
-		 */
-		struct event_config *cfg = event_config_new();
-
-		if (cfg == NULL)
-			fatalx("event_config_new failed");
-		event_config_set_flag(cfg,
-		    EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-		d.base = event_base_new_with_config(cfg);
-		event_config_free(cfg);
-	}
+	/*
+	 * Not EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST: it defers epoll_ctl to
+	 * the next loop pass, and a socket closed meanwhile may have its
+	 * number reused by another thread (libunbound's): ThreadSanitizer
+	 * caught the deferred epoll_ctl landing on the resolver's socket.
+	 */
+	d.base = event_base_new();
 	if (d.base == NULL)
 		fatalx("event_base_new failed");
 	d.spool = spool_open(c->spool, d.base,
