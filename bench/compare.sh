@@ -37,8 +37,9 @@
 #   BENCH_PER_CONN   messages per connection (default "1 100"); a run
 #                    uses at most ceil(messages / sessions) so that every
 #                    session has a connection
-#   BENCH_MESSAGES   messages per run (default 2000); sizes above 16 KiB
-#                    send MESSAGES * 16384 / SIZE (at least 50)
+#   BENCH_MESSAGES   messages per run (default 2000); sizes above 40 KiB
+#                    send MESSAGES * 40960 / SIZE (at least 50): 800 of
+#                    100 KiB
 #   BENCH_REPS       repetitions of each server per load (default 3)
 #   BENCH_LATENCY    0: skip the latency row (default 1)
 #   BENCH_TIMEOUT    seconds a run may take until complete (default 300)
@@ -46,6 +47,7 @@
 #                    servers' queues and Maildirs are there, on one disk
 #   BUILD            build directory for make (default build)
 #   PETREL_BIN       use this petrel binary and skip the build
+#   BENCH_PLAN       1: print how many runs there would be, and exit
 #   SMTPLOAD         the load generator (default: petrel-smtpload next to
 #                    the petrel binary); /usr/sbin/smtp-source works too,
 #                    without latencies and without the latency row
@@ -100,15 +102,42 @@ done
 [ -d "$BENCH_DIR" ] || die "BENCH_DIR $BENCH_DIR is not a directory"
 [ "$(id -u)" -eq 0 ] || die "must run as root (Postfix's master needs it)"
 
+# ---- the plan ----
+nloads=0
+for _p in $PATHS; do for _z in $SIZES; do for _s in $SESSIONS; do
+	for _m in $PER_CONN; do nloads=$((nloads + 1)); done
+done; done; done
+nruns=$((nloads * 3 * REPS))
+LAT_KEY=accept-4096-50-1
+do_latency=0
+case "$(basename "${SMTPLOAD:-petrel-smtpload}")" in
+smtp-source) GEN=source ;;
+*) GEN=smtpload ;;
+esac
+if [ "$LATENCY" = 1 ] && [ "$GEN" = smtpload ]; then
+	case " $PATHS " in *" accept "*)
+		case " $SIZES " in *" 4096 "*)
+			case " $SESSIONS " in *" 50 "*)
+				case " $PER_CONN " in *" 1 "*)
+					do_latency=1 ;;
+				esac ;;
+			esac ;;
+		esac ;;
+	esac
+fi
+[ "$do_latency" -eq 0 ] || nruns=$((nruns + 2 * REPS))
+
+lat_note=""
+[ "$do_latency" -eq 0 ] || lat_note=" + latency 2 x $REPS"
+echo "compare.sh: $nloads loads x 3 servers x $REPS repetitions$lat_note:" \
+    "$nruns runs (a rough estimate at ~6 s a run: $((nruns / 10 + 1))" \
+    "minutes)"
+[ "${BENCH_PLAN:-0}" != 1 ] || exit 0
 # ---- dependencies and build ----
 sh "$ROOT/scripts/deps.sh"
 petrel_binary "$ROOT" "$BUILD"
 SMTPLOAD=${SMTPLOAD:-$(dirname "$PETREL_BIN")/petrel-smtpload}
 [ -x "$SMTPLOAD" ] || die "no load generator at $SMTPLOAD (set SMTPLOAD)"
-case "$(basename "$SMTPLOAD")" in
-smtp-source) GEN=source ;;
-*) GEN=smtpload ;;
-esac
 for f in "$SINK" "$POSTFIX" /usr/lib/postfix/sbin/master \
     /usr/lib/postfix/sbin/discard /usr/lib/postfix/sbin/virtual; do
 	[ -x "$f" ] || die "$f missing (package postfix)"
@@ -189,10 +218,6 @@ start_sink() {
 	    die "smtp-sink did not start on $1: $(cat "$2.err")"
 }
 
-# The ceiling: the generator talks to it directly.
-start_sink 127.0.0.1 "$WORK/ceil.out"
-CEIL_PORT=$SINK_PORT_R
-CEIL_PID=$SINK_PID_R
 # The remote server of the relay path, on 127.0.0.2 as in relay.sh.
 start_sink 127.0.0.2 "$WORK/relay-sink.out"
 RELAY_SINK_PORT=$SINK_PORT_R
@@ -319,6 +344,7 @@ start_petrel() {
 		echo "hostname mx.petrel.bench.test"
 		echo "spool $_d/spool"
 		echo "run_dir $_d/run"
+		echo "maildrop $_d/maildrop"
 		echo "listen 127.0.0.1:$PETREL_PORT mx"
 		echo "dns 127.0.0.1:1"
 		echo "trusted 127.0.0.0/8"
@@ -344,10 +370,10 @@ start_petrel() {
 
 # messages_for SIZE: messages per run for that size.
 messages_for() {
-	if [ "$1" -le 16384 ]; then
+	if [ "$1" -le 40960 ]; then
 		echo "$MESSAGES"
 	else
-		_n=$((MESSAGES * 16384 / $1))
+		_n=$((MESSAGES * 40960 / $1))
 		[ "$_n" -ge 50 ] || _n=50
 		echo "$_n"
 	fi
@@ -390,10 +416,14 @@ run_one() {
 	    --gen-out "$_run/gen.out"
 	case "$_srv" in
 	sink)
-		_port=$CEIL_PORT
+		# The ceiling, fresh for each run (its VmHWM is the run's):
+		# the generator talks to it directly.
+		start_sink 127.0.0.1 "$_run/ceil.out"
+		CEIL_PID=$SINK_PID_R
+		_port=$SINK_PORT_R
 		_log=""
 		set -- "$@" --mode accept --root-pid "$CEIL_PID" \
-		    --sink-out "$WORK/ceil.out"
+		    --sink-out "$_run/ceil.out"
 		;;
 	postfix)
 		start_postfix "$_run" "$_path" "$_s"
@@ -450,13 +480,17 @@ run_one() {
 	wait "$RUN_PID" || _ok=0
 	RUN_PID=""
 	if [ "$_ok" -eq 0 ] && [ -n "$_log" ]; then
-		echo "compare.sh: $_srv: the last lines of $_log:" \
-		    >>"$_run/runner.err"
+		echo "$_srv: the last lines of $_log:" >>"$_run/runner.err"
 		tail -5 "$_log" >>"$_run/runner.err" 2>/dev/null || true
 	fi
 	case "$_srv" in
 	postfix) postfix_stop ;;
 	petrel) stop_petrel ;;
+	sink)
+		kill -TERM "$CEIL_PID" 2>/dev/null || true
+		wait "$CEIL_PID" 2>/dev/null || true
+		CEIL_PID=""
+		;;
 	esac
 	_res=$(cat "$_run/result")
 	[ -n "$_res" ] || _res="ok=0 reason=the_runner_printed_nothing"
@@ -518,32 +552,6 @@ print(len(runs), f"{med:.0f}", f"{spread:.0f}%",
 EOF
 }
 
-# ---- the plan ----
-nloads=0
-for _p in $PATHS; do for _z in $SIZES; do for _s in $SESSIONS; do
-	for _m in $PER_CONN; do nloads=$((nloads + 1)); done
-done; done; done
-nruns=$((nloads * 3 * REPS))
-LAT_KEY=accept-4096-50-1
-do_latency=0
-if [ "$LATENCY" = 1 ] && [ "$GEN" = smtpload ]; then
-	case " $PATHS " in *" accept "*)
-		case " $SIZES " in *" 4096 "*)
-			case " $SESSIONS " in *" 50 "*)
-				case " $PER_CONN " in *" 1 "*)
-					do_latency=1 ;;
-				esac ;;
-			esac ;;
-		esac ;;
-	esac
-fi
-[ "$do_latency" -eq 0 ] || nruns=$((nruns + 2 * REPS))
-
-lat_note=""
-[ "$do_latency" -eq 0 ] || lat_note=" + latency 2 x $REPS"
-echo "compare.sh: $nloads loads x 3 servers x $REPS repetitions$lat_note:" \
-    "$nruns runs (a rough estimate at ~6 s a run: $((nruns / 10 + 1))" \
-    "minutes)"
 echo "compare.sh: paths '$PATHS', sizes '$SIZES', sessions '$SESSIONS'," \
     "per connection '$PER_CONN', $MESSAGES messages per run"
 echo "compare.sh: petrel=$PETREL_BIN user=$RUN_USER," \
