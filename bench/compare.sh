@@ -506,10 +506,11 @@ run_one() {
 		}
 		if (f["ok"] == 1)
 			printf "run %s %-7s %s/%s: %s msg/s in %s s, count %s," \
-			    " rss %d kB, pss %d kB, %s procs, p50 %s p99 %s ms\n",
-			    k, s, r, reps, f["rate"], f["seconds"], f["count"],
-			    f["rss_kb"], f["pss_kb"], f["procs"], f["lat_p50"],
-			    f["lat_p99"]
+			    " rss %d kB, pss %d kB, %s procs, p50 %s p99 %s ms," \
+			    " sampler %s s cpu\n", k, s, r, reps, f["rate"],
+			    f["seconds"], f["count"], f["rss_kb"], f["pss_kb"],
+			    f["procs"], f["lat_p50"], f["lat_p99"],
+			    f["sampler_cpu"]
 		else
 			printf "run %s %-7s %s/%s: FAIL %s\n", k, s, r, reps,
 			    f["reason"]
