@@ -129,10 +129,13 @@ fi
 
 lat_note=""
 [ "$do_latency" -eq 0 ] || lat_note=" + latency 2 x $REPS"
+# About 3.5 s a run on the 2-core machine of bench/README.md (Postfix's
+# start and stop are most of it).
 echo "compare.sh: $nloads loads x 3 servers x $REPS repetitions$lat_note:" \
-    "$nruns runs (a rough estimate at ~6 s a run: $((nruns / 10 + 1))" \
+    "$nruns runs (a rough estimate at ~4 s a run: $((nruns / 15 + 1))" \
     "minutes)"
 [ "${BENCH_PLAN:-0}" != 1 ] || exit 0
+
 # ---- dependencies and build ----
 sh "$ROOT/scripts/deps.sh"
 petrel_binary "$ROOT" "$BUILD"
