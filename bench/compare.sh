@@ -325,12 +325,15 @@ EOF
 	esac
 	PFX_CONF=$_d/conf
 	if ! "$POSTFIX" -c "$PFX_CONF" start >"$_d/start.log" 2>&1; then
-		cat "$_d/start.log" "$_d/maillog" >&2 2>/dev/null || true
-		die "postfix did not start"
+		tail -5 "$_d/start.log" "$_d/maillog" >&2 2>/dev/null || true
+		echo "compare.sh: postfix did not start" >&2
+		return 1
 	fi
 	if ! wait_port "$PFX_PORT" 20; then
-		cat "$_d/maillog" >&2 2>/dev/null || true
-		die "postfix does not listen on 127.0.0.1:$PFX_PORT"
+		tail -5 "$_d/maillog" >&2 2>/dev/null || true
+		echo "compare.sh: postfix does not listen on" \
+		    "127.0.0.1:$PFX_PORT" >&2
+		return 1
 	fi
 	PFX_PID=$(awk '{ print $1; exit }' "$_d/queue/pid/master.pid")
 }
@@ -368,7 +371,28 @@ start_petrel() {
 	} >"$_d/petrel.conf"
 	chown -R petrel: "$_d"
 	chmod 755 "$_d"
-	launch_petrel "$_d" "$PETREL_PORT"
+	# As lib.sh's launch_petrel, but a failure fails the run, not the
+	# script.
+	"$PETREL_BIN" serve -c "$_d/petrel.conf" 2>"$_d/petrel.log" &
+	PETREL_PID=$!
+	if ! wait_log "$_d/petrel.log" \
+	    "listening addr=127.0.0.1 port=$PETREL_PORT " 20; then
+		tail -5 "$_d/petrel.log" >&2
+		echo "compare.sh: petrel did not start" >&2
+		return 1
+	fi
+}
+
+# start_failed: the server of run_one did not start: a FAIL row.
+start_failed() {
+	case "$_srv" in
+	postfix) postfix_stop ;;
+	petrel) stop_petrel ;;
+	esac
+	echo "ok=0 reason=${_srv}_did_not_start" >>"$WORK/res/$_key.$_srv"
+	printf 'run %s %-7s %s/%s: FAIL %s did not start\n' "$_key" "$_srv" \
+	    "$_rep" "$REPS" "$_srv"
+	rm -rf "$_run"
 }
 
 # messages_for SIZE: messages per run for that size.
@@ -429,7 +453,10 @@ run_one() {
 		    --sink-out "$_run/ceil.out"
 		;;
 	postfix)
-		start_postfix "$_run" "$_path" "$_s"
+		if ! start_postfix "$_run" "$_path" "$_s"; then
+			start_failed
+			return 1
+		fi
 		_port=$PFX_PORT
 		_log=$_run/maillog
 		set -- "$@" --root-pid "$PFX_PID"
@@ -438,7 +465,10 @@ run_one() {
 		done
 		;;
 	petrel)
-		start_petrel "$_run" "$_path"
+		if ! start_petrel "$_run" "$_path"; then
+			start_failed
+			return 1
+		fi
 		_port=$PETREL_PORT
 		_log=$_run/petrel.log
 		set -- "$@" --root-pid "$PETREL_PID" \
