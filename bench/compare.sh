@@ -9,7 +9,8 @@
 # messages/second (median and spread), Petrel/Postfix and Petrel/smtp-sink,
 # peak RSS and process count, p50/p99 time from the final dot to the 250.
 # Then a latency row: both servers loaded at half of Petrel's peak accept
-# rate. Every run checks that every message arrived, exactly once. See
+# rate. Every run checks that every message arrived, exactly once. Every
+# run's files stay under the work directory until the script exits. See
 # bench/README.md ("compare.sh").
 #
 # Paths (BENCH_PATHS, default "accept maildir relay"):
@@ -253,7 +254,7 @@ case " $PATHS " in
 		DISCARD_SINK_PID=$SINK_PID_R
 		PETREL_DISCARD="smtp:[127.0.0.3]:$DISCARD_SINK_PORT"
 		echo "compare.sh: NOTE: petrel refuses a discard: next hop" \
-		    "($(tr '\n' ' ' <"$WORK/probe/out"| sed 's/ *$//'));" \
+		    "($(tr '\n' ' ' <"$WORK/probe/out" | sed 's/ *$//'));" \
 		    "on the accept path petrel relays discard.test to a" \
 		    "second smtp-sink at 127.0.0.3:$DISCARD_SINK_PORT" \
 		    "instead, Postfix uses discard(8)"
