@@ -1098,18 +1098,25 @@ remote_dest_route(const struct conf_route *route, const char *scheme,
  * literal never matches (it names a host).
  */
 static const struct conf_route *
-remote_discard_for(const struct remote *r, const char *addr)
+remote_discard_for(const struct conf *c, const char *addr)
 {
 	const struct conf_route *route;
 	const char *at = strrchr(addr, '@');
 	char domain[256];
 
-	if (at == NULL || at[1] == '[' || r->conf->nroutes == 0)
+	if (at == NULL || at[1] == '[' || c->nroutes == 0)
 		return NULL;
 	strlcpy(domain, at + 1, sizeof(domain));
 	ascii_lowercase(domain);
-	route = conf_route_find(r->conf, domain);
+	route = conf_route_find(c, domain);
 	return route != NULL && route->kind == CONF_ROUTE_DISCARD ? route :
+	    NULL;
+}
+
+bool
+remote_discards(const struct conf *c, const struct envelope_rcpt *r)
+{
+	return r->kind != RCPT_KIND_LOCAL && remote_discard_for(c, r->addr) !=
 	    NULL;
 }
 
@@ -1138,7 +1145,7 @@ remote_submit(struct remote *r, struct remote_batch *b)
 		auth = false;
 		/* transport discard: (Postfix's discard(8)): done here. */
 		if (er->kind != RCPT_KIND_LOCAL &&
-		    (discard = remote_discard_for(r, er->addr)) != NULL) {
+		    (discard = remote_discard_for(r->conf, er->addr)) != NULL) {
 			b->res[i].status = REMOTE_OK;
 			snprintf(b->res[i].reply, sizeof(b->res[i].reply),
 			    "250 2.0.0 discarded%s%s", discard->path[0] != '\0'

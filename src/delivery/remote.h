@@ -79,6 +79,12 @@ struct remote *remote_new(struct event_base *base, struct spool *sp,
     const struct conf *c, struct dns *dns);
 void remote_set_conf(struct remote *r, const struct conf *c);
 
+/*
+ * r goes to a `discard:` next hop of the transport file: it is done in
+ * remote_submit() without a connection, and needs no content scan.
+ */
+bool remote_discards(const struct conf *c, const struct envelope_rcpt *r);
+
 /* Deliver b (filled in by the caller, res allocated with n entries). */
 void remote_submit(struct remote *r, struct remote_batch *b);
 

@@ -1454,8 +1454,11 @@ sched_round(struct sched_msg *msg)
 	for (i = 0; i < msg->env.nrcpts; i++) {
 		const struct envelope_rcpt *r = &msg->env.rcpts[i];
 
+		/* A discarded recipient needs no facts about the content. */
 		if (r->status == RCPT_STATUS_PENDING &&
-		    r->next_attempt <= now && lmtp_via_client(msg->s->conf, r))
+		    r->next_attempt <= now &&
+		    lmtp_via_client(msg->s->conf, r) &&
+		    !remote_discards(msg->s->conf, r))
 			remote_due = true;
 	}
 	if (remote_due && !msg->scanned) {
