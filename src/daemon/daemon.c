@@ -585,7 +585,7 @@ daemon_queued(void *arg, const char *id, const struct envelope *env)
 {
 	struct daemon *d = arg;
 
-	scheduler_add(d->sched, id, env);
+	scheduler_add_new(d->sched, id, env);
 }
 
 static void

@@ -123,6 +123,14 @@ void scheduler_add(struct scheduler *s, const char *id,
     const struct envelope *env);
 
 /*
+ * The same for a message just received: its file is in the page cache,
+ * so a small one's content is scanned on the loop at its first round
+ * instead of on a worker.
+ */
+void scheduler_add_new(struct scheduler *s, const char *id,
+    const struct envelope *env);
+
+/*
  * scheduler_stop() if not done, wait for running jobs to end, stop the
  * threads, free. Jobs not yet started are dropped: their queue files
  * stay for the next start, with every result already known (a finished

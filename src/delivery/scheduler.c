@@ -89,6 +89,8 @@
 #endif
 
 #define SCHED_DSN_MAX_EXTRA	(256 * 1024)	/* report beyond the quote */
+/* A just-received message this small is scanned on the loop. */
+#define SCHED_SCAN_INLINE_MAX	(256 * 1024)
 
 enum sched_phase {
 	PHASE_IDLE,
@@ -129,6 +131,8 @@ struct sched_msg {
 	bool interim;		/* an interim state write is running */
 	bool interim_again;	/* and another is wanted after it */
 	/* SCAN results */
+	bool fresh;		/* just received: its file is in the page
+				 * cache (until the first round) */
 	bool scanned;
 	bool eight_bit;
 	size_t longest_line;
@@ -471,30 +475,45 @@ sched_done_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- SCAN: facts about the content that outbound delivery needs ---- */
 
-static void
-sched_scan_run(struct sched_job *job)
+/*
+ * Scan msg's content if it is at most max octets. Returns 1 when scanned
+ * (or failed: *error_r set), 0 when larger than max (nothing done).
+ */
+static int
+sched_scan_file(struct sched_msg *msg, uint64_t max, int *error_r)
 {
-	struct sched_msg *msg = job->msg;
 	struct content_scan sc;
 	struct spool_reader *rd;
 	const char *error, *data;
 	size_t len;
 	int r;
 
+	*error_r = 0;
 	content_scan_init(&sc);
 	if ((rd = spool_reader_open(msg->s->sp, msg->id, &error)) == NULL) {
-		job->error = errno;
-		return;
+		*error_r = errno;
+		return 1;
+	}
+	if (spool_reader_size(rd) > max) {
+		spool_reader_close(rd);
+		return 0;
 	}
 	while ((r = spool_reader_next(rd, &data, &len)) == 1)
 		content_scan_feed(&sc, data, len);
 	if (r == -1)
-		job->error = errno;
+		*error_r = errno;
 	content_scan_finish(&sc);
 	spool_reader_close(rd);
 	msg->eight_bit = sc.eight_bit;
 	msg->longest_line = sc.longest;
 	msg->hops = sc.hops;
+	return 1;
+}
+
+static void
+sched_scan_run(struct sched_job *job)
+{
+	(void)sched_scan_file(job->msg, UINT64_MAX, &job->error);
 }
 
 /*
@@ -1462,9 +1481,26 @@ sched_round(struct sched_msg *msg)
 			remote_due = true;
 	}
 	if (remote_due && !msg->scanned) {
+		struct sched_job *job;
+		bool fresh = msg->fresh;
+
+		msg->fresh = false;
 		msg->phase = PHASE_SCAN;
-		sched_job_submit(msg->s, sched_job_new(msg, sched_scan_run,
-		    sched_scan_done));
+		job = sched_job_new(msg, sched_scan_run, sched_scan_done);
+		/*
+		 * Just received and small: scanned here, as remote.c reads
+		 * such a file on the loop (it was written moments ago and
+		 * comes from the page cache); a worker costs two thread
+		 * switches per message. Recovered or large ones go to a
+		 * worker.
+		 */
+		if (fresh && sched_scan_file(msg, SCHED_SCAN_INLINE_MAX,
+		    &job->error) == 1) {
+			job->done(job);
+			sched_job_free(job);
+			return;
+		}
+		sched_job_submit(msg->s, job);
 		return;
 	}
 	sched_deliver(msg);
@@ -1523,15 +1559,33 @@ scheduler_set_conf(struct scheduler *s, const struct conf *c)
 		remote_set_conf(s->remote, c);
 }
 
+static void sched_add(struct scheduler *, const char *,
+    const struct envelope *, bool);
+
 void
 scheduler_add(struct scheduler *s, const char *id,
     const struct envelope *env)
+{
+	sched_add(s, id, env, false);
+}
+
+void
+scheduler_add_new(struct scheduler *s, const char *id,
+    const struct envelope *env)
+{
+	sched_add(s, id, env, true);
+}
+
+static void
+sched_add(struct scheduler *s, const char *id, const struct envelope *env,
+    bool fresh)
 {
 	struct sched_msg *msg;
 	size_t i;
 
 	msg = xcalloc(1, sizeof(*msg));
 	msg->s = s;
+	msg->fresh = fresh;
 	if (strlcpy(msg->id, id, sizeof(msg->id)) >= sizeof(msg->id))
 		fatalx("scheduler: queue id too long: %s", id);
 	envelope_init(&msg->env);
