@@ -249,6 +249,15 @@ def main():
         if t_done is None and now - t0 > a.timeout:
             break
         time.sleep(POLL_EVERY)
+    # Every message arrived before the generator exited (it was still
+    # reading its last replies or saying QUIT): wait for it, within the
+    # timeout, so that its output line is complete.
+    if t_gen is None and t_done is not None:
+        try:
+            gen.wait(timeout=max(1.0, a.timeout - (time.monotonic() - t0)))
+            t_gen = time.monotonic()
+        except subprocess.TimeoutExpired:
+            pass
     # The root's own high-water mark (a single-process server's peak may
     # fall between two samples); read before the caller stops it.
     peak_rss = max(peak_rss, hwm(a.root_pid))
