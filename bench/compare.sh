@@ -174,25 +174,6 @@ PETREL_PID=""
 RUN_PID=""
 PFX_CONF=""
 
-# postfix_stop: stop the running private instance, by force if needed.
-postfix_stop() {
-	[ -n "$PFX_CONF" ] || return 0
-	"$POSTFIX" -c "$PFX_CONF" stop >/dev/null 2>&1 || true
-	# postfix stop waits a while, then gives up; the master calls
-	# setsid, so its process group ID is its PID: kill the group.
-	_pidfile=$(dirname "$PFX_CONF")/queue/pid/master.pid
-	if [ -f "$_pidfile" ]; then
-		_pid=$(awk '{ print $1; exit }' "$_pidfile")
-		case "$_pid" in
-		'' | *[!0-9]*) ;;
-		*) if kill -0 "$_pid" 2>/dev/null &&
-			    grep -q master "/proc/$_pid/comm" 2>/dev/null; then
-				kill -KILL -- "-$_pid" 2>/dev/null || true
-			fi ;;
-		esac
-	fi
-	PFX_CONF=""
-}
 
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {

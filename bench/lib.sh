@@ -1,7 +1,8 @@
 # bench/lib.sh: helpers shared by the benchmark scripts (sourced, POSIX sh).
 #
 # The sourcing script sets BENCH_NAME (for messages) and PYTHON, and, for
-# the Petrel helpers, PETREL_BIN and PETREL_PID ("" when none runs).
+# the Petrel helpers, PETREL_BIN and PETREL_PID ("" when none runs), and,
+# for postfix_stop, POSTFIX and PFX_CONF.
 
 die() {
 	echo "$BENCH_NAME: $*" >&2
@@ -81,4 +82,26 @@ stop_petrel() {
 	done
 	wait "$PETREL_PID" 2>/dev/null || true
 	PETREL_PID=""
+}
+
+# postfix_stop: stop the private Postfix instance whose configuration
+# directory is $PFX_CONF (the caller's; "" when none runs) with $POSTFIX,
+# by force if needed, and set PFX_CONF to "".
+postfix_stop() {
+	[ -n "$PFX_CONF" ] || return 0
+	"$POSTFIX" -c "$PFX_CONF" stop >/dev/null 2>&1 || true
+	# postfix stop waits up to 5 s, then gives up; make sure of it (the
+	# master calls setsid, so its process group ID is its PID).
+	_pidfile=$(dirname "$PFX_CONF")/queue/pid/master.pid
+	if [ -f "$_pidfile" ]; then
+		_pid=$(awk '{ print $1; exit }' "$_pidfile")
+		case "$_pid" in
+		'' | *[!0-9]*) ;;
+		*) if kill -0 "$_pid" 2>/dev/null &&
+			    grep -q master "/proc/$_pid/comm" 2>/dev/null; then
+				kill -KILL -- "-$_pid" 2>/dev/null || true
+			fi ;;
+		esac
+	fi
+	PFX_CONF=""
 }
