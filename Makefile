@@ -55,7 +55,7 @@ install: all
 	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 bench: all
-	sh bench/accept.sh
+	sh bench/compare.sh
 
 clean:
 	rm -rf build build-san-* build-clang
