@@ -548,6 +548,27 @@ conf_parse_hostport(const char *s, bool port_optional, char *host,
 	return 0;
 }
 
+/* l's socket address from a parsed numeric address and l->port. */
+static void
+conf_listen_set_addr(struct conf_listen *l, int family, const uint8_t *addr)
+{
+	if (family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&l->addr;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)l->port);
+		memcpy(&sin->sin_addr, addr, 4);
+		l->addrlen = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&l->addr;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)l->port);
+		memcpy(&sin6->sin6_addr, addr, 16);
+		l->addrlen = sizeof(*sin6);
+	}
+}
+
 static int
 conf_add_listen(struct conf_parser *p, const struct conf_directive *d,
     char **args)
@@ -585,21 +606,7 @@ conf_add_listen(struct conf_parser *p, const struct conf_directive *d,
 		}
 		l.role = (enum conf_role)i;
 	}
-	if (family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&l.addr;
-
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)l.port);
-		memcpy(&sin->sin_addr, addr, 4);
-		l.addrlen = sizeof(*sin);
-	} else {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&l.addr;
-
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)l.port);
-		memcpy(&sin6->sin6_addr, addr, 16);
-		l.addrlen = sizeof(*sin6);
-	}
+	conf_listen_set_addr(&l, family, addr);
 	/* The same address twice would only fail later, at bind time. */
 	for (i = 0; i < c->nlisten; i++) {
 		if (c->listen[i].addrlen == l.addrlen &&
@@ -647,21 +654,7 @@ conf_set_metrics(struct conf_parser *p, const struct conf_directive *d,
 		    conf_escape(esc, sizeof(esc), args[0]), error);
 		return -1;
 	}
-	if (family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&l.addr;
-
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)l.port);
-		memcpy(&sin->sin_addr, addr, 4);
-		l.addrlen = sizeof(*sin);
-	} else {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&l.addr;
-
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)l.port);
-		memcpy(&sin6->sin6_addr, addr, 16);
-		l.addrlen = sizeof(*sin6);
-	}
+	conf_listen_set_addr(&l, family, addr);
 	l.role = CONF_ROLE_MX;	/* unused */
 	free(p->c->metrics);
 	p->c->metrics = xmalloc(sizeof(l));
