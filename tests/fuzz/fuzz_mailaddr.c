@@ -19,8 +19,9 @@
  *     result is NUL-terminated and no longer than its input;
  *   - every address the header parser reports is NUL-terminated at
  *     addr[len], at most MAILADDR_HDR_ADDR_MAX octets, without NUL, CR,
- *     LF or other control characters, splits at an '@' with mailaddr_
- *     addr_split(), and the callback count equals the return value; a
+ *     LF or other control characters, with SP and HTAB only inside a
+ *     quoted local part, splits at an '@' with mailaddr_addr_split(),
+ *     and the callback count equals the return value; a
  *     walk stopped by the callback returns MAILADDR_HDR_STOPPED; an error
  *     has a message and never called the callback.
  */
@@ -51,10 +52,14 @@ hdr_cb(void *arg, const char *addr, size_t len)
 
 	CHECK(len > 0 && len <= MAILADDR_HDR_ADDR_MAX);
 	CHECK(addr[len] == '\0');
-	for (i = 0; i < len; i++)
-		CHECK((unsigned char)addr[i] >= 0x20 &&
-		    (unsigned char)addr[i] != 0x7f);
 	CHECK(mailaddr_addr_split(addr, len, &local_len, &quoted));
+	/* WSP (SP, HTAB) only in a quoted local part. */
+	for (i = 0; i < len; i++) {
+		CHECK(((unsigned char)addr[i] >= 0x20 &&
+		    (unsigned char)addr[i] != 0x7f) || addr[i] == '\t');
+		if (addr[i] == ' ' || addr[i] == '\t')
+			CHECK(quoted && i < local_len);
+	}
 	CHECK(local_len > 0 && local_len + 1 < len);
 	CHECK(addr[local_len] == '@');
 	CHECK(quoted == (addr[0] == '"'));
