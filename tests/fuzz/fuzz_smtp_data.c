@@ -21,7 +21,10 @@
  *   - the output is no longer than the consumed input in STRICT mode, and
  *     in NORMALIZE mode no longer than that plus one octet per bare CR
  *     or bare LF (each written as CRLF);
- *   - after a long line, every line of the output fits max_line.
+ *   - after a long line, every line of the output fits max_line;
+ *   - a third run into a buffer capped at the split point writes a
+ *     prefix of the first run's output, never more than the cap, and
+ *     counts the same (a full buffer drops content, not counting).
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -70,7 +73,7 @@ run_feed(struct run *r, const char *in, size_t len)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct run one, two;
+	struct run one, two, three;
 	enum smtp_data_mode mode;
 	const char *in;
 	size_t len, split, max_line, i, line;
@@ -138,7 +141,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 
+	run_init(&three, mode, chunked, max_line, len);
+	three.out.max = split;
+	run_feed(&three, in, len);
+	if (chunked)
+		smtp_data_finish(&three.d, &three.out);
+	CHECK(three.consumed == one.consumed && three.d.size == one.d.size);
+	CHECK(three.d.bare_cr == one.d.bare_cr &&
+	    three.d.bare_lf == one.d.bare_lf && three.d.nul == one.d.nul &&
+	    three.d.long_lines == one.d.long_lines);
+	CHECK(three.out.len <= split && three.out.len <= one.out.len);
+	if (three.out.len > 0)
+		CHECK(memcmp(three.out.data, one.out.data, three.out.len) == 0);
+
 	buf_free(&one.out);
 	buf_free(&two.out);
+	buf_free(&three.out);
 	return 0;
 }
