@@ -12,7 +12,9 @@
  * names within DKIM_DOMAIN_MAX, i= ends in a domain within the identity,
  * h= lists at least one name, bh= fits its buffer, the algorithm and
  * the key query name print. On failure: a reason that has a name and no
- * result left behind.
+ * result left behind. The tag-list parser, run on the whole input too,
+ * gives at most DKIM_TAGS_MAX distinct, non-empty names, and names,
+ * values and spans inside the text, each value inside its span.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -64,6 +66,45 @@ fuzz_check_sig(const struct dkim_sig *sig, const char *field, size_t len)
 }
 
 static void
+fuzz_check_taglist(const char *text, size_t len)
+{
+	struct dkim_taglist *l;
+	const struct dkim_tag *t;
+	enum dkim_reason reason = DKIM_OK;
+	size_t i, k;
+
+	if ((l = malloc(sizeof(*l))) == NULL)
+		return;
+	if (dkim_taglist_parse(text, len, l, &reason) == -1) {
+		if (reason == DKIM_OK)
+			__builtin_trap();
+		free(l);
+		return;
+	}
+	if (l->ntags > DKIM_TAGS_MAX)
+		__builtin_trap();
+	for (i = 0; i < l->ntags; i++) {
+		t = &l->tags[i];
+		if (t->namelen == 0 || t->name < text ||
+		    t->name + t->namelen > text + len)
+			__builtin_trap();
+		if (t->span_start > t->span_end || t->span_end > len)
+			__builtin_trap();
+		if (t->value < text + t->span_start ||
+		    t->value + t->valuelen > text + t->span_end)
+			__builtin_trap();
+		for (k = 0; k < i; k++)
+			if (l->tags[k].namelen == t->namelen &&
+			    memcmp(l->tags[k].name, t->name, t->namelen) == 0)
+				__builtin_trap();
+		if (dkim_taglist_get(l, "v") == NULL &&
+		    t->namelen == 1 && t->name[0] == 'v')
+			__builtin_trap();
+	}
+	free(l);
+}
+
+static void
 fuzz_parse(const char *field, size_t len, unsigned int flags)
 {
 	struct dkim_sig *sig = NULL;
@@ -94,6 +135,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(field, data, size);
 	fuzz_parse(field, size, 0);
 	fuzz_parse(field, size, DKIM_SIG_PARSE_EMPTY_B);
+	fuzz_check_taglist(field, size);
 	free(field);
 	return 0;
 }
