@@ -3,6 +3,8 @@
 #   make check SANITIZE=address,undefined   ASan+UBSan (build-san-cc-address-undefined/)
 #   make check SANITIZE=thread CC=clang     TSan (build-san-clang-thread/)
 #   make check CC=clang                     another compiler (build-clang/)
+#   make fuzz [FUZZ_TIME=60]                libFuzzer targets (build-fuzz/)
+#   make fuzz-smoke                         each target for a fixed run count
 BUILD ?= build
 CC ?= cc
 SANITIZE ?=
@@ -21,7 +23,8 @@ BUILD := build-san-$(notdir $(CC))-$(subst $(comma),-,$(SANITIZE))
 CMAKE_FLAGS += -DPETREL_SANITIZE=$(SANITIZE) -DCMAKE_BUILD_TYPE=Debug
 endif
 
-.PHONY: all deps configure check check-long check-unit run install clean bench
+.PHONY: all deps configure check check-long check-unit run install clean bench \
+	fuzz fuzz-build fuzz-smoke
 
 all: configure
 	cmake --build $(BUILD) -j $(JOBS)
@@ -57,5 +60,52 @@ install: all
 bench: all
 	sh bench/compare.sh
 
+# issue 8: the libFuzzer targets tests/fuzz/fuzz_<name>.c (tests/fuzz/README.md),
+# always with clang, in build-fuzz/. The seeds in tests/fuzz/corpus/<name>/ are
+# only read: libFuzzer writes what it finds into the first directory it is
+# given, build-fuzz/corpus/<name>/ (kept from run to run), and crashes into
+# build-fuzz/artifacts/<name>/.
+FUZZ_BUILD := build-fuzz
+FUZZ_TIME ?= 60
+FUZZ_RUNS ?= 20000
+FUZZ_SEED ?= 1
+FUZZ_NAMES = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+
+fuzz-build: deps
+	@if [ ! -f $(FUZZ_BUILD)/CMakeCache.txt ]; then \
+		CC=clang cmake -S . -B $(FUZZ_BUILD) -DPETREL_FUZZ=ON \
+		    -DCMAKE_BUILD_TYPE=RelWithDebInfo; fi
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz
+
+# Each target for FUZZ_TIME seconds, one after the other.
+fuzz: fuzz-build
+	@fail=0; for n in $(FUZZ_NAMES); do \
+		mkdir -p $(FUZZ_BUILD)/corpus/$$n $(FUZZ_BUILD)/artifacts/$$n; \
+		echo "== fuzz_$$n for $(FUZZ_TIME) s"; \
+		./$(FUZZ_BUILD)/fuzz_$$n -max_total_time=$(FUZZ_TIME) \
+		    -print_final_stats=1 \
+		    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$n/ \
+		    $(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n || fail=1; \
+	done; exit $$fail
+
+# Quick and repeatable: the committed reproducers of tests/fuzz/regressions/,
+# then FUZZ_RUNS inputs with a fixed seed from the seeds alone. Fails if any
+# target does.
+fuzz-smoke: fuzz-build
+	@fail=0; for n in $(FUZZ_NAMES); do \
+		scratch=$$(mktemp -d); mkdir $$scratch/corpus; \
+		echo "== fuzz_$$n: -runs=$(FUZZ_RUNS) -seed=$(FUZZ_SEED)"; \
+		if [ -d tests/fuzz/regressions/$$n ]; then \
+			./$(FUZZ_BUILD)/fuzz_$$n -artifact_prefix=$$scratch/ \
+			    tests/fuzz/regressions/$$n/* >$$scratch/log 2>&1 || \
+			    { cat $$scratch/log; fail=1; }; \
+		fi; \
+		./$(FUZZ_BUILD)/fuzz_$$n -runs=$(FUZZ_RUNS) -seed=$(FUZZ_SEED) \
+		    -artifact_prefix=$$scratch/ \
+		    $$scratch/corpus tests/fuzz/corpus/$$n >$$scratch/log 2>&1 || \
+		    { cat $$scratch/log; fail=1; }; \
+		tail -n 1 $$scratch/log; rm -rf $$scratch; \
+	done; exit $$fail
+
 clean:
-	rm -rf build build-san-* build-clang
+	rm -rf build build-san-* build-clang build-fuzz
