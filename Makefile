@@ -4,7 +4,8 @@
 #   make check SANITIZE=thread CC=clang     TSan (build-san-clang-thread/)
 #   make check CC=clang                     another compiler (build-clang/)
 #   make fuzz [FUZZ_TIME=60]                libFuzzer targets (build-fuzz/)
-#   make fuzz-smoke                         each target for a fixed run count
+#   make fuzz-smoke [FUZZ_RUNS=20000]       each target for a fixed run count
+#   make check-long                         heavy variants, then fuzz-smoke
 BUILD ?= build
 CC ?= cc
 SANITIZE ?=
@@ -40,11 +41,14 @@ configure: deps
 check: all
 	cd $(BUILD) && ctest --output-on-failure --no-tests=error -j $(JOBS) --timeout 900
 
-# The same suite with the heavy variants on (PETREL_LONG=1: more SIGKILL
-# rounds in test_restart.py, with a fixed, printed seed).
+# The same suite with the heavy variants on (PETREL_LONG=1: 20 SIGKILL
+# rounds in test_restart.py, with a fixed, printed seed), then every fuzz
+# target for FUZZ_LONG_RUNS inputs with a fixed seed (issue 8).
+FUZZ_LONG_RUNS ?= 1000000
 check-long: all
 	cd $(BUILD) && PETREL_LONG=1 ctest --output-on-failure --no-tests=error \
 		-j $(JOBS) --timeout 1800
+	$(MAKE) fuzz-smoke FUZZ_RUNS=$(FUZZ_LONG_RUNS)
 
 check-unit: all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -R '^unit_'
@@ -104,7 +108,7 @@ fuzz-smoke: fuzz-build
 		    -artifact_prefix=$$scratch/ \
 		    $$scratch/corpus tests/fuzz/corpus/$$n >$$scratch/log 2>&1 || \
 		    { cat $$scratch/log; fail=1; }; \
-		tail -n 1 $$scratch/log; rm -rf $$scratch; \
+		grep -E 'DONE|^Done' $$scratch/log; rm -rf $$scratch; \
 	done; exit $$fail
 
 clean:

@@ -26,7 +26,7 @@ from harness import expected_maildir_bytes, wait_until
 SENDER = "loader@example.org"
 ALICE = "alice@example.test"
 CLIENTS = 4
-ROUNDS = 12 if os.environ.get("PETREL_LONG") == "1" else 3
+ROUNDS = 20 if os.environ.get("PETREL_LONG") == "1" else 3
 SEED = int(os.environ.get("PETREL_SEED", "5321"))
 
 
