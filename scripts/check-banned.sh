@@ -11,7 +11,7 @@
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 banned='strcpy|strcat|sprintf|vsprintf|strncpy|strncat|gets|atoi|atol|atof|strtok|system|alloca'
-hits=$(find "$root/src" "$root/tests/unit" -name '*.[ch]' -print0 |
+hits=$(find "$root/src" "$root/tests/unit" "$root/tests/fuzz" "$root/bench" -name '*.[ch]' -print0 |
     xargs -0 grep -nE "(^|[^A-Za-z0-9_.>])($banned)[[:space:]]*\(" |
     grep -vE '^[^:]+:[0-9]+:[[:space:]]*(\*|/\*|//)')
 if [ -n "$hits" ]; then
@@ -20,6 +20,6 @@ if [ -n "$hits" ]; then
 	echo "1 failed, 0 passed"
 	exit 1
 fi
-echo "check-banned: no banned function called in src/ and tests/unit/"
+echo "check-banned: no banned function called in src/, tests/unit/, tests/fuzz/ and bench/"
 echo "1 passed, 0 failed"
 exit 0
