@@ -373,8 +373,9 @@ def test_1gb_message_refused_without_storing_it(petrel):
              (peak["rss"] - base_rss) / 1024.0))
     assert peak["disk"] <= LIMIT_35M + (4 << 20), \
         "the spool held %d bytes" % peak["disk"]
-    assert peak["rss"] - base_rss < 64 * 1024, "RSS grew %d kB" % (
-        peak["rss"] - base_rss)
+    if not SANITIZE:    # ASan's quarantine keeps 256 MiB of freed memory
+        assert peak["rss"] - base_rss < 64 * 1024, "RSS grew %d kB" % (
+            peak["rss"] - base_rss)
     [f] = petrel.wait_delivered("alice@example.test", 1)
     expected_maildir_bytes("a@remote.test", small, f)
     assert petrel.queue_ids("incoming") == []
@@ -585,6 +586,10 @@ def test_out_of_descriptors_clients_wait_sessions_complete(make_petrel):
               % (len(greeted), waiting))
         assert 0 < len(greeted) and waiting > 0
 
+        def connects():
+            return sum("smtp: connect session=" in l for l in p.log_lines)
+
+        accepted = connects()
         hz = os.sysconf("SC_CLK_TCK")
         before_ticks = cpu_ticks(p.proc.pid)
         before_lines = p.log_mark()
@@ -600,8 +605,8 @@ def test_out_of_descriptors_clients_wait_sessions_complete(make_petrel):
             cpu * 100)
         assert lines < 20, "%d log lines in 5 s" % lines
         # Nobody waiting was let in or refused meanwhile.
+        assert connects() == accepted
         read_greetings(0)
-        assert len(socks) - len(greeted) == waiting
 
         # The session it has takes a whole message.
         msg = b"Subject: while short of descriptors\r\n\r\nstill\r\n"
