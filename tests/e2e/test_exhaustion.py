@@ -29,7 +29,7 @@ reply it must get.
 What other files already cover is not repeated here: a 1 MiB command line
 (test_robustness.py test_huge_command_line), recipients over the limit not
 counted as errors (test_session_limits.py), a null-sender message that
-fails is never bounced (test_outbound.py test_null_sender_failure_*).
+fails is never bounced (test_outbound.py test_bounce_of_bounce_dropped).
 """
 import os
 import re
