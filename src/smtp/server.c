@@ -377,7 +377,10 @@ smtp_accept_retrycb(evutil_socket_t fd, short what, void *arg)
 	lowest = fcntl(evconnlistener_get_fd(l->evl), F_DUPFD_CLOEXEC, 0);
 	if (lowest != -1)
 		close(lowest);
-	if (lowest == -1 || lowest >= l->srv->fd_high) {
+	/* Without a session there is nothing to wait for (a limit so low
+	 * that the daemon's own descriptors reach into the reserve). */
+	if ((lowest == -1 || lowest >= l->srv->fd_high) &&
+	    l->srv->nsessions > 0) {
 		evtimer_add(l->retry_ev, &tv);
 		return;
 	}

@@ -24,7 +24,9 @@ reply it must get.
   closes;
 - out of descriptors (prlimit --nofile=64): extra clients wait and get
   their 220 later, the daemon idles (under 10% CPU over 5 s) and the
-  session it has completes a whole transaction.
+  session it has completes a whole transaction; with a limit so low that
+  the daemon's own files reach into the reserve (--nofile=32), clients are
+  still served, one at a time.
 
 What other files already cover is not repeated here: a 1 MiB command line
 (test_robustness.py test_huge_command_line), recipients over the limit not
@@ -637,3 +639,25 @@ def test_out_of_descriptors_clients_wait_sessions_complete(make_petrel):
     expected_maildir_bytes("a@remote.test", msg, f)
     with p.raw() as c:
         c.read_greeting()
+
+
+def test_tiny_descriptor_limit_serves_one_at_a_time(make_petrel):
+    """prlimit --nofile=32: the daemon's own descriptors (about 21)
+    already reach into the reserve (16), so every connection pauses the
+    listener; with no session left it must accept again (not wait for
+    descriptors that its own files hold for good). Each waiting client is
+    served in turn."""
+    p = make_petrel(wrapper=["/usr/bin/prlimit", "--nofile=32:32", "--"])
+    socks = [p.raw(timeout=30) for _ in range(5)]
+    try:
+        for c in socks:
+            c.read_greeting()
+            c.ehlo()
+            send_message(c, b"Subject: in turn\r\n\r\nx\r\n.\r\n")
+            c.send(b"QUIT\r\n")
+            c.expect(221, "2.0.0")
+            c.close()
+    finally:
+        for c in socks:
+            c.close()
+    p.wait_delivered("alice@example.test", 5)
