@@ -35,7 +35,6 @@ fails is never bounced (test_outbound.py test_bounce_of_bounce_dropped).
 """
 import os
 import re
-import resource
 import select
 import signal
 import socket
