@@ -150,6 +150,7 @@ smtp_local_acceptcb(struct evconnlistener *evl, int fd, struct sockaddr *sa,
 		smtp_local_lookup(j);
 		smtp_local_looked_up(j);
 	}
+	smtp_server_accepted(l, fd);
 }
 
 void

@@ -3,17 +3,23 @@
  *
  * Entry points: smtp_server_new, smtp_server_listen, smtp_server_shutdown.
  * SECURITY: counts connections per client address before a session reads
- * a byte; over a limit the client gets 421 4.7.0 and is closed.
+ * a byte; over a limit the client gets 421 4.7.0 and is closed. When
+ * descriptors run low (or out: EMFILE), a listener stops accepting for a
+ * second at a time, so that the sessions it has can still open their spool
+ * files; new clients wait in the listen backlog meanwhile.
  * OWNERSHIP: the server owns its listeners and every session; a session
  * unregisters itself when it ends.
  */
 #include "smtp/smtp.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -117,6 +123,32 @@ smtp_server_auth_setup(struct smtp_server *srv)
 	}
 }
 
+/*
+ * Descriptors kept back from accept(2): an eighth of the limit, at least
+ * 16 (at most half). A session needs one for its connection and, for a
+ * message, one or two more (the spool file, the directory it syncs), and
+ * deliveries need their own; taking every last descriptor for connections
+ * leaves the sessions that have one unable to take their messages.
+ */
+#define SMTP_FD_RESERVE_MIN	16
+
+static int
+smtp_server_fd_high(void)
+{
+	struct rlimit rl;
+	rlim_t reserve;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 ||
+	    rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > INT_MAX)
+		return INT_MAX;
+	reserve = rl.rlim_cur / 8;
+	if (reserve < SMTP_FD_RESERVE_MIN)
+		reserve = SMTP_FD_RESERVE_MIN;
+	if (reserve > rl.rlim_cur / 2)
+		reserve = rl.rlim_cur / 2;
+	return (int)(rl.rlim_cur - reserve);
+}
+
 struct smtp_server *
 smtp_server_new(struct event_base *base, struct spool *sp,
     struct smtp_runtime *rt, smtp_queued_cb queued, void *arg)
@@ -129,6 +161,7 @@ smtp_server_new(struct event_base *base, struct spool *sp,
 	srv->queued = queued;
 	srv->queued_arg = arg;
 	srv->next_id = 1;
+	srv->fd_high = smtp_server_fd_high();
 	LIST_INIT(&srv->sign_jobs);
 	srv->verifier = sasl_verifier_new(base, SMTP_AUTH_THREADS);
 	smtp_server_auth_setup(srv);
@@ -182,6 +215,21 @@ smtp_ip_count(struct smtp_server *srv, const char *addr)
 	return *pp != NULL ? (*pp)->count : 0;
 }
 
+/*
+ * A session ended and freed its descriptor: a paused listener looks again
+ * at once rather than at its next second. The check runs after this
+ * callback returns, when the session's socket is closed.
+ */
+static void
+smtp_server_kick_listeners(struct smtp_server *srv)
+{
+	size_t i;
+
+	for (i = 0; i < srv->nlisteners; i++)
+		if (srv->listeners[i]->paused)
+			event_active(srv->listeners[i]->retry_ev, EV_TIMEOUT, 0);
+}
+
 void
 smtp_server_register(struct smtp_server *srv, struct smtp_session *s)
 {
@@ -227,6 +275,7 @@ smtp_server_unregister(struct smtp_server *srv, struct smtp_session *s)
 	if (srv->shutting_down && srv->nsessions == 0 &&
 	    srv->shutdown_ev != NULL)
 		event_active(srv->shutdown_ev, 0, 0);
+	smtp_server_kick_listeners(srv);
 }
 
 struct smtp_session *
@@ -264,6 +313,35 @@ smtp_sockaddr_host(const struct sockaddr *sa, char *out, size_t outsize)
 		strlcpy(out, "unknown", outsize);
 }
 
+/* Stop accepting on l; smtp_accept_retrycb looks again in a second. */
+static void
+smtp_listener_pause(struct smtp_listener *l)
+{
+	struct timeval tv = { .tv_sec = 1, .tv_usec = 0 };
+
+	evconnlistener_disable(l->evl);
+	l->paused = true;
+	evtimer_add(l->retry_ev, &tv);
+}
+
+void
+smtp_server_accepted(struct smtp_listener *l, int fd)
+{
+	uint64_t now;
+
+	if (fd < l->srv->fd_high || l->paused)
+		return;
+	/* Once a minute: at the limit, every session that ends lets one
+	 * more client in and pauses the listener again. */
+	now = time_mono_usec();
+	if (l->low_logged == 0 || now - l->low_logged >= 60000000) {
+		log_warn("smtp: descriptors low, not accepting listener=%s "
+		    "fd=%d", l->conf.text, fd);
+		l->low_logged = now;
+	}
+	smtp_listener_pause(l);
+}
+
 static void
 smtp_acceptcb(struct evconnlistener *evl, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
@@ -281,15 +359,32 @@ smtp_acceptcb(struct evconnlistener *evl, evutil_socket_t fd,
 	else if (smtp_ip_count(srv, host) >= c->max_connections_per_ip)
 		refuse = REPLY_TOO_MANY_CONN_IP;
 	smtp_session_start(srv, fd, sa, (socklen_t)salen, &l->conf, refuse);
+	smtp_server_accepted(l, fd);
 }
 
 static void
 smtp_accept_retrycb(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_listener *l = arg;
+	struct timeval tv = { .tv_sec = 1, .tv_usec = 0 };
+	int lowest;
 
 	(void)fd;
 	(void)what;
+	if (!l->paused)
+		return;
+	/* The lowest free descriptor is the one accept(2) would return. */
+	lowest = fcntl(evconnlistener_get_fd(l->evl), F_DUPFD_CLOEXEC, 0);
+	if (lowest != -1)
+		close(lowest);
+	/* Without a session there is nothing to wait for (a limit so low
+	 * that the daemon's own descriptors reach into the reserve). */
+	if ((lowest == -1 || lowest >= l->srv->fd_high) &&
+	    l->srv->nsessions > 0) {
+		evtimer_add(l->retry_ev, &tv);
+		return;
+	}
+	l->paused = false;
 	evconnlistener_enable(l->evl);
 }
 
@@ -298,8 +393,8 @@ smtp_accepterrcb(struct evconnlistener *evl, void *arg)
 {
 	struct smtp_listener *l = arg;
 	int e = EVUTIL_SOCKET_ERROR();
-	struct timeval tv = { .tv_sec = 1, .tv_usec = 0 };
 
+	(void)evl;
 	log_err("smtp: accept failed listener=%s error=\"%s\"", l->conf.text,
 	    strerror(e));
 	/*
@@ -307,10 +402,8 @@ smtp_accepterrcb(struct evconnlistener *evl, void *arg)
 	 * the backlog and the socket stays readable, so retrying at once
 	 * spins the loop. Stop accepting for a second.
 	 */
-	if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
-		evconnlistener_disable(evl);
-		evtimer_add(l->retry_ev, &tv);
-	}
+	if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM)
+		smtp_listener_pause(l);
 }
 
 int

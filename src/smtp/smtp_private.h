@@ -28,6 +28,8 @@ struct smtp_listener {
 	struct evconnlistener *evl;
 	struct event *retry_ev;		/* re-enable after EMFILE */
 	struct conf_listen conf;
+	bool paused;			/* descriptors ran low or out */
+	uint64_t low_logged;		/* time_mono_usec of that log line */
 };
 
 struct smtp_ipcount {
@@ -48,6 +50,9 @@ struct smtp_server {
 
 	struct smtp_listener **listeners;
 	size_t nlisteners;
+	/* Accepting stops when accept(2) returns a descriptor this high: the
+	 * rest are kept for the sessions' spool files and deliveries. */
+	int fd_high;
 
 	struct smtp_session *sessions[SMTP_SESSION_BUCKETS];
 	size_t nsessions;
@@ -101,6 +106,9 @@ void smtp_server_unregister(struct smtp_server *srv, struct smtp_session *s);
 struct smtp_session *smtp_server_find(struct smtp_server *srv, uint64_t id);
 
 /* local.c: the accept callback of the sendmail socket's listener. */
+/* Called by an accept callback with the descriptor accepted: when it is
+ * one of the last, the listener stops accepting until some are free. */
+void smtp_server_accepted(struct smtp_listener *l, int fd);
 void smtp_local_acceptcb(struct evconnlistener *evl, int fd,
     struct sockaddr *sa, int salen, void *arg);
 /* local.c: forget the server (jobs still running close their socket). */
