@@ -449,10 +449,15 @@ def dns():
 
 
 def start(make_petrel, dns, extra=""):
+    """A daemon with CONF, extra's directives replacing or adding lines,
+    and a metrics listener (p.mport)."""
     mport = free_port()
+    lines = {}
+    for text in (CONF, "metrics 127.0.0.1:%d\n" % mport, extra):
+        for line in text.strip().splitlines():
+            lines[line.split()[0]] = line
     p = make_petrel(dns=dns.addr, trusted=("127.0.0.0/8",),
-                    extra_conf=CONF + "metrics 127.0.0.1:%d\n" % mport +
-                    extra)
+                    extra_conf="\n".join(lines.values()) + "\n")
     p.wait_log(r"listening metrics=127\.0\.0\.1:%d " % mport)
     p.mport = mport
     return p
@@ -625,13 +630,16 @@ def test_peer_fault_deferred(make_petrel, dns, name):
         assert not peer.errors, peer.errors
 
 
-@pytest.mark.parametrize("name", ["250_then_close", "bare_lf"])
+@pytest.mark.parametrize("name", ["250_then_close", "bad_quit_reply",
+                                  "bare_lf"])
 def test_peer_fault_delivered(make_petrel, dns, name):
     """The 250 to the end of data came: delivered, once, even though the
     peer then closes without answering QUIT; replies with bare LF line
     ends are read as Postfix reads them (the CR is optional)."""
     if name == "250_then_close":
         fault = {"dot": _250_close}
+    elif name == "bad_quit_reply":
+        fault = {"quit": b"2x1 \x00" + b"z" * 8192}
     else:
         fault = {k: v.replace(b"\r\n", b"\n") for k, v in NORMAL.items()}
     with ScriptedPeer(fault, faulty=100) as peer:
@@ -645,6 +653,9 @@ def test_peer_fault_delivered(make_petrel, dns, name):
                        r"\(250 2\.0\.0 ok: queued\)" % re.escape(RCPT),
                        start=mark, timeout=20)
             p.wait_queue_empty()
+            if name == "bad_quit_reply":
+                wait_until(lambda: "quit" in peer.conns[0].marks,
+                           timeout=20, what="QUIT")
             time.sleep(2)           # past retry_initial: nothing more
         sampler.report(name)
         assert len(peer.bodies) == 1
@@ -704,8 +715,10 @@ class DribblePeer(ScriptedPeer):
 
 # ---------------------------------------------------------- DNS faults
 
-# name: (how to break remote.test's lookup, est. duration seconds)
-DNS_FAULTS = ("timeout", "garbage", "wrong_id", "truncated", "servfail")
+# How remote.test's MX lookup breaks; "a_" ones break the A lookup of
+# its MX host instead.
+DNS_FAULTS = ("timeout", "garbage", "wrong_id", "truncated", "servfail",
+              "a_garbage")
 
 
 @pytest.mark.parametrize("mode", DNS_FAULTS)
@@ -717,14 +730,16 @@ def test_dns_fault_deferred(make_petrel, dns, mode):
     with ScriptedPeer({}) as peer:
         dns.add("remote.test", "MX", "10 mx1.remote.test.")
         dns.add("mx1.remote.test", "A", peer.addr)
-        if mode in ("timeout", "servfail"):
+        if mode == "a_garbage":
+            dns.garble("mx1.remote.test", "garbage")
+        elif mode in ("timeout", "servfail"):
             dns.fail("remote.test", mode)
         else:
             dns.garble("remote.test", mode)
         p = start(make_petrel, dns)
         mark = p.log_mark()
         t0 = time.monotonic()
-        with NoopSampler(p, 0.05) as sampler:
+        with NoopSampler(p, 0.04) as sampler:
             submit(p)
             p.wait_log(r"remote: destination=mx:remote\.test DNS lookup "
                        r"failed: 451 4\.4\.3 ", start=mark, timeout=60)
@@ -732,19 +747,25 @@ def test_dns_fault_deferred(make_petrel, dns, mode):
             p.wait_log(r"to=<%s> relay=\S+ .*attempts=1 dsn=4\.4\.3 "
                        r"status=deferred" % re.escape(RCPT), start=mark,
                        timeout=30)
+            # Retried, and deferred again while the fault lasts.
+            p.wait_log(r"to=<%s> relay=\S+ .*attempts=2 dsn=4\.4\.3 "
+                       r"status=deferred" % re.escape(RCPT), start=mark,
+                       timeout=60)
+            assert peer.conns == []
+            assert metric(p.mport, "petrel_recipients_delivered_total") == 0
+            assert metric(p.mport, "petrel_recipients_bounced_total") == 0
+            dns.unfail("remote.test")
+            dns.ungarble("remote.test")
+            dns.ungarble("mx1.remote.test")
+            p.wait_log(r"to=<%s> .*dsn=2\.0\.0 status=sent"
+                       % re.escape(RCPT), start=mark, timeout=90)
         sampler.report("dns_" + mode)
         print("\ndns_%s: deferred after %.1fs" % (mode, took))
         assert took < 20 * FACTOR, "DNS gave up after %.1fs" % took
-        assert peer.conns == []
-        assert metric(p.mport, "petrel_recipients_delivered_total") == 0
-        assert metric(p.mport, "petrel_recipients_bounced_total") == 0
-        dns.unfail("remote.test")
-        dns.ungarble("remote.test")
-        p.wait_log(r"to=<%s> .*dsn=2\.0\.0 status=sent" % re.escape(RCPT),
-                   start=mark, timeout=90)
         p.wait_queue_empty()
         assert len(peer.accepted) == 1
         assert metric(p.mport, "petrel_recipients_delivered_total") == 1
+        assert metric(p.mport, "petrel_recipients_deferred_total") >= 2
         assert p.maildir_files(SENDER) == []
 
 
@@ -755,13 +776,18 @@ def test_mx_pointing_at_nothing(make_petrel, dns):
     dns.add("remote.test", "MX", "10 nowhere.remote.test.")
     p = start(make_petrel, dns)
     mark = p.log_mark()
-    with NoopSampler(p, 0.02) as sampler:
+    with NoopSampler(p, 0.01) as sampler:
         submit(p)
         p.wait_log(r"to=<%s> .*dsn=5\.4\.4 status=bounced \(550 5\.4\.4 "
                    r"remote\.test: no address for any mail exchanger\)"
                    % re.escape(RCPT), start=mark, timeout=30)
+        wait_until(lambda: len(p.maildir_files(SENDER)) == 1, timeout=30,
+                   what="the bounce")
+        time.sleep(1)       # and nothing else happens
     sampler.report("mx_to_nothing")
-    wait_until(lambda: len(p.maildir_files(SENDER)) == 1, timeout=30,
-               what="the bounce")
-    assert metric(p.mport, "petrel_recipients_delivered_total") == 0
+    assert dns.count("nowhere.remote.test") >= 1
     assert metric(p.mport, "petrel_recipients_bounced_total") == 1
+    assert metric(p.mport, "petrel_recipients_deferred_total") == 0
+    # The one delivery is the bounce, to the sender's Maildir.
+    assert metric(p.mport, "petrel_recipients_delivered_total") == 1
+    assert not any("relay=mx" in l for l in p.log_lines[mark:])
