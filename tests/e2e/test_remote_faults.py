@@ -2,9 +2,9 @@
 test_remote_faults.py: outbound delivery against remote faults (issue 8):
 a peer that accepts TCP and never answers, answers one octet a second,
 resets the connection in the middle of DATA, says 250 and closes, closes
-after the 354, sends malformed (multi-line) replies or a 10 MB reply line;
-DNS that never answers or answers garbage, SERVFAIL, or an MX that points
-at nothing.
+after the 354, sends malformed (multi-line) replies or a 10 MB reply line,
+or never takes the connection (full accept queue); DNS that never answers
+or answers garbage, SERVFAIL, or an MX that points at nothing.
 
 For each fault the test checks
   (a) the outcome: deferred and retried (a normal server, or the DNS
@@ -16,8 +16,8 @@ For each fault the test checks
       to Petrel's close); the daemon's memory with the 10 MB line;
   (b) that Petrel's port-25 listener stays responsive while the fault is
       in progress: a second client sends NOOPs (about 100, spread over
-      the fault) and their p99 round trip must stay under 500 ms (three
-      times that under sanitizers). Each test prints a line
+      the fault and the retry after it) and their p99 round trip must
+      stay under 500 ms (three times that under sanitizers). Each test prints a line
       "NOOP-LATENCY fault=NAME n=N p50=.. p99=.. max=.." (pytest -s).
 
 "250 then close" counts as delivered: RFC 5321 6.1 makes the 250 to the
@@ -33,7 +33,8 @@ not smtppeer.py: the faults are below the SMTP level); the first
 DNS faults use dnsserver.py with a reply mangler (GarbleDNS).
 
 PETREL_LONG=1 adds the variant where every reply is dribbled one octet a
-second (it lasts about a minute).
+second (about 40 seconds). The file takes about 100 s (mostly waiting for
+timeouts and retries, little CPU).
 """
 
 import math
@@ -686,7 +687,26 @@ def test_peer_fault_delivered(make_petrel, dns, name):
         assert not peer.errors, peer.errors
 
 
-@pytest.mark.skipif(not LONG, reason="PETREL_LONG=1: about a minute")
+SESSION_GOES_ON = object()
+
+
+class DribblePeer(ScriptedPeer):
+    """A ScriptedPeer whose callables return SESSION_GOES_ON to keep the
+    session going after they sent the reply themselves."""
+
+    def __init__(self, fault):
+        super().__init__(fault, faulty=100)
+        self.dot_is_250 = True
+
+    def _step(self, c, stage):
+        act = self.fault.get(stage)
+        c.mark(stage)
+        if callable(act):
+            return act(c)[-1] is SESSION_GOES_ON
+        return super()._step(c, stage)
+
+
+@pytest.mark.skipif(not LONG, reason="PETREL_LONG=1: about 40 s")
 def test_every_reply_dribbled(make_petrel, dns):
     """Every reply at one octet a second, each within
     client_timeout_command: slow, but delivered once."""
@@ -712,25 +732,6 @@ def test_every_reply_dribbled(make_petrel, dns):
                        % re.escape(RCPT), start=mark, timeout=120)
         sampler.report("dribble_all")
         assert len(peer.accepted) == 1
-
-
-SESSION_GOES_ON = object()
-
-
-class DribblePeer(ScriptedPeer):
-    """A ScriptedPeer whose callables return SESSION_GOES_ON to keep the
-    session going after they sent the reply themselves."""
-
-    def __init__(self, fault):
-        super().__init__(fault, faulty=100)
-        self.dot_is_250 = True
-
-    def _step(self, c, stage):
-        act = self.fault.get(stage)
-        c.mark(stage)
-        if callable(act):
-            return act(c)[-1] is SESSION_GOES_ON
-        return super()._step(c, stage)
 
 
 def test_connect_timeout(make_petrel, dns):
