@@ -186,6 +186,9 @@ class Conn:
 
 
 STAGES = ("greeting", "ehlo", "mail", "rcpt", "data", "dot", "quit")
+# A stage's callable that returns this has sent the reply itself and lets
+# the session go on; any other return value ends the session.
+SESSION_GOES_ON = object()
 NORMAL = {
     "greeting": b"220 peer.test ESMTP\r\n",
     "ehlo": b"250-peer.test\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n",
@@ -202,9 +205,9 @@ class ScriptedPeer:
     does). Each connection plays the SMTP server side; for the first
     `faulty` connections, the stages in `fault` (stage -> bytes to send
     instead of the normal reply, or a callable f(conn) that takes over
-    the connection) replace the normal behaviour. A stage's callable runs
-    after the command was read (for "dot": after the whole content; for
-    "greeting": right after the accept)."""
+    the connection, see SESSION_GOES_ON) replace the normal behaviour. A
+    stage's callable runs after the command was read (for "dot": after
+    the whole content; for "greeting": right after the accept)."""
 
     def __init__(self, fault, faulty=1):
         self.fault = fault
@@ -285,8 +288,7 @@ class ScriptedPeer:
             c.send(NORMAL[stage])
             return True
         if callable(act):
-            act(c)
-            return False
+            return act(c) is SESSION_GOES_ON
         c.send(act)
         return True
 
@@ -687,23 +689,50 @@ def test_peer_fault_delivered(make_petrel, dns, name):
         assert not peer.errors, peer.errors
 
 
-SESSION_GOES_ON = object()
+def test_250_then_close_with_more_queued(make_petrel, dns):
+    """Two messages on one connection; the peer says 250 to the first,
+    then drops the connection at the next command: the first is sent
+    (once), the second deferred, retried on a new connection and sent
+    (once). Nothing is lost, nothing counted twice."""
+    def slow_greeting(c):
+        time.sleep(1)           # both messages are queued meanwhile
+        c.send(NORMAL["greeting"])
+        return SESSION_GOES_ON
 
+    def ok_then_drop(c):
+        c.send(NORMAL["dot"])
+        c.mark("next")
+        c.readline()            # RSET (or MAIL): no reply
+        c.close()
 
-class DribblePeer(ScriptedPeer):
-    """A ScriptedPeer whose callables return SESSION_GOES_ON to keep the
-    session going after they sent the reply themselves."""
-
-    def __init__(self, fault):
-        super().__init__(fault, faulty=100)
-        self.dot_is_250 = True
-
-    def _step(self, c, stage):
-        act = self.fault.get(stage)
-        c.mark(stage)
-        if callable(act):
-            return act(c)[-1] is SESSION_GOES_ON
-        return super()._step(c, stage)
+    with ScriptedPeer({"greeting": slow_greeting,
+                       "dot": ok_then_drop}) as peer:
+        peer.dot_is_250 = True
+        dns.add("remote.test", "MX", "10 mx1.remote.test.")
+        dns.add("mx1.remote.test", "A", peer.addr)
+        p = start(make_petrel, dns, "destination_concurrency 1\n")
+        mark = p.log_mark()
+        with NoopSampler(p, 0.04) as sampler:
+            submit(p, b"Subject: one\r\n\r\n1\r\n")
+            submit(p, b"Subject: two\r\n\r\n2\r\n")
+            line = p.wait_log(r"to=<%s> .*attempts=1 dsn=4\.4\.2 "
+                              r"status=deferred \(451 4\.4\.2 lost "
+                              r"connection with \S+ while sending "
+                              r"(RSET|MAIL FROM)" % re.escape(RCPT),
+                              start=mark, timeout=30)
+            print("\nmore_queued: %s" % line.string.split("status=", 1)[1])
+            wait_until(lambda: len(peer.accepted) == 2, timeout=30,
+                       what="both messages at the peer")
+            p.wait_queue_empty()
+        sampler.report("250_close_more_queued")
+        sent = [l for l in p.log_lines[mark:] if "status=sent" in l]
+        assert len(sent) == 2, sent
+        assert sorted(m.split(b"\r\n")[-2] for m in peer.accepted) == \
+            [b"1", b"2"]
+        assert len(peer.conns) == 2
+        assert metric(p.mport, "petrel_recipients_delivered_total") == 2
+        assert metric(p.mport, "petrel_recipients_deferred_total") == 1
+        assert not peer.errors, peer.errors
 
 
 @pytest.mark.skipif(not LONG, reason="PETREL_LONG=1: about 40 s")
@@ -717,10 +746,11 @@ def test_every_reply_dribbled(make_petrel, dns):
     }
 
     def dribbler(reply):
-        return lambda c: (c.dribble(reply), SESSION_GOES_ON)
+        return lambda c: c.dribble(reply) or SESSION_GOES_ON
 
     fault = {k: dribbler(v) for k, v in short.items()}
-    with DribblePeer(fault) as peer:
+    with ScriptedPeer(fault, faulty=100) as peer:
+        peer.dot_is_250 = True
         dns.add("remote.test", "MX", "10 mx1.remote.test.")
         dns.add("mx1.remote.test", "A", peer.addr)
         p = start(make_petrel, dns, "client_timeout_command 10s\n"
