@@ -832,9 +832,11 @@ def test_dns_fault_deferred(make_petrel, dns, mode):
             p.wait_log(r"remote: destination=mx:remote\.test DNS lookup "
                        r"failed: 451 4\.4\.3 ", start=mark, timeout=60)
             took = time.monotonic() - t0
-            p.wait_log(r"to=<%s> relay=\S+ .*attempts=1 dsn=4\.4\.3 "
-                       r"status=deferred" % re.escape(RCPT), start=mark,
-                       timeout=30)
+            line = p.wait_log(r"to=<%s> relay=\S+ .*attempts=1 "
+                              r"dsn=4\.4\.3 status=deferred"
+                              % re.escape(RCPT), start=mark, timeout=30)
+            print("\ndns_%s: %s" % (mode,
+                                    line.string.split("status=", 1)[1]))
             # Retried, and deferred again while the fault lasts.
             p.wait_log(r"to=<%s> relay=\S+ .*attempts=2 dsn=4\.4\.3 "
                        r"status=deferred" % re.escape(RCPT), start=mark,
