@@ -185,7 +185,8 @@ class Conn:
         raise Closed()
 
 
-STAGES = ("greeting", "ehlo", "mail", "rcpt", "data", "dot", "quit")
+STAGES = ("greeting", "ehlo", "mail", "rcpt", "data", "dot", "quit",
+          "starttls")
 # A stage's callable that returns this has sent the reply itself and lets
 # the session go on; any other return value ends the session.
 SESSION_GOES_ON = object()
@@ -304,6 +305,10 @@ class ScriptedPeer:
                 stage = "mail"
             elif verb == b"RCPT":
                 stage = "rcpt"
+            elif verb == b"STAR" and "starttls" in self.fault and \
+                    c.n <= self.faulty:
+                self._step(c, "starttls")
+                return
             elif verb == b"RSET":
                 c.send(b"250 2.0.0 ok\r\n")
                 continue
@@ -686,6 +691,42 @@ def test_peer_fault_delivered(make_petrel, dns, name):
         assert metric(p.mport, "petrel_recipients_delivered_total") == 1
         assert metric(p.mport, "petrel_recipients_deferred_total") == 0
         assert not any("status=deferred" in l for l in p.log_lines[mark:])
+        assert not peer.errors, peer.errors
+
+
+def test_tls_handshake_silent(make_petrel, dns):
+    """The peer offers STARTTLS, answers 220, then says nothing: the
+    handshake times out after client_timeout_command and the same
+    address is tried again at once without TLS (RFC 7435), which
+    delivers; nothing is deferred."""
+    def silent_after_220(c):
+        c.send(b"220 2.0.0 go ahead\r\n")
+        c.mark("handshake")
+        c.hang()
+
+    ehlo = NORMAL["ehlo"].replace(b"250 ENH", b"250-STARTTLS\r\n250 ENH")
+    with ScriptedPeer({"ehlo": ehlo, "starttls": silent_after_220}) as peer:
+        dns.add("remote.test", "MX", "10 mx1.remote.test.")
+        dns.add("mx1.remote.test", "A", peer.addr)
+        p = start(make_petrel, dns)
+        mark = p.log_mark()
+        with NoopSampler(p, (T_COMMAND + 1) / 100.0) as sampler:
+            submit(p)
+            line = p.wait_log(r"relay=\S+ TLS handshake failed, retrying "
+                              r"without TLS: 451 4\.4\.2 conversation "
+                              r"with \S+ timed out while performing the "
+                              r"TLS handshake", start=mark,
+                              timeout=T_COMMAND + SLACK + 20)
+            print("\ntls_silent: %s" % line.string.split("remote: ")[1])
+            p.wait_log(r"to=<%s> .*attempts=1 dsn=2\.0\.0 status=sent"
+                       % re.escape(RCPT), start=mark, timeout=30)
+        sampler.report("tls_handshake_silent")
+        check_timeout(peer.conns[0], "handshake", T_COMMAND, "tls_silent")
+        p.wait_queue_empty()
+        assert len(peer.conns) == 2
+        assert len(peer.accepted) == 1
+        assert metric(p.mport, "petrel_recipients_delivered_total") == 1
+        assert metric(p.mport, "petrel_recipients_deferred_total") == 0
         assert not peer.errors, peer.errors
 
 
