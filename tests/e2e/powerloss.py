@@ -57,6 +57,7 @@ class Trace:
     def __init__(self, path, root, root_ino):
         self.root = os.path.realpath(root)
         self.rootnode = Node("dir", self.root)
+        self.nodes = [self.rootnode]
         self.dirs = {self.root: self.rootnode}
         self.cur = {self.root: {}}      # live names, to follow renames
         self.by_ino = {root_ino: self.rootnode}
@@ -77,12 +78,42 @@ class Trace:
         # the order they took effect (a thread's next call on it starts
         # after the previous ended, and the daemon orders its threads).
         calls.sort(key=lambda c: c[0])
-        for end, start, op, args in calls:
-            self.counts[op] = self.counts.get(op, 0) + 1
-            self.first = start if self.first is None else min(self.first,
-                                                              start)
-            self.last = end if self.last is None else max(self.last, end)
-            getattr(self, "op_" + op)(start, end, args)
+        # A call whose name or inode is not known yet waits for the call
+        # that makes it: two threads race to mkdir a Maildir, the loser
+        # (EEXIST, not recorded) goes on into it and may take its end
+        # time before the winner takes its own.
+        pending = []
+        for call in calls:
+            if not self.apply(call):
+                pending.append(call)
+                continue
+            progress = True
+            while pending and progress:
+                progress = False
+                for c in list(pending):
+                    if self.apply(c):
+                        pending.remove(c)
+                        progress = True
+        for end, _start, op, args in pending:
+            self.problems.append("%s %s at %d: name or inode unknown"
+                                 % (op, " ".join(
+                                     self.unhex(a).decode("latin-1")
+                                     if op not in ("write", "fsync",
+                                                   "fdatasync", "trunc")
+                                     and len(a) > 8 else a[:80]
+                                     for a in args), end))
+        # Calls that waited went in late: back in the order they ended.
+        for node in self.nodes:
+            node.events.sort(key=lambda e: e[0])
+
+    def apply(self, call):
+        end, start, op, args = call
+        if not getattr(self, "op_" + op)(start, end, args):
+            return False
+        self.counts[op] = self.counts.get(op, 0) + 1
+        self.first = start if self.first is None else min(self.first, start)
+        self.last = end if self.last is None else max(self.last, end)
+        return True
 
     # helpers
 
@@ -100,12 +131,11 @@ class Trace:
             return None, None, name
         return node, self.cur[d], name
 
+    def known_parent(self, path):
+        return self.parent(path)[0] is not None
+
     def set_entry(self, path, end, value):
         node, names, name = self.parent(path)
-        if node is None:
-            if path.startswith(self.root + "/"):
-                self.problems.append("%s: parent directory unknown" % path)
-            return
         if value is None:
             names.pop(name, None)
         else:
@@ -116,75 +146,93 @@ class Trace:
         node, names, name = self.parent(path)
         return names.get(name) if node is not None else None
 
-    # the recorded calls
+    # the recorded calls: each returns False, changing nothing, when a
+    # name or inode it needs is not known (yet)
 
     def op_open(self, start, end, args):
-        _fd, ino, flags, path = int(args[0]), int(args[1]), \
-            int(args[2], 16), self.path(args[3])
+        ino, flags, path = int(args[1]), int(args[2], 16), \
+            self.path(args[3])
+        if path == self.root:
+            return True
+        if not self.known_parent(path):
+            return False
         node = self.lookup(path)
+        if node is None and not flags & os.O_CREAT:
+            return False
         if node is None or (node.kind == "file" and
                             self.by_ino.get(ino) is not node):
-            if path == self.root:
-                return
-            if not (flags & os.O_CREAT) and node is None:
-                self.problems.append("open of %s: not created while "
-                                     "recorded" % path)
             # A new file (or an inode number used again).
             node = Node("file")
+            self.nodes.append(node)
             self.set_entry(path, end, node)
         self.by_ino[ino] = node
         if flags & os.O_TRUNC and node.kind == "file":
             node.events.append((end, ("trunc", 0)))
+        return True
 
     def op_mkdir(self, start, end, args):
         ino, path = int(args[0]), self.path(args[1])
+        if not self.known_parent(path):
+            return False
         node = Node("dir", path)
+        self.nodes.append(node)
         self.dirs[path] = node
         self.cur[path] = {}
         self.by_ino[ino] = node
         self.set_entry(path, end, node)
-
-    def file(self, ino):
-        node = self.by_ino.get(int(ino))
-        if node is None:
-            self.problems.append("inode %s used before it was opened" % ino)
-            node = self.by_ino[int(ino)] = Node("file")
-        return node
+        return True
 
     def op_write(self, start, end, args):
-        node = self.file(args[0])
+        node = self.by_ino.get(int(args[0]))
+        if node is None:
+            return False
         node.events.append((end, ("write", int(args[1]),
                                   self.unhex(args[2]))))
+        return True
 
     def op_trunc(self, start, end, args):
-        self.file(args[0]).events.append((end, ("trunc", int(args[1]))))
+        node = self.by_ino.get(int(args[0]))
+        if node is None:
+            return False
+        node.events.append((end, ("trunc", int(args[1]))))
+        return True
 
     def op_fsync(self, start, end, args):
-        self.file(args[0]).syncs.append((start, end))
+        node = self.by_ino.get(int(args[0]))
+        if node is None:
+            return False
+        node.syncs.append((start, end))
+        return True
 
     op_fdatasync = op_fsync
 
     def op_rename(self, start, end, args):
         old, new = self.path(args[1]), self.path(args[2])
         node = self.lookup(old)
-        if node is None:
-            self.problems.append("rename of unknown %s" % old)
-            return
+        if node is None or not self.known_parent(new):
+            return False
         self.set_entry(new, end, node)
         self.set_entry(old, end, None)
         if "/spare/" in old and "/incoming/" in new:
             self.spare_reuses += 1
+        return True
 
     def op_link(self, start, end, args):
         old, new = self.path(args[0]), self.path(args[1])
         node = self.lookup(old)
-        if node is None:
-            self.problems.append("link of unknown %s" % old)
-            return
+        if node is None or not self.known_parent(new):
+            return False
         self.set_entry(new, end, node)
+        return True
 
     def op_unlink(self, start, end, args):
-        self.set_entry(self.path(args[0]), end, None)
+        path = self.path(args[0])
+        if not self.known_parent(path):
+            return False
+        # A name never recorded (the control socket, made by bind())
+        # is simply gone.
+        self.set_entry(path, end, None)
+        return True
 
     op_rmdir = op_unlink
 

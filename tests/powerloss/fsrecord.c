@@ -23,6 +23,9 @@
  *   rename FLAGS OLD NEW      link OLD NEW         unlink PATH
  *   rmdir PATH
  *
+ * $FSRECORD_DROP (dirs or fdatasync) skips those syncs, for the test's
+ * own negative checks.
+ *
  * Only calls that reach this library are recorded: a library loaded
  * before it that does not call on (libeatmydata's fsync) hides them,
  * which is how the test shows that it can see a missing fsync.
@@ -64,6 +67,11 @@ static struct fsrec_fd fsrec_fds[FSREC_MAXFD];
 static char fsrec_root[PATH_MAX];
 static size_t fsrec_rootlen;
 static int fsrec_logfd = -1;
+static enum {
+	FSREC_DROP_NONE,
+	FSREC_DROP_DIRS,
+	FSREC_DROP_FDATASYNC,
+} fsrec_drop;
 
 static int (*real_open)(const char *, int, ...);
 static int (*real_openat)(int, const char *, int, ...);
@@ -106,7 +114,13 @@ fsrec_init(void)
 {
 	const char *root = getenv("FSRECORD_ROOT");
 	const char *log = getenv("FSRECORD_LOG");
+	const char *drop = getenv("FSRECORD_DROP");
 	int fd;
+
+	if (drop != NULL && strcmp(drop, "dirs") == 0)
+		fsrec_drop = FSREC_DROP_DIRS;
+	else if (drop != NULL && strcmp(drop, "fdatasync") == 0)
+		fsrec_drop = FSREC_DROP_FDATASYNC;
 
 	real_open = fsrec_next("open");
 	real_openat = fsrec_next("openat");
@@ -560,13 +574,35 @@ ftruncate(int fd, off_t length)
 
 int ftruncate64(int, off_t) __attribute__((alias("ftruncate")));
 
+/*
+ * $FSRECORD_DROP=dirs: fsyncs of directories are not done (nor recorded)
+ * but succeed, like eatmydata for them alone; =fdatasync: the same for
+ * fdatasync (the spool's queue files). The test shows that it finds what
+ * each of them protects.
+ */
+static bool
+fsrec_dropped(int fd, const char *op)
+{
+	struct stat st;
+
+	if (fsrec_drop == FSREC_DROP_FDATASYNC)
+		return strcmp(op, "fdatasync") == 0;
+	if (fsrec_drop == FSREC_DROP_DIRS)
+		return fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
+	return false;
+}
+
 static int
 fsrec_sync(int fd, int (*fn)(int), const char *op)
 {
 	struct fsrec_line l;
 	uint64_t t0 = fsrec_now();
 	ino_t ino;
-	int r = fn(fd);
+	int r;
+
+	if (fsrec_dropped(fd, op))
+		return 0;
+	r = fn(fd);
 
 	if (r == 0 && fsrec_fd_ino(fd, &ino)) {
 		fsrec_begin(&l, t0, fsrec_now(), op);
