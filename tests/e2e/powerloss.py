@@ -77,11 +77,13 @@ class Trace:
         # In the order the calls ended: for one name or one file that is
         # the order they took effect (a thread's next call on it starts
         # after the previous ended, and the daemon orders its threads).
-        calls.sort(key=lambda c: c[0])
-        # A call whose name or inode is not known yet waits for the call
-        # that makes it: two threads race to mkdir a Maildir, the loser
-        # (EEXIST, not recorded) goes on into it and may take its end
-        # time before the winner takes its own.
+        # Except mkdir, taken in the order they began: two threads race
+        # to make a Maildir, and the loser (EEXIST, not recorded) goes on
+        # into it, maybe before the winner reads the clock at its end.
+        # (Each call keeps its end time for the crash model.)
+        calls.sort(key=lambda c: c[1] if c[2] == "mkdir" else c[0])
+        # A call whose name or inode is still not known waits for the
+        # call that makes it.
         pending = []
         for call in calls:
             if not self.apply(call):
@@ -105,6 +107,11 @@ class Trace:
         # Calls that waited went in late: back in the order they ended.
         for node in self.nodes:
             node.events.sort(key=lambda e: e[0])
+
+    def sync_ends(self):
+        """The end of every sync: in the worst case the durable tree
+        changes only there, so cutting just after each covers them all."""
+        return sorted({end for node in self.nodes for _s, end in node.syncs})
 
     def apply(self, call):
         end, start, op, args = call
@@ -354,7 +361,8 @@ class Corrupt(Exception):
 
 
 def parse_queue_file(data):
-    """(content bytes, [pending recipient?]) of a queue file, or raise
+    """(content bytes, [pending recipient?], the queue ID its HEADER
+    names) of a queue file, or raise
     Corrupt where recovery would move it to corrupt/. A STATE record
     whose CRC fails is a torn write: that recipient is pending."""
     off, recs = 0, []
@@ -408,4 +416,9 @@ def parse_queue_file(data):
     csize, _env, _state, nrcpts = struct.unpack(">QQQI", end)
     if csize != len(content) or nrcpts != nr:
         raise Corrupt("END does not match")
-    return content, pending
+    header = recs[0][1]
+    if len(header) < 24:
+        raise Corrupt("bad HEADER")
+    (n,) = struct.unpack(">I", header[20:24])
+    qid = header[24:24 + n].decode("ascii", "replace")
+    return content, pending, qid

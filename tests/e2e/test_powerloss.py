@@ -135,8 +135,9 @@ def recoverable(tree, msgs):
     """Counter of (user, tag) that the Maildirs will hold after recovery
     of a rebuilt tree: the copies already there plus one per pending
     recipient of a queue file that recovery accepts; and the number of
-    queue files recovery would move to corrupt/."""
-    found, corrupt = collections.Counter(), 0
+    queue files that are corrupt (recovery moves them to corrupt/) or
+    hold another message than their name says."""
+    found, corrupt, misnamed = collections.Counter(), 0, 0
     for path, data in tree.items():
         if data is None:
             continue
@@ -149,10 +150,13 @@ def recoverable(tree, msgs):
                 found[(parts[2], tag)] += 1
         elif parts[:2] == ["spool", "queue"] and len(parts) == 3:
             try:
-                content, pending = parse_queue_file(data)
+                content, pending, qid = parse_queue_file(data)
             except Corrupt:
                 corrupt += 1
                 continue
+            # A name that came back after its file was reused as a spare
+            # for another message (the hazard the spare tickets avoid).
+            misnamed += qid != parts[2]
             m = TAG_RE.search(content)
             tag = m.group(1).decode() if m else None
             # The content is Petrel's Received header, then the message.
@@ -162,7 +166,7 @@ def recoverable(tree, msgs):
             for rcpt, todo in zip(rcpts_of(tag), pending):
                 if todo:
                     found[(rcpt.split("@")[0], tag)] += 1
-    return found, corrupt
+    return found, corrupt + misnamed
 
 
 def delivered_counts(p, msgs):
@@ -220,12 +224,16 @@ def cut_points(trace, acks, rng):
 
 
 def check_cuts(trace, msgs, acks, rng, variants=VARIANTS):
-    """Check every cut point; returns (cuts, losses, stats)."""
+    """Check every cut point (with random variants) and, in the worst
+    case only, the moment just after every sync ended; returns (cuts,
+    losses, stats)."""
     losses, dups, corrupt, checked = [], 0, 0, 0
     cuts = cut_points(trace, acks, rng)
-    for name, cut in cuts:
+    syncs = [("after sync %d" % i, end + 1)
+             for i, end in enumerate(trace.sync_ends())]
+    for name, cut in cuts + syncs:
         acked = wanted(acks, cut)
-        for v in range(variants + 1):
+        for v in range(variants + 1 if (name, cut) in cuts else 1):
             vr = None if v == 0 else random.Random(rng.random())
             tree, _links = trace.durable(cut, vr)
             found, bad = recoverable(tree, msgs)
@@ -234,7 +242,7 @@ def check_cuts(trace, msgs, acks, rng, variants=VARIANTS):
             dups += sum(k - 1 for k in found.values() if k > 1)
             for key in sorted(acked - set(found)):
                 losses.append((name, cut, v, key))
-    return cuts, losses, {"cuts": len(cuts), "trees": checked,
+    return cuts, losses, {"cuts": len(cuts) + len(syncs), "trees": checked,
                           "duplicates": dups, "corrupt": corrupt}
 
 
@@ -284,6 +292,11 @@ def test_powerloss(make_petrel, tmp_path):
     print("power-loss check:", st, "spares reused:", trace.spare_reuses)
     assert not losses, "acknowledged messages lost (cut, variant, " \
         "(user, tag)), seed %d: %s" % (SEED, losses[:20])
+    # Only a torn STATE record may differ from what was written; a queue
+    # file is never cut short, and a name never points at another
+    # message's file.
+    assert st["corrupt"] == 0, "corrupt or misnamed queue files: %s, " \
+        "seed %d" % (st, SEED)
     # The real recovery path agrees with the model on some cuts.
     pick = random.Random(SEED + 1)
     chosen = pick.sample(cuts, min(DAEMON_CUTS, len(cuts)))
@@ -294,6 +307,8 @@ def test_powerloss(make_petrel, tmp_path):
         assert acked <= set(got), (name, sorted(acked - set(got)))
         assert got == predicted, (name, "recovery delivered", got,
                                   "model predicted", predicted)
+        print("real recovery at %s: %d acknowledged, %d in the Maildirs"
+              % (name, len(acked), sum(got.values())))
     print("test_powerloss: %d cut points, %d trees, %d messages, %d "
           "duplicates, %d real recoveries, %.1f s"
           % (st["cuts"], st["trees"], len(msgs), st["duplicates"],
