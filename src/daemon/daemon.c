@@ -257,7 +257,8 @@ daemon_maildir_root(const char *tmpl, char *out, size_t outsize)
  * made exists after a power loss only once its parent was fsync'd, and
  * a spool that vanishes takes every acknowledged message with it (found
  * by tests/e2e/test_powerloss.py). An ancestor we may not open (EACCES)
- * holds nothing we made.
+ * holds nothing we made; one on a file system that cannot sync (EROFS,
+ * EINVAL) cannot be helped and must not stop the daemon.
  */
 static int
 daemon_sync_parents(const char *path)
@@ -274,7 +275,8 @@ daemon_sync_parents(const char *path)
 			slash[1] = '\0';
 		else
 			*slash = '\0';
-		if (fsync_dir(dir) == -1 && errno != EACCES && errno != EPERM)
+		if (fsync_dir(dir) == -1 && errno != EACCES &&
+		    errno != EPERM && errno != EROFS && errno != EINVAL)
 			return -1;
 		if (slash == dir)
 			break;
