@@ -3,8 +3,9 @@ powerloss.py: what a power loss at a given moment leaves on disk, from a
 log of the daemon's file-system calls (tests/powerloss/fsrecord.c), for
 test_powerloss.py.
 
-Trace(path, root, root_ino): the recorded calls under root, as a model of
-its directories and files. Trace.durable(cut, rng=None): the tree as a
+Trace(path, root, root_ino, snapshot(root)): the recorded calls under
+root, as a model of its directories and files, starting from what was
+there before (taken as durable). Trace.durable(cut, rng=None): the tree as a
 power loss at monotonic time `cut` (nanoseconds) could leave it.
 Trace.write_tree(tree, dest, names): that tree on disk.
 parse_queue_file(data): a queue file checked as recovery checks it.
@@ -43,6 +44,8 @@ class Node:
         self.path = path        # directories: their (fixed) path
         self.events = []        # (end, change)
         self.syncs = []         # (start, end)
+        self.initial = {}       # directories: entries before the run
+        self.initial_data = b""  # files: content before the run
 
     def sync_point(self, cut):
         """Start of the last sync that ended before cut, or None."""
@@ -53,14 +56,44 @@ class Node:
         return best
 
 
+def snapshot(root):
+    """What is under root before the daemon starts, taken as durable:
+    [(relative path, "dir" or "file", inode, content)]."""
+    out = []
+    for d, dirs, files in os.walk(root):
+        for name in sorted(dirs) + sorted(files):
+            full = os.path.join(d, name)
+            st = os.lstat(full)
+            rel = os.path.relpath(full, root)
+            if os.path.isdir(full):
+                out.append((rel, "dir", st.st_ino, None))
+            elif os.path.isfile(full):
+                with open(full, "rb") as f:
+                    out.append((rel, "file", st.st_ino, f.read()))
+    return out
+
+
 class Trace:
-    def __init__(self, path, root, root_ino):
+    def __init__(self, path, root, root_ino, initial=()):
         self.root = os.path.realpath(root)
         self.rootnode = Node("dir", self.root)
         self.nodes = [self.rootnode]
         self.dirs = {self.root: self.rootnode}
         self.cur = {self.root: {}}      # live names, to follow renames
         self.by_ino = {root_ino: self.rootnode}
+        for rel, kind, ino, data in initial:
+            full = os.path.join(self.root, rel)
+            node = Node(kind, full if kind == "dir" else None)
+            self.nodes.append(node)
+            if kind == "dir":
+                self.dirs[full] = node
+                self.cur[full] = {}
+            else:
+                node.initial_data = data
+            parent = self.dirs[os.path.dirname(full)]
+            parent.initial[os.path.basename(full)] = node
+            self.cur[os.path.dirname(full)][os.path.basename(full)] = node
+            self.by_ino[ino] = node
         self.counts = {}
         self.first = self.last = None
         self.problems = []
@@ -247,7 +280,7 @@ class Trace:
 
     def file_data(self, node, cut, rng):
         s = node.sync_point(cut)
-        data = bytearray()
+        data = bytearray(node.initial_data)
 
         def apply(change, pieces=False):
             nonlocal data
@@ -279,7 +312,7 @@ class Trace:
 
     def dir_entries(self, node, cut, rng):
         s = node.sync_point(cut)
-        base, later = {}, {}
+        base, later = dict(node.initial), {}
         for end, (name, value) in node.events:
             if end >= cut:
                 break
@@ -326,13 +359,13 @@ class Trace:
         return tree, links
 
     @staticmethod
-    def write_tree(tree, links, dest, tops, uid, gid):
+    def write_tree(tree, links, dest, tops, uid, gid, skip=()):
         """Create the parts of tree under the names in tops (e.g. spool,
-        mail) below dest: directories 0700, files 0600, owned by
-        uid:gid; hard links kept."""
+        mail) below dest, except the paths in skip: directories 0700,
+        files 0600, owned by uid:gid; hard links kept."""
         linked = {b: a for a, b in links}
         for p in sorted(tree):
-            if p.split("/", 1)[0] not in tops:
+            if p.split("/", 1)[0] not in tops or p in skip:
                 continue
             full = os.path.join(dest, p)
             if tree[p] is None:
