@@ -7,34 +7,38 @@ every file-system call under the work directory (writes with their
 bytes, fsyncs, renames, links, unlinks, mkdirs, each with monotonic start
 and end times), while several clients send messages at once and local
 delivery empties the queue behind them (files become spares and are
-written over by later messages). Each client reads the monotonic clock
-right after each 250.
+written over by later messages). Every third message also goes to bob,
+whose Maildir is blocked: those stay queued, their recipient states
+rewritten in place. Each client reads the monotonic clock right after
+each 250.
 
-Then, for many cut points (every 250, plus random moments from a seed
-that is printed), powerloss.py rebuilds the spool and the Maildirs as a
-power loss at that moment could leave them: a file holds only what its
-last completed fsync covered, a directory entry only what the directory's
-last completed fsync covered (the worst case; plus variants where a
-random part of the rest survived, torn writes included). Every message
-acknowledged before the cut must be recoverable from that tree: in a
-Maildir's new/ (byte for byte), or in a queue file that recovery accepts
-with a recipient still pending. Duplicates are allowed and counted.
+Then, for many cut points (every 250, random moments from a seed that
+is printed, and just after every fsync ended), powerloss.py rebuilds the
+spool and the Maildirs as a power loss at that moment could leave them:
+a file holds only what its last completed fsync covered, a directory
+entry only what the directory's last completed fsync covered (the worst
+case; plus, for the first two kinds, variants where a random part of the
+rest survived, torn writes included). Every message acknowledged before
+the cut must be recoverable from that tree: in a Maildir's new/ (byte
+for byte), or in a queue file that recovery accepts with that recipient
+still pending. Duplicates are allowed and counted; a corrupt queue file,
+or one that holds another message than its name says, is not.
 
 For some cut points the real recovery runs too: the rebuilt tree is put
-back in place, petrel starts on it, delivers what is queued, and the
-Maildirs must then hold exactly the messages predicted.
+back in place (bob unblocked), petrel starts on it, delivers what is
+queued, and the Maildirs must then hold exactly the messages predicted.
 
 test_powerloss_eatmydata_loses runs the same under libeatmydata (fsync a
 no-op, loaded before the recorder so that the recorder never sees an
 fsync): the checker must then find acknowledged messages lost, and the
 real recovery must lose one too. That is the proof that the test can
-fail.
+fail. test_powerloss_half_fsyncs_lose does the same without only the
+directory fsyncs, or only the queue files' fdatasync.
 
-PETREL_LONG=1 checks more cut points; PETREL_POWERLOSS_SEED sets the
+PETREL_LONG=1 sends and checks more; PETREL_POWERLOSS_SEED sets the
 seed. Sanitizer builds: the recorder is not sanitized and is preloaded
 after the sanitizer runtime (verify_asan_link_order=0 for ASan).
 """
-
 import collections
 import glob
 import os
@@ -246,23 +250,29 @@ def check_cuts(trace, msgs, acks, rng, variants=VARIANTS):
     """Check every cut point (with random variants) and, in the worst
     case only, the moment just after every sync ended; returns (cuts,
     losses, stats)."""
-    losses, dups, corrupt, checked = [], 0, 0, 0
+    losses, dups, corrupt, checked, most, with_dups = [], 0, 0, 0, 0, 0
     cuts = cut_points(trace, acks, rng)
     syncs = [("after sync %d" % i, end + 1)
              for i, end in enumerate(trace.sync_ends())]
-    for name, cut in cuts + syncs:
+    todo = [(n, c, variants) for n, c in cuts] + [(n, c, 0) for n, c in syncs]
+    for name, cut, nvariants in todo:
         acked = wanted(acks, cut)
-        for v in range(variants + 1 if (name, cut) in cuts else 1):
+        for v in range(nvariants + 1):
             vr = None if v == 0 else random.Random(rng.random())
             tree, _links = trace.durable(cut, vr)
             found, bad = recoverable(tree, msgs)
             checked += 1
             corrupt += bad
-            dups += sum(k - 1 for k in found.values() if k > 1)
+            d = sum(k - 1 for k in found.values() if k > 1)
+            dups += d
+            most = max(most, d)
+            with_dups += d > 0
             for key in sorted(acked - set(found)):
                 losses.append((name, cut, v, key))
-    return cuts, losses, {"cuts": len(cuts) + len(syncs), "trees": checked,
-                          "duplicates": dups, "corrupt": corrupt}
+    return cuts, losses, {"cuts": len(todo), "trees": checked,
+                          "duplicates": dups, "trees_with_duplicates":
+                          with_dups, "most_duplicates_in_a_tree": most,
+                          "corrupt": corrupt}
 
 
 def recover_for_real(p, trace, cut, variant_seed, msgs):
