@@ -394,10 +394,10 @@ class Corrupt(Exception):
 
 
 def parse_queue_file(data):
-    """(content bytes, [pending recipient?], the queue ID its HEADER
-    names) of a queue file, or raise
-    Corrupt where recovery would move it to corrupt/. A STATE record
-    whose CRC fails is a torn write: that recipient is pending."""
+    """(content bytes, [(status, flags)] per recipient, the queue ID its
+    HEADER names) of a queue file, or raise Corrupt where recovery would
+    move it to corrupt/. A STATE record whose CRC fails is a torn write:
+    that recipient reads as PENDING (0) with no flags."""
     off, recs = 0, []
     while off < len(data):
         if off + 5 > len(data):
@@ -433,13 +433,14 @@ def parse_queue_file(data):
     while i < len(types) and types[i] == RCPT:
         nr += 1
         i += 1
-    pending = []
+    states = []
     for k in range(nr):
         if i >= len(types) or types[i] != STATE:
             raise Corrupt("STATE records missing")
         payload, good = recs[i][1], recs[i][2]
-        pending.append(not good or
-                       struct.unpack(">I", payload[4:8])[0] == 0)
+        # A torn record reads as PENDING with no flags.
+        states.append(struct.unpack(">II", payload[4:8] + payload[1044:1048])
+                      if good else (0, 0))
         i += 1
     if i != len(types) - 1:
         raise Corrupt("records out of order")
@@ -454,4 +455,4 @@ def parse_queue_file(data):
         raise Corrupt("bad HEADER")
     (n,) = struct.unpack(">I", header[20:24])
     qid = header[24:24 + n].decode("ascii", "replace")
-    return content, pending, qid
+    return content, states, qid

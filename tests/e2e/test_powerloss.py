@@ -54,11 +54,13 @@ import pytest
 
 from harness import PETREL_BIN, SANITIZE, queue_id_from_reply, wait_until
 from powerloss import Corrupt, Trace, parse_queue_file, snapshot
+from dnsserver import DNSServer
 from queuefile import block_maildir
 
 SENDER = "sender@example.org"
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
+NOMAIL = "x@nomail.test"        # null MX (RFC 7505): bounces at once
 LONG = os.environ.get("PETREL_LONG") == "1"
 SEED = int(os.environ.get("PETREL_POWERLOSS_SEED", "0") or 0) or \
     random.SystemRandom().randrange(1, 1 << 31)
@@ -99,7 +101,7 @@ def send_all(p, msgs, acks, lock):
                 s.ehlo()
                 for i in range(PER_CLIENT):
                     tag = "pl-%d-%d" % (c, i)
-                    s.mail(SENDER)
+                    s.mail(sender_of(tag))
                     for r in rcpts_of(tag):
                         code, resp = s.rcpt(r)
                         assert code == 250, resp
@@ -121,19 +123,36 @@ def send_all(p, msgs, acks, lock):
 
 
 def rcpts_of(tag):
-    """Every third message goes to bob too (two STATE records)."""
+    """Every third message goes to bob too (two STATE records); a few
+    others to NOMAIL, from alice, who gets the failure report."""
     i = int(tag.rsplit("-", 1)[1])
-    return [ALICE, BOB] if i % 3 == 0 else [ALICE]
+    if i % 3 == 0:
+        return [ALICE, BOB]
+    return [ALICE, NOMAIL] if i % 4 == 1 else [ALICE]
+
+
+def sender_of(tag):
+    return ALICE if NOMAIL in rcpts_of(tag) else SENDER
+
+
+def keys_of(tag):
+    """What each recipient of tag must end up as: (user, tag) for a copy
+    in user's Maildir, ("alice", "bounce TAG") for the failure report."""
+    return [("alice", "bounce " + tag) if r == NOMAIL else
+            (r.split("@")[0], tag) for r in rcpts_of(tag)]
 
 
 def maildir_tag(data, msgs):
-    """The tag of a delivered file if it holds that message whole."""
+    """The tag of a delivered file if it holds that message whole, or
+    "bounce TAG" for a failure report that returns its header."""
     m = TAG_RE.search(data)
     if not m:
         return None
     tag = m.group(1).decode()
     if tag not in msgs:
         return None
+    if data.startswith(b"Return-Path: <>\n"):
+        return "bounce " + tag if b"multipart/report" in data else None
     want = msgs[tag].replace(b"\r\n", b"\n")
     _head, sep, rest = data.partition(b"\nFrom: ")
     return tag if sep and b"From: " + rest == want else None
@@ -158,7 +177,7 @@ def recoverable(tree, msgs):
                 found[(parts[2], tag)] += 1
         elif parts[:2] == ["spool", "queue"] and len(parts) == 3:
             try:
-                content, pending, qid = parse_queue_file(data)
+                content, states, qid = parse_queue_file(data)
             except Corrupt:
                 corrupt += 1
                 continue
@@ -167,13 +186,21 @@ def recoverable(tree, msgs):
             misnamed += qid != parts[2]
             m = TAG_RE.search(content)
             tag = m.group(1).decode() if m else None
+            if tag is None or tag not in msgs:
+                continue
             # The content is Petrel's Received header, then the message.
             _head, sep, rest = content.partition(b"\r\nFrom: ")
-            if tag is None or not sep or b"From: " + rest != msgs.get(tag):
+            if not sep or b"From: " + rest != msgs[tag]:
+                # A failure report for alice, waiting for delivery.
+                if b"multipart/report" in content and states[0][0] == 0:
+                    found[("alice", "bounce " + tag)] += 1
                 continue
-            for rcpt, todo in zip(rcpts_of(tag), pending):
-                if todo:
-                    found[(rcpt.split("@")[0], tag)] += 1
+            for key, (status, flags) in zip(keys_of(tag), states):
+                # PENDING is delivered (or bounced); FAILED without the
+                # "report queued" flag gets its report at start-up.
+                if status == 0 or (key[1].startswith("bounce ") and
+                                   status == 2 and not flags & 0x01):
+                    found[key] += 1
     return found, corrupt + misnamed
 
 
@@ -188,10 +215,16 @@ def delivered_counts(p, msgs):
     return found
 
 
+@pytest.fixture
+def dns():
+    with DNSServer() as srv:
+        srv.add("nomail.test", "MX", "0 .")
+        yield srv
+
+
 def wanted(acks, cut):
-    """(user, tag) of every message acknowledged before cut."""
-    return {(r.split("@")[0], tag) for tag, _q, t in acks if t <= cut
-            for r in rcpts_of(tag)}
+    """keys_of() every message acknowledged before cut."""
+    return {k for tag, _q, t in acks if t <= cut for k in keys_of(tag)}
 
 
 def deferred_to_bob(p):
@@ -201,7 +234,7 @@ def deferred_to_bob(p):
         return {m.group(1) for m in map(rx.search, p.log_lines) if m}
 
 
-def record_run(make_petrel, tmp_path, preload, drop=None):
+def record_run(make_petrel, tmp_path, dns, preload, drop=None):
     log = str(tmp_path / "fs.log")
     env = {"LD_PRELOAD": preload, "FSRECORD_LOG": log}
     if drop is not None:
@@ -209,7 +242,9 @@ def record_run(make_petrel, tmp_path, preload, drop=None):
     if SANITIZE:
         env["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") +
                                ":verify_asan_link_order=0").lstrip(":")
-    p = make_petrel(start=False, env=env,
+    # Trusted: the clients relay to nomail.test.
+    p = make_petrel(start=False, env=env, dns=dns.addr,
+                    trusted=("127.0.0.0/8",),
                     extra_conf="max_connections_per_ip 50\n")
     env["FSRECORD_ROOT"] = p.tmpdir
     # bob's Maildir cannot be made: his copies stay queued, and their
@@ -227,10 +262,13 @@ def record_run(make_petrel, tmp_path, preload, drop=None):
     send_all(p, msgs, acks, lock)
     assert len(acks) == len(tags)
     for_bob = [t for t in tags if BOB in rcpts_of(t)]
-    wait_until(lambda: len(p.maildir_files(ALICE)) >= len(tags) and
+    bounced = [t for t in tags if NOMAIL in rcpts_of(t)]
+    assert bounced and for_bob
+    wait_until(lambda: len(p.maildir_files(ALICE)) >= len(tags) +
+               len(bounced) and
                len(p.queue_ids()) == len(for_bob) and
                len(deferred_to_bob(p)) >= len(for_bob), timeout=120,
-               what="alice's copies delivered, bob's deferred")
+               what="alice's copies and reports delivered, bob's deferred")
     assert p.stop() == 0
     trace = Trace(log, p.tmpdir, root_ino, before)
     assert not trace.problems, trace.problems[:10]
@@ -305,12 +343,12 @@ def need_recorder():
         pytest.skip("no %s (build it: make)" % RECORDER)
 
 
-def test_powerloss(make_petrel, tmp_path):
+def test_powerloss(make_petrel, tmp_path, dns):
     need_recorder()
     started = time.monotonic()
     print("test_powerloss: seed %d (PETREL_POWERLOSS_SEED), PETREL_LONG=%s"
           % (SEED, LONG))
-    p, trace, msgs, acks = record_run(make_petrel, tmp_path, RECORDER)
+    p, trace, msgs, acks = record_run(make_petrel, tmp_path, dns, RECORDER)
     print("recorded calls:", sorted(trace.counts.items()))
     # The run must have exercised what it is meant to: group commits
     # and spare files written over by later messages.
@@ -351,11 +389,12 @@ def test_powerloss(make_petrel, tmp_path):
              len(chosen), time.monotonic() - started))
 
 
-def check_finds_loss(make_petrel, tmp_path, preload, drop=None):
+def check_finds_loss(make_petrel, tmp_path, dns, preload, drop=None):
     """Record with fsyncs (some or all) not done: the checker must find
     acknowledged messages lost, and the real recovery of the first such
     cut must lose one too."""
-    p, trace, msgs, acks = record_run(make_petrel, tmp_path, preload, drop)
+    p, trace, msgs, acks = record_run(make_petrel, tmp_path, dns, preload,
+                                      drop)
     print("recorded calls:", sorted(trace.counts.items()))
     cuts, losses, st = check_cuts(trace, msgs, acks, random.Random(SEED),
                                   variants=0)
@@ -369,7 +408,7 @@ def check_finds_loss(make_petrel, tmp_path, preload, drop=None):
     return trace
 
 
-def test_powerloss_eatmydata_loses(make_petrel, tmp_path):
+def test_powerloss_eatmydata_loses(make_petrel, tmp_path, dns):
     """Under libeatmydata (fsync and fdatasync succeed without doing
     anything) acknowledged messages are lost: the test can fail. The
     eatmydata wrapper would append its library after ours, so that we
@@ -377,16 +416,16 @@ def test_powerloss_eatmydata_loses(make_petrel, tmp_path):
     need_recorder()
     if not os.path.exists(EATMYDATA):
         pytest.skip("no %s (apt-get install eatmydata)" % EATMYDATA)
-    trace = check_finds_loss(make_petrel, tmp_path,
+    trace = check_finds_loss(make_petrel, tmp_path, dns,
                              EATMYDATA + " " + RECORDER)
     assert trace.counts.get("fsync", 0) == 0 and \
         trace.counts.get("fdatasync", 0) == 0, trace.counts
 
 
 @pytest.mark.parametrize("drop", ["dirs", "fdatasync"])
-def test_powerloss_half_fsyncs_lose(make_petrel, tmp_path, drop):
+def test_powerloss_half_fsyncs_lose(make_petrel, tmp_path, dns, drop):
     """Without the directory fsyncs alone, or the queue files' fdatasync
     alone, messages are lost too: the checker sees each half of the
     protocol."""
     need_recorder()
-    check_finds_loss(make_petrel, tmp_path, RECORDER, drop)
+    check_finds_loss(make_petrel, tmp_path, dns, RECORDER, drop)
