@@ -27,6 +27,9 @@ do (its journal orders more than POSIX promises):
 - A directory is there only if its entry in its parent survived.
 - A call that had not ended at the cut never happened; a sync only
   counts once it has ended, and only for what had ended before it began.
+  A mkdir counts as ended when another mkdir of the same directory
+  failed with EEXIST, if that was earlier (the one that made it may
+  read the clock late).
 """
 
 import os
@@ -98,6 +101,7 @@ class Trace:
         self.first = self.last = None
         self.problems = []
         self.spare_reuses = 0
+        self.exists = []        # (end, path) of mkdirs that found it
         calls = []
         with open(path, "rb") as f:
             for raw in f:
@@ -137,6 +141,15 @@ class Trace:
                                                    "fdatasync", "trunc")
                                      and len(a) > 8 else a[:80]
                                      for a in args), end))
+        # A mkdir that failed with EEXIST proves the directory was there
+        # when it ended: the winner may have read its clock much later.
+        for end, path in self.exists:
+            node, _names, name = self.parent(path)
+            if node is None:
+                continue
+            node.events = [(min(e, end) if n == name and v is not None and
+                            v.kind == "dir" else e, (n, v))
+                           for e, (n, v) in node.events]
         # Calls that waited went in late: back in the order they ended.
         for node in self.nodes:
             node.events.sort(key=lambda e: e[0])
@@ -208,6 +221,10 @@ class Trace:
         self.by_ino[ino] = node
         if flags & os.O_TRUNC and node.kind == "file":
             node.events.append((end, ("trunc", 0)))
+        return True
+
+    def op_mkdirexist(self, start, end, args):
+        self.exists.append((end, self.path(args[0])))
         return True
 
     def op_mkdir(self, start, end, args):

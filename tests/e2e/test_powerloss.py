@@ -42,6 +42,7 @@ after the sanitizer runtime (verify_asan_link_order=0 for ASan).
 import collections
 import glob
 import os
+import pickle
 import pwd
 import random
 import re
@@ -253,6 +254,8 @@ def record_run(make_petrel, tmp_path, dns, preload, drop=None):
     block_maildir(p, BOB)
     root_ino = os.stat(p.tmpdir).st_ino
     before = snapshot(p.tmpdir)
+    with open(str(tmp_path / "before.pickle"), "wb") as f:
+        pickle.dump((p.tmpdir, root_ino, before), f)     # to replay by hand
     p.start()
     rng = random.Random(SEED)
     tags = ["pl-%d-%d" % (c, i) for c in range(CLIENTS)

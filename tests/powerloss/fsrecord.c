@@ -21,7 +21,7 @@
  *   open FD INO FLAGS PATH    mkdir INO PATH       write INO OFFSET DATA
  *   trunc INO LENGTH          fsync INO            fdatasync INO
  *   rename FLAGS OLD NEW      link OLD NEW         unlink PATH
- *   rmdir PATH
+ *   rmdir PATH                mkdirexist PATH (a mkdir that found it)
  *
  * $FSRECORD_DROP (dirs or fdatasync) skips those syncs, for the test's
  * own negative checks.
@@ -788,6 +788,23 @@ fsrec_made_dir(uint64_t t0, const char *abs)
 	fsrec_emit(&l);
 }
 
+/*
+ * EEXIST is recorded too ("mkdirexist PATH"): it proves that the
+ * directory existed by then, maybe well before the thread that made it
+ * read the clock after its own mkdir.
+ */
+static void
+fsrec_mkdir_done(uint64_t t0, int r, bool ok, const char *abs)
+{
+	int saved = errno;
+
+	if (r == 0 && ok)
+		fsrec_made_dir(t0, abs);
+	else if (r == -1 && saved == EEXIST && ok)
+		fsrec_paths(t0, "mkdirexist", NULL, abs, NULL);
+	errno = saved;
+}
+
 int
 mkdirat(int dirfd, const char *path, mode_t mode)
 {
@@ -796,8 +813,7 @@ mkdirat(int dirfd, const char *path, mode_t mode)
 	uint64_t t0 = fsrec_now();
 	int r = real_mkdirat(dirfd, path, mode);
 
-	if (r == 0 && ok)
-		fsrec_made_dir(t0, a);
+	fsrec_mkdir_done(t0, r, ok, a);
 	return r;
 }
 
@@ -809,7 +825,6 @@ mkdir(const char *path, mode_t mode)
 	uint64_t t0 = fsrec_now();
 	int r = real_mkdir(path, mode);
 
-	if (r == 0 && ok)
-		fsrec_made_dir(t0, a);
+	fsrec_mkdir_done(t0, r, ok, a);
 	return r;
 }
