@@ -254,8 +254,6 @@ def record_run(make_petrel, tmp_path, dns, preload, drop=None):
     block_maildir(p, BOB)
     root_ino = os.stat(p.tmpdir).st_ino
     before = snapshot(p.tmpdir)
-    with open(str(tmp_path / "before.pickle"), "wb") as f:
-        pickle.dump((p.tmpdir, root_ino, before), f)     # to replay by hand
     p.start()
     rng = random.Random(SEED)
     tags = ["pl-%d-%d" % (c, i) for c in range(CLIENTS)
@@ -273,6 +271,9 @@ def record_run(make_petrel, tmp_path, dns, preload, drop=None):
                len(deferred_to_bob(p)) >= len(for_bob), timeout=120,
                what="alice's copies and reports delivered, bob's deferred")
     assert p.stop() == 0
+    # Everything to replay it by hand: Trace(fs.log, *run.pickle[:3]).
+    with open(str(tmp_path / "run.pickle"), "wb") as f:
+        pickle.dump((p.tmpdir, root_ino, before, msgs, acks), f)
     trace = Trace(log, p.tmpdir, root_ino, before)
     assert not trace.problems, trace.problems[:10]
     return p, trace, msgs, acks
