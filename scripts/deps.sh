@@ -37,6 +37,7 @@ dovecot-imapd
 dovecot-lmtpd
 dovecot-pop3d
 strace
+eatmydata
 openssl
 iproute2
 util-linux

@@ -252,6 +252,38 @@ daemon_maildir_root(const char *tmpl, char *out, size_t outsize)
 	out[n] = '\0';
 }
 
+/*
+ * fsync every directory above path, up to /: a directory mkdir_p() just
+ * made exists after a power loss only once its parent was fsync'd, and
+ * a spool that vanishes takes every acknowledged message with it (found
+ * by tests/e2e/test_powerloss.py). An ancestor we may not open (EACCES)
+ * holds nothing we made; one on a file system that cannot sync (EROFS,
+ * EINVAL) cannot be helped and must not stop the daemon.
+ */
+static int
+daemon_sync_parents(const char *path)
+{
+	char dir[PATH_MAX];
+	char *slash;
+
+	if (strlcpy(dir, path, sizeof(dir)) >= sizeof(dir)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	while ((slash = strrchr(dir, '/')) != NULL) {
+		if (slash == dir)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+		if (fsync_dir(dir) == -1 && errno != EACCES &&
+		    errno != EPERM && errno != EROFS && errno != EINVAL)
+			return -1;
+		if (slash == dir)
+			break;
+	}
+	return 0;
+}
+
 static int
 daemon_make_dir(const char *path, unsigned int mode, uid_t uid, gid_t gid,
     bool chown_it)
@@ -264,6 +296,11 @@ daemon_make_dir(const char *path, unsigned int mode, uid_t uid, gid_t gid,
 	}
 	if (chown_it && chown(path, uid, gid) == -1) {
 		log_err("daemon: cannot chown %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (daemon_sync_parents(path) == -1) {
+		log_err("daemon: cannot fsync the directories above %s: %s",
+		    path, strerror(errno));
 		return -1;
 	}
 	return 0;

@@ -1860,8 +1860,10 @@ spool_remove(const struct spool *sp, const char *id)
 	}
 	/*
 	 * No directory fsync: should the name come back after a crash,
-	 * every recipient state in it is final and the scheduler removes
-	 * it again. The file is kept as a spare when there is room.
+	 * the message is delivered again where its states were not
+	 * written (a message all delivered with nothing to report skips
+	 * that write): a duplicate, never a loss (test_powerloss.py counts
+	 * them). The file is kept as a spare when there is room.
 	 */
 	if (spool_spare_put(sp, id) == 0)
 		return 0;
