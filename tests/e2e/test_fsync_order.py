@@ -228,7 +228,6 @@ def check_durable_before_reply(trace, spool, qid):
         assert taken, "%s: opened without O_CREAT, but not a spare" % qid
         # Cut to length (ftruncate) unless it already had it: the
         # delivered content, checked by the caller, shows which.
-    return reused
     assert rn.end < reply.start, (
         "%s: the rename (line %d) ends after the reply (line %d)"
         % (qid, rn.end + 1, reply.start + 1))
@@ -239,6 +238,7 @@ def check_durable_before_reply(trace, spool, qid):
     assert dir_syncs, (
         "%s: no fsync of %s after the rename (line %d) and before the "
         "reply (line %d)" % (qid, qdir, rn.end + 1, reply.start + 1))
+    return reused
 
 
 def traced_child(p):
