@@ -348,13 +348,17 @@ def test_reused_spare_fault(make_petrel, shim, rule):
 DELIVERY_FAULTS = [
     "write /mail/ EIO",
     "fsync /mail/ EIO",
+    # After the link into new/: the fsync of new/ fails, the link is
+    # undone (or the retry would deliver it twice).
+    "fsync alice/new EIO",
     "link /mail/ EIO",
     "write /mail/ ENOSPC",
 ]
 
 
 @pytest.mark.parametrize("rule", DELIVERY_FAULTS,
-                         ids=[r.split()[0] + "-" + r.split()[2]
+                         ids=[r.split()[0] + "-" + r.split()[2] +
+                              ("-dir" if "new" in r else "")
                               for r in DELIVERY_FAULTS])
 def test_maildir_fault_retried(make_petrel, shim, rule):
     p, f = faulty_petrel(make_petrel, shim, extra_conf="retry_initial 1s")
