@@ -125,8 +125,10 @@ def transaction(p, msg, rcpt=ALICE):
     with p.raw() as c:
         c.read_greeting()
         c.ehlo()
-        for cmd, want in (("MAIL FROM:<%s>" % SENDER, 250),
-                          ("RCPT TO:<%s>" % rcpt, 250), ("DATA", 354)):
+        rcpts = [rcpt] if isinstance(rcpt, str) else rcpt
+        for cmd, want in ([("MAIL FROM:<%s>" % SENDER, 250)] +
+                          [("RCPT TO:<%s>" % r, 250) for r in rcpts] +
+                          [("DATA", 354)]):
             c.send(cmd + "\r\n")
             code, lines = c.reply()
             if code != want:
@@ -388,24 +390,32 @@ def test_maildir_fault_retried(make_petrel, shim, rule):
 
 def test_state_update_fault_never_loses(make_petrel, shim):
     """The spool's in-place STATE update (pwrite + fdatasync on
-    queue/ID) fails after a deferred attempt: the message stays queued
-    and is delivered once the faults are gone, never lost."""
+    queue/ID) fails after a round where one recipient was delivered and
+    one deferred: the message stays queued, the deferred recipient is
+    delivered once the faults are gone, and the delivered one is not
+    delivered again (the daemon keeps its state), never lost."""
     p, f = faulty_petrel(make_petrel, shim, extra_conf="retry_initial 1s")
-    blocked = block_maildir(p, ALICE)
+    blocked = block_maildir(p, BOB)
+    f.set("fdatasync spool/queue/ EIO", "pwrite spool/queue/ EIO")
     msg = make_message("stateupd")
-    code, text = transaction(p, msg)
+    code, text = transaction(p, msg, rcpt=[ALICE, BOB])
     assert code == 250, (code, text)
     qid = queue_id_from_reply(text)
-    f.set("fdatasync spool/queue/ EIO", "pwrite spool/queue/ EIO")
     wait_until(lambda: f.hits(), timeout=30 * SLOW,
                what="a failed STATE update")
     p.wait_log(r"queue=%s.*cannot update" % qid, timeout=30 * SLOW)
+    assert len(p.maildir_files(ALICE)) == 1
     assert p.queue_ids() == [qid]
     f.clear()
     os.unlink(blocked)
-    (got,) = p.wait_delivered(ALICE, 1, timeout=60 * SLOW)
+    p.signal(signal.SIGUSR1)
+    (got,) = p.wait_delivered(BOB, 1, timeout=60 * SLOW)
     expected_maildir_bytes(SENDER, msg, got, queue_id=qid)
     p.wait_queue_empty()
+    p.restart()
+    p.signal(signal.SIGUSR1)
+    assert len(p.maildir_files(ALICE)) == 1
+    assert len(p.maildir_files(BOB)) == 1
 
 
 # ---- 3. a read-only spool ----
