@@ -487,9 +487,8 @@ def test_readonly_spool_at_start(make_petrel):
             p.stopped = True
             out = "\n".join(p.log_lines[mark:])
             assert rc == 1, "exit %s on a read-only spool:\n%s" % (rc, out)
-            assert "Read-only file system" in out, out
-            # "daemon: cannot chown SPOOL: Read-only file system"
-            assert p.spool in out, out
+            assert "daemon: %s is on a read-only file system: it must be "\
+                "writable" % p.spool in out, out
         finally:
             remount(p.spool, "rw")
 
