@@ -565,8 +565,18 @@ def test_damaged_queue_files_at_startup(make_petrel):
             r = subprocess.run([p.command()[0], "queue", "list", "-c",
                                 p.conf_path], capture_output=True,
                                timeout=120 * SLOW)
-            assert r.returncode >= 0, "petrel queue list died: %s" % (
-                r.returncode,)
+            err = r.stderr.decode("utf-8", "replace")
+            print("petrel queue list: exit %d, %s" % (r.returncode,
+                                                      err.strip()[-200:]))
+            assert r.returncode == 0, "petrel queue list: exit %s: %s" % (
+                r.returncode, err[-2000:])
+            assert "Sanitizer" not in err and "runtime error" not in err, \
+                err[-2000:]
+            want_corrupt = {n for n, (_, e) in copies.items()
+                            if e == "corrupt"}
+            assert "%d queue files could not be read" % len(want_corrupt) \
+                in err, err[-2000:]
+            assert qid.encode() in r.stdout
 
             mark = p.log_mark()
             p.start(timeout=120 * SLOW)
@@ -575,8 +585,6 @@ def test_damaged_queue_files_at_startup(make_petrel):
             p.wait_delivered(ALICE, want_deliver, timeout=300 * SLOW)
             p.wait_queue_empty(timeout=60 * SLOW)
             corrupt = set(p.queue_ids("corrupt"))
-            want_corrupt = {n for n, (_, e) in copies.items()
-                            if e == "corrupt"}
             assert corrupt == want_corrupt, (
                 "unexpected in corrupt/: %s; missing: %s"
                 % (sorted(corrupt - want_corrupt)[:20],
