@@ -574,8 +574,16 @@ def test_damaged_queue_files_at_startup(make_petrel):
                 err[-2000:]
             want_corrupt = {n for n, (_, e) in copies.items()
                             if e == "corrupt"}
-            assert "%d queue files could not be read" % len(want_corrupt) \
-                in err, err[-2000:]
+            # It reads envelopes, not the content (cheap on a big
+            # queue): a change inside a CONTENT record's payload or CRC
+            # is found by the daemon's recovery, not by the list.
+            in_content = set()
+            for typ, start, end in record_spans(data):
+                if typ == 0x10:
+                    in_content.update("F%05d" % o
+                                      for o in range(start + 5, end))
+            assert "%d queue files could not be read" % len(
+                want_corrupt - in_content) in err, err[-2000:]
             assert qid.encode() in r.stdout
 
             mark = p.log_mark()
