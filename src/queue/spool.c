@@ -667,7 +667,7 @@ spool_sync_file(struct spool *sp, struct spool_job *job)
 	/* close() can report a write-back error (NFS): check it. */
 	if (close(job->fd) == -1 && error == 0) {
 		error = errno;
-		log_err("spool: error queue=%s fsync failed: %s", job->id,
+		log_err("spool: error queue=%s close failed: %s", job->id,
 		    strerror(error));
 	}
 	job->fd = -1;

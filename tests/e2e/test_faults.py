@@ -265,6 +265,46 @@ def test_spool_fault_never_acknowledged(make_petrel, shim, rule, want):
     assert p.alive() and p.proc.pid == pid
 
 
+@pytest.mark.parametrize("rule,want", [
+    ("fdatasync spool/incoming/ EIO", (451, "4.3.0")),
+    ("write spool/incoming/ ENOSPC", (452, "4.3.1")),
+], ids=["fdatasync-EIO", "write-ENOSPC"])
+def test_spool_fault_bdat(make_petrel, shim, rule, want):
+    """The same over BDAT (RFC 3030): two chunks, the reply to the LAST
+    one is the 4xx; the session stays in sync; later messages go."""
+    p, f = faulty_petrel(make_petrel, shim)
+    f.set(rule)
+    msg = make_message("bdat", kib=100)
+    half = len(msg) // 2
+    with p.raw() as c:
+        c.read_greeting()
+        c.ehlo()
+        c.send("MAIL FROM:<%s>\r\n" % SENDER)
+        assert c.reply()[0] == 250
+        c.send("RCPT TO:<%s>\r\n" % ALICE)
+        assert c.reply()[0] == 250
+        c.send(b"BDAT %d\r\n" % half + msg[:half])
+        code, lines = c.reply()
+        if code == 250:
+            c.send(b"BDAT %d LAST\r\n" % (len(msg) - half) + msg[half:])
+            code, lines = c.reply()
+        assert_refused(code, lines[-1], want)
+        f.clear()
+        c.send("RSET\r\n")
+        assert c.reply()[0] == 250
+        c.send("MAIL FROM:<%s>\r\n" % SENDER)
+        assert c.reply()[0] == 250
+        c.send("RCPT TO:<%s>\r\n" % ALICE)
+        assert c.reply()[0] == 250
+        c.send(b"BDAT %d LAST\r\n" % len(msg) + msg)
+        code, lines = c.reply()
+        assert code == 250, lines
+        c.send("QUIT\r\n")
+    (got,) = p.wait_delivered(ALICE, 1)
+    assert b"body of bdat" in got
+    assert not spool_files(p)
+
+
 def test_fsync_error_other_sessions(make_petrel, shim):
     """While the message file's fsync fails, every session gets 451 (none
     a 250 for a file whose data may be gone), in parallel too; the daemon
