@@ -11,6 +11,16 @@ libfiu's posix preload (Debian fiu-utils) was not enough: it cannot tell
 the spool's fdatasync from the Maildir's, does not wrap renameat, and a
 write fault would also hit the daemon's pipes and log.
 
+Tests: a spool fault per call and errno, by DATA and by BDAT, then
+recovery (test_spool_fault_never_acknowledged, test_spool_fault_bdat);
+parallel sessions under a failing fsync (test_fsync_error_other_sessions);
+a fault while a spare file is reused (test_reused_spare_fault); Maildir
+faults (test_maildir_fault_retried); a failing STATE update
+(test_state_update_fault_never_loses); a read-only spool while running
+and at start; every truncation and byte change of a queue file at start
+(test_damaged_queue_files_at_startup) and a file damaged while queued
+(test_damaged_while_queued). The disk-full cases are in test_diskfull.py.
+
 What Petrel promises (docs/queue-format.md, docs/replies.md):
 - a failed fsync, write or truncate of the message file, or a failed
   rename or fsync of queue/, is never retried and then acknowledged: the
@@ -32,10 +42,10 @@ import os
 import pwd
 import random
 import re
-import shutil
 import signal
 import struct
 import subprocess
+import threading
 
 import pytest
 
@@ -309,7 +319,6 @@ def test_fsync_error_other_sessions(make_petrel, shim):
     """While the message file's fsync fails, every session gets 451 (none
     a 250 for a file whose data may be gone), in parallel too; the daemon
     serves NOOP throughout, and all succeed once the fault is off."""
-    import threading
     p, f = faulty_petrel(make_petrel, shim)
     f.set("fdatasync spool/incoming/ EIO")
     results = []
