@@ -13,6 +13,10 @@ Inodes exhausted: the spool is a tmpfs with few inodes, all used up. A new
 message gets 452 4.3.1; a message queued before is still delivered; once
 inodes are freed, new messages are accepted and delivered, no restart.
 
+Starting on a full spool (no block, no inode left): the daemon starts,
+delivers what was queued and refuses new messages with 452 4.3.1 until
+space returns.
+
 Spare files: delivered messages' files kept in spare/ for reuse hold disk
 space. When the spool is full they are released (unlinked), so the next
 message fits: spares never make a full disk permanent.
@@ -277,6 +281,41 @@ def test_spares_released_when_full(make_petrel):
                        for g in got)
             os.unlink(filler)
             assert p.alive() and p.proc.pid == pid
+        finally:
+            if p.alive():
+                assert p.stop() == 0
+
+
+def test_start_on_full_spool(make_petrel):
+    """Started on a spool with no block and no inode left (a message
+    queued before): it starts, delivers the queued message, answers new
+    ones 452 4.3.1, and takes them once space returns."""
+    p = make_petrel(start=False)
+    uid, gid = owner(p)
+    with small_tmpfs(p.spool, "2m,nr_inodes=128", uid, gid):
+        try:
+            p.start()
+            blocked = block_maildir(p, ALICE)
+            queued = make_message("queued")
+            code, text = transaction(p, queued)
+            assert code == 250, (code, text)
+            qid = queue_id_from_reply(text)
+            assert p.stop() == 0
+            os.unlink(blocked)
+            filler = fill(os.path.join(p.spool, "filler"))
+            inodes = fill_inodes(os.path.join(p.spool, "fill"))
+
+            p.start()
+            (got,) = p.wait_delivered(ALICE, 1, timeout=30 * SLOW)
+            expected_maildir_bytes(SENDER, queued, got, queue_id=qid)
+            code, text = transaction(p, make_message("refused", kib=64))
+            assert (code, text.split()[0]) == (452, "4.3.1"), (code, text)
+            os.unlink(filler)
+            for f in inodes:
+                os.unlink(f)
+            code, text = transaction(p, make_message("later"))
+            assert code == 250, (code, text)
+            p.wait_delivered(ALICE, 2, timeout=30 * SLOW)
         finally:
             if p.alive():
                 assert p.stop() == 0
