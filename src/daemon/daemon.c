@@ -295,7 +295,12 @@ daemon_make_dir(const char *path, unsigned int mode, uid_t uid, gid_t gid,
 		return -1;
 	}
 	if (chown_it && chown(path, uid, gid) == -1) {
-		log_err("daemon: cannot chown %s: %s", path, strerror(errno));
+		if (errno == EROFS)
+			log_err("daemon: %s is on a read-only file system: it "
+			    "must be writable", path);
+		else
+			log_err("daemon: cannot chown %s: %s", path,
+			    strerror(errno));
 		return -1;
 	}
 	if (daemon_sync_parents(path) == -1) {

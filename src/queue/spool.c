@@ -252,6 +252,7 @@ static int spool_spare_put(const struct spool *, const char *);
 static ssize_t spool_list_dir(int, char ***);
 static void spool_free_names(char **, ssize_t);
 static int spool_spare_take(struct spool *, const char *, uint64_t *);
+static void spool_spares_release(struct spool *, int);
 static uint64_t spool_qsync_begin(struct spool *);
 static void spool_qsync_end(struct spool *, uint64_t);
 
@@ -666,12 +667,15 @@ spool_sync_file(struct spool *sp, struct spool_job *job)
 	/* close() can report a write-back error (NFS): check it. */
 	if (close(job->fd) == -1 && error == 0) {
 		error = errno;
-		log_err("spool: error queue=%s fsync failed: %s", job->id,
+		log_err("spool: error queue=%s close failed: %s", job->id,
 		    strerror(error));
 	}
 	job->fd = -1;
-	if (error != 0)
+	if (error != 0) {
 		unlinkat(sp->incoming_fd, job->id, 0);
+		if (job->error == 0)	/* a write error released already */
+			spool_spares_release(sp, error);
+	}
 
 	pthread_mutex_lock(&sp->lock);
 	if (job->error == 0)
@@ -743,6 +747,7 @@ spool_commit_batch(struct spool *sp, struct spool_jobq *batch)
 			log_err("spool: error queue=%s rename into queue/ "
 			    "failed: %s", job->id, strerror(job->error));
 			unlinkat(sp->incoming_fd, job->id, 0);
+			spool_spares_release(sp, job->error);
 			continue;
 		}
 		renamed++;
@@ -761,6 +766,7 @@ spool_commit_batch(struct spool *sp, struct spool_jobq *batch)
 	 */
 	error = errno;
 	log_err("spool: fsync of queue/ failed: %s", strerror(error));
+	spool_spares_release(sp, error);
 	TAILQ_FOREACH(job, batch, entry) {
 		if (job->error != 0)
 			continue;
@@ -868,6 +874,7 @@ spool_writer_create(struct spool *sp, int *error_r)
 	if (fd == -1) {
 		*error_r = errno;
 		free(w);
+		spool_spares_release(sp, *error_r);
 		return NULL;
 	}
 	w->fd = fd;
@@ -881,6 +888,7 @@ spool_writer_create(struct spool *sp, int *error_r)
 		unlinkat(sp->incoming_fd, w->id, 0);
 		free(w);
 		*error_r = saved;
+		spool_spares_release(sp, saved);
 		return NULL;
 	}
 	w->offset = hdr.len;
@@ -1055,9 +1063,11 @@ spool_write_job(struct spool *sp, struct spool_writer *w)
 		pthread_mutex_unlock(&sp->lock);
 
 		spool_recq_free(&dropped);
-		if (error != 0)
+		if (error != 0) {
 			log_err("spool: error queue=%s write failed: %s", w->id,
 			    strerror(error));
+			spool_spares_release(sp, error);
+		}
 		if (fire)
 			spool_notify(sp);
 		pthread_mutex_lock(&sp->lock);
@@ -1333,6 +1343,45 @@ spool_spares_clear(struct spool *sp)
 			log_err("spool: cannot remove spare/%s: %s", names[i],
 			    strerror(errno));
 	spool_free_names(names, n);
+}
+
+/*
+ * The spool ran out of space or inodes (ENOSPC, EDQUOT): unlink every
+ * spare, usable or not yet, so the blocks and inodes they hold go back
+ * to the file system and the next message can have them (spares must
+ * never make a full disk permanent). Other errors: nothing. Unlinking a
+ * name in spare/ is always safe: no message is reachable through it.
+ * Any thread, no lock held.
+ */
+static void
+spool_spares_release(struct spool *sp, int error)
+{
+	struct spool_spares *ss = sp->spares;
+	uint64_t *nums;
+	size_t n = 0, i, freed = 0;
+	char name[32];
+
+	if (error != ENOSPC && error != EDQUOT)
+		return;
+	nums = xcalloc(SPOOL_SPARES_MAX, sizeof(*nums));
+	pthread_mutex_lock(&ss->lock);
+	for (i = 0; i < ss->nready; i++)
+		nums[n++] = ss->ready[i];
+	for (i = 0; i < ss->count; i++)
+		nums[n++] = ss->ring[(ss->head + i) % SPOOL_SPARES_MAX].num;
+	ss->nready = 0;
+	ss->count = 0;
+	ss->head = 0;
+	pthread_mutex_unlock(&ss->lock);
+	for (i = 0; i < n; i++) {
+		spool_spare_name(name, sizeof(name), nums[i]);
+		if (unlinkat(sp->spare_fd, name, 0) == 0)
+			freed++;
+	}
+	free(nums);
+	if (n > 0)
+		log_warn("spool: %s: released %zu spare files of %zu",
+		    strerror(error), freed, n);
 }
 
 /* The commit thread starts a fsync of queue/: returns its ticket. */

@@ -87,7 +87,7 @@ spool_admin_lock(const char *spooldir, const char *role,
 	uint64_t deadline = time_mono_usec() + (uint64_t)wait_ms * 1000;
 	struct timespec ts = { 0, SPOOL_ADMIN_POLL_MS * 1000000L };
 	pid_t hpid = 0;
-	int fd, n, saved;
+	int fd, wfd = -1, n, saved;
 
 	*holder_pid_r = 0;
 	if (rolesize > 0)
@@ -97,7 +97,12 @@ spool_admin_lock(const char *spooldir, const char *role,
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	/*
+	 * Read-only: a daemon holds this fd for its whole life, and a file
+	 * open for writing would keep an administrator from remounting the
+	 * spool read-only (EBUSY). The text is written through a second fd.
+	 */
+	fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd == -1)
 		return -1;
 	if (uid != (uid_t)-1 && fchown(fd, uid, gid) == -1) {
@@ -132,7 +137,16 @@ spool_admin_lock(const char *spooldir, const char *role,
 	}
 	/* Ours: say who holds it (for the error of whoever comes next). */
 	n = snprintf(text, sizeof(text), "%ld %s\n", (long)getpid(), role);
-	if (ftruncate(fd, 0) == -1 || pwrite(fd, text, (size_t)n, 0) != n) {
+	if ((wfd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) == -1 ||
+	    ftruncate(wfd, 0) == -1 || pwrite(wfd, text, (size_t)n, 0) != n) {
+		saved = errno;
+		if (wfd != -1)
+			close(wfd);
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	if (close(wfd) == -1) {
 		saved = errno;
 		close(fd);
 		errno = saved;

@@ -150,10 +150,13 @@ static const struct reply replies[REPLY_MAX] = {
 	    "more Received: headers than max_hops" },
 	[REPLY_SPOOL_ERROR] = { REPLY_SPOOL_ERROR, 452, "4.3.1",
 	    "Insufficient system storage",
-	    "any spool write, fsync or rename error (disk full)" },
+	    "the spool is full: a spool write, fsync or rename failed with "
+	    "ENOSPC or EDQUOT (the message is not queued)" },
 	[REPLY_LOCAL_ERROR] = { REPLY_LOCAL_ERROR, 451, "4.3.0",
 	    "Local error in processing",
-	    "users or aliases table unreadable" },
+	    "any other spool error (EIO, a failed fsync, a read-only "
+	    "spool, EACCES: the message is not queued); users or aliases "
+	    "table unreadable" },
 	[REPLY_TOO_MANY_CONN] = { REPLY_TOO_MANY_CONN, 421, "4.7.0",
 	    "%s Error: too many connections", "past max_connections" },
 	[REPLY_TOO_MANY_CONN_IP] = { REPLY_TOO_MANY_CONN_IP, 421, "4.7.0",

@@ -1594,6 +1594,19 @@ static void smtp_bdat_read(struct smtp_session *);
 static void smtp_bdat_refuse(struct smtp_session *, enum reply_id,
     enum smtp_state);
 
+/*
+ * The reply for a spool error: a full disk or quota (ENOSPC, EDQUOT) is
+ * 452 4.3.1 (RFC 3463 X.3.1, mail system full); anything else (EIO, a
+ * failed fsync whose data may be gone, a read-only spool, EACCES) is
+ * 451 4.3.0. Either way the message was not queued.
+ */
+static enum reply_id
+smtp_spool_reply(int error)
+{
+	return error == ENOSPC || error == EDQUOT ? REPLY_SPOOL_ERROR :
+	    REPLY_LOCAL_ERROR;
+}
+
 /* The spool opened (or failed to open) the file for DATA or a first BDAT. */
 static void
 smtp_opened(void *arg, uint64_t cookie, struct spool_writer *w, int error)
@@ -1615,13 +1628,13 @@ smtp_opened(void *arg, uint64_t cookie, struct spool_writer *w, int error)
 		if (s->txn.bdat) {
 			/* RFC 3030 2: read the chunk, then answer 452. */
 			smtp_txn_reset(s);
-			smtp_bdat_refuse(s, REPLY_SPOOL_ERROR,
+			smtp_bdat_refuse(s, smtp_spool_reply(error),
 			    SMTP_STATE_HELO);
 			smtp_session_process(s);
 			return;
 		}
 		smtp_session_enter_state(s, SMTP_STATE_RCPT);
-		smtp_reply(s, REPLY_SPOOL_ERROR, NULL);
+		smtp_reply(s, smtp_spool_reply(error), NULL);
 		smtp_wait_command(s);
 		if (s->closing && s->state != SMTP_STATE_QUIT)
 			smtp_reply(s, REPLY_SHUTDOWN, c->hostname);
@@ -2514,7 +2527,7 @@ static void
 smtp_message_fail_arg(struct smtp_session *s, enum reply_id verdict,
     const char *arg)
 {
-	if (verdict == REPLY_SPOOL_ERROR)
+	if (s->txn.failed && verdict == smtp_spool_reply(s->txn.write_errno))
 		log_err("smtp: spool write failed session=%016llx "
 		    "error=\"%s\"", (unsigned long long)s->id,
 		    strerror(s->txn.write_errno));
@@ -2651,7 +2664,7 @@ smtp_committed(void *arg, uint64_t cookie, const char *id, int error)
 	smtp_txn_reset(s);
 	smtp_session_enter_state(s, SMTP_STATE_HELO);
 	if (error != 0)
-		smtp_reply(s, REPLY_SPOOL_ERROR, NULL);
+		smtp_reply(s, smtp_spool_reply(error), NULL);
 	else {
 		s->junk = 0;		/* a client that delivers is no junk */
 		smtp_reply(s, REPLY_QUEUED, id);
@@ -2696,7 +2709,7 @@ smtp_data_verdict(const struct smtp_session *s)
 	if (s->txn.hops > c->max_hops)
 		return REPLY_TOO_MANY_HOPS;
 	if (s->txn.failed)
-		return REPLY_SPOOL_ERROR;
+		return smtp_spool_reply(s->txn.write_errno);
 	return REPLY_NONE;
 }
 

@@ -1398,7 +1398,8 @@ def test_nul_in_data_550(petrel):
     assert petrel.all_maildir_files() == []
 
 
-def test_spool_error_452(petrel):
+def test_spool_error_451(petrel):
+    """A spool error other than a full disk (here EACCES) is 451 4.3.0."""
     incoming = os.path.join(petrel.spool, "incoming")
     assert os.path.isdir(incoming)
     if petrel.user is None or os.geteuid() != 0:
@@ -1412,11 +1413,11 @@ def test_spool_error_452(petrel):
             code, lines = c.reply()
             if code == 354:
                 c.send(b"Subject: spool\r\n\r\nx\r\n.\r\n")
-                expect_reply(c, "REPLY_SPOOL_ERROR")
+                expect_reply(c, "REPLY_LOCAL_ERROR")
             else:
-                code_w, enh, _ = reply_regex("REPLY_SPOOL_ERROR")
+                code_w, enh, _ = reply_regex("REPLY_LOCAL_ERROR")
                 assert (code, lines) == (code_w, [
-                    enh + " " + REPLIES["REPLY_SPOOL_ERROR"][2]]), lines
+                    enh + " " + REPLIES["REPLY_LOCAL_ERROR"][2]]), lines
             assert_in_sync(c)
     finally:
         os.chmod(incoming, mode)
@@ -1427,6 +1428,35 @@ def test_spool_error_452(petrel):
         code, lines = send_message(c, b"Subject: again\r\n\r\nx\r\n")
         assert code == 250, lines
     petrel.wait_delivered("alice@example.test", 1)
+
+
+def test_spool_full_452(make_petrel):
+    """A full spool (ENOSPC, a small tmpfs filled up) is 452 4.3.1."""
+    from test_diskfull import fill, owner, small_tmpfs
+    p = make_petrel(start=False)
+    uid, gid = owner(p)
+    with small_tmpfs(p.spool, "2m", uid, gid):
+        try:
+            p.start()
+            filler = fill(os.path.join(p.spool, "filler"))
+            with p.raw() as c:
+                start_txn(c)
+                c.send(b"DATA\r\n")
+                code, lines = c.reply()
+                if code == 354:
+                    c.send(b"Subject: full\r\n\r\n" + b"x" * 8192 +
+                           b"\r\n.\r\n")
+                    expect_reply(c, "REPLY_SPOOL_ERROR")
+                else:
+                    code_w, enh, _ = reply_regex("REPLY_SPOOL_ERROR")
+                    assert (code, lines) == (code_w, [
+                        enh + " " + REPLIES["REPLY_SPOOL_ERROR"][2]]), lines
+                assert_in_sync(c)
+            os.unlink(filler)
+            assert p.queue_ids() == []
+        finally:
+            if p.alive():
+                assert p.stop() == 0
 
 
 def test_shutdown_421(petrel):
@@ -1938,7 +1968,8 @@ COVERAGE = {
     "REPLY_BARE_LF": ["test_bare_lf_and_cr_rejected_by_default"],
     "REPLY_NUL": ["test_nul_in_data_550"],
     "REPLY_TOO_MANY_HOPS": ["test_too_many_hops_554"],
-    "REPLY_SPOOL_ERROR": ["test_spool_error_452"],
+    "REPLY_SPOOL_ERROR": ["test_spool_full_452"],
+    "REPLY_LOCAL_ERROR": ["test_spool_error_451"],
     "REPLY_TOO_MANY_CONN": ["test_too_many_connections_421"],
     "REPLY_TOO_MANY_CONN_IP": ["test_too_many_connections_per_ip_421"],
     "REPLY_TOO_MANY_ERRORS": ["test_too_many_errors_421"],
@@ -1975,8 +2006,6 @@ UNREACHABLE = {
     "REPLY_ALIAS_REFUSED": "policy_tables_load() refuses |command and "
     "/file targets, so the daemon never starts with one "
     "(test_alias_command_target_refused_at_start)",
-    "REPLY_LOCAL_ERROR": "the users and aliases tables are read at "
-    "start-up and reload, never while a session waits",
     "REPLY_TLS_UNAVAILABLE": "nothing in src/smtp sends it: STARTTLS "
     "without a TLS context would get 502 (REPLY_NOT_IMPLEMENTED), but the "
     "daemon always has one (a self-signed certificate when no tls_cert is "
@@ -2179,13 +2208,12 @@ its octets end is unknown) close the connection after they are sent
 
 `tests/e2e/test_replies.py` checks that this table and `reply.c` list the
 same rows with the same code, enhanced code, text and trigger, and makes
-the server send each reply a client can trigger. Four cannot be
+the server send each reply a client can trigger. Three cannot be
 triggered: `REPLY_BAD_MAILBOX`, because a users entry whose Maildir name
 would be unsafe is refused at start-up; `REPLY_ALIAS_REFUSED`, because an
 aliases file with a `|command` or `/file` target is refused at start-up;
-`REPLY_LOCAL_ERROR`, because the users and aliases tables are read only
-at start-up and reload; and `REPLY_TLS_UNAVAILABLE`, which nothing sends,
-as the daemon always has a TLS context (see "TLS and AUTH"). After
+and `REPLY_TLS_UNAVAILABLE`, which nothing sends, as the daemon always
+has a TLS context (see "TLS and AUTH"). After
 changing `reply.c` or the SASL replies, regenerate this file with
 `/usr/bin/python3 tests/e2e/test_replies.py --write-docs`.
 

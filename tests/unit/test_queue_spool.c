@@ -628,6 +628,156 @@ test_torn_state(void **state)
 	envelope_free(&env);
 }
 
+/*
+ * Damaged files, as delivery reads them (issue 8): every truncation and
+ * every one-byte change of a committed file (for a large one, the bytes
+ * around each record boundary and a fixed-seed sample), read with
+ * spool_read_envelope(), spool_read_content() and a spool_reader. Each
+ * read either fails with EBADMSG or returns exactly the original; a
+ * truncated file never reads as a whole envelope, a change outside the
+ * STATE records (payload and CRC, read as a torn update) makes some read
+ * fail. Never a crash, never other content.
+ */
+static void
+damaged_read_one(struct fixture *fx, const char *id, const char *path,
+    const unsigned char *v, size_t vlen, const char *want, size_t wlen,
+    int kind, size_t off)
+{
+	struct envelope got;
+	struct spool_reader *rd;
+	const char *error, *chunk;
+	struct buf b;
+	size_t n;
+	int fd, r1, r2, r3;
+
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_true(fd != -1);
+	assert_int_equal(write(fd, v, vlen), (ssize_t)vlen);
+	close(fd);
+
+	r1 = spool_read_envelope(fx->sp, id, &got, &error);
+	if (r1 == 0)
+		envelope_free(&got);
+	else if (errno != EBADMSG)
+		fail_msg("offset %zu kind %d: envelope errno %d", off, kind,
+		    errno);
+
+	buf_init(&b, 64 * 1024 * 1024);
+	r2 = spool_read_content(fx->sp, id, collect_cb, &b);
+	if (r2 == 0) {
+		if (b.len != wlen || memcmp(b.data, want, wlen) != 0)
+			fail_msg("offset %zu kind %d: other content", off, kind);
+	} else if (errno != EBADMSG)
+		fail_msg("offset %zu kind %d: content errno %d", off, kind,
+		    errno);
+	buf_free(&b);
+
+	buf_init(&b, 64 * 1024 * 1024);
+	r3 = -1;
+	if ((rd = spool_reader_open(fx->sp, id, &error)) != NULL) {
+		while ((r3 = spool_reader_next(rd, &chunk, &n)) == 1)
+			assert_int_equal(buf_append(&b, chunk, n), 0);
+		if (r3 == 0 && (b.len != wlen ||
+		    memcmp(b.data, want, wlen) != 0))
+			fail_msg("offset %zu kind %d: reader other content",
+			    off, kind);
+		if (r3 == -1 && errno != EBADMSG)
+			fail_msg("offset %zu kind %d: reader errno %d", off,
+			    kind, errno);
+		spool_reader_close(rd);
+	} else if (errno != EBADMSG)
+		fail_msg("offset %zu kind %d: reader open errno %d", off, kind,
+		    errno);
+	buf_free(&b);
+
+	switch (kind) {
+	case 0:		/* truncated */
+		if (r1 != -1)
+			fail_msg("truncated to %zu: envelope read", off);
+		break;
+	case 1:		/* changed outside STATE */
+		if (r1 == 0 && r2 == 0 && r3 == 0)
+			fail_msg("changed at %zu: every read succeeded", off);
+		break;
+	default:	/* changed inside a STATE record: torn */
+		if (r1 != 0 || r2 != 0 || r3 != 0)
+			fail_msg("changed at %zu (STATE): %d %d %d", off, r1,
+			    r2, r3);
+		break;
+	}
+}
+
+static void
+damaged_reads(struct fixture *fx, size_t clen, bool every)
+{
+	struct envelope env;
+	unsigned char *data, *v;
+	char id[QUEUE_ID_MAX], path[256], *content;
+	bool *torn, *pick;
+	size_t len, off, i, rec, n;
+	uint32_t seed = 8008;
+	int k;
+
+	content = xmalloc(clen);
+	for (i = 0; i < clen; i++)
+		content[i] = (i % 71 == 70) ? '\n' : (char)('a' + i % 26);
+	fill_envelope(&env);
+	k = commit_message(fx, content, clen, 0, &env, 1, id);
+	assert_int_equal(fx->results[k].error, 0);
+	path_of(path, sizeof(path), fx, "queue", id);
+	data = (unsigned char *)read_whole(path, &len);
+
+	/* Where the STATE payloads and CRCs are; where records start. */
+	torn = xcalloc(len + 1, sizeof(*torn));
+	pick = xcalloc(len + 1, sizeof(*pick));
+	for (rec = 0; rec + 5 <= len; rec += n + 9) {
+		n = (size_t)data[rec + 1] << 24 | (size_t)data[rec + 2] << 16 |
+		    (size_t)data[rec + 3] << 8 | data[rec + 4];
+		for (i = rec >= 64 ? rec - 64 : 0; i < rec + 64 && i <= len;
+		    i++)
+			pick[i] = true;
+		if (data[rec] == QFILE_REC_STATE)
+			for (i = rec + 5; i < rec + n + 9; i++)
+				torn[i] = true;
+	}
+	for (i = len >= 64 ? len - 64 : 0; i <= len; i++)
+		pick[i] = true;
+	for (i = 0; i < 400; i++) {
+		seed = seed * 1103515245u + 12345u;
+		pick[(seed >> 8) % len] = true;
+	}
+
+	v = xmalloc(len);
+	for (off = 0; off < len; off++) {
+		if (!every && !pick[off])
+			continue;
+		damaged_read_one(fx, id, path, data, off, content, clen, 0,
+		    off);
+		memcpy(v, data, len);
+		seed = seed * 1103515245u + 12345u;
+		v[off] ^= (unsigned char)(1 + (seed >> 8) % 255);
+		damaged_read_one(fx, id, path, v, len, content, clen,
+		    torn[off] ? 2 : 1, off);
+	}
+	/* Put back: the original still reads. */
+	damaged_read_one(fx, id, path, data, len, content, clen, 2, len);
+	free(v);
+	free(pick);
+	free(torn);
+	free(data);
+	free(content);
+	envelope_free(&env);
+}
+
+static void
+test_damaged_reads(void **state)
+{
+	/* Small: every offset. */
+	damaged_reads(*state, 3000, true);
+	/* Three CONTENT records: around every boundary, and a sample. */
+	damaged_reads(*state, 2 * QFILE_CONTENT_MAX + 1000, false);
+}
+
 struct recovered {
 	int n;
 	char ids[8][QUEUE_ID_MAX];
@@ -1924,6 +2074,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_update_rcpts, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_torn_state, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_damaged_reads, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_error_rename, setup,
