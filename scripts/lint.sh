@@ -52,12 +52,15 @@ if [ "$nfiles" -eq 0 ]; then
 	exit 2
 fi
 
-# cppcheck. sys/queue.h is included by force: without it cppcheck cannot
+# cppcheck. It names a file relative to the current directory when the
+# build directory is under it, else by its absolute path: both filters.
+# sys/queue.h is included by force: without it cppcheck cannot
 # expand TAILQ_HEAD and friends and gives up on those files ("syntax
 # error"); the other system headers stay out (slow, and not ours).
 start=$(date +%s)
 cppcheck --project="$build/compile_commands.json" \
     --file-filter='src/*' --file-filter='bench/*' \
+    --file-filter="$PWD/src/*" --file-filter="$PWD/bench/*" \
     --include=/usr/include/x86_64-linux-gnu/sys/queue.h \
     --enable=warning,style,performance,portability \
     --suppressions-list=.cppcheck-suppressions --inline-suppr \
