@@ -6,6 +6,7 @@
 #   make fuzz [FUZZ_TIME=60]                libFuzzer targets (build-fuzz/)
 #   make fuzz-smoke [FUZZ_RUNS=20000]       each target for a fixed run count
 #   make check-long                         heavy variants, then fuzz-smoke
+#   make lint                               cppcheck and clang-tidy (build-clang/)
 BUILD ?= build
 CC ?= cc
 SANITIZE ?=
@@ -25,7 +26,7 @@ CMAKE_FLAGS += -DPETREL_SANITIZE=$(SANITIZE) -DCMAKE_BUILD_TYPE=Debug
 endif
 
 .PHONY: all deps configure check check-long check-unit run install clean bench \
-	fuzz fuzz-build fuzz-smoke
+	fuzz fuzz-build fuzz-smoke lint
 
 all: configure
 	cmake --build $(BUILD) -j $(JOBS)
@@ -63,6 +64,12 @@ install: all
 
 bench: all
 	sh bench/compare.sh
+
+# issue 8: cppcheck and clang-tidy (.clang-tidy, .cppcheck-suppressions) on
+# src/ and bench/, from the compile commands of build-clang/ (configured if
+# missing, nothing built). Fails on any finding; scripts/lint.sh says more.
+lint: deps
+	@sh scripts/lint.sh
 
 # issue 8: the libFuzzer targets tests/fuzz/fuzz_<name>.c (tests/fuzz/README.md),
 # always with clang, in build-fuzz/. The seeds in tests/fuzz/corpus/<name>/ are

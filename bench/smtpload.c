@@ -857,7 +857,7 @@ smtpload_run_queues(void)
 				smtpload_session_send(s, &load.mail,
 				    SMTPLOAD_STATE_MAIL);
 		}
-		if ((s = STAILQ_FIRST(&load.runnable)) == NULL)
+		if (STAILQ_EMPTY(&load.runnable))
 			break;
 		while ((s = STAILQ_FIRST(&load.runnable)) != NULL) {
 			STAILQ_REMOVE_HEAD(&load.runnable, entry);

@@ -15,6 +15,8 @@ cmake
 pkg-config
 clang
 libclang-rt-14-dev
+clang-tidy
+cppcheck
 libevent-dev
 libunbound-dev
 dns-root-data

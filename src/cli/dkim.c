@@ -231,7 +231,7 @@ dkim_cli_write_key(EVP_PKEY *pkey, const char *path, const struct passwd *owner)
 	BIO *mem = NULL;
 	char *pem, *copy = NULL;
 	long pemlen;
-	int fd = -1, rc = -1;
+	int fd, rc = -1;
 
 	/* secmem: the buffer is wiped when it grows and when freed. */
 	if ((mem = BIO_new(BIO_s_secmem())) == NULL ||
@@ -259,18 +259,15 @@ dkim_cli_write_key(EVP_PKEY *pkey, const char *path, const struct passwd *owner)
 		fprintf(stderr, "petrel: dkim: writing %s: %s\n", path,
 		    strerror(errno));
 		close(fd);
-		fd = -1;
 		unlink(path);
 		goto done;
 	}
 	if (close(fd) == -1) {
-		fd = -1;
 		fprintf(stderr, "petrel: dkim: writing %s: %s\n", path,
 		    strerror(errno));
 		unlink(path);
 		goto done;
 	}
-	fd = -1;
 	copy = xstrdup(path);
 	if (fsync_dir(dirname(copy)) == -1)
 		fprintf(stderr, "petrel: dkim: warning: fsync of the "
@@ -435,8 +432,8 @@ dkim_cli_keygen(int argc, char **argv)
 		 * would make a key nobody can use. */
 		if (parse_u64(bits_arg, DKIM_RSA_MIN_BITS, DKIM_RSA_MAX_BITS,
 		    &bits, &why) == -1) {
-			fprintf(stderr, "petrel: dkim: --bits %s: %s (%u to "
-			    "%u)\n", bits_arg, why, DKIM_RSA_MIN_BITS,
+			fprintf(stderr, "petrel: dkim: --bits %s: %s (%d to "
+			    "%d)\n", bits_arg, why, DKIM_RSA_MIN_BITS,
 			    DKIM_RSA_MAX_BITS);
 			return 2;
 		}

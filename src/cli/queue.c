@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <pwd.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,21 +111,35 @@ queue_safe(const char *s, char *out, size_t size)
 	return out;
 }
 
+/*
+ * v (seconds since the epoch) as local time, or as the number when
+ * localtime() cannot represent it (it returns NULL past year 2^31).
+ */
+static const char *
+queue_time(uint64_t v, char *out, size_t size)
+{
+	time_t t = (time_t)v;
+	struct tm *tm;
+
+	if (v > INT64_MAX || (tm = localtime(&t)) == NULL ||
+	    strftime(out, size, "%a %b %e %H:%M:%S %Y", tm) == 0)
+		snprintf(out, size, "%llu", (unsigned long long)v);
+	return out;
+}
+
 /* What `queue show` prints before the message. */
 static void
 queue_print_msg_head(const struct ctlproto_msg *m, const char *info,
     FILE *out)
 {
 	char when[64], s1[2048], s2[2048];
-	time_t t;
 	size_t i;
 
 	fprintf(out, "Queue ID:   %s\n", m->id);
 	fprintf(out, "Status:     %s\n", m->state == CTL_STATE_HELD ?
 	    "on hold" : m->state == CTL_STATE_ACTIVE ? "being delivered" :
 	    "queued");
-	t = (time_t)m->arrival;
-	strftime(when, sizeof(when), "%a %b %e %H:%M:%S %Y", localtime(&t));
+	queue_time(m->arrival, when, sizeof(when));
 	fprintf(out, "Arrival:    %s (%llu)\n", when,
 	    (unsigned long long)m->arrival);
 	fprintf(out, "Size:       %llu\n", (unsigned long long)m->size);
@@ -142,15 +157,11 @@ queue_print_msg_head(const struct ctlproto_msg *m, const char *info,
 		fprintf(out, "\n  waiting: %s; attempts: %u",
 		    ctlproto_wait_name(r->wait), r->attempts);
 		if (r->last_attempt != 0) {
-			t = (time_t)r->last_attempt;
-			strftime(when, sizeof(when), "%a %b %e %H:%M:%S %Y",
-			    localtime(&t));
+			queue_time(r->last_attempt, when, sizeof(when));
 			fprintf(out, "; last attempt: %s", when);
 		}
 		if (r->wait != CTL_WAIT_HOLD) {
-			t = (time_t)r->next_attempt;
-			strftime(when, sizeof(when), "%a %b %e %H:%M:%S %Y",
-			    localtime(&t));
+			queue_time(r->next_attempt, when, sizeof(when));
 			fprintf(out, "; next attempt: %s", r->next_attempt ==
 			    0 || r->wait == CTL_WAIT_DUE ? "now" : when);
 		}

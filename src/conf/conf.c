@@ -611,10 +611,13 @@ conf_add_listen(struct conf_parser *p, const struct conf_directive *d,
 	for (i = 0; i < c->nlisten; i++) {
 		if (c->listen[i].addrlen == l.addrlen &&
 		    memcmp(&c->listen[i].addr, &l.addr, l.addrlen) == 0) {
+			/* listen_lines has nlisten entries:
+			 * NOLINTBEGIN(clang-analyzer-core.NullDereference) */
 			conf_parser_error(p, "%s: \"%s\" already listed on "
 			    "line %u", d->name,
 			    conf_escape(esc, sizeof(esc), args[0]),
 			    p->listen_lines[i]);
+			/* NOLINTEND(clang-analyzer-core.NullDereference) */
 			return -1;
 		}
 	}
@@ -709,7 +712,7 @@ conf_set_maildir(struct conf_parser *p, const struct conf_directive *d,
 			    "%%%% for a literal %%)", d->name);
 			return -1;
 		}
-		else if (*s != 'd' && *s != '%') {
+		else if (*s != '%') {
 			char bad[3] = { '%', *s, '\0' };
 
 			conf_parser_error(p, "%s: unknown escape \"%s\" "

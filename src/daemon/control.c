@@ -758,6 +758,7 @@ control_free(struct control *ctl)
 	if (ctl == NULL)
 		return;
 	while ((cc = TAILQ_FIRST(&ctl->conns)) != NULL)
+		/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): free unlinks */
 		ctl_conn_free(cc);
 	event_free(ctl->ev);
 	close(ctl->fd);

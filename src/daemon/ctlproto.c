@@ -452,12 +452,11 @@ ctlproto_list_decode(struct ctlproto_list *l, const char *line,
 	size_t flen[CTL_FIELDS_MAX], i;
 	uint64_t v[4];
 	bool bad = false;
-	int n;
 
 	if (strncmp(line, "msg ", 4) == 0) {
 		struct ctlproto_msg *m;
 
-		if ((n = ctl_split(line, f, flen, CTL_FIELDS_MAX)) != 6 ||
+		if (ctl_split(line, f, flen, CTL_FIELDS_MAX) != 6 ||
 		    flen[1] >= QUEUE_ID_MAX ||
 		    ctl_num(f[2], flen[2], UINT64_MAX, &v[0]) == -1 ||
 		    ctl_num(f[3], flen[3], UINT64_MAX, &v[1]) == -1) {
@@ -489,7 +488,7 @@ ctlproto_list_decode(struct ctlproto_list *l, const char *line,
 		struct ctlproto_rcpt *r;
 
 		if (l->n == 0 ||
-		    (n = ctl_split(line, f, flen, CTL_FIELDS_MAX)) != 9 ||
+		    ctl_split(line, f, flen, CTL_FIELDS_MAX) != 9 ||
 		    ctl_num(f[3], flen[3], UINT32_MAX, &v[0]) == -1 ||
 		    ctl_num(f[4], flen[4], UINT64_MAX, &v[1]) == -1 ||
 		    ctl_num(f[5], flen[5], UINT64_MAX, &v[2]) == -1) {

@@ -618,6 +618,7 @@ metrics_http_free(struct metrics_http *mh)
 	if (mh == NULL)
 		return;
 	while ((cc = TAILQ_FIRST(&mh->conns)) != NULL)
+		/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): free unlinks */
 		mh_conn_free(cc);
 	event_free(mh->ev);
 	event_free(mh->retry_ev);

@@ -1259,6 +1259,8 @@ remote_free(struct remote *r)
 	r->freeing = true;
 	while ((d = TAILQ_FIRST(&r->dests)) != NULL) {
 		while ((rc = TAILQ_FIRST(&d->conns)) != NULL)
+			/* rconn_free() unlinks rc, TAILQ_FIRST moves on:
+			 * NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
 			rconn_free(rc);
 		rdest_fail_queue(d, REMOTE_TEMP, "451 4.4.2 delivery "
 		    "interrupted by shutdown", 0);

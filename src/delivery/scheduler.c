@@ -193,7 +193,6 @@ struct sched_job {
 	int error;		/* errno of the job, 0 if fine */
 	bool remove;		/* FINAL: unlink instead of update */
 	bool check_held;	/* ADMIN: read the hold back */
-	uint64_t delivered, deferred, failed;
 };
 
 TAILQ_HEAD(sched_jobs, sched_job);

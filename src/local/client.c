@@ -62,7 +62,7 @@ int
 local_client_reply(struct local_client *c)
 {
 	char line[512];
-	int code = -1;
+	int code;
 
 	c->reply[0] = '\0';
 	for (;;) {

@@ -712,7 +712,7 @@ int
 authres_parse(const char *value, size_t len, char *id, size_t idsize,
     const char **error_r)
 {
-	struct ar_lex lx = { value, value + len, NULL };
+	struct ar_lex lx;
 	const char *s, *dummy;
 	size_t klen;
 	int n = 0;
@@ -725,6 +725,7 @@ authres_parse(const char *value, size_t len, char *id, size_t idsize,
 		*error_r = "a NUL in the field";
 		return -1;
 	}
+	lx = (struct ar_lex){ value, value + len, NULL };
 	if (!ar_cfws(&lx))
 		goto fail;
 	if (lx.p >= lx.end) {
@@ -788,7 +789,7 @@ ar_same_host(const char *a, size_t alen, const char *b)
 bool
 authres_claims_hostn(const char *value, size_t len, const char *hostname)
 {
-	struct ar_lex lx = { value, value + len, NULL };
+	struct ar_lex lx;
 	char id[AUTHRES_TEXT_MAX + 1];
 	const char *s;
 	size_t n;
@@ -796,6 +797,7 @@ authres_claims_hostn(const char *value, size_t len, const char *hostname)
 
 	if (value == NULL)
 		return true;
+	lx = (struct ar_lex){ value, value + len, NULL };
 	if (!ar_cfws(&lx) || lx.p >= lx.end)
 		return true;
 	if (*lx.p == '"') {

@@ -173,11 +173,14 @@ dmarc_tag_is(const struct dmarc_tag *t, const char *name)
 bool
 dmarc_record_is_dmarc(const char *txt, size_t len)
 {
-	struct dmarc_lex lx = { txt, txt + len };
+	struct dmarc_lex lx;
 	struct dmarc_tag t;
 	const char *err;
 
-	if (txt == NULL || dmarc_lex_next(&lx, &t, &err) != 1)
+	if (txt == NULL)
+		return false;
+	lx = (struct dmarc_lex){ txt, txt + len };
+	if (dmarc_lex_next(&lx, &t, &err) != 1)
 		return false;
 	/* RFC 7489 6.4: "v" then %x44 %x4d %x41 %x52 %x43 %x31. */
 	return dmarc_tag_is(&t, "v") && t.vlen == 6 &&
@@ -793,6 +796,7 @@ dmarc_req_take(const struct dns *d, uint64_t id)
 
 	pthread_mutex_lock(&dmarc_reqs_lock);
 	for (r = dmarc_reqs; r != NULL; r = r->next)
+		/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): r is unlinked */
 		if (r->d == d && (id == 0 || r->id == id))
 			break;
 	if (r != NULL) {

@@ -680,6 +680,8 @@ spf_explain_default(struct spf_check *c)
 static enum spf_step
 spf_explain(struct spf_check *c)
 {
+	/* A fail to explain came from the record of the top frame:
+	 * NOLINTNEXTLINE(clang-analyzer-core.NullDereference) */
 	const struct spf_term *t = spf_top(c)->rec->exp;
 	struct spf_macro_env env;
 	const char *why;
@@ -876,6 +878,11 @@ spf_answer(void *arg, const struct dns_answer *a)
 
 	c->qid = 0;
 	c->wait = SPF_W_NONE;
+	/* A mechanism's lookup: the frame is at that term of its record. */
+	if (t == NULL && (w == SPF_W_A || w == SPF_W_MX ||
+	    w == SPF_W_MX_HOST || w == SPF_W_PTR || w == SPF_W_PTR_HOST ||
+	    w == SPF_W_EXISTS))
+		fatalx("spf: an answer for no term");
 	switch (w) {
 	case SPF_W_RECORD:
 		spf_answer_record(c, a);

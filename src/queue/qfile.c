@@ -653,7 +653,7 @@ qfile_parse_rcpt(struct qreader *rd, const struct qrec *rec,
 	uint32_t index, kind, notify;
 	char *orig, *addr, *mailbox, *orcpt;
 	size_t i;
-	int ret = 0;
+	int ret;
 
 	index = qcur_u32(&c);
 	kind = qcur_u32(&c);
@@ -817,7 +817,6 @@ qfile_parse_records(struct qreader *rd, int flags, struct envelope *env,
 	bool verify = (flags & QFILE_VERIFY_CONTENT) != 0;
 	unsigned char type;
 	uint32_t i;
-	int r;
 
 	if (qfile_parse_header(rd, info) == -1)
 		return -1;
@@ -830,7 +829,7 @@ qfile_parse_records(struct qreader *rd, int flags, struct envelope *env,
 			return -1;
 		if (type != QFILE_REC_CONTENT)
 			break;
-		if ((r = qreader_next(rd, &rec, !verify)) != 1)
+		if (qreader_next(rd, &rec, !verify) != 1)
 			return -1;
 		if (verify && !rec.crc_ok)
 			return qreader_bad(rd, "bad CRC in CONTENT record");

@@ -1148,6 +1148,8 @@ spool_writer_write(struct spool_writer *w, const void *data, size_t len)
 		if (n > len)
 			n = len;
 		spool_writer_grow(w, QFILE_REC_OVERHEAD + w->reclen + n);
+		/* spool_writer_grow() made w->rec:
+		 * NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
 		memcpy(w->rec->data + QFILE_REC_HDRLEN + w->reclen, p, n);
 		w->reclen += n;
 		w->size += n;

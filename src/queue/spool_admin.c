@@ -192,7 +192,8 @@ spool_admin_scan(const char *spooldir, spool_admin_scan_cb cb, void *arg,
 		}
 		names[n++] = xstrdup(de->d_name);
 	}
-	qsort(names, n, sizeof(*names), spool_admin_cmp);
+	if (n > 1)	/* qsort(NULL, 0, ...) is undefined */
+		qsort(names, n, sizeof(*names), spool_admin_cmp);
 	dfd = dirfd(dir);
 	for (i = 0; i < n && rc == 0; i++) {
 		struct envelope env;
