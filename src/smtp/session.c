@@ -349,10 +349,20 @@ static void
 smtp_reply_line(struct smtp_session *s, int code, const char *enhanced,
     const char *text, bool counted, bool logged)
 {
+	int r;
+
+	/*
+	 * The reply is queued, never written here: smtp_session_close()
+	 * relies on it to keep s alive for the callers of smtp_reply(). Only
+	 * a failed allocation can stop it, and that ends the daemon, as
+	 * xmalloc() does.
+	 */
 	if (enhanced != NULL)
-		io_printf(s->io, "%d %s %s\r\n", code, enhanced, text);
+		r = io_printf(s->io, "%d %s %s\r\n", code, enhanced, text);
 	else
-		io_printf(s->io, "%d %s\r\n", code, text);
+		r = io_printf(s->io, "%d %s\r\n", code, text);
+	if (r == -1)
+		fatalx("smtp: out of memory queueing a reply");
 	if (code >= 400 && counted)
 		s->errors++;
 	/*
