@@ -16,11 +16,12 @@
  * FUZZ_DSN_SHOW=1 in the environment prints each report.
  *
  * Invariants (a failure aborts):
- *   - on success: CRLF line ends only, no line over 998 octets; a header
- *     section of "Name: value" fields and WSP continuations, ended by an
- *     empty line; no control character (but TAB) and, unless SMTPUTF8,
- *     no 8-bit byte outside the returned content; *eight_bit_r exactly
- *     when the output has an 8-bit byte; the MIME boundary of the
+ *   - on success: CRLF line ends only, no NUL, no line over 998 octets;
+ *     a header section of "Name: value" fields and WSP continuations,
+ *     ended by an empty line; no control character (but TAB) and, unless
+ *     SMTPUTF8, no 8-bit byte outside the returned content;
+ *     *eight_bit_r exactly when the output has an 8-bit byte; the MIME
+ *     boundary of the
  *     Content-Type occurs in the body only as the 3 or 4 delimiter lines
  *     (two or three parts, then the close delimiter, which ends the
  *     message): returned content can never end its part;
@@ -137,6 +138,7 @@ check_report(const struct buf *out, bool eight, bool utf8)
 	CHECK(n > 0 && o != NULL);
 	end = o + n;
 	for (i = 0; i < n; i++) {
+		CHECK(o[i] != '\0');	/* a NUL is never returned */
 		if (o[i] == '\n')
 			CHECK(i > 0 && o[i - 1] == '\r');
 		if (o[i] == '\r')

@@ -21,14 +21,16 @@
  * second configuration (bare_lf normalize, smaller limits, mx_auth).
  * Bytes 1-4 are the sizes of the pieces the rest is written in, used in
  * turn (0: all that is left; 255: up to the next LF, a client that waits
- * for each reply), so partial lines and split CRLF.CRLF are covered; after each piece the loop runs until nothing moves (spool
- * threads drained, no event active, no reply byte new for three passes).
+ * for each reply), so partial lines and split CRLF.CRLF are covered;
+ * after each piece the loop runs until nothing moves (spool threads
+ * drained, no event active, no reply byte new for three passes).
  * Then the client shuts down its sending side, the loop settles again,
  * and the session must be gone.
  *
  * Invariants (a failure aborts):
  *   - every reply line is well formed: three digits (2xx-5xx), then ' '
- *     or '-', printable ASCII, CRLF-terminated, no CR, LF or NUL inside;
+ *     or '-', printable ASCII or well-formed UTF-8 (an SMTPUTF8 address
+ *     echoed, only if the input says SMTPUTF8), CRLF-terminated, no CR, LF, NUL or other control inside;
  *     the lines of a multi-line reply share the code; the output ends
  *     with a complete reply;
  *   - nothing follows a 221 or a 421 (the session closed);
@@ -55,8 +57,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -71,6 +73,7 @@
 #include "conf/conf.h"
 #include "lib/base64.h"
 #include "lib/log.h"
+#include "lib/utf8.h"
 #include "policy/policy.h"
 #include "queue/spool.h"
 #include "smtp/reply.h"
@@ -397,6 +400,7 @@ fz_queued(void *arg, const char *id, const struct envelope *env)
 {
 	char path[256];
 	struct stat st;
+	size_t i;
 
 	(void)arg;
 	CHECK(env != NULL && env->nrcpts > 0);
@@ -405,7 +409,11 @@ fz_queued(void *arg, const char *id, const struct envelope *env)
 	/* Durable means on disk, in queue/. */
 	CHECK(stat(path, &st) == 0 && S_ISREG(st.st_mode));
 	CHECK(unlink(path) == 0);
-	fz.ids[fz.nids++] = strdup(id);
+	for (i = 0; i < fz.nids; i++)
+		CHECK(strcmp(fz.ids[i], id) != 0);	/* IDs are unique */
+	if ((fz.ids[fz.nids] = strdup(id)) == NULL)
+		fz_die("strdup");
+	fz.nids++;
 }
 
 int
@@ -566,9 +574,10 @@ fz_check_output(const uint8_t *in, size_t insize)
 {
 	const char *p = fz.out, *end = fz.out + fz.outlen, *lf, *q;
 	char code[4] = "", prev = ' ';
-	bool after_354 = false, closed = false;
-	size_t acks_bdat = 0, n354 = 0, nacks = 0, idlen;
+	bool after_354 = false, closed = false, utf8_ok;
+	size_t acks_bdat = 0, n354 = 0, nacks = 0, idlen, u;
 
+	utf8_ok = fz_count(in, insize, "SMTPUTF8") > 0;
 	while (p < end) {
 		CHECK(!closed);		/* nothing after 221 or 421 */
 		lf = memchr(p, '\n', (size_t)(end - p));
@@ -577,8 +586,18 @@ fz_check_output(const uint8_t *in, size_t insize)
 		CHECK(p[0] >= '2' && p[0] <= '5' && p[1] >= '0' &&
 		    p[1] <= '9' && p[2] >= '0' && p[2] <= '9');
 		CHECK(p[3] == ' ' || p[3] == '-');
-		for (q = p + 4; q < lf - 1; q++)
-			CHECK(*q >= 0x20 && *q <= 0x7e);
+		for (q = p + 4; q < lf - 1; q++) {
+			if ((unsigned char)*q < 0x80) {
+				CHECK(*q >= 0x20 && *q <= 0x7e);
+				continue;
+			}
+			/* An SMTPUTF8 address echoed (RFC 6531 3.7.4.2):
+			 * only to a client that said SMTPUTF8. */
+			CHECK(utf8_ok);
+			u = utf8_seq_len(q);
+			CHECK(u > 0 && q + u <= lf - 1);
+			q += u - 1;
+		}
 		if (prev == '-')	/* a continuation: the same code */
 			CHECK(memcmp(code, p, 3) == 0);
 		memcpy(code, p, 3);
