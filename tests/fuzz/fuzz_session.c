@@ -18,7 +18,9 @@
  *
  * Input: byte 0 picks the session: bit 0 the listener (submission, else
  * mx), bit 1 a trusted client address, bit 2 an IPv6 one, bit 3 the
- * second configuration (bare_lf normalize, smaller limits, mx_auth).
+ * second configuration (bare_lf normalize, smaller limits, mx_auth),
+ * bit 4 a local session instead (the sendmail socket's: uid 1000, login
+ * alice, or none with bit 5).
  * Bytes 1-4 are the sizes of the pieces the rest is written in, used in
  * turn (0: all that is left; 255: up to the next LF, a client that waits
  * for each reply), so partial lines and split CRLF.CRLF are covered;
@@ -690,8 +692,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fz.outlen = 0;
 	fz.out_full = false;
 	fz.nids = 0;
-	smtp_session_start(fz.srv, sv[0], (struct sockaddr *)&ss, salen,
-	    &fz.listen[cf][flags & 1], REPLY_NONE);
+	if (flags & 0x10)
+		smtp_server_local_session(fz.srv, sv[0], 1000,
+		    flags & 0x20 ? NULL : "alice");
+	else
+		smtp_session_start(fz.srv, sv[0], (struct sockaddr *)&ss,
+		    salen, &fz.listen[cf][flags & 1], REPLY_NONE);
 	fz_settle();
 
 	for (off = 0, i = 0; off < len; i++) {
