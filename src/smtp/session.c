@@ -1066,7 +1066,12 @@ smtp_session_process(struct smtp_session *s)
 		smtp_session_destroy(s);
 		return;
 	}
-	if (s->eof && io_in_len(s->io) == 0 &&
+	/*
+	 * Input left without out_blocked is a line without its LF: after
+	 * the client's EOF it never ends, and waiting for it would hold the
+	 * connection until timeout_command.
+	 */
+	if (s->eof && (io_in_len(s->io) == 0 || !s->out_blocked) &&
 	    (s->state == SMTP_STATE_INIT || s->state == SMTP_STATE_HELO ||
 	    s->state == SMTP_STATE_AUTH ||
 	    s->state == SMTP_STATE_MAIL || s->state == SMTP_STATE_RCPT ||
@@ -2396,6 +2401,9 @@ smtp_headers_flush(struct smtp_session *s)
 	size_t len = s->txn.hdr.len, i, start = 0;
 	unsigned int dropped = 0;
 
+	/* An empty message (BDAT 0 LAST) held nothing: h is NULL. */
+	if (len == 0)
+		return;
 	for (i = 0; i <= len; i++) {
 		/* A field ends where a line starts with other than WSP. */
 		if (i < len && !(i > start && h[i - 1] == '\n' &&
