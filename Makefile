@@ -45,7 +45,7 @@ check: all
 # The same suite with the heavy variants on (PETREL_LONG=1: 20 SIGKILL
 # rounds in test_restart.py, with a fixed, printed seed), then every fuzz
 # target for FUZZ_LONG_RUNS inputs with a fixed seed (issue 8).
-FUZZ_LONG_RUNS ?= 1000000
+FUZZ_LONG_RUNS ?= 200000
 check-long: all
 	cd $(BUILD) && PETREL_LONG=1 ctest --output-on-failure --no-tests=error \
 		-j $(JOBS) --timeout 1800
