@@ -259,7 +259,8 @@ sandbox_build(enum conf_sandbox mode, char *err, size_t errlen)
 	}
 	if ((r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1)) < 0 ||
 	    (r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1)) < 0 ||
-	    (r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1)) < 0) {
+	    (r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1)) < 0 ||
+	    (r = seccomp_attr_set(ctx, SCMP_FLTATR_API_SYSRAWRC, 1)) < 0) {
 		snprintf(err, errlen, "seccomp_attr_set: %s", strerror(-r));
 		goto fail;
 	}
@@ -326,16 +327,16 @@ sandbox_apply(enum conf_sandbox mode, char *err, size_t errlen)
 	r = seccomp_load(ctx);
 	seccomp_release(ctx);
 	if (r < 0) {
-		/* EINVAL/ENOSYS: no seccomp filters in this kernel; ESRCH
-		 * or a thread id: a thread that TSYNC could not join. */
-		if (r == -EINVAL || r == -ENOSYS || r == -EOPNOTSUPP)
+		/* The kernel's own errno (API_SYSRAWRC). EINVAL or ENOSYS:
+		 * no seccomp filters in this kernel; ESRCH: a thread that
+		 * TSYNC could not join (it has another filter). */
+		if (r == -EINVAL || r == -ENOSYS)
 			snprintf(err, errlen, "the kernel refused the seccomp "
 			    "filter (%s): it may lack CONFIG_SECCOMP_FILTER",
 			    strerror(-r));
 		else
 			snprintf(err, errlen, "seccomp_load: %s",
-			    r < 0 && r > -4096 ? strerror(-r) :
-			    "a thread could not be synchronised");
+			    strerror(-r));
 		return -1;
 	}
 	return 0;
