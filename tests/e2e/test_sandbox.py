@@ -13,6 +13,7 @@ tests/unit/test_daemon_sandbox.c shows that a forbidden call kills.)
 
 import os
 import pwd
+import shutil
 import signal
 import smtplib
 import ssl
@@ -218,14 +219,28 @@ def test_sandbox_bad_value_and_option_errors(tmp_path):
 
 
 def test_reload_keeps_the_sandbox_and_warns_on_change(make):
+    """A SIGHUP under the filter: the configuration and tables are read
+    again, and the self-signed certificate, removed meanwhile, is made
+    anew (mkdirat, openat, fchmod, fsync, renameat in the spool)."""
     p = make()
     mark = p.log_mark()
     p.extra_conf = "sandbox no\n"
     p.write_conf()
+    shutil.rmtree(os.path.join(p.spool, "tls"))
     p.signal(signal.SIGHUP)
     p.wait_log(r"config: sandbox changed; it stays as it is until a "
                r"restart", start=mark)
+    p.wait_log(r"tls: generated a self-signed certificate", start=mark)
+    p.wait_log(r"tls: certificates reloaded", start=mark)
     p.wait_log(r"config: reloaded", start=mark)
+    assert os.path.exists(os.path.join(p.spool, "tls", "selfsigned.pem"))
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with p.smtp() as s:
+        s.starttls(context=ctx)
+        s.sendmail("alice@example.test", ["alice@example.test"], MSG)
+    p.wait_delivered("alice@example.test", 1)
     assert set(seccomp_modes(p.proc.pid).values()) == {2}
     send(p, ["bob@example.test"], MSG)
     p.wait_delivered("bob@example.test", 1)
