@@ -287,14 +287,16 @@ sandbox_build(enum conf_sandbox mode, char *err, size_t errlen)
 		goto fail;
 	}
 	for (i = 0; i < nitems(sandbox_families); i++) {
-		cmp = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)sandbox_families[i]);
+		cmp = SCMP_A0(SCMP_CMP_EQ,
+		    (scmp_datum_t)sandbox_families[i], 0);
 		if (sandbox_allow(ctx, "socket", 1, &cmp, err, errlen) == -1 ||
 		    sandbox_allow(ctx, "socketpair", 1, &cmp, err,
 		    errlen) == -1)
 			goto fail;
 	}
 	for (i = 0; i < nitems(sandbox_ioctls); i++) {
-		cmp = SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)sandbox_ioctls[i]);
+		cmp = SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)sandbox_ioctls[i],
+		    0);
 		if (sandbox_allow(ctx, "ioctl", 1, &cmp, err, errlen) == -1)
 			goto fail;
 	}
