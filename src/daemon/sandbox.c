@@ -189,7 +189,7 @@ sandbox_sigsys(int sig, siginfo_t *si, void *uctx)
 		name = sandbox_names[nr];
 	len = sandbox_append(line, len, sizeof(line), "petrel[");
 	len += sandbox_utoa(line + len, (unsigned long)getpid());
-	len = sandbox_append(line, len, sizeof(line), "]: err: sandbox: "
+	len = sandbox_append(line, len, sizeof(line), "]: error: sandbox: "
 	    "forbidden system call nr=");
 	len += sandbox_utoa(line + len, (unsigned long)(unsigned int)nr);
 	len = sandbox_append(line, len, sizeof(line), " name=");
