@@ -26,8 +26,9 @@
  * A forbidden call raises SIGSYS (SECCOMP_RET_TRAP): sandbox_sigsys()
  * writes one line naming the call to standard error and re-raises SIGSYS
  * with its default action, so the process dies by SIGSYS as it would with
- * SECCOMP_RET_KILL_PROCESS, but the administrator reads which call it was
- * (the kernel's audit log has it too: the filter sets SECCOMP_FILTER_FLAG_LOG).
+ * SECCOMP_RET_KILL_PROCESS, but the administrator reads which call it was.
+ * The filter does not set SECCOMP_FILTER_FLAG_LOG: the kernel would then
+ * also log every clone3() answered ENOSYS, once per thread started.
  * `sandbox log` allows everything and lets the kernel log each call
  * outside the list instead: the way to find what a new library needs.
  *
@@ -260,7 +261,6 @@ sandbox_build(enum conf_sandbox mode, char *err, size_t errlen)
 	}
 	if ((r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1)) < 0 ||
 	    (r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1)) < 0 ||
-	    (r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1)) < 0 ||
 	    (r = seccomp_attr_set(ctx, SCMP_FLTATR_API_SYSRAWRC, 1)) < 0) {
 		snprintf(err, errlen, "seccomp_attr_set: %s", strerror(-r));
 		goto fail;
