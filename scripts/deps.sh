@@ -25,6 +25,7 @@ publicsuffix
 libssl-dev
 libcmocka-dev
 libcrypt-dev
+libseccomp-dev
 python3
 python3-pytest
 python3-pytest-timeout

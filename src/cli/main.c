@@ -1,7 +1,8 @@
 /*
  * main.c: the `petrel` multi-call program.
  *
- *   petrel serve [-c FILE]          run the daemon in the foreground
+ *   petrel serve [-c FILE] [-v] [--no-sandbox]
+ *                                   run the daemon in the foreground
  *   petrel check-config [-c FILE]   validate a configuration file
  *   petrel resolve [-c FILE] TYPE NAME
  *                                   ask Petrel's resolver (resolve.c)
@@ -19,6 +20,7 @@
  * Every command finds its configuration the same way: -c FILE, else
  * $PETREL_CONFIG, else /etc/petrel/petrel.conf, else the built-in default.
  */
+#include <getopt.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +48,7 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: petrel serve [-c FILE] [-v]\n"
+	    "usage: petrel serve [-c FILE] [-v] [--no-sandbox]\n"
 	    "       petrel check-config [-c FILE]\n"
 	    "       petrel resolve [-c FILE] A|AAAA|MX|TXT|PTR|CNAME|TLSA|route "
 	    "NAME\n"
@@ -77,20 +79,35 @@ usage(void)
 	    "       petrel version\n");
 }
 
-/* Parse "-c FILE" and "-v"; returns 0, or -1 after printing usage. */
+/*
+ * Parse "-c FILE" and "-v", and "--no-sandbox" when no_sandbox_r is not
+ * NULL (serve only); returns 0, or -1 after printing usage.
+ */
 static int
-parse_opts(int argc, char **argv, const char **conf_r, int *verbose_r)
+parse_opts(int argc, char **argv, const char **conf_r, int *verbose_r,
+    bool *no_sandbox_r)
 {
+	static const struct option serve_longopts[] = {
+		{ "no-sandbox", no_argument, NULL, 'S' },	/* issue 8 */
+		{ NULL, 0, NULL, 0 },
+	};
+	static const struct option no_longopts[] = {
+		{ NULL, 0, NULL, 0 },
+	};
 	int ch;
 
 	optind = 1;
-	while ((ch = getopt(argc, argv, "c:v")) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:v", no_sandbox_r != NULL ?
+	    serve_longopts : no_longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			*conf_r = optarg;
 			break;
 		case 'v':
 			(*verbose_r)++;
+			break;
+		case 'S':
+			*no_sandbox_r = true;
 			break;
 		default:
 			usage();
@@ -185,11 +202,14 @@ main(int argc, char **argv)
 		return 0;
 	}
 	if (strcmp(cmd, "serve") == 0) {
-		if (parse_opts(argc - 1, argv + 1, &conf_path, &verbose) == -1)
+		bool no_sandbox = false;
+
+		if (parse_opts(argc - 1, argv + 1, &conf_path, &verbose,
+		    &no_sandbox) == -1)
 			return 2;
 		if (verbose)
 			log_set_level(LOG_LEVEL_DEBUG);
-		return daemon_serve(conf_path);
+		return daemon_serve(conf_path, no_sandbox);
 	}
 	if (strcmp(cmd, "resolve") == 0)
 		return cmd_resolve(argc - 1, argv + 1);	/* resolve.c */
@@ -210,7 +230,8 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "trace") == 0)
 		return cmd_trace(argc - 1, argv + 1);	/* trace.c: issue 6 */
 	if (strcmp(cmd, "check-config") == 0) {
-		if (parse_opts(argc - 1, argv + 1, &conf_path, &verbose) == -1)
+		if (parse_opts(argc - 1, argv + 1, &conf_path, &verbose,
+		    NULL) == -1)
 			return 2;
 		return cmd_check_config(conf_path);
 	}

@@ -141,6 +141,8 @@ static int conf_set_bare_lf(struct conf_parser *,
     const struct conf_directive *, char **);
 static int conf_set_onoff(struct conf_parser *,
     const struct conf_directive *, char **);
+static int conf_set_sandbox(struct conf_parser *,
+    const struct conf_directive *, char **);
 static int conf_set_relayhost(struct conf_parser *,
     const struct conf_directive *, char **);
 static int conf_set_relayhost_auth(struct conf_parser *,
@@ -218,6 +220,7 @@ static const struct conf_directive directives[] = {
 	NUMBER(greeting_delay, CONF_NUMBER_DURATION, 0, MINUTE, 0),
 	{ "bare_lf", 1, 1, false, conf_set_bare_lf, 0, 0, 0, 0, 0 },
 	STRING("user", user),
+	{ "sandbox", 1, 1, false, conf_set_sandbox, 0, 0, 0, 0, 0 },
 	NUMBER(delivery_workers, CONF_NUMBER_COUNT, 1, 256, 16),
 	NUMBER(spool_sync_workers, CONF_NUMBER_COUNT, 1, 256, 8),
 	NUMBER(queue_lifetime, CONF_NUMBER_DURATION, 1, 365 * DAY, 5 * DAY),
@@ -417,6 +420,7 @@ conf_new_defaults(void)
 	c->maildir = xstrdup(CONF_DEFAULT_MAILDIR);
 	c->user = xstrdup(CONF_DEFAULT_USER);
 	c->bare_lf = CONF_BARE_LF_REJECT;
+	c->sandbox = CONF_SANDBOX_YES;
 	c->inet6 = true;
 	c->sender_login = true;
 	c->tls_protocols = xstrdup(CONF_DEFAULT_TLS_PROTOCOLS);
@@ -916,6 +920,27 @@ conf_set_log(struct conf_parser *p, const struct conf_directive *d,
 	if (v == -1)
 		return -1;
 	p->c->log_syslog = v == 1;
+	return 0;
+}
+
+/* issue 8: `sandbox yes|no|log` (yes and no also as on and off). */
+static int
+conf_set_sandbox(struct conf_parser *p, const struct conf_directive *d,
+    char **args)
+{
+	char esc[CONF_ESCAPED_MAX];
+
+	if (strcmp(args[0], "yes") == 0 || strcmp(args[0], "on") == 0)
+		p->c->sandbox = CONF_SANDBOX_YES;
+	else if (strcmp(args[0], "no") == 0 || strcmp(args[0], "off") == 0)
+		p->c->sandbox = CONF_SANDBOX_NO;
+	else if (strcmp(args[0], "log") == 0)
+		p->c->sandbox = CONF_SANDBOX_LOG;
+	else {
+		conf_parser_error(p, "%s: invalid value \"%s\" (yes, no or "
+		    "log)", d->name, conf_escape(esc, sizeof(esc), args[0]));
+		return -1;
+	}
 	return 0;
 }
 

@@ -26,6 +26,13 @@ enum conf_role {
 	CONF_ROLE_LOCAL,
 };
 
+/* issue 8: `sandbox yes|no|log` (src/daemon/sandbox.c). */
+enum conf_sandbox {
+	CONF_SANDBOX_YES,	/* the default: the seccomp allow-list */
+	CONF_SANDBOX_NO,
+	CONF_SANDBOX_LOG,	/* allow everything; the kernel logs the rest */
+};
+
 enum conf_bare_lf {
 	CONF_BARE_LF_REJECT,
 	CONF_BARE_LF_NORMALIZE,
@@ -152,6 +159,7 @@ struct conf {
 	uint64_t spool_sync_workers;	/* threads doing file fsyncs */
 	uint64_t queue_lifetime;	/* seconds before giving up */
 	enum conf_bare_lf bare_lf;
+	enum conf_sandbox sandbox;	/* issue 8 */
 
 	/* Outbound delivery (docs/configuration.md, "Sending mail"). */
 	bool dnssec;			/* validate DNSSEC (default off) */

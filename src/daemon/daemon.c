@@ -44,6 +44,7 @@
 #include <event2/thread.h>
 
 #include "daemon/safedir.h"
+#include "daemon/sandbox.h"	/* issue 8: seccomp */
 #include "daemon/sdnotify.h"
 #include "daemon/control.h"
 #include "daemon/daemon_log.h"	/* issue 6: log, log_file, trace */
@@ -753,6 +754,9 @@ daemon_sigcb(evutil_socket_t sig, short what, void *arg)
 		    c->metrics->text) != 0))	/* issue 6: metrics */
 			log_warn("config: metrics changed; the endpoint stays "
 			    "as it is until a restart");
+		if (d->rt->conf->sandbox != c->sandbox)	/* issue 8 */
+			log_warn("config: sandbox changed; it stays as it is "
+			    "until a restart");
 		if (!daemon_same_dns(d->rt->conf, c))
 			log_warn("config: dns or dnssec changed; the resolver "
 			    "keeps its settings until a restart");
@@ -882,7 +886,7 @@ daemon_teardown(struct daemon *d)
 }
 
 int
-daemon_serve(const char *cli_path)
+daemon_serve(const char *cli_path, bool no_sandbox)
 {
 	struct daemon d;
 	struct conf *c;
@@ -1104,6 +1108,30 @@ daemon_serve(const char *cli_path)
 			fatalx("daemon: cannot watch signals");
 	}
 
+	/*
+	 * issue 8: start-up is done (sockets bound, files open, privileges
+	 * dropped, threads started): the seccomp allow-list, on every
+	 * thread, before the first connection is accepted.
+	 */
+	{
+		enum conf_sandbox mode = no_sandbox ? CONF_SANDBOX_NO :
+		    c->sandbox;
+		char err[512];
+
+		if (sandbox_apply(mode, err, sizeof(err)) == -1) {
+			log_err("daemon: sandbox: %s; refusing to run without "
+			    "it (`petrel serve --no-sandbox` or `sandbox no` "
+			    "runs unprotected)", err);
+			goto done;
+		}
+		if (mode == CONF_SANDBOX_YES)
+			log_info("daemon: sandbox=yes%s", sandbox_is_relaxed() ?
+			    " relaxed=sanitizer-build" : "");
+		else
+			log_warn("daemon: sandbox=%s: no seccomp allow-list%s",
+			    sandbox_mode_name(mode), mode == CONF_SANDBOX_LOG ?
+			    " (the kernel logs each call outside it)" : "");
+	}
 	for (i = 0; i < nfds; i++) {
 		if (smtp_server_listen(d.srv, fds[i], &c->listen[i]) == -1) {
 			log_err("daemon: cannot accept on %s",

@@ -8,6 +8,7 @@
 
 #include "conf/conf.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct dns;
@@ -61,7 +62,11 @@ int daemon_check_spool(const struct conf *c);
 int daemon_load_config(const char *cli_path, struct conf **conf_r,
     struct policy_tables **tables_r, int quiet);
 
-/* Run the daemon in the foreground. Returns the process exit status. */
-int daemon_serve(const char *cli_path);
+/*
+ * Run the daemon in the foreground. Returns the process exit status.
+ * no_sandbox (`--no-sandbox`) overrides the `sandbox` directive: no
+ * seccomp filter (src/daemon/sandbox.c).
+ */
+int daemon_serve(const char *cli_path, bool no_sandbox);
 
 #endif
