@@ -26,16 +26,16 @@ if ! command -v cppcheck >/dev/null || [ -z "$tidy" ]; then
 	echo "lint: cppcheck and clang-tidy are needed (sh scripts/deps.sh)" >&2
 	exit 2
 fi
-if [ ! -f "$build/compile_commands.json" ]; then
-	CC=clang cmake -S . -B "$build" >"$out/cmake.log" 2>&1 || {
-		cat "$out/cmake.log"
-		exit 2
-	}
-fi
+# Configure every time (a few seconds): the source globs are read again,
+# so a file added since the last build is linted too.
+CC=clang cmake -S . -B "$build" >"$out/cmake.log" 2>&1 || {
+	cat "$out/cmake.log"
+	exit 2
+}
 
 # The project's own translation units, from the compile commands: tests/
 # and the fuzz targets are not linted.
-python3 - "$build/compile_commands.json" "$PWD" >"$out/files" <<'EOF'
+/usr/bin/python3 - "$build/compile_commands.json" "$PWD" >"$out/files" <<'EOF'
 import json, sys
 root = sys.argv[2].rstrip('/') + '/'
 seen = set()

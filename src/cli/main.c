@@ -107,6 +107,11 @@ parse_opts(int argc, char **argv, const char **conf_r, int *verbose_r,
 			(*verbose_r)++;
 			break;
 		case 'S':
+			/* Only in serve_longopts, given with no_sandbox_r. */
+			if (no_sandbox_r == NULL) {
+				usage();
+				return -1;
+			}
 			*no_sandbox_r = true;
 			break;
 		default:
