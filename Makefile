@@ -115,7 +115,16 @@ fuzz-smoke: fuzz-build
 		    -artifact_prefix=$$scratch/ \
 		    $$scratch/corpus tests/fuzz/corpus/$$n >$$scratch/log 2>&1 || \
 		    { cat $$scratch/log; fail=1; }; \
-		grep -E 'DONE|^Done' $$scratch/log; rm -rf $$scratch; \
+		grep -E 'DONE|^Done' $$scratch/log; \
+		for f in $$scratch/crash-* $$scratch/leak-* $$scratch/oom-* \
+		    $$scratch/timeout-*; do \
+			[ -f "$$f" ] || continue; \
+			mkdir -p $(FUZZ_BUILD)/artifacts/$$n; \
+			cp "$$f" $(FUZZ_BUILD)/artifacts/$$n/; \
+			echo "== $$n: $$(basename $$f), kept in" \
+			    "$(FUZZ_BUILD)/artifacts/$$n/, base64:"; \
+			head -c 65536 "$$f" | base64; \
+		done; rm -rf $$scratch; \
 	done; exit $$fail
 
 clean:

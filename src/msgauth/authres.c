@@ -576,17 +576,24 @@ ar_value(struct ar_lex *lx, char *out, size_t size)
 	size_t len;
 	bool fits;
 
-	if (lx->p < lx->end && *lx->p == '"')
-		return ar_quoted(lx, out, size, &fits);
-	if (!ar_token(lx, &s, &len)) {
-		lx->err = "a value is missing";
-		return false;
+	if (lx->p < lx->end && *lx->p == '"') {
+		if (!ar_quoted(lx, out, size, &fits))
+			return false;
+	} else {
+		if (!ar_token(lx, &s, &len)) {
+			lx->err = "a value is missing";
+			return false;
+		}
+		fits = len < size;
+		if (out != NULL && fits) {
+			memcpy(out, s, len);
+			out[len] = '\0';
+		}
 	}
-	if (out != NULL && size > 0) {
-		if (len >= size)
-			len = size - 1;
-		memcpy(out, s, len);
-		out[len] = '\0';
+	/* A value cut short would be another value: refuse it. */
+	if (out != NULL && !fits) {
+		lx->err = "a value too long for its buffer";
+		return false;
 	}
 	return true;
 }

@@ -98,7 +98,8 @@ int authres_format(const struct authres *ar, struct buf *out);
 /*
  * Check value[0..len) (the text after "Authentication-Results:",
  * folded or not; a final CRLF is allowed) against RFC 8601 2.2. Puts the
- * authserv-id (unquoted) into id (size idsize; may be NULL) and returns
+ * authserv-id (unquoted) into id (size idsize; may be NULL; an id that
+ * does not fit is refused as an error, never cut short) and returns
  * the number of results (0 for "none"), or -1 on a syntax error with
  * *error_r (if not NULL) set to a static English phrase. Accepts, as
  * go-msgauth and others do, a lone ';' at the end.

@@ -318,7 +318,10 @@ check_stream(const char *msg, size_t len, size_t split,
 static void
 check_authres(const struct dkim_msg *m)
 {
-	char id[512];
+	/* authres_claims_hostn() reads ids of up to AUTHRES_TEXT_MAX octets
+	 * (longer ones are no host name, so never ours); authres_parse()
+	 * refuses an id longer than this buffer rather than cut it. */
+	char id[AUTHRES_TEXT_MAX + 1];
 	const char *v, *err;
 	size_t i, vlen;
 

@@ -577,6 +577,48 @@ test_parse_table(void **state)
 	    -1);
 }
 
+/*
+ * An authserv-id longer than the caller's buffer is refused, quoted or
+ * not, never cut short: a cut id would be another name, and
+ * authres_claims_hostn() does not read it as that name either (found by
+ * tests/fuzz/fuzz_headers.c, tests/fuzz/regressions/headers/).
+ */
+static void
+test_parse_id_too_long(void **state)
+{
+	char small[8], id[64], *claims;
+	const char *err;
+
+	(void)state;
+	err = NULL;
+	assert_int_equal(parse_exact("\"host.example\"; none", 20, small,
+	    sizeof(small), &err), -1);
+	assert_non_null(err);
+	err = NULL;
+	assert_int_equal(parse_exact("host.example; none", 18, small,
+	    sizeof(small), &err), -1);
+	assert_non_null(err);
+	/* Exactly one octet less than the buffer fits. */
+	assert_int_equal(parse_exact("abcdefg; none", 13, small,
+	    sizeof(small), NULL), 0);
+	assert_string_equal(small, "abcdefg");
+	assert_int_equal(parse_exact("\"abcdefg\"; none", 15, small,
+	    sizeof(small), NULL), 0);
+	assert_string_equal(small, "abcdefg");
+	assert_int_equal(parse_exact("abcdefgh; none", 14, small,
+	    sizeof(small), NULL), -1);
+	/* Without a buffer, any length parses. */
+	assert_int_equal(parse_exact("host.example; none", 18, NULL, 0, NULL),
+	    0);
+	/* And what parses names the id that authres_claims_hostn() sees. */
+	assert_int_equal(parse_exact("\"mx.example.net\" (c) 3; none", 28, id,
+	    sizeof(id), NULL), 0);
+	claims = xstrdup(id);
+	assert_true(claims_exact("\"mx.example.net\" (c) 3; none", 28,
+	    claims));
+	free(claims);
+}
+
 /* Every prefix and random mutations: no crash, no over-read (ASan). */
 static void
 test_parse_mutations(void **state)
@@ -705,6 +747,7 @@ main(void)
 		cmocka_unit_test(test_samples),
 		cmocka_unit_test(test_parse_table),
 		cmocka_unit_test(test_parse_mutations),
+		cmocka_unit_test(test_parse_id_too_long),
 		cmocka_unit_test(test_claims_host),
 	};
 
