@@ -595,6 +595,23 @@ class Petrel:
         return False
 
 
+
+def rss_kb(pid):
+    """The resident set of process pid, in KiB (/proc/PID/status)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def cpu_ticks(pid):
+    """utime + stime of process pid, in clock ticks (/proc/PID/stat)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def split_delivered(file_bytes):
     """Split a delivered Maildir file into (return_path_line,
     received_header, rest). The Received header is every line up to the

@@ -45,28 +45,14 @@ import time
 
 import pytest
 
-from harness import (SANITIZE, SOURCE_DIR, expected_maildir_bytes,
-                     split_delivered, wait_until)
+from harness import (SANITIZE, SOURCE_DIR, cpu_ticks, expected_maildir_bytes,
+                     rss_kb, split_delivered, wait_until)
 
 pytestmark = pytest.mark.timeout(600)
 
 LONG = os.environ.get("PETREL_LONG") == "1"
 IDLE_CLIENT = os.path.join(SOURCE_DIR, "bench", "idle.py")
 LIMIT_35M = 36700160            # max_message_size's default (35 MiB)
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
-
-
-def cpu_ticks(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])    # utime + stime
 
 
 def start_txn(c, sender=b"a@remote.test", rcpts=(b"alice@example.test",)):

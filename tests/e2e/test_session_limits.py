@@ -11,23 +11,9 @@ import time
 
 import pytest
 
-from harness import wait_until
+from harness import cpu_ticks, rss_kb, wait_until
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
-
-
-def cpu_ticks(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])   # utime + stime
 
 
 def test_unread_replies_do_not_grow_memory(make_petrel):
